@@ -1,0 +1,539 @@
+/*
+ * shval.h — typed values shared between processes.
+ *
+ * This header is the whole public API of libshval and its reference manual.
+ * Anything not declared here (src/, the segment layout) is NOT API and may
+ * change in any release.
+ *
+ * OVERVIEW
+ * ========
+ * A *segment* is a region of shared memory holding a directory of named
+ * *values*.  A value has a name, a type (a Python struct-module style type
+ * string, e.g. "q", "100d", "64s", "x:d y:d name:16s"), a synchronisation
+ * mode and a version that changes on every committed change.  A *handle*
+ * (shval *) is a process-local reference to one value.
+ *
+ *     shval_seg *seg;
+ *     shval *hits;
+ *     shval_seg_open("/myapp", SHVAL_CREATE, NULL, &seg);
+ *     shval_create(seg, "hits", "q", SHVAL_ATOMIC, NULL, 0, &hits);
+ *     shval_add_i64(hits, 1, NULL);      // from any process, never lost
+ *     shval_close(hits);
+ *     shval_seg_close(seg);
+ *
+ * Segments come in three kinds, one format:
+ *   "/name"      POSIX shared memory (/dev/shm/name); lives until unlinked.
+ *   "file:PATH"  a regular file; survives restarts.  A disk-backed mapping
+ *                can stall writers during writeback: keep hot values on
+ *                tmpfs (/dev/shm).
+ *   NULL         anonymous (memfd): inherited by fork() children, and
+ *                passable to other processes as a file descriptor
+ *                (shval_seg_fd() / shval_seg_open_fd()).
+ *
+ * ERRORS
+ * ======
+ * Every function returning int returns 0 on success or a negative code:
+ * -errno for system errors (e.g. -ENOENT, -EEXIST, -ENOSPC, -EACCES), or
+ * one of the SHVAL_E* codes below for the library's own.  Codes are never
+ * renumbered or reused.  shval_strerror() and shval_errname() turn a code
+ * into text; shval_errmsg(seg) gives a one-line message about the last
+ * failure on that segment in the calling thread's view (value name,
+ * expected and found types, offsets).
+ *
+ * CAVEATS — read these first
+ * ==========================
+ * - fork(): a child inherits open segments and handles and may use them
+ *   directly (that is how anonymous segments are shared).  A lock held by
+ *   the parent at fork time is NOT held by the child.
+ * - Threads: handles and segments may be used from several threads at once.
+ *   shval_errmsg() is per segment and per thread.  A value's lock is owned
+ *   by the thread that took it, as with pthread mutexes.
+ * - Process death: locks are robust.  A process killed while holding a
+ *   value's lock does not hang anyone: the next locker gets
+ *   SHVAL_EOWNERDEAD (see shval_lock()).
+ * - Sizing: each process maps the segment's maximum size (default 1 GiB of
+ *   address space, not memory) up front; the segment's backing store grows
+ *   as values are created, up to that maximum (SHVAL_EFULL beyond it,
+ *   -ENOSPC when the file system is full — never SIGBUS).  A process that
+ *   shrinks a segment file under others (ftruncate) can still crash them:
+ *   only give write access to processes you trust to that extent.
+ * - Names: value names are 1..255 bytes of printable ASCII or UTF-8, no
+ *   spaces or control characters.  Segment names are "/" followed by 1..200
+ *   characters from [A-Za-z0-9._-] (no further "/"), or "file:PATH".
+ * - Hostile segments: everything read from shared memory is bounds-checked;
+ *   a damaged or foreign segment gives SHVAL_ECORRUPT or SHVAL_EVERSION.
+ *
+ * TYPES
+ * =====
+ * Letters follow Python's struct/array modules, native sizes on LP64 Linux:
+ *   c char   b/B int8/uint8   h/H int16/uint16   i/I int32/uint32
+ *   l/L long/unsigned long (64-bit)   q/Q int64/uint64   n/N ssize_t/size_t
+ *   ? bool   f float   d double   u wchar_t (4 bytes, a code point)
+ * "100d" is an array of 100 doubles; "64s" is a string of capacity 64
+ * bytes whose length is stored (embedded and trailing NULs round-trip).
+ * Several fields make a struct: "x:d y:d", or unnamed "q d 16s" (fields
+ * then addressed by index "0", "1", ...).  Struct layout follows C natural
+ * alignment.  A string "Ns" is laid out as SHVAL_STR(N):
+ *     struct { uint32_t len; char bytes[N]; }
+ * so "id:q price:d sym:16s" matches
+ *     struct { int64_t id; double price; SHVAL_STR(16) sym; }.
+ * Every type has one canonical form (single spaces, no redundant parts),
+ * which shval_info() and the CLI print.  Type strings are limited to
+ * SHVAL_TYPE_MAX bytes in canonical form.
+ *
+ * MODES (chosen at creation, one per value)
+ * =====
+ *   SHVAL_RLOCK  (default) robust, process-shared, recursive mutex.
+ *   SHVAL_LOCK   the same, not recursive.
+ *   SHVAL_RAW    no synchronisation; the caller's business.
+ *   SHVAL_ATOMIC scalars of 1, 2, 4 or 8 bytes; lock-free load, store,
+ *                add, sub, and/or/xor, exchange and compare-and-swap.
+ * Reads of locked values never return a torn value.  Read-modify-write
+ * functions (shval_add_*, shval_cas_*) on locked values take the lock.
+ */
+#ifndef SHVAL_H
+#define SHVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SHVAL_BUILDING) && defined(__GNUC__)
+#define SHVAL_API __attribute__((visibility("default")))
+#else
+#define SHVAL_API
+#endif
+
+/* ---- Version ---------------------------------------------------------- */
+
+#define SHVAL_VERSION_MAJOR 0
+#define SHVAL_VERSION_MINOR 1
+#define SHVAL_VERSION_PATCH 0
+/** 0xMMmmpp, for compile-time comparisons. */
+#define SHVAL_VERSION_HEX \
+	((SHVAL_VERSION_MAJOR << 16) | (SHVAL_VERSION_MINOR << 8) | SHVAL_VERSION_PATCH)
+/** ABI policy: the same major version is ABI-compatible; soname = major. */
+
+/** The library's version as SHVAL_VERSION_HEX of the build in use.
+ *  (The version of a *value* is shval_value_version().)  Since 0.1. */
+SHVAL_API unsigned shval_version(void);
+/** The library's version as "MAJOR.MINOR.PATCH". Since 0.1. */
+SHVAL_API const char *shval_version_string(void);
+
+/* ---- Errors ----------------------------------------------------------- */
+
+/* X(name, value, text) — one list for the enum, shval_errname() and
+ * shval_strerror().  Codes are only ever added at the end. */
+#define SHVAL_ERRORS(X)                                                        \
+	X(ENOTFOUND,   -30800, "no such value")                                 \
+	X(EEXIST,      -30801, "a value with that name already exists")         \
+	X(ETYPE,       -30802, "type mismatch")                                 \
+	X(EBADTYPE,    -30803, "invalid type string")                           \
+	X(EBADNAME,    -30804, "invalid name")                                  \
+	X(ETOOBIG,     -30805, "data larger than the value's capacity")         \
+	X(ERANGE,      -30806, "number out of range for the type")              \
+	X(EPARSE,      -30807, "malformed text for the type")                   \
+	X(ESTALE,      -30808, "the value was removed")                         \
+	X(ECORRUPT,    -30809, "segment is damaged")                            \
+	X(EVERSION,    -30810, "segment has another format version or layout")  \
+	X(EOWNERDEAD,  -30811, "previous lock owner died; state recovered")     \
+	X(EMISUSE,     -30812, "API misuse")                                    \
+	X(EMODE,       -30813, "operation not supported by the value's mode or type") \
+	X(EFULL,       -30814, "segment reached its maximum size")              \
+	X(EFOREIGN,    -30815, "segment is owned by another user")              \
+	X(ERDONLY,     -30816, "segment was opened read-only")                  \
+	X(EINDEX,      -30817, "index out of range")                            \
+	X(ENOFIELD,    -30818, "no such field")                                 \
+	X(ENOTOWNER,   -30819, "lock is not held by the caller")                \
+	X(ECHANGED,    -30820, "compare-and-swap failed: value differs")        \
+	X(ESIZE,       -30821, "buffer size does not match the value")
+
+enum shval_error {
+#define SHVAL__ERRENUM(n, v, s) SHVAL_##n = (v),
+	SHVAL_ERRORS(SHVAL__ERRENUM)
+#undef SHVAL__ERRENUM
+	SHVAL_ERR_LAST_ = -30899
+};
+
+/** "SHVAL_ENOTFOUND: no such value", or "ENOENT: No such file or
+ *  directory" for -errno codes.  Never NULL; thread-safe. Since 0.1. */
+SHVAL_API const char *shval_strerror(int code);
+/** "SHVAL_ENOTFOUND", "ENOENT", or "SHVAL_E?" for unknown codes. Never
+ *  NULL. Since 0.1. */
+SHVAL_API const char *shval_errname(int code);
+
+/* ---- Segments --------------------------------------------------------- */
+
+typedef struct shval_seg shval_seg;
+typedef struct shval shval;
+
+/* Flags for shval_seg_open(). */
+#define SHVAL_CREATE  0x01u /**< create the segment if it does not exist */
+#define SHVAL_EXCL    0x02u /**< with SHVAL_CREATE: -EEXIST if it exists */
+#define SHVAL_RDONLY  0x04u /**< map read-only; writes get SHVAL_ERDONLY */
+#define SHVAL_TEMP    0x08u /**< when creating: remove the segment when its
+                                 last attached process goes (even SIGKILL:
+                                 the next open or shval_seg_list() cleans) */
+#define SHVAL_FOREIGN 0x10u /**< allow opening a segment owned by another
+                                 user (refused by default: SHVAL_EFOREIGN) */
+
+/** Options for shval_seg_open(); NULL means all defaults.  Set
+ *  .struct_size = sizeof(shval_seg_opts) (lets the struct grow). */
+typedef struct shval_seg_opts {
+	size_t struct_size;
+	uint64_t initial_size; /**< bytes at creation; 0 = 64 KiB */
+	uint64_t max_size;     /**< growth limit; 0 = 1 GiB (address space) */
+	unsigned mode;         /**< permissions at creation; 0 = 0600 */
+} shval_seg_opts;
+
+/** Open (and with SHVAL_CREATE, create) a segment.
+ *  @param[in]  name  "/name", "file:PATH", or NULL for a new anonymous
+ *                    segment (requires SHVAL_CREATE).
+ *  @param[in]  flags SHVAL_CREATE, SHVAL_EXCL, SHVAL_RDONLY, SHVAL_TEMP,
+ *                    SHVAL_FOREIGN.
+ *  @param[in]  opts  NULL or sizes and mode; ignored when not creating.
+ *  @param[out] out   the segment; set to NULL on failure.
+ *  @return 0; -EINVAL (unknown flag, bad opts); SHVAL_EBADNAME; -ENOENT (no
+ *  such segment, no SHVAL_CREATE); -EEXIST (SHVAL_EXCL); -EACCES; -ELOOP
+ *  (file: path is a symlink); SHVAL_EFOREIGN; SHVAL_ECORRUPT; SHVAL_EVERSION;
+ *  -ENOSPC; -ENOMEM; other -errno.
+ *  Creation is race-free: of two processes creating the same name at once,
+ *  one creates and both end up with the same fully initialised segment.
+ *  After a failure there is nothing to close.  Thread-safe. Since 0.1. */
+SHVAL_API int shval_seg_open(const char *name, unsigned flags,
+                             const shval_seg_opts *opts, shval_seg **out);
+
+/** Attach a segment from a file descriptor (typically an anonymous
+ *  segment's fd received over a Unix socket or inherited across exec).
+ *  The fd is duplicated; the caller keeps its own.  flags: SHVAL_RDONLY,
+ *  SHVAL_FOREIGN.  Errors as shval_seg_open(). Since 0.1. */
+SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out);
+
+/** The segment's file descriptor (close-on-exec), owned by the segment.
+ *  Since 0.1. */
+SHVAL_API int shval_seg_fd(const shval_seg *seg);
+
+/** The name given at open ("/x", "file:/p"), or "" for anonymous. */
+SHVAL_API const char *shval_seg_name(const shval_seg *seg);
+
+/** Detach.  NULL is a no-op.  Handles of this segment stay valid until
+ *  closed themselves (the mapping is released with the last of them), so
+ *  closing in any order is safe.  A SHVAL_TEMP segment is removed when
+ *  its last attached process detaches.  Returns 0. Since 0.1. */
+SHVAL_API int shval_seg_close(shval_seg *seg);
+
+/** Remove a segment's name (shm_unlink / unlink).  Processes that have it
+ *  open keep using it.  @return 0, SHVAL_EBADNAME, -ENOENT, -EACCES, ... */
+SHVAL_API int shval_seg_unlink(const char *name);
+
+/** One attached process. */
+typedef struct shval_proc {
+	pid_t pid;
+	bool alive; /**< false: the process died without detaching */
+} shval_proc;
+
+/** Segment facts for shval_seg_info(). */
+struct shval_seg_info {
+	unsigned format_major, format_minor;
+	uint64_t size;        /**< bytes of backing store now */
+	uint64_t used;        /**< bytes allocated (values, directory, types) */
+	uint64_t max_size;    /**< growth limit */
+	uint64_t nvalues;     /**< values and lock entries in the directory */
+	uint64_t version;     /**< segment-wide version (see shval_seg_wait) */
+	pid_t creator_pid;
+	int64_t created;      /**< creation time, seconds since the epoch */
+	unsigned flags;       /**< SHVAL_TEMP if temporary */
+	unsigned mode;        /**< permission bits of the backing file */
+	uid_t owner;          /**< owner of the backing file */
+	unsigned nattached;   /**< processes attached (alive or not) */
+	unsigned nalive;      /**< of which alive */
+};
+
+/** Fill *info.  Returns 0 or SHVAL_ECORRUPT. Thread-safe. Since 0.1. */
+SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info);
+
+/** Attached processes: fills up to cap entries, *n = total count.
+ *  Returns 0. Since 0.1. */
+SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
+                              size_t *n);
+
+/** The last error message for this segment in the calling thread, one
+ *  line, or "" if none.  Valid until the next call on seg from the same
+ *  thread.  shval_errmsg(NULL) gives the message of the last failed
+ *  shval_seg_open*() in this thread. Since 0.1. */
+SHVAL_API const char *shval_errmsg(const shval_seg *seg);
+
+/* ---- Values: create, find, remove ------------------------------------- */
+
+/* Modes for shval_create() flags (one of). */
+#define SHVAL_RLOCK  0x000u /**< default: robust recursive lock */
+#define SHVAL_LOCK   0x100u /**< robust non-recursive lock */
+#define SHVAL_RAW    0x200u /**< no synchronisation */
+#define SHVAL_ATOMIC 0x300u /**< lock-free scalar of 1, 2, 4 or 8 bytes */
+#define SHVAL_MODE_MASK 0x300u
+
+#define SHVAL_NAME_MAX 255  /**< bytes in a value name */
+#define SHVAL_TYPE_MAX 1023 /**< bytes in a canonical type string */
+
+/** Create a value.
+ *  @param[in] type  type string (see TYPES).
+ *  @param[in] flags one mode (SHVAL_RLOCK default, SHVAL_LOCK, SHVAL_RAW,
+ *                   SHVAL_ATOMIC).
+ *  @param[in] init  initial bytes in C layout (init_len == the type's
+ *                   size), or NULL for all zeros.
+ *  @param[out] out  a handle; NULL on failure.
+ *  @return 0; SHVAL_EEXIST; SHVAL_EBADNAME; SHVAL_EBADTYPE; SHVAL_EMODE
+ *  (SHVAL_ATOMIC on a non-scalar or a float/bool/char... see note);
+ *  SHVAL_ESIZE (init_len); SHVAL_ERDONLY; SHVAL_EFULL; -ENOSPC; -EINVAL
+ *  (unknown flag); SHVAL_ECORRUPT.
+ *  Atomic values accept integer letters, 'c', '?', 'u', 'f' and 'd' (float
+ *  adds are compare-and-swap loops).  Thread-safe. Since 0.1. */
+SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
+                           unsigned flags, const void *init, size_t init_len,
+                           shval **out);
+
+/** Open an existing value.  type may be NULL (any type); otherwise it must
+ *  equal the value's type after canonicalisation, else SHVAL_ETYPE with
+ *  both types in shval_errmsg().  @return 0; SHVAL_ENOTFOUND;
+ *  SHVAL_ETYPE; SHVAL_EBADNAME; SHVAL_EBADTYPE; SHVAL_ECORRUPT. */
+SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
+                         shval **out);
+
+/** Find the value, or create it if missing.  Race-free: concurrent callers
+ *  all get the same value.  An existing value must have the same type
+ *  (SHVAL_ETYPE) and mode (SHVAL_EMODE).  *created (may be NULL) tells
+ *  which happened.  Errors as shval_create() and shval_find(). */
+SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
+                                   const char *type, unsigned flags,
+                                   const void *init, size_t init_len,
+                                   shval **out, bool *created);
+
+/** Remove a value by name.  Handles to it then get SHVAL_ESTALE; its space
+ *  is reused.  @return 0, SHVAL_ENOTFOUND, SHVAL_EBADNAME, SHVAL_ERDONLY. */
+SHVAL_API int shval_remove(shval_seg *seg, const char *name);
+
+/** Free a handle.  NULL is a no-op; does not remove the value. */
+SHVAL_API void shval_close(shval *v);
+
+/** Create a value in this process's anonymous segment (created on first
+ *  use, 1 GiB max): the shape of multiprocessing.Value.  fork() children
+ *  share it.  The value gets a generated name ("anon.<pid>.<n>"); other
+ *  processes may reach it through shval_anon_segment(). Since 0.1. */
+SHVAL_API int shval_new(const char *type, unsigned flags, const void *init,
+                        size_t init_len, shval **out);
+
+/** The process-wide anonymous segment used by shval_new(), creating it if
+ *  needed.  Owned by the library: do not close it. */
+SHVAL_API int shval_anon_segment(shval_seg **out);
+
+/* Kinds of values. */
+#define SHVAL_KIND_SCALAR 1
+#define SHVAL_KIND_ARRAY  2
+#define SHVAL_KIND_STRING 3
+#define SHVAL_KIND_STRUCT 4
+#define SHVAL_KIND_LOCK   5 /**< a shared lock entry, not a value */
+
+/* Bits of shval_info.flags. */
+#define SHVAL_INFO_PARTIAL 0x1u /**< a writer died mid-update of a large
+                                     array: elements are whole but may mix
+                                     old and new; cleared by a full write */
+
+/** Facts about a value (shval_info(), shval_seg_next()). */
+struct shval_info {
+	char name[SHVAL_NAME_MAX + 1];
+	char type[SHVAL_TYPE_MAX + 1]; /**< canonical type string */
+	unsigned mode;     /**< SHVAL_RLOCK, SHVAL_LOCK, SHVAL_RAW, SHVAL_ATOMIC */
+	unsigned kind;     /**< SHVAL_KIND_* */
+	size_t size;       /**< bytes of data (C layout) */
+	size_t count;      /**< elements (array), capacity (string),
+	                        fields (struct), 1 (scalar) */
+	uint64_t version;  /**< as shval_value_version() */
+	unsigned flags;    /**< SHVAL_INFO_* */
+};
+
+/** Fill *info for a handle.  @return 0, SHVAL_ESTALE. */
+SHVAL_API int shval_info(shval *v, struct shval_info *info);
+
+/** Iterate over the segment's values in directory order.  Start with
+ *  *cursor = 0; each call fills *info with the next value whose name
+ *  starts with prefix (NULL or "" = all) and returns 0, or returns
+ *  SHVAL_ENOTFOUND when there are no more.  Values created or removed
+ *  during an iteration may or may not be seen; none is seen twice unless
+ *  the directory was resized meanwhile. */
+SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
+                             const char *prefix, struct shval_info *info);
+
+/** The segment a handle belongs to (not a new reference). */
+SHVAL_API shval_seg *shval_segment(shval *v);
+
+/* ---- Whole-value access ----------------------------------------------- */
+
+/** Copy the whole value (C layout, shval_info().size bytes) to buf.
+ *  cap must be >= size (else SHVAL_ESIZE).  Never torn for locked and
+ *  atomic values.  @return 0, SHVAL_ESTALE, SHVAL_ESIZE. */
+SHVAL_API int shval_read(shval *v, void *buf, size_t cap);
+
+/** Replace the whole value; len must equal its size (SHVAL_ESIZE).  String
+ *  lengths inside buf are checked (SHVAL_ETOOBIG if > capacity); the value
+ *  is unchanged on any error. @return 0, SHVAL_ESTALE, SHVAL_ESIZE,
+ *  SHVAL_ETOOBIG, SHVAL_ERDONLY. */
+SHVAL_API int shval_write(shval *v, const void *buf, size_t len);
+
+/* ---- Scalars ---------------------------------------------------------- */
+/* The typed accessors work on scalar values of any letter:
+ *   _i64 / _u64 for integers, 'c', '?' and 'u' (range-checked: SHVAL_ERANGE
+ *   if the number does not fit the value's type, value unchanged);
+ *   _f64 for 'f' and 'd' (and integers, exactly representable only).
+ * Other kinds get SHVAL_EMODE. */
+
+SHVAL_API int shval_get_i64(shval *v, int64_t *out);
+SHVAL_API int shval_get_u64(shval *v, uint64_t *out);
+SHVAL_API int shval_get_f64(shval *v, double *out);
+SHVAL_API int shval_set_i64(shval *v, int64_t x);
+SHVAL_API int shval_set_u64(shval *v, uint64_t x);
+SHVAL_API int shval_set_f64(shval *v, double x);
+
+/** Add delta; *result (may be NULL) receives the new value.  Integer
+ *  arithmetic wraps modulo the type's width, as the hardware's atomic add
+ *  does.  Atomic values: one hardware atomic.  Locked values: under the
+ *  lock.  Raw values: unsynchronised.  Float values: exact float add
+ *  (a compare-and-swap loop when atomic). */
+SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result);
+SHVAL_API int shval_sub_i64(shval *v, int64_t delta, int64_t *result);
+SHVAL_API int shval_add_f64(shval *v, double delta, double *result);
+/** Bitwise ops on integer values; *old (may be NULL) receives the value
+ *  before.  Bits above the type's width in mask are ignored. */
+SHVAL_API int shval_and_u64(shval *v, uint64_t mask, uint64_t *old);
+SHVAL_API int shval_or_u64(shval *v, uint64_t mask, uint64_t *old);
+SHVAL_API int shval_xor_u64(shval *v, uint64_t mask, uint64_t *old);
+/** Store x, *old (may be NULL) receives the previous value. */
+SHVAL_API int shval_exchange_i64(shval *v, int64_t x, int64_t *old);
+/** Compare-and-swap: if the value equals *expected, store desired and
+ *  return 0; else store the current value in *expected and return
+ *  SHVAL_ECHANGED.  Float values compare bit patterns. */
+SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired);
+SHVAL_API int shval_cas_f64(shval *v, double *expected, double desired);
+
+/* ---- Strings ---------------------------------------------------------- */
+
+/** Copy a string value's bytes (exact length; NULs kept) into buf and set
+ *  *len.  If cap < length, copies nothing and returns SHVAL_ETOOBIG with
+ *  *len = the length needed.  A NUL is appended when cap > length, as a
+ *  convenience (not counted in *len). */
+SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len);
+/** Set a string value to len bytes.  len > capacity: SHVAL_ETOOBIG, value
+ *  unchanged. */
+SHVAL_API int shval_set_str(shval *v, const char *s, size_t len);
+
+/* ---- Arrays ----------------------------------------------------------- */
+
+/** Copy elements [index, index+n) of an array value into buf (n * element
+ *  size bytes), consistently (never torn, one version of the array).
+ *  @return 0, SHVAL_EINDEX, SHVAL_EMODE (not an array), SHVAL_ESTALE. */
+SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf);
+/** Overwrite elements [index, index+n) from buf, as one change. */
+SHVAL_API int shval_array_set(shval *v, size_t index, size_t n,
+                              const void *buf);
+
+/* ---- Structs ---------------------------------------------------------- */
+
+/** Copy one field ("x", or "0" for the first unnamed field) into buf
+ *  (cap >= field size, else SHVAL_ESIZE); *len (may be NULL) = the field's
+ *  size.  @return 0, SHVAL_ENOFIELD, SHVAL_ESIZE, SHVAL_EMODE. */
+SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
+                              size_t cap, size_t *len);
+/** Overwrite one field; len must equal the field's size. */
+SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
+                              size_t len);
+/** Layout of one field, for callers that read whole structs. */
+typedef struct shval_field_info {
+	char name[64];      /**< "" when unnamed */
+	char type[64];      /**< "d", "16s", "10q" */
+	size_t offset, size;
+} shval_field_info;
+/** Describe field number idx (0-based).  @return 0, SHVAL_EINDEX. */
+SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi);
+
+/* ---- Text ------------------------------------------------------------- */
+
+#define SHVAL_TEXT_JSON 0x1u /**< JSON document instead of plain text */
+
+/** The value as text.  Plain: integers exact, floats in shortest
+ *  round-trip form ("0.1", "1e+300", "nan", "inf"), a 'c' as its
+ *  character, '?' as true/false, 'u' as its UTF-8 character, strings as
+ *  their raw bytes, arrays as space-separated elements, structs as
+ *  space-separated field=value with string fields in double quotes and
+ *  C escapes, array fields comma-separated.  JSON: numbers, strings
+ *  escaped exactly (\u0000 kept), arrays, objects for named structs
+ *  (arrays for unnamed ones); non-finite floats as the strings "nan",
+ *  "inf", "-inf".
+ *  Writes at most cap bytes including a terminating NUL; *len (may be
+ *  NULL) = full length without the NUL.  If cap is too small the output is
+ *  not written and SHVAL_ETOOBIG is returned with *len set. */
+SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
+                            size_t *len);
+
+/** Set the value from text arguments: a scalar or string takes one
+ *  argument; an array takes one per element (exactly count); a struct takes
+ *  field=value arguments (unnamed fields by index, "0=..."), fields not
+ *  given keep their values.  All arguments are parsed before anything is
+ *  written: on error the value is unchanged.  @return 0, SHVAL_EPARSE,
+ *  SHVAL_ERANGE, SHVAL_ETOOBIG, SHVAL_ENOFIELD, SHVAL_EINDEX (wrong number
+ *  of array elements), SHVAL_ESTALE. */
+SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv);
+
+/** Canonical form of a type string into buf (cap bytes incl. NUL), and
+ *  its size in bytes (*size may be NULL).  @return 0, SHVAL_EBADTYPE
+ *  (errmsg via shval_errmsg(NULL) says where and why), SHVAL_ETOOBIG. */
+SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
+                                   size_t *size);
+
+/* ---- Locks and versions ----------------------------------------------- */
+
+#define SHVAL_SEC  1000000000LL /**< timeouts are in nanoseconds */
+#define SHVAL_MSEC 1000000LL
+#define SHVAL_FOREVER (-1LL)
+
+/** Take the value's lock (SHVAL_RLOCK: recursively).  Returns 0, or
+ *  SHVAL_EOWNERDEAD when the previous owner died holding it: the lock is
+ *  then held by the caller and the value is back at its last committed
+ *  state.  SHVAL_EMODE for raw and atomic values. */
+SHVAL_API int shval_lock(shval *v);
+/** As shval_lock(), but -EBUSY instead of waiting. */
+SHVAL_API int shval_trylock(shval *v);
+/** As shval_lock(), waiting at most timeout_ns (relative); -ETIMEDOUT. */
+SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns);
+/** Release; commits changes made through shval_data() (the version moves
+ *  and waiters wake).  SHVAL_ENOTOWNER if the caller does not hold it. */
+SHVAL_API int shval_unlock(shval *v);
+/** Direct pointer to the value's bytes in shared memory.  For locked
+ *  values, valid for writing only while the caller holds the lock; for raw
+ *  values at any time (no guarantees).  NULL if the handle is stale. */
+SHVAL_API void *shval_data(shval *v);
+
+/** The value's version: changes on every committed change (for atomic
+ *  values: the value's bits, so a change back to the same number is not
+ *  seen as a change).  Never fails; 0 on a stale handle. */
+SHVAL_API uint64_t shval_value_version(shval *v);
+
+/** Sleep until the value's version differs from *seen (then update *seen
+ *  and return 0), or timeout_ns passes (-ETIMEDOUT; SHVAL_FOREVER waits
+ *  forever).  No polling: a futex.  -EINTR if a signal interrupted it. */
+SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns);
+
+/** The segment-wide version: moves whenever any value changes, a value is
+ *  created or removed. */
+SHVAL_API uint64_t shval_seg_version(shval_seg *seg);
+/** As shval_wait() on the segment-wide version. */
+SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
+                             int64_t timeout_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHVAL_H */

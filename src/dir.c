@@ -1,0 +1,620 @@
+/*
+ * src/dir.c — the name directory: lock-free lookup, create, remove,
+ * iteration, interned type records.  Format: see src/format.h.
+ *
+ * Protocol (tag-slot, tag-table, tag-dirseq):
+ *   writer (holds the segment lock): builds an entry completely, then
+ *     stores its slot with release; a resize builds the new table, stores
+ *     table_off with release, then bumps dir_seq with release.
+ *   reader (no lock): loads dir_seq (acquire), table_off (acquire), slots
+ *     (acquire); on a miss, re-loads dir_seq and retries if it moved, since
+ *     the table it scanned may have been replaced (and freed) meanwhile.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int shval__handle_make(shval_seg *seg, uint64_t off, shval **out);
+int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
+
+uint64_t shval__hash(const char *name, size_t len)
+{
+	/* FNV-1a, then a murmur3-style finaliser so that both halves of the
+	 * 64 bits are well mixed (the slot keeps the high half). */
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+int shval__check_name(shval_seg *seg, const char *name, size_t *len)
+{
+	if (!name)
+		return shval__failf(seg, SHVAL_EBADNAME, "value name is NULL");
+	size_t n = strnlen(name, SHVAL_NAME_MAX + 1);
+	if (n == 0)
+		return shval__failf(seg, SHVAL_EBADNAME, "value name is empty");
+	if (n > SHVAL_NAME_MAX)
+		return shval__failf(seg, SHVAL_EBADNAME,
+				    "value name \"%.40s...\" is longer than %d bytes",
+				    name, SHVAL_NAME_MAX);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c <= 0x20 || c == 0x7f)
+			return shval__failf(seg, SHVAL_EBADNAME,
+					    "value name \"%s\": byte 0x%02x at "
+					    "position %zu (no spaces or control "
+					    "characters)",
+					    name, c, i);
+	}
+	*len = n;
+	return 0;
+}
+
+shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
+{
+	if (off < sizeof(shval__hdr) || off % SHVAL__LINE ||
+	    !shval__in(seg, off, SHVAL__LINE))
+		return NULL;
+	shval__entry *e = shval__at(seg, off);
+	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
+	if (e->nlines == 0 || !shval__in(seg, off, bytes))
+		return NULL;
+	if (e->name_len == 0 || e->name_len > SHVAL_NAME_MAX ||
+	    sizeof(shval__entry) + e->name_len > bytes || e->data_rel > bytes ||
+	    e->data_rel < sizeof(shval__entry) + e->name_len)
+		return NULL;
+	return e;
+}
+
+/* The table at table_off, validated; NULL if damaged. */
+static _Atomic uint64_t *table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
+{
+	if (toff < sizeof(shval__hdr) || toff % SHVAL__LINE ||
+	    !shval__in(seg, toff, SHVAL__LINE))
+		return NULL;
+	uint64_t c = *(volatile uint64_t *)shval__at(seg, toff);
+	if (c < 16 || (c & (c - 1)) || c > (1ull << 32) ||
+	    !shval__in(seg, toff + SHVAL__LINE, c * 8))
+		return NULL;
+	*cap = c;
+	return (_Atomic uint64_t *)shval__at(seg, toff + SHVAL__LINE);
+}
+
+int shval__dir_find(shval_seg *seg, const char *name, size_t len,
+		    uint64_t *off)
+{
+	shval__hdr *h = seg->hdr;
+	uint64_t hash = shval__hash(name, len);
+	uint32_t tag = (uint32_t)(hash >> 32);
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+		uint64_t cap;
+		_Atomic uint64_t *slots = table_at(seg, toff, &cap);
+		if (!slots)
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: directory table at offset "
+					    "%llu is damaged",
+					    seg->name, (unsigned long long)toff);
+		uint64_t i = tag & (cap - 1);
+		for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
+			uint64_t s = atomic_load_explicit(&slots[i],
+							  memory_order_acquire);
+			if (s == SHVAL__SLOT_EMPTY)
+				break;
+			if (s == SHVAL__SLOT_TOMB || (uint32_t)(s >> 32) != tag)
+				continue;
+			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+			shval__entry *e = shval__entry_at(seg, eoff);
+			if (e && e->name_len == len &&
+			    atomic_load_explicit(&e->state, memory_order_acquire) ==
+				    SHVAL__ST_LIVE &&
+			    memcmp(e->name, name, len) == 0) {
+				*off = eoff;
+				return 0;
+			}
+		}
+		if (atomic_load_explicit(&h->dir_seq, memory_order_acquire) == seq)
+			break;
+	}
+	return SHVAL_ENOTFOUND;
+}
+
+static int table_resize(shval_seg *seg, uint64_t newcap)
+{
+	shval__hdr *h = seg->hdr;
+	uint64_t oldoff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
+	uint64_t oldcap;
+	_Atomic uint64_t *old = table_at(seg, oldoff, &oldcap);
+	if (!old)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: directory table is damaged",
+				    seg->name);
+	uint64_t lines = 1 + (newcap * 8 + SHVAL__LINE - 1) / SHVAL__LINE;
+	uint64_t noff;
+	int r = shval__alloc(seg, lines, &noff);
+	if (r)
+		return r;
+	memset(shval__at(seg, noff), 0, lines * SHVAL__LINE);
+	*(uint64_t *)shval__at(seg, noff) = newcap;
+	_Atomic uint64_t *slots = (_Atomic uint64_t *)shval__at(seg, noff + SHVAL__LINE);
+	uint64_t live = 0;
+	for (uint64_t i = 0; i < oldcap; i++) {
+		uint64_t s = atomic_load_explicit(&old[i], memory_order_relaxed);
+		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+			continue;
+		uint64_t j = (uint32_t)(s >> 32) & (newcap - 1);
+		while (atomic_load_explicit(&slots[j], memory_order_relaxed))
+			j = (j + 1) & (newcap - 1);
+		atomic_store_explicit(&slots[j], s, memory_order_relaxed);
+		live++;
+	}
+	/* tag-table: release publishes the new table's slots. */
+	atomic_store_explicit(&h->table_off, noff, memory_order_release);
+	/* tag-dirseq: readers that missed in the old table retry. */
+	atomic_fetch_add_explicit(&h->dir_seq, 1, memory_order_release);
+	h->nvalues = live;
+	h->ntomb = 0;
+	shval__free(seg, oldoff, 1 + (oldcap * 8 + SHVAL__LINE - 1) / SHVAL__LINE);
+	return 0;
+}
+
+int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
+{
+	shval__hdr *h = seg->hdr;
+	uint64_t cap;
+	_Atomic uint64_t *slots =
+		table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+			 &cap);
+	if (!slots)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: directory table is damaged",
+				    seg->name);
+	if ((h->nvalues + h->ntomb + 1) * 10 > cap * 7) {
+		uint64_t newcap = 16;
+		while ((h->nvalues + 1) * 2 > newcap)
+			newcap *= 2;
+		if (newcap < cap && h->ntomb < cap / 4)
+			newcap = cap;
+		if (newcap <= cap && h->ntomb == 0)
+			newcap = cap * 2;
+		int r = table_resize(seg, newcap);
+		if (r)
+			return r;
+		slots = table_at(seg, atomic_load_explicit(&h->table_off,
+							   memory_order_relaxed),
+				 &cap);
+	}
+	uint32_t tag = (uint32_t)(hash >> 32);
+	uint64_t i = tag & (cap - 1);
+	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
+		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB) {
+			if (s == SHVAL__SLOT_TOMB)
+				h->ntomb--;
+			/* tag-slot: release publishes the complete entry. */
+			atomic_store_explicit(&slots[i],
+					      ((uint64_t)tag << 32) | (off / SHVAL__LINE),
+					      memory_order_release);
+			h->nvalues++;
+			return 0;
+		}
+	}
+	return shval__failf(seg, SHVAL_ECORRUPT, "segment %s: directory full",
+			    seg->name);
+}
+
+int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
+{
+	shval__hdr *h = seg->hdr;
+	uint64_t cap;
+	_Atomic uint64_t *slots =
+		table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+			 &cap);
+	if (!slots)
+		return SHVAL_ECORRUPT;
+	uint32_t tag = (uint32_t)(hash >> 32);
+	uint64_t want = ((uint64_t)tag << 32) | (off / SHVAL__LINE);
+	uint64_t i = tag & (cap - 1);
+	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
+		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		if (s == SHVAL__SLOT_EMPTY)
+			break;
+		if (s == want) {
+			atomic_store_explicit(&slots[i], SHVAL__SLOT_TOMB,
+					      memory_order_release);
+			h->nvalues--;
+			h->ntomb++;
+			return 0;
+		}
+	}
+	return SHVAL_ENOTFOUND;
+}
+
+/* ---- type records ---- */
+
+static shval__typerec *typerec_at(shval_seg *seg, uint64_t off)
+{
+	if (off < sizeof(shval__hdr) || off % SHVAL__LINE ||
+	    !shval__in(seg, off, sizeof(shval__typerec)))
+		return NULL;
+	shval__typerec *t = shval__at(seg, off);
+	if (t->magic != SHVAL__TYPE_MAGIC || t->len == 0 ||
+	    t->len > SHVAL_TYPE_MAX ||
+	    !shval__in(seg, off, sizeof(shval__typerec) + t->len + 1) ||
+	    t->canon[t->len] != 0)
+		return NULL;
+	return t;
+}
+
+int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line)
+{
+	shval__hdr *h = seg->hdr;
+	size_t len = strlen(t->canon);
+	uint64_t off = h->types_off;
+	for (int guard = 0; off && guard < 10000000; guard++) {
+		shval__typerec *r = typerec_at(seg, off);
+		if (!r)
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: type record at offset %llu "
+					    "is damaged",
+					    seg->name, (unsigned long long)off);
+		if (r->len == len && memcmp(r->canon, t->canon, len) == 0) {
+			*line = (uint32_t)(off / SHVAL__LINE);
+			return 0;
+		}
+		off = r->next;
+	}
+	uint64_t lines = (sizeof(shval__typerec) + len + 1 + SHVAL__LINE - 1) /
+			 SHVAL__LINE;
+	int rc = shval__alloc(seg, lines, &off);
+	if (rc)
+		return rc;
+	shval__typerec *r = shval__at(seg, off);
+	memset(r, 0, lines * SHVAL__LINE);
+	r->magic = SHVAL__TYPE_MAGIC;
+	r->next = h->types_off;
+	r->size = t->size;
+	r->len = (uint32_t)len;
+	r->nlines = (uint32_t)lines;
+	memcpy(r->canon, t->canon, len + 1);
+	h->types_off = off;
+	*line = (uint32_t)(off / SHVAL__LINE);
+	return 0;
+}
+
+const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
+			      uint64_t *size)
+{
+	shval__typerec *r = typerec_at(seg, (uint64_t)e->type_line * SHVAL__LINE);
+	if (!r)
+		return NULL;
+	if (size)
+		*size = r->size;
+	return r->canon;
+}
+
+/* ---- public: create, find, remove, iterate ---- */
+
+static size_t align_up(size_t x, size_t a)
+{
+	return (x + a - 1) / a * a;
+}
+
+/* Create under the segment lock.  If exists_ok and the name exists, *off is
+ * the existing entry and *created = false. */
+static int create_locked(shval_seg *seg, const char *name, size_t nlen,
+			 const shval__type *t, unsigned mode, const void *init,
+			 bool exists_ok, uint64_t *off, bool *created)
+{
+	shval__hdr *h = seg->hdr;
+	*created = false;
+	int r = shval__dir_find(seg, name, nlen, off);
+	if (r == 0) {
+		if (exists_ok)
+			return 0;
+		return shval__failf(seg, SHVAL_EEXIST,
+				    "segment %s: value %s already exists",
+				    seg->name, name);
+	}
+	if (r != SHVAL_ENOTFOUND)
+		return r;
+	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
+	size_t pos = sizeof(shval__entry) + nlen;
+	size_t lk_rel = 0, undo_rel = 0;
+	if (locked) {
+		lk_rel = align_up(pos, 8);
+		pos = lk_rel + sizeof(shval__lockblk);
+	}
+	size_t data_rel = align_up(pos, t->align < 8 ? 8 : t->align);
+	pos = data_rel + t->size;
+	if (locked && t->size <= SHVAL__UNDO_MAX) {
+		undo_rel = align_up(pos, 8);
+		pos = undo_rel + t->size;
+	}
+	uint64_t nlines = (pos + SHVAL__LINE - 1) / SHVAL__LINE;
+	uint32_t tline;
+	r = shval__type_intern(seg, t, &tline);
+	if (r)
+		return r;
+	uint64_t eoff;
+	r = shval__alloc(seg, nlines, &eoff);
+	if (r)
+		return r;
+	unsigned char *b = shval__at(seg, eoff);
+	memset(b, 0, nlines * SHVAL__LINE);
+	shval__entry *e = (shval__entry *)b;
+	e->mode = (uint8_t)(mode >> 8);
+	e->kind = t->kind;
+	e->name_len = (uint16_t)nlen;
+	e->data_rel = (uint16_t)data_rel;
+	e->type_line = tline;
+	e->nlines = (uint32_t)nlines;
+	memcpy(e->name, name, nlen);
+	if (locked) {
+		e->lock_off = eoff + lk_rel;
+		r = shval__lockblk_init((shval__lockblk *)(b + lk_rel),
+					mode == SHVAL_RLOCK);
+		if (r) {
+			shval__free(seg, eoff, nlines);
+			return r;
+		}
+	}
+	if (init)
+		memcpy(b + data_rel, init, t->size);
+	if (undo_rel)
+		memcpy(b + undo_rel, b + data_rel, t->size);
+	atomic_store_explicit(&e->serial, h->next_serial++, memory_order_relaxed);
+	atomic_store_explicit(&e->state, SHVAL__ST_LIVE, memory_order_relaxed);
+	r = shval__dir_insert(seg, eoff, shval__hash(name, nlen));
+	if (r) {
+		shval__free(seg, eoff, nlines);
+		return r;
+	}
+	shval__seg_bump(seg);
+	*off = eoff;
+	*created = true;
+	return 0;
+}
+
+static int check_create_args(shval_seg *seg, const char *name,
+			     const char *type, unsigned flags, const void *init,
+			     size_t init_len, shval__type **t, size_t *nlen)
+{
+	if (!seg)
+		return -EINVAL;
+	if (flags & ~SHVAL_MODE_MASK)
+		return shval__failf(seg, -EINVAL, "unknown flag bits 0x%x",
+				    flags & ~SHVAL_MODE_MASK);
+	if (seg->flags & SHVAL_RDONLY)
+		return shval__failf(seg, SHVAL_ERDONLY,
+				    "segment %s was opened read-only", seg->name);
+	int r = shval__check_name(seg, name, nlen);
+	if (r)
+		return r;
+	char err[256] = "";
+	r = shval__type_parse(type ? type : "(null)", t, err, sizeof err);
+	if (r)
+		return shval__failf(seg, r, "%s", err);
+	unsigned mode = flags & SHVAL_MODE_MASK;
+	if (mode == SHVAL_ATOMIC) {
+		size_t s = (*t)->size;
+		if ((*t)->kind != SHVAL_KIND_SCALAR ||
+		    !(s == 1 || s == 2 || s == 4 || s == 8)) {
+			r = shval__failf(seg, SHVAL_EMODE,
+					 "value %s: type %s cannot be atomic (only "
+					 "scalars of 1, 2, 4 or 8 bytes)",
+					 name, (*t)->canon);
+			goto fail;
+		}
+	}
+	if (init) {
+		if (init_len != (*t)->size) {
+			r = shval__failf(seg, SHVAL_ESIZE,
+					 "value %s: initial data is %zu bytes, type "
+					 "%s takes %zu",
+					 name, init_len, (*t)->canon, (*t)->size);
+			goto fail;
+		}
+		r = shval__type_check(*t, init, err, sizeof err);
+		if (r) {
+			r = shval__failf(seg, r, "value %s: %s", name, err);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	shval__type_free(*t);
+	*t = NULL;
+	return r;
+}
+
+SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
+			   unsigned flags, const void *init, size_t init_len,
+			   shval **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	shval__type *t;
+	size_t nlen;
+	int r = check_create_args(seg, name, type, flags, init, init_len, &t, &nlen);
+	if (r)
+		return r;
+	r = shval__seg_lock(seg);
+	if (r) {
+		shval__type_free(t);
+		return r;
+	}
+	uint64_t off;
+	bool created;
+	r = create_locked(seg, name, nlen, t, flags & SHVAL_MODE_MASK, init,
+			  false, &off, &created);
+	shval__seg_unlock(seg);
+	shval__type_free(t);
+	if (r)
+		return r;
+	return shval__handle_make(seg, off, out);
+}
+
+static int check_same(shval_seg *seg, shval *v, const char *name,
+		      const shval__type *t, int mode)
+{
+	if (t && strcmp(v->type->canon, t->canon) != 0)
+		return shval__failf(seg, SHVAL_ETYPE,
+				    "value %s has type \"%s\", not \"%s\"", name,
+				    v->type->canon, t->canon);
+	if (mode >= 0 && (unsigned)mode != v->mode)
+		return shval__failf(seg, SHVAL_EMODE,
+				    "value %s exists with another mode", name);
+	return 0;
+}
+
+SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
+			 shval **out)
+{
+	if (!out || !seg)
+		return -EINVAL;
+	*out = NULL;
+	size_t nlen;
+	int r = shval__check_name(seg, name, &nlen);
+	if (r)
+		return r;
+	shval__type *t = NULL;
+	if (type) {
+		char err[256] = "";
+		r = shval__type_parse(type, &t, err, sizeof err);
+		if (r)
+			return shval__failf(seg, r, "%s", err);
+	}
+	uint64_t off;
+	r = shval__dir_find(seg, name, nlen, &off);
+	if (r == SHVAL_ENOTFOUND)
+		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
+				 name);
+	if (r == 0)
+		r = shval__handle_make(seg, off, out);
+	if (r == 0 && (r = check_same(seg, *out, name, t, -1)) != 0) {
+		shval_close(*out);
+		*out = NULL;
+	}
+	shval__type_free(t);
+	return r;
+}
+
+SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
+				   const char *type, unsigned flags,
+				   const void *init, size_t init_len, shval **out,
+				   bool *created)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (created)
+		*created = false;
+	shval__type *t;
+	size_t nlen;
+	int r = check_create_args(seg, name, type, flags, init, init_len, &t, &nlen);
+	if (r)
+		return r;
+	uint64_t off;
+	bool made = false;
+	r = shval__dir_find(seg, name, nlen, &off);
+	if (r == SHVAL_ENOTFOUND) {
+		r = shval__seg_lock(seg);
+		if (r == 0) {
+			r = create_locked(seg, name, nlen, t,
+					  flags & SHVAL_MODE_MASK, init, true, &off,
+					  &made);
+			shval__seg_unlock(seg);
+		}
+	}
+	if (r == 0)
+		r = shval__handle_make(seg, off, out);
+	if (r == 0 && !made &&
+	    (r = check_same(seg, *out, name, t, (int)(flags & SHVAL_MODE_MASK)))) {
+		shval_close(*out);
+		*out = NULL;
+	}
+	if (r == 0 && created)
+		*created = made;
+	shval__type_free(t);
+	return r;
+}
+
+SHVAL_API int shval_remove(shval_seg *seg, const char *name)
+{
+	if (!seg)
+		return -EINVAL;
+	size_t nlen;
+	int r = shval__check_name(seg, name, &nlen);
+	if (r)
+		return r;
+	r = shval__seg_lock(seg);
+	if (r)
+		return r;
+	uint64_t off;
+	r = shval__dir_find(seg, name, nlen, &off);
+	if (r == 0) {
+		shval__entry *e = shval__at(seg, off);
+		/* release: a handle that sees REMOVED sees it for good. */
+		atomic_store_explicit(&e->state, SHVAL__ST_REMOVED,
+				      memory_order_release);
+		shval__dir_remove(seg, off, shval__hash(name, nlen));
+		shval__limbo(seg, off);
+		shval__seg_bump(seg);
+		/* Wake anyone waiting on the removed value: they get ESTALE. */
+		uint64_t old = atomic_fetch_add_explicit(&e->version, 0,
+							 memory_order_relaxed);
+		(void)old;
+		shval__futex_wake(&e->version);
+	} else if (r == SHVAL_ENOTFOUND) {
+		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
+				 name);
+	}
+	shval__seg_unlock(seg);
+	return r;
+}
+
+SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
+			     const char *prefix, struct shval_info *info)
+{
+	if (!seg || !cursor || !info)
+		return -EINVAL;
+	size_t plen = prefix ? strlen(prefix) : 0;
+	uint64_t cap;
+	_Atomic uint64_t *slots = table_at(
+		seg, atomic_load_explicit(&seg->hdr->table_off, memory_order_acquire),
+		&cap);
+	if (!slots)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: directory table is damaged",
+				    seg->name);
+	for (uint64_t i = *cursor; i < cap; i++) {
+		uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+			continue;
+		shval__entry *e = shval__entry_at(seg, (s & 0xffffffffull) * SHVAL__LINE);
+		if (!e || atomic_load_explicit(&e->state, memory_order_acquire) !=
+				  SHVAL__ST_LIVE)
+			continue;
+		if (plen && (e->name_len < plen || memcmp(e->name, prefix, plen)))
+			continue;
+		if (shval__fill_info(seg, e, info) != 0)
+			continue;
+		*cursor = i + 1;
+		return 0;
+	}
+	*cursor = cap;
+	return SHVAL_ENOTFOUND;
+}

@@ -1,0 +1,387 @@
+/*
+ * src/format.h — the segment format.  Internal: not API.
+ *
+ * THE SEGMENT FORMAT
+ * ==================
+ * A segment is one file (in /dev/shm, a regular file, or a memfd) that
+ * every attached process maps at the same length (the segment's maximum
+ * size) at whatever address mmap gives it.  Nothing in the segment is a
+ * pointer: every reference is a byte offset from the start of the file, or
+ * a 64-byte *line number* (offset / 64) where 32 bits are enough.
+ *
+ * Assumptions, and what breaks if they change:
+ *   - Native byte order and layout: a segment is shared by processes of one
+ *     machine.  The header's magic reads differently in the other byte
+ *     order and the layout signature encodes sizeof(pthread_mutex_t), the
+ *     pointer size and the sizes of the structs below, so a mismatched
+ *     build is refused with SHVAL_EVERSION instead of misreading.
+ *   - Aligned 8-byte loads and stores are single-copy atomic (x86_64,
+ *     arm64).  Version words and directory slots rely on it.
+ *   - 64-byte cache lines (SHVAL__LINE).  Changing it changes every line
+ *     number: it is part of the layout signature.
+ *   - glibc robust, process-shared pthread mutexes (40 bytes on LP64).
+ *
+ * The file is:
+ *
+ *   [0, 5120)          shval__hdr: identity, segment version, segment lock,
+ *                      allocator and directory roots, attach table
+ *   [5120, size)       blocks allocated in whole lines: value entries, lock
+ *                      entries, type records, the directory's hash table,
+ *                      free blocks
+ *   [size, max_size)   not yet backed (mapped, never touched)
+ *
+ * Header — line 0 is written once by the creator before the segment gets
+ * its name and never changes after.  Line 1 holds the segment-wide version
+ * (alone, because waiters and writers touch it).  The segment lock (a robust
+ * mutex) guards everything that changes the directory or the allocator.
+ *
+ * Directory — an open-addressing hash table (linear probing) of 8-byte
+ * slots: 0 = empty, 1 = tombstone, else (hash >> 32) << 32 | entry line.
+ * Lookups take no lock: they read the table's offset (acquire), probe slots
+ * (acquire), and compare the entry's name.  Creates and removes take the
+ * segment lock.  The table grows (a new table, then one release store of
+ * its offset) at 70% load; a lookup that misses re-checks dir_seq, which
+ * every resize bumps, and retries, because the old table it scanned may
+ * have been freed and reused (tag-dirseq).
+ *
+ * Entries — a value's whole life is one block: header, name, its own lock
+ * (locked modes), its data (starting on the block's first line when the
+ * name is short, so a value never shares a line with another value), and
+ * for locked values up to SHVAL__UNDO_MAX bytes an undo copy of the last
+ * committed state.  See shval__entry for the protocol.
+ *
+ * Allocation — blocks are whole lines.  Free blocks go on per-size lists
+ * (exact sizes 1..63 lines, and one list of bigger blocks, first fit with
+ * splitting).  Blocks are split but never merged, so the start of a block is
+ * always the start of a block: a stale handle's offset still points at an
+ * entry header, whose serial tells it the value is gone.  Removed entries
+ * first wait SHVAL__LIMBO_NS in a limbo list before reuse, so that a call
+ * racing with the removal finishes on the old memory.
+ *
+ * Growth — the creator backs initial_size bytes; when the allocator needs
+ * more it calls posix_fallocate (ENOSPC instead of SIGBUS later) and then
+ * publishes the new size (release).  Other processes already map max_size,
+ * so growth needs no remap; each process also checks offsets against the
+ * file size it last saw with fstat (a lying header cannot make it touch an
+ * unbacked page).
+ *
+ * EXAMPLE: a fresh segment "/demo" with two values created by
+ *   shval_create(seg, "hits", "q", SHVAL_ATOMIC, ...) and
+ *   shval_create(seg, "temp", "d", SHVAL_RLOCK, ...), hits = 5, temp = 21.5:
+ *
+ *   00000000  53 48 56 41 4c 53 47 01  magic "SHVALSG\1" (u64 0x0147534c41564853)
+ *   00000008  01 00 00 00              format 1.0
+ *   0000000c  00 12 00 00              header size 5120
+ *   00000010  .. .. .. .. .. .. .. ..  layout signature
+ *   00000018  01 00 00 00              init_state READY
+ *   0000001c  d2 04 00 00              creator pid 1234
+ *   ...
+ *   00000040  08 00 00 00 00 00 00 00  segment version 8 (2 creates, 2 writes;
+ *                                      bit 0 = waiters present; +4 per change)
+ *   00000080  [40-byte pthread mutex]  segment lock
+ *   000000c0  00 00 01 00 00 00 00 00  size 65536
+ *   000000c8  00 14 00 00 00 00 00 00  brk 0x1400 (first unallocated byte)
+ *   000000d0  00 12 00 00 00 00 00 00  table_off 0x1200
+ *   000000d8  02 00 00 00 00 00 00 00  nvalues 2
+ *   ...
+ *   00001200  10 00 00 00 00 00 00 00  table: cap 16 slots, then 56 bytes pad
+ *   00001240  slot[0..15]: two slots hold  (hash>>32)<<32 | 0x4a / 0x4b
+ *   000012c0  first type record "q" (line 0x4b... ) and so on:
+ *   00001280  type "q": magic, next, size 8, len 1, "q\0"
+ *   000012c0  entry "hits": version 0, serial 1, LIVE, ATOMIC, SCALAR,
+ *             name_len 4, data_rel 48, type line, 1 line, lock_off 0,
+ *             "hits", pad, 05 00 00 00 00 00 00 00 at +48
+ *   00001300  entry "temp": ... RLOCK, lock_off = 0x1300 + 48, the mutex and
+ *             lock fields, data 21.5 (00 00 00 00 00 80 35 40), undo copy
+ *
+ * (The exact bytes of a real segment are printed by tests/test_format.c's
+ * dump_example case; run it to see one.)
+ */
+#ifndef SHVAL_FORMAT_H
+#define SHVAL_FORMAT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHVAL__LINE 64u
+#define SHVAL__MAGIC 0x0147534c41564853ull      /* "SHVALSG\1" little-endian */
+#define SHVAL__MAGIC_SWAPPED 0x5348564c53474701ull
+#define SHVAL__FORMAT_MAJOR 1
+#define SHVAL__FORMAT_MINOR 0
+
+#define SHVAL__INIT_CREATING 0u
+#define SHVAL__INIT_READY 1u
+
+#define SHVAL__ATTACH_CAP 256u   /* attach table slots */
+#define SHVAL__NCLASS 64u        /* free lists: [1..63] exact, [0] bigger */
+#define SHVAL__UNDO_MAX 65536u   /* values up to this size get an undo copy */
+#define SHVAL__LIMBO_NS 1000000000ull /* removed blocks wait 1 s before reuse */
+#define SHVAL__MAX_SIZE_LIMIT (1ull << 38) /* 256 GiB: line numbers fit u32 */
+
+/* Version words (entry and segment):  an event count.
+ *   bit 0    waiters present: a waiter sets it (fetch_or) before sleeping;
+ *            a writer that sees it clears it and calls futex_wake.
+ *   bit 1    write in progress (locked values): the data is being changed;
+ *            readers read the undo copy (or sleep if there is none).
+ *   bits 2+  change counter: +4 per committed change.
+ * The futex word is the low 32 bits (little-endian: same address). */
+#define SHVAL__V_WAITERS 1ull
+#define SHVAL__V_WRITING 2ull
+#define SHVAL__V_ONE 4ull
+
+/* ---- The header -------------------------------------------------------
+
+   off  size  field            writer / reader / protection
+   ---- ----  ---------------  ------------------------------------------
+     0     8  magic            creator, before the name exists; read-only
+     8     2  format_major     "
+    10     2  format_minor     "
+    12     4  header_size      "  = sizeof(shval__hdr)
+    16     8  layout_sig       "
+    24     4  init_state       creator stores READY (release) last; openers
+                               load (acquire): pairs with tag-init-ready
+    28     4  creator_pid      creator
+    32     8  created          creator: seconds since the epoch
+    40     8  max_size         creator
+    48     4  seg_flags        creator: SHVAL_TEMP
+    52     4  attach_cap       creator: SHVAL__ATTACH_CAP
+    56     8  reserved0
+    64     8  version          segment-wide event count (see above);
+                               atomic RMW by writers and waiters
+    72    56  pad1             keeps the version alone on its line
+   128    40  lock             segment lock: robust process-shared mutex
+   168     4  unlinked         1 once a TEMP segment's name was removed
+                               (under lock)
+   172    20  pad2
+   192     8  size             backed bytes; under lock, published with
+                               release after posix_fallocate; readers
+                               acquire (tag-size)
+   200     8  brk              end of allocated blocks; under lock
+   208     8  table_off        directory table; release store under lock
+                               after the table is built; lookups acquire
+                               (tag-table)
+   216     8  nvalues          live entries; under lock (relaxed reads)
+   224     8  ntomb            tombstone slots in the table; under lock
+   232     8  dir_seq          bumped (release) after each table resize;
+                               lookups that miss re-check it (tag-dirseq)
+   240     8  next_serial      under lock
+   248     8  types_off        list of interned type records; under lock
+   256     8  limbo_head       removed blocks waiting; under lock
+   264     8  limbo_tail       "
+   272     8  used             bytes in allocated blocks; under lock
+   280     4  attach_overflow  attaches that found no slot (TEMP cleanup is
+                               then disabled); atomic add
+   284   228  reserved1
+   512   512  free_head[64]    free lists by block size in lines; under lock
+  1024  3584  attach[256]      {pid, pad, start_time}: slot claimed by CAS
+                               of pid 0 -> own pid, released by storing 0
+  5120        end
+*/
+typedef struct shval__attach {
+	_Atomic uint32_t pid;     /* 0 = free */
+	uint32_t pad;
+	uint64_t start_time;      /* /proc/PID/stat starttime: detects pid reuse */
+} shval__attach;
+
+typedef struct shval__hdr {
+	uint64_t magic;
+	uint16_t format_major;
+	uint16_t format_minor;
+	uint32_t header_size;
+	uint64_t layout_sig;
+	_Atomic uint32_t init_state;
+	uint32_t creator_pid;
+	uint64_t created;
+	uint64_t max_size;
+	uint32_t seg_flags;
+	uint32_t attach_cap;
+	uint64_t reserved0;
+	/* line 1 */
+	_Atomic uint64_t version;
+	uint8_t pad1[56];
+	/* lines 2-3 */
+	pthread_mutex_t lock;
+	uint32_t unlinked;
+	uint8_t pad2[20];
+	/* line 3 */
+	_Atomic uint64_t size;
+	uint64_t brk;
+	_Atomic uint64_t table_off;
+	uint64_t nvalues;
+	uint64_t ntomb;
+	_Atomic uint64_t dir_seq;
+	uint64_t next_serial;
+	uint64_t types_off;
+	uint64_t limbo_head;
+	uint64_t limbo_tail;
+	uint64_t used;
+	_Atomic uint32_t attach_overflow;
+	uint8_t reserved1[228];
+	uint64_t free_head[SHVAL__NCLASS];
+	shval__attach attach[SHVAL__ATTACH_CAP];
+} shval__hdr;
+
+_Static_assert(sizeof(pthread_mutex_t) == 40, "glibc LP64 mutex size");
+_Static_assert(offsetof(shval__hdr, format_major) == 8, "hdr");
+_Static_assert(offsetof(shval__hdr, header_size) == 12, "hdr");
+_Static_assert(offsetof(shval__hdr, layout_sig) == 16, "hdr");
+_Static_assert(offsetof(shval__hdr, init_state) == 24, "hdr");
+_Static_assert(offsetof(shval__hdr, creator_pid) == 28, "hdr");
+_Static_assert(offsetof(shval__hdr, created) == 32, "hdr");
+_Static_assert(offsetof(shval__hdr, max_size) == 40, "hdr");
+_Static_assert(offsetof(shval__hdr, seg_flags) == 48, "hdr");
+_Static_assert(offsetof(shval__hdr, attach_cap) == 52, "hdr");
+_Static_assert(offsetof(shval__hdr, version) == 64, "hdr");
+_Static_assert(offsetof(shval__hdr, lock) == 128, "hdr");
+_Static_assert(offsetof(shval__hdr, unlinked) == 168, "hdr");
+_Static_assert(offsetof(shval__hdr, size) == 192, "hdr");
+_Static_assert(offsetof(shval__hdr, brk) == 200, "hdr");
+_Static_assert(offsetof(shval__hdr, table_off) == 208, "hdr");
+_Static_assert(offsetof(shval__hdr, nvalues) == 216, "hdr");
+_Static_assert(offsetof(shval__hdr, ntomb) == 224, "hdr");
+_Static_assert(offsetof(shval__hdr, dir_seq) == 232, "hdr");
+_Static_assert(offsetof(shval__hdr, next_serial) == 240, "hdr");
+_Static_assert(offsetof(shval__hdr, types_off) == 248, "hdr");
+_Static_assert(offsetof(shval__hdr, limbo_head) == 256, "hdr");
+_Static_assert(offsetof(shval__hdr, limbo_tail) == 264, "hdr");
+_Static_assert(offsetof(shval__hdr, used) == 272, "hdr");
+_Static_assert(offsetof(shval__hdr, attach_overflow) == 280, "hdr");
+_Static_assert(offsetof(shval__hdr, free_head) == 512, "hdr");
+_Static_assert(offsetof(shval__hdr, attach) == 1024, "hdr");
+_Static_assert(sizeof(shval__attach) == 16, "attach");
+_Static_assert(sizeof(shval__hdr) == 5120, "hdr");
+
+/* ---- An entry (a value or a lock) --------------------------------------
+
+   off  size  field       writer / reader / protection
+   ---- ----  ----------  ------------------------------------------------
+     0     8  version     event count (see SHVAL__V_*).  Locked values: the
+                          lock holder adds WRITING before changing data and
+                          adds (4 - WRITING) to commit (release; pairs with
+                          the acquire loads in the seqlock read,
+                          tag-seqlock).  Atomic values: only the WAITERS bit
+                          and a +4 when a writer wakes waiters (the data is
+                          the version).
+     8     8  serial      unique per creation; 0 in free blocks.  Written
+                          under the segment lock before the slot is
+                          published; handles compare it on every call.
+    16     1  state       0 free, 1 live, 2 removed, 3 limbo
+    17     1  mode        0 rlock, 1 lock, 2 raw, 3 atomic (SHVAL_x >> 8)
+    18     1  kind        SHVAL_KIND_*
+    19     1  flags       SHVAL__EF_PARTIAL (under the value's lock)
+    20     2  name_len    1..255
+    22     2  data_rel    data offset from the entry start
+    24     4  type_line   line of the type record (0 for lock entries)
+    28     4  nlines      block size in lines
+    32     8  lock_off    offset of the shval__lockblk guarding the value
+                          (own, or a lock entry's); 0 for raw and atomic.
+                          In free/limbo blocks: the next block of the list.
+    40     n  name        name bytes, no NUL
+    ...       lockblk     own lock (locked modes), 8-aligned after the name
+    ...       data        at data_rel, aligned for the type
+    ...       undo        at undo_rel = data_rel + size rounded to 8, when
+                          size <= SHVAL__UNDO_MAX (locked modes)
+   In a limbo block, version holds the CLOCK_MONOTONIC time of removal.
+*/
+typedef struct shval__entry {
+	_Atomic uint64_t version;
+	_Atomic uint64_t serial;
+	_Atomic uint8_t state;
+	uint8_t mode;
+	uint8_t kind;
+	uint8_t flags;
+	uint16_t name_len;
+	uint16_t data_rel;
+	uint32_t type_line;
+	uint32_t nlines;
+	uint64_t lock_off;
+	char name[];
+} shval__entry;
+
+_Static_assert(offsetof(shval__entry, serial) == 8, "entry");
+_Static_assert(offsetof(shval__entry, state) == 16, "entry");
+_Static_assert(offsetof(shval__entry, mode) == 17, "entry");
+_Static_assert(offsetof(shval__entry, kind) == 18, "entry");
+_Static_assert(offsetof(shval__entry, flags) == 19, "entry");
+_Static_assert(offsetof(shval__entry, name_len) == 20, "entry");
+_Static_assert(offsetof(shval__entry, data_rel) == 22, "entry");
+_Static_assert(offsetof(shval__entry, type_line) == 24, "entry");
+_Static_assert(offsetof(shval__entry, nlines) == 28, "entry");
+_Static_assert(offsetof(shval__entry, lock_off) == 32, "entry");
+_Static_assert(sizeof(shval__entry) == 40, "entry");
+
+#define SHVAL__ST_FREE 0
+#define SHVAL__ST_LIVE 1
+#define SHVAL__ST_REMOVED 2
+#define SHVAL__ST_LIMBO 3
+
+#define SHVAL__EF_PARTIAL 0x1 /* owner died mid-update, no undo copy */
+
+/* ---- A lock block (inside a value entry, or a lock entry's data) --------
+
+   off  size  field       protection
+     0    40  mutex       robust, process-shared; RECURSIVE (rlock) or
+                          ERRORCHECK (lock)
+    40     4  depth       recursion depth; written only by the holder
+    44     4  owner_tid   holder's thread id (diagnostics, shval check)
+    48     8  reserved
+   56 bytes, 8-aligned.
+*/
+typedef struct shval__lockblk {
+	pthread_mutex_t mutex;
+	uint32_t depth;
+	uint32_t owner_tid;
+	uint64_t reserved;
+} shval__lockblk;
+_Static_assert(offsetof(shval__lockblk, depth) == 40, "lockblk");
+_Static_assert(offsetof(shval__lockblk, owner_tid) == 44, "lockblk");
+_Static_assert(sizeof(shval__lockblk) == 56, "lockblk");
+
+/* ---- A type record ------------------------------------------------------
+
+   off  size  field
+     0     8  magic   SHVAL__TYPE_MAGIC
+     8     8  next    next record (offset) or 0; under the segment lock
+    16     8  size    the type's size in bytes
+    24     4  len     length of canon (<= SHVAL_TYPE_MAX)
+    28     4  nlines  block size
+    32   len  canon   canonical type string, then a NUL
+   Interned: one record per distinct type, never freed.
+*/
+#define SHVAL__TYPE_MAGIC 0x0045505954564853ull /* "SHVTYPE\0" */
+typedef struct shval__typerec {
+	uint64_t magic;
+	uint64_t next;
+	uint64_t size;
+	uint32_t len;
+	uint32_t nlines;
+	char canon[];
+} shval__typerec;
+_Static_assert(sizeof(shval__typerec) == 32, "typerec");
+
+/* ---- The directory table -------------------------------------------------
+
+   off  size  field
+     0     8  cap     number of slots, a power of two >= 16
+     8    56  pad
+    64  8cap  slots   _Atomic uint64_t each: 0 empty, 1 tombstone, else
+                      (hash >> 32) << 32 | entry line.  Stored (release)
+                      under the segment lock after the entry is complete;
+                      loaded (acquire) by lookups (tag-slot).
+*/
+#define SHVAL__SLOT_EMPTY 0ull
+#define SHVAL__SLOT_TOMB 1ull
+
+/* Layout signature: everything a mismatched build could disagree on. */
+#define SHVAL__LAYOUT_SIG                                                   \
+	(((uint64_t)sizeof(pthread_mutex_t) << 56) |                        \
+	 ((uint64_t)sizeof(void *) << 48) |                                 \
+	 ((uint64_t)SHVAL__LINE << 40) |                                    \
+	 ((uint64_t)sizeof(shval__entry) << 32) |                           \
+	 ((uint64_t)sizeof(shval__lockblk) << 24) |                         \
+	 ((uint64_t)(sizeof(shval__hdr) / 64) << 8) |                       \
+	 (uint64_t)sizeof(shval__typerec))
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * src/internal.h — process-local structures and cross-file internals
+ * (shval__ prefix).  Not API.
+ */
+#ifndef SHVAL_INTERNAL_H
+#define SHVAL_INTERNAL_H
+
+#include <shval.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "format.h"
+#include "type.h"
+
+#define SHVAL__KIND_ANON 0
+#define SHVAL__KIND_SHM 1
+#define SHVAL__KIND_FILE 2
+
+/* A process-local segment handle.  Reference counted: the user's reference
+ * plus one per value handle, so closing in any order is safe (the binding
+ * closes from GC).  The mapping is released with the last reference. */
+struct shval_seg {
+	int fd;
+	unsigned char *base;        /* mapping of map_len bytes */
+	uint64_t map_len;           /* = header max_size */
+	_Atomic uint64_t valid;     /* bytes known backed (fstat), <= map_len */
+	shval__hdr *hdr;
+	unsigned flags;             /* open flags */
+	int kind;                   /* SHVAL__KIND_* */
+	char name[4096 + 8];        /* as given ("/x", "file:p"), "" anon */
+	char path[4096 + 8];        /* file path, "" for anon */
+	int attach_slot;            /* -1 if not attached */
+	pid_t attach_pid;           /* process that holds attach_slot */
+	_Atomic int refs;
+	bool user_closed;
+	struct shval_seg *next_open; /* process list, for fork re-attach */
+};
+
+/* A value handle. */
+struct shval {
+	shval_seg *seg;
+	uint64_t off;               /* entry offset */
+	uint64_t serial;
+	shval__entry *e;
+	unsigned char *data;
+	unsigned char *undo;        /* NULL if none */
+	shval__lockblk *lk;         /* NULL for raw / atomic */
+	shval__type *type;
+	unsigned mode;              /* SHVAL_RLOCK .. SHVAL_ATOMIC */
+	unsigned kind;              /* SHVAL_KIND_* */
+	size_t size;
+};
+
+/* ---- error.c ---- */
+/* Record a one-line message for seg (NULL: for shval_errmsg(NULL)) in this
+ * thread, and return code.  Usage: return shval__failf(seg, code, "...") */
+int shval__failf(const shval_seg *seg, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void shval__clear_err(const shval_seg *seg);
+
+/* ---- seg.c ---- */
+/* Is [off, off+len) inside the backed part of the segment?  Refreshes the
+ * known size with fstat when needed. */
+bool shval__in_slow(shval_seg *seg, uint64_t off, uint64_t len);
+static inline bool shval__in(shval_seg *seg, uint64_t off, uint64_t len)
+{
+	uint64_t v = atomic_load_explicit(&seg->valid, memory_order_relaxed);
+	if (off <= v && len <= v - off)
+		return true;
+	return shval__in_slow(seg, off, len);
+}
+static inline void *shval__at(shval_seg *seg, uint64_t off)
+{
+	return seg->base + off;
+}
+int shval__seg_lock(shval_seg *seg);   /* 0 or -errno; recovers owner death */
+void shval__seg_unlock(shval_seg *seg);
+void shval__seg_ref(shval_seg *seg);
+void shval__seg_unref(shval_seg *seg);
+/* Bump the segment-wide version, waking waiters if any. */
+void shval__seg_bump(shval_seg *seg);
+uint64_t shval__now_ns(void);           /* CLOCK_MONOTONIC */
+
+/* ---- alloc.c (callers hold the segment lock) ---- */
+int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off);
+void shval__free(shval_seg *seg, uint64_t off, uint64_t nlines);
+/* Put a removed entry's block in limbo (reused after SHVAL__LIMBO_NS). */
+void shval__limbo(shval_seg *seg, uint64_t off);
+
+/* ---- dir.c ---- */
+uint64_t shval__hash(const char *name, size_t len);
+int shval__check_name(shval_seg *seg, const char *name, size_t *len);
+/* Lock-free lookup; *off = entry offset.  0 or SHVAL_ENOTFOUND. */
+int shval__dir_find(shval_seg *seg, const char *name, size_t len,
+                    uint64_t *off);
+/* Under the segment lock: insert/remove the slot of an entry. */
+int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash);
+int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash);
+/* Validate the entry at off (bounds, header sanity); NULL if damaged. */
+shval__entry *shval__entry_at(shval_seg *seg, uint64_t off);
+/* Intern a type record; under the segment lock. */
+int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line);
+/* The canonical type string of an entry, validated; NULL if damaged. */
+const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
+                              uint64_t *size);
+
+/* ---- lock.c ---- */
+int shval__lockblk_init(shval__lockblk *lk, bool recursive);
+/* Take/release a value's lock as part of a library call (a "section"). */
+int shval__sec_begin(shval *v);
+void shval__sec_dirty(shval *v);        /* before changing data */
+void shval__sec_end(shval *v);
+int shval__check(shval *v);             /* 0 or SHVAL_ESTALE */
+pid_t shval__my_tid(void);              /* cached gettid() */
+
+/* ---- wait.c ---- */
+int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
+                      int64_t deadline_ns);
+void shval__futex_wake(_Atomic uint64_t *word);
+/* Wake sleepers on a version word if the WAITERS bit was set in old. */
+static inline void shval__wake_if(_Atomic uint64_t *word, uint64_t old)
+{
+	if (old & SHVAL__V_WAITERS)
+		shval__futex_wake(word);
+}
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * src/lock.c — robust value locks, write sections, owner-death rollback.
+ *
+ * A *section* is the time a thread holds a value's lock: one library call
+ * (shval_set_i64 on a locked value) or a user's shval_lock()..shval_unlock().
+ * Sections nest (depth in the lock block); the pthread mutex is taken once,
+ * by the outermost one, and its owner field tells whether the caller
+ * already holds it.
+ *
+ * Seqlock with an undo copy (tag-seqlock):
+ *   writer, holding the lock, before its first change in a section
+ *     (shval__sec_dirty): copies data -> undo (values <= SHVAL__UNDO_MAX),
+ *     then sets WRITING in the version (seq_cst RMW + fence: the undo copy
+ *     is visible before the bit, the bit before any data change);
+ *   writer, at the end of the outermost section (shval__sec_end): adds
+ *     ONE - WRITING to the version (release: publishes the new data),
+ *     wakes waiters if the WAITERS bit was set, unlocks;
+ *   reader (no lock; value.c read_consistent): v1 = version (acquire); reads
+ *     data if !WRITING, else the undo copy (which holds the last committed
+ *     state and does not change while WRITING is set); acquire fence;
+ *     re-reads the version and retries if it moved.  Without an undo copy
+ *     (big arrays) a reader that meets WRITING sleeps on the version.
+ *   owner death (EOWNERDEAD): if WRITING is set, copy undo -> data (or mark
+ *     the value PARTIAL when there is no undo copy), commit the version, make
+ *     the mutex consistent.  The value is at its last committed state.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Atomic unsigned shval__fork_gen;
+static __thread pid_t tid_cache;
+static __thread unsigned tid_gen;
+
+/* This thread's kernel id, cached (refreshed in a fork child). */
+pid_t shval__my_tid(void)
+{
+	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	if (tid_cache == 0 || tid_gen != g) {
+		tid_cache = gettid();
+		tid_gen = g;
+	}
+	return tid_cache;
+}
+
+int shval__lockblk_init(shval__lockblk *lk, bool recursive)
+{
+	(void)recursive; /* recursion is counted in lk->depth (see above) */
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+	int r = pthread_mutex_init(&lk->mutex, &a);
+	pthread_mutexattr_destroy(&a);
+	lk->depth = 0;
+	lk->owner_tid = 0;
+	return -r;
+}
+
+int shval__check(shval *v)
+{
+	/* acquire: pairs with the release store of REMOVED in shval_remove. */
+	if (atomic_load_explicit(&v->e->serial, memory_order_relaxed) != v->serial ||
+	    atomic_load_explicit(&v->e->state, memory_order_acquire) != SHVAL__ST_LIVE)
+		return shval__failf(v->seg, SHVAL_ESTALE,
+				    "segment %s: the value of this handle was "
+				    "removed",
+				    v->seg->name);
+	return 0;
+}
+
+static bool held_by_me(shval *v)
+{
+	return v->lk->mutex.__data.__owner == shval__my_tid();
+}
+
+/* Bump a version word by add and wake sleepers if WAITERS was set. */
+static void commit_word(_Atomic uint64_t *w, uint64_t add)
+{
+	uint64_t old = atomic_fetch_add_explicit(w, add, memory_order_seq_cst);
+	if (old & SHVAL__V_WAITERS) {
+		atomic_fetch_and_explicit(w, ~SHVAL__V_WAITERS, memory_order_relaxed);
+		shval__futex_wake(w);
+	}
+}
+
+/* Called with the mutex just taken after EOWNERDEAD. */
+static void recover(shval *v)
+{
+	shval__entry *e = v->e;
+	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+	if (ver & SHVAL__V_WRITING) {
+		if (v->undo)
+			memcpy(v->data, v->undo, v->size);
+		else
+			e->flags |= SHVAL__EF_PARTIAL;
+		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+		shval__seg_bump(v->seg);
+	}
+	v->lk->depth = 0;
+	pthread_mutex_consistent(&v->lk->mutex);
+}
+
+/* Take the lock for a section: 0, SHVAL_EOWNERDEAD (lock taken, state
+ * rolled back), -ETIMEDOUT/-EBUSY, or another error. deadline: 0 = block,
+ * 1 = try, else CLOCK_REALTIME ns. */
+static int sec_take(shval *v, uint64_t deadline_rt)
+{
+	int r = shval__check(v);
+	if (r)
+		return r;
+	if (!v->lk)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value has no lock (raw or atomic mode)");
+	if (v->seg->flags & SHVAL_RDONLY)
+		return shval__failf(v->seg, SHVAL_ERDONLY,
+				    "segment %s was opened read-only",
+				    v->seg->name);
+	if (held_by_me(v)) {
+		v->lk->depth++;
+		return 0;
+	}
+	if (deadline_rt == 0)
+		r = pthread_mutex_lock(&v->lk->mutex);
+	else if (deadline_rt == 1)
+		r = pthread_mutex_trylock(&v->lk->mutex);
+	else {
+		struct timespec ts = { (time_t)(deadline_rt / 1000000000ull),
+				       (long)(deadline_rt % 1000000000ull) };
+		r = pthread_mutex_timedlock(&v->lk->mutex, &ts);
+	}
+	if (r == EOWNERDEAD) {
+		recover(v);
+		v->lk->depth = 1;
+		v->lk->owner_tid = (uint32_t)shval__my_tid();
+		return SHVAL_EOWNERDEAD;
+	}
+	if (r == EBUSY || r == ETIMEDOUT)
+		return -r;
+	if (r)
+		return shval__failf(v->seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
+				    "lock: %s", strerror(r));
+	v->lk->depth = 1;
+	v->lk->owner_tid = (uint32_t)shval__my_tid();
+	/* A value removed while we waited for its lock. */
+	if ((r = shval__check(v)) != 0) {
+		v->lk->depth = 0;
+		pthread_mutex_unlock(&v->lk->mutex);
+		return r;
+	}
+	return 0;
+}
+
+int shval__sec_begin(shval *v)
+{
+	int r = sec_take(v, 0);
+	/* Library calls recover silently: the rollback is done and the call
+	 * goes on; only shval_lock() reports the owner's death. */
+	return r == SHVAL_EOWNERDEAD ? 0 : r;
+}
+
+void shval__sec_dirty(shval *v)
+{
+	shval__entry *e = v->e;
+	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+	if (ver & SHVAL__V_WRITING)
+		return;
+	if (v->undo)
+		memcpy(v->undo, v->data, v->size);
+	atomic_fetch_add_explicit(&e->version, SHVAL__V_WRITING,
+				  memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+void shval__sec_end(shval *v)
+{
+	if (--v->lk->depth > 0)
+		return;
+	shval__entry *e = v->e;
+	if (atomic_load_explicit(&e->version, memory_order_relaxed) &
+	    SHVAL__V_WRITING) {
+		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+		shval__seg_bump(v->seg);
+	}
+	v->lk->owner_tid = 0;
+	pthread_mutex_unlock(&v->lk->mutex);
+}
+
+static uint64_t rt_deadline(int64_t timeout_ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return now + (uint64_t)(timeout_ns > 0 ? timeout_ns : 0) + 2;
+}
+
+SHVAL_API int shval_lock(shval *v)
+{
+	if (!v)
+		return -EINVAL;
+	if (v->lk && v->mode == SHVAL_LOCK && held_by_me(v))
+		return shval__failf(v->seg, SHVAL_EMISUSE,
+				    "lock already held by this thread (SHVAL_LOCK "
+				    "is not recursive)");
+	return sec_take(v, 0);
+}
+
+SHVAL_API int shval_trylock(shval *v)
+{
+	if (!v)
+		return -EINVAL;
+	if (v->lk && v->mode == SHVAL_LOCK && held_by_me(v))
+		return -EBUSY;
+	return sec_take(v, 1);
+}
+
+SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
+{
+	if (!v)
+		return -EINVAL;
+	if (timeout_ns < 0)
+		return shval_lock(v);
+	if (v->lk && v->mode == SHVAL_LOCK && held_by_me(v))
+		return shval__failf(v->seg, SHVAL_EMISUSE,
+				    "lock already held by this thread");
+	return sec_take(v, rt_deadline(timeout_ns));
+}
+
+SHVAL_API int shval_unlock(shval *v)
+{
+	if (!v)
+		return -EINVAL;
+	if (!v->lk)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value has no lock (raw or atomic mode)");
+	if (!held_by_me(v) || v->lk->depth == 0)
+		return shval__failf(v->seg, SHVAL_ENOTOWNER,
+				    "unlock of a lock this thread does not hold");
+	shval__sec_end(v);
+	return 0;
+}
+
+SHVAL_API void *shval_data(shval *v)
+{
+	if (!v || shval__check(v) != 0)
+		return NULL;
+	if (v->lk && held_by_me(v) && !(v->seg->flags & SHVAL_RDONLY))
+		shval__sec_dirty(v); /* the caller may change it in place */
+	return v->data;
+}

@@ -1,0 +1,905 @@
+/*
+ * src/seg.c — segments: open/create/attach/close/unlink, header
+ * validation, the attach table, temporary segments, fork re-attach.
+ *
+ * Creation is race-free and never exposes a half-built segment: the
+ * creator builds the whole segment in an unnamed file (O_TMPFILE, or a
+ * memfd) and only then gives it its name with linkat(), which fails with
+ * EEXIST if another process won the race — the loser then opens the
+ * winner's segment.  A creator that dies mid-initialisation leaves no name
+ * behind at all.  (Where O_TMPFILE is not supported the creator builds
+ * under a temporary name and link()s it; a crash there leaves a
+ * ".shvaltmp.*" file, never a half-built segment under the real name.)
+ * init_state is still checked by openers, for foreign or damaged files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SHM_DIR "/dev/shm"
+#define DEFAULT_INITIAL (64u * 1024u)
+#define DEFAULT_MAX (1ull << 30)
+#define KNOWN_FLAGS \
+	(SHVAL_CREATE | SHVAL_EXCL | SHVAL_RDONLY | SHVAL_TEMP | SHVAL_FOREIGN)
+
+/* ---- process list (for fork) ---- */
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static shval_seg *open_list;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static int attach_claim(shval_seg *seg);
+
+static void atfork_prepare(void) { pthread_mutex_lock(&open_lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&open_lock); }
+extern _Atomic unsigned shval__fork_gen;
+static void atfork_child(void)
+{
+	atomic_fetch_add(&shval__fork_gen, 1); /* new thread ids (lock.c) */
+	/* The child is a new process: give it its own attach slot in every
+	 * segment the parent had attached (lock-free CAS claim). */
+	for (shval_seg *s = open_list; s; s = s->next_open) {
+		if (s->attach_slot >= 0 && !s->user_closed) {
+			s->attach_slot = -1;
+			attach_claim(s);
+		}
+	}
+	pthread_mutex_unlock(&open_lock);
+}
+static void atfork_setup(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static void list_add(shval_seg *seg)
+{
+	pthread_once(&atfork_once, atfork_setup);
+	pthread_mutex_lock(&open_lock);
+	seg->next_open = open_list;
+	open_list = seg;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void list_del(shval_seg *seg)
+{
+	pthread_mutex_lock(&open_lock);
+	for (shval_seg **p = &open_list; *p; p = &(*p)->next_open)
+		if (*p == seg) {
+			*p = seg->next_open;
+			break;
+		}
+	pthread_mutex_unlock(&open_lock);
+}
+
+/* ---- small helpers ---- */
+
+uint64_t shval__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Start time of a process (field 22 of /proc/PID/stat), 0 if unknown. */
+static uint64_t proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p)
+		return 0;
+	/* after ") " come fields 3.. ; starttime is field 22 */
+	int field = 2;
+	for (p++; *p && field < 21; p++)
+		if (*p == ' ')
+			field++;
+	return strtoull(p, NULL, 10);
+}
+
+/* Is the process that claimed a slot still the same living process? */
+static bool proc_alive(pid_t pid, uint64_t start_time)
+{
+	if (pid <= 0)
+		return false;
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return false;
+	if (start_time != 0) {
+		uint64_t now = proc_start_time(pid);
+		if (now != 0 && now != start_time)
+			return false; /* the pid was reused */
+	}
+	return true;
+}
+
+bool shval__in_slow(shval_seg *seg, uint64_t off, uint64_t len)
+{
+	struct stat st;
+	if (fstat(seg->fd, &st) != 0)
+		return false;
+	uint64_t v = (uint64_t)st.st_size;
+	if (v > seg->map_len)
+		v = seg->map_len;
+	atomic_store_explicit(&seg->valid, v, memory_order_relaxed);
+	return off <= v && len <= v - off;
+}
+
+void shval__seg_ref(shval_seg *seg)
+{
+	atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed);
+}
+
+void shval__seg_unref(shval_seg *seg)
+{
+	/* acq_rel: the last unref sees every other user's accesses done. */
+	if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (seg->base)
+		munmap(seg->base, seg->map_len);
+	if (seg->fd >= 0)
+		close(seg->fd);
+	free(seg);
+}
+
+/* Re-count live entries after a process died holding the segment lock:
+ * every directory change is ordered so that the table and the entries are
+ * consistent at each store; only the counters can be off. */
+static void recover_counts(shval_seg *seg)
+{
+	shval__hdr *h = seg->hdr;
+	uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
+	if (!shval__in(seg, toff, 64))
+		return;
+	uint64_t cap = *(uint64_t *)shval__at(seg, toff);
+	if (cap == 0 || (cap & (cap - 1)) || !shval__in(seg, toff + 64, cap * 8))
+		return;
+	_Atomic uint64_t *slots = (_Atomic uint64_t *)shval__at(seg, toff + 64);
+	uint64_t live = 0, tomb = 0;
+	for (uint64_t i = 0; i < cap; i++) {
+		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		if (s == SHVAL__SLOT_TOMB)
+			tomb++;
+		else if (s != SHVAL__SLOT_EMPTY)
+			live++;
+	}
+	h->nvalues = live;
+	h->ntomb = tomb;
+}
+
+int shval__seg_lock(shval_seg *seg)
+{
+	if (seg->flags & SHVAL_RDONLY)
+		return shval__failf(seg, SHVAL_ERDONLY,
+				    "segment %s was opened read-only",
+				    seg->name);
+	int r = pthread_mutex_lock(&seg->hdr->lock);
+	if (r == EOWNERDEAD) {
+		recover_counts(seg);
+		pthread_mutex_consistent(&seg->hdr->lock);
+		return 0;
+	}
+	if (r != 0)
+		return shval__failf(seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
+				    "segment %s: cannot take the segment lock: %s",
+				    seg->name, strerror(r));
+	return 0;
+}
+
+void shval__seg_unlock(shval_seg *seg)
+{
+	pthread_mutex_unlock(&seg->hdr->lock);
+}
+
+void shval__seg_bump(shval_seg *seg)
+{
+	/* release: a watcher that sees the new version sees the change;
+	 * pairs with the acquire load in shval_seg_version(). */
+	uint64_t old = atomic_fetch_add_explicit(&seg->hdr->version, SHVAL__V_ONE,
+						 memory_order_acq_rel);
+	if (old & SHVAL__V_WAITERS) {
+		atomic_fetch_and_explicit(&seg->hdr->version, ~SHVAL__V_WAITERS,
+					  memory_order_relaxed);
+		shval__futex_wake(&seg->hdr->version);
+	}
+}
+
+/* ---- names ---- */
+
+static int parse_name(const char *name, int *kind, char *path, size_t cap)
+{
+	if (!name) {
+		*kind = SHVAL__KIND_ANON;
+		path[0] = 0;
+		return 0;
+	}
+	if (strncmp(name, "file:", 5) == 0) {
+		const char *p = name + 5;
+		size_t n = strlen(p);
+		if (n == 0 || n >= cap)
+			return shval__failf(NULL, SHVAL_EBADNAME,
+					    "bad segment name \"%s\": %s", name,
+					    n == 0 ? "empty path after file:"
+						   : "path too long");
+		if (p[n - 1] == '/')
+			return shval__failf(NULL, SHVAL_EBADNAME,
+					    "bad segment name \"%s\": path names a directory",
+					    name);
+		*kind = SHVAL__KIND_FILE;
+		memcpy(path, p, n + 1);
+		return 0;
+	}
+	if (name[0] != '/')
+		return shval__failf(NULL, SHVAL_EBADNAME,
+				    "bad segment name \"%s\": must start with \"/\" "
+				    "(shared memory) or \"file:\"",
+				    name);
+	size_t n = strlen(name + 1);
+	if (n == 0 || n > 200)
+		return shval__failf(NULL, SHVAL_EBADNAME,
+				    "bad segment name \"%s\": 1 to 200 characters "
+				    "after the \"/\"",
+				    name);
+	if (strcmp(name, "/.") == 0 || strcmp(name, "/..") == 0)
+		return shval__failf(NULL, SHVAL_EBADNAME,
+				    "bad segment name \"%s\"", name);
+	for (const char *p = name + 1; *p; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return shval__failf(NULL, SHVAL_EBADNAME,
+					    "bad segment name \"%s\": character "
+					    "0x%02x at position %d (allowed: "
+					    "A-Z a-z 0-9 . _ -)",
+					    name, (unsigned char)c, (int)(p - name));
+	}
+	*kind = SHVAL__KIND_SHM;
+	snprintf(path, cap, "%s%s", SHM_DIR, name);
+	return 0;
+}
+
+/* ---- attach table ---- */
+
+static int attach_claim(shval_seg *seg)
+{
+	shval__hdr *h = seg->hdr;
+	pid_t me = getpid();
+	uint64_t st = proc_start_time(me);
+	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
+		uint32_t zero = 0;
+		if (atomic_compare_exchange_strong(&h->attach[i].pid, &zero,
+						   (uint32_t)me)) {
+			h->attach[i].start_time = st;
+			seg->attach_slot = (int)i;
+			seg->attach_pid = me;
+			return 0;
+		}
+	}
+	atomic_fetch_add(&h->attach_overflow, 1);
+	seg->attach_slot = -1;
+	return -1;
+}
+
+/* Free slots of dead processes; returns the number of live ones other
+ * than ours.  Caller holds the segment lock. */
+static unsigned attach_reap(shval_seg *seg)
+{
+	shval__hdr *h = seg->hdr;
+	unsigned live = 0;
+	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
+		uint32_t pid = atomic_load(&h->attach[i].pid);
+		if (pid == 0)
+			continue;
+		if ((int)i == seg->attach_slot && seg->attach_pid == getpid())
+			continue;
+		if (proc_alive((pid_t)pid, h->attach[i].start_time))
+			live++;
+		else
+			atomic_store(&h->attach[i].pid, 0);
+	}
+	return live;
+}
+
+/* ---- validation ---- */
+
+static int validate_header(shval_seg *seg, const shval__hdr *h, uint64_t fsize,
+			   const char *what)
+{
+	if (h->magic == SHVAL__MAGIC_SWAPPED)
+		return shval__failf(NULL, SHVAL_EVERSION,
+				    "segment %s was made on a machine of the "
+				    "other byte order",
+				    what);
+	if (h->magic != SHVAL__MAGIC)
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "%s is not a shval segment (magic 0x%016llx)",
+				    what, (unsigned long long)h->magic);
+	if (h->format_major != SHVAL__FORMAT_MAJOR)
+		return shval__failf(NULL, SHVAL_EVERSION,
+				    "segment %s has format %u.%u; this library "
+				    "reads format %u.x",
+				    what, h->format_major, h->format_minor,
+				    SHVAL__FORMAT_MAJOR);
+	if (h->layout_sig != SHVAL__LAYOUT_SIG ||
+	    h->header_size != sizeof(shval__hdr))
+		return shval__failf(NULL, SHVAL_EVERSION,
+				    "segment %s has layout signature 0x%016llx "
+				    "(header %u bytes); this build has 0x%016llx "
+				    "(header %zu bytes)",
+				    what, (unsigned long long)h->layout_sig,
+				    h->header_size,
+				    (unsigned long long)SHVAL__LAYOUT_SIG,
+				    sizeof(shval__hdr));
+	uint32_t st = atomic_load_explicit(&h->init_state, memory_order_acquire);
+	if (st != SHVAL__INIT_READY)
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "segment %s was never fully initialised "
+				    "(init state %u, creator pid %u %s)",
+				    what, st, h->creator_pid,
+				    proc_alive((pid_t)h->creator_pid, 0)
+					    ? "alive"
+					    : "dead");
+	if (h->max_size < sizeof(shval__hdr) ||
+	    h->max_size > SHVAL__MAX_SIZE_LIMIT || h->max_size % 4096 ||
+	    h->attach_cap != SHVAL__ATTACH_CAP)
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "segment %s: bad header (max size %llu, "
+				    "attach slots %u)",
+				    what, (unsigned long long)h->max_size,
+				    h->attach_cap);
+	if (fsize > h->max_size)
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "segment %s: file is %llu bytes, larger than "
+				    "its maximum size %llu",
+				    what, (unsigned long long)fsize,
+				    (unsigned long long)h->max_size);
+	(void)seg;
+	return 0;
+}
+
+/* ---- open / create ---- */
+
+static shval_seg *seg_new(const char *name, int kind, const char *path,
+			  unsigned flags)
+{
+	shval_seg *seg = calloc(1, sizeof *seg);
+	if (!seg)
+		return NULL;
+	seg->fd = -1;
+	seg->attach_slot = -1;
+	seg->kind = kind;
+	seg->flags = flags;
+	atomic_init(&seg->refs, 1);
+	snprintf(seg->name, sizeof seg->name, "%s", name ? name : "");
+	snprintf(seg->path, sizeof seg->path, "%s", path);
+	return seg;
+}
+
+/* Map fd (already validated) and finish the handle. */
+static int seg_map(shval_seg *seg, uint64_t max, uint64_t fsize)
+{
+	int prot = PROT_READ | ((seg->flags & SHVAL_RDONLY) ? 0 : PROT_WRITE);
+	void *p = mmap(NULL, max, prot, MAP_SHARED, seg->fd, 0);
+	if (p == MAP_FAILED)
+		return shval__failf(NULL, -errno, "segment %s: mmap of %llu bytes: %s",
+				    seg->name[0] ? seg->name : "(anonymous)",
+				    (unsigned long long)max, strerror(errno));
+	seg->base = p;
+	seg->map_len = max;
+	seg->hdr = p;
+	atomic_store(&seg->valid, fsize < max ? fsize : max);
+	return 0;
+}
+
+/* Build a fresh segment in fd (an unnamed file). */
+static int seg_init(shval_seg *seg, uint64_t initial, uint64_t max,
+		    unsigned flags)
+{
+	int r = posix_fallocate(seg->fd, 0, (off_t)initial);
+	if (r != 0)
+		return shval__failf(NULL, -r, "creating segment %s: %s",
+				    seg->name[0] ? seg->name : "(anonymous)",
+				    strerror(r));
+	r = seg_map(seg, max, initial);
+	if (r)
+		return r;
+	shval__hdr *h = seg->hdr;
+	h->magic = SHVAL__MAGIC;
+	h->format_major = SHVAL__FORMAT_MAJOR;
+	h->format_minor = SHVAL__FORMAT_MINOR;
+	h->header_size = sizeof(shval__hdr);
+	h->layout_sig = SHVAL__LAYOUT_SIG;
+	h->creator_pid = (uint32_t)getpid();
+	h->created = (uint64_t)time(NULL);
+	h->max_size = max;
+	h->seg_flags = flags & SHVAL_TEMP;
+	h->attach_cap = SHVAL__ATTACH_CAP;
+	atomic_store_explicit(&h->size, initial, memory_order_relaxed);
+	h->brk = sizeof(shval__hdr);
+	h->next_serial = 1;
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+	r = pthread_mutex_init(&h->lock, &a);
+	pthread_mutexattr_destroy(&a);
+	if (r)
+		return shval__failf(NULL, -r, "pthread_mutex_init: %s", strerror(r));
+	/* The first directory table: 16 slots, one line of header. */
+	uint64_t toff;
+	r = shval__alloc(seg, 1 + 16 * 8 / SHVAL__LINE, &toff);
+	if (r)
+		return r;
+	memset(shval__at(seg, toff), 0, (1 + 2) * SHVAL__LINE);
+	*(uint64_t *)shval__at(seg, toff) = 16;
+	atomic_store_explicit(&h->table_off, toff, memory_order_relaxed);
+	/* tag-init-ready: release publishes the whole header; pairs with the
+	 * acquire load in validate_header(). */
+	atomic_store_explicit(&h->init_state, SHVAL__INIT_READY,
+			      memory_order_release);
+	return 0;
+}
+
+static void seg_destroy(shval_seg *seg)
+{
+	if (!seg)
+		return;
+	if (seg->base)
+		munmap(seg->base, seg->map_len);
+	if (seg->fd >= 0)
+		close(seg->fd);
+	free(seg);
+}
+
+/* Create the file of a named segment: returns an unnamed fd in *fd, and
+ * in *tmp a temporary name to remove after linking, if one was needed. */
+static int create_unnamed(const char *path, unsigned mode, int *fd, char *tmp,
+			  size_t tmpcap)
+{
+	char dir[4200];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	tmp[0] = 0;
+	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	if (*fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
+			errno == EINVAL)) {
+		int n = snprintf(tmp, tmpcap, "%.4096s/.shvaltmp.%d.%lx", dir,
+				 (int)getpid(), (unsigned long)shval__now_ns());
+		if (n < 0 || (size_t)n >= tmpcap)
+			return -ENAMETOOLONG;
+		*fd = open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+			   mode);
+	}
+	if (*fd < 0)
+		return -errno;
+	if (fchmod(*fd, mode) != 0) /* exactly the mode asked for, not umask'd */
+		return -errno;
+	return 0;
+}
+
+static int give_name(int fd, const char *tmp, const char *path)
+{
+	int r;
+	if (tmp[0]) {
+		r = link(tmp, path);
+		int e = errno;
+		unlink(tmp);
+		return r == 0 ? 0 : -e;
+	}
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	r = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+	return r == 0 ? 0 : -errno;
+}
+
+/* Open an existing segment file: validate, map, attach. Returns 1 when the
+ * caller should retry (a stale temporary segment was removed). */
+static int seg_attach_fd(shval_seg *seg)
+{
+	const char *what = seg->name[0] ? seg->name : "(anonymous)";
+	struct stat st;
+	if (fstat(seg->fd, &st) != 0)
+		return shval__failf(NULL, -errno, "segment %s: fstat: %s", what,
+				    strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "segment %s is not a regular file", what);
+	if (st.st_uid != geteuid() && !(seg->flags & SHVAL_FOREIGN))
+		return shval__failf(NULL, SHVAL_EFOREIGN,
+				    "segment %s is owned by uid %u, not by this "
+				    "process's uid %u (pass SHVAL_FOREIGN to "
+				    "open it anyway)",
+				    what, (unsigned)st.st_uid, (unsigned)geteuid());
+	if ((uint64_t)st.st_size < sizeof(shval__hdr))
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "%s is not a shval segment (%lld bytes, too "
+				    "small)",
+				    what, (long long)st.st_size);
+	shval__hdr h;
+	ssize_t n = pread(seg->fd, &h, sizeof h, 0);
+	if (n != (ssize_t)sizeof h)
+		return shval__failf(NULL, n < 0 ? -errno : SHVAL_ECORRUPT,
+				    "segment %s: cannot read header", what);
+	int r = validate_header(seg, &h, (uint64_t)st.st_size, what);
+	if (r)
+		return r;
+	r = seg_map(seg, h.max_size, (uint64_t)st.st_size);
+	if (r)
+		return r;
+	/* Re-validate what we use from the live mapping (it could have been
+	 * changed since the pread by a hostile writer; the checks are cheap). */
+	if (seg->hdr->max_size != h.max_size)
+		return shval__failf(NULL, SHVAL_ECORRUPT,
+				    "segment %s: header changed while opening",
+				    what);
+	if (seg->flags & SHVAL_RDONLY)
+		return 0;
+	r = shval__seg_lock(seg);
+	if (r)
+		return r;
+	if (seg->hdr->unlinked) {
+		shval__seg_unlock(seg);
+		return 1;
+	}
+	if ((seg->hdr->seg_flags & SHVAL_TEMP) && seg->kind != SHVAL__KIND_ANON &&
+	    atomic_load(&seg->hdr->attach_overflow) == 0 && attach_reap(seg) == 0) {
+		/* A temporary segment whose processes all died: remove it. */
+		seg->hdr->unlinked = 1;
+		unlink(seg->path);
+		shval__seg_unlock(seg);
+		return 1;
+	}
+	attach_claim(seg);
+	shval__seg_unlock(seg);
+	return 0;
+}
+
+static int get_opts(const shval_seg_opts *opts, uint64_t *initial,
+		    uint64_t *max, unsigned *mode)
+{
+	*initial = DEFAULT_INITIAL;
+	*max = DEFAULT_MAX;
+	*mode = 0600;
+	if (opts) {
+		if (opts->struct_size < offsetof(shval_seg_opts, initial_size) +
+						sizeof(uint64_t))
+			return shval__failf(NULL, -EINVAL,
+					    "shval_seg_opts.struct_size not set");
+		if (opts->initial_size)
+			*initial = opts->initial_size;
+		if (opts->struct_size >= offsetof(shval_seg_opts, max_size) +
+						 sizeof(uint64_t) &&
+		    opts->max_size)
+			*max = opts->max_size;
+		if (opts->struct_size >= offsetof(shval_seg_opts, mode) +
+						 sizeof(unsigned) &&
+		    opts->mode)
+			*mode = opts->mode;
+	}
+	if (*mode & ~07777u)
+		return shval__failf(NULL, -EINVAL, "bad mode 0%o", *mode);
+	uint64_t page = 4096;
+	*initial = (*initial + page - 1) / page * page;
+	*max = (*max + page - 1) / page * page;
+	if (*initial < 2 * page)
+		*initial = 2 * page; /* header + first table */
+	if (*max > SHVAL__MAX_SIZE_LIMIT)
+		return shval__failf(NULL, -EINVAL,
+				    "max_size %llu above the limit of %llu",
+				    (unsigned long long)*max,
+				    (unsigned long long)SHVAL__MAX_SIZE_LIMIT);
+	if (*initial > *max)
+		return shval__failf(NULL, -EINVAL,
+				    "initial_size %llu is larger than max_size %llu",
+				    (unsigned long long)*initial,
+				    (unsigned long long)*max);
+	return 0;
+}
+
+SHVAL_API int shval_seg_open(const char *name, unsigned flags,
+			     const shval_seg_opts *opts, shval_seg **out)
+{
+	if (!out)
+		return shval__failf(NULL, -EINVAL, "out is NULL");
+	*out = NULL;
+	shval__clear_err(NULL);
+	if (flags & ~KNOWN_FLAGS)
+		return shval__failf(NULL, -EINVAL, "unknown flag bits 0x%x",
+				    flags & ~KNOWN_FLAGS);
+	if ((flags & (SHVAL_EXCL | SHVAL_TEMP)) && !(flags & SHVAL_CREATE))
+		return shval__failf(NULL, -EINVAL,
+				    "SHVAL_EXCL and SHVAL_TEMP need SHVAL_CREATE");
+	if ((flags & SHVAL_CREATE) && (flags & SHVAL_RDONLY))
+		return shval__failf(NULL, -EINVAL,
+				    "SHVAL_CREATE and SHVAL_RDONLY exclude each other");
+	int kind;
+	char path[4100];
+	int r = parse_name(name, &kind, path, sizeof path);
+	if (r)
+		return r;
+	uint64_t initial, max;
+	unsigned mode;
+	r = get_opts(opts, &initial, &max, &mode);
+	if (r)
+		return r;
+
+	if (kind == SHVAL__KIND_ANON) {
+		if (!(flags & SHVAL_CREATE))
+			return shval__failf(NULL, -EINVAL,
+					    "an anonymous segment (NULL name) "
+					    "needs SHVAL_CREATE");
+		shval_seg *seg = seg_new(NULL, kind, "", flags & ~SHVAL_TEMP);
+		if (!seg)
+			return -ENOMEM;
+		seg->fd = memfd_create("shval", MFD_CLOEXEC);
+		if (seg->fd < 0) {
+			r = shval__failf(NULL, -errno, "memfd_create: %s",
+					 strerror(errno));
+			seg_destroy(seg);
+			return r;
+		}
+		r = seg_init(seg, initial, max, 0);
+		if (r == 0)
+			r = shval__seg_lock(seg);
+		if (r) {
+			seg_destroy(seg);
+			return r;
+		}
+		attach_claim(seg);
+		shval__seg_unlock(seg);
+		list_add(seg);
+		*out = seg;
+		return 0;
+	}
+
+	for (int attempt = 0; attempt < 20; attempt++) {
+		if (!(flags & SHVAL_EXCL)) {
+			int fd = open(path,
+				      ((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
+					      O_NOFOLLOW | O_CLOEXEC);
+			if (fd >= 0) {
+				shval_seg *seg = seg_new(name, kind, path, flags);
+				if (!seg) {
+					close(fd);
+					return -ENOMEM;
+				}
+				seg->fd = fd;
+				r = seg_attach_fd(seg);
+				if (r == 0) {
+					list_add(seg);
+					*out = seg;
+					return 0;
+				}
+				seg_destroy(seg);
+				if (r == 1)
+					continue; /* stale temporary: gone now */
+				return r;
+			}
+			if (errno == ELOOP)
+				return shval__failf(NULL, -ELOOP,
+						    "segment %s: path is a symbolic "
+						    "link (refused)",
+						    name);
+			if (errno != ENOENT)
+				return shval__failf(NULL, -errno, "segment %s: %s",
+						    name, strerror(errno));
+			if (!(flags & SHVAL_CREATE))
+				return shval__failf(NULL, -ENOENT,
+						    "segment %s does not exist", name);
+		}
+		/* Create under no name, then link it into place. */
+		shval_seg *seg = seg_new(name, kind, path, flags);
+		if (!seg)
+			return -ENOMEM;
+		char tmp[4400];
+		r = create_unnamed(path, mode, &seg->fd, tmp, sizeof tmp);
+		if (r) {
+			seg_destroy(seg);
+			return shval__failf(NULL, r, "creating segment %s: %s", name,
+					    strerror(-r));
+		}
+		r = seg_init(seg, initial, max, flags);
+		if (r == 0)
+			r = give_name(seg->fd, tmp, path);
+		else if (tmp[0])
+			unlink(tmp);
+		if (r == -EEXIST) {
+			seg_destroy(seg);
+			if (flags & SHVAL_EXCL)
+				return shval__failf(NULL, -EEXIST,
+						    "segment %s already exists", name);
+			continue; /* somebody else created it first: open theirs */
+		}
+		if (r == 0)
+			r = shval__seg_lock(seg);
+		if (r) {
+			seg_destroy(seg);
+			return r < 0 && shval_errmsg(NULL)[0]
+				       ? r
+				       : shval__failf(NULL, r, "creating segment %s: %s",
+						      name, shval_strerror(r));
+		}
+		attach_claim(seg);
+		shval__seg_unlock(seg);
+		list_add(seg);
+		*out = seg;
+		return 0;
+	}
+	return shval__failf(NULL, -EAGAIN,
+			    "segment %s: gave up after repeated create/remove races",
+			    name);
+}
+
+SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (flags & ~(SHVAL_RDONLY | SHVAL_FOREIGN))
+		return shval__failf(NULL, -EINVAL,
+				    "shval_seg_open_fd takes only SHVAL_RDONLY "
+				    "and SHVAL_FOREIGN");
+	shval_seg *seg = seg_new(NULL, SHVAL__KIND_ANON, "", flags);
+	if (!seg)
+		return -ENOMEM;
+	seg->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (seg->fd < 0) {
+		int r = shval__failf(NULL, -errno, "fd %d: %s", fd, strerror(errno));
+		seg_destroy(seg);
+		return r;
+	}
+	int r = seg_attach_fd(seg);
+	if (r) {
+		seg_destroy(seg);
+		return r == 1 ? -ENOENT : r;
+	}
+	list_add(seg);
+	*out = seg;
+	return 0;
+}
+
+SHVAL_API int shval_seg_fd(const shval_seg *seg)
+{
+	return seg ? seg->fd : -1;
+}
+
+SHVAL_API const char *shval_seg_name(const shval_seg *seg)
+{
+	return seg ? seg->name : "";
+}
+
+SHVAL_API int shval_seg_close(shval_seg *seg)
+{
+	if (!seg)
+		return 0;
+	list_del(seg);
+	seg->user_closed = true;
+	if (seg->attach_slot >= 0 && seg->attach_pid == getpid() &&
+	    !(seg->flags & SHVAL_RDONLY)) {
+		if (shval__seg_lock(seg) == 0) {
+			atomic_store(&seg->hdr->attach[seg->attach_slot].pid, 0);
+			seg->attach_slot = -1;
+			if ((seg->hdr->seg_flags & SHVAL_TEMP) &&
+			    seg->kind != SHVAL__KIND_ANON && !seg->hdr->unlinked &&
+			    atomic_load(&seg->hdr->attach_overflow) == 0 &&
+			    attach_reap(seg) == 0) {
+				seg->hdr->unlinked = 1;
+				unlink(seg->path);
+			}
+			shval__seg_unlock(seg);
+		}
+	}
+	shval__seg_unref(seg);
+	return 0;
+}
+
+SHVAL_API int shval_seg_unlink(const char *name)
+{
+	int kind;
+	char path[4100];
+	int r = parse_name(name, &kind, path, sizeof path);
+	if (r)
+		return r;
+	if (kind == SHVAL__KIND_ANON)
+		return shval__failf(NULL, SHVAL_EBADNAME,
+				    "an anonymous segment has no name to unlink");
+	if (unlink(path) != 0)
+		return shval__failf(NULL, -errno, "unlink %s: %s", name,
+				    strerror(errno));
+	return 0;
+}
+
+SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
+{
+	if (!seg || !info)
+		return -EINVAL;
+	shval__hdr *h = seg->hdr;
+	memset(info, 0, sizeof *info);
+	info->format_major = h->format_major;
+	info->format_minor = h->format_minor;
+	info->size = atomic_load_explicit(&h->size, memory_order_acquire);
+	info->used = h->used + sizeof(shval__hdr);
+	info->max_size = seg->map_len;
+	info->nvalues = h->nvalues;
+	info->version = atomic_load_explicit(&h->version, memory_order_acquire) &
+			~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+	info->creator_pid = (pid_t)h->creator_pid;
+	info->created = (int64_t)h->created;
+	info->flags = h->seg_flags & SHVAL_TEMP;
+	struct stat st;
+	if (fstat(seg->fd, &st) == 0) {
+		info->mode = st.st_mode & 07777;
+		info->owner = st.st_uid;
+	}
+	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
+		uint32_t pid = atomic_load(&h->attach[i].pid);
+		if (!pid)
+			continue;
+		info->nattached++;
+		if (proc_alive((pid_t)pid, h->attach[i].start_time))
+			info->nalive++;
+	}
+	return 0;
+}
+
+SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
+			      size_t *n)
+{
+	if (!seg || !n)
+		return -EINVAL;
+	size_t k = 0;
+	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
+		uint32_t pid = atomic_load(&seg->hdr->attach[i].pid);
+		if (!pid)
+			continue;
+		if (k < cap && procs) {
+			procs[k].pid = (pid_t)pid;
+			procs[k].alive =
+				proc_alive((pid_t)pid, seg->hdr->attach[i].start_time);
+		}
+		k++;
+	}
+	*n = k;
+	return 0;
+}
+
+/* ---- the process-wide anonymous segment (shval_new) ---- */
+
+static pthread_mutex_t anon_lock = PTHREAD_MUTEX_INITIALIZER;
+static shval_seg *anon_seg;
+
+SHVAL_API int shval_anon_segment(shval_seg **out)
+{
+	if (!out)
+		return -EINVAL;
+	pthread_mutex_lock(&anon_lock);
+	int r = 0;
+	if (!anon_seg)
+		r = shval_seg_open(NULL, SHVAL_CREATE, NULL, &anon_seg);
+	*out = anon_seg;
+	pthread_mutex_unlock(&anon_lock);
+	return r;
+}

@@ -1,0 +1,975 @@
+/*
+ * src/text.c — values <-> text (plain and JSON), and the growable buffer.
+ *
+ * Formats (the contract is at shval_to_text() / shval_from_text() in
+ * include/shval.h; the details decided here):
+ *
+ * Elements, plain / JSON:
+ *   integers   exact decimal ("-9223372036854775808") / JSON number
+ *   f, d       shortest text that reads back to the same bits: "%.*g" with
+ *              precision 1, 2, ... 17 (9 for 'f', read back through
+ *              strtof so a float round-trips as a float); -0.0 is "-0".
+ *              Non-finite: nan, inf, -inf / the JSON strings "nan", "inf",
+ *              "-inf" (every NaN prints as "nan": its sign and payload are
+ *              lost).
+ *   ?          true / false (any non-zero byte is true)
+ *   c          the raw byte / a one-character JSON string, escaped, bytes
+ *              >= 0x80 as "\u00XX"
+ *   u          the code point in UTF-8 / a JSON string.  A wchar_t that is
+ *              not a Unicode scalar value (a surrogate, or above 0x10FFFF,
+ *              or negative) prints as the ASCII text \u{HEX} (e.g.
+ *              "\u{110000}"); in JSON that text is a string, so the
+ *              backslash doubles: "\\u{110000}".  This keeps JSON output
+ *              valid UTF-8; such values do not parse back.
+ * Strings ("Ns"):
+ *   plain, whole value   the raw bytes, exactly (NULs included)
+ *   plain, struct field  "..." with C escapes: \" \\ \n \t \r, \0 (or \x00
+ *                        when a digit follows, to stay unambiguous), other
+ *                        control bytes and invalid UTF-8 as \xHH; valid
+ *                        UTF-8 as is
+ *   JSON                 escaped exactly: \" \\ \b \f \n \r \t, other
+ *                        control bytes and DEL as \u00XX (NUL is \u0000);
+ *                        valid UTF-8 as is; each byte of invalid UTF-8
+ *                        as \u00XX.  The output is always valid JSON and
+ *                        UTF-8, but a JSON reader then sees U+00XX, not the
+ *                        byte XX: JSON round-trips strings exactly only when
+ *                        they are valid UTF-8.
+ *   A stored length above the capacity (a damaged segment; normally caught
+ *   by shval__type_check() first) is clamped to the capacity — nothing
+ *   past the string is read — and, in plain text only, followed by the
+ *   marker "[damaged: length L > capacity C]".  JSON output stays valid and
+ *   carries no marker.
+ * Arrays: plain elements separated by one space (comma inside a struct);
+ *   JSON [a,b,c].
+ * Structs: plain "name=value" separated by one space ("0=value" when
+ *   unnamed); JSON {"name":value,...}, or [v0,v1,...] when unnamed.
+ * JSON output is compact (no spaces).
+ *
+ * Parsing (shval__text_parse_elem):
+ *   integers   optional sign, then decimal digits (leading zeros allowed,
+ *              still decimal) or 0x/0X and hex digits; exact, range-checked
+ *              for the letter ("-0" is 0 and fits unsigned letters)
+ *   f, d       strtod syntax (also hex floats, nan, inf, infinity) read in
+ *              the C locale whatever the process's locale; overflow to
+ *              infinity is SHVAL_ERANGE, underflow to 0/denormal is accepted
+ *              (as C and Python do)
+ *   ?          true, false, True, False, 1, 0
+ *   c          exactly one byte;  u: exactly one valid UTF-8 character
+ *   No white space is skipped anywhere: " 1" and "1 " are SHVAL_EPARSE.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* newlocale/uselocale, strtod_l */
+#endif
+#include "type.h"
+
+#include <shval.h>
+
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shval__buf --------------------------------------------------------- */
+
+void shval__buf_init(shval__buf *b)
+{
+	b->p = NULL;
+	b->len = b->cap = 0;
+	b->oom = 0;
+}
+
+void shval__buf_free(shval__buf *b)
+{
+	free(b->p);
+	shval__buf_init(b);
+}
+
+/* Make room for n more bytes plus a NUL; 0 or -1 (and b->oom set). */
+static int buf_reserve(shval__buf *b, size_t n)
+{
+	size_t need, ncap;
+	char *np;
+	if (b->oom)
+		return -1;
+	if (n > SIZE_MAX / 2 - b->len) {
+		b->oom = 1;
+		return -1;
+	}
+	need = b->len + n + 1;
+	if (need <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 64;
+	while (ncap < need)
+		ncap *= 2;
+	np = realloc(b->p, ncap);
+	if (!np) {
+		b->oom = 1;
+		return -1;
+	}
+	b->p = np;
+	b->cap = ncap;
+	return 0;
+}
+
+/* The buffer stays NUL-terminated (once anything was added), so b->p can be
+ * used as a C string when the content has no NULs. */
+void shval__buf_add(shval__buf *b, const void *s, size_t n)
+{
+	if (buf_reserve(b, n) < 0)
+		return;
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_addc(shval__buf *b, char c)
+{
+	shval__buf_add(b, &c, 1);
+}
+
+static void buf_adds(shval__buf *b, const char *s)
+{
+	shval__buf_add(b, s, strlen(s));
+}
+
+void shval__buf_printf(shval__buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char small[128];
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->oom = 1; /* an encoding error: no better flag to raise */
+		return;
+	}
+	if ((size_t)n < sizeof small) {
+		shval__buf_add(b, small, (size_t)n);
+		return;
+	}
+	if (buf_reserve(b, (size_t)n) < 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/*
+ * Numbers must read and print the same whatever setlocale() the application
+ * made (a "de_DE" LC_NUMERIC would print "0,1").  Float conversions run
+ * under a private "C" locale object: uselocale() for snprintf (per thread,
+ * restored right after) and strtod_l/strtof_l for reading.  If the locale
+ * object cannot be created (out of memory), we fall back to the process
+ * locale, which is "C" unless the application changed it.
+ */
+static locale_t c_loc;
+static pthread_once_t c_loc_once = PTHREAD_ONCE_INIT;
+static void c_loc_init(void)
+{
+	c_loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+static locale_t c_locale(void)
+{
+	pthread_once(&c_loc_once, c_loc_init);
+	return c_loc;
+}
+
+static double parse_double_c(const char *s, char **end)
+{
+	locale_t l = c_locale();
+	return l ? strtod_l(s, end, l) : strtod(s, end);
+}
+
+static float parse_float_c(const char *s, char **end)
+{
+	locale_t l = c_locale();
+	return l ? strtof_l(s, end, l) : strtof(s, end);
+}
+
+/* Quote untrusted text for an error message: printable ASCII as is, the
+ * rest as \xHH, cut after 48 bytes with "...".  (Same as in type.c.) */
+static void quote(char *dst, size_t cap, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char tmp[5];
+		size_t k = 0;
+		if (i >= 48) {
+			tmp[k++] = '.'; tmp[k++] = '.'; tmp[k++] = '.';
+			i = n;
+		} else if (c == '"' || c == '\\') {
+			tmp[k++] = '\\'; tmp[k++] = (char)c;
+		} else if (c >= 0x20 && c < 0x7f) {
+			tmp[k++] = (char)c;
+		} else {
+			tmp[k++] = '\\'; tmp[k++] = 'x';
+			tmp[k++] = hex[c >> 4]; tmp[k++] = hex[c & 15];
+		}
+		if (o + k >= cap)
+			break;
+		memcpy(dst + o, tmp, k);
+		o += k;
+	}
+	dst[o] = '\0';
+}
+
+static int fail(char *err, size_t errcap, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errcap, int code, const char *fmt, ...)
+{
+	if (err && errcap > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errcap, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Put "<prefix>: " in front of the message already in err. */
+static void err_prefix(char *err, size_t errcap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void err_prefix(char *err, size_t errcap, const char *fmt, ...)
+{
+	char pre[160], old[512];
+	va_list ap;
+	if (!err || errcap == 0)
+		return;
+	snprintf(old, sizeof old, "%s", err);
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof pre, fmt, ap);
+	va_end(ap);
+	snprintf(err, errcap, "%s: %s", pre, old);
+}
+
+/* Length (1..4) of the valid UTF-8 sequence at s (n bytes available), or 0
+ * if it is not one.  Strict: no overlong forms, no surrogates, nothing above
+ * U+10FFFF.  *cp receives the code point. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t c, min;
+	size_t len;
+	if (n == 0)
+		return 0;
+	c = s[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		len = 2; c &= 0x1f; min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3; c &= 0x0f; min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4; c &= 0x07; min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[k] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/* UTF-8 of a Unicode scalar value (the caller checked it is one). */
+static size_t utf8_encode(uint32_t c, char out[4])
+{
+	if (c < 0x80) {
+		out[0] = (char)c;
+		return 1;
+	} else if (c < 0x800) {
+		out[0] = (char)(0xc0 | (c >> 6));
+		out[1] = (char)(0x80 | (c & 0x3f));
+		return 2;
+	} else if (c < 0x10000) {
+		out[0] = (char)(0xe0 | (c >> 12));
+		out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+		out[2] = (char)(0x80 | (c & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | (c >> 18));
+	out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+	out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+	out[3] = (char)(0x80 | (c & 0x3f));
+	return 4;
+}
+
+static int is_scalar_value(uint32_t c)
+{
+	return c <= 0x10ffff && !(c >= 0xd800 && c <= 0xdfff);
+}
+
+/* ---- formatting --------------------------------------------------------- */
+
+/* A JSON string body (no quotes) for n bytes; see the header comment. */
+static void json_escape(shval__buf *b, const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && !b->oom) {
+		unsigned char c = s[i];
+		uint32_t cp;
+		size_t k;
+		if (c == '"' || c == '\\') {
+			buf_addc(b, '\\');
+			buf_addc(b, (char)c);
+			i++;
+		} else if (c >= 0x20 && c < 0x7f) {
+			/* a run of plain ASCII in one go */
+			size_t j = i;
+			while (j < n && s[j] >= 0x20 && s[j] < 0x7f &&
+			       s[j] != '"' && s[j] != '\\')
+				j++;
+			shval__buf_add(b, s + i, j - i);
+			i = j;
+		} else if (c == '\n') {
+			buf_adds(b, "\\n"); i++;
+		} else if (c == '\t') {
+			buf_adds(b, "\\t"); i++;
+		} else if (c == '\r') {
+			buf_adds(b, "\\r"); i++;
+		} else if (c == '\b') {
+			buf_adds(b, "\\b"); i++;
+		} else if (c == '\f') {
+			buf_adds(b, "\\f"); i++;
+		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
+			shval__buf_add(b, s + i, k);
+			i += k;
+		} else {
+			/* other controls, DEL, and each invalid UTF-8 byte */
+			shval__buf_printf(b, "\\u%04x", c);
+			i++;
+		}
+	}
+}
+
+/* A plain-text quoted string body with C escapes; see the header. */
+static void c_escape(shval__buf *b, const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && !b->oom) {
+		unsigned char c = s[i];
+		uint32_t cp;
+		size_t k;
+		if (c == '"' || c == '\\') {
+			buf_addc(b, '\\');
+			buf_addc(b, (char)c);
+			i++;
+		} else if (c >= 0x20 && c < 0x7f) {
+			buf_addc(b, (char)c);
+			i++;
+		} else if (c == '\n') {
+			buf_adds(b, "\\n"); i++;
+		} else if (c == '\t') {
+			buf_adds(b, "\\t"); i++;
+		} else if (c == '\r') {
+			buf_adds(b, "\\r"); i++;
+		} else if (c == 0 && !(i + 1 < n && s[i + 1] >= '0' &&
+		                       s[i + 1] <= '9')) {
+			/* "\0" unless a digit follows ("\01" would be octal) */
+			buf_adds(b, "\\0"); i++;
+		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
+			shval__buf_add(b, s + i, k);
+			i += k;
+		} else {
+			/* always two digits; readers must not take more */
+			shval__buf_printf(b, "\\x%02x", c);
+			i++;
+		}
+	}
+}
+
+/* Shortest "%.*g" text of x that reads back to the same bits.  For 'f' the
+ * value is a float widened to double and read back with strtof. */
+static void fmt_float(shval__buf *b, double x, int is_float, int json)
+{
+	char tmp[40];
+	locale_t l = c_locale(), old = (locale_t)0;
+	int maxp = is_float ? 9 : 17; /* these always round-trip */
+
+	if (isnan(x) || isinf(x)) {
+		const char *s = isnan(x) ? "nan" : x > 0 ? "inf" : "-inf";
+		if (json)
+			shval__buf_printf(b, "\"%s\"", s);
+		else
+			buf_adds(b, s);
+		return;
+	}
+	if (l)
+		old = uselocale(l); /* '.' as the decimal point; see c_loc */
+	for (int prec = 1; prec <= maxp; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*g", prec, x);
+		if (is_float) {
+			float y = parse_float_c(tmp, NULL), xf = (float)x;
+			if (memcmp(&y, &xf, sizeof y) == 0)
+				break;
+		} else {
+			double y = parse_double_c(tmp, NULL);
+			if (memcmp(&y, &x, sizeof y) == 0)
+				break;
+		}
+	}
+	if (l)
+		uselocale(old);
+	buf_adds(b, tmp);
+}
+
+/* Read an integer element as signed (returns 1, *sv) or unsigned (0, *uv).
+ * memcpy: data may be unaligned in callers' buffers. */
+static int load_int(char code, const unsigned char *p, int64_t *sv,
+                    uint64_t *uv)
+{
+	switch (code) {
+	case 'b': { int8_t v; memcpy(&v, p, 1); *sv = v; return 1; }
+	case 'B': { uint8_t v; memcpy(&v, p, 1); *uv = v; return 0; }
+	case 'h': { int16_t v; memcpy(&v, p, 2); *sv = v; return 1; }
+	case 'H': { uint16_t v; memcpy(&v, p, 2); *uv = v; return 0; }
+	case 'i': { int32_t v; memcpy(&v, p, 4); *sv = v; return 1; }
+	case 'I': { uint32_t v; memcpy(&v, p, 4); *uv = v; return 0; }
+	case 'l': case 'q': case 'n':
+		{ int64_t v; memcpy(&v, p, 8); *sv = v; return 1; }
+	default: /* L Q N */
+		{ uint64_t v; memcpy(&v, p, 8); *uv = v; return 0; }
+	}
+}
+
+static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
+                     int json)
+{
+	switch (code) {
+	case 'f': {
+		float v;
+		memcpy(&v, p, sizeof v);
+		fmt_float(b, v, 1, json);
+		return;
+	}
+	case 'd': {
+		double v;
+		memcpy(&v, p, sizeof v);
+		fmt_float(b, v, 0, json);
+		return;
+	}
+	case '?':
+		buf_adds(b, p[0] ? "true" : "false");
+		return;
+	case 'c':
+		if (json) {
+			buf_addc(b, '"');
+			if (p[0] >= 0x80) /* one byte alone is never UTF-8 */
+				shval__buf_printf(b, "\\u%04x", p[0]);
+			else
+				json_escape(b, p, 1);
+			buf_addc(b, '"');
+		} else {
+			buf_addc(b, (char)p[0]);
+		}
+		return;
+	case 'u': {
+		uint32_t cp; /* wchar_t is a 4-byte int on Linux */
+		char u8[4];
+		memcpy(&cp, p, sizeof cp);
+		if (json)
+			buf_addc(b, '"');
+		if (is_scalar_value(cp)) {
+			size_t k = utf8_encode(cp, u8);
+			if (json)
+				json_escape(b, (const unsigned char *)u8, k);
+			else
+				shval__buf_add(b, u8, k);
+		} else {
+			shval__buf_printf(b, json ? "\\\\u{%" PRIX32 "}"
+			                          : "\\u{%" PRIX32 "}", cp);
+		}
+		if (json)
+			buf_addc(b, '"');
+		return;
+	}
+	default: {
+		int64_t sv;
+		uint64_t uv;
+		if (load_int(code, p, &sv, &uv))
+			shval__buf_printf(b, "%" PRId64, sv);
+		else
+			shval__buf_printf(b, "%" PRIu64, uv);
+		return;
+	}
+	}
+}
+
+/* One field (or a whole non-struct value).  in_struct: plain text inside a
+ * struct (quoted strings, comma-separated arrays). */
+static void fmt_field(shval__buf *b, const shval__field *f,
+                      const unsigned char *base, int json, int in_struct)
+{
+	const unsigned char *p = base + f->offset;
+
+	switch (f->kind) {
+	case SHVAL_KIND_SCALAR:
+		fmt_elem(b, f->code, p, json);
+		return;
+	case SHVAL_KIND_ARRAY: {
+		char sep = (json || in_struct) ? ',' : ' ';
+		if (json)
+			buf_addc(b, '[');
+		for (uint32_t k = 0; k < f->count && !b->oom; k++) {
+			if (k)
+				buf_addc(b, sep);
+			fmt_elem(b, f->code, p + (size_t)k * f->elem_size,
+			         json);
+		}
+		if (json)
+			buf_addc(b, ']');
+		return;
+	}
+	case SHVAL_KIND_STRING: {
+		uint32_t len, n;
+		memcpy(&len, p, sizeof len);
+		n = len > f->count ? f->count : len; /* never read past */
+		if (json) {
+			buf_addc(b, '"');
+			json_escape(b, p + 4, n);
+			buf_addc(b, '"');
+			return;
+		}
+		if (in_struct) {
+			buf_addc(b, '"');
+			c_escape(b, p + 4, n);
+			buf_addc(b, '"');
+		} else {
+			shval__buf_add(b, p + 4, n);
+		}
+		if (len > f->count)
+			shval__buf_printf(b, "[damaged: length %" PRIu32
+			                  " > capacity %" PRIu32 "]", len,
+			                  f->count);
+		return;
+	}
+	default:
+		return; /* not reached: the parser makes only these kinds */
+	}
+}
+
+int shval__text_format(const shval__type *t, const void *data, unsigned flags,
+                       shval__buf *out)
+{
+	const unsigned char *base = data;
+	int json = (flags & SHVAL_TEXT_JSON) != 0;
+
+	if (t->kind != SHVAL_KIND_STRUCT) {
+		fmt_field(out, &t->fields[0], base, json, 0);
+	} else {
+		int named = t->fields[0].name[0] != '\0';
+		if (json)
+			buf_addc(out, named ? '{' : '[');
+		for (size_t k = 0; k < t->nfields && !out->oom; k++) {
+			const shval__field *f = &t->fields[k];
+			if (k)
+				buf_addc(out, json ? ',' : ' ');
+			if (json && named)
+				shval__buf_printf(out, "\"%s\":", f->name);
+			else if (!json && named)
+				shval__buf_printf(out, "%s=", f->name);
+			else if (!json)
+				shval__buf_printf(out, "%zu=", k);
+			fmt_field(out, f, base, json, 1);
+		}
+		if (json)
+			buf_addc(out, named ? '}' : ']');
+	}
+	if (!out->p) /* an empty result still gives a NUL-terminated buffer */
+		shval__buf_add(out, "", 0);
+	return out->oom ? -ENOMEM : 0;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/* Integer syntax: [+-] (digits | 0x hexdigits).  Sets *neg and the
+ * magnitude; returns 0, or -1 if malformed, -2 if above UINT64_MAX. */
+static int parse_uint_mag(const char *s, int *neg, uint64_t *mag)
+{
+	uint64_t v = 0;
+	unsigned base = 10;
+	int any = 0, over = 0;
+
+	*neg = 0;
+	if (*s == '+' || *s == '-')
+		*neg = *s++ == '-';
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+	}
+	for (; *s; s++) {
+		unsigned d;
+		if (*s >= '0' && *s <= '9')
+			d = (unsigned)(*s - '0');
+		else if (base == 16 && *s >= 'a' && *s <= 'f')
+			d = (unsigned)(*s - 'a' + 10);
+		else if (base == 16 && *s >= 'A' && *s <= 'F')
+			d = (unsigned)(*s - 'A' + 10);
+		else
+			return -1;
+		any = 1;
+		if (v > (UINT64_MAX - d) / base)
+			over = 1; /* keep scanning: "99...9x" is malformed */
+		else
+			v = v * base + d;
+	}
+	if (!any)
+		return -1;
+	*mag = v;
+	return over ? -2 : 0;
+}
+
+static const char *letter_range(char code)
+{
+	switch (code) {
+	case 'b': return "-128..127";
+	case 'B': return "0..255";
+	case 'h': return "-32768..32767";
+	case 'H': return "0..65535";
+	case 'i': return "-2147483648..2147483647";
+	case 'I': return "0..4294967295";
+	case 'l': case 'q': case 'n':
+		return "-9223372036854775808..9223372036854775807";
+	default:
+		return "0..18446744073709551615";
+	}
+}
+
+static int is_signed_letter(char code)
+{
+	return code == 'b' || code == 'h' || code == 'i' || code == 'l' ||
+	       code == 'q' || code == 'n';
+}
+
+static int parse_int(char code, const char *text, void *out, char *err,
+                     size_t errcap)
+{
+	char q[200];
+	int neg, r;
+	uint64_t mag = 0;
+	size_t size = shval__letter_size(code);
+
+	quote(q, sizeof q, text, strlen(text));
+	r = parse_uint_mag(text, &neg, &mag);
+	if (r == -1)
+		return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not an "
+		            "integer (type %c)", q, code);
+	if (r == 0 && is_signed_letter(code)) {
+		/* limit of the magnitude: 2^(bits-1) - 1, or 2^(bits-1)
+		 * when negative */
+		uint64_t max = (UINT64_C(1) << (size * 8 - 1)) - 1;
+		if (mag <= max + (uint64_t)neg) {
+			/* two's complement, no signed overflow in C */
+			uint64_t u = neg ? (uint64_t)0 - mag : mag;
+			int64_t v;
+			memcpy(&v, &u, sizeof v);
+			switch (size) {
+			case 1: { int8_t x = (int8_t)v; memcpy(out, &x, 1); break; }
+			case 2: { int16_t x = (int16_t)v; memcpy(out, &x, 2); break; }
+			case 4: { int32_t x = (int32_t)v; memcpy(out, &x, 4); break; }
+			default: memcpy(out, &v, 8); break;
+			}
+			return 0;
+		}
+	} else if (r == 0) {
+		uint64_t max = size == 8 ? UINT64_MAX
+		                         : (UINT64_C(1) << (size * 8)) - 1;
+		if (!(neg && mag != 0) && mag <= max) {
+			switch (size) {
+			case 1: { uint8_t x = (uint8_t)mag; memcpy(out, &x, 1); break; }
+			case 2: { uint16_t x = (uint16_t)mag; memcpy(out, &x, 2); break; }
+			case 4: { uint32_t x = (uint32_t)mag; memcpy(out, &x, 4); break; }
+			default: memcpy(out, &mag, 8); break;
+			}
+			return 0;
+		}
+	}
+	return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out of range for "
+	            "type %c (%s)", q, code, letter_range(code));
+}
+
+static int parse_real(char code, const char *text, void *out, char *err,
+                      size_t errcap)
+{
+	char q[200];
+	char *end = NULL;
+	int e;
+
+	quote(q, sizeof q, text, strlen(text));
+	/* strtod would skip leading white space and accept "": refuse both */
+	if (text[0] == '\0' || text[0] == ' ' || (text[0] >= '\t' &&
+	                                          text[0] <= '\r'))
+		return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not a "
+		            "number (type %c)", q, code);
+	errno = 0;
+	if (code == 'f') {
+		float v = parse_float_c(text, &end);
+		e = errno;
+		if (end == text || *end != '\0')
+			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
+			            "a number (type f)", q);
+		/* ERANGE with an infinite result is overflow ("inf" itself
+		 * does not set ERANGE); with a tiny one it is underflow,
+		 * which we accept as C and Python do. */
+		if (e == ERANGE && isinf(v))
+			return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out "
+			            "of range for type f (magnitude up to "
+			            "3.4028235e+38)", q);
+		memcpy(out, &v, sizeof v);
+	} else {
+		double v = parse_double_c(text, &end);
+		e = errno;
+		if (end == text || *end != '\0')
+			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
+			            "a number (type d)", q);
+		if (e == ERANGE && isinf(v))
+			return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out "
+			            "of range for type d (magnitude up to "
+			            "1.7976931348623157e+308)", q);
+		memcpy(out, &v, sizeof v);
+	}
+	return 0;
+}
+
+int shval__text_parse_elem(char code, const char *text, void *out, char *err,
+                           size_t errcap)
+{
+	char q[200];
+	size_t n;
+
+	if (err && errcap > 0)
+		err[0] = '\0';
+	if (!text)
+		return fail(err, errcap, SHVAL_EPARSE, "missing value");
+	n = strlen(text);
+	switch (code) {
+	case 'f': case 'd':
+		return parse_real(code, text, out, err, errcap);
+	case '?': {
+		uint8_t v;
+		if (!strcmp(text, "true") || !strcmp(text, "True") ||
+		    !strcmp(text, "1"))
+			v = 1;
+		else if (!strcmp(text, "false") || !strcmp(text, "False") ||
+		         !strcmp(text, "0"))
+			v = 0;
+		else {
+			quote(q, sizeof q, text, n);
+			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
+			            "a boolean (true, false, 1 or 0)", q);
+		}
+		memcpy(out, &v, 1);
+		return 0;
+	}
+	case 'c':
+		if (n != 1) {
+			quote(q, sizeof q, text, n);
+			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
+			            "one byte (type c)", q);
+		}
+		memcpy(out, text, 1);
+		return 0;
+	case 'u': {
+		uint32_t cp;
+		size_t k = utf8_decode((const unsigned char *)text, n, &cp);
+		if (k == 0 || k != n) {
+			quote(q, sizeof q, text, n);
+			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
+			            "one UTF-8 character (type u)", q);
+		}
+		memcpy(out, &cp, sizeof cp);
+		return 0;
+	}
+	default:
+		if (shval__letter_size(code) == 0)
+			return fail(err, errcap, SHVAL_EPARSE, "no element "
+			            "syntax for type letter '%c'", code);
+		return parse_int(code, text, out, err, errcap);
+	}
+}
+
+/* Set a string field: raw bytes, zeroing the rest of the capacity. */
+static int set_string(const shval__field *f, unsigned char *base,
+                      const char *text, char *err, size_t errcap)
+{
+	size_t n = strlen(text);
+	uint32_t len;
+	if (n > f->count)
+		return fail(err, errcap, SHVAL_ETOOBIG, "string of %zu bytes "
+		            "exceeds capacity %" PRIu32, n, f->count);
+	len = (uint32_t)n;
+	memcpy(base + f->offset, &len, sizeof len);
+	memcpy(base + f->offset + 4, text, n);
+	memset(base + f->offset + 4 + n, 0, f->count - n);
+	return 0;
+}
+
+/* A struct's array field from "a,b,c": exactly count elements. */
+static int set_array_csv(const shval__field *f, unsigned char *base,
+                         const char *text, char *err, size_t errcap)
+{
+	size_t n = 1;
+	const char *s = text;
+	char small[256];
+
+	for (const char *c = text; *c; c++)
+		n += *c == ',';
+	if (n != f->count)
+		return fail(err, errcap, SHVAL_EINDEX, "array of %" PRIu32
+		            " takes %" PRIu32 " comma-separated elements, got "
+		            "%zu", f->count, f->count, n);
+	for (uint32_t k = 0; k < f->count; k++) {
+		const char *e = strchr(s, ',');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		char *tmp = small;
+		int rc;
+		if (len >= sizeof small) {
+			tmp = malloc(len + 1);
+			if (!tmp)
+				return fail(err, errcap, -ENOMEM,
+				            "out of memory");
+		}
+		memcpy(tmp, s, len);
+		tmp[len] = '\0';
+		rc = shval__text_parse_elem(f->code, tmp, base + f->offset +
+		                            (size_t)k * f->elem_size, err,
+		                            errcap);
+		if (tmp != small)
+			free(tmp);
+		if (rc < 0) {
+			err_prefix(err, errcap, "element %" PRIu32, k);
+			return rc;
+		}
+		s += len + 1;
+	}
+	return 0;
+}
+
+/* Fields are at most 512 (type.c: canonical form <= 1023 characters and
+ * each field takes >= 2 of them with its separator). */
+#define MAX_FIELDS 512
+
+int shval__text_parse(const shval__type *t, void *data, int argc,
+                      const char *const *argv, char *err, size_t errcap)
+{
+	unsigned char *base = data;
+	const shval__field *f0 = &t->fields[0];
+	int rc;
+
+	if (err && errcap > 0)
+		err[0] = '\0';
+	if (argc < 0 || (argc > 0 && !argv))
+		return fail(err, errcap, SHVAL_EPARSE, "no arguments");
+	for (int a = 0; a < argc; a++)
+		if (!argv[a])
+			return fail(err, errcap, SHVAL_EPARSE, "argument %d "
+			            "is NULL", a + 1);
+
+	switch (t->kind) {
+	case SHVAL_KIND_SCALAR:
+	case SHVAL_KIND_STRING:
+		if (argc != 1)
+			return fail(err, errcap, SHVAL_EPARSE, "type %s takes "
+			            "1 argument, got %d", t->canon, argc);
+		if (t->kind == SHVAL_KIND_STRING)
+			return set_string(f0, base, argv[0], err, errcap);
+		return shval__text_parse_elem(f0->code, argv[0],
+		                              base + f0->offset, err, errcap);
+	case SHVAL_KIND_ARRAY:
+		if ((size_t)argc != f0->count)
+			return fail(err, errcap, SHVAL_EINDEX, "array of %"
+			            PRIu32 " takes %" PRIu32 " arguments, got "
+			            "%d", f0->count, f0->count, argc);
+		for (uint32_t k = 0; k < f0->count; k++) {
+			rc = shval__text_parse_elem(f0->code, argv[k],
+			                            base + f0->offset +
+			                            (size_t)k * f0->elem_size,
+			                            err, errcap);
+			if (rc < 0) {
+				err_prefix(err, errcap, "element %" PRIu32, k);
+				return rc;
+			}
+		}
+		return 0;
+	default:
+		break;
+	}
+
+	/* A struct: field=value arguments, each field at most once. */
+	unsigned char seen[MAX_FIELDS / 8] = { 0 };
+	if (argc == 0)
+		return fail(err, errcap, SHVAL_EPARSE, "type \"%s\" takes "
+		            "field=value arguments, got none", t->canon);
+	for (int a = 0; a < argc; a++) {
+		const char *arg = argv[a], *eq = strchr(arg, '=');
+		char name[SHVAL__FIELD_NAME_MAX + 2], q[200];
+		size_t nlen;
+		int idx;
+		const shval__field *f;
+
+		if (!eq) {
+			quote(q, sizeof q, arg, strlen(arg));
+			return fail(err, errcap, SHVAL_EPARSE, "argument %d "
+			            "\"%s\": expected field=value", a + 1, q);
+		}
+		nlen = (size_t)(eq - arg);
+		quote(q, sizeof q, arg, nlen);
+		/* longer than any field name: cannot match, say so below */
+		idx = -1;
+		if (nlen < sizeof name) {
+			memcpy(name, arg, nlen);
+			name[nlen] = '\0';
+			idx = shval__type_field(t, name);
+		}
+		if (idx < 0)
+			return fail(err, errcap, SHVAL_ENOFIELD, "argument %d: "
+			            "no field \"%s\" in type \"%s\"", a + 1, q,
+			            t->canon);
+		if (idx < MAX_FIELDS) {
+			if (seen[idx / 8] & (1u << (idx % 8)))
+				return fail(err, errcap, SHVAL_EPARSE,
+				            "argument %d: field \"%s\" given "
+				            "twice", a + 1, q);
+			seen[idx / 8] |= (unsigned char)(1u << (idx % 8));
+		}
+		f = &t->fields[idx];
+		switch (f->kind) {
+		case SHVAL_KIND_STRING:
+			rc = set_string(f, base, eq + 1, err, errcap);
+			break;
+		case SHVAL_KIND_ARRAY:
+			rc = set_array_csv(f, base, eq + 1, err, errcap);
+			break;
+		default:
+			rc = shval__text_parse_elem(f->code, eq + 1,
+			                            base + f->offset, err,
+			                            errcap);
+			break;
+		}
+		if (rc < 0) {
+			err_prefix(err, errcap, "field \"%s\"", q);
+			return rc;
+		}
+	}
+	return 0;
+}

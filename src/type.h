@@ -1,0 +1,119 @@
+/*
+ * src/type.h — type strings: parse, canonical form, layout, text <-> value.
+ * Internal (shval__ prefix); implemented in src/type.c and src/text.c.
+ *
+ * Grammar (input):
+ *   type    := ws* field (sep field)* ws*
+ *   sep     := ws+ | ""          (letters may be concatenated: "qd" == "q d")
+ *   field   := [name ":"] [count] letter
+ *   name    := [A-Za-z_][A-Za-z0-9_]{0,62}
+ *   count   := [1-9][0-9]*       (decimal, no leading zeros, >= 1)
+ *   letter  := c b B h H i I l L q Q n N ? f d u s
+ *   "Ns" is a string of capacity N (count required for 's'; "s" alone = "1s").
+ *   A count before any other letter makes an array of that many elements
+ *   ("1d" is an array of one, distinct from the scalar "d").
+ * Rules: either every field is named or none is; names are unique; byte
+ * order / alignment prefixes (@ = < > !) are rejected; total size and every
+ * count are limited (size <= 1 GiB, canonical text <= SHVAL_TYPE_MAX).
+ *
+ * Canonical form: fields separated by exactly one space, "name:" prefix when
+ * named, count in decimal when present ("16s", "100d").  Parsing a canonical
+ * string gives the same canonical string.
+ *
+ * Kinds: a type with one unnamed field takes that field's kind (SCALAR,
+ * ARRAY, STRING); a type with several fields, or any named field, is STRUCT.
+ *
+ * Layout (C natural alignment, LP64):
+ *   letter sizes: c b B ? = 1; h H = 2; i I f u = 4; l L q Q n N d = 8;
+ *   alignment = size.  A string "Ns" is { uint32_t len; char bytes[N]; }:
+ *   size 4+N rounded up to 4, alignment 4.  An array "Kx" is K elements of x,
+ *   alignment of x.  A struct places each field at the next multiple of its
+ *   alignment; total size rounded up to the largest alignment.
+ */
+#ifndef SHVAL_TYPE_H
+#define SHVAL_TYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHVAL__FIELD_NAME_MAX 63
+
+typedef struct shval__field {
+	char name[SHVAL__FIELD_NAME_MAX + 1]; /* "" when unnamed */
+	char code;        /* the letter: c b B h H i I l L q Q n N ? f d u s */
+	uint8_t kind;     /* SHVAL_KIND_SCALAR, _ARRAY or _STRING */
+	uint32_t count;   /* array length or string capacity; 1 for scalars */
+	size_t elem_size; /* size of one element (letter size; 1 for 's') */
+	size_t offset;    /* byte offset of the field in the value */
+	size_t size;      /* bytes taken by the field */
+	size_t align;
+} shval__field;
+
+typedef struct shval__type {
+	uint8_t kind;     /* SHVAL_KIND_SCALAR/_ARRAY/_STRING/_STRUCT */
+	size_t size;      /* bytes of the value, C layout */
+	size_t align;
+	size_t nfields;   /* >= 1 */
+	shval__field *fields;
+	char *canon;      /* canonical type string, NUL-terminated */
+} shval__type;
+
+/* Parse a type string.  On failure returns SHVAL_EBADTYPE and writes one line
+ * to err (if errcap > 0) saying where and why, e.g.
+ *   "bad type \"x:d y:\": position 6: missing letter after \"y:\"".
+ * Never reads past the NUL of text; never crashes on any input. */
+int shval__type_parse(const char *text, shval__type **out, char *err,
+                      size_t errcap);
+void shval__type_free(shval__type *t);
+
+/* Size of one element of a letter (0 for unknown letters and 's'). */
+size_t shval__letter_size(char code);
+
+/* Find a field by name, or by decimal index ("0", "1", ...) for unnamed or
+ * named fields.  Returns the index or -1. */
+int shval__type_field(const shval__type *t, const char *name);
+
+/* Check the string lengths stored in data (every STRING field's len <=
+ * capacity).  Returns 0 or SHVAL_ETOOBIG (naming the field in err). */
+int shval__type_check(const shval__type *t, const void *data, char *err,
+                      size_t errcap);
+
+/* ---- text (src/text.c) ------------------------------------------------ */
+
+/* A growable output buffer. */
+typedef struct shval__buf {
+	char *p;
+	size_t len, cap;
+	int oom;          /* set when an allocation failed */
+} shval__buf;
+void shval__buf_init(shval__buf *b);
+void shval__buf_free(shval__buf *b);
+void shval__buf_add(shval__buf *b, const void *s, size_t n);
+void shval__buf_printf(shval__buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Append the text form of a whole value (data = t->size bytes, C layout) to
+ * out.  flags: SHVAL_TEXT_JSON.  Formats as documented at shval_to_text()
+ * in include/shval.h.  Returns 0, or -ENOMEM. */
+int shval__text_format(const shval__type *t, const void *data, unsigned flags,
+                       shval__buf *out);
+
+/* Parse text arguments into data (t->size bytes, C layout, holding the
+ * current value on entry so that struct fields not mentioned keep theirs),
+ * as documented at shval_from_text().  On error data may be partly written
+ * (the caller works on a copy) and err says which argument and why, e.g.
+ *   "\"300\" is out of range for type B (0..255)".
+ * Returns 0, SHVAL_EPARSE, SHVAL_ERANGE, SHVAL_ETOOBIG, SHVAL_ENOFIELD,
+ * SHVAL_EINDEX. */
+int shval__text_parse(const shval__type *t, void *data, int argc,
+                      const char *const *argv, char *err, size_t errcap);
+
+/* Parse one element of letter code (not 's') from text into out
+ * (letter size bytes).  Integers: decimal, optional sign, also 0x hex;
+ * range-checked for the letter.  Floats: strtod forms incl. nan/inf;
+ * 'f' out of float range is SHVAL_ERANGE.  '?': true/false/1/0.
+ * 'c': exactly one byte.  'u': exactly one UTF-8 character. */
+int shval__text_parse_elem(char code, const char *text, void *out, char *err,
+                           size_t errcap);
+
+#endif

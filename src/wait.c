@@ -1,0 +1,168 @@
+/*
+ * src/wait.c — futex wait/wake and wait-for-change.
+ *
+ * Event count protocol (tag-waiters), for value and segment versions:
+ *   waiter: sets WAITERS (seq_cst RMW), re-reads what it waits on (seq_cst),
+ *           and sleeps with FUTEX_WAIT on the low 32 bits of the version word
+ *           only if nothing changed; the kernel re-checks the word.
+ *   writer: changes the value, then (seq_cst) loads or RMWs the version;
+ *           if WAITERS was set it clears it and calls FUTEX_WAKE.
+ * Either the writer sees the waiter's bit, or the waiter sees the writer's
+ * change: the two seq_cst accesses on each side make a Dekker pair.
+ * Writers pay for a wake-up only when someone waits.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Bounded spin before sleeping: a hand-off within this many polls of the
+ * version costs no system call (see BENCHMARKS.md, wake_pingpong). */
+#define SPIN_POLLS 2000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
+		      int64_t deadline_ns)
+{
+	struct timespec ts, *tp = NULL;
+	if (deadline_ns >= 0) {
+		ts.tv_sec = deadline_ns / 1000000000;
+		ts.tv_nsec = deadline_ns % 1000000000;
+		tp = &ts;
+	}
+	/* Shared futex (no FUTEX_PRIVATE_FLAG): the word is in shared memory.
+	 * Little-endian: the low 32 bits live at the word's address. */
+	long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, expect,
+			 tp, NULL, FUTEX_BITSET_MATCH_ANY);
+	if (r == 0 || errno == EAGAIN)
+		return 0;
+	return -errno;
+}
+
+void shval__futex_wake(_Atomic uint64_t *word)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* What a waiter compares with *seen. */
+static uint64_t cur_version(shval *v)
+{
+	if (v->mode == SHVAL_ATOMIC) {
+		uint64_t x = 0;
+		switch (v->size) {
+		case 1: x = __atomic_load_n((uint8_t *)v->data, __ATOMIC_SEQ_CST); break;
+		case 2: x = __atomic_load_n((uint16_t *)v->data, __ATOMIC_SEQ_CST); break;
+		case 4: x = __atomic_load_n((uint32_t *)v->data, __ATOMIC_SEQ_CST); break;
+		default: x = __atomic_load_n((uint64_t *)v->data, __ATOMIC_SEQ_CST); break;
+		}
+		return x;
+	}
+	return atomic_load_explicit(&v->e->version, memory_order_seq_cst) &
+	       ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+}
+
+SHVAL_API uint64_t shval_value_version(shval *v)
+{
+	if (!v || shval__check(v) != 0)
+		return 0;
+	return cur_version(v);
+}
+
+static int64_t deadline_of(int64_t timeout_ns)
+{
+	if (timeout_ns < 0)
+		return -1;
+	return (int64_t)shval__now_ns() + timeout_ns;
+}
+
+SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
+{
+	if (!v || !seen)
+		return -EINVAL;
+	int64_t deadline = deadline_of(timeout_ns);
+	for (int i = 0; i < SPIN_POLLS; i++) {
+		uint64_t c = cur_version(v);
+		if (c != *seen) {
+			*seen = c;
+			return 0;
+		}
+		cpu_relax();
+	}
+	if (v->seg->flags & SHVAL_RDONLY)
+		return shval__failf(v->seg, SHVAL_ERDONLY,
+				    "shval_wait needs a writable mapping (it "
+				    "flags itself as a waiter)");
+	for (;;) {
+		int r = shval__check(v);
+		if (r)
+			return r;
+		uint64_t w = atomic_fetch_or_explicit(&v->e->version,
+						      SHVAL__V_WAITERS,
+						      memory_order_seq_cst) |
+			     SHVAL__V_WAITERS;
+		uint64_t c = cur_version(v);
+		if (c != *seen) {
+			*seen = c;
+			return 0;
+		}
+		if (deadline >= 0 && (int64_t)shval__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		r = shval__futex_wait(&v->e->version, (uint32_t)w, deadline);
+		if (r == -ETIMEDOUT || r == -EINTR)
+			return r;
+	}
+}
+
+SHVAL_API uint64_t shval_seg_version(shval_seg *seg)
+{
+	if (!seg)
+		return 0;
+	return atomic_load_explicit(&seg->hdr->version, memory_order_seq_cst) &
+	       ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+}
+
+SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
+{
+	if (!seg || !seen)
+		return -EINVAL;
+	int64_t deadline = deadline_of(timeout_ns);
+	for (int i = 0; i < SPIN_POLLS; i++) {
+		uint64_t c = shval_seg_version(seg);
+		if (c != *seen) {
+			*seen = c;
+			return 0;
+		}
+		cpu_relax();
+	}
+	if (seg->flags & SHVAL_RDONLY)
+		return shval__failf(seg, SHVAL_ERDONLY,
+				    "shval_seg_wait needs a writable mapping");
+	for (;;) {
+		uint64_t w = atomic_fetch_or_explicit(&seg->hdr->version,
+						      SHVAL__V_WAITERS,
+						      memory_order_seq_cst) |
+			     SHVAL__V_WAITERS;
+		uint64_t c = w & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+		if (c != *seen) {
+			*seen = c;
+			return 0;
+		}
+		if (deadline >= 0 && (int64_t)shval__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		int r = shval__futex_wait(&seg->hdr->version, (uint32_t)w, deadline);
+		if (r == -ETIMEDOUT || r == -EINTR)
+			return r;
+	}
+}
