@@ -109,6 +109,13 @@ extern "C" {
 #define SHVAL_API
 #endif
 
+/** The C layout of a string field or value of capacity N ("Ns"). */
+#define SHVAL_STR(N)           \
+	struct {               \
+		uint32_t len;  \
+		char bytes[N]; \
+	}
+
 /* ---- Version ---------------------------------------------------------- */
 
 #define SHVAL_VERSION_MAJOR 0
@@ -511,6 +518,27 @@ SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns);
 /** Release; commits changes made through shval_data() (the version moves
  *  and waiters wake).  SHVAL_ENOTOWNER if the caller does not hold it. */
 SHVAL_API int shval_unlock(shval *v);
+/** Create a shared lock: an entry of kind SHVAL_KIND_LOCK named name that
+ *  several values can be created under (shval_create_guarded), like
+ *  multiprocessing's Value(..., lock=some_lock).  flags: SHVAL_RLOCK
+ *  (default, recursive) or SHVAL_LOCK.  The handle works with
+ *  shval_lock/trylock/timedlock/unlock; holding it guards every value
+ *  created under it, and each value still gets consistent lock-free reads
+ *  and owner-death rollback.  A lock entry cannot be removed while values
+ *  use it (SHVAL_EMISUSE).  shval_find() on its name returns a lock handle.
+ *  @return as shval_create(). Since 0.1. */
+SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
+                                unsigned flags, shval **out);
+
+/** Create a value guarded by the shared lock `lock` (a handle from
+ *  shval_lock_create or shval_find of the same segment).  Errors as
+ *  shval_create(); SHVAL_EMISUSE if lock is not a lock of this segment.
+ *  Since 0.1. */
+SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
+                                   const char *type, shval *lock,
+                                   const void *init, size_t init_len,
+                                   shval **out);
+
 /** Direct pointer to the value's bytes in shared memory.  For locked
  *  values, valid for writing only while the caller holds the lock; for raw
  *  values at any time (no guarantees).  NULL if the handle is stale. */
@@ -527,7 +555,9 @@ SHVAL_API uint64_t shval_value_version(shval *v);
 SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns);
 
 /** The segment-wide version: moves whenever any value changes, a value is
- *  created or removed. */
+ *  created or removed.  Calling it also announces a watcher, so that
+ *  changes of atomic values (which move the segment version only when
+ *  someone watches) made after this call are seen by shval_seg_wait(). */
 SHVAL_API uint64_t shval_seg_version(shval_seg *seg);
 /** As shval_wait() on the segment-wide version. */
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,

@@ -313,9 +313,12 @@ static size_t align_up(size_t x, size_t a)
 
 /* Create under the segment lock.  If exists_ok and the name exists, *off is
  * the existing entry and *created = false. */
+/* t == NULL creates a lock entry; shared_lk != 0 creates a value guarded by
+ * the lock block at that offset (mode is then the lock's). */
 static int create_locked(shval_seg *seg, const char *name, size_t nlen,
-			 const shval__type *t, unsigned mode, const void *init,
-			 bool exists_ok, uint64_t *off, bool *created)
+			 const shval__type *t, unsigned mode, uint64_t shared_lk,
+			 const void *init, bool exists_ok, uint64_t *off,
+			 bool *created)
 {
 	shval__hdr *h = seg->hdr;
 	*created = false;
@@ -331,21 +334,24 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 		return r;
 	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
 	size_t pos = sizeof(shval__entry) + nlen;
-	size_t lk_rel = 0, undo_rel = 0;
-	if (locked) {
+	size_t lk_rel = 0, undo_rel = 0, data_rel;
+	if (locked && !shared_lk) {
 		lk_rel = align_up(pos, 8);
 		pos = lk_rel + sizeof(shval__lockblk);
 	}
-	size_t data_rel = align_up(pos, t->align < 8 ? 8 : t->align);
-	pos = data_rel + t->size;
-	if (locked && t->size <= SHVAL__UNDO_MAX) {
-		undo_rel = align_up(pos, 8);
-		pos = undo_rel + t->size;
+	if (t) {
+		data_rel = align_up(pos, t->align < 8 ? 8 : t->align);
+		pos = data_rel + t->size;
+		if (locked && t->size <= SHVAL__UNDO_MAX) {
+			undo_rel = align_up(pos, 8);
+			pos = undo_rel + t->size;
+		}
+	} else {
+		data_rel = lk_rel; /* a lock entry's data is its lock block */
 	}
 	uint64_t nlines = (pos + SHVAL__LINE - 1) / SHVAL__LINE;
-	uint32_t tline;
-	r = shval__type_intern(seg, t, &tline);
-	if (r)
+	uint32_t tline = 0;
+	if (t && (r = shval__type_intern(seg, t, &tline)) != 0)
 		return r;
 	uint64_t eoff;
 	r = shval__alloc(seg, nlines, &eoff);
@@ -355,13 +361,15 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	memset(b, 0, nlines * SHVAL__LINE);
 	shval__entry *e = (shval__entry *)b;
 	e->mode = (uint8_t)(mode >> 8);
-	e->kind = t->kind;
+	e->kind = t ? t->kind : SHVAL_KIND_LOCK;
 	e->name_len = (uint16_t)nlen;
 	e->data_rel = (uint16_t)data_rel;
 	e->type_line = tline;
 	e->nlines = (uint32_t)nlines;
 	memcpy(e->name, name, nlen);
-	if (locked) {
+	if (shared_lk) {
+		e->lock_off = shared_lk;
+	} else if (locked) {
 		e->lock_off = eoff + lk_rel;
 		r = shval__lockblk_init((shval__lockblk *)(b + lk_rel),
 					mode == SHVAL_RLOCK);
@@ -370,7 +378,7 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 			return r;
 		}
 	}
-	if (init)
+	if (init && t)
 		memcpy(b + data_rel, init, t->size);
 	if (undo_rel)
 		memcpy(b + undo_rel, b + data_rel, t->size);
@@ -381,6 +389,8 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 		shval__free(seg, eoff, nlines);
 		return r;
 	}
+	if (shared_lk)
+		((shval__lockblk *)shval__at(seg, shared_lk))->users++;
 	shval__seg_bump(seg);
 	*off = eoff;
 	*created = true;
@@ -458,7 +468,7 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 	}
 	uint64_t off;
 	bool created;
-	r = create_locked(seg, name, nlen, t, flags & SHVAL_MODE_MASK, init,
+	r = create_locked(seg, name, nlen, t, flags & SHVAL_MODE_MASK, 0, init,
 			  false, &off, &created);
 	shval__seg_unlock(seg);
 	shval__type_free(t);
@@ -534,8 +544,8 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 		r = shval__seg_lock(seg);
 		if (r == 0) {
 			r = create_locked(seg, name, nlen, t,
-					  flags & SHVAL_MODE_MASK, init, true, &off,
-					  &made);
+					  flags & SHVAL_MODE_MASK, 0, init, true,
+					  &off, &made);
 			shval__seg_unlock(seg);
 		}
 	}
@@ -567,6 +577,22 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 	r = shval__dir_find(seg, name, nlen, &off);
 	if (r == 0) {
 		shval__entry *e = shval__at(seg, off);
+		uint64_t end = off + (uint64_t)e->nlines * SHVAL__LINE;
+		shval__lockblk *lk = NULL;
+		if (e->lock_off && e->lock_off % 8 == 0 &&
+		    shval__in(seg, e->lock_off, sizeof(shval__lockblk)))
+			lk = shval__at(seg, e->lock_off);
+		if (e->kind == SHVAL_KIND_LOCK && lk && lk->users) {
+			shval__seg_unlock(seg);
+			return shval__failf(seg, SHVAL_EMISUSE,
+					    "segment %s: lock %s still guards %llu "
+					    "value(s); remove them first",
+					    seg->name, name,
+					    (unsigned long long)lk->users);
+		}
+		if (e->kind != SHVAL_KIND_LOCK && lk &&
+		    (e->lock_off < off || e->lock_off >= end) && lk->users)
+			lk->users--; /* a value guarded by a shared lock */
 		/* release: a handle that sees REMOVED sees it for good. */
 		atomic_store_explicit(&e->state, SHVAL__ST_REMOVED,
 				      memory_order_release);
@@ -617,4 +643,94 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 	}
 	*cursor = cap;
 	return SHVAL_ENOTFOUND;
+}
+
+SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
+				unsigned flags, shval **out)
+{
+	if (!out || !seg)
+		return -EINVAL;
+	*out = NULL;
+	unsigned mode = flags & SHVAL_MODE_MASK;
+	if ((flags & ~SHVAL_MODE_MASK) || (mode != SHVAL_RLOCK && mode != SHVAL_LOCK))
+		return shval__failf(seg, -EINVAL,
+				    "shval_lock_create takes SHVAL_RLOCK or SHVAL_LOCK");
+	if (seg->flags & SHVAL_RDONLY)
+		return shval__failf(seg, SHVAL_ERDONLY,
+				    "segment %s was opened read-only", seg->name);
+	size_t nlen;
+	int r = shval__check_name(seg, name, &nlen);
+	if (r)
+		return r;
+	if ((r = shval__seg_lock(seg)) != 0)
+		return r;
+	uint64_t off;
+	bool created;
+	r = create_locked(seg, name, nlen, NULL, mode, 0, NULL, false, &off,
+			  &created);
+	shval__seg_unlock(seg);
+	if (r)
+		return r;
+	return shval__handle_make(seg, off, out);
+}
+
+SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
+				   const char *type, shval *lock,
+				   const void *init, size_t init_len, shval **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!lock || !seg)
+		return -EINVAL;
+	if (lock->seg != seg || lock->kind != SHVAL_KIND_LOCK)
+		return shval__failf(seg, SHVAL_EMISUSE,
+				    "the lock given is not a lock entry of "
+				    "segment %s",
+				    seg->name);
+	shval__type *t;
+	size_t nlen;
+	int r = check_create_args(seg, name, type, lock->mode, init, init_len,
+				  &t, &nlen);
+	if (r)
+		return r;
+	if ((r = shval__seg_lock(seg)) != 0) {
+		shval__type_free(t);
+		return r;
+	}
+	uint64_t off;
+	bool created;
+	r = shval__check(lock);
+	if (r == 0)
+		r = create_locked(seg, name, nlen, t, lock->mode,
+				  lock->e->lock_off, init, false, &off, &created);
+	shval__seg_unlock(seg);
+	shval__type_free(t);
+	if (r)
+		return r;
+	return shval__handle_make(seg, off, out);
+}
+
+int shval__dir_foreach(shval_seg *seg, int (*fn)(shval_seg *, shval__entry *,
+						  void *),
+		       void *arg)
+{
+	uint64_t cap;
+	_Atomic uint64_t *slots = table_at(
+		seg, atomic_load_explicit(&seg->hdr->table_off, memory_order_acquire),
+		&cap);
+	if (!slots)
+		return SHVAL_ECORRUPT;
+	for (uint64_t i = 0; i < cap; i++) {
+		uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
+		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+			continue;
+		shval__entry *e = shval__entry_at(seg, (s & 0xffffffffull) * SHVAL__LINE);
+		if (!e)
+			continue;
+		int r = fn(seg, e, arg);
+		if (r)
+			return r;
+	}
+	return 0;
 }

@@ -325,18 +325,21 @@ _Static_assert(sizeof(shval__entry) == 40, "entry");
      0    40  mutex       robust, process-shared; RECURSIVE (rlock) or
                           ERRORCHECK (lock)
     40     4  depth       recursion depth; written only by the holder
-    44     4  owner_tid   holder's thread id (diagnostics, shval check)
-    48     8  reserved
+    44     4  committing  1 while the holder commits the values it changed
+                          (all data is final then): a new owner after a
+                          death rolls those values forward, not back
+    48     8  users       values created under this lock (shared locks:
+                          a lock entry); under the segment lock
    56 bytes, 8-aligned.
 */
 typedef struct shval__lockblk {
 	pthread_mutex_t mutex;
 	uint32_t depth;
-	uint32_t owner_tid;
-	uint64_t reserved;
+	_Atomic uint32_t committing;
+	uint64_t users;
 } shval__lockblk;
 _Static_assert(offsetof(shval__lockblk, depth) == 40, "lockblk");
-_Static_assert(offsetof(shval__lockblk, owner_tid) == 44, "lockblk");
+_Static_assert(offsetof(shval__lockblk, committing) == 44, "lockblk");
 _Static_assert(sizeof(shval__lockblk) == 56, "lockblk");
 
 /* ---- A type record ------------------------------------------------------

@@ -100,6 +100,10 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash);
 int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash);
 /* Validate the entry at off (bounds, header sanity); NULL if damaged. */
 shval__entry *shval__entry_at(shval_seg *seg, uint64_t off);
+/* Call fn on every entry in the directory (stops at a nonzero return). */
+int shval__dir_foreach(shval_seg *seg,
+		       int (*fn)(shval_seg *, shval__entry *, void *), void *arg);
+int shval__handle_make(shval_seg *seg, uint64_t off, shval **out);
 /* Intern a type record; under the segment lock. */
 int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line);
 /* The canonical type string of an entry, validated; NULL if damaged. */

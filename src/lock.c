@@ -25,6 +25,7 @@
  *     the mutex consistent.  The value is at its last committed state.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,7 +58,7 @@ int shval__lockblk_init(shval__lockblk *lk, bool recursive)
 	int r = pthread_mutex_init(&lk->mutex, &a);
 	pthread_mutexattr_destroy(&a);
 	lk->depth = 0;
-	lk->owner_tid = 0;
+	atomic_store_explicit(&lk->committing, 0, memory_order_relaxed);
 	return -r;
 }
 
@@ -88,21 +89,86 @@ static void commit_word(_Atomic uint64_t *w, uint64_t add)
 	}
 }
 
-/* Called with the mutex just taken after EOWNERDEAD. */
-static void recover(shval *v)
+/* Roll one entry back to its last committed state if a dead owner left it
+ * mid-change.  Every bound is re-checked: the entry is in shared memory. */
+struct recover_arg {
+	uint64_t lock_off;
+	bool forward; /* the dead owner was committing: keep its data */
+};
+
+static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 {
-	shval__entry *e = v->e;
+	struct recover_arg *ra = arg;
+	if (e->kind == SHVAL_KIND_LOCK || e->lock_off != ra->lock_off)
+		return 0;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	if (ver & SHVAL__V_WRITING) {
-		if (v->undo)
-			memcpy(v->data, v->undo, v->size);
+	if (!(ver & SHVAL__V_WRITING))
+		return 0;
+	if (ra->forward) {
+		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+		shval__seg_bump(seg);
+		return 0;
+	}
+	uint64_t size = 0;
+	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
+	uint64_t undo_rel = (e->data_rel + 0ull);
+	if (shval__entry_type(seg, e, &size) && size <= bytes) {
+		undo_rel = (e->data_rel + size + 7) / 8 * 8;
+		unsigned char *b = (unsigned char *)e;
+		if (size <= SHVAL__UNDO_MAX && undo_rel + size <= bytes)
+			memcpy(b + e->data_rel, b + undo_rel, size);
 		else
 			e->flags |= SHVAL__EF_PARTIAL;
-		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-		shval__seg_bump(v->seg);
+	} else {
+		e->flags |= SHVAL__EF_PARTIAL;
 	}
+	commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+	shval__seg_bump(seg);
+	return 0;
+}
+
+/* Called with the mutex just taken after EOWNERDEAD: roll back every value
+ * the dead owner was changing under this lock. */
+static void recover(shval *v)
+{
+	struct recover_arg ra = {
+		v->e->lock_off,
+		atomic_load_explicit(&v->lk->committing, memory_order_acquire) != 0
+	};
+	uint64_t end = v->off + (uint64_t)v->e->nlines * SHVAL__LINE;
+	bool own = v->kind != SHVAL_KIND_LOCK && ra.lock_off >= v->off &&
+		   ra.lock_off < end;
+	if (own)
+		recover_entry(v->seg, v->e, &ra);
+	else
+		shval__dir_foreach(v->seg, recover_entry, &ra);
+	atomic_store_explicit(&v->lk->committing, 0, memory_order_release);
 	v->lk->depth = 0;
 	pthread_mutex_consistent(&v->lk->mutex);
+}
+
+/* Entries this thread changed in its open sections, committed when the
+ * outermost section of their lock ends (a shared lock guards several). */
+struct dirty_ent {
+	shval__lockblk *lk;
+	shval_seg *seg;
+	shval__entry *e;
+};
+static __thread struct dirty_ent *dirty;
+static __thread size_t ndirty, capdirty;
+
+static bool dirty_add(shval *v)
+{
+	if (ndirty == capdirty) {
+		size_t n = capdirty ? capdirty * 2 : 8;
+		struct dirty_ent *d = realloc(dirty, n * sizeof *d);
+		if (!d)
+			return false;
+		dirty = d;
+		capdirty = n;
+	}
+	dirty[ndirty++] = (struct dirty_ent){ v->lk, v->seg, v->e };
+	return true;
 }
 
 /* Take the lock for a section: 0, SHVAL_EOWNERDEAD (lock taken, state
@@ -136,7 +202,6 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 	if (r == EOWNERDEAD) {
 		recover(v);
 		v->lk->depth = 1;
-		v->lk->owner_tid = (uint32_t)shval__my_tid();
 		return SHVAL_EOWNERDEAD;
 	}
 	if (r == EBUSY || r == ETIMEDOUT)
@@ -145,7 +210,6 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 		return shval__failf(v->seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
 				    "lock: %s", strerror(r));
 	v->lk->depth = 1;
-	v->lk->owner_tid = (uint32_t)shval__my_tid();
 	/* A value removed while we waited for its lock. */
 	if ((r = shval__check(v)) != 0) {
 		v->lk->depth = 0;
@@ -169,6 +233,8 @@ void shval__sec_dirty(shval *v)
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
 	if (ver & SHVAL__V_WRITING)
 		return;
+	if (!dirty_add(v))
+		return; /* no memory: committed at this value's section end */
 	if (v->undo)
 		memcpy(v->undo, v->data, v->size);
 	atomic_fetch_add_explicit(&e->version, SHVAL__V_WRITING,
@@ -180,13 +246,30 @@ void shval__sec_end(shval *v)
 {
 	if (--v->lk->depth > 0)
 		return;
-	shval__entry *e = v->e;
-	if (atomic_load_explicit(&e->version, memory_order_relaxed) &
-	    SHVAL__V_WRITING) {
-		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-		shval__seg_bump(v->seg);
+	/* tag-seqlock: commit every entry changed under this lock.  All data
+	 * is final now; 'committing' tells a recovering owner to roll these
+	 * forward if we die half-way, so a multi-value section under a shared
+	 * lock commits all or nothing. */
+	bool any = false;
+	for (size_t i = 0; i < ndirty && !any; i++)
+		any = dirty[i].lk == v->lk;
+	if (any)
+		atomic_store_explicit(&v->lk->committing, 1, memory_order_seq_cst);
+	for (size_t i = 0; i < ndirty;) {
+		if (dirty[i].lk != v->lk) {
+			i++;
+			continue;
+		}
+		shval__entry *e = dirty[i].e;
+		if (atomic_load_explicit(&e->version, memory_order_relaxed) &
+		    SHVAL__V_WRITING) {
+			commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+			shval__seg_bump(dirty[i].seg);
+		}
+		dirty[i] = dirty[--ndirty];
 	}
-	v->lk->owner_tid = 0;
+	if (any)
+		atomic_store_explicit(&v->lk->committing, 0, memory_order_release);
 	pthread_mutex_unlock(&v->lk->mutex);
 }
 

@@ -174,10 +174,26 @@ static void recover_counts(shval_seg *seg)
 	uint64_t live = 0, tomb = 0;
 	for (uint64_t i = 0; i < cap; i++) {
 		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
-		if (s == SHVAL__SLOT_TOMB)
+		if (s == SHVAL__SLOT_TOMB) {
 			tomb++;
-		else if (s != SHVAL__SLOT_EMPTY)
-			live++;
+			continue;
+		}
+		if (s == SHVAL__SLOT_EMPTY)
+			continue;
+		/* A remove cut short: the entry is REMOVED but its slot is
+		 * still there.  Finish it (tombstone, limbo). */
+		uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+		shval__entry *e = shval__entry_at(seg, eoff);
+		uint8_t st = e ? atomic_load(&e->state) : SHVAL__ST_FREE;
+		if (st != SHVAL__ST_LIVE) {
+			atomic_store_explicit(&slots[i], SHVAL__SLOT_TOMB,
+					      memory_order_release);
+			if (e && st == SHVAL__ST_REMOVED)
+				shval__limbo(seg, eoff);
+			tomb++;
+			continue;
+		}
+		live++;
 	}
 	h->nvalues = live;
 	h->ntomb = tomb;

@@ -32,6 +32,45 @@ static void handle_free(shval *v)
 	free(v);
 }
 
+/* A handle on a lock entry: no data, a pseudo type "lock". */
+static int lock_handle_make(shval_seg *seg, uint64_t off, shval__entry *e,
+			    uint64_t serial, shval **out)
+{
+	uint64_t lo = e->lock_off;
+	if (e->mode > 1 || lo != off + e->data_rel || lo % 8 ||
+	    e->data_rel + sizeof(shval__lockblk) > (uint64_t)e->nlines * SHVAL__LINE)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: lock entry %.*s is damaged",
+				    seg->name, (int)e->name_len, e->name);
+	shval *v = calloc(1, sizeof *v);
+	shval__type *t = calloc(1, sizeof *t);
+	if (t) {
+		t->fields = calloc(1, sizeof *t->fields);
+		t->canon = strdup("lock");
+	}
+	if (!v || !t || !t->fields || !t->canon) {
+		shval__type_free(t);
+		free(v);
+		return -ENOMEM;
+	}
+	t->kind = SHVAL_KIND_LOCK;
+	t->nfields = 1;
+	t->align = 1;
+	v->seg = seg;
+	v->off = off;
+	v->serial = serial;
+	v->e = e;
+	v->type = t;
+	v->mode = (unsigned)e->mode << 8;
+	v->kind = SHVAL_KIND_LOCK;
+	v->size = 0;
+	v->lk = shval__at(seg, lo);
+	v->data = (unsigned char *)v->lk;
+	shval__seg_ref(seg);
+	*out = v;
+	return 0;
+}
+
 int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 {
 	*out = NULL;
@@ -41,6 +80,8 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 				    "segment %s: entry at offset %llu is damaged",
 				    seg->name, (unsigned long long)off);
 	uint64_t serial = atomic_load_explicit(&e->serial, memory_order_acquire);
+	if (e->kind == SHVAL_KIND_LOCK)
+		return lock_handle_make(seg, off, e, serial, out);
 	uint64_t tsize;
 	const char *canon = shval__entry_type(seg, e, &tsize);
 	if (!canon)
@@ -125,6 +166,12 @@ int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info)
 {
 	memset(info, 0, sizeof *info);
 	memcpy(info->name, e->name, e->name_len);
+	if (e->kind == SHVAL_KIND_LOCK) {
+		snprintf(info->type, sizeof info->type, "lock");
+		info->mode = (unsigned)e->mode << 8;
+		info->kind = SHVAL_KIND_LOCK;
+		return 0;
+	}
 	uint64_t size;
 	const char *canon = shval__entry_type(seg, e, &size);
 	if (!canon)
@@ -306,10 +353,20 @@ static int write_range(shval *v, size_t off, size_t n, const void *src,
 
 /* ---- whole value ---- */
 
+static int not_lock(shval *v)
+{
+	if (v->kind == SHVAL_KIND_LOCK)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "this handle is a lock, not a value");
+	return 0;
+}
+
 SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 {
 	if (!v || !buf)
 		return -EINVAL;
+	if (not_lock(v))
+		return SHVAL_EMODE;
 	if (cap < v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
 				    "buffer of %zu bytes for a value of %zu", cap,
@@ -321,6 +378,8 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 {
 	if (!v || !buf)
 		return -EINVAL;
+	if (not_lock(v))
+		return SHVAL_EMODE;
 	if (len != v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
 				    "%zu bytes given for a value of %zu (type %s)",
@@ -1053,6 +1112,8 @@ static int field_of(shval *v, const char *field, const shval__field **f)
 {
 	if (!field)
 		return -EINVAL;
+	if (not_lock(v))
+		return SHVAL_EMODE;
 	int i = shval__type_field(v->type, field);
 	if (i < 0)
 		return shval__failf(v->seg, SHVAL_ENOFIELD,
@@ -1109,7 +1170,7 @@ SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi)
 {
 	if (!v || !fi)
 		return -EINVAL;
-	if (idx >= v->type->nfields)
+	if (v->kind == SHVAL_KIND_LOCK || idx >= v->type->nfields)
 		return SHVAL_EINDEX;
 	const shval__field *f = &v->type->fields[idx];
 	memset(fi, 0, sizeof *fi);
@@ -1132,6 +1193,8 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		return -EINVAL;
 	if (flags & ~SHVAL_TEXT_JSON)
 		return -EINVAL;
+	if (not_lock(v))
+		return SHVAL_EMODE;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
 		return -ENOMEM;
@@ -1164,6 +1227,8 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 {
 	if (!v || argc < 0 || (!argv && argc))
 		return -EINVAL;
+	if (not_lock(v))
+		return SHVAL_EMODE;
 	int r = writable(v);
 	if (r)
 		return r;

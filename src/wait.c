@@ -129,8 +129,14 @@ SHVAL_API uint64_t shval_seg_version(shval_seg *seg)
 {
 	if (!seg)
 		return 0;
-	return atomic_load_explicit(&seg->hdr->version, memory_order_seq_cst) &
-	       ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+	uint64_t w;
+	if (seg->flags & SHVAL_RDONLY)
+		w = atomic_load_explicit(&seg->hdr->version, memory_order_seq_cst);
+	else /* announce a watcher: atomic writers bump the segment version
+	      * from now on (tag-waiters) */
+		w = atomic_fetch_or_explicit(&seg->hdr->version, SHVAL__V_WAITERS,
+					     memory_order_seq_cst);
+	return w & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 }
 
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
@@ -139,7 +145,9 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);
 	for (int i = 0; i < SPIN_POLLS; i++) {
-		uint64_t c = shval_seg_version(seg);
+		uint64_t c = atomic_load_explicit(&seg->hdr->version,
+						  memory_order_seq_cst) &
+			     ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 		if (c != *seen) {
 			*seen = c;
 			return 0;

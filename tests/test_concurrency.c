@@ -1,0 +1,426 @@
+/*
+ * tests/test_concurrency.c — many processes, invariants checked on every
+ * read, SIGKILL at random moments inside locked sections.
+ */
+#include <shval.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "test.h"
+
+#define NW 3 /* writer processes */
+#define NR 2 /* reader processes */
+
+static uint64_t rnd_state;
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+static void rnd_seed(uint64_t s) { rnd_state = s * 0x9E3779B97F4A7C15ull | 1; }
+
+static const char *words[] = { "", "idle", "busy\0with NUL", "draining now!",
+			       "a string of exactly thirty-two." };
+static const size_t wordlen[] = { 0, 4, 13, 13, 31 };
+
+typedef struct { int64_t x, y; } xy;
+
+static void spin(unsigned n)
+{
+	for (volatile unsigned i = 0; i < n; i++)
+		;
+}
+
+/* Writers add, CAS and rewrite; readers check every invariant on every
+ * read until the writers are done; totals must be exact. */
+TEST(writers_and_readers_keep_invariants)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *atom, *lockd, *cas, *st, *str, *arr, *done;
+	ASSERT_OK(shval_create(s, "atom", "q", SHVAL_ATOMIC, NULL, 0, &atom));
+	ASSERT_OK(shval_create(s, "locked", "q", SHVAL_RLOCK, NULL, 0, &lockd));
+	ASSERT_OK(shval_create(s, "cas", "q", SHVAL_ATOMIC, NULL, 0, &cas));
+	ASSERT_OK(shval_create(s, "xy", "x:q y:q", SHVAL_LOCK, NULL, 0, &st));
+	ASSERT_OK(shval_create(s, "str", "32s", SHVAL_RLOCK, NULL, 0, &str));
+	ASSERT_OK(shval_create(s, "arr", "64q", SHVAL_RLOCK, NULL, 0, &arr));
+	ASSERT_OK(shval_create(s, "done", "i", SHVAL_ATOMIC, NULL, 0, &done));
+	const int ops = 20000;
+	pid_t pids[NW + NR];
+	for (int w = 0; w < NW; w++) {
+		if ((pids[w] = fork()) == 0) {
+			rnd_seed((uint64_t)w + 1);
+			int64_t buf[64];
+			for (int i = 0; i < ops; i++) {
+				ASSERT_OK(shval_add_i64(atom, 1, NULL));
+				ASSERT_OK(shval_add_i64(lockd, 1, NULL));
+				int64_t e;
+				ASSERT_OK(shval_get_i64(cas, &e));
+				while (shval_cas_i64(cas, &e, e + 1) == SHVAL_ECHANGED)
+					;
+				/* multi-step locked update through the pointer */
+				ASSERT_OK(shval_lock(st));
+				xy *p = shval_data(st);
+				p->x = p->x + 1;
+				spin(rnd() % 50);
+				p->y = 2 * p->x;
+				ASSERT_OK(shval_unlock(st));
+				int k = (int)(rnd() % 5);
+				ASSERT_OK(shval_set_str(str, words[k], wordlen[k]));
+				for (int j = 0; j < 64; j++)
+					buf[j] = i;
+				ASSERT_OK(shval_array_set(arr, 0, 64, buf));
+			}
+			_exit(0);
+		}
+	}
+	for (int r = 0; r < NR; r++) {
+		if ((pids[NW + r] = fork()) == 0) {
+			long reads = 0;
+			int64_t d = 0, buf[64];
+			while (shval_get_i64(done, &d) == 0 && d < NW) {
+				xy v;
+				ASSERT_OK(shval_read(st, &v, sizeof v));
+				if (v.y != 2 * v.x)
+					FAIL("torn struct: x=%lld y=%lld", (long long)v.x,
+					     (long long)v.y);
+				char sb[40];
+				size_t n;
+				ASSERT_OK(shval_get_str(str, sb, sizeof sb, &n));
+				int ok = 0;
+				for (int k = 0; k < 5; k++)
+					ok |= n == wordlen[k] && !memcmp(sb, words[k], n);
+				if (!ok)
+					FAIL("string not one of the written ones (len %zu)", n);
+				ASSERT_OK(shval_array_get(arr, 0, 64, buf));
+				for (int j = 1; j < 64; j++)
+					if (buf[j] != buf[0])
+						FAIL("torn array: [0]=%lld [%d]=%lld",
+						     (long long)buf[0], j, (long long)buf[j]);
+				reads++;
+			}
+			printf("reader %d: %ld consistent reads\n", r, reads);
+			_exit(0);
+		}
+	}
+	for (int w = 0; w < NW; w++) {
+		test_wait_ok(pids[w]);
+		ASSERT_OK(shval_add_i64(done, 1, NULL));
+	}
+	for (int r = 0; r < NR; r++)
+		test_wait_ok(pids[NW + r]);
+	int64_t x;
+	ASSERT_OK(shval_get_i64(atom, &x));
+	ASSERT_EQ(x, NW * ops);
+	ASSERT_OK(shval_get_i64(lockd, &x));
+	ASSERT_EQ(x, NW * ops);
+	ASSERT_OK(shval_get_i64(cas, &x));
+	ASSERT_EQ(x, NW * ops);
+	xy v;
+	ASSERT_OK(shval_read(st, &v, sizeof v));
+	ASSERT_EQ(v.x, NW * ops);
+	ASSERT_EQ(v.y, 2 * NW * ops);
+	shval_seg_close(s);
+}
+
+/* A child updates a struct in a multi-step locked section forever; the
+ * parent SIGKILLs it at a random moment, then locks.  Whatever the moment,
+ * the value must be at a committed state, the owner's death reported once,
+ * and nobody hangs.  A reader process checks the invariant throughout. */
+TEST(kill_inside_locked_section_1000_rounds)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *st, *stop;
+	ASSERT_OK(shval_create(s, "xy", "x:q y:q", SHVAL_RLOCK, NULL, 0, &st));
+	ASSERT_OK(shval_create(s, "stop", "i", SHVAL_ATOMIC, NULL, 0, &stop));
+	pid_t reader = fork();
+	if (reader == 0) {
+		long n = 0;
+		int64_t d = 0;
+		while (shval_get_i64(stop, &d) == 0 && !d) {
+			xy v;
+			ASSERT_OK(shval_read(st, &v, sizeof v));
+			if (v.y != 2 * v.x)
+				FAIL("reader saw x=%lld y=%lld", (long long)v.x,
+				     (long long)v.y);
+			n++;
+		}
+		printf("reader: %ld reads, all consistent\n", n);
+		_exit(0);
+	}
+	rnd_seed((uint64_t)getpid());
+	int died_holding = 0;
+	const int rounds = 1000;
+	for (int round = 0; round < rounds; round++) {
+		pid_t w = fork();
+		if (w == 0) {
+			for (;;) {
+				shval_lock(st);
+				xy *p = shval_data(st);
+				p->x += 1;
+				spin(200);
+				p->y = 2 * p->x;
+				shval_unlock(st);
+			}
+		}
+		struct timespec ts = { 0, (long)(rnd() % 300000) };
+		nanosleep(&ts, NULL);
+		kill(w, SIGKILL);
+		waitpid(w, NULL, 0);
+		int r = shval_lock(st);
+		if (r == SHVAL_EOWNERDEAD)
+			died_holding++;
+		else
+			ASSERT_OK(r);
+		xy v;
+		ASSERT_OK(shval_read(st, &v, sizeof v));
+		if (v.y != 2 * v.x)
+			FAIL("round %d: after recovery x=%lld y=%lld", round,
+			     (long long)v.x, (long long)v.y);
+		ASSERT_OK(shval_unlock(st));
+		/* reported once: the next lock is clean */
+		ASSERT_OK(shval_lock(st));
+		ASSERT_OK(shval_unlock(st));
+	}
+	ASSERT_OK(shval_set_i64(stop, 1));
+	test_wait_ok(reader);
+	printf("%d of %d kills landed inside the locked section\n", died_holding,
+	       rounds);
+	ASSERT_GT(died_holding, rounds / 10);
+	shval_seg_close(s);
+}
+
+/* An array too big for an undo copy: after an owner dies mid-update every
+ * element is whole, the value is flagged PARTIAL, a full write clears it. */
+TEST(kill_big_array_partial_flag)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *a;
+	ASSERT_OK(shval_create(s, "big", "20000q", SHVAL_RLOCK, NULL, 0, &a));
+	int partial = 0;
+	rnd_seed(7);
+	for (int round = 0; round < 50; round++) {
+		pid_t w = fork();
+		if (w == 0) {
+			for (int64_t k = 1;; k++) {
+				shval_lock(a);
+				int64_t *p = shval_data(a);
+				for (int i = 0; i < 20000; i++)
+					__atomic_store_n(&p[i], k * 1000003, __ATOMIC_RELAXED);
+				shval_unlock(a);
+			}
+		}
+		struct timespec ts = { 0, (long)(rnd() % 2000000) };
+		nanosleep(&ts, NULL);
+		kill(w, SIGKILL);
+		waitpid(w, NULL, 0);
+		int r = shval_lock(a);
+		ASSERT(r == 0 || r == SHVAL_EOWNERDEAD);
+		ASSERT_OK(shval_unlock(a));
+		struct shval_info info;
+		ASSERT_OK(shval_info(a, &info));
+		static int64_t buf[20000];
+		ASSERT_OK(shval_array_get(a, 0, 20000, buf));
+		for (int i = 0; i < 20000; i++)
+			if (buf[i] % 1000003 != 0)
+				FAIL("element %d is not whole: %lld", i, (long long)buf[i]);
+		if (info.flags & SHVAL_INFO_PARTIAL) {
+			/* only a death inside a section leaves it partial */
+			ASSERT_EQ(r, SHVAL_EOWNERDEAD);
+			partial++;
+			ASSERT_OK(shval_array_set(a, 0, 20000, buf));
+			ASSERT_OK(shval_info(a, &info));
+			ASSERT(!(info.flags & SHVAL_INFO_PARTIAL));
+		}
+	}
+	printf("%d rounds left the array partly updated\n", partial);
+	ASSERT_GT(partial, 0);
+	shval_seg_close(s);
+}
+
+/* Two values under one shared lock: a transfer keeps a + b == 1000; a
+ * SIGKILL mid-transfer rolls both back. */
+TEST(shared_lock_transfer_and_kill)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *L, *a, *b;
+	ASSERT_OK(shval_lock_create(s, "L", SHVAL_RLOCK, &L));
+	int64_t init = 1000;
+	ASSERT_OK(shval_create_guarded(s, "a", "q", L, &init, sizeof init, &a));
+	ASSERT_OK(shval_create_guarded(s, "b", "q", L, NULL, 0, &b));
+	ASSERT_ERR(shval_remove(s, "L"), SHVAL_EMISUSE);
+	shval *L2;
+	ASSERT_OK(shval_find(s, "L", NULL, &L2));
+	struct shval_info info;
+	ASSERT_OK(shval_info(L2, &info));
+	ASSERT_EQ(info.kind, SHVAL_KIND_LOCK);
+	rnd_seed(11);
+	int deaths = 0;
+	for (int round = 0; round < 300; round++) {
+		pid_t w = fork();
+		if (w == 0) {
+			for (;;) {
+				shval_lock(L2);
+				int64_t k = (int64_t)(rnd() % 10);
+				shval_add_i64(a, -k, NULL);
+				spin(300);
+				shval_add_i64(b, k, NULL);
+				shval_unlock(L2);
+			}
+		}
+		struct timespec ts = { 0, (long)(rnd() % 200000) };
+		nanosleep(&ts, NULL);
+		kill(w, SIGKILL);
+		waitpid(w, NULL, 0);
+		int r = shval_lock(L);
+		if (r == SHVAL_EOWNERDEAD)
+			deaths++;
+		else
+			ASSERT_OK(r);
+		int64_t x, y;
+		ASSERT_OK(shval_get_i64(a, &x));
+		ASSERT_OK(shval_get_i64(b, &y));
+		if (x + y != 1000)
+			FAIL("round %d: a=%lld b=%lld", round, (long long)x,
+			     (long long)y);
+		ASSERT_OK(shval_unlock(L));
+		/* lock-free reads of each value outside the lock, too */
+		ASSERT_OK(shval_get_i64(a, &x));
+		ASSERT_OK(shval_get_i64(b, &y));
+		ASSERT_EQ(x + y, 1000);
+	}
+	printf("%d owner deaths recovered\n", deaths);
+	ASSERT_GT(deaths, 0);
+	shval_close(L2);
+	shval_seg_close(s);
+}
+
+/* Kill processes while they create and remove values under the segment
+ * lock: the directory stays consistent and usable. */
+TEST(kill_during_create_remove)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	rnd_seed(5);
+	for (int round = 0; round < 200; round++) {
+		pid_t w = fork();
+		if (w == 0) {
+			char name[32];
+			for (unsigned i = 0;; i++) {
+				shval *v;
+				snprintf(name, sizeof name, "v%u", (unsigned)(rnd() % 500));
+				if (shval_create(s, name, "q 8s", 0, NULL, 0, &v) == 0)
+					shval_close(v);
+				snprintf(name, sizeof name, "v%u", (unsigned)(rnd() % 500));
+				shval_remove(s, name);
+			}
+		}
+		struct timespec ts = { 0, (long)(rnd() % 3000000) };
+		nanosleep(&ts, NULL);
+		kill(w, SIGKILL);
+		waitpid(w, NULL, 0);
+		/* every listed value can be found and read; counts agree */
+		uint64_t cur = 0, n = 0;
+		struct shval_info info;
+		while (shval_seg_next(s, &cur, NULL, &info) == 0) {
+			shval *v;
+			ASSERT_OK(shval_find(s, info.name, "q 8s", &v));
+			unsigned char buf[32];
+			ASSERT_OK(shval_read(v, buf, sizeof buf));
+			shval_close(v);
+			n++;
+		}
+		shval *v;
+		ASSERT_OK(shval_find_or_create(s, "probe", "q", 0, NULL, 0, &v, NULL));
+		ASSERT_OK(shval_add_i64(v, 1, NULL));
+		shval_close(v);
+		ASSERT_OK(shval_remove(s, "probe"));
+		struct shval_seg_info si;
+		ASSERT_OK(shval_seg_info(s, &si));
+		ASSERT_EQ(si.nvalues, n);
+	}
+	shval_seg_close(s);
+}
+
+/* Wait for change: a waiter sleeps until another process writes. */
+TEST(wait_for_change)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *l, *a;
+	ASSERT_OK(shval_create(s, "l", "16s", 0, NULL, 0, &l));
+	ASSERT_OK(shval_create(s, "a", "q", SHVAL_ATOMIC, NULL, 0, &a));
+	uint64_t seen = shval_value_version(l);
+	ASSERT_ERR(shval_wait(l, &seen, 20 * SHVAL_MSEC), -ETIMEDOUT);
+	pid_t w = fork();
+	if (w == 0) {
+		struct timespec ts = { 0, 50000000 };
+		nanosleep(&ts, NULL);
+		shval_set_str(l, "go", 2);
+		nanosleep(&ts, NULL);
+		shval_add_i64(a, 5, NULL);
+		_exit(0);
+	}
+	ASSERT_OK(shval_wait(l, &seen, 10 * SHVAL_SEC));
+	char buf[16];
+	size_t n;
+	ASSERT_OK(shval_get_str(l, buf, sizeof buf, &n));
+	ASSERT_EQ(n, 2);
+	uint64_t sa = shval_value_version(a);
+	ASSERT_OK(shval_wait(a, &sa, 10 * SHVAL_SEC));
+	ASSERT_EQ(sa, 5);
+	test_wait_ok(w);
+	/* segment-wide: an atomic add after shval_seg_version() is seen */
+	uint64_t sv = shval_seg_version(s);
+	w = fork();
+	if (w == 0) {
+		struct timespec ts = { 0, 30000000 };
+		nanosleep(&ts, NULL);
+		shval_add_i64(a, 1, NULL);
+		_exit(0);
+	}
+	ASSERT_OK(shval_seg_wait(s, &sv, 10 * SHVAL_SEC));
+	test_wait_ok(w);
+	shval_seg_close(s);
+}
+
+/* Lock API: trylock, timed lock, misuse. */
+TEST(lock_api)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *r, *l, *raw;
+	ASSERT_OK(shval_create(s, "r", "q", SHVAL_RLOCK, NULL, 0, &r));
+	ASSERT_OK(shval_create(s, "l", "q", SHVAL_LOCK, NULL, 0, &l));
+	ASSERT_OK(shval_create(s, "raw", "q", SHVAL_RAW, NULL, 0, &raw));
+	ASSERT_ERR(shval_unlock(r), SHVAL_ENOTOWNER);
+	ASSERT_OK(shval_lock(r));
+	ASSERT_OK(shval_lock(r)); /* recursive */
+	ASSERT_OK(shval_set_i64(r, 3));
+	ASSERT_OK(shval_unlock(r));
+	ASSERT_OK(shval_unlock(r));
+	ASSERT_ERR(shval_unlock(r), SHVAL_ENOTOWNER);
+	ASSERT_OK(shval_lock(l));
+	ASSERT_ERR(shval_lock(l), SHVAL_EMISUSE);
+	ASSERT_OK(shval_set_i64(l, 4)); /* library calls nest inside */
+	pid_t c = fork();
+	if (c == 0) {
+		ASSERT_ERR(shval_trylock(l), -EBUSY);
+		ASSERT_ERR(shval_timedlock(l, 30 * SHVAL_MSEC), -ETIMEDOUT);
+		ASSERT_ERR(shval_unlock(l), SHVAL_ENOTOWNER);
+		int64_t x;
+		ASSERT_OK(shval_get_i64(l, &x)); /* reads never block */
+		_exit(0);
+	}
+	test_wait_ok(c);
+	ASSERT_OK(shval_unlock(l));
+	ASSERT_ERR(shval_lock(raw), SHVAL_EMODE);
+	shval_seg_close(s);
+}
+
+TEST_MAIN()
