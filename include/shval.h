@@ -509,7 +509,16 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 /** Take the value's lock (SHVAL_RLOCK: recursively).  Returns 0, or
  *  SHVAL_EOWNERDEAD when the previous owner died holding it: the lock is
  *  then held by the caller and the value is back at its last committed
- *  state.  SHVAL_EMODE for raw and atomic values. */
+ *  state (for a shared lock: every value it guards; if the owner died while
+ *  committing, its section is completed instead — all or nothing).  Values
+ *  larger than 64 KiB have no rollback copy: their elements are whole, and
+ *  shval_info() shows SHVAL_INFO_PARTIAL until the next full write.
+ *  Library calls that take the lock internally (writes, adds) recover the
+ *  same way and succeed: only shval_lock/trylock/timedlock report
+ *  SHVAL_EOWNERDEAD, once.  A section that changes nothing (lock, unlock)
+ *  does not move the version.  Readers never wait for the lock.
+ *  SHVAL_EMODE for raw and atomic values; SHVAL_EMISUSE when a SHVAL_LOCK
+ *  value is locked twice by the same thread. */
 SHVAL_API int shval_lock(shval *v);
 /** As shval_lock(), but -EBUSY instead of waiting. */
 SHVAL_API int shval_trylock(shval *v);

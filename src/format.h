@@ -65,37 +65,62 @@
  * file size it last saw with fstat (a lying header cannot make it touch an
  * unbacked page).
  *
- * EXAMPLE: a fresh segment "/demo" with two values created by
- *   shval_create(seg, "hits", "q", SHVAL_ATOMIC, ...) and
- *   shval_create(seg, "temp", "d", SHVAL_RLOCK, ...), hits = 5, temp = 21.5:
+ * EXAMPLE: a real segment "/hexdemo" (xxd of /dev/shm/hexdemo) after
+ *   shval_create(seg, "hits", "q", SHVAL_ATOMIC, ...); shval_set_i64(hits, 5);
+ *   shval_create(seg, "temp", "d", SHVAL_RLOCK, ...); shval_set_f64(temp, 21.5);
+ * (all-zero lines left out):
  *
- *   00000000  53 48 56 41 4c 53 47 01  magic "SHVALSG\1" (u64 0x0147534c41564853)
- *   00000008  01 00 00 00              format 1.0
- *   0000000c  00 12 00 00              header size 5120
- *   00000010  .. .. .. .. .. .. .. ..  layout signature
- *   00000018  01 00 00 00              init_state READY
- *   0000001c  d2 04 00 00              creator pid 1234
- *   ...
- *   00000040  08 00 00 00 00 00 00 00  segment version 8 (2 creates, 2 writes;
- *                                      bit 0 = waiters present; +4 per change)
- *   00000080  [40-byte pthread mutex]  segment lock
- *   000000c0  00 00 01 00 00 00 00 00  size 65536
- *   000000c8  00 14 00 00 00 00 00 00  brk 0x1400 (first unallocated byte)
- *   000000d0  00 12 00 00 00 00 00 00  table_off 0x1200
- *   000000d8  02 00 00 00 00 00 00 00  nvalues 2
- *   ...
- *   00001200  10 00 00 00 00 00 00 00  table: cap 16 slots, then 56 bytes pad
- *   00001240  slot[0..15]: two slots hold  (hash>>32)<<32 | 0x4a / 0x4b
- *   000012c0  first type record "q" (line 0x4b... ) and so on:
- *   00001280  type "q": magic, next, size 8, len 1, "q\0"
- *   000012c0  entry "hits": version 0, serial 1, LIVE, ATOMIC, SCALAR,
- *             name_len 4, data_rel 48, type line, 1 line, lock_off 0,
- *             "hits", pad, 05 00 00 00 00 00 00 00 at +48
- *   00001300  entry "temp": ... RLOCK, lock_off = 0x1300 + 48, the mutex and
- *             lock fields, data 21.5 (00 00 00 00 00 80 35 40), undo copy
+ *   00000000: 5348 5641 4c53 4701  magic "SHVALSG\1"
+ *             0100 0000            format 1.0
+ *             0014 0000            header size 0x1400 = 5120
+ *   00000010: 2050 0038 2840 0828  layout signature
+ *             0100 0000            init_state READY
+ *             952c 0000            creator pid 11413
+ *   00000020: 8457 0a6b 0000 0000  created (unix seconds)
+ *             0000 0040 0000 0000  max_size 1 GiB
+ *   00000030: 0000 0000            seg_flags (not TEMP)
+ *             0001 0000            attach_cap 256
+ *   00000040: 0c00 0000 0000 0000  segment version 12: three changes (two
+ *                                  creates, the locked write; the atomic
+ *                                  write bumps it only for watchers)
+ *   00000080: (40 bytes)           segment lock (pthread mutex, unlocked)
+ *   000000c0: 0000 0100 0000 0000  size 64 KiB backed
+ *             0016 0000 0000 0000  brk 0x1600
+ *   000000d0: 0014 0000 0000 0000  table_off 0x1400
+ *             0200 0000 0000 0000  nvalues 2
+ *   000000f0: 0300 0000 0000 0000  next_serial 3
+ *             4015 0000 0000 0000  types_off 0x1540 (newest type first)
+ *   00000110: 0002 0000 0000 0000  used 512 bytes (8 lines)
+ *   00000400: (4096 bytes)         attach table: the creator's pid in slot 0
+ *   00001400: 1000 0000 0000 0000  table: 16 slots, from 0x1440:
+ *   00001460: ... 5400 0000 e59f 9bdf  slot 12: hash tag 0xdf9b9fe5, line 0x54
+ *   00001470: ... 5600 0000 2704 95eb  slot 14: hash tag 0xeb950427, line 0x56
+ *   000014c0: 5348 5654 5950 4500  type record "SHVTYPE\0", next 0,
+ *   000014d0: 0800 ... 0100 0000 0100 0000   size 8, len 1, 1 line,
+ *   000014e0: 7100                 "q\0"
+ *   00001500: 0000 0000 0000 0000  entry "hits" (line 0x54): version 0
+ *             0100 0000 0000 0000  serial 1
+ *   00001510: 01 03 01 00          LIVE, ATOMIC, SCALAR, flags 0
+ *             0400 3000            name_len 4, data_rel 0x30
+ *             5300 0000 0100 0000  type line 0x53, 1 line
+ *   00001520: 0000 0000 0000 0000  lock_off 0 (atomic: no lock)
+ *             6869 7473            "hits"
+ *   00001530: 0500 0000 0000 0000  data: 5
+ *   00001540: 5348 5654 5950 4500  type record "d", next = 0x14c0
+ *   00001580: 0400 0000 0000 0000  entry "temp" (line 0x56): version 4
+ *             0200 0000 0000 0000  serial 2
+ *   00001590: 01 00 01 00          LIVE, RLOCK, SCALAR
+ *             0400 6800            name_len 4, data_rel 0x68
+ *             5500 0000 0200 0000  type line 0x55, 2 lines
+ *   000015a0: b015 0000 0000 0000  lock_off 0x15b0 (its own lock block)
+ *             7465 6d70            "temp"
+ *   000015b0: (56 bytes)           lock block: mutex, depth, committing, users
+ *   000015e8: 0000 0000 0080 3540  data: 21.5
+ *   000015f0: 0000 0000 0000 0000  undo copy: 0, the state before the last
+ *                                  write; it is refreshed when a section
+ *                                  starts changing data and read only while
+ *                                  the WRITING bit is set
  *
- * (The exact bytes of a real segment are printed by tests/test_format.c's
- * dump_example case; run it to see one.)
  */
 #ifndef SHVAL_FORMAT_H
 #define SHVAL_FORMAT_H
