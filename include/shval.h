@@ -176,6 +176,9 @@ SHVAL_API const char *shval_errname(int code);
 
 /* ---- Segments --------------------------------------------------------- */
 
+#define SHVAL_NAME_MAX 255  /**< bytes in a value name */
+#define SHVAL_TYPE_MAX 1023 /**< bytes in a canonical type string */
+
 typedef struct shval_seg shval_seg;
 typedef struct shval shval;
 
@@ -275,6 +278,36 @@ SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
  *  shval_seg_open*() in this thread. Since 0.1. */
 SHVAL_API const char *shval_errmsg(const shval_seg *seg);
 
+/* Flags for shval_seg_verify(). */
+#define SHVAL_VERIFY_DEEP   0x1u /**< walk every entry, type and list */
+#define SHVAL_VERIFY_REPAIR 0x2u /**< also fix what can be fixed safely:
+                                      take locks left by dead owners (which
+                                      rolls their values back), finish
+                                      interrupted removals, recount */
+
+/** One finding of shval_seg_verify(). */
+typedef struct shval_problem {
+	int code;                     /**< SHVAL_ECORRUPT, SHVAL_EOWNERDEAD, ... */
+	char name[SHVAL_NAME_MAX + 1]; /**< value concerned, or "" */
+	uint64_t offset;              /**< byte offset in the segment */
+	bool repaired;                /**< fixed by SHVAL_VERIFY_REPAIR */
+	char what[256];               /**< one line, for people */
+} shval_problem;
+
+/** Check a segment: the header always; with SHVAL_VERIFY_DEEP every
+ *  directory slot, entry, type record, lock and allocator list, each
+ *  offset and length bounds-checked; locks held by dead processes and
+ *  values left mid-change are reported.  report (may be NULL) is called
+ *  once per problem.  *nproblems (may be NULL) = problems found (repaired
+ *  ones included).  Safe while other processes use the segment (repair
+ *  takes the same locks they do).  @return 0 if no problem remains
+ *  unrepaired, SHVAL_ECORRUPT otherwise, or SHVAL_ERDONLY for a repair on
+ *  a read-only open.  Since 0.1. */
+SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
+                               void (*report)(const shval_problem *p,
+                                              void *arg),
+                               void *arg, size_t *nproblems);
+
 /* ---- Values: create, find, remove ------------------------------------- */
 
 /* Modes for shval_create() flags (one of). */
@@ -284,8 +317,6 @@ SHVAL_API const char *shval_errmsg(const shval_seg *seg);
 #define SHVAL_ATOMIC 0x300u /**< lock-free scalar of 1, 2, 4 or 8 bytes */
 #define SHVAL_MODE_MASK 0x300u
 
-#define SHVAL_NAME_MAX 255  /**< bytes in a value name */
-#define SHVAL_TYPE_MAX 1023 /**< bytes in a canonical type string */
 
 /** Create a value.
  *  @param[in] type  type string (see TYPES).

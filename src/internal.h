@@ -77,6 +77,8 @@ static inline void *shval__at(shval_seg *seg, uint64_t off)
 }
 int shval__seg_lock(shval_seg *seg);   /* 0 or -errno; recovers owner death */
 void shval__seg_unlock(shval_seg *seg);
+/* Re-count entries, finish interrupted removals; under the segment lock. */
+void shval__seg_recount(shval_seg *seg);
 void shval__seg_ref(shval_seg *seg);
 void shval__seg_unref(shval_seg *seg);
 /* Bump the segment-wide version, waking waiters if any. */

@@ -161,7 +161,7 @@ void shval__seg_unref(shval_seg *seg)
 /* Re-count live entries after a process died holding the segment lock:
  * every directory change is ordered so that the table and the entries are
  * consistent at each store; only the counters can be off. */
-static void recover_counts(shval_seg *seg)
+void shval__seg_recount(shval_seg *seg)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
@@ -207,7 +207,7 @@ int shval__seg_lock(shval_seg *seg)
 				    seg->name);
 	int r = pthread_mutex_lock(&seg->hdr->lock);
 	if (r == EOWNERDEAD) {
-		recover_counts(seg);
+		shval__seg_recount(seg);
 		pthread_mutex_consistent(&seg->hdr->lock);
 		return 0;
 	}

@@ -1,0 +1,259 @@
+/*
+ * src/verify.c — deep verification and repair of a segment
+ * (shval_seg_verify, used by `shval check`).  Everything read from the
+ * segment is treated as hostile: each offset and length is bounds-checked
+ * before use, and every walk is bounded.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct vctx {
+	shval_seg *seg;
+	unsigned flags;
+	void (*report)(const shval_problem *, void *);
+	void *arg;
+	size_t found, unrepaired;
+};
+
+static void problem(struct vctx *c, int code, const shval__entry *e,
+		    uint64_t off, bool repaired, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static void problem(struct vctx *c, int code, const shval__entry *e,
+		    uint64_t off, bool repaired, const char *fmt, ...)
+{
+	shval_problem p;
+	memset(&p, 0, sizeof p);
+	p.code = code;
+	p.offset = off;
+	p.repaired = repaired;
+	if (e && e->name_len <= SHVAL_NAME_MAX)
+		memcpy(p.name, e->name, e->name_len);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p.what, sizeof p.what, fmt, ap);
+	va_end(ap);
+	c->found++;
+	if (!repaired)
+		c->unrepaired++;
+	if (c->report)
+		c->report(&p, c->arg);
+}
+
+/* Is the thread that owns a robust mutex gone?  The kernel's robust-futex
+ * ABI puts the owner's TID in the lock word. */
+static bool owner_dead(pthread_mutex_t *m, pid_t *tid)
+{
+	unsigned word = (unsigned)__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+	*tid = (pid_t)(word & 0x3fffffff); /* FUTEX_TID_MASK */
+	/* On the owner's death the kernel clears the TID and sets
+	 * FUTEX_OWNER_DIED (it walks the dead thread's robust list). */
+	if (word & 0x40000000u)
+		return true;
+	if (*tid == 0)
+		return false;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d", (int)*tid);
+	return access(path, F_OK) != 0 && errno == ENOENT;
+}
+
+static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
+{
+	shval_seg *seg = c->seg;
+	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
+	if (e->kind != SHVAL_KIND_LOCK) {
+		uint64_t size;
+		const char *canon = shval__entry_type(seg, e, &size);
+		if (!canon) {
+			problem(c, SHVAL_ECORRUPT, e, off, false,
+				"type record at line %u is damaged", e->type_line);
+			return;
+		}
+		if (e->data_rel + size > bytes) {
+			problem(c, SHVAL_ECORRUPT, e, off, false,
+				"data (%llu bytes at +%u) outside its %llu-byte block",
+				(unsigned long long)size, e->data_rel,
+				(unsigned long long)bytes);
+			return;
+		}
+		shval__type *t;
+		char err[128];
+		if (shval__type_parse(canon, &t, err, sizeof err) != 0) {
+			problem(c, SHVAL_ECORRUPT, e, off, false,
+				"stored type does not parse: %s", err);
+			return;
+		}
+		if (t->size != size || t->kind != e->kind)
+			problem(c, SHVAL_ECORRUPT, e, off, false,
+				"type record size %llu / kind %u disagree with \"%s\"",
+				(unsigned long long)size, e->kind, t->canon);
+		else if (shval__type_check(t, (unsigned char *)e + e->data_rel, err,
+					   sizeof err) != 0)
+			problem(c, SHVAL_ECORRUPT, e, off, false, "%s", err);
+		shval__type_free(t);
+	}
+	if (e->mode > 3) {
+		problem(c, SHVAL_ECORRUPT, e, off, false, "unknown mode %u", e->mode);
+		return;
+	}
+	if (e->mode <= 1) {
+		uint64_t lo = e->lock_off;
+		if (lo % 8 || lo < sizeof(shval__hdr) ||
+		    !shval__in(seg, lo, sizeof(shval__lockblk))) {
+			problem(c, SHVAL_ECORRUPT, e, off, false,
+				"lock offset %llu outside the segment",
+				(unsigned long long)lo);
+			return;
+		}
+		shval__lockblk *lk = shval__at(seg, lo);
+		pid_t tid;
+		if (owner_dead(&lk->mutex, &tid)) {
+			bool fixed = false;
+			if (c->flags & SHVAL_VERIFY_REPAIR) {
+				shval *v;
+				if (shval__handle_make(seg, off, &v) == 0) {
+					int r = shval_trylock(v);
+					if (r == SHVAL_EOWNERDEAD || r == 0) {
+						shval_unlock(v);
+						fixed = r == SHVAL_EOWNERDEAD;
+					}
+					shval_close(v);
+				}
+			}
+			problem(c, SHVAL_EOWNERDEAD, e, off, fixed,
+				"lock held by a dead thread (%d)%s", (int)tid,
+				fixed ? ": taken, value rolled back" : "");
+		}
+	}
+	if (e->flags & SHVAL__EF_PARTIAL)
+		problem(c, SHVAL_EOWNERDEAD, e, off, false,
+			"possibly partly updated (a writer died mid-update; "
+			"cleared by the next full write)");
+}
+
+static int walk_list(struct vctx *c, uint64_t head, uint8_t state,
+		     const char *what)
+{
+	uint64_t off = head;
+	for (uint64_t n = 0; off; n++) {
+		if (n > (c->seg->map_len / SHVAL__LINE)) {
+			problem(c, SHVAL_ECORRUPT, NULL, off, false,
+				"%s list has a cycle", what);
+			return -1;
+		}
+		if (off % SHVAL__LINE || off < sizeof(shval__hdr) ||
+		    !shval__in(c->seg, off, SHVAL__LINE)) {
+			problem(c, SHVAL_ECORRUPT, NULL, off, false,
+				"%s list points outside the segment", what);
+			return -1;
+		}
+		shval__entry *e = shval__at(c->seg, off);
+		if (atomic_load(&e->state) != state || e->nlines == 0) {
+			problem(c, SHVAL_ECORRUPT, NULL, off, false,
+				"%s list holds a block in state %u", what,
+				atomic_load(&e->state));
+			return -1;
+		}
+		off = e->lock_off;
+	}
+	return 0;
+}
+
+SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
+			       void (*report)(const shval_problem *, void *),
+			       void *arg, size_t *nproblems)
+{
+	if (!seg || (flags & ~(SHVAL_VERIFY_DEEP | SHVAL_VERIFY_REPAIR)))
+		return -EINVAL;
+	if ((flags & SHVAL_VERIFY_REPAIR) && (seg->flags & SHVAL_RDONLY))
+		return shval__failf(seg, SHVAL_ERDONLY,
+				    "repair needs a writable open of %s", seg->name);
+	struct vctx c = { seg, flags, report, arg, 0, 0 };
+	shval__hdr *h = seg->hdr;
+	uint64_t size = atomic_load(&h->size);
+	if (size > seg->map_len || h->brk > size || h->brk < sizeof(shval__hdr))
+		problem(&c, SHVAL_ECORRUPT, NULL, 192, false,
+			"header sizes inconsistent: size %llu, brk %llu, max %llu",
+			(unsigned long long)size, (unsigned long long)h->brk,
+			(unsigned long long)seg->map_len);
+	pid_t tid;
+	if (owner_dead(&h->lock, &tid)) {
+		bool fixed = false;
+		if ((flags & SHVAL_VERIFY_REPAIR) && shval__seg_lock(seg) == 0) {
+			shval__seg_unlock(seg); /* recovery ran in seg_lock */
+			fixed = true;
+		}
+		problem(&c, SHVAL_EOWNERDEAD, NULL, 128, fixed,
+			"segment lock held by a dead thread (%d)", (int)tid);
+	}
+	if (flags & (SHVAL_VERIFY_DEEP | SHVAL_VERIFY_REPAIR)) {
+		uint64_t toff = atomic_load(&h->table_off);
+		uint64_t cap = 0;
+		if (toff % SHVAL__LINE || toff < sizeof(shval__hdr) ||
+		    !shval__in(seg, toff, SHVAL__LINE) ||
+		    (cap = *(uint64_t *)shval__at(seg, toff)) < 16 ||
+		    (cap & (cap - 1)) || !shval__in(seg, toff + SHVAL__LINE, cap * 8)) {
+			problem(&c, SHVAL_ECORRUPT, NULL, toff, false,
+				"directory table at %llu is damaged",
+				(unsigned long long)toff);
+		} else {
+			_Atomic uint64_t *slots = shval__at(seg, toff + SHVAL__LINE);
+			uint64_t live = 0;
+			for (uint64_t i = 0; i < cap; i++) {
+				uint64_t s = atomic_load(&slots[i]);
+				if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+					continue;
+				uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+				shval__entry *e = shval__entry_at(seg, eoff);
+				if (!e) {
+					problem(&c, SHVAL_ECORRUPT, NULL, eoff, false,
+						"directory slot %llu points to a "
+						"damaged entry",
+						(unsigned long long)i);
+					continue;
+				}
+				if (atomic_load(&e->state) != SHVAL__ST_LIVE) {
+					problem(&c, SHVAL_ECORRUPT, e, eoff, false,
+						"directory slot %llu holds an entry "
+						"in state %u (an interrupted remove)",
+						(unsigned long long)i,
+						atomic_load(&e->state));
+					continue;
+				}
+				if ((uint32_t)(shval__hash(e->name, e->name_len) >> 32) !=
+				    (uint32_t)(s >> 32))
+					problem(&c, SHVAL_ECORRUPT, e, eoff, false,
+						"name does not match its directory "
+						"slot's hash");
+				live++;
+				check_entry(&c, e, eoff);
+			}
+			if (live != h->nvalues)
+				problem(&c, SHVAL_ECORRUPT, NULL, 216, false,
+					"value count %llu, directory holds %llu",
+					(unsigned long long)h->nvalues,
+					(unsigned long long)live);
+		}
+		for (unsigned k = 0; k < SHVAL__NCLASS; k++)
+			walk_list(&c, h->free_head[k], SHVAL__ST_FREE, "free");
+		walk_list(&c, h->limbo_head, SHVAL__ST_LIMBO, "limbo");
+	}
+	if ((flags & SHVAL_VERIFY_REPAIR) && c.unrepaired) {
+		/* Counters and interrupted removals: redo them under the lock. */
+		if (shval__seg_lock(seg) == 0) {
+			shval__seg_recount(seg);
+			shval__seg_unlock(seg);
+		}
+	}
+	if (nproblems)
+		*nproblems = c.found;
+	return c.unrepaired ? shval__failf(seg, SHVAL_ECORRUPT,
+					   "segment %s: %zu problem(s) found",
+					   seg->name, c.unrepaired)
+			    : 0;
+}
