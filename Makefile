@@ -6,9 +6,9 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux
+DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind
 
-.PHONY: all build run test deps install clean
+.PHONY: all build run test deps install clean asan tsan valgrind sanitize
 
 all: build
 
@@ -33,6 +33,36 @@ test: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHVAL_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Sanitizer runs of the whole C suite (issue: reliability).  The timeout
+# multiplier gives slow instrumented runs room; the Python binding is left
+# out (CPython itself is not built with the sanitizers).
+SAN_CTEST = ctest --output-on-failure -j $(JOBS) --timeout 900 -E '^python'
+
+asan: deps
+	cmake -S . -B build-asan -DSHVAL_ASAN=ON -DSHVAL_PYTHON=OFF -DSHVAL_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && SHVAL_TEST_TIMEOUT_MULTIPLIER=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(SAN_CTEST)
+
+tsan: deps
+	cmake -S . -B build-tsan -DSHVAL_TSAN=ON -DSHVAL_PYTHON=OFF -DSHVAL_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && SHVAL_TEST_TIMEOUT_MULTIPLIER=4 \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 report_signal_unsafe=0" $(SAN_CTEST)
+
+# valgrind memcheck over the single-process unit tests.
+VALGRIND_TESTS = test_basic test_type test_values test_threads
+valgrind: deps build
+	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+	@fail=0; pass=0; for t in $(VALGRIND_TESTS); do \
+	  [ -x $(BUILD)/$$t ] || continue; \
+	  if SHVAL_TEST_TIMEOUT_MULTIPLIER=10 valgrind -q --error-exitcode=99 --leak-check=full \
+	       --trace-children=yes --child-silent-after-fork=no $(BUILD)/$$t >/dev/null 2>$(BUILD)/$$t.valgrind; then \
+	    pass=$$((pass+1)); else fail=$$((fail+1)); echo "valgrind: $$t failed:"; tail -30 $(BUILD)/$$t.valgrind; fi; \
+	done; echo "valgrind: $$pass passed, $$fail failed"; [ $$fail = 0 ]
+
+sanitize: asan tsan valgrind
 
 install: build
 	cmake --install $(BUILD)

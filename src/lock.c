@@ -76,7 +76,10 @@ int shval__check(shval *v)
 
 static bool held_by_me(shval *v)
 {
-	return v->lk->mutex.__data.__owner == shval__my_tid();
+	/* relaxed: only the owner itself can make this true (glibc stores
+	 * the owner's tid after taking the mutex). */
+	return __atomic_load_n(&v->lk->mutex.__data.__owner, __ATOMIC_RELAXED) ==
+	       shval__my_tid();
 }
 
 /* Bump a version word by add and wake sleepers if WAITERS was set. */
@@ -143,7 +146,7 @@ static void recover(shval *v)
 	else
 		shval__dir_foreach(v->seg, recover_entry, &ra);
 	atomic_store_explicit(&v->lk->committing, 0, memory_order_release);
-	v->lk->depth = 0;
+	__atomic_store_n(&v->lk->depth, 0, __ATOMIC_RELAXED);
 	pthread_mutex_consistent(&v->lk->mutex);
 }
 
@@ -187,7 +190,7 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 				    "segment %s was opened read-only",
 				    v->seg->name);
 	if (held_by_me(v)) {
-		v->lk->depth++;
+		__atomic_store_n(&v->lk->depth, v->lk->depth + 1, __ATOMIC_RELAXED);
 		return 0;
 	}
 	if (deadline_rt == 0)
@@ -201,7 +204,7 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 	}
 	if (r == EOWNERDEAD) {
 		recover(v);
-		v->lk->depth = 1;
+		__atomic_store_n(&v->lk->depth, 1, __ATOMIC_RELAXED);
 		return SHVAL_EOWNERDEAD;
 	}
 	if (r == EBUSY || r == ETIMEDOUT)
@@ -209,10 +212,10 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 	if (r)
 		return shval__failf(v->seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
 				    "lock: %s", strerror(r));
-	v->lk->depth = 1;
+	__atomic_store_n(&v->lk->depth, 1, __ATOMIC_RELAXED);
 	/* A value removed while we waited for its lock. */
 	if ((r = shval__check(v)) != 0) {
-		v->lk->depth = 0;
+		__atomic_store_n(&v->lk->depth, 0, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&v->lk->mutex);
 		return r;
 	}
@@ -244,7 +247,7 @@ void shval__sec_dirty(shval *v)
 
 void shval__sec_end(shval *v)
 {
-	if (--v->lk->depth > 0)
+	if (__atomic_sub_fetch(&v->lk->depth, 1, __ATOMIC_RELAXED) > 0)
 		return;
 	/* tag-seqlock: commit every entry changed under this lock.  All data
 	 * is final now; 'committing' tells a recovering owner to roll these

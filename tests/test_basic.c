@@ -53,8 +53,9 @@ TEST(scalar_round_trip)
 		ASSERT_OK(shval_get_i64(vs[i], &x));
 		ASSERT_EQ(x, -42);
 	}
-	ASSERT_ERR(shval_create(s, "a", "q", 0, NULL, 0, &a), SHVAL_EEXIST);
 	shval *f;
+	ASSERT_ERR(shval_create(s, "a", "q", 0, NULL, 0, &f), SHVAL_EEXIST);
+	ASSERT(f == NULL);
 	ASSERT_ERR(shval_find(s, "a", "d", &f), SHVAL_ETYPE);
 	ASSERT(strstr(shval_errmsg(s), "\"q\""));
 	ASSERT_OK(shval_find(s, "a", "q", &f));

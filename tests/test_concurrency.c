@@ -122,6 +122,9 @@ TEST(writers_and_readers_keep_invariants)
 	ASSERT_OK(shval_read(st, &v, sizeof v));
 	ASSERT_EQ(v.x, NW * ops);
 	ASSERT_EQ(v.y, 2 * NW * ops);
+	shval *all[] = { atom, lockd, cas, st, str, arr, done };
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		shval_close(all[i]);
 	shval_seg_close(s);
 }
 
@@ -190,6 +193,8 @@ TEST(kill_inside_locked_section_1000_rounds)
 	printf("%d of %d kills landed inside the locked section\n", died_holding,
 	       rounds);
 	ASSERT_GT(died_holding, rounds / 10);
+	shval_close(st);
+	shval_close(stop);
 	shval_seg_close(s);
 }
 
@@ -239,6 +244,7 @@ TEST(kill_big_array_partial_flag)
 	}
 	printf("%d rounds left the array partly updated\n", partial);
 	ASSERT_GT(partial, 0);
+	shval_close(a);
 	shval_seg_close(s);
 }
 
@@ -297,6 +303,9 @@ TEST(shared_lock_transfer_and_kill)
 	printf("%d owner deaths recovered\n", deaths);
 	ASSERT_GT(deaths, 0);
 	shval_close(L2);
+	shval_close(L);
+	shval_close(a);
+	shval_close(b);
 	shval_seg_close(s);
 }
 
@@ -386,6 +395,8 @@ TEST(wait_for_change)
 	}
 	ASSERT_OK(shval_seg_wait(s, &sv, 10 * SHVAL_SEC));
 	test_wait_ok(w);
+	shval_close(l);
+	shval_close(a);
 	shval_seg_close(s);
 }
 
@@ -420,6 +431,9 @@ TEST(lock_api)
 	test_wait_ok(c);
 	ASSERT_OK(shval_unlock(l));
 	ASSERT_ERR(shval_lock(raw), SHVAL_EMODE);
+	shval_close(r);
+	shval_close(l);
+	shval_close(raw);
 	shval_seg_close(s);
 }
 
@@ -465,6 +479,7 @@ TEST(verify_finds_and_repairs_dead_lock)
 	ASSERT_EQ(n, 0);
 	ASSERT_OK(shval_lock(v)); /* owner death already reported by repair */
 	ASSERT_OK(shval_unlock(v));
+	shval_close(v);
 	shval_seg_close(s);
 }
 
