@@ -6,7 +6,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind
+DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf
 
 .PHONY: all build run test deps install clean asan tsan valgrind sanitize
 
