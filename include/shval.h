@@ -594,10 +594,15 @@ SHVAL_API uint64_t shval_value_version(shval *v);
  *  forever).  No polling: a futex.  -EINTR if a signal interrupted it. */
 SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns);
 
-/** The segment-wide version: moves whenever any value changes, a value is
- *  created or removed.  Calling it also announces a watcher, so that
- *  changes of atomic values (which move the segment version only when
- *  someone watches) made after this call are seen by shval_seg_wait(). */
+/** The segment-wide version, for watching every value at once.  It moves
+ *  when a value is created or removed, and on every value change made
+ *  while someone watches: calling this function announces a watcher (and
+ *  so does shval_seg_wait(), again when it returns), so the pattern
+ *      seen = shval_seg_version(seg); read values;
+ *      while (shval_seg_wait(seg, &seen, t) == 0) read values;
+ *  sees every change.  (Unwatched, value changes leave it alone, so that
+ *  writers of different values never share a cache line.)  Writers pay one
+ *  extra atomic add while a watcher exists. */
 SHVAL_API uint64_t shval_seg_version(shval_seg *seg);
 /** As shval_wait() on the segment-wide version. */
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,

@@ -81,8 +81,11 @@ void shval__seg_unlock(shval_seg *seg);
 void shval__seg_recount(shval_seg *seg);
 void shval__seg_ref(shval_seg *seg);
 void shval__seg_unref(shval_seg *seg);
-/* Bump the segment-wide version, waking waiters if any. */
+/* Bump the segment-wide version, waking waiters if any (creates,
+ * removes). */
 void shval__seg_bump(shval_seg *seg);
+/* After a value change: bump only if a watcher announced itself. */
+void shval__seg_notify(shval_seg *seg);
 uint64_t shval__now_ns(void);           /* CLOCK_MONOTONIC */
 
 /* ---- alloc.c (callers hold the segment lock) ---- */

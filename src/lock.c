@@ -109,7 +109,7 @@ static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 		return 0;
 	if (ra->forward) {
 		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-		shval__seg_bump(seg);
+		shval__seg_notify(seg);
 		return 0;
 	}
 	uint64_t size = 0;
@@ -126,7 +126,7 @@ static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 		e->flags |= SHVAL__EF_PARTIAL;
 	}
 	commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-	shval__seg_bump(seg);
+	shval__seg_notify(seg);
 	return 0;
 }
 
@@ -240,9 +240,13 @@ void shval__sec_dirty(shval *v)
 		return; /* no memory: committed at this value's section end */
 	if (v->undo)
 		memcpy(v->undo, v->data, v->size);
+	/* tag-seqlock: release orders the undo copy before the bit; the
+	 * release fence orders the bit before the data changes that follow
+	 * (smp_wmb: readers that see changed data then see WRITING or a new
+	 * version). */
 	atomic_fetch_add_explicit(&e->version, SHVAL__V_WRITING,
-				  memory_order_seq_cst);
-	atomic_thread_fence(memory_order_seq_cst);
+				  memory_order_release);
+	atomic_thread_fence(memory_order_release);
 }
 
 void shval__sec_end(shval *v)
@@ -253,11 +257,15 @@ void shval__sec_end(shval *v)
 	 * is final now; 'committing' tells a recovering owner to roll these
 	 * forward if we die half-way, so a multi-value section under a shared
 	 * lock commits all or nothing. */
-	bool any = false;
-	for (size_t i = 0; i < ndirty && !any; i++)
-		any = dirty[i].lk == v->lk;
+	size_t mine = 0;
+	for (size_t i = 0; i < ndirty && mine < 2; i++)
+		mine += dirty[i].lk == v->lk;
+	/* One entry commits with one atomic add: no flag needed.  Relaxed:
+	 * a new owner sees it through the robust mutex's hand-over (the
+	 * kernel and the mutex acquire order everything we stored). */
+	bool any = mine > 1;
 	if (any)
-		atomic_store_explicit(&v->lk->committing, 1, memory_order_seq_cst);
+		atomic_store_explicit(&v->lk->committing, 1, memory_order_relaxed);
 	for (size_t i = 0; i < ndirty;) {
 		if (dirty[i].lk != v->lk) {
 			i++;
@@ -267,12 +275,12 @@ void shval__sec_end(shval *v)
 		if (atomic_load_explicit(&e->version, memory_order_relaxed) &
 		    SHVAL__V_WRITING) {
 			commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-			shval__seg_bump(dirty[i].seg);
+			shval__seg_notify(dirty[i].seg);
 		}
 		dirty[i] = dirty[--ndirty];
 	}
 	if (any)
-		atomic_store_explicit(&v->lk->committing, 0, memory_order_release);
+		atomic_store_explicit(&v->lk->committing, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&v->lk->mutex);
 }
 

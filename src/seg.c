@@ -223,6 +223,17 @@ void shval__seg_unlock(shval_seg *seg)
 	pthread_mutex_unlock(&seg->hdr->lock);
 }
 
+void shval__seg_notify(shval_seg *seg)
+{
+	/* seq_cst: Dekker pair with the watcher's fetch_or of WAITERS in
+	 * shval_seg_version()/shval_seg_wait() (tag-waiters).  Value changes
+	 * move the segment version only while someone watches, so that
+	 * writers of different values do not all write one cache line. */
+	if (atomic_load_explicit(&seg->hdr->version, memory_order_seq_cst) &
+	    SHVAL__V_WAITERS)
+		shval__seg_bump(seg);
+}
+
 void shval__seg_bump(shval_seg *seg)
 {
 	/* release: a watcher that sees the new version sees the change;

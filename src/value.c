@@ -303,7 +303,7 @@ static void raw_commit(shval *v)
 					  memory_order_relaxed);
 		shval__futex_wake(&v->e->version);
 	}
-	shval__seg_bump(v->seg);
+	shval__seg_notify(v->seg);
 }
 
 /* After an atomic change: wake value waiters and segment watchers, if any.
@@ -318,9 +318,7 @@ static void atomic_commit(shval *v)
 					  memory_order_seq_cst);
 		shval__futex_wake(&v->e->version);
 	}
-	if (atomic_load_explicit(&v->seg->hdr->version, memory_order_seq_cst) &
-	    SHVAL__V_WAITERS)
-		shval__seg_bump(v->seg);
+	shval__seg_notify(v->seg);
 }
 
 static int writable(shval *v)

@@ -144,19 +144,20 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 	if (!seg || !seen)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);
+	if (seg->flags & SHVAL_RDONLY)
+		return shval__failf(seg, SHVAL_ERDONLY,
+				    "shval_seg_wait needs a writable mapping");
 	for (int i = 0; i < SPIN_POLLS; i++) {
-		uint64_t c = atomic_load_explicit(&seg->hdr->version,
-						  memory_order_seq_cst) &
-			     ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+		/* shval_seg_version() re-arms the watcher bit: a change made
+		 * after we return, while the caller re-reads its values, moves
+		 * the version again (tag-waiters). */
+		uint64_t c = shval_seg_version(seg);
 		if (c != *seen) {
 			*seen = c;
 			return 0;
 		}
 		cpu_relax();
 	}
-	if (seg->flags & SHVAL_RDONLY)
-		return shval__failf(seg, SHVAL_ERDONLY,
-				    "shval_seg_wait needs a writable mapping");
 	for (;;) {
 		uint64_t w = atomic_fetch_or_explicit(&seg->hdr->version,
 						      SHVAL__V_WAITERS,
@@ -164,7 +165,7 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 			     SHVAL__V_WAITERS;
 		uint64_t c = w & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 		if (c != *seen) {
-			*seen = c;
+			*seen = shval_seg_version(seg); /* re-arm, see above */
 			return 0;
 		}
 		if (deadline >= 0 && (int64_t)shval__now_ns() >= deadline)
