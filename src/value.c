@@ -1230,7 +1230,10 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		if (len)
 			*len = b.len;
 		if (cap < b.len + 1)
-			r = SHVAL_ETOOBIG;
+			r = shval__failf(v->seg, SHVAL_ETOOBIG,
+					 "text of %zu bytes does not fit a buffer "
+					 "of %zu",
+					 b.len, cap);
 		else {
 			memcpy(buf, b.p, b.len);
 			buf[b.len] = 0;
