@@ -188,7 +188,7 @@ typedef struct shval shval;
 #define SHVAL_RDONLY  0x04u /**< map read-only; writes get SHVAL_ERDONLY */
 #define SHVAL_TEMP    0x08u /**< when creating: remove the segment when its
                                  last attached process goes (even SIGKILL:
-                                 the next open or shval_seg_list() cleans) */
+                                 the next open of it, or `shval ls`, cleans) */
 #define SHVAL_FOREIGN 0x10u /**< allow opening a segment owned by another
                                  user (refused by default: SHVAL_EFOREIGN) */
 
@@ -426,7 +426,10 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len);
 /* The typed accessors work on scalar values of any letter:
  *   _i64 / _u64 for integers, 'c', '?' and 'u' (range-checked: SHVAL_ERANGE
  *   if the number does not fit the value's type, value unchanged);
- *   _f64 for 'f' and 'd' (and integers, exactly representable only).
+ *   _f64 for 'f' and 'd'; also for integer values when the number is
+ *   exact: shval_get_f64 of an integer that a double holds exactly,
+ *   shval_set_f64 of a whole number in the type's range (else
+ *   SHVAL_ERANGE).  shval_add_f64 and shval_cas_f64 take 'f' and 'd' only.
  * Other kinds get SHVAL_EMODE. */
 
 SHVAL_API int shval_get_i64(shval *v, int64_t *out);
@@ -480,9 +483,10 @@ SHVAL_API int shval_array_set(shval *v, size_t index, size_t n,
 
 /* ---- Structs ---------------------------------------------------------- */
 
-/** Copy one field ("x", or "0" for the first unnamed field) into buf
+/** Copy one field ("x", or "0" for the first field, by index) into buf
  *  (cap >= field size, else SHVAL_ESIZE); *len (may be NULL) = the field's
- *  size.  @return 0, SHVAL_ENOFIELD, SHVAL_ESIZE, SHVAL_EMODE. */
+ *  size.  A value that is not a struct has one field, "0": itself.
+ *  @return 0, SHVAL_ENOFIELD, SHVAL_ESIZE, SHVAL_EMODE (a lock handle). */
 SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
                               size_t cap, size_t *len);
 /** Overwrite one field; len must equal the field's size. */

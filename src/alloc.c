@@ -168,14 +168,28 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off)
 		}
 		link = &e->lock_off;
 	}
+	/* A damaged brk or size must not make us hand out the header, an
+	 * unaligned block, or a block past the end of the file (SIGBUS). */
+	uint64_t size = atomic_load_explicit(&h->size, memory_order_relaxed);
+	if (h->brk < sizeof(shval__hdr) || h->brk % SHVAL__LINE || h->brk > size)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: damaged header (brk %llu, size "
+				    "%llu)",
+				    seg->name, (unsigned long long)h->brk,
+				    (unsigned long long)size);
 	uint64_t need = h->brk + nlines * SHVAL__LINE;
 	if (need < h->brk)
 		return SHVAL_EFULL;
-	if (need > atomic_load_explicit(&h->size, memory_order_relaxed)) {
+	if (need > size) {
 		r = grow(seg, need);
 		if (r)
 			return r;
 	}
+	if (!shval__in(seg, h->brk, nlines * SHVAL__LINE))
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: header says %llu bytes are "
+				    "backed, the file is smaller",
+				    seg->name, (unsigned long long)size);
 	*off = h->brk;
 	h->brk = need;
 	h->used += nlines * SHVAL__LINE;

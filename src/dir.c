@@ -96,7 +96,10 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 	shval__hdr *h = seg->hdr;
 	uint64_t hash = shval__hash(name, len);
 	uint32_t tag = (uint32_t)(hash >> 32);
+	int damaged_rounds = 0;
 	for (int attempt = 0; attempt < 1000; attempt++) {
+		bool damaged = false;
+		uint64_t bad_off = 0;
 		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
 		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
 		uint64_t cap;
@@ -116,7 +119,18 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 				continue;
 			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
 			shval__entry *e = shval__entry_at(seg, eoff);
-			if (e && e->name_len == len &&
+			if (!e) {
+				/* A slot still published whose entry does not
+				 * validate is damage (a slot that moved meanwhile
+				 * was a racing removal and reuse). */
+				if (atomic_load_explicit(&slots[i],
+							 memory_order_acquire) == s) {
+					damaged = true;
+					bad_off = eoff;
+				}
+				continue;
+			}
+			if (e->name_len == len &&
 			    atomic_load_explicit(&e->state, memory_order_acquire) ==
 				    SHVAL__ST_LIVE &&
 			    memcmp(e->name, name, len) == 0) {
@@ -124,8 +138,19 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 				return 0;
 			}
 		}
-		if (atomic_load_explicit(&h->dir_seq, memory_order_acquire) == seq)
-			break;
+		if (atomic_load_explicit(&h->dir_seq, memory_order_acquire) != seq)
+			continue;
+		/* Damage seen twice in a row in the same table: not a race. */
+		if (damaged && ++damaged_rounds < 2)
+			continue;
+		if (damaged)
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: the directory slot for "
+					    "%.*s points to a damaged entry at "
+					    "offset %llu",
+					    seg->name, (int)len, name,
+					    (unsigned long long)bad_off);
+		break;
 	}
 	return SHVAL_ENOTFOUND;
 }
@@ -180,6 +205,14 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: directory table is damaged",
 				    seg->name);
+	/* Counters that cannot be true (they bound the resize below). */
+	if (h->nvalues > cap || h->ntomb > cap || h->nvalues + h->ntomb > cap)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: directory counters are damaged "
+				    "(%llu values, %llu tombstones, %llu slots)",
+				    seg->name, (unsigned long long)h->nvalues,
+				    (unsigned long long)h->ntomb,
+				    (unsigned long long)cap);
 	if ((h->nvalues + h->ntomb + 1) * 10 > cap * 7) {
 		uint64_t newcap = 16;
 		while ((h->nvalues + 1) * 2 > newcap)

@@ -114,6 +114,23 @@ static uint64_t proc_start_time(pid_t pid)
 	return strtoull(p, NULL, 10);
 }
 
+/* Has the process exited (a zombie its parent has not reaped yet)? */
+static bool proc_zombie(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* state is the field after ") " */
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* Is the process that claimed a slot still the same living process? */
 static bool proc_alive(pid_t pid, uint64_t start_time)
 {
@@ -121,6 +138,8 @@ static bool proc_alive(pid_t pid, uint64_t start_time)
 		return false;
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return false;
+	if (proc_zombie(pid))
+		return false; /* killed, not yet reaped: gone for our purposes */
 	if (start_time != 0) {
 		uint64_t now = proc_start_time(pid);
 		if (now != 0 && now != start_time)

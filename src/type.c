@@ -430,6 +430,22 @@ int shval__type_check(const shval__type *t, const void *data, char *err,
 	for (size_t k = 0; k < t->nfields; k++) {
 		const shval__field *f = &t->fields[k];
 		uint32_t len;
+		if (f->code == '?') {
+			/* a bool is one byte holding 0 or 1 */
+			for (uint32_t i = 0; i < f->count; i++) {
+				unsigned char b = base[f->offset + i];
+				if (b <= 1)
+					continue;
+				if (err && errcap > 0)
+					snprintf(err, errcap, "bool %s%s%s element "
+						 "%" PRIu32 " holds %u, not 0 or 1",
+						 f->name[0] ? "field \"" : "",
+						 f->name, f->name[0] ? "\"" : "",
+						 i, b);
+				return SHVAL_ERANGE;
+			}
+			continue;
+		}
 		if (f->kind != SHVAL_KIND_STRING)
 			continue;
 		memcpy(&len, base + f->offset, sizeof len); /* may be unaligned */

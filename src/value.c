@@ -268,6 +268,17 @@ static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 				/* No undo copy: wait for the section to end. */
 				if (spins < 100)
 					continue;
+				if (v->seg->flags & SHVAL_RDONLY) {
+					/* A read-only mapping cannot flag itself
+					 * as a waiter: sleep 1 ms at a time. */
+					shval__futex_wait(&e->version, (uint32_t)v1,
+							  (int64_t)shval__now_ns() +
+								  1000000);
+					int r = shval__check(v);
+					if (r)
+						return r;
+					continue;
+				}
 				uint64_t w = atomic_fetch_or_explicit(
 					&e->version, SHVAL__V_WAITERS,
 					memory_order_seq_cst);
@@ -637,9 +648,24 @@ SHVAL_API int shval_set_f64(shval *v, double x)
 	int r = scalar_code(v, &c);
 	if (r)
 		return r;
-	if (c != 'f' && c != 'd')
-		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of integer type %c: use shval_set_i64", c);
+	if (c != 'f' && c != 'd') {
+		/* An integer value takes a double that is a whole number in
+		 * its range, exactly. */
+		if (!isfinite(x) || trunc(x) != x)
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%g is not a whole number (type %c)", x, c);
+		if (x < 0) {
+			if (x < -9223372036854775808.0)
+				return shval__failf(v->seg, SHVAL_ERANGE,
+						    "%g is out of range for type %c",
+						    x, c);
+			return set_num(v, (num){ NUM_INT, (int64_t)x, 0, 0 });
+		}
+		if (x >= 18446744073709551616.0)
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%g is out of range for type %c", x, c);
+		return set_num(v, (num){ NUM_UINT, 0, (uint64_t)x, 0 });
+	}
 	return set_num(v, (num){ NUM_FLOAT, 0, 0, x });
 }
 
@@ -1029,7 +1055,8 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 			if (cap < n) {
 				r = SHVAL_ETOOBIG;
 			} else {
-				memcpy(buf, tmp + 4, n);
+				if (n)
+					memcpy(buf, tmp + 4, n);
 				if (cap > n)
 					buf[n] = 0;
 			}
@@ -1058,7 +1085,8 @@ SHVAL_API int shval_set_str(shval *v, const char *s, size_t len)
 		return r;
 	uint32_t n = (uint32_t)len;
 	if (v->mode == SHVAL_RAW) {
-		memcpy(v->data + 4, s, len);
+		if (len)
+			memcpy(v->data + 4, s, len);
 		memcpy(v->data, &n, 4);
 		raw_commit(v);
 		return 0;

@@ -95,6 +95,9 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 	for (int i = 0; i < SPIN_POLLS; i++) {
 		uint64_t c = cur_version(v);
 		if (c != *seen) {
+			int r = shval__check(v); /* removal also moves it */
+			if (r)
+				return r;
 			*seen = c;
 			return 0;
 		}
@@ -114,6 +117,8 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 			     SHVAL__V_WAITERS;
 		uint64_t c = cur_version(v);
 		if (c != *seen) {
+			if ((r = shval__check(v)) != 0)
+				return r;
 			*seen = c;
 			return 0;
 		}
