@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 
 DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf
 
-.PHONY: all build run test deps install clean asan tsan valgrind sanitize
+.PHONY: all build run test deps install clean asan tsan valgrind sanitize soak
 
 all: build
 
@@ -63,6 +63,12 @@ valgrind: deps build
 	done; echo "valgrind: $$pass passed, $$fail failed"; [ $$fail = 0 ]
 
 sanitize: asan tsan valgrind
+
+# Soak: 8 processes mixing every operation, random SIGKILLs and restarts,
+# invariants on every read, exact totals at the end.  SOAK_SECONDS=600 ...
+SOAK_SECONDS ?= 60
+soak: build
+	./$(BUILD)/tests/soak $(SOAK_SECONDS)
 
 install: build
 	cmake --install $(BUILD)
