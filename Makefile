@@ -6,9 +6,9 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf
+DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy
 
-.PHONY: all build run test deps install clean asan tsan valgrind sanitize soak
+.PHONY: all build run test deps install clean asan tsan valgrind sanitize soak fuzz
 
 all: build
 
@@ -63,6 +63,11 @@ valgrind: deps build
 	done; echo "valgrind: $$pass passed, $$fail failed"; [ $$fail = 0 ]
 
 sanitize: asan tsan valgrind
+
+# libFuzzer targets, FUZZ_SECONDS each (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Soak: 8 processes mixing every operation, random SIGKILLs and restarts,
 # invariants on every read, exact totals at the end.  SOAK_SECONDS=600 ...

@@ -100,6 +100,11 @@ static int grow(shval_seg *seg, uint64_t need)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t size = atomic_load_explicit(&h->size, memory_order_relaxed);
+	if (size > seg->map_len || !shval__in(seg, 0, size))
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: header size %llu disagrees with "
+				    "the file",
+				    seg->name, (unsigned long long)size);
 	if (need > seg->map_len)
 		return shval__failf(seg, SHVAL_EFULL,
 				    "segment %s: needs %llu bytes, maximum size "

@@ -77,7 +77,7 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 }
 
 /* The table at table_off, validated; NULL if damaged. */
-static _Atomic uint64_t *table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
+_Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
 {
 	if (toff < sizeof(shval__hdr) || toff % SHVAL__LINE ||
 	    !shval__in(seg, toff, SHVAL__LINE))
@@ -103,7 +103,7 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
 		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
 		uint64_t cap;
-		_Atomic uint64_t *slots = table_at(seg, toff, &cap);
+		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
 		if (!slots)
 			return shval__failf(seg, SHVAL_ECORRUPT,
 					    "segment %s: directory table at offset "
@@ -160,7 +160,7 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 	shval__hdr *h = seg->hdr;
 	uint64_t oldoff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
 	uint64_t oldcap;
-	_Atomic uint64_t *old = table_at(seg, oldoff, &oldcap);
+	_Atomic uint64_t *old = shval__table_at(seg, oldoff, &oldcap);
 	if (!old)
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: directory table is damaged",
@@ -199,7 +199,7 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
 	_Atomic uint64_t *slots =
-		table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		shval__table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
 			 &cap);
 	if (!slots)
 		return shval__failf(seg, SHVAL_ECORRUPT,
@@ -224,7 +224,7 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 		int r = table_resize(seg, newcap);
 		if (r)
 			return r;
-		slots = table_at(seg, atomic_load_explicit(&h->table_off,
+		slots = shval__table_at(seg, atomic_load_explicit(&h->table_off,
 							   memory_order_relaxed),
 				 &cap);
 	}
@@ -252,7 +252,7 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
 	_Atomic uint64_t *slots =
-		table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		shval__table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
 			 &cap);
 	if (!slots)
 		return SHVAL_ECORRUPT;
@@ -652,7 +652,7 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 		return -EINVAL;
 	size_t plen = prefix ? strlen(prefix) : 0;
 	uint64_t cap;
-	_Atomic uint64_t *slots = table_at(
+	_Atomic uint64_t *slots = shval__table_at(
 		seg, atomic_load_explicit(&seg->hdr->table_off, memory_order_acquire),
 		&cap);
 	if (!slots)
@@ -749,7 +749,7 @@ int shval__dir_foreach(shval_seg *seg, int (*fn)(shval_seg *, shval__entry *,
 		       void *arg)
 {
 	uint64_t cap;
-	_Atomic uint64_t *slots = table_at(
+	_Atomic uint64_t *slots = shval__table_at(
 		seg, atomic_load_explicit(&seg->hdr->table_off, memory_order_acquire),
 		&cap);
 	if (!slots)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "format.h"
 #include "type.h"
@@ -123,6 +124,14 @@ void shval__sec_dirty(shval *v);        /* before changing data */
 void shval__sec_end(shval *v);
 int shval__check(shval *v);             /* 0 or SHVAL_ESTALE */
 pid_t shval__my_tid(void);              /* cached gettid() */
+/* Is the owner of a robust mutex dead (or never existed)?  *tid = owner. */
+bool shval__lock_owner_dead(pthread_mutex_t *m, pid_t *tid);
+/* pthread_mutex_lock/timedlock (abs: CLOCK_REALTIME) that gives up with
+ * ENOTRECOVERABLE on a lock word naming a thread that does not exist. */
+int shval__mutex_lock(pthread_mutex_t *m, const struct timespec *abs);
+/* The directory table at toff, validated (cap a power of two, 16..2^32,
+ * inside the file); NULL if damaged. */
+_Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
 
 /* ---- wait.c ---- */
 int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,

@@ -25,6 +25,7 @@
  *     the mutex consistent.  The value is at its last committed state.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -159,19 +160,76 @@ struct dirty_ent {
 };
 static __thread struct dirty_ent *dirty;
 static __thread size_t ndirty, capdirty;
+static pthread_key_t dirty_key;
+static pthread_once_t dirty_once = PTHREAD_ONCE_INIT;
+
+/* Frees a thread's list when the thread exits. */
+static void dirty_free(void *p)
+{
+	free(p);
+}
+static void dirty_key_init(void)
+{
+	pthread_key_create(&dirty_key, dirty_free);
+}
 
 static bool dirty_add(shval *v)
 {
 	if (ndirty == capdirty) {
+		pthread_once(&dirty_once, dirty_key_init);
 		size_t n = capdirty ? capdirty * 2 : 8;
 		struct dirty_ent *d = realloc(dirty, n * sizeof *d);
 		if (!d)
 			return false;
 		dirty = d;
 		capdirty = n;
+		pthread_setspecific(dirty_key, d);
 	}
 	dirty[ndirty++] = (struct dirty_ent){ v->lk, v->seg, v->e };
 	return true;
+}
+
+bool shval__lock_owner_dead(pthread_mutex_t *m, pid_t *tid)
+{
+	unsigned word = (unsigned)__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+	pid_t t = (pid_t)(word & 0x3fffffff); /* FUTEX_TID_MASK */
+	if (tid)
+		*tid = t;
+	/* On the owner's death the kernel clears the TID and sets
+	 * FUTEX_OWNER_DIED (it walks the dead thread's robust list). */
+	if (word & 0x40000000u)
+		return true;
+	if (t == 0)
+		return false;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d", (int)t);
+	return access(path, F_OK) != 0 && errno == ENOENT;
+}
+
+int shval__mutex_lock(pthread_mutex_t *m, const struct timespec *abs)
+{
+	/* Wait in one-second slices: a lock word naming a thread that does
+	 * not exist (a damaged or foreign segment: robust mutexes only
+	 * recover from owners that die) would otherwise block forever. */
+	for (;;) {
+		struct timespec now, slice;
+		clock_gettime(CLOCK_REALTIME, &now);
+		slice = now;
+		slice.tv_sec += 1;
+		bool last = abs && (abs->tv_sec < slice.tv_sec ||
+				    (abs->tv_sec == slice.tv_sec &&
+				     abs->tv_nsec <= slice.tv_nsec));
+		int r = pthread_mutex_timedlock(m, last ? abs : &slice);
+		if (r != ETIMEDOUT || last)
+			return r;
+		unsigned w1 = (unsigned)__atomic_load_n(&m->__data.__lock,
+							__ATOMIC_RELAXED);
+		pid_t tid;
+		if (shval__lock_owner_dead(m, &tid) && !(w1 & 0x40000000u) &&
+		    w1 == (unsigned)__atomic_load_n(&m->__data.__lock,
+						    __ATOMIC_RELAXED))
+			return ENOTRECOVERABLE; /* owner never existed */
+	}
 }
 
 /* Take the lock for a section: 0, SHVAL_EOWNERDEAD (lock taken, state
@@ -194,13 +252,13 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 		return 0;
 	}
 	if (deadline_rt == 0)
-		r = pthread_mutex_lock(&v->lk->mutex);
+		r = shval__mutex_lock(&v->lk->mutex, NULL);
 	else if (deadline_rt == 1)
 		r = pthread_mutex_trylock(&v->lk->mutex);
 	else {
 		struct timespec ts = { (time_t)(deadline_rt / 1000000000ull),
 				       (long)(deadline_rt % 1000000000ull) };
-		r = pthread_mutex_timedlock(&v->lk->mutex, &ts);
+		r = shval__mutex_lock(&v->lk->mutex, &ts);
 	}
 	if (r == EOWNERDEAD) {
 		recover(v);
@@ -211,7 +269,11 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 		return -r;
 	if (r)
 		return shval__failf(v->seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
-				    "lock: %s", strerror(r));
+				    "lock: %s%s", strerror(r),
+				    r == ENOTRECOVERABLE
+					    ? " (the lock word names a thread that does "
+					      "not exist: damaged segment?)"
+					    : "");
 	__atomic_store_n(&v->lk->depth, 1, __ATOMIC_RELAXED);
 	/* A value removed while we waited for its lock. */
 	if ((r = shval__check(v)) != 0) {

@@ -183,13 +183,11 @@ void shval__seg_unref(shval_seg *seg)
 void shval__seg_recount(shval_seg *seg)
 {
 	shval__hdr *h = seg->hdr;
-	uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
-	if (!shval__in(seg, toff, 64))
+	uint64_t cap;
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed), &cap);
+	if (!slots)
 		return;
-	uint64_t cap = *(uint64_t *)shval__at(seg, toff);
-	if (cap == 0 || (cap & (cap - 1)) || !shval__in(seg, toff + 64, cap * 8))
-		return;
-	_Atomic uint64_t *slots = (_Atomic uint64_t *)shval__at(seg, toff + 64);
 	uint64_t live = 0, tomb = 0;
 	for (uint64_t i = 0; i < cap; i++) {
 		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
@@ -224,7 +222,7 @@ int shval__seg_lock(shval_seg *seg)
 		return shval__failf(seg, SHVAL_ERDONLY,
 				    "segment %s was opened read-only",
 				    seg->name);
-	int r = pthread_mutex_lock(&seg->hdr->lock);
+	int r = shval__mutex_lock(&seg->hdr->lock, NULL);
 	if (r == EOWNERDEAD) {
 		shval__seg_recount(seg);
 		pthread_mutex_consistent(&seg->hdr->lock);
@@ -699,7 +697,7 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 					    "needs SHVAL_CREATE");
 		shval_seg *seg = seg_new(NULL, kind, "", flags & ~SHVAL_TEMP);
 		if (!seg)
-			return -ENOMEM;
+			return shval__failf(NULL, -ENOMEM, "out of memory");
 		seg->fd = memfd_create("shval", MFD_CLOEXEC);
 		if (seg->fd < 0) {
 			r = shval__failf(NULL, -errno, "memfd_create: %s",
@@ -730,7 +728,8 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 				shval_seg *seg = seg_new(name, kind, path, flags);
 				if (!seg) {
 					close(fd);
-					return -ENOMEM;
+					return shval__failf(NULL, -ENOMEM,
+							    "out of memory");
 				}
 				seg->fd = fd;
 				r = seg_attach_fd(seg);
@@ -759,7 +758,7 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 		/* Create under no name, then link it into place. */
 		shval_seg *seg = seg_new(name, kind, path, flags);
 		if (!seg)
-			return -ENOMEM;
+			return shval__failf(NULL, -ENOMEM, "out of memory");
 		char tmp[4400];
 		r = create_unnamed(path, mode, &seg->fd, tmp, sizeof tmp);
 		if (r) {
@@ -804,13 +803,14 @@ SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
+	shval__clear_err(NULL);
 	if (flags & ~(SHVAL_RDONLY | SHVAL_FOREIGN))
 		return shval__failf(NULL, -EINVAL,
 				    "shval_seg_open_fd takes only SHVAL_RDONLY "
 				    "and SHVAL_FOREIGN");
 	shval_seg *seg = seg_new(NULL, SHVAL__KIND_ANON, "", flags);
 	if (!seg)
-		return -ENOMEM;
+		return shval__failf(NULL, -ENOMEM, "out of memory");
 	seg->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (seg->fd < 0) {
 		int r = shval__failf(NULL, -errno, "fd %d: %s", fd, strerror(errno));
@@ -820,7 +820,12 @@ SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out)
 	int r = seg_attach_fd(seg);
 	if (r) {
 		seg_destroy(seg);
-		return r == 1 ? -ENOENT : r;
+		return r == 1 ? shval__failf(NULL, -ENOENT,
+					     "fd %d: the segment was removed (a "
+					     "temporary segment whose processes "
+					     "all died)",
+					     fd)
+			      : r;
 	}
 	list_add(seg);
 	*out = seg;

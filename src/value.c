@@ -51,7 +51,7 @@ static int lock_handle_make(shval_seg *seg, uint64_t off, shval__entry *e,
 	if (!v || !t || !t->fields || !t->canon) {
 		shval__type_free(t);
 		free(v);
-		return -ENOMEM;
+		return shval__failf(seg, -ENOMEM, "out of memory");
 	}
 	t->kind = SHVAL_KIND_LOCK;
 	t->nfields = 1;
@@ -90,7 +90,7 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 				    seg->name, (int)e->name_len, e->name);
 	shval *v = calloc(1, sizeof *v);
 	if (!v)
-		return -ENOMEM;
+		return shval__failf(seg, -ENOMEM, "out of memory");
 	char err[256];
 	int r = shval__type_parse(canon, &v->type, err, sizeof err);
 	if (r) {
@@ -268,6 +268,22 @@ static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 				/* No undo copy: wait for the section to end. */
 				if (spins < 100)
 					continue;
+				if (spins % 64 == 0 &&
+				    shval__lock_owner_dead(&v->lk->mutex, NULL)) {
+					/* The writer died mid-update.  Writable:
+					 * take and release the lock, which
+					 * recovers the value (flagged PARTIAL).
+					 * Read-only: the elements are whole;
+					 * read them as they are. */
+					if (!(v->seg->flags & SHVAL_RDONLY)) {
+						int r = shval_trylock(v);
+						if (r == 0 || r == SHVAL_EOWNERDEAD)
+							shval_unlock(v);
+						continue;
+					}
+					seq_copy(buf, v->data + off, n);
+					return shval__check(v);
+				}
 				if (v->seg->flags & SHVAL_RDONLY) {
 					/* A read-only mapping cannot flag itself
 					 * as a waiter: sleep 1 ms at a time. */
@@ -1041,7 +1057,7 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 	unsigned char stackbuf[4096];
 	unsigned char *tmp = v->size <= sizeof stackbuf ? stackbuf : malloc(v->size);
 	if (!tmp)
-		return -ENOMEM;
+		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	int r = read_consistent(v, 0, v->size, tmp);
 	if (r == 0) {
 		uint32_t n;
@@ -1242,7 +1258,7 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		return SHVAL_EMODE;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
-		return -ENOMEM;
+		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	int r = read_consistent(v, 0, v->size, tmp);
 	if (r) {
 		free(tmp);
@@ -1253,7 +1269,7 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 	r = shval__text_format(v->type, tmp, flags, &b);
 	free(tmp);
 	if (r == 0 && b.oom)
-		r = -ENOMEM;
+		r = shval__failf(v->seg, -ENOMEM, "out of memory");
 	if (r == 0) {
 		if (len)
 			*len = b.len;
@@ -1282,7 +1298,7 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 		return r;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
-		return -ENOMEM;
+		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	char err[512] = "";
 	bool locked = v->mode == SHVAL_RLOCK || v->mode == SHVAL_LOCK;
 	if (locked) {

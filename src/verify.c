@@ -45,21 +45,9 @@ static void problem(struct vctx *c, int code, const shval__entry *e,
 		c->report(&p, c->arg);
 }
 
-/* Is the thread that owns a robust mutex gone?  The kernel's robust-futex
- * ABI puts the owner's TID in the lock word. */
 static bool owner_dead(pthread_mutex_t *m, pid_t *tid)
 {
-	unsigned word = (unsigned)__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
-	*tid = (pid_t)(word & 0x3fffffff); /* FUTEX_TID_MASK */
-	/* On the owner's death the kernel clears the TID and sets
-	 * FUTEX_OWNER_DIED (it walks the dead thread's robust list). */
-	if (word & 0x40000000u)
-		return true;
-	if (*tid == 0)
-		return false;
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d", (int)*tid);
-	return access(path, F_OK) != 0 && errno == ENOENT;
+	return shval__lock_owner_dead(m, tid);
 }
 
 static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
@@ -194,15 +182,12 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 	if (flags & (SHVAL_VERIFY_DEEP | SHVAL_VERIFY_REPAIR)) {
 		uint64_t toff = atomic_load(&h->table_off);
 		uint64_t cap = 0;
-		if (toff % SHVAL__LINE || toff < sizeof(shval__hdr) ||
-		    !shval__in(seg, toff, SHVAL__LINE) ||
-		    (cap = *(uint64_t *)shval__at(seg, toff)) < 16 ||
-		    (cap & (cap - 1)) || !shval__in(seg, toff + SHVAL__LINE, cap * 8)) {
+		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
+		if (!slots) {
 			problem(&c, SHVAL_ECORRUPT, NULL, toff, false,
 				"directory table at %llu is damaged",
 				(unsigned long long)toff);
 		} else {
-			_Atomic uint64_t *slots = shval__at(seg, toff + SHVAL__LINE);
 			uint64_t live = 0;
 			for (uint64_t i = 0; i < cap; i++) {
 				uint64_t s = atomic_load(&slots[i]);

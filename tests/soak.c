@@ -50,11 +50,16 @@ static char segname[64];
 		      shval_strerror(r_), shval_errmsg(seg));                \
 	} while (0)
 
+static shval *handles[64];
+static int nhandles;
+
 static shval *get(shval_seg *seg, const char *name)
 {
 	shval *v;
 	int r = shval_find(seg, name, NULL, &v);
 	CHECK(r == 0, "find %s: %s", name, shval_strerror(r));
+	if (nhandles < 64)
+		handles[nhandles++] = v; /* closed at the end of main */
 	return v;
 }
 
@@ -258,6 +263,10 @@ int main(int argc, char **argv)
 	printf("soak: %d s, %ld SIGKILLs, sum %lld exact, xy %lld, "
 	       "%ld locks recovered at the end, segment verified\n",
 	       seconds, kills, (long long)sum, (long long)p.x, owner_deaths);
+	for (int i = 0; i < nhandles; i++)
+		shval_close(handles[i]);
+	shval_close(L);
+	shval_seg_close(seg);
 	shval_seg_unlink(segname);
 	return 0;
 }

@@ -437,6 +437,52 @@ TEST(lock_api)
 	shval_seg_close(s);
 }
 
+/* A writer of a value too big for an undo copy dies mid-write: readers
+ * (read-only and writable opens) still return; the writable one recovers
+ * the value, which is then flagged PARTIAL.  (Was: SIGSEGV / hang.) */
+TEST(readers_facing_dead_writer_of_big_value)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *v;
+	ASSERT_OK(shval_create(s, "big", "10000q", 0, NULL, 0, &v));
+	pid_t w = fork();
+	if (w == 0) {
+		shval_lock(v);
+		int64_t *p = shval_data(v);
+		for (int i = 0; i < 5000; i++)
+			p[i] = 7;
+		pause();
+	}
+	struct timespec ts = { 0, 50000000 };
+	nanosleep(&ts, NULL);
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
+	unsigned flags[] = { SHVAL_RDONLY, 0 };
+	for (int k = 0; k < 2; k++) {
+		pid_t r = fork();
+		if (r == 0) {
+			shval_seg *s2;
+			shval *v2;
+			ASSERT_OK(shval_seg_open_fd(shval_seg_fd(s), flags[k], &s2));
+			ASSERT_OK(shval_find(s2, "big", NULL, &v2));
+			static int64_t buf[10000];
+			ASSERT_OK(shval_read(v2, buf, sizeof buf));
+			shval_close(v2);
+			shval_seg_close(s2);
+			exit(0);
+		}
+		test_wait_ok(r);
+	}
+	struct shval_info info;
+	ASSERT_OK(shval_info(v, &info));
+	ASSERT(info.flags & SHVAL_INFO_PARTIAL);
+	ASSERT_OK(shval_lock(v)); /* already recovered by the reader */
+	ASSERT_OK(shval_unlock(v));
+	shval_close(v);
+	shval_seg_close(s);
+}
+
 static void count_problem(const shval_problem *p, void *arg)
 {
 	printf("problem: %s: %s%s\n", p->name, p->what,
