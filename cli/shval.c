@@ -781,7 +781,7 @@ static int cmd_ls(struct args *a)
 				continue;
 			}
 			const struct shval_seg_info *s = &row->info;
-			char used[16], max[16], um[40], age[24];
+			char used[32], max[32], um[72], age[24];
 			fmt_size(s->used, used, sizeof used);
 			fmt_size(s->max_size, max, sizeof max);
 			snprintf(um, sizeof um, "%s/%s", used, max);
@@ -880,7 +880,7 @@ static int cmd_info(struct args *a)
 			       (int)p.list[i].pid, p.list[i].alive ? "true" : "false");
 		printf("]}\n");
 	} else {
-		char b1[16], b2[16], b3[16], agebuf[24], when[64] = "?";
+		char b1[32], b2[32], b3[32], agebuf[24], when[64] = "?";
 		time_t t = (time_t)s.created;
 		struct tm tm;
 		if (localtime_r(&t, &tm))
@@ -1601,6 +1601,8 @@ bad:
 static void on_problem(const shval_problem *p, void *arg)
 {
 	struct check *c = arg;
+	if (p->code == 0)
+		return; /* warnings (partly updated values): check_value reports */
 	problem(c, p->name[0] ? p->name : NULL,
 		p->code == SHVAL_EOWNERDEAD ? "dead_lock_owner" : "damaged", true,
 		p->repaired, "%s", p->what);

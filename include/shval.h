@@ -287,7 +287,9 @@ SHVAL_API const char *shval_errmsg(const shval_seg *seg);
 
 /** One finding of shval_seg_verify(). */
 typedef struct shval_problem {
-	int code;                     /**< SHVAL_ECORRUPT, SHVAL_EOWNERDEAD, ... */
+	int code;                     /**< SHVAL_ECORRUPT, SHVAL_EOWNERDEAD
+	                                   (a lock left by a dead owner), or 0
+	                                   for a warning (SHVAL_INFO_PARTIAL) */
 	char name[SHVAL_NAME_MAX + 1]; /**< value concerned, or "" */
 	uint64_t offset;              /**< byte offset in the segment */
 	bool repaired;                /**< fixed by SHVAL_VERIFY_REPAIR */
@@ -297,7 +299,9 @@ typedef struct shval_problem {
 /** Check a segment: the header always; with SHVAL_VERIFY_DEEP every
  *  directory slot, entry, type record, lock and allocator list, each
  *  offset and length bounds-checked; locks held by dead processes and
- *  values left mid-change are reported.  report (may be NULL) is called
+ *  values left mid-change are reported.  Values flagged
+ *  SHVAL_INFO_PARTIAL are reported with code 0 (a warning, not damage:
+ *  they do not make the result SHVAL_ECORRUPT).  report (may be NULL) is called
  *  once per problem.  *nproblems (may be NULL) = problems found (repaired
  *  ones included).  Safe while other processes use the segment (repair
  *  takes the same locks they do).  @return 0 if no problem remains

@@ -533,15 +533,22 @@ SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
 	int r = shval__check_name(seg, name, &nlen);
 	if (r)
 		return r;
+	uint64_t off;
+	r = shval__dir_find(seg, name, nlen, &off);
+	/* A type given in canonical form is compared without parsing it. */
+	shval__entry *e0 = r == 0 ? shval__entry_at(seg, off) : NULL;
+	const char *stored = e0 && e0->kind != SHVAL_KIND_LOCK
+				     ? shval__entry_type(seg, e0, NULL)
+				     : NULL;
+	if (stored && type && strcmp(stored, type) == 0)
+		type = NULL;
 	shval__type *t = NULL;
 	if (type) {
 		char err[256] = "";
-		r = shval__type_parse(type, &t, err, sizeof err);
-		if (r)
-			return shval__failf(seg, r, "%s", err);
+		int r2 = shval__type_parse(type, &t, err, sizeof err);
+		if (r2)
+			return shval__failf(seg, r2, "%s", err);
 	}
-	uint64_t off;
-	r = shval__dir_find(seg, name, nlen, &off);
 	if (r == SHVAL_ENOTFOUND)
 		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
 				 name);

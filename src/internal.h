@@ -37,6 +37,17 @@ struct shval_seg {
 	_Atomic int refs;
 	bool user_closed;
 	struct shval_seg *next_open; /* process list, for fork re-attach */
+	/* Parsed types of this segment's type records, by record line, so
+	 * that finding a value does not parse its type again.  Entries live
+	 * until the segment handle goes; guarded by type_lock. */
+	pthread_mutex_t type_lock;
+	struct shval__tcache *types[64];
+};
+
+struct shval__tcache {
+	uint32_t line;
+	shval__type *type;
+	struct shval__tcache *next;
 };
 
 /* A value handle. */
@@ -48,7 +59,11 @@ struct shval {
 	unsigned char *data;
 	unsigned char *undo;        /* NULL if none */
 	shval__lockblk *lk;         /* NULL for raw / atomic */
-	shval__type *type;
+	shval__type *type;          /* owned by seg's type cache, except
+	                               for lock handles (type_owned) */
+	bool type_owned;
+	bool needs_check;           /* type has bool or string bytes */
+	bool fast_add;              /* 8-byte integer atomic, writable */
 	unsigned mode;              /* SHVAL_RLOCK .. SHVAL_ATOMIC */
 	unsigned kind;              /* SHVAL_KIND_* */
 	size_t size;
@@ -81,6 +96,10 @@ void shval__seg_unlock(shval_seg *seg);
 /* Re-count entries, finish interrupted removals; under the segment lock. */
 void shval__seg_recount(shval_seg *seg);
 void shval__seg_ref(shval_seg *seg);
+/* The parsed type of the record at line whose text is canon (cached per
+ * segment); NULL and a message in err if it does not parse. */
+shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
+			     char *err, size_t errcap);
 void shval__seg_unref(shval_seg *seg);
 /* Bump the segment-wide version, waking waiters if any (creates,
  * removes). */

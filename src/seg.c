@@ -170,6 +170,14 @@ void shval__seg_unref(shval_seg *seg)
 	/* acq_rel: the last unref sees every other user's accesses done. */
 	if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	for (int i = 0; i < 64; i++) {
+		for (struct shval__tcache *c = seg->types[i], *n; c; c = n) {
+			n = c->next;
+			shval__type_free(c->type);
+			free(c);
+		}
+	}
+	pthread_mutex_destroy(&seg->type_lock);
 	if (seg->base)
 		munmap(seg->base, seg->map_len);
 	if (seg->fd >= 0)
@@ -419,12 +427,43 @@ static int validate_header(shval_seg *seg, const shval__hdr *h, uint64_t fsize,
 
 /* ---- open / create ---- */
 
+shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
+			     char *err, size_t errcap)
+{
+	struct shval__tcache **head = &seg->types[line & 63];
+	pthread_mutex_lock(&seg->type_lock);
+	for (struct shval__tcache *c = *head; c; c = c->next) {
+		/* The record's text is re-compared: the segment is shared
+		 * memory and could have been changed under us. */
+		if (c->line == line && strcmp(c->type->canon, canon) == 0) {
+			pthread_mutex_unlock(&seg->type_lock);
+			return c->type;
+		}
+	}
+	shval__type *t = NULL;
+	struct shval__tcache *c = malloc(sizeof *c);
+	if (!c || shval__type_parse(canon, &t, err, errcap) != 0) {
+		if (!c && errcap)
+			snprintf(err, errcap, "out of memory");
+		free(c);
+		pthread_mutex_unlock(&seg->type_lock);
+		return NULL;
+	}
+	c->line = line;
+	c->type = t;
+	c->next = *head;
+	*head = c;
+	pthread_mutex_unlock(&seg->type_lock);
+	return t;
+}
+
 static shval_seg *seg_new(const char *name, int kind, const char *path,
 			  unsigned flags)
 {
 	shval_seg *seg = calloc(1, sizeof *seg);
 	if (!seg)
 		return NULL;
+	pthread_mutex_init(&seg->type_lock, NULL);
 	seg->fd = -1;
 	seg->attach_slot = -1;
 	seg->kind = kind;
@@ -505,6 +544,7 @@ static void seg_destroy(shval_seg *seg)
 {
 	if (!seg)
 		return;
+	pthread_mutex_destroy(&seg->type_lock);
 	if (seg->base)
 		munmap(seg->base, seg->map_len);
 	if (seg->fd >= 0)
@@ -679,7 +719,7 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 	if ((flags & SHVAL_CREATE) && (flags & SHVAL_RDONLY))
 		return shval__failf(NULL, -EINVAL,
 				    "SHVAL_CREATE and SHVAL_RDONLY exclude each other");
-	int kind;
+	int kind = SHVAL__KIND_ANON;
 	char path[4100];
 	int r = parse_name(name, &kind, path, sizeof path);
 	if (r)
@@ -869,7 +909,7 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 
 SHVAL_API int shval_seg_unlink(const char *name)
 {
-	int kind;
+	int kind = SHVAL__KIND_ANON;
 	char path[4100];
 	int r = parse_name(name, &kind, path, sizeof path);
 	if (r)

@@ -118,10 +118,13 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 				fixed ? ": taken, value rolled back" : "");
 		}
 	}
-	if (e->flags & SHVAL__EF_PARTIAL)
-		problem(c, SHVAL_EOWNERDEAD, e, off, false,
+	if (e->flags & SHVAL__EF_PARTIAL) {
+		/* Reported, but not damage: every element is whole. */
+		problem(c, 0, e, off, false,
 			"possibly partly updated (a writer died mid-update; "
 			"cleared by the next full write)");
+		c->unrepaired--;
+	}
 }
 
 static int walk_list(struct vctx *c, uint64_t head, uint8_t state,

@@ -20,9 +20,17 @@
 
 #include "internal.h"
 
-/* Bounded spin before sleeping: a hand-off within this many polls of the
- * version costs no system call (see BENCHMARKS.md, wake_pingpong). */
-#define SPIN_POLLS 2000
+/* Spin, then sleep.  A hand-off caught while spinning costs no system
+ * call (a futex round trip between processes is ~10 us here, a spinning
+ * hand-off ~0.2 us), but a spinner steals the CPU its partner may need on
+ * a loaded machine.  So the spin is adaptive, per thread: the budget (in
+ * polls of the version) doubles after a wait that the spin caught and
+ * halves after one that had to sleep, and a spin never lasts longer than
+ * SPIN_MAX_NS whatever the budget (see BENCHMARKS.md, wake_pingpong). */
+#define SPIN_MIN 16u
+#define SPIN_MAX 8192u
+#define SPIN_MAX_NS 50000u
+static __thread unsigned spin_budget = 256;
 
 static inline void cpu_relax(void)
 {
@@ -92,17 +100,29 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 	if (!v || !seen)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);
-	for (int i = 0; i < SPIN_POLLS; i++) {
+	unsigned budget = timeout_ns == 0 ? 1 : spin_budget;
+	uint64_t t0 = 0;
+	for (unsigned i = 0; i < budget; i++) {
 		uint64_t c = cur_version(v);
 		if (c != *seen) {
 			int r = shval__check(v); /* removal also moves it */
 			if (r)
 				return r;
 			*seen = c;
+			if (i > 0)
+				spin_budget = budget * 2 > SPIN_MAX ? SPIN_MAX : budget * 2;
 			return 0;
 		}
 		cpu_relax();
+		if ((i & 63) == 63) {
+			uint64_t now = shval__now_ns();
+			if (!t0)
+				t0 = now;
+			else if (now - t0 > SPIN_MAX_NS)
+				break;
+		}
 	}
+	spin_budget = budget / 2 < SPIN_MIN ? SPIN_MIN : budget / 2;
 	if (v->seg->flags & SHVAL_RDONLY)
 		return shval__failf(v->seg, SHVAL_ERDONLY,
 				    "shval_wait needs a writable mapping (it "
@@ -152,7 +172,7 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 	if (seg->flags & SHVAL_RDONLY)
 		return shval__failf(seg, SHVAL_ERDONLY,
 				    "shval_seg_wait needs a writable mapping");
-	for (int i = 0; i < SPIN_POLLS; i++) {
+	for (unsigned i = 0; i < SPIN_MIN; i++) {
 		/* shval_seg_version() re-arms the watcher bit: a change made
 		 * after we return, while the caller re-reads its values, moves
 		 * the version again (tag-waiters). */
