@@ -50,13 +50,14 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && SHVAL_TEST_TIMEOUT_MULTIPLIER=4 \
 	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 report_signal_unsafe=0" \
-	  $(SAN_CTEST) -E '^python|test_corrupt.byte_flips'
-# (byte_flips damages lock words on purpose; TSan builds wait on locks
-#  without the damaged-lock-word check, see shval__mutex_lock.  It runs
-#  under ASan instead.)
+	  $(SAN_CTEST) -E '^python|test_corrupt'
+# (test_corrupt opens damaged segment images, whose mutexes TSan has never
+#  seen initialised ("use of an invalid mutex"), and damages lock words,
+#  which TSan builds wait on without the damaged-lock-word check, see
+#  shval__mutex_lock.  Hostile input is ASan's job: it runs there.)
 
 # valgrind memcheck over the single-process unit tests.
-VALGRIND_TESTS = test_basic test_type test_values test_threads
+VALGRIND_TESTS = test_basic test_type test_threads
 valgrind: deps build
 	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
 	@fail=0; pass=0; for t in $(VALGRIND_TESTS); do \
