@@ -432,7 +432,8 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 
 static int check_create_args(shval_seg *seg, const char *name,
 			     const char *type, unsigned flags, const void *init,
-			     size_t init_len, shval__type **t, size_t *nlen)
+			     size_t init_len, shval__type **t, bool *owned,
+			     size_t *nlen)
 {
 	if (!seg)
 		return -EINVAL;
@@ -446,8 +447,9 @@ static int check_create_args(shval_seg *seg, const char *name,
 	if (r)
 		return r;
 	char err[256] = "";
-	r = shval__type_parse(type ? type : "(null)", t, err, sizeof err);
-	if (r)
+	*t = shval__seg_type_text(seg, type ? type : "(null)", owned, err,
+				  sizeof err, &r);
+	if (!*t)
 		return shval__failf(seg, r, "%s", err);
 	unsigned mode = flags & SHVAL_MODE_MASK;
 	if (mode == SHVAL_ATOMIC) {
@@ -477,7 +479,8 @@ static int check_create_args(shval_seg *seg, const char *name,
 	}
 	return 0;
 fail:
-	shval__type_free(*t);
+	if (*owned)
+		shval__type_free(*t);
 	*t = NULL;
 	return r;
 }
@@ -491,12 +494,15 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 	*out = NULL;
 	shval__type *t;
 	size_t nlen;
-	int r = check_create_args(seg, name, type, flags, init, init_len, &t, &nlen);
+	bool owned = false;
+	int r = check_create_args(seg, name, type, flags, init, init_len, &t,
+				  &owned, &nlen);
 	if (r)
 		return r;
 	r = shval__seg_lock(seg);
 	if (r) {
-		shval__type_free(t);
+		if (owned)
+			shval__type_free(t);
 		return r;
 	}
 	uint64_t off;
@@ -504,7 +510,8 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 	r = create_locked(seg, name, nlen, t, flags & SHVAL_MODE_MASK, 0, init,
 			  false, &off, &created);
 	shval__seg_unlock(seg);
-	shval__type_free(t);
+	if (owned)
+		shval__type_free(t);
 	if (r)
 		return r;
 	return shval__handle_make(seg, off, out);
@@ -574,7 +581,9 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 		*created = false;
 	shval__type *t;
 	size_t nlen;
-	int r = check_create_args(seg, name, type, flags, init, init_len, &t, &nlen);
+	bool owned = false;
+	int r = check_create_args(seg, name, type, flags, init, init_len, &t,
+				  &owned, &nlen);
 	if (r)
 		return r;
 	uint64_t off;
@@ -598,7 +607,8 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 	}
 	if (r == 0 && created)
 		*created = made;
-	shval__type_free(t);
+	if (owned)
+		shval__type_free(t);
 	return r;
 }
 
@@ -730,12 +740,14 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 				    seg->name);
 	shval__type *t;
 	size_t nlen;
+	bool owned = false;
 	int r = check_create_args(seg, name, type, lock->mode, init, init_len,
-				  &t, &nlen);
+				  &t, &owned, &nlen);
 	if (r)
 		return r;
 	if ((r = shval__seg_lock(seg)) != 0) {
-		shval__type_free(t);
+		if (owned)
+			shval__type_free(t);
 		return r;
 	}
 	uint64_t off;
@@ -745,7 +757,8 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 		r = create_locked(seg, name, nlen, t, lock->mode,
 				  lock->e->lock_off, init, false, &off, &created);
 	shval__seg_unlock(seg);
-	shval__type_free(t);
+	if (owned)
+		shval__type_free(t);
 	if (r)
 		return r;
 	return shval__handle_make(seg, off, out);

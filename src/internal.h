@@ -41,12 +41,18 @@ struct shval_seg {
 	 * that finding a value does not parse its type again.  Entries live
 	 * until the segment handle goes; guarded by type_lock. */
 	pthread_mutex_t type_lock;
-	struct shval__tcache *types[64];
+	struct shval__tcache *_Atomic types[64];  /* by record line */
+	struct shval__tcache *_Atomic texts[64];  /* by type text given */
+	unsigned ntexts;                          /* under type_lock */
 };
 
+/* A cache entry; immutable once published (release store of the bucket
+ * head, under type_lock; lookups walk the lists without the lock,
+ * acquire).  Entries are freed only with the segment handle. */
 struct shval__tcache {
 	uint32_t line;
 	shval__type *type;
+	char *text;                 /* texts[] only: the string as given */
 	struct shval__tcache *next;
 };
 
@@ -100,6 +106,11 @@ void shval__seg_ref(shval_seg *seg);
  * segment); NULL and a message in err if it does not parse. */
 shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
 			     char *err, size_t errcap);
+/* The parsed type of a type string as a caller gave it, cached per segment
+ * (at most 256 texts).  *owned tells whether the caller must free it (not
+ * cached).  NULL on error, with *code and a message in err. */
+shval__type *shval__seg_type_text(shval_seg *seg, const char *text, bool *owned,
+				  char *err, size_t errcap, int *code);
 void shval__seg_unref(shval_seg *seg);
 /* Bump the segment-wide version, waking waiters if any (creates,
  * removes). */

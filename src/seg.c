@@ -165,18 +165,15 @@ void shval__seg_ref(shval_seg *seg)
 	atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed);
 }
 
+static void tcache_free(struct shval__tcache *_Atomic *heads);
+
 void shval__seg_unref(shval_seg *seg)
 {
 	/* acq_rel: the last unref sees every other user's accesses done. */
 	if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (int i = 0; i < 64; i++) {
-		for (struct shval__tcache *c = seg->types[i], *n; c; c = n) {
-			n = c->next;
-			shval__type_free(c->type);
-			free(c);
-		}
-	}
+	tcache_free(seg->types);
+	tcache_free(seg->texts);
 	pthread_mutex_destroy(&seg->type_lock);
 	if (seg->base)
 		munmap(seg->base, seg->map_len);
@@ -427,21 +424,39 @@ static int validate_header(shval_seg *seg, const shval__hdr *h, uint64_t fsize,
 
 /* ---- open / create ---- */
 
+static void tcache_free(struct shval__tcache *_Atomic *heads)
+{
+	for (int i = 0; i < 64; i++) {
+		struct shval__tcache *c = atomic_load(&heads[i]), *n;
+		for (; c; c = n) {
+			n = c->next;
+			shval__type_free(c->type);
+			free(c->text);
+			free(c);
+		}
+	}
+}
+
 shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
 			     char *err, size_t errcap)
 {
-	struct shval__tcache **head = &seg->types[line & 63];
+	struct shval__tcache *_Atomic *head = &seg->types[line & 63];
+	/* Lock-free walk: acquire pairs with the release publication below.
+	 * The record's text is re-compared: the segment is shared memory and
+	 * could have been changed under us. */
+	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_acquire);
+	     c; c = c->next)
+		if (c->line == line && strcmp(c->type->canon, canon) == 0)
+			return c->type;
 	pthread_mutex_lock(&seg->type_lock);
-	for (struct shval__tcache *c = *head; c; c = c->next) {
-		/* The record's text is re-compared: the segment is shared
-		 * memory and could have been changed under us. */
+	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_relaxed);
+	     c; c = c->next)
 		if (c->line == line && strcmp(c->type->canon, canon) == 0) {
 			pthread_mutex_unlock(&seg->type_lock);
 			return c->type;
 		}
-	}
 	shval__type *t = NULL;
-	struct shval__tcache *c = malloc(sizeof *c);
+	struct shval__tcache *c = calloc(1, sizeof *c);
 	if (!c || shval__type_parse(canon, &t, err, errcap) != 0) {
 		if (!c && errcap)
 			snprintf(err, errcap, "out of memory");
@@ -451,8 +466,39 @@ shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
 	}
 	c->line = line;
 	c->type = t;
-	c->next = *head;
-	*head = c;
+	c->next = atomic_load_explicit(head, memory_order_relaxed);
+	atomic_store_explicit(head, c, memory_order_release);
+	pthread_mutex_unlock(&seg->type_lock);
+	return t;
+}
+
+shval__type *shval__seg_type_text(shval_seg *seg, const char *text, bool *owned,
+				  char *err, size_t errcap, int *code)
+{
+	uint64_t h = shval__hash(text, strlen(text));
+	struct shval__tcache *_Atomic *head = &seg->texts[h & 63];
+	*owned = false;
+	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_acquire);
+	     c; c = c->next)
+		if (strcmp(c->text, text) == 0)
+			return c->type;
+	shval__type *t = NULL;
+	*code = shval__type_parse(text, &t, err, errcap);
+	if (*code)
+		return NULL;
+	pthread_mutex_lock(&seg->type_lock);
+	struct shval__tcache *c = NULL;
+	if (seg->ntexts < 256 && (c = calloc(1, sizeof *c)) != NULL &&
+	    (c->text = strdup(text)) != NULL) {
+		c->type = t;
+		c->next = atomic_load_explicit(head, memory_order_relaxed);
+		atomic_store_explicit(head, c, memory_order_release);
+		seg->ntexts++;
+	} else {
+		if (c)
+			free(c);
+		*owned = true; /* not cached: the caller frees it */
+	}
 	pthread_mutex_unlock(&seg->type_lock);
 	return t;
 }
