@@ -62,6 +62,14 @@
  *   characters from [A-Za-z0-9._-] (no further "/"), or "file:PATH".
  * - Hostile segments: everything read from shared memory is bounds-checked;
  *   a damaged or foreign segment gives SHVAL_ECORRUPT or SHVAL_EVERSION.
+ *   A lock word naming a thread that does not exist (no such /proc entry,
+ *   and the kernel did not mark its owner dead) is treated as damage: a
+ *   locker waits one second, then gets SHVAL_ECORRUPT.
+ * - PID namespaces: every process attached to a segment must see the same
+ *   pids (one PID namespace, e.g. containers sharing /dev/shm need a shared
+ *   pid namespace too).  Liveness checks — temporary-segment cleanup, lock
+ *   owners named in lock words — look processes up by pid.
+ * - Linux only: robust futex-based mutexes, memfd_create, O_TMPFILE, /proc.
  *
  * TYPES
  * =====
