@@ -364,7 +364,11 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
                                    shval **out, bool *created);
 
 /** Remove a value by name.  Handles to it then get SHVAL_ESTALE; its space
- *  is reused.  @return 0, SHVAL_ENOTFOUND, SHVAL_EBADNAME, SHVAL_ERDONLY. */
+ *  is reused after a second.  If another thread or process is inside a
+ *  locked section of the value, remove first waits for it to end (at most
+ *  a second).  A lock entry still guarding values is refused
+ *  (SHVAL_EMISUSE).  @return 0, SHVAL_ENOTFOUND, SHVAL_EBADNAME,
+ *  SHVAL_ERDONLY, SHVAL_EMISUSE. */
 SHVAL_API int shval_remove(shval_seg *seg, const char *name);
 
 /** Free a handle.  NULL is a no-op; does not remove the value. */

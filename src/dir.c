@@ -620,10 +620,31 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 	int r = shval__check_name(seg, name, &nlen);
 	if (r)
 		return r;
-	r = shval__seg_lock(seg);
-	if (r)
-		return r;
+	/* Take the value's lock first (before the segment lock: a section may
+	 * create values, which takes the segment lock), so that nobody is
+	 * mid-section in the block we remove.  Bounded: after a second we go
+	 * on without it (a section that long finishes in the block while it
+	 * waits in limbo), which also rules out deadlocks between sections
+	 * that remove each other's values. */
+	shval *held = NULL;
 	uint64_t off;
+	if (!(seg->flags & SHVAL_RDONLY) &&
+	    shval__dir_find(seg, name, nlen, &off) == 0 &&
+	    shval__handle_make(seg, off, &held) == 0) {
+		int lr = held->lk ? shval_timedlock(held, SHVAL_SEC) : -1;
+		if (lr != 0 && lr != SHVAL_EOWNERDEAD) {
+			shval_close(held);
+			held = NULL;
+		}
+	}
+	r = shval__seg_lock(seg);
+	if (r) {
+		if (held) {
+			shval_unlock(held);
+			shval_close(held);
+		}
+		return r;
+	}
 	r = shval__dir_find(seg, name, nlen, &off);
 	if (r == 0) {
 		shval__entry *e = shval__at(seg, off);
@@ -634,6 +655,10 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 			lk = shval__at(seg, e->lock_off);
 		if (e->kind == SHVAL_KIND_LOCK && lk && lk->users) {
 			shval__seg_unlock(seg);
+			if (held) {
+				shval_unlock(held);
+				shval_close(held);
+			}
 			return shval__failf(seg, SHVAL_EMISUSE,
 					    "segment %s: lock %s still guards %llu "
 					    "value(s); remove them first",
@@ -649,16 +674,20 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 		shval__dir_remove(seg, off, shval__hash(name, nlen));
 		shval__limbo(seg, off);
 		shval__seg_bump(seg);
-		/* Wake anyone waiting on the removed value: they get ESTALE. */
-		uint64_t old = atomic_fetch_add_explicit(&e->version, 0,
-							 memory_order_relaxed);
-		(void)old;
+		/* Wake anyone waiting on the removed value (limbo moved its
+		 * version): they get SHVAL_ESTALE. */
 		shval__futex_wake(&e->version);
 	} else if (r == SHVAL_ENOTFOUND) {
 		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
 				 name);
 	}
 	shval__seg_unlock(seg);
+	if (held) {
+		/* Release the lock of the removed block: its waiters wake, see
+		 * the value gone (shval__check after locking) and let go. */
+		shval__sec_end(held);
+		shval_close(held);
+	}
 	return r;
 }
 

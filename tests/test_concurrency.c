@@ -484,6 +484,46 @@ TEST(readers_facing_dead_writer_of_big_value)
 	shval_seg_close(s);
 }
 
+/* Removing a value waits (up to a second) for a section in progress on it
+ * to end, so nobody is mid-write in a block that goes away. */
+TEST(remove_waits_for_section_in_progress)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *v, *go, *done;
+	ASSERT_OK(shval_create(s, "v", "x:q y:q", 0, NULL, 0, &v));
+	ASSERT_OK(shval_create(s, "go", "i", SHVAL_ATOMIC, NULL, 0, &go));
+	ASSERT_OK(shval_create(s, "done", "i", SHVAL_ATOMIC, NULL, 0, &done));
+	pid_t w = fork();
+	if (w == 0) {
+		ASSERT_OK(shval_lock(v));
+		ASSERT_OK(shval_set_i64(go, 1));
+		struct timespec ts = { 0, 200000000 };
+		nanosleep(&ts, NULL);
+		xy *p = shval_data(v);
+		p->x = 1;
+		p->y = 2;
+		ASSERT_OK(shval_set_i64(done, 1)); /* still inside the section */
+		ASSERT_OK(shval_unlock(v));
+		exit(0);
+	}
+	uint64_t seen = shval_value_version(go);
+	while (shval_value_version(go) == 0)
+		ASSERT_OK(shval_wait(go, &seen, 10 * SHVAL_SEC));
+	ASSERT_OK(shval_remove(s, "v"));
+	/* remove returned only after the section ended */
+	int64_t d;
+	ASSERT_OK(shval_get_i64(done, &d));
+	ASSERT_EQ(d, 1);
+	xy r;
+	ASSERT_ERR(shval_read(v, &r, sizeof r), SHVAL_ESTALE);
+	test_wait_ok(w);
+	shval_close(v);
+	shval_close(go);
+	shval_close(done);
+	shval_seg_close(s);
+}
+
 static void count_problem(const shval_problem *p, void *arg)
 {
 	printf("problem: %s: %s%s\n", p->name, p->what,
