@@ -8,9 +8,20 @@ CMAKE_FLAGS ?=
 
 DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy
 
-.PHONY: all build run test deps install clean asan tsan valgrind sanitize soak fuzz bench
+.PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench
 
 all: build
+
+# What building alone needs (make run, make build on a fresh machine).
+BUILD_PACKAGES = cmake gcc make
+deps-build:
+	@missing=""; for p in $(BUILD_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing"; exit 1; fi; \
+	fi
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -22,7 +33,7 @@ deps:
 	  else echo "please install:$$missing (as root: make deps)"; exit 1; fi; \
 	fi
 
-build:
+build: deps-build
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
