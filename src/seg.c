@@ -853,6 +853,10 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 					    strerror(-r));
 		}
 		r = seg_init(seg, initial, max, flags);
+		/* Attach before the segment gets its name: an opener that
+		 * finds a TEMP segment with no live process removes it. */
+		if (r == 0)
+			attach_claim(seg);
 		if (r == 0)
 			r = give_name(seg->fd, tmp, path);
 		else if (tmp[0])
@@ -864,8 +868,6 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 						    "segment %s already exists", name);
 			continue; /* somebody else created it first: open theirs */
 		}
-		if (r == 0)
-			r = shval__seg_lock(seg);
 		if (r) {
 			seg_destroy(seg);
 			return r < 0 && shval_errmsg(NULL)[0]
@@ -873,8 +875,6 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 				       : shval__failf(NULL, r, "creating segment %s: %s",
 						      name, shval_strerror(r));
 		}
-		attach_claim(seg);
-		shval__seg_unlock(seg);
 		list_add(seg);
 		*out = seg;
 		return 0;
