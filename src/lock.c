@@ -10,8 +10,8 @@
  * Seqlock with an undo copy (tag-seqlock):
  *   writer, holding the lock, before its first change in a section
  *     (shval__sec_dirty): copies data -> undo (values <= SHVAL__UNDO_MAX),
- *     then sets WRITING in the version (seq_cst RMW + fence: the undo copy
- *     is visible before the bit, the bit before any data change);
+ *     then sets WRITING in the version (release RMW + release fence: the
+ *     undo copy is visible before the bit, the bit before any data change);
  *   writer, at the end of the outermost section (shval__sec_end): adds
  *     ONE - WRITING to the version (release: publishes the new data),
  *     wakes waiters if the WAITERS bit was set, unlocks;
@@ -23,6 +23,10 @@
  *   owner death (EOWNERDEAD): if WRITING is set, copy undo -> data (or mark
  *     the value PARTIAL when there is no undo copy), commit the version, make
  *     the mutex consistent.  The value is at its last committed state.
+ *   shared locks: the entries a thread changed are kept in a per-thread
+ *     dirty list and committed together when the lock's outermost section
+ *     ends; with more than one, 'committing' is set in the lock block
+ *     first, and a recovering owner rolls those entries forward instead.
  */
 #include <errno.h>
 #include <stdio.h>
