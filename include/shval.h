@@ -604,6 +604,15 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
  *  values at any time (no guarantees).  NULL if the handle is stale. */
 SHVAL_API void *shval_data(shval *v);
 
+/** Announce a change made through shval_data(): the version moves and
+ *  waiters wake.  Raw values: at once.  Locked values: if the caller holds
+ *  the lock, at its shval_unlock() (as any change through the pointer);
+ *  otherwise the value's lock is taken and released around the bump.
+ *  Atomic values: their version is their bits, so waiters are woken to
+ *  look again.  @return 0, SHVAL_ESTALE, SHVAL_ERDONLY, SHVAL_EMODE (a
+ *  lock handle). Since 0.1. */
+SHVAL_API int shval_touch(shval *v);
+
 /** The value's version: changes on every committed change (for atomic
  *  values: the value's bits, so a change back to the same number is not
  *  seen as a change).  Never fails; 0 on a stale handle. */

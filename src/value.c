@@ -1391,3 +1391,38 @@ SHVAL_API int shval_new(const char *type, unsigned flags, const void *init,
 		 atomic_fetch_add(&counter, 1) + 1);
 	return shval_create(seg, name, type, flags, init, init_len, out);
 }
+
+SHVAL_API int shval_touch(shval *v)
+{
+	if (!v)
+		return -EINVAL;
+	if (not_lock(v))
+		return SHVAL_EMODE;
+	int r = writable(v);
+	if (r)
+		return r;
+	if (v->mode == SHVAL_RAW) {
+		raw_commit(v);
+		return 0;
+	}
+	if (v->mode == SHVAL_ATOMIC) {
+		/* Wake waiters even when the bits did not change: move the
+		 * version word, which is what they sleep on. */
+		uint64_t old = atomic_fetch_add_explicit(&v->e->version, SHVAL__V_ONE,
+							 memory_order_seq_cst);
+		if (old & SHVAL__V_WAITERS) {
+			atomic_fetch_and_explicit(&v->e->version, ~SHVAL__V_WAITERS,
+						  memory_order_relaxed);
+			shval__futex_wake(&v->e->version);
+		}
+		shval__seg_notify(v->seg);
+		return 0;
+	}
+	/* Locked: a section that counts as a change (committed at its end). */
+	r = shval__sec_begin(v);
+	if (r)
+		return r;
+	shval__sec_dirty(v);
+	shval__sec_end(v);
+	return 0;
+}

@@ -556,6 +556,46 @@ TEST(temp_segment_never_reaped_while_creator_lives)
 	}
 }
 
+/* Changes through shval_data() on a raw value wake waiters once touched. */
+TEST(touch_after_direct_write)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *raw, *lk;
+	ASSERT_OK(shval_create(s, "raw", "4q", SHVAL_RAW, NULL, 0, &raw));
+	ASSERT_OK(shval_create(s, "lk", "q", 0, NULL, 0, &lk));
+	/* raw: a write through the pointer, announced by shval_touch */
+	uint64_t seen = shval_value_version(raw);
+	pid_t w = fork();
+	if (w == 0) {
+		int64_t *p = shval_data(raw);
+		p[0] = 42;
+		ASSERT_OK(shval_touch(raw));
+		exit(0);
+	}
+	ASSERT_OK(shval_wait(raw, &seen, 10 * SHVAL_SEC));
+	test_wait_ok(w);
+	int64_t x;
+	ASSERT_OK(shval_array_get(raw, 0, 1, &x));
+	ASSERT_EQ(x, 42);
+	/* locked, lock not held: touch takes it and moves the version */
+	seen = shval_value_version(lk);
+	w = fork();
+	if (w == 0) {
+		ASSERT_OK(shval_touch(lk));
+		exit(0);
+	}
+	ASSERT_OK(shval_wait(lk, &seen, 10 * SHVAL_SEC));
+	test_wait_ok(w);
+	shval *L;
+	ASSERT_OK(shval_lock_create(s, "L", 0, &L));
+	ASSERT_ERR(shval_touch(L), SHVAL_EMODE);
+	shval_close(L);
+	shval_close(raw);
+	shval_close(lk);
+	shval_seg_close(s);
+}
+
 static void count_problem(const shval_problem *p, void *arg)
 {
 	printf("problem: %s: %s%s\n", p->name, p->what,
