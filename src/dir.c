@@ -376,7 +376,7 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 		data_rel = align_up(pos, t->align < 8 ? 8 : t->align);
 		pos = data_rel + t->size;
 		if (locked && t->size <= SHVAL__UNDO_MAX) {
-			undo_rel = align_up(pos, 8);
+			undo_rel = shval__undo_rel(data_rel, t->size);
 			pos = undo_rel + t->size;
 		}
 	} else {

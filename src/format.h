@@ -344,6 +344,14 @@ _Static_assert(sizeof(shval__entry) == 40, "entry");
 
 #define SHVAL__EF_PARTIAL 0x1 /* owner died mid-update, no undo copy */
 
+/* Where a locked value's undo copy lives in its entry (see the diagram):
+ * right after the data, 8-aligned; only values up to SHVAL__UNDO_MAX have
+ * one.  Used by create (dir.c), handles (value.c) and recovery (lock.c). */
+static inline uint64_t shval__undo_rel(uint64_t data_rel, uint64_t size)
+{
+	return (data_rel + size + 7) / 8 * 8;
+}
+
 /* ---- A lock block (inside a value entry, or a lock entry's data) --------
 
    off  size  field       protection

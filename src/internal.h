@@ -167,11 +167,8 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
 int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
                       int64_t deadline_ns);
 void shval__futex_wake(_Atomic uint64_t *word);
-/* Wake sleepers on a version word if the WAITERS bit was set in old. */
-static inline void shval__wake_if(_Atomic uint64_t *word, uint64_t old)
-{
-	if (old & SHVAL__V_WAITERS)
-		shval__futex_wake(word);
-}
+/* Move a version word (event count) by add; if a waiter flagged itself,
+ * clear the flag and wake the sleepers.  Every commit goes through here. */
+void shval__version_bump(_Atomic uint64_t *word, uint64_t add);
 
 #endif

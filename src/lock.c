@@ -87,16 +87,6 @@ static bool held_by_me(shval *v)
 	       shval__my_tid();
 }
 
-/* Bump a version word by add and wake sleepers if WAITERS was set. */
-static void commit_word(_Atomic uint64_t *w, uint64_t add)
-{
-	uint64_t old = atomic_fetch_add_explicit(w, add, memory_order_seq_cst);
-	if (old & SHVAL__V_WAITERS) {
-		atomic_fetch_and_explicit(w, ~SHVAL__V_WAITERS, memory_order_relaxed);
-		shval__futex_wake(w);
-	}
-}
-
 /* Roll one entry back to its last committed state if a dead owner left it
  * mid-change.  Every bound is re-checked: the entry is in shared memory. */
 struct recover_arg {
@@ -113,24 +103,21 @@ static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 	if (!(ver & SHVAL__V_WRITING))
 		return 0;
 	if (ra->forward) {
-		commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+		shval__version_bump(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
 		shval__seg_notify(seg);
 		return 0;
 	}
 	uint64_t size = 0;
 	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
-	uint64_t undo_rel = (e->data_rel + 0ull);
-	if (shval__entry_type(seg, e, &size) && size <= bytes) {
-		undo_rel = (e->data_rel + size + 7) / 8 * 8;
+	uint64_t undo_rel = 0;
+	if (shval__entry_type(seg, e, &size) && size <= SHVAL__UNDO_MAX &&
+	    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <= bytes) {
 		unsigned char *b = (unsigned char *)e;
-		if (size <= SHVAL__UNDO_MAX && undo_rel + size <= bytes)
-			memcpy(b + e->data_rel, b + undo_rel, size);
-		else
-			e->flags |= SHVAL__EF_PARTIAL;
+		memcpy(b + e->data_rel, b + undo_rel, size);
 	} else {
-		e->flags |= SHVAL__EF_PARTIAL;
+		e->flags |= SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
 	}
-	commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+	shval__version_bump(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
 	shval__seg_notify(seg);
 	return 0;
 }
@@ -350,7 +337,7 @@ void shval__sec_end(shval *v)
 		shval__entry *e = dirty[i].e;
 		if (atomic_load_explicit(&e->version, memory_order_relaxed) &
 		    SHVAL__V_WRITING) {
-			commit_word(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
+			shval__version_bump(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
 			shval__seg_notify(dirty[i].seg);
 		}
 		dirty[i] = dirty[--ndirty];

@@ -258,15 +258,7 @@ void shval__seg_notify(shval_seg *seg)
 
 void shval__seg_bump(shval_seg *seg)
 {
-	/* release: a watcher that sees the new version sees the change;
-	 * pairs with the acquire load in shval_seg_version(). */
-	uint64_t old = atomic_fetch_add_explicit(&seg->hdr->version, SHVAL__V_ONE,
-						 memory_order_acq_rel);
-	if (old & SHVAL__V_WAITERS) {
-		atomic_fetch_and_explicit(&seg->hdr->version, ~SHVAL__V_WAITERS,
-					  memory_order_relaxed);
-		shval__futex_wake(&seg->hdr->version);
-	}
+	shval__version_bump(&seg->hdr->version, SHVAL__V_ONE);
 }
 
 /* ---- names ---- */
@@ -367,8 +359,7 @@ static unsigned attach_reap(shval_seg *seg)
 
 /* ---- validation ---- */
 
-static int validate_header(shval_seg *seg, const shval__hdr *h, uint64_t fsize,
-			   const char *what)
+static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what)
 {
 	if (h->magic == SHVAL__MAGIC_SWAPPED)
 		return shval__failf(NULL, SHVAL_EVERSION,
@@ -418,7 +409,6 @@ static int validate_header(shval_seg *seg, const shval__hdr *h, uint64_t fsize,
 				    "its maximum size %llu",
 				    what, (unsigned long long)fsize,
 				    (unsigned long long)h->max_size);
-	(void)seg;
 	return 0;
 }
 
@@ -673,7 +663,7 @@ static int seg_attach_fd(shval_seg *seg)
 	if (n != (ssize_t)sizeof h)
 		return shval__failf(NULL, n < 0 ? -errno : SHVAL_ECORRUPT,
 				    "segment %s: cannot read header", what);
-	int r = validate_header(seg, &h, (uint64_t)st.st_size, what);
+	int r = validate_header(&h, (uint64_t)st.st_size, what);
 	if (r)
 		return r;
 	r = seg_map(seg, h.max_size, (uint64_t)st.st_size);

@@ -129,7 +129,7 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 			bad = "lock outside the segment";
 		else
 			v->lk = shval__at(seg, lo);
-		size_t undo_rel = (e->data_rel + v->size + 7) / 8 * 8;
+		uint64_t undo_rel = shval__undo_rel(e->data_rel, v->size);
 		if (!bad && v->size <= SHVAL__UNDO_MAX) {
 			if (undo_rel + v->size > bytes)
 				bad = "undo copy outside its block";
@@ -329,13 +329,7 @@ static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 /* Notify after a raw write (the API's writes move the version). */
 static void raw_commit(shval *v)
 {
-	uint64_t old = atomic_fetch_add_explicit(&v->e->version, SHVAL__V_ONE,
-						 memory_order_seq_cst);
-	if (old & SHVAL__V_WAITERS) {
-		atomic_fetch_and_explicit(&v->e->version, ~SHVAL__V_WAITERS,
-					  memory_order_relaxed);
-		shval__futex_wake(&v->e->version);
-	}
+	shval__version_bump(&v->e->version, SHVAL__V_ONE);
 	shval__seg_notify(v->seg);
 }
 
@@ -344,13 +338,8 @@ static void raw_commit(shval *v)
 static void atomic_commit(shval *v)
 {
 	if (atomic_load_explicit(&v->e->version, memory_order_seq_cst) &
-	    SHVAL__V_WAITERS) {
-		atomic_fetch_and_explicit(&v->e->version, ~SHVAL__V_WAITERS,
-					  memory_order_seq_cst);
-		atomic_fetch_add_explicit(&v->e->version, SHVAL__V_ONE,
-					  memory_order_seq_cst);
-		shval__futex_wake(&v->e->version);
-	}
+	    SHVAL__V_WAITERS)
+		shval__version_bump(&v->e->version, SHVAL__V_ONE);
 	shval__seg_notify(v->seg);
 }
 
@@ -1401,21 +1390,10 @@ SHVAL_API int shval_touch(shval *v)
 	int r = writable(v);
 	if (r)
 		return r;
-	if (v->mode == SHVAL_RAW) {
+	if (v->mode == SHVAL_RAW || v->mode == SHVAL_ATOMIC) {
+		/* Atomic waiters sleep on the version word too: moving it wakes
+		 * them even when the bits did not change. */
 		raw_commit(v);
-		return 0;
-	}
-	if (v->mode == SHVAL_ATOMIC) {
-		/* Wake waiters even when the bits did not change: move the
-		 * version word, which is what they sleep on. */
-		uint64_t old = atomic_fetch_add_explicit(&v->e->version, SHVAL__V_ONE,
-							 memory_order_seq_cst);
-		if (old & SHVAL__V_WAITERS) {
-			atomic_fetch_and_explicit(&v->e->version, ~SHVAL__V_WAITERS,
-						  memory_order_relaxed);
-			shval__futex_wake(&v->e->version);
-		}
-		shval__seg_notify(v->seg);
 		return 0;
 	}
 	/* Locked: a section that counts as a change (committed at its end). */

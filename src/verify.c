@@ -45,11 +45,6 @@ static void problem(struct vctx *c, int code, const shval__entry *e,
 		c->report(&p, c->arg);
 }
 
-static bool owner_dead(pthread_mutex_t *m, pid_t *tid)
-{
-	return shval__lock_owner_dead(m, tid);
-}
-
 static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 {
 	shval_seg *seg = c->seg;
@@ -100,7 +95,7 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 		}
 		shval__lockblk *lk = shval__at(seg, lo);
 		pid_t tid;
-		if (owner_dead(&lk->mutex, &tid)) {
+		if (shval__lock_owner_dead(&lk->mutex, &tid)) {
 			bool fixed = false;
 			if (c->flags & SHVAL_VERIFY_REPAIR) {
 				shval *v;
@@ -173,7 +168,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			(unsigned long long)size, (unsigned long long)h->brk,
 			(unsigned long long)seg->map_len);
 	pid_t tid;
-	if (owner_dead(&h->lock, &tid)) {
+	if (shval__lock_owner_dead(&h->lock, &tid)) {
 		bool fixed = false;
 		if ((flags & SHVAL_VERIFY_REPAIR) && shval__seg_lock(seg) == 0) {
 			shval__seg_unlock(seg); /* recovery ran in seg_lock */

@@ -64,6 +64,21 @@ void shval__futex_wake(_Atomic uint64_t *word)
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+void shval__version_bump(_Atomic uint64_t *word, uint64_t add)
+{
+	/* seq_cst RMW: the writer's side of the Dekker pair (tag-waiters);
+	 * also releases the change to readers and waiters that see the new
+	 * version. */
+	uint64_t old = atomic_fetch_add_explicit(word, add, memory_order_seq_cst);
+	if (old & SHVAL__V_WAITERS) {
+		/* Clearing races only with waiters setting the bit again, and
+		 * they re-check the word before sleeping: relaxed is enough. */
+		atomic_fetch_and_explicit(word, ~SHVAL__V_WAITERS,
+					  memory_order_relaxed);
+		shval__futex_wake(word);
+	}
+}
+
 /* What a waiter compares with *seen. */
 static uint64_t cur_version(shval *v)
 {
