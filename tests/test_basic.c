@@ -149,4 +149,29 @@ TEST(many_values)
 	shval_seg_close(s);
 }
 
+/* Header promises: a lock/unlock that changes nothing leaves the version
+ * alone; a change moves it; float CAS compares and swaps. */
+TEST(version_moves_only_on_change_and_float_cas)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval *d;
+	ASSERT_OK(shval_create(s, "d", "d", 0, NULL, 0, &d));
+	uint64_t v0 = shval_value_version(d);
+	ASSERT_OK(shval_lock(d));
+	ASSERT_OK(shval_unlock(d));
+	ASSERT_UEQ(shval_value_version(d), v0);
+	double e = 0;
+	ASSERT_OK(shval_cas_f64(d, &e, 1.5));
+	ASSERT(shval_value_version(d) != v0);
+	e = 7;
+	ASSERT_ERR(shval_cas_f64(d, &e, 2.5), SHVAL_ECHANGED);
+	ASSERT(e == 1.5);
+	double x;
+	ASSERT_OK(shval_get_f64(d, &x));
+	ASSERT(x == 1.5);
+	shval_close(d);
+	shval_seg_close(s);
+}
+
 TEST_MAIN()

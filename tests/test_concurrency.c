@@ -524,38 +524,6 @@ TEST(remove_waits_for_section_in_progress)
 	shval_seg_close(s);
 }
 
-/* A temporary segment is attached by its creator before it has a name, so
- * a process opening it in that instant never takes it for abandoned. */
-TEST(temp_segment_never_reaped_while_creator_lives)
-{
-	const char *n = test_segname("tmprace");
-	for (int round = 0; round < 100; round++) {
-		pid_t c = fork();
-		if (c == 0) {
-			for (int i = 0; i < 2000; i++) {
-				shval_seg *o;
-				if (shval_seg_open(n, 0, NULL, &o) == 0) {
-					shval_seg_close(o);
-					exit(0);
-				}
-			}
-			exit(0);
-		}
-		shval_seg *s;
-		ASSERT_OK(shval_seg_open(n, SHVAL_CREATE | SHVAL_EXCL | SHVAL_TEMP, NULL,
-					 &s));
-		test_wait_ok(c);
-		char path[160];
-		snprintf(path, sizeof path, "/dev/shm%s", n);
-		if (access(path, F_OK) != 0)
-			FAIL("round %d: the live creator's temporary segment was "
-			     "removed",
-			     round);
-		shval_seg_close(s); /* last process: removes it */
-		ASSERT(access(path, F_OK) != 0);
-	}
-}
-
 /* Changes through shval_data() on a raw value wake waiters once touched. */
 TEST(touch_after_direct_write)
 {
