@@ -165,7 +165,7 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: directory table is damaged",
 				    seg->name);
-	uint64_t lines = 1 + (newcap * 8 + SHVAL__LINE - 1) / SHVAL__LINE;
+	uint64_t lines = shval__table_lines(newcap);
 	uint64_t noff;
 	int r = shval__alloc(seg, lines, &noff);
 	if (r)
@@ -190,7 +190,7 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 	atomic_fetch_add_explicit(&h->dir_seq, 1, memory_order_release);
 	h->nvalues = live;
 	h->ntomb = 0;
-	shval__free(seg, oldoff, 1 + (oldcap * 8 + SHVAL__LINE - 1) / SHVAL__LINE);
+	shval__free(seg, oldoff, shval__table_lines(oldcap));
 	return 0;
 }
 

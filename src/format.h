@@ -275,6 +275,7 @@ _Static_assert(offsetof(shval__hdr, used) == 272, "hdr");
 _Static_assert(offsetof(shval__hdr, attach_overflow) == 280, "hdr");
 _Static_assert(offsetof(shval__hdr, free_head) == 512, "hdr");
 _Static_assert(offsetof(shval__hdr, attach) == 1024, "hdr");
+_Static_assert(offsetof(shval__attach, start_time) == 8, "attach");
 _Static_assert(sizeof(shval__attach) == 16, "attach");
 _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
 
@@ -395,6 +396,11 @@ typedef struct shval__typerec {
 	uint32_t nlines;
 	char canon[];
 } shval__typerec;
+_Static_assert(offsetof(shval__typerec, next) == 8, "typerec");
+_Static_assert(offsetof(shval__typerec, size) == 16, "typerec");
+_Static_assert(offsetof(shval__typerec, len) == 24, "typerec");
+_Static_assert(offsetof(shval__typerec, nlines) == 28, "typerec");
+_Static_assert(offsetof(shval__typerec, canon) == 32, "typerec");
 _Static_assert(sizeof(shval__typerec) == 32, "typerec");
 
 /* ---- The directory table -------------------------------------------------
@@ -407,6 +413,12 @@ _Static_assert(sizeof(shval__typerec) == 32, "typerec");
                       under the segment lock after the entry is complete;
                       loaded (acquire) by lookups (tag-slot).
 */
+/* Lines taken by a table of cap slots (one header line, then the slots). */
+static inline uint64_t shval__table_lines(uint64_t cap)
+{
+	return 1 + (cap * 8 + SHVAL__LINE - 1) / SHVAL__LINE;
+}
+
 #define SHVAL__SLOT_EMPTY 0ull
 #define SHVAL__SLOT_TOMB 1ull
 

@@ -88,6 +88,8 @@ void shval__clear_err(const shval_seg *seg);
 bool shval__in_slow(shval_seg *seg, uint64_t off, uint64_t len);
 static inline bool shval__in(shval_seg *seg, uint64_t off, uint64_t len)
 {
+	/* relaxed: valid is a process-local cache of the file size; a stale
+	 * (smaller) value only sends us to fstat in shval__in_slow(). */
 	uint64_t v = atomic_load_explicit(&seg->valid, memory_order_relaxed);
 	if (off <= v && len <= v - off)
 		return true;

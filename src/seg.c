@@ -166,20 +166,14 @@ void shval__seg_ref(shval_seg *seg)
 }
 
 static void tcache_free(struct shval__tcache *_Atomic *heads);
+static void seg_destroy(shval_seg *seg);
 
 void shval__seg_unref(shval_seg *seg)
 {
 	/* acq_rel: the last unref sees every other user's accesses done. */
 	if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	tcache_free(seg->types);
-	tcache_free(seg->texts);
-	pthread_mutex_destroy(&seg->type_lock);
-	if (seg->base)
-		munmap(seg->base, seg->map_len);
-	if (seg->fd >= 0)
-		close(seg->fd);
-	free(seg);
+	seg_destroy(seg);
 }
 
 /* Re-count live entries after a process died holding the segment lock:
@@ -324,6 +318,10 @@ static int attach_claim(shval_seg *seg)
 	uint64_t st = proc_start_time(me);
 	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
 		uint32_t zero = 0;
+		/* seq_cst CAS claims the slot; start_time is written after it,
+		 * so a reader (attach_reap, always under the segment lock, or
+		 * shval_seg_procs for display) may briefly see 0: "unknown",
+		 * which proc_alive() treats as no pid-reuse check. */
 		if (atomic_compare_exchange_strong(&h->attach[i].pid, &zero,
 						   (uint32_t)me)) {
 			h->attach[i].start_time = st;
@@ -563,10 +561,10 @@ static int seg_init(shval_seg *seg, uint64_t initial, uint64_t max,
 		return shval__failf(NULL, -r, "pthread_mutex_init: %s", strerror(r));
 	/* The first directory table: 16 slots, one line of header. */
 	uint64_t toff;
-	r = shval__alloc(seg, 1 + 16 * 8 / SHVAL__LINE, &toff);
+	r = shval__alloc(seg, shval__table_lines(16), &toff);
 	if (r)
 		return r;
-	memset(shval__at(seg, toff), 0, (1 + 2) * SHVAL__LINE);
+	memset(shval__at(seg, toff), 0, shval__table_lines(16) * SHVAL__LINE);
 	*(uint64_t *)shval__at(seg, toff) = 16;
 	atomic_store_explicit(&h->table_off, toff, memory_order_relaxed);
 	/* tag-init-ready: release publishes the whole header; pairs with the
@@ -580,6 +578,8 @@ static void seg_destroy(shval_seg *seg)
 {
 	if (!seg)
 		return;
+	tcache_free(seg->types);
+	tcache_free(seg->texts);
 	pthread_mutex_destroy(&seg->type_lock);
 	if (seg->base)
 		munmap(seg->base, seg->map_len);

@@ -198,35 +198,6 @@ static float parse_float_c(const char *s, char **end)
 	return l ? strtof_l(s, end, l) : strtof(s, end);
 }
 
-/* Quote untrusted text for an error message: printable ASCII as is, the
- * rest as \xHH, cut after 48 bytes with "...".  (Same as in type.c.) */
-static void quote(char *dst, size_t cap, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char tmp[5];
-		size_t k = 0;
-		if (i >= 48) {
-			tmp[k++] = '.'; tmp[k++] = '.'; tmp[k++] = '.';
-			i = n;
-		} else if (c == '"' || c == '\\') {
-			tmp[k++] = '\\'; tmp[k++] = (char)c;
-		} else if (c >= 0x20 && c < 0x7f) {
-			tmp[k++] = (char)c;
-		} else {
-			tmp[k++] = '\\'; tmp[k++] = 'x';
-			tmp[k++] = hex[c >> 4]; tmp[k++] = hex[c & 15];
-		}
-		if (o + k >= cap)
-			break;
-		memcpy(dst + o, tmp, k);
-		o += k;
-	}
-	dst[o] = '\0';
-}
-
 static int fail(char *err, size_t errcap, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t errcap, int code, const char *fmt, ...)
@@ -669,7 +640,7 @@ static int parse_int(char code, const char *text, void *out, char *err,
 	uint64_t mag = 0;
 	size_t size = shval__letter_size(code);
 
-	quote(q, sizeof q, text, strlen(text));
+	shval__quote(q, sizeof q, text, strlen(text));
 	r = parse_uint_mag(text, &neg, &mag);
 	if (r == -1)
 		return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not an "
@@ -715,7 +686,7 @@ static int parse_real(char code, const char *text, void *out, char *err,
 	char *end = NULL;
 	int e;
 
-	quote(q, sizeof q, text, strlen(text));
+	shval__quote(q, sizeof q, text, strlen(text));
 	/* strtod would skip leading white space and accept "": refuse both */
 	if (text[0] == '\0' || text[0] == ' ' || (text[0] >= '\t' &&
 	                                          text[0] <= '\r'))
@@ -774,7 +745,7 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		         !strcmp(text, "0"))
 			v = 0;
 		else {
-			quote(q, sizeof q, text, n);
+			shval__quote(q, sizeof q, text, n);
 			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
 			            "a boolean (true, false, 1 or 0)", q);
 		}
@@ -783,7 +754,7 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 	}
 	case 'c':
 		if (n != 1) {
-			quote(q, sizeof q, text, n);
+			shval__quote(q, sizeof q, text, n);
 			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
 			            "one byte (type c)", q);
 		}
@@ -793,7 +764,7 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		uint32_t cp;
 		size_t k = utf8_decode((const unsigned char *)text, n, &cp);
 		if (k == 0 || k != n) {
-			quote(q, sizeof q, text, n);
+			shval__quote(q, sizeof q, text, n);
 			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
 			            "one UTF-8 character (type u)", q);
 		}
@@ -928,12 +899,12 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 		const shval__field *f;
 
 		if (!eq) {
-			quote(q, sizeof q, arg, strlen(arg));
+			shval__quote(q, sizeof q, arg, strlen(arg));
 			return fail(err, errcap, SHVAL_EPARSE, "argument %d "
 			            "\"%s\": expected field=value", a + 1, q);
 		}
 		nlen = (size_t)(eq - arg);
-		quote(q, sizeof q, arg, nlen);
+		shval__quote(q, sizeof q, arg, nlen);
 		/* longer than any field name: cannot match, say so below */
 		idx = -1;
 		if (nlen < sizeof name) {

@@ -69,7 +69,7 @@ static size_t round_up(size_t x, size_t align)
  * printable ASCII as is, '"' and '\\' and everything else escaped, cut at
  * about 48 source bytes with "..." so that the message stays one short
  * line whatever the input. */
-static void quote(char *dst, size_t cap, const char *s, size_t n)
+void shval__quote(char *dst, size_t cap, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -116,7 +116,7 @@ static int tfail(struct tparser *p, size_t pos, const char *fmt, ...)
 	if (p->err && p->errcap > 0) {
 		char q[200], why[200];
 		va_list ap;
-		quote(q, sizeof q, p->s, strlen(p->s));
+		shval__quote(q, sizeof q, p->s, strlen(p->s));
 		va_start(ap, fmt);
 		vsnprintf(why, sizeof why, fmt, ap);
 		va_end(ap);
@@ -156,7 +156,7 @@ static int add_field(struct tparser *p, const shval__field *f)
 static const char *field_so_far(struct tparser *p, size_t start, size_t end,
                                 char *buf, size_t cap)
 {
-	quote(buf, cap, p->s + start, end - start);
+	shval__quote(buf, cap, p->s + start, end - start);
 	return buf;
 }
 

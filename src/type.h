@@ -66,6 +66,11 @@ int shval__type_parse(const char *text, shval__type **out, char *err,
                       size_t errcap);
 void shval__type_free(shval__type *t);
 
+/* Write s (n bytes) into dst (cap >= 8 bytes) for an error message:
+ * printable ASCII as is, the rest escaped, cut at about 48 bytes with
+ * "...", so that a message about untrusted text stays one short line. */
+void shval__quote(char *dst, size_t cap, const char *s, size_t n);
+
 /* Size of one element of a letter (0 for unknown letters and 's'). */
 size_t shval__letter_size(char code);
 
