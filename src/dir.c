@@ -404,8 +404,7 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 		e->lock_off = shared_lk;
 	} else if (locked) {
 		e->lock_off = eoff + lk_rel;
-		r = shval__lockblk_init((shval__lockblk *)(b + lk_rel),
-					mode == SHVAL_RLOCK);
+		r = shval__lockblk_init((shval__lockblk *)(b + lk_rel));
 		if (r) {
 			shval__free(seg, eoff, nlines);
 			return r;

@@ -133,7 +133,7 @@
 #define SHVAL__LINE 64u
 #define SHVAL__MAGIC 0x0147534c41564853ull      /* "SHVALSG\1" little-endian */
 #define SHVAL__MAGIC_SWAPPED 0x5348564c53474701ull
-#define SHVAL__FORMAT_MAJOR 1
+#define SHVAL__FORMAT_MAJOR 2
 #define SHVAL__FORMAT_MINOR 0
 
 #define SHVAL__INIT_CREATING 0u
@@ -146,10 +146,15 @@
 #define SHVAL__MAX_SIZE_LIMIT (1ull << 38) /* 256 GiB: line numbers fit u32 */
 
 /* Version words (entry and segment):  an event count.
- *   bit 0    waiters present: a waiter sets it (fetch_or) before sleeping;
- *            a writer that sees it clears it and calls futex_wake.
+ *   bit 0    segment version only: a watcher is present (a watcher sets
+ *            it with fetch_or; value writers then bump the segment version
+ *            and a bumper that sees it clears it and calls futex_wake).
+ *            Always 0 in an entry's version: an entry's waiters announce
+ *            themselves in the entry's own waiters word (see shval__entry),
+ *            so that a locked value's version is written by its lock holder
+ *            alone, with plain stores.
  *   bit 1    write in progress (locked values): the data is being changed;
- *            readers read the undo copy (or sleep if there is none).
+ *            readers read the undo copy (or wait, bounded, if there is none).
  *   bits 2+  change counter: +4 per committed change.
  * The futex word is the low 32 bits (little-endian: same address). */
 #define SHVAL__V_WAITERS 1ull
@@ -283,13 +288,15 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
 
    off  size  field       writer / reader / protection
    ---- ----  ----------  ------------------------------------------------
-     0     8  version     event count (see SHVAL__V_*).  Locked values: the
-                          lock holder adds WRITING before changing data and
-                          adds (4 - WRITING) to commit (release; pairs with
-                          the acquire loads in the seqlock read,
-                          tag-seqlock).  Atomic values: only the WAITERS bit
-                          and a +4 when a writer wakes waiters (the data is
-                          the version).
+     0     8  version     event count (see SHVAL__V_*).  Locked values:
+                          written only by the lock holder, with plain
+                          stores: WRITING on before changing data, then
+                          (ver & ~WRITING) + 4 to commit (release; pairs
+                          with the acquire loads in the seqlock read,
+                          tag-seqlock).  Raw values: +4 (atomic add) per
+                          change through the API.  Atomic values: +4
+                          (atomic add) only when a writer wakes waiters
+                          (the data is the version).
      8     8  serial      unique per creation; 0 in free blocks.  Written
                           under the segment lock before the slot is
                           published; handles compare it on every call.
@@ -304,7 +311,13 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
     32     8  lock_off    offset of the shval__lockblk guarding the value
                           (own, or a lock entry's); 0 for raw and atomic.
                           In free/limbo blocks: the next block of the list.
-    40     n  name        name bytes, no NUL
+    40     4  waiters     1 while somebody may sleep on the version (futex);
+                          set by waiters (seq_cst fetch_or, then they
+                          re-read the version), read by writers after their
+                          change and a full barrier, cleared by the writer
+                          that wakes them (tag-waiters, wait.c)
+    44     4  reserved    0
+    48     n  name        name bytes, no NUL
     ...       lockblk     own lock (locked modes), 8-aligned after the name
     ...       data        at data_rel, aligned for the type
     ...       undo        at undo_rel = data_rel + size rounded to 8, when
@@ -323,6 +336,8 @@ typedef struct shval__entry {
 	uint32_t type_line;
 	uint32_t nlines;
 	uint64_t lock_off;
+	_Atomic uint32_t waiters;
+	uint32_t reserved;
 	char name[];
 } shval__entry;
 
@@ -336,7 +351,9 @@ _Static_assert(offsetof(shval__entry, data_rel) == 22, "entry");
 _Static_assert(offsetof(shval__entry, type_line) == 24, "entry");
 _Static_assert(offsetof(shval__entry, nlines) == 28, "entry");
 _Static_assert(offsetof(shval__entry, lock_off) == 32, "entry");
-_Static_assert(sizeof(shval__entry) == 40, "entry");
+_Static_assert(offsetof(shval__entry, waiters) == 40, "entry");
+_Static_assert(offsetof(shval__entry, reserved) == 44, "entry");
+_Static_assert(sizeof(shval__entry) == 48, "entry");
 
 #define SHVAL__ST_FREE 0
 #define SHVAL__ST_LIVE 1
@@ -358,7 +375,8 @@ static inline uint64_t shval__undo_rel(uint64_t data_rel, uint64_t size)
    off  size  field       protection
      0    40  mutex       robust, process-shared; RECURSIVE (rlock) or
                           ERRORCHECK (lock)
-    40     4  depth       recursion depth; written only by the holder
+    40     4  reserved    0 (ownership and recursion depth are kept by
+                          each thread, process-locally: lock.c)
     44     4  committing  1 while the holder commits the values it changed
                           (all data is final then): a new owner after a
                           death rolls those values forward, not back
@@ -368,11 +386,11 @@ static inline uint64_t shval__undo_rel(uint64_t data_rel, uint64_t size)
 */
 typedef struct shval__lockblk {
 	pthread_mutex_t mutex;
-	uint32_t depth;
+	uint32_t reserved;
 	_Atomic uint32_t committing;
 	uint64_t users;
 } shval__lockblk;
-_Static_assert(offsetof(shval__lockblk, depth) == 40, "lockblk");
+_Static_assert(offsetof(shval__lockblk, reserved) == 40, "lockblk");
 _Static_assert(offsetof(shval__lockblk, committing) == 44, "lockblk");
 _Static_assert(sizeof(shval__lockblk) == 56, "lockblk");
 

@@ -32,6 +32,10 @@ struct shval_seg {
 	int kind;                   /* SHVAL__KIND_* */
 	char name[4096 + 8];        /* as given ("/x", "file:p"), "" anon */
 	char path[4096 + 8];        /* file path, "" for anon */
+	dev_t dev;                  /* the segment file's identity (fstat): */
+	ino_t ino;                  /*   /proc/PID/maps tells who maps it */
+	uint64_t fid;               /* dev and ino in one word: keys a thread's
+	                               held locks (lock.c) */
 	int attach_slot;            /* -1 if not attached */
 	pid_t attach_pid;           /* process that holds attach_slot */
 	_Atomic int refs;
@@ -70,6 +74,7 @@ struct shval {
 	bool type_owned;
 	bool needs_check;           /* type has bool or string bytes */
 	bool fast_add;              /* 8-byte integer atomic, writable */
+	bool own_lock;              /* lk is in the value's own entry */
 	unsigned mode;              /* SHVAL_RLOCK .. SHVAL_ATOMIC */
 	unsigned kind;              /* SHVAL_KIND_* */
 	size_t size;
@@ -149,18 +154,29 @@ const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
                               uint64_t *size);
 
 /* ---- lock.c ---- */
-int shval__lockblk_init(shval__lockblk *lk, bool recursive);
+#define SHVAL__BLOCK 0ull   /* deadlines of shval__mutex_acquire */
+#define SHVAL__TRY 1ull
+int shval__lockblk_init(shval__lockblk *lk);
+int shval__mutex_init(pthread_mutex_t *m);   /* robust, pshared; -errno */
+/* Is the mutex's kind word the one every shval lock has? */
+bool shval__mutex_kind_ok(pthread_mutex_t *m);
+/* The thread id named by the mutex's futex word (0 = free). */
+uint32_t shval__mutex_owner(pthread_mutex_t *m);
+/* Take a lock the caller does not hold, recovering stale owners; 0,
+ * EOWNERDEAD, EBUSY, ETIMEDOUT (positive), or a negative shval code. */
+int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m,
+			 uint64_t deadline_rt, const char *what);
+/* Is the lock's owner dead or stale (needs recovery)?  *tid = owner. */
+bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid);
+/* Re-initialise a damaged lock nobody live holds (repair); true if done. */
+bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
 /* Take/release a value's lock as part of a library call (a "section"). */
 int shval__sec_begin(shval *v);
 void shval__sec_dirty(shval *v);        /* before changing data */
 void shval__sec_end(shval *v);
+bool shval__lock_held(shval *v);        /* by this thread (held list) */
 int shval__check(shval *v);             /* 0 or SHVAL_ESTALE */
 pid_t shval__my_tid(void);              /* cached gettid() */
-/* Is the owner of a robust mutex dead (or never existed)?  *tid = owner. */
-bool shval__lock_owner_dead(pthread_mutex_t *m, pid_t *tid);
-/* pthread_mutex_lock/timedlock (abs: CLOCK_REALTIME) that gives up with
- * ENOTRECOVERABLE on a lock word naming a thread that does not exist. */
-int shval__mutex_lock(pthread_mutex_t *m, const struct timespec *abs);
 /* The directory table at toff, validated (cap a power of two, 16..2^32,
  * inside the file); NULL if damaged. */
 _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
@@ -169,8 +185,14 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
 int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
                       int64_t deadline_ns);
 void shval__futex_wake(_Atomic uint64_t *word);
-/* Move a version word (event count) by add; if a waiter flagged itself,
- * clear the flag and wake the sleepers.  Every commit goes through here. */
+/* Move the segment version (event count) by add; if a watcher flagged
+ * itself, clear the flag and wake the sleepers. */
 void shval__version_bump(_Atomic uint64_t *word, uint64_t add);
+/* A lock holder committed e (version stored) and unlocked: wake e's
+ * waiters and the segment's watchers, if any (tag-waiters). */
+void shval__wake_after_commit(shval_seg *seg, shval__entry *e);
+/* An unlocked change of e was made: raw values move their version;
+ * atomic values (whose data is the version) move it only for waiters. */
+void shval__wake_after_change(shval_seg *seg, shval__entry *e, bool raw);
 
 #endif

@@ -1,70 +1,500 @@
 /*
- * src/lock.c — robust value locks, write sections, owner-death rollback.
+ * src/lock.c — robust locks, ownership, write sections, owner-death and
+ * stale-owner recovery.  The only file that knows glibc's mutex internals
+ * (the futex word and the kind word) and the futex owner bits.
  *
- * A *section* is the time a thread holds a value's lock: one library call
- * (shval_set_i64 on a locked value) or a user's shval_lock()..shval_unlock().
- * Sections nest (depth in the lock block); the pthread mutex is taken once,
- * by the outermost one, and its owner field tells whether the caller
- * already holds it.
+ * LOCK RULES (the hierarchy, checked in debug builds by assert_order)
+ * -------------------------------------------------------------------
+ *   1. A value's lock (its own, or a shared lock entry) is taken before the
+ *      segment lock, never after: shval_remove takes the value's lock, then
+ *      the segment lock.  Code holding the segment lock never takes a value
+ *      lock (creation initialises a new one, which nobody can see yet).
+ *   2. Two value locks may be held at once only when the caller nests user
+ *      sections (shval_lock(a); shval_lock(b)): the library itself never
+ *      takes a second value lock inside a section.
+ *   3. The process-local locks (seg.c's open_lock, a segment's type_lock)
+ *      are leaves: nothing is taken while holding them.
  *
- * Seqlock with an undo copy (tag-seqlock):
- *   writer, holding the lock, before its first change in a section
- *     (shval__sec_dirty): copies data -> undo (values <= SHVAL__UNDO_MAX),
- *     then sets WRITING in the version (release RMW + release fence: the
- *     undo copy is visible before the bit, the bit before any data change);
- *   writer, at the end of the outermost section (shval__sec_end): adds
- *     ONE - WRITING to the version (release: publishes the new data),
- *     wakes waiters if the WAITERS bit was set, unlocks;
- *   reader (no lock; value.c read_consistent): v1 = version (acquire); reads
- *     data if !WRITING, else the undo copy (which holds the last committed
- *     state and does not change while WRITING is set); acquire fence;
- *     re-reads the version and retries if it moved.  Without an undo copy
- *     (big arrays) a reader that meets WRITING sleeps on the version.
- *   owner death (EOWNERDEAD): if WRITING is set, copy undo -> data (or mark
- *     the value PARTIAL when there is no undo copy), commit the version, make
- *     the mutex consistent.  The value is at its last committed state.
- *   shared locks: the entries a thread changed are kept in a per-thread
- *     dirty list and committed together when the lock's outermost section
- *     ends; with more than one, 'committing' is set in the lock block
- *     first, and a recovering owner rolls those entries forward instead.
+ * OWNERSHIP
+ * ---------
+ * "Does this thread hold lock L?" is answered by a per-thread, process-local
+ * list of held locks (struct held, keyed by the segment file's identity and
+ * the lock's offset, so two mappings of one segment agree), never by
+ * comparing a thread id stored in shared memory: ids are reused, and the
+ * mutex's owner field still names a dead owner until somebody takes the
+ * lock.  Recursion depth lives in that list too.  A fork child starts with
+ * an empty list (shval__fork_gen).
+ *
+ * A SECTION (tag-seqlock)
+ * -----------------------
+ * The time a thread holds a value's lock: one library call, or a user's
+ * shval_lock()..shval_unlock().  Only the holder writes the version word,
+ * with plain (atomic, non-RMW) stores:
+ *   begin change (shval__sec_dirty, first change of the section):
+ *       copy data -> undo (values <= SHVAL__UNDO_MAX);
+ *       version = ver | WRITING   (release: the undo copy before the bit)
+ *       release fence              (the bit before any data change)
+ *   commit (outermost shval__sec_end):
+ *       version = (ver & ~WRITING) + ONE   (release: publishes the data)
+ *       unlock; then, after the unlock's locked instruction (a full
+ *       barrier: smp_mb__after_atomic), read the entry's waiters word and
+ *       wake sleepers if it is set (tag-waiters in wait.c).
+ * Readers (value.c, read_consistent) never take the lock: they read the
+ * data, or the undo copy while WRITING is set, and re-check the version.
+ *
+ * RECOVERY
+ * --------
+ *   owner death: the kernel marks the futex word FUTEX_OWNER_DIED; the next
+ *     locker gets EOWNERDEAD from glibc and rolls back every entry the dead
+ *     owner had WRITING (undo -> data; PARTIAL flag without an undo copy),
+ *     or rolls them forward when the lock block's 'committing' flag says the
+ *     owner died while committing a multi-value section (all data final).
+ *   stale owner: a futex word naming a thread that is not a live thread of
+ *     a process that maps this segment (the owner died but the word was
+ *     saved first: a file segment copied, backed up or snapshotted while
+ *     locked, a reboot; or the word names a thread id now used by an
+ *     unrelated process).  The waiter turns the word into FUTEX_OWNER_DIED
+ *     itself (compare-and-swap from the exact word it judged), which is
+ *     precisely what the kernel does on a death, and takes the EOWNERDEAD
+ *     path above.  Judged only after a waiting slice; any doubt (a /proc
+ *     file we may not read) counts as alive.
+ *   stuck WRITING: WRITING set on an entry whose lock the caller has just
+ *     taken and which the caller has not changed in this section (a
+ *     damaged image, or a stale owner): rolled back as on a death.
+ *   damaged kind word: refused with SHVAL_ECORRUPT before any pthread call
+ *     (glibc abort()s on some kinds); shval_seg_verify(REPAIR)
+ *     re-initialises the lock (shval__lock_reinit).
+ *
+ * SHARED LOCKS (a lock entry guarding several values): the entries a thread
+ * changed are kept in its dirty list and committed together when the
+ * lock's outermost section ends; with more than one, 'committing' is set
+ * first, so a recovering owner rolls them forward instead (all or nothing).
  */
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-_Atomic unsigned shval__fork_gen;
-static __thread pid_t tid_cache;
-static __thread unsigned tid_gen;
+/* ---- the glibc mutex ----------------------------------------------------
+ * glibc's pthread_mutex_t (LP64): __lock (the futex word) at 0, __count,
+ * __owner, __nusers, __kind at 16, then the robust list links.  The futex
+ * word of a robust mutex is the kernel's robust-futex ABI:
+ *   FUTEX_TID_MASK    the owner's thread id (0 = free)
+ *   FUTEX_OWNER_DIED  set by the kernel when the owner died holding it
+ *   FUTEX_WAITERS     somebody sleeps on it */
+_Static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "glibc mutex");
+_Static_assert(offsetof(pthread_mutex_t, __data.__kind) == 16, "glibc mutex");
 
-/* This thread's kernel id, cached (refreshed in a fork child). */
-pid_t shval__my_tid(void)
+static _Atomic uint32_t *futex_word(pthread_mutex_t *m)
 {
-	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
-	if (tid_cache == 0 || tid_gen != g) {
-		tid_cache = gettid();
-		tid_gen = g;
-	}
-	return tid_cache;
+	return (_Atomic uint32_t *)(void *)&m->__data.__lock;
 }
 
-int shval__lockblk_init(shval__lockblk *lk, bool recursive)
+/* The kind word every shval lock has (ERRORCHECK | ROBUST | PSHARED as
+ * glibc encodes it), read off a mutex initialised like ours. */
+static int expected_kind;
+static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+
+static int mutex_attr_init(pthread_mutex_t *m)
 {
-	(void)recursive; /* recursion is counted in lk->depth (see above) */
 	pthread_mutexattr_t a;
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-	int r = pthread_mutex_init(&lk->mutex, &a);
+	int r = pthread_mutex_init(m, &a);
 	pthread_mutexattr_destroy(&a);
-	lk->depth = 0;
+	return r;
+}
+
+static void kind_init(void)
+{
+	pthread_mutex_t m;
+	mutex_attr_init(&m);
+	expected_kind = m.__data.__kind;
+	pthread_mutex_destroy(&m);
+}
+
+static inline int mutex_kind(void)
+{
+	pthread_once(&kind_once, kind_init);
+	return expected_kind;
+}
+
+int shval__mutex_init(pthread_mutex_t *m)
+{
+	return -mutex_attr_init(m);
+}
+
+bool shval__mutex_kind_ok(pthread_mutex_t *m)
+{
+	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == mutex_kind();
+}
+
+uint32_t shval__mutex_owner(pthread_mutex_t *m)
+{
+	return atomic_load_explicit(futex_word(m), memory_order_relaxed) &
+	       FUTEX_TID_MASK;
+}
+
+/* ---- this thread ---------------------------------------------------------
+ * One small TLS block; the growable arrays live on the heap and are freed
+ * by a thread-exit destructor.  Not initial-exec: the library is also
+ * dlopen()ed (Python), where static TLS space may have run out; on x86-64
+ * the build uses TLS descriptors (-mtls-dialect=gnu2), which make the
+ * access cheap without that model. */
+struct held {
+	uint64_t fid;           /* segment file identity (shval_seg.fid) */
+	uint64_t off;           /* the lock block's offset in the segment */
+	unsigned depth;         /* sections open on it by this thread */
+};
+struct dirty {
+	shval__lockblk *lk;
+	shval_seg *seg;
+	shval__entry *e;
+};
+struct tls {
+	unsigned gen;           /* shval__fork_gen when the lists were valid */
+	unsigned nheld, capheld;
+	struct held *held;
+	size_t ndirty, capdirty;
+	struct dirty *dirty;
+	pid_t tid;
+	unsigned tid_gen;
+};
+static __thread struct tls T;
+
+_Atomic unsigned shval__fork_gen = 1;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p)
+{
+	(void)p;
+	free(T.held);
+	free(T.dirty);
+	T.held = NULL;
+	T.dirty = NULL;
+	T.nheld = T.capheld = 0;
+	T.ndirty = T.capdirty = 0;
+}
+static void tls_key_init(void)
+{
+	pthread_key_create(&tls_key, tls_free);
+}
+
+/* The lists are the parent's in a fork child: the child holds nothing. */
+static inline void tls_fresh(void)
+{
+	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	if (T.gen != g) {
+		T.gen = g;
+		T.nheld = 0;
+		T.ndirty = 0;
+	}
+}
+
+pid_t shval__my_tid(void)
+{
+	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	if (T.tid == 0 || T.tid_gen != g) {
+		T.tid = gettid();
+		T.tid_gen = g;
+	}
+	return T.tid;
+}
+
+static inline uint64_t lock_off(shval *v)
+{
+	return (uint64_t)((unsigned char *)v->lk - v->seg->base);
+}
+
+static struct held *held_find(shval *v)
+{
+	if (T.nheld == 0)
+		return NULL;
+	tls_fresh();
+	uint64_t off = lock_off(v);
+	for (unsigned i = T.nheld; i-- > 0;)
+		if (T.held[i].off == off && T.held[i].fid == v->seg->fid)
+			return &T.held[i];
+	return NULL;
+}
+
+bool shval__lock_held(shval *v)
+{
+	return v->lk && held_find(v) != NULL;
+}
+
+static int held_push(shval *v)
+{
+	tls_fresh();
+	if (T.nheld == T.capheld) {
+		pthread_once(&tls_once, tls_key_init);
+		unsigned n = T.capheld ? T.capheld * 2 : 8;
+		struct held *h = realloc(T.held, n * sizeof *h);
+		if (!h)
+			return -ENOMEM;
+		T.held = h;
+		T.capheld = n;
+		pthread_setspecific(tls_key, &T);
+	}
+	T.held[T.nheld++] = (struct held){ v->seg->fid, lock_off(v), 1 };
+	return 0;
+}
+
+static void held_pop(struct held *h)
+{
+	*h = T.held[--T.nheld];
+}
+
+static bool dirty_has(shval__entry *e)
+{
+	for (size_t i = 0; i < T.ndirty; i++)
+		if (T.dirty[i].e == e)
+			return true;
+	return false;
+}
+
+static bool dirty_add(shval *v)
+{
+	if (T.ndirty == T.capdirty) {
+		pthread_once(&tls_once, tls_key_init);
+		size_t n = T.capdirty ? T.capdirty * 2 : 8;
+		struct dirty *d = realloc(T.dirty, n * sizeof *d);
+		if (!d)
+			return false;
+		T.dirty = d;
+		T.capdirty = n;
+		pthread_setspecific(tls_key, &T);
+	}
+	T.dirty[T.ndirty++] = (struct dirty){ v->lk, v->seg, v->e };
+	return true;
+}
+
+/* ---- owners ---------------------------------------------------------- */
+
+/* The thread group (process) of thread tid: > 0, 0 when it cannot be
+ * told (then the caller assumes alive), -1 when there is no such thread
+ * or it is a zombie. */
+static pid_t tid_process(pid_t tid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH ? -1 : 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 && errno == ESRCH ? -1 : 0;
+	buf[n] = 0;
+	const char *st = strstr(buf, "\nState:\t");
+	if (st && (st[8] == 'Z' || st[8] == 'X'))
+		return -1;
+	const char *tg = strstr(buf, "\nTgid:\t");
+	return tg ? (pid_t)atoi(tg + 7) : 0;
+}
+
+/* Does process pid map the segment file (device and inode)?  true when it
+ * cannot be told. */
+static bool process_maps(pid_t pid, dev_t dev, ino_t ino)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno != ENOENT && errno != ESRCH;
+	char line[4352];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		unsigned maj, min;
+		unsigned long long inode;
+		/* start-end perms offset MAJ:MIN inode path */
+		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3 &&
+		    inode == (unsigned long long)ino && maj == major(dev) &&
+		    min == minor(dev))
+			found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Is the owner named by futex word w stale: not a live thread of a process
+ * that maps this segment?  The caller does not hold the lock (held list).
+ * Doubt counts as alive. */
+static bool owner_stale(shval_seg *seg, uint32_t w)
+{
+	pid_t tid = (pid_t)(w & FUTEX_TID_MASK);
+	if (tid == 0 || (w & FUTEX_OWNER_DIED))
+		return false; /* free, or already marked for recovery */
+	if (tid == shval__my_tid())
+		return true;  /* we do not hold it (held list): not ours */
+	pid_t pid = tid_process(tid);
+	if (pid < 0)
+		return true;
+	if (pid == 0 || pid == getpid())
+		return false; /* unknown, or another thread of this process */
+	return !process_maps(pid, seg->dev, seg->ino);
+}
+
+/* Turn a stale futex word into what the kernel leaves on a death, so that
+ * the next trylock returns EOWNERDEAD.  The compare-and-swap from the exact
+ * word judged stale: a word that changed meanwhile is judged again. */
+static void mark_owner_dead(pthread_mutex_t *m, uint32_t w)
+{
+	uint32_t nw = (w & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+	if (atomic_compare_exchange_strong(futex_word(m), &w, nw))
+		syscall(SYS_futex, futex_word(m), FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid)
+{
+	uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+	if (tid)
+		*tid = (pid_t)(w & FUTEX_TID_MASK);
+	if (w & FUTEX_OWNER_DIED)
+		return true;
+	return owner_stale(seg, w);
+}
+
+/* How long a locker waits before it judges the owner (then again after
+ * every further slice). */
+#define STALE_CHECK_NS 50000000ull /* 50 ms */
+
+static uint64_t rt_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Take mutex m of segment seg.  deadline_rt: SHVAL__BLOCK, SHVAL__TRY, or
+ * an absolute CLOCK_REALTIME time in ns.  The caller does not hold it.
+ * Returns 0, EOWNERDEAD (taken; recovery is the caller's), EBUSY,
+ * ETIMEDOUT, or a negative shval code (damaged lock, message set). */
+int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_rt,
+			 const char *what)
+{
+	if (!shval__mutex_kind_ok(m))
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: %s: the lock's kind word is damaged "
+				    "(0x%x; shval_seg_verify with repair "
+				    "re-initialises it)",
+				    seg->name, what,
+				    (unsigned)__atomic_load_n(&m->__data.__kind,
+							      __ATOMIC_RELAXED));
+	for (;;) {
+		int r = pthread_mutex_trylock(m);
+		if (r == 0 || r == EOWNERDEAD)
+			return r;
+		uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+		if (r == EDEADLK) {
+			/* The word names this thread, which does not hold it
+			 * (held list): a saved or copied word.  Stale. */
+			mark_owner_dead(m, w);
+			continue;
+		}
+		if (r == ENOTRECOVERABLE)
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: %s: the lock is marked "
+					    "not recoverable (damaged; "
+					    "shval_seg_verify with repair "
+					    "re-initialises it)",
+					    seg->name, what);
+		if (r != EBUSY)
+			return shval__failf(seg, -r, "segment %s: %s: %s", seg->name,
+					    what, strerror(r));
+		if (deadline_rt == SHVAL__TRY) {
+			if (owner_stale(seg, w)) {
+				mark_owner_dead(m, w);
+				continue;
+			}
+			return EBUSY;
+		}
+		break;
+	}
+#if defined(__SANITIZE_THREAD__)
+	/* ThreadSanitizer's pthread_mutex_timedlock does not model
+	 * EOWNERDEAD (it then reports our unlock as "unlock of an unlocked
+	 * mutex"); its pthread_mutex_lock does.  TSan builds block plainly. */
+	if (deadline_rt == SHVAL__BLOCK)
+		return pthread_mutex_lock(m);
+#endif
+	/* Wait in slices; after each, judge the owner (a lock word naming a
+	 * thread that is gone or not ours would otherwise block forever:
+	 * robust mutexes recover only from owners that die). */
+	for (;;) {
+		uint64_t now = rt_now();
+		uint64_t until = now + STALE_CHECK_NS;
+		bool last = deadline_rt != SHVAL__BLOCK && deadline_rt <= until;
+		if (last)
+			until = deadline_rt;
+		struct timespec ts = { (time_t)(until / 1000000000ull),
+				       (long)(until % 1000000000ull) };
+		int r = pthread_mutex_timedlock(m, &ts);
+		if (r == EDEADLK) {
+			mark_owner_dead(m, atomic_load(futex_word(m)));
+			continue;
+		}
+		if (r == ENOTRECOVERABLE)
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: %s: the lock is marked "
+					    "not recoverable (damaged)",
+					    seg->name, what);
+		if (r != ETIMEDOUT)
+			return r == 0 || r == EOWNERDEAD || r == EBUSY
+				       ? r
+				       : shval__failf(seg, -r, "segment %s: %s: %s",
+						      seg->name, what, strerror(r));
+		uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+		if (owner_stale(seg, w)) {
+			mark_owner_dead(m, w);
+			continue;
+		}
+		if (last)
+			return ETIMEDOUT;
+	}
+}
+
+/* Re-initialise a lock whose kind word is damaged or which is marked not
+ * recoverable, if nobody live holds it.  Repair only (verify.c). */
+bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m)
+{
+	uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+	bool damaged = !shval__mutex_kind_ok(m) ||
+		       __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) ==
+			       0x7fffffff /* PTHREAD_MUTEX_NOTRECOVERABLE */;
+	if (!damaged)
+		return false;
+	if ((w & FUTEX_TID_MASK) && !(w & FUTEX_OWNER_DIED) && !owner_stale(seg, w))
+		return false; /* a live owner: leave it */
+	memset(m, 0, sizeof *m);
+	mutex_attr_init(m);
+	/* The lock was not cleanly released: its values may be mid-change;
+	 * the next locker rolls them back. */
+	atomic_store_explicit(futex_word(m), FUTEX_OWNER_DIED, memory_order_release);
+	return true;
+}
+
+/* ---- sections ---------------------------------------------------------- */
+
+int shval__lockblk_init(shval__lockblk *lk)
+{
+	int r = shval__mutex_init(&lk->mutex);
+	lk->reserved = 0;
 	atomic_store_explicit(&lk->committing, 0, memory_order_relaxed);
-	return -r;
+	return r;
 }
 
 int shval__check(shval *v)
@@ -79,16 +509,42 @@ int shval__check(shval *v)
 	return 0;
 }
 
-static bool held_by_me(shval *v)
+/* Commit the version of an entry whose section is over (holder only). */
+static inline void version_commit(shval__entry *e)
 {
-	/* relaxed: only the owner itself can make this true (glibc stores
-	 * the owner's tid after taking the mutex). */
-	return __atomic_load_n(&v->lk->mutex.__data.__owner, __ATOMIC_RELAXED) ==
-	       shval__my_tid();
+	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+	/* release: publishes the data; pairs with the reader's acquire loads
+	 * (tag-seqlock). */
+	atomic_store_explicit(&e->version,
+			      (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE,
+			      memory_order_release);
 }
 
-/* Roll one entry back to its last committed state if a dead owner left it
- * mid-change.  Every bound is re-checked: the entry is in shared memory. */
+/* Roll one entry back to its last committed state (or forward) if it was
+ * left mid-change.  Called by the lock holder.  Every bound is re-checked:
+ * the entry is in shared memory. */
+static void rollback(shval_seg *seg, shval__entry *e, bool forward)
+{
+	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+	if (!(ver & SHVAL__V_WRITING))
+		return;
+	if (!forward) {
+		uint64_t size = 0;
+		uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
+		uint64_t undo_rel = 0;
+		if (shval__entry_type(seg, e, &size) && size <= SHVAL__UNDO_MAX &&
+		    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <= bytes &&
+		    e->data_rel + size <= bytes) {
+			unsigned char *b = (unsigned char *)e;
+			memcpy(b + e->data_rel, b + undo_rel, size);
+		} else {
+			e->flags |= SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
+		}
+	}
+	version_commit(e);
+	shval__wake_after_commit(seg, e);
+}
+
 struct recover_arg {
 	uint64_t lock_off;
 	bool forward; /* the dead owner was committing: keep its data */
@@ -97,146 +553,30 @@ struct recover_arg {
 static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 {
 	struct recover_arg *ra = arg;
-	if (e->kind == SHVAL_KIND_LOCK || e->lock_off != ra->lock_off)
-		return 0;
-	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	if (!(ver & SHVAL__V_WRITING))
-		return 0;
-	if (ra->forward) {
-		shval__version_bump(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-		shval__seg_notify(seg);
-		return 0;
-	}
-	uint64_t size = 0;
-	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
-	uint64_t undo_rel = 0;
-	if (shval__entry_type(seg, e, &size) && size <= SHVAL__UNDO_MAX &&
-	    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <= bytes) {
-		unsigned char *b = (unsigned char *)e;
-		memcpy(b + e->data_rel, b + undo_rel, size);
-	} else {
-		e->flags |= SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
-	}
-	shval__version_bump(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-	shval__seg_notify(seg);
+	if (e->kind != SHVAL_KIND_LOCK && e->lock_off == ra->lock_off)
+		rollback(seg, e, ra->forward);
 	return 0;
 }
 
-/* Called with the mutex just taken after EOWNERDEAD: roll back every value
- * the dead owner was changing under this lock. */
+/* With the mutex just taken after EOWNERDEAD: put every value the dead
+ * owner was changing under this lock back to a committed state. */
 static void recover(shval *v)
 {
 	struct recover_arg ra = {
 		v->e->lock_off,
 		atomic_load_explicit(&v->lk->committing, memory_order_acquire) != 0
 	};
-	uint64_t end = v->off + (uint64_t)v->e->nlines * SHVAL__LINE;
-	bool own = v->kind != SHVAL_KIND_LOCK && ra.lock_off >= v->off &&
-		   ra.lock_off < end;
-	if (own)
-		recover_entry(v->seg, v->e, &ra);
+	if (v->own_lock)
+		rollback(v->seg, v->e, ra.forward);
 	else
 		shval__dir_foreach(v->seg, recover_entry, &ra);
 	atomic_store_explicit(&v->lk->committing, 0, memory_order_release);
-	__atomic_store_n(&v->lk->depth, 0, __ATOMIC_RELAXED);
 	pthread_mutex_consistent(&v->lk->mutex);
 }
 
-/* Entries this thread changed in its open sections, committed when the
- * outermost section of their lock ends (a shared lock guards several). */
-struct dirty_ent {
-	shval__lockblk *lk;
-	shval_seg *seg;
-	shval__entry *e;
-};
-static __thread struct dirty_ent *dirty;
-static __thread size_t ndirty, capdirty;
-static pthread_key_t dirty_key;
-static pthread_once_t dirty_once = PTHREAD_ONCE_INIT;
-
-/* Frees a thread's list when the thread exits. */
-static void dirty_free(void *p)
-{
-	free(p);
-}
-static void dirty_key_init(void)
-{
-	pthread_key_create(&dirty_key, dirty_free);
-}
-
-static bool dirty_add(shval *v)
-{
-	if (ndirty == capdirty) {
-		pthread_once(&dirty_once, dirty_key_init);
-		size_t n = capdirty ? capdirty * 2 : 8;
-		struct dirty_ent *d = realloc(dirty, n * sizeof *d);
-		if (!d)
-			return false;
-		dirty = d;
-		capdirty = n;
-		pthread_setspecific(dirty_key, d);
-	}
-	dirty[ndirty++] = (struct dirty_ent){ v->lk, v->seg, v->e };
-	return true;
-}
-
-bool shval__lock_owner_dead(pthread_mutex_t *m, pid_t *tid)
-{
-	unsigned word = (unsigned)__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
-	pid_t t = (pid_t)(word & 0x3fffffff); /* FUTEX_TID_MASK */
-	if (tid)
-		*tid = t;
-	/* On the owner's death the kernel clears the TID and sets
-	 * FUTEX_OWNER_DIED (it walks the dead thread's robust list). */
-	if (word & 0x40000000u)
-		return true;
-	if (t == 0)
-		return false;
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d", (int)t);
-	return access(path, F_OK) != 0 && errno == ENOENT;
-}
-
-int shval__mutex_lock(pthread_mutex_t *m, const struct timespec *abs)
-{
-#if defined(__SANITIZE_THREAD__)
-	/* ThreadSanitizer's pthread_mutex_timedlock does not model
-	 * EOWNERDEAD (it then reports our unlock as "unlock of an unlocked
-	 * mutex"); its pthread_mutex_lock does.  TSan builds block plainly. */
-	if (!abs)
-		return pthread_mutex_lock(m);
-#endif
-	int r0 = pthread_mutex_trylock(m); /* uncontended: no clock, no wait */
-	if (r0 != EBUSY)
-		return r0;
-	/* Wait in one-second slices: a lock word naming a thread that does
-	 * not exist (a damaged or foreign segment: robust mutexes only
-	 * recover from owners that die) would otherwise block forever. */
-	for (;;) {
-		struct timespec now, slice;
-		clock_gettime(CLOCK_REALTIME, &now);
-		slice = now;
-		slice.tv_sec += 1;
-		bool last = abs && (abs->tv_sec < slice.tv_sec ||
-				    (abs->tv_sec == slice.tv_sec &&
-				     abs->tv_nsec <= slice.tv_nsec));
-		int r = pthread_mutex_timedlock(m, last ? abs : &slice);
-		if (r != ETIMEDOUT || last)
-			return r;
-		unsigned w1 = (unsigned)__atomic_load_n(&m->__data.__lock,
-							__ATOMIC_RELAXED);
-		pid_t tid;
-		if (shval__lock_owner_dead(m, &tid) && !(w1 & 0x40000000u) &&
-		    w1 == (unsigned)__atomic_load_n(&m->__data.__lock,
-						    __ATOMIC_RELAXED))
-			return ENOTRECOVERABLE; /* owner never existed */
-	}
-}
-
-/* Take the lock for a section: 0, SHVAL_EOWNERDEAD (lock taken, state
- * rolled back), -ETIMEDOUT/-EBUSY, or another error. deadline: 0 = block,
- * 1 = try, else CLOCK_REALTIME ns. */
-static int sec_take(shval *v, uint64_t deadline_rt)
+/* Take the lock for a section: 0, SHVAL_EOWNERDEAD (taken, state
+ * recovered), -ETIMEDOUT/-EBUSY, or another error. */
+static int sec_take(shval *v, uint64_t deadline_rt, bool user)
 {
 	int r = shval__check(v);
 	if (r)
@@ -248,46 +588,53 @@ static int sec_take(shval *v, uint64_t deadline_rt)
 		return shval__failf(v->seg, SHVAL_ERDONLY,
 				    "segment %s was opened read-only",
 				    v->seg->name);
-	if (held_by_me(v)) {
-		__atomic_store_n(&v->lk->depth, v->lk->depth + 1, __ATOMIC_RELAXED);
+	struct held *h = held_find(v);
+	if (h) {
+		if (user && v->mode == SHVAL_LOCK)
+			return deadline_rt == SHVAL__TRY
+				       ? -EBUSY
+				       : shval__failf(v->seg, SHVAL_EMISUSE,
+						      "lock already held by this "
+						      "thread (SHVAL_LOCK is not "
+						      "recursive)");
+		h->depth++;
 		return 0;
 	}
-	if (deadline_rt == 0)
-		r = shval__mutex_lock(&v->lk->mutex, NULL);
-	else if (deadline_rt == 1)
-		r = pthread_mutex_trylock(&v->lk->mutex);
-	else {
-		struct timespec ts = { (time_t)(deadline_rt / 1000000000ull),
-				       (long)(deadline_rt % 1000000000ull) };
-		r = shval__mutex_lock(&v->lk->mutex, &ts);
+	r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt, "value lock");
+	if (r == EBUSY || r == ETIMEDOUT)
+		return -r;
+	if (r < 0)
+		return r;
+	if (held_push(v) != 0) {
+		if (r == EOWNERDEAD)
+			recover(v);
+		pthread_mutex_unlock(&v->lk->mutex);
+		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	}
 	if (r == EOWNERDEAD) {
 		recover(v);
-		__atomic_store_n(&v->lk->depth, 1, __ATOMIC_RELAXED);
-		return SHVAL_EOWNERDEAD;
+		r = SHVAL_EOWNERDEAD;
+	} else if (v->own_lock &&
+		   (atomic_load_explicit(&v->e->version, memory_order_relaxed) &
+		    SHVAL__V_WRITING)) {
+		/* Stuck WRITING with the lock free: left by a damaged image
+		 * or a stale owner.  Same as a death. */
+		rollback(v->seg, v->e, false);
+		r = SHVAL_EOWNERDEAD;
 	}
-	if (r == EBUSY || r == ETIMEDOUT)
-		return -r;
-	if (r)
-		return shval__failf(v->seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
-				    "lock: %s%s", strerror(r),
-				    r == ENOTRECOVERABLE
-					    ? " (the lock word names a thread that does "
-					      "not exist: damaged segment?)"
-					    : "");
-	__atomic_store_n(&v->lk->depth, 1, __ATOMIC_RELAXED);
 	/* A value removed while we waited for its lock. */
-	if ((r = shval__check(v)) != 0) {
-		__atomic_store_n(&v->lk->depth, 0, __ATOMIC_RELAXED);
+	int c = shval__check(v);
+	if (c) {
+		held_pop(held_find(v));
 		pthread_mutex_unlock(&v->lk->mutex);
-		return r;
+		return c;
 	}
-	return 0;
+	return r;
 }
 
 int shval__sec_begin(shval *v)
 {
-	int r = sec_take(v, 0);
+	int r = sec_take(v, SHVAL__BLOCK, false);
 	/* Library calls recover silently: the rollback is done and the call
 	 * goes on; only shval_lock() reports the owner's death. */
 	return r == SHVAL_EOWNERDEAD ? 0 : r;
@@ -297,82 +644,101 @@ void shval__sec_dirty(shval *v)
 {
 	shval__entry *e = v->e;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	if (ver & SHVAL__V_WRITING)
-		return;
-	if (!dirty_add(v))
-		return; /* no memory: committed at this value's section end */
+	if (v->own_lock) {
+		/* WRITING set means this section set it: a stuck bit was
+		 * rolled back when the lock was taken. */
+		if (ver & SHVAL__V_WRITING)
+			return;
+	} else {
+		if (dirty_has(e))
+			return;
+		if (ver & SHVAL__V_WRITING) {
+			/* Stuck WRITING under a shared lock (not ours). */
+			rollback(v->seg, e, false);
+			ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+		}
+		if (!dirty_add(v)) {
+			/* No memory to remember it: commit it at once (this
+			 * change is then not all-or-nothing with the others). */
+			ver = (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE;
+			atomic_store_explicit(&e->version, ver, memory_order_release);
+			return;
+		}
+	}
 	if (v->undo)
 		memcpy(v->undo, v->data, v->size);
 	/* tag-seqlock: release orders the undo copy before the bit; the
 	 * release fence orders the bit before the data changes that follow
-	 * (smp_wmb: readers that see changed data then see WRITING or a new
-	 * version). */
-	atomic_fetch_add_explicit(&e->version, SHVAL__V_WRITING,
-				  memory_order_release);
+	 * (smp_wmb: a reader that sees changed data then sees WRITING or a
+	 * new version). */
+	atomic_store_explicit(&e->version, ver | SHVAL__V_WRITING,
+			      memory_order_release);
 	atomic_thread_fence(memory_order_release);
 }
 
 void shval__sec_end(shval *v)
 {
-	if (__atomic_sub_fetch(&v->lk->depth, 1, __ATOMIC_RELAXED) > 0)
+	struct held *h = held_find(v);
+	if (!h)
+		return; /* not ours (a caller bug caught by shval_unlock) */
+	if (--h->depth > 0)
 		return;
-	/* tag-seqlock: commit every entry changed under this lock.  All data
-	 * is final now; 'committing' tells a recovering owner to roll these
-	 * forward if we die half-way, so a multi-value section under a shared
-	 * lock commits all or nothing. */
+	held_pop(h);
+	if (v->own_lock) {
+		bool changed = atomic_load_explicit(&v->e->version,
+						    memory_order_relaxed) &
+			       SHVAL__V_WRITING;
+		if (changed)
+			version_commit(v->e);
+		pthread_mutex_unlock(&v->lk->mutex);
+		if (changed)
+			shval__wake_after_commit(v->seg, v->e);
+		return;
+	}
+	/* A shared lock: commit every entry changed under it.  All data is
+	 * final now; 'committing' tells a recovering owner to roll these
+	 * forward if we die half-way (all or nothing).  One entry commits
+	 * with one store: no flag needed.  Relaxed: a new owner sees it
+	 * through the robust mutex's hand-over. */
 	size_t mine = 0;
-	for (size_t i = 0; i < ndirty && mine < 2; i++)
-		mine += dirty[i].lk == v->lk;
-	/* One entry commits with one atomic add: no flag needed.  Relaxed:
-	 * a new owner sees it through the robust mutex's hand-over (the
-	 * kernel and the mutex acquire order everything we stored). */
-	bool any = mine > 1;
-	if (any)
+	for (size_t i = 0; i < T.ndirty && mine < 2; i++)
+		mine += T.dirty[i].lk == v->lk;
+	if (mine > 1)
 		atomic_store_explicit(&v->lk->committing, 1, memory_order_relaxed);
-	for (size_t i = 0; i < ndirty;) {
-		if (dirty[i].lk != v->lk) {
+	for (size_t i = 0; i < T.ndirty; i++)
+		if (T.dirty[i].lk == v->lk)
+			version_commit(T.dirty[i].e);
+	if (mine > 1)
+		atomic_store_explicit(&v->lk->committing, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&v->lk->mutex);
+	for (size_t i = 0; i < T.ndirty;) {
+		if (T.dirty[i].lk != v->lk) {
 			i++;
 			continue;
 		}
-		shval__entry *e = dirty[i].e;
-		if (atomic_load_explicit(&e->version, memory_order_relaxed) &
-		    SHVAL__V_WRITING) {
-			shval__version_bump(&e->version, SHVAL__V_ONE - SHVAL__V_WRITING);
-			shval__seg_notify(dirty[i].seg);
-		}
-		dirty[i] = dirty[--ndirty];
+		shval__wake_after_commit(T.dirty[i].seg, T.dirty[i].e);
+		T.dirty[i] = T.dirty[--T.ndirty];
 	}
-	if (any)
-		atomic_store_explicit(&v->lk->committing, 0, memory_order_relaxed);
-	pthread_mutex_unlock(&v->lk->mutex);
 }
 
 static uint64_t rt_deadline(int64_t timeout_ns)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	return now + (uint64_t)(timeout_ns > 0 ? timeout_ns : 0) + 2;
+	uint64_t d = rt_now() + (uint64_t)(timeout_ns > 0 ? timeout_ns : 0);
+	return d < SHVAL__TRY + 1 ? SHVAL__TRY + 1 : d;
 }
 
 SHVAL_API int shval_lock(shval *v)
 {
 	if (!v)
 		return -EINVAL;
-	if (v->lk && v->mode == SHVAL_LOCK && held_by_me(v))
-		return shval__failf(v->seg, SHVAL_EMISUSE,
-				    "lock already held by this thread (SHVAL_LOCK "
-				    "is not recursive)");
-	return sec_take(v, 0);
+	return sec_take(v, SHVAL__BLOCK, true);
 }
 
 SHVAL_API int shval_trylock(shval *v)
 {
 	if (!v)
 		return -EINVAL;
-	if (v->lk && v->mode == SHVAL_LOCK && held_by_me(v))
-		return -EBUSY;
-	return sec_take(v, 1);
+	return sec_take(v, SHVAL__TRY, true);
 }
 
 SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
@@ -381,10 +747,7 @@ SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
 		return -EINVAL;
 	if (timeout_ns < 0)
 		return shval_lock(v);
-	if (v->lk && v->mode == SHVAL_LOCK && held_by_me(v))
-		return shval__failf(v->seg, SHVAL_EMISUSE,
-				    "lock already held by this thread");
-	return sec_take(v, rt_deadline(timeout_ns));
+	return sec_take(v, rt_deadline(timeout_ns), true);
 }
 
 SHVAL_API int shval_unlock(shval *v)
@@ -394,7 +757,7 @@ SHVAL_API int shval_unlock(shval *v)
 	if (!v->lk)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "value has no lock (raw or atomic mode)");
-	if (!held_by_me(v) || v->lk->depth == 0)
+	if (!held_find(v))
 		return shval__failf(v->seg, SHVAL_ENOTOWNER,
 				    "unlock of a lock this thread does not hold");
 	shval__sec_end(v);
@@ -405,7 +768,7 @@ SHVAL_API void *shval_data(shval *v)
 {
 	if (!v || shval__check(v) != 0)
 		return NULL;
-	if (v->lk && held_by_me(v) && !(v->seg->flags & SHVAL_RDONLY))
+	if (v->lk && !(v->seg->flags & SHVAL_RDONLY) && held_find(v))
 		shval__sec_dirty(v); /* the caller may change it in place */
 	return v->data;
 }

@@ -221,17 +221,22 @@ int shval__seg_lock(shval_seg *seg)
 		return shval__failf(seg, SHVAL_ERDONLY,
 				    "segment %s was opened read-only",
 				    seg->name);
-	int r = shval__mutex_lock(&seg->hdr->lock, NULL);
+	int r = shval__mutex_acquire(seg, &seg->hdr->lock, SHVAL__BLOCK,
+				     "segment lock");
+	if (r == SHVAL_ECORRUPT && shval__lock_reinit(seg, &seg->hdr->lock)) {
+		/* A damaged segment lock nobody live holds: re-initialised
+		 * (marked as after a death), so that the recovery below
+		 * re-derives what it guards.  Value locks are left to
+		 * shval_seg_verify's repair instead: their data matters. */
+		r = shval__mutex_acquire(seg, &seg->hdr->lock, SHVAL__BLOCK,
+					 "segment lock");
+	}
 	if (r == EOWNERDEAD) {
 		shval__seg_recount(seg);
 		pthread_mutex_consistent(&seg->hdr->lock);
 		return 0;
 	}
-	if (r != 0)
-		return shval__failf(seg, r == ENOTRECOVERABLE ? SHVAL_ECORRUPT : -r,
-				    "segment %s: cannot take the segment lock: %s",
-				    seg->name, strerror(r));
-	return 0;
+	return r;
 }
 
 void shval__seg_unlock(shval_seg *seg)
@@ -520,6 +525,13 @@ static int seg_map(shval_seg *seg, uint64_t max, uint64_t fsize)
 	seg->base = p;
 	seg->map_len = max;
 	seg->hdr = p;
+	struct stat st;
+	if (fstat(seg->fd, &st) == 0) {
+		seg->dev = st.st_dev;
+		seg->ino = st.st_ino;
+		seg->fid = (uint64_t)st.st_ino * 0x9e3779b97f4a7c15ull ^
+			   (uint64_t)st.st_dev;
+	}
 	atomic_store(&seg->valid, fsize < max ? fsize : max);
 	return 0;
 }
@@ -550,15 +562,9 @@ static int seg_init(shval_seg *seg, uint64_t initial, uint64_t max,
 	atomic_store_explicit(&h->size, initial, memory_order_relaxed);
 	h->brk = sizeof(shval__hdr);
 	h->next_serial = 1;
-	pthread_mutexattr_t a;
-	pthread_mutexattr_init(&a);
-	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-	r = pthread_mutex_init(&h->lock, &a);
-	pthread_mutexattr_destroy(&a);
+	r = shval__mutex_init(&h->lock);
 	if (r)
-		return shval__failf(NULL, -r, "pthread_mutex_init: %s", strerror(r));
+		return shval__failf(NULL, r, "pthread_mutex_init: %s", strerror(-r));
 	/* The first directory table: 16 slots, one line of header. */
 	uint64_t toff;
 	r = shval__alloc(seg, shval__table_lines(16), &toff);

@@ -129,6 +129,7 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 			bad = "lock outside the segment";
 		else
 			v->lk = shval__at(seg, lo);
+		v->own_lock = lo >= off && lo + sizeof(shval__lockblk) <= off + bytes;
 		uint64_t undo_rel = shval__undo_rel(e->data_rel, v->size);
 		if (!bad && v->size <= SHVAL__UNDO_MAX) {
 			if (undo_rel + v->size > bytes)
@@ -236,6 +237,51 @@ seq_copy(void *dst, const void *src, size_t n)
 #define seq_copy memcpy
 #endif
 
+/* How long a reader of a value without an undo copy (over SHVAL__UNDO_MAX
+ * bytes) waits for a section in progress before it gives up. */
+#define BIG_READ_WAIT_NS 2000000000ll
+
+/* A reader met WRITING on a value without an undo copy.  Sleep until the
+ * version moves (bounded), recovering a stuck or dead writer's section.
+ * 0 to retry the read; 1 to read the data as it is (read-only mapping,
+ * writer gone: every element is whole); or an error. */
+static int wait_for_writer(shval *v, uint64_t v1, int64_t deadline)
+{
+	shval__entry *e = v->e;
+	uint32_t owner = shval__mutex_owner(&v->lk->mutex);
+	if (owner == 0 || shval__lock_stale(v->seg, &v->lk->mutex, NULL)) {
+		/* WRITING with no live holder: the writer died (or the image
+		 * was saved mid-section).  Writable: take and release the
+		 * lock, which rolls the section back (flagged PARTIAL).
+		 * Read-only: read the elements as they are. */
+		if (v->seg->flags & SHVAL_RDONLY)
+			return 1;
+		int r = shval_trylock(v);
+		if (r == 0 || r == SHVAL_EOWNERDEAD)
+			shval_unlock(v);
+		else if (r != -EBUSY)
+			return r;
+		return shval__check(v);
+	}
+	int64_t now = (int64_t)shval__now_ns();
+	if (now >= deadline)
+		return shval__failf(v->seg, -ETIMEDOUT,
+				    "segment %s: value %.*s: thread %u has been "
+				    "changing it for over %lld ms (stopped?); a "
+				    "value over %u bytes has no undo copy, so "
+				    "readers wait for its writer",
+				    v->seg->name, (int)e->name_len, e->name,
+				    (unsigned)owner, BIG_READ_WAIT_NS / 1000000,
+				    SHVAL__UNDO_MAX);
+	int64_t until = now + 10 * 1000000; /* re-judge the owner every 10 ms */
+	if (!(v->seg->flags & SHVAL_RDONLY))
+		atomic_fetch_or_explicit(&e->waiters, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&e->version, memory_order_seq_cst) == v1)
+		shval__futex_wait(&e->version, (uint32_t)v1,
+				  until < deadline ? until : deadline);
+	return shval__check(v);
+}
+
 /* Copy n bytes at offset off of the value's committed state into buf. */
 static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 {
@@ -256,60 +302,32 @@ static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 		return shval__check(v);
 	}
 	/* A thread inside its own section reads its own changes. */
-	if (__atomic_load_n(&v->lk->depth, __ATOMIC_RELAXED) &&
-	    __atomic_load_n(&v->lk->mutex.__data.__owner, __ATOMIC_RELAXED) ==
-		    shval__my_tid()) {
+	if (shval__lock_held(v)) {
 		memcpy(buf, v->data + off, n);
-		return 0;
+		return shval__check(v);
 	}
+	int64_t deadline = 0;
 	for (unsigned spins = 0;; spins++) {
-		/* tag-seqlock: acquire pairs with the release commit in
-		 * shval__sec_end(). */
+		/* tag-seqlock: acquire pairs with the release stores of the
+		 * lock holder (lock.c). */
 		uint64_t v1 = atomic_load_explicit(&e->version, memory_order_acquire);
 		const unsigned char *src = v->data;
 		if (v1 & SHVAL__V_WRITING) {
 			if (v->undo) {
+				/* The last committed state; it does not change
+				 * while WRITING is set. */
 				src = v->undo;
+			} else if (spins < 100) {
+				continue;
 			} else {
-				/* No undo copy: wait for the section to end. */
-				if (spins < 100)
-					continue;
-				if (spins % 64 == 0 &&
-				    shval__lock_owner_dead(&v->lk->mutex, NULL)) {
-					/* The writer died mid-update.  Writable:
-					 * take and release the lock, which
-					 * recovers the value (flagged PARTIAL).
-					 * Read-only: the elements are whole;
-					 * read them as they are. */
-					if (!(v->seg->flags & SHVAL_RDONLY)) {
-						int r = shval_trylock(v);
-						if (r == 0 || r == SHVAL_EOWNERDEAD)
-							shval_unlock(v);
-						continue;
-					}
+				if (!deadline)
+					deadline = (int64_t)shval__now_ns() +
+						   BIG_READ_WAIT_NS;
+				int r = wait_for_writer(v, v1, deadline);
+				if (r == 1) {
 					seq_copy(buf, v->data + off, n);
 					return shval__check(v);
 				}
-				if (v->seg->flags & SHVAL_RDONLY) {
-					/* A read-only mapping cannot flag itself
-					 * as a waiter: sleep 1 ms at a time. */
-					shval__futex_wait(&e->version, (uint32_t)v1,
-							  (int64_t)shval__now_ns() +
-								  1000000);
-					int r = shval__check(v);
-					if (r)
-						return r;
-					continue;
-				}
-				uint64_t w = atomic_fetch_or_explicit(
-					&e->version, SHVAL__V_WAITERS,
-					memory_order_seq_cst);
-				if (w & SHVAL__V_WRITING)
-					shval__futex_wait(&e->version,
-							  (uint32_t)(w | SHVAL__V_WAITERS),
-							  (int64_t)shval__now_ns() +
-								  10 * 1000000);
-				int r = shval__check(v);
 				if (r)
 					return r;
 				continue;
@@ -318,29 +336,22 @@ static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 		seq_copy(buf, src + off, n);
 		atomic_thread_fence(memory_order_acquire);
 		uint64_t v2 = atomic_load_explicit(&e->version, memory_order_relaxed);
-		if ((v1 | SHVAL__V_WAITERS) == (v2 | SHVAL__V_WAITERS))
+		if (v1 == v2)
 			break;
-		if (spins > 1000000)
-			return shval__check(v);
 	}
 	return shval__check(v);
 }
 
-/* Notify after a raw write (the API's writes move the version). */
+/* After an unlocked change through the API: raw values move their version
+ * (so that shval_wait works); atomic values wake waiters if any. */
 static void raw_commit(shval *v)
 {
-	shval__version_bump(&v->e->version, SHVAL__V_ONE);
-	shval__seg_notify(v->seg);
+	shval__wake_after_change(v->seg, v->e, true);
 }
 
-/* After an atomic change: wake value waiters and segment watchers, if any.
- * seq_cst loads: Dekker pair with the waiter's fetch_or (tag-waiters). */
 static void atomic_commit(shval *v)
 {
-	if (atomic_load_explicit(&v->e->version, memory_order_seq_cst) &
-	    SHVAL__V_WAITERS)
-		shval__version_bump(&v->e->version, SHVAL__V_ONE);
-	shval__seg_notify(v->seg);
+	shval__wake_after_change(v->seg, v->e, false);
 }
 
 static int writable(shval *v)

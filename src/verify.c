@@ -45,6 +45,62 @@ static void problem(struct vctx *c, int code, const shval__entry *e,
 		c->report(&p, c->arg);
 }
 
+/* Take and release a value's lock through a handle: the lock path rolls
+ * back a dead or stale owner's section and a stuck WRITING bit.  true if
+ * the value's lock was taken. */
+static bool relock(shval_seg *seg, uint64_t off)
+{
+	shval *v;
+	if (shval__handle_make(seg, off, &v) != 0)
+		return false;
+	int r = shval_trylock(v);
+	bool ok = r == 0 || r == SHVAL_EOWNERDEAD;
+	if (ok) {
+		if (v->kind != SHVAL_KIND_LOCK &&
+		    (atomic_load(&v->e->version) & SHVAL__V_WRITING))
+			shval_data(v); /* a shared lock's stuck bit: roll back */
+		shval_unlock(v);
+	}
+	shval_close(v);
+	return ok;
+}
+
+/* A value's (or lock entry's) lock: damaged, held by a dead or stale
+ * owner, or WRITING left set with the lock free. */
+static void check_lock(struct vctx *c, shval__entry *e, uint64_t off,
+		       shval__lockblk *lk)
+{
+	shval_seg *seg = c->seg;
+	bool repair = c->flags & SHVAL_VERIFY_REPAIR;
+	pid_t tid;
+	if (!shval__mutex_kind_ok(&lk->mutex) ||
+	    lk->mutex.__data.__owner == 0x7fffffff) {
+		bool fixed = repair && shval__lock_reinit(seg, &lk->mutex) &&
+			     relock(seg, off);
+		problem(c, SHVAL_ECORRUPT, e, off, fixed,
+			"lock word damaged (kind 0x%x)%s",
+			(unsigned)lk->mutex.__data.__kind,
+			fixed ? ": re-initialised, value rolled back" : "");
+		return;
+	}
+	if (shval__lock_stale(seg, &lk->mutex, &tid)) {
+		bool fixed = repair && relock(seg, off);
+		problem(c, SHVAL_EOWNERDEAD, e, off, fixed,
+			"lock held by a dead or foreign thread (%d)%s", (int)tid,
+			fixed ? ": taken, value rolled back" : "");
+		return;
+	}
+	if (e->kind != SHVAL_KIND_LOCK &&
+	    (atomic_load(&e->version) & SHVAL__V_WRITING) &&
+	    shval__mutex_owner(&lk->mutex) == 0 &&
+	    (atomic_load(&e->version) & SHVAL__V_WRITING)) {
+		bool fixed = repair && relock(seg, off);
+		problem(c, SHVAL_ECORRUPT, e, off, fixed,
+			"write-in-progress bit set while the lock is free%s",
+			fixed ? ": value rolled back" : "");
+	}
+}
+
 static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 {
 	shval_seg *seg = c->seg;
@@ -94,24 +150,7 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 			return;
 		}
 		shval__lockblk *lk = shval__at(seg, lo);
-		pid_t tid;
-		if (shval__lock_owner_dead(&lk->mutex, &tid)) {
-			bool fixed = false;
-			if (c->flags & SHVAL_VERIFY_REPAIR) {
-				shval *v;
-				if (shval__handle_make(seg, off, &v) == 0) {
-					int r = shval_trylock(v);
-					if (r == SHVAL_EOWNERDEAD || r == 0) {
-						shval_unlock(v);
-						fixed = r == SHVAL_EOWNERDEAD;
-					}
-					shval_close(v);
-				}
-			}
-			problem(c, SHVAL_EOWNERDEAD, e, off, fixed,
-				"lock held by a dead thread (%d)%s", (int)tid,
-				fixed ? ": taken, value rolled back" : "");
-		}
+		check_lock(c, e, off, lk);
 	}
 	if (e->flags & SHVAL__EF_PARTIAL) {
 		/* Reported, but not damage: every element is whole. */
@@ -168,14 +207,25 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			(unsigned long long)size, (unsigned long long)h->brk,
 			(unsigned long long)seg->map_len);
 	pid_t tid;
-	if (shval__lock_owner_dead(&h->lock, &tid)) {
+	if (!shval__mutex_kind_ok(&h->lock) || h->lock.__data.__owner == 0x7fffffff) {
+		bool fixed = (flags & SHVAL_VERIFY_REPAIR) &&
+			     shval__lock_reinit(seg, &h->lock) &&
+			     shval__seg_lock(seg) == 0;
+		if (fixed)
+			shval__seg_unlock(seg); /* recovery ran in seg_lock */
+		problem(&c, SHVAL_ECORRUPT, NULL, 128, fixed,
+			"segment lock word damaged (kind 0x%x)%s",
+			(unsigned)h->lock.__data.__kind,
+			fixed ? ": re-initialised" : "");
+	} else if (shval__lock_stale(seg, &h->lock, &tid)) {
 		bool fixed = false;
 		if ((flags & SHVAL_VERIFY_REPAIR) && shval__seg_lock(seg) == 0) {
 			shval__seg_unlock(seg); /* recovery ran in seg_lock */
 			fixed = true;
 		}
 		problem(&c, SHVAL_EOWNERDEAD, NULL, 128, fixed,
-			"segment lock held by a dead thread (%d)", (int)tid);
+			"segment lock held by a dead or foreign thread (%d)",
+			(int)tid);
 	}
 	if (flags & (SHVAL_VERIFY_DEEP | SHVAL_VERIFY_REPAIR)) {
 		uint64_t toff = atomic_load(&h->table_off);

@@ -475,7 +475,7 @@ EOF
 		'[.segments[] | select(.name == "'"$SEG"'" and .dead >= 1)] | length == 1' ls --json
 	run "$BIN" check "$SEG"
 	[ "$RC" -eq 1 ] && grep -q "^warning: process [0-9]* died while attached" "$OUT" &&
-		grep -q "^error: value held: lock held by a dead thread" "$OUT" &&
+		grep -q "^error: value held: lock held by a dead or foreign thread" "$OUT" &&
 		ok "check reports the dead process and its lock, leaves the lock alone" ||
 		bad "check reports the dead process and its lock, leaves the lock alone" "status $RC" "$(cat "$OUT" "$ERR")"
 	t_ok "check did not touch the value" "42" get "$SEG" held

@@ -1540,7 +1540,7 @@ TEST(damaged_header_and_directory)
 		{ "magic zero", 0, 0, 8, 0, OP_OPEN, SHVAL_ECORRUPT },
 		{ "magic other byte order", 0, 0, 8, SHVAL__MAGIC_SWAPPED, OP_OPEN,
 		  SHVAL_EVERSION },
-		{ "format major 2", 0, 8, 2, 2, OP_OPEN, SHVAL_EVERSION },
+		{ "format major + 1", 0, 8, 2, SHVAL__FORMAT_MAJOR + 1, OP_OPEN, SHVAL_EVERSION },
 		{ "format major 0", 0, 8, 2, 0, OP_OPEN, SHVAL_EVERSION },
 		{ "header size", 0, 12, 4, 4096, OP_OPEN, SHVAL_EVERSION },
 		{ "layout signature", 0, 16, 8, SHVAL__LAYOUT_SIG ^ 1, OP_OPEN,
