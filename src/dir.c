@@ -684,7 +684,7 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 	if (held) {
 		/* Release the lock of the removed block: its waiters wake, see
 		 * the value gone (shval__check after locking) and let go. */
-		shval__sec_end(held);
+		shval_unlock(held);
 		shval_close(held);
 	}
 	return r;

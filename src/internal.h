@@ -73,8 +73,11 @@ struct shval {
 	                               for lock handles (type_owned) */
 	bool type_owned;
 	bool needs_check;           /* type has bool or string bytes */
-	bool fast_add;              /* 8-byte integer atomic, writable */
+	bool int64;                 /* an 8-byte integer scalar (q l n Q L N) */
+	bool fast_add;              /* int64, atomic, writable */
 	bool own_lock;              /* lk is in the value's own entry */
+	bool fast_sec;              /* own lock, writable: section.h's fast
+	                               path applies */
 	unsigned mode;              /* SHVAL_RLOCK .. SHVAL_ATOMIC */
 	unsigned kind;              /* SHVAL_KIND_* */
 	size_t size;
@@ -170,12 +173,22 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m,
 bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid);
 /* Re-initialise a damaged lock nobody live holds (repair); true if done. */
 bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
-/* Take/release a value's lock as part of a library call (a "section"). */
-int shval__sec_begin(shval *v);
-void shval__sec_dirty(shval *v);        /* before changing data */
-void shval__sec_end(shval *v);
+/* A library call's change to a value: section.h. */
 bool shval__lock_held(shval *v);        /* by this thread (held list) */
-int shval__check(shval *v);             /* 0 or SHVAL_ESTALE */
+int shval__stale(shval *v);             /* SHVAL_ESTALE, with its message */
+/* 0, or SHVAL_ESTALE if the handle's value was removed.  acquire: pairs
+ * with the release store of REMOVED in shval_remove. */
+static inline int shval__check(shval *v)
+{
+	if (__builtin_expect(
+		    atomic_load_explicit(&v->e->serial, memory_order_relaxed) !=
+				    v->serial ||
+			    atomic_load_explicit(&v->e->state, memory_order_acquire) !=
+				    SHVAL__ST_LIVE,
+		    0))
+		return shval__stale(v);
+	return 0;
+}
 pid_t shval__my_tid(void);              /* cached gettid() */
 /* The directory table at toff, validated (cap a power of two, 16..2^32,
  * inside the file); NULL if damaged. */

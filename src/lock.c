@@ -34,7 +34,7 @@
  *       copy data -> undo (values <= SHVAL__UNDO_MAX);
  *       version = ver | WRITING   (release: the undo copy before the bit)
  *       release fence              (the bit before any data change)
- *   commit (outermost shval__sec_end):
+ *   commit (end of the outermost section, shval__commit_unlock):
  *       version = (ver & ~WRITING) + ONE   (release: publishes the data)
  *       unlock; then, after the unlock's locked instruction (a full
  *       barrier: smp_mb__after_atomic), read the entry's waiters word and
@@ -83,7 +83,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "section.h"
 
 /* ---- the glibc mutex ----------------------------------------------------
  * glibc's pthread_mutex_t (LP64): __lock (the futex word) at 0, __count,
@@ -101,9 +101,9 @@ static _Atomic uint32_t *futex_word(pthread_mutex_t *m)
 }
 
 /* The kind word every shval lock has (ERRORCHECK | ROBUST | PSHARED as
- * glibc encodes it), read off a mutex initialised like ours. */
-static int expected_kind;
-static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+ * glibc encodes it), read off a mutex initialised like ours, once, before
+ * main (section.h's fast path compares with it). */
+int shval__lock_kind = -1;
 
 static int mutex_attr_init(pthread_mutex_t *m)
 {
@@ -117,18 +117,12 @@ static int mutex_attr_init(pthread_mutex_t *m)
 	return r;
 }
 
-static void kind_init(void)
+__attribute__((constructor)) static void kind_init(void)
 {
 	pthread_mutex_t m;
 	mutex_attr_init(&m);
-	expected_kind = m.__data.__kind;
+	shval__lock_kind = m.__data.__kind;
 	pthread_mutex_destroy(&m);
-}
-
-static inline int mutex_kind(void)
-{
-	pthread_once(&kind_once, kind_init);
-	return expected_kind;
 }
 
 int shval__mutex_init(pthread_mutex_t *m)
@@ -138,7 +132,7 @@ int shval__mutex_init(pthread_mutex_t *m)
 
 bool shval__mutex_kind_ok(pthread_mutex_t *m)
 {
-	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == mutex_kind();
+	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;
 }
 
 uint32_t shval__mutex_owner(pthread_mutex_t *m)
@@ -497,16 +491,11 @@ int shval__lockblk_init(shval__lockblk *lk)
 	return r;
 }
 
-int shval__check(shval *v)
+int shval__stale(shval *v)
 {
-	/* acquire: pairs with the release store of REMOVED in shval_remove. */
-	if (atomic_load_explicit(&v->e->serial, memory_order_relaxed) != v->serial ||
-	    atomic_load_explicit(&v->e->state, memory_order_acquire) != SHVAL__ST_LIVE)
-		return shval__failf(v->seg, SHVAL_ESTALE,
-				    "segment %s: the value of this handle was "
-				    "removed",
-				    v->seg->name);
-	return 0;
+	return shval__failf(v->seg, SHVAL_ESTALE,
+			    "segment %s: the value of this handle was removed",
+			    v->seg->name);
 }
 
 /* Commit the version of an entry whose section is over (holder only). */
@@ -574,38 +563,18 @@ static void recover(shval *v)
 	pthread_mutex_consistent(&v->lk->mutex);
 }
 
-/* Take the lock for a section: 0, SHVAL_EOWNERDEAD (taken, state
- * recovered), -ETIMEDOUT/-EBUSY, or another error. */
-static int sec_take(shval *v, uint64_t deadline_rt, bool user)
+/* Take the lock for a section the caller does not hold yet: 0,
+ * SHVAL_EOWNERDEAD (taken, state recovered), -ETIMEDOUT/-EBUSY, or another
+ * error.  push: a user section (shval_lock), kept on the held list; a
+ * library call's section is not (see section.h). */
+static int sec_take(shval *v, uint64_t deadline_rt, bool push)
 {
-	int r = shval__check(v);
-	if (r)
-		return r;
-	if (!v->lk)
-		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value has no lock (raw or atomic mode)");
-	if (v->seg->flags & SHVAL_RDONLY)
-		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only",
-				    v->seg->name);
-	struct held *h = held_find(v);
-	if (h) {
-		if (user && v->mode == SHVAL_LOCK)
-			return deadline_rt == SHVAL__TRY
-				       ? -EBUSY
-				       : shval__failf(v->seg, SHVAL_EMISUSE,
-						      "lock already held by this "
-						      "thread (SHVAL_LOCK is not "
-						      "recursive)");
-		h->depth++;
-		return 0;
-	}
-	r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt, "value lock");
+	int r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt, "value lock");
 	if (r == EBUSY || r == ETIMEDOUT)
 		return -r;
 	if (r < 0)
 		return r;
-	if (held_push(v) != 0) {
+	if (push && held_push(v) != 0) {
 		if (r == EOWNERDEAD)
 			recover(v);
 		pthread_mutex_unlock(&v->lk->mutex);
@@ -625,74 +594,89 @@ static int sec_take(shval *v, uint64_t deadline_rt, bool user)
 	/* A value removed while we waited for its lock. */
 	int c = shval__check(v);
 	if (c) {
-		held_pop(held_find(v));
+		if (push)
+			held_pop(held_find(v));
 		pthread_mutex_unlock(&v->lk->mutex);
 		return c;
 	}
 	return r;
 }
 
-int shval__sec_begin(shval *v)
+/* What a section may not start on: 0 or an error. */
+static int sec_check(shval *v)
 {
-	int r = sec_take(v, SHVAL__BLOCK, false);
-	/* Library calls recover silently: the rollback is done and the call
-	 * goes on; only shval_lock() reports the owner's death. */
-	return r == SHVAL_EOWNERDEAD ? 0 : r;
+	int r = shval__check(v);
+	if (r)
+		return r;
+	if (!v->lk)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value has no lock (raw or atomic mode)");
+	if (v->seg->flags & SHVAL_RDONLY)
+		return shval__failf(v->seg, SHVAL_ERDONLY,
+				    "segment %s was opened read-only",
+				    v->seg->name);
+	return 0;
 }
 
-void shval__sec_dirty(shval *v)
+int shval__chg_begin_slow(shval *v, int *how)
+{
+	int r = shval__check(v);
+	if (r)
+		return r;
+	if (v->seg->flags & SHVAL_RDONLY)
+		return shval__failf(v->seg, SHVAL_ERDONLY,
+				    "segment %s was opened read-only", v->seg->name);
+	if (v->mode == SHVAL_RAW) {
+		*how = SHVAL__CHG_RAW;
+		return 0;
+	}
+	if ((r = sec_check(v)) != 0)
+		return r;
+	if (held_find(v)) {
+		*how = SHVAL__CHG_NESTED;
+		return 0;
+	}
+	r = sec_take(v, SHVAL__BLOCK, false);
+	/* Library calls recover silently: the rollback is done and the call
+	 * goes on; only shval_lock() reports the owner's death. */
+	if (r == 0 || r == SHVAL_EOWNERDEAD) {
+		*how = SHVAL__CHG_OUTER;
+		return 0;
+	}
+	return r;
+}
+
+void shval__sec_dirty_shared(shval *v)
 {
 	shval__entry *e = v->e;
+	if (dirty_has(e))
+		return;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	if (v->own_lock) {
-		/* WRITING set means this section set it: a stuck bit was
-		 * rolled back when the lock was taken. */
-		if (ver & SHVAL__V_WRITING)
-			return;
-	} else {
-		if (dirty_has(e))
-			return;
-		if (ver & SHVAL__V_WRITING) {
-			/* Stuck WRITING under a shared lock (not ours). */
-			rollback(v->seg, e, false);
-			ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-		}
-		if (!dirty_add(v)) {
-			/* No memory to remember it: commit it at once (this
-			 * change is then not all-or-nothing with the others). */
-			ver = (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE;
-			atomic_store_explicit(&e->version, ver, memory_order_release);
-			return;
-		}
+	if (ver & SHVAL__V_WRITING) {
+		/* Stuck WRITING under a shared lock (not set by us). */
+		rollback(v->seg, e, false);
+		ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+	}
+	if (!dirty_add(v)) {
+		/* No memory to remember it: it commits on its own at once (not
+		 * all-or-nothing with the section's other values). */
+		atomic_store_explicit(&e->version, ver + SHVAL__V_ONE,
+				      memory_order_release);
+		shval__wake_after_commit(v->seg, e);
+		return;
 	}
 	if (v->undo)
-		memcpy(v->undo, v->data, v->size);
-	/* tag-seqlock: release orders the undo copy before the bit; the
-	 * release fence orders the bit before the data changes that follow
-	 * (smp_wmb: a reader that sees changed data then sees WRITING or a
-	 * new version). */
+		shval__copy(v->undo, v->data, v->size);
+	/* As in section.h's shval__sec_dirty (tag-seqlock). */
 	atomic_store_explicit(&e->version, ver | SHVAL__V_WRITING,
 			      memory_order_release);
 	atomic_thread_fence(memory_order_release);
 }
 
-void shval__sec_end(shval *v)
+void shval__commit_unlock(shval *v)
 {
-	struct held *h = held_find(v);
-	if (!h)
-		return; /* not ours (a caller bug caught by shval_unlock) */
-	if (--h->depth > 0)
-		return;
-	held_pop(h);
 	if (v->own_lock) {
-		bool changed = atomic_load_explicit(&v->e->version,
-						    memory_order_relaxed) &
-			       SHVAL__V_WRITING;
-		if (changed)
-			version_commit(v->e);
-		pthread_mutex_unlock(&v->lk->mutex);
-		if (changed)
-			shval__wake_after_commit(v->seg, v->e);
+		shval__commit_unlock_own(v);
 		return;
 	}
 	/* A shared lock: commit every entry changed under it.  All data is
@@ -721,6 +705,27 @@ void shval__sec_end(shval *v)
 	}
 }
 
+/* A user section (shval_lock and friends). */
+static int user_lock(shval *v, uint64_t deadline_rt)
+{
+	int r = sec_check(v);
+	if (r)
+		return r;
+	struct held *h = held_find(v);
+	if (h) {
+		if (v->mode == SHVAL_LOCK)
+			return deadline_rt == SHVAL__TRY
+				       ? -EBUSY
+				       : shval__failf(v->seg, SHVAL_EMISUSE,
+						      "lock already held by this "
+						      "thread (SHVAL_LOCK is not "
+						      "recursive)");
+		h->depth++;
+		return 0;
+	}
+	return sec_take(v, deadline_rt, true);
+}
+
 static uint64_t rt_deadline(int64_t timeout_ns)
 {
 	uint64_t d = rt_now() + (uint64_t)(timeout_ns > 0 ? timeout_ns : 0);
@@ -731,14 +736,14 @@ SHVAL_API int shval_lock(shval *v)
 {
 	if (!v)
 		return -EINVAL;
-	return sec_take(v, SHVAL__BLOCK, true);
+	return user_lock(v, SHVAL__BLOCK);
 }
 
 SHVAL_API int shval_trylock(shval *v)
 {
 	if (!v)
 		return -EINVAL;
-	return sec_take(v, SHVAL__TRY, true);
+	return user_lock(v, SHVAL__TRY);
 }
 
 SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
@@ -747,7 +752,7 @@ SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
 		return -EINVAL;
 	if (timeout_ns < 0)
 		return shval_lock(v);
-	return sec_take(v, rt_deadline(timeout_ns), true);
+	return user_lock(v, rt_deadline(timeout_ns));
 }
 
 SHVAL_API int shval_unlock(shval *v)
@@ -757,10 +762,14 @@ SHVAL_API int shval_unlock(shval *v)
 	if (!v->lk)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "value has no lock (raw or atomic mode)");
-	if (!held_find(v))
+	struct held *h = held_find(v);
+	if (!h)
 		return shval__failf(v->seg, SHVAL_ENOTOWNER,
 				    "unlock of a lock this thread does not hold");
-	shval__sec_end(v);
+	if (--h->depth == 0) {
+		held_pop(h);
+		shval__commit_unlock(v);
+	}
 	return 0;
 }
 

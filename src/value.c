@@ -7,7 +7,7 @@
  *   atomic  __atomic builtins on the data, of the value's width; waiters
  *           are woken only when the version word's WAITERS bit is set;
  *   locked  reads: read_consistent() (seqlock, no lock, see lock.c);
- *           writes: a section (shval__sec_begin/dirty/end);
+ *           writes: a change (section.h: shval__chg_begin/dirty/end);
  *   raw     plain copies; writes through the API still move the version
  *           so that shval_wait works.
  */
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "section.h"
 
 /* ---- handles ---- */
 
@@ -144,11 +144,14 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 				    seg->name, (int)e->name_len, e->name, bad);
 	}
 	v->needs_check = strpbrk(canon, "?s") != NULL;
-	if (mode == SHVAL_ATOMIC && v->size == 8 && !(seg->flags & SHVAL_RDONLY)) {
+	v->fast_sec = v->own_lock && !(seg->flags & SHVAL_RDONLY);
+	if (v->kind == SHVAL_KIND_SCALAR && v->size == 8) {
 		char c = v->type->fields[0].code;
-		v->fast_add = c == 'q' || c == 'l' || c == 'n' || c == 'Q' ||
-			      c == 'L' || c == 'N';
+		v->int64 = c == 'q' || c == 'l' || c == 'n' || c == 'Q' ||
+			   c == 'L' || c == 'N';
 	}
+	v->fast_add = v->int64 && mode == SHVAL_ATOMIC &&
+		      !(seg->flags & SHVAL_RDONLY);
 	shval__seg_ref(seg);
 	if (shval__check(v) != 0) {
 		handle_free(v);
@@ -234,7 +237,18 @@ seq_copy(void *dst, const void *src, size_t n)
 		d[i] = s[i];
 }
 #else
-#define seq_copy memcpy
+/* Small values (the common case) without a call: whole 8-byte words. */
+static inline void seq_copy(void *dst, const void *src, size_t n)
+{
+	if (n <= 64 && n % 8 == 0) {
+		unsigned char *d = dst;
+		const unsigned char *s = src;
+		for (size_t i = 0; i < n; i += 8)
+			__builtin_memcpy(d + i, s + i, 8);
+	} else {
+		memcpy(dst, src, n);
+	}
+}
 #endif
 
 /* How long a reader of a value without an undo copy (over SHVAL__UNDO_MAX
@@ -301,18 +315,19 @@ static int read_consistent(shval *v, size_t off, size_t n, void *buf)
 		memcpy(buf, v->data + off, n);
 		return shval__check(v);
 	}
-	/* A thread inside its own section reads its own changes. */
-	if (shval__lock_held(v)) {
-		memcpy(buf, v->data + off, n);
-		return shval__check(v);
-	}
 	int64_t deadline = 0;
 	for (unsigned spins = 0;; spins++) {
 		/* tag-seqlock: acquire pairs with the release stores of the
-		 * lock holder (lock.c). */
+		 * lock holder (section.h, lock.c). */
 		uint64_t v1 = atomic_load_explicit(&e->version, memory_order_acquire);
 		const unsigned char *src = v->data;
 		if (v1 & SHVAL__V_WRITING) {
+			if (spins == 0 && shval__lock_held(v)) {
+				/* Inside its own section, a thread reads its
+				 * own changes. */
+				memcpy(buf, v->data + off, n);
+				return shval__check(v);
+			}
 			if (v->undo) {
 				/* The last committed state; it does not change
 				 * while WRITING is set. */
@@ -349,9 +364,17 @@ static void raw_commit(shval *v)
 	shval__wake_after_change(v->seg, v->e, true);
 }
 
-static void atomic_commit(shval *v)
+static inline void atomic_commit(shval *v)
 {
-	shval__wake_after_change(v->seg, v->e, false);
+	/* tag-waiters: the RMW just done on the data is the barrier (x86-64;
+	 * wait.c adds the fence elsewhere before it looks again). */
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&v->e->waiters, memory_order_relaxed) ||
+	    (atomic_load_explicit(&v->seg->hdr->version, memory_order_relaxed) &
+	     SHVAL__V_WAITERS))
+#endif
+		shval__wake_after_change(v->seg, v->e, false);
 }
 
 static int writable(shval *v)
@@ -369,10 +392,10 @@ static int writable(shval *v)
 static int write_range(shval *v, size_t off, size_t n, const void *src,
 		       bool full)
 {
-	int r = writable(v);
-	if (r)
-		return r;
+	int r;
 	if (v->mode == SHVAL_ATOMIC) {
+		if ((r = writable(v)) != 0)
+			return r;
 		unsigned char tmp[8];
 		memcpy(tmp, v->data, 8 > v->size ? v->size : 8);
 		memcpy(tmp + off, src, n);
@@ -385,19 +408,14 @@ static int write_range(shval *v, size_t off, size_t n, const void *src,
 		atomic_commit(v);
 		return 0;
 	}
-	if (v->mode == SHVAL_RAW) {
-		memcpy(v->data + off, src, n);
-		raw_commit(v);
-		return 0;
-	}
-	r = shval__sec_begin(v);
-	if (r)
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
 		return r;
-	shval__sec_dirty(v);
+	shval__chg_dirty(v, how);
 	memcpy(v->data + off, src, n);
-	if (full)
+	if (full && how != SHVAL__CHG_RAW && (v->e->flags & SHVAL__EF_PARTIAL))
 		v->e->flags &= (uint8_t)~SHVAL__EF_PARTIAL;
-	shval__sec_end(v);
+	shval__chg_end(v, how, true);
 	return 0;
 }
 
@@ -736,10 +754,10 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 	if (c == '?' && op != OP_XCHG)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "arithmetic on a bool value");
-	if ((r = writable(v)) != 0)
-		return r;
 	uint64_t old = 0, nw;
 	if (v->mode == SHVAL_ATOMIC) {
+		if ((r = writable(v)) != 0)
+			return r;
 		void *p = v->data;
 		switch (v->size) {
 #define SHVAL__RMW(T)                                                          \
@@ -764,11 +782,6 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 		nw = apply(op, old, arg);
 		atomic_commit(v);
 	} else {
-		bool locked = v->mode != SHVAL_RAW;
-		if (locked && (r = shval__sec_begin(v)) != 0)
-			return r;
-		memcpy(&old, v->data, v->size); /* little-endian: low bytes */
-		nw = apply(op, old, arg);
 		if (op == OP_XCHG) {
 			int64_t lo;
 			uint64_t hi;
@@ -776,21 +789,19 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 			int64_t s = (int64_t)arg;
 			bool ok = is_unsigned(c) ? arg <= hi
 						 : (s >= lo && s <= (int64_t)hi);
-			if (!ok) {
-				if (locked)
-					shval__sec_end(v);
+			if (!ok)
 				return shval__failf(v->seg, SHVAL_ERANGE,
 						    "%lld is out of range for type %c",
 						    (long long)s, c);
-			}
 		}
-		if (locked)
-			shval__sec_dirty(v);
+		int how;
+		if ((r = shval__chg_begin(v, &how)) != 0)
+			return r;
+		shval__copy(&old, v->data, v->size); /* little-endian: low bytes */
+		nw = apply(op, old, arg);
+		shval__chg_dirty(v, how);
 		store_int(c, v->data, nw);
-		if (locked)
-			shval__sec_end(v);
-		else
-			raw_commit(v);
+		shval__chg_end(v, how, true);
 	}
 	uint64_t mask = v->size == 8 ? ~0ull : ((1ull << (8 * v->size)) - 1);
 	if (before)
@@ -815,6 +826,22 @@ SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
 		atomic_commit(v);
 		if (result)
 			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
+		return 0;
+	}
+	if (v->int64 && v->mode != SHVAL_ATOMIC) {
+		/* Locked (or raw) 64-bit counter: one change, no letter logic. */
+		int how;
+		int r = shval__chg_begin(v, &how);
+		if (r)
+			return r;
+		uint64_t x;
+		__builtin_memcpy(&x, v->data, 8);
+		x += (uint64_t)delta; /* wraps, as the hardware's add */
+		shval__chg_dirty(v, how);
+		__builtin_memcpy(v->data, &x, 8);
+		shval__chg_end(v, how, true);
+		if (result)
+			*result = (int64_t)x;
 		return 0;
 	}
 	uint64_t after = 0;
@@ -927,23 +954,18 @@ SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired)
 		*expected = extend(c, cur);
 		return SHVAL_ECHANGED;
 	}
-	bool locked = v->mode != SHVAL_RAW;
-	if (locked && (r = shval__sec_begin(v)) != 0)
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
 		return r;
 	if (fits && memcmp(v->data, want, v->size) == 0) {
-		if (locked)
-			shval__sec_dirty(v);
+		shval__chg_dirty(v, how);
 		memcpy(v->data, nw, v->size);
-		if (locked)
-			shval__sec_end(v);
-		else
-			raw_commit(v);
+		shval__chg_end(v, how, true);
 		return 0;
 	}
 	uint64_t cur = 0;
 	memcpy(&cur, v->data, v->size);
-	if (locked)
-		shval__sec_end(v);
+	shval__chg_end(v, how, false);
 	*expected = extend(c, cur);
 	return SHVAL_ECHANGED;
 }
@@ -1017,8 +1039,8 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 		atomic_commit(v);
 		return 0;
 	}
-	bool locked = v->mode != SHVAL_RAW;
-	if (locked && (r = shval__sec_begin(v)) != 0)
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
 		return r;
 	num cur = load_num(c, v->data);
 	double nd;
@@ -1028,8 +1050,7 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 		unsigned char eb[8];
 		encode(v, c, (num){ NUM_FLOAT, 0, 0, *expected }, eb);
 		if (memcmp(eb, v->data, v->size) != 0) {
-			if (locked)
-				shval__sec_end(v);
+			shval__chg_end(v, how, false);
 			*expected = cur.d;
 			return SHVAL_ECHANGED;
 		}
@@ -1038,16 +1059,12 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 	unsigned char nb[8];
 	r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd }, nb);
 	if (r == 0) {
-		if (locked)
-			shval__sec_dirty(v);
+		shval__chg_dirty(v, how);
 		memcpy(v->data, nb, v->size);
 		if (result)
 			*result = load_num(c, nb).d;
 	}
-	if (locked)
-		shval__sec_end(v);
-	else if (r == 0)
-		raw_commit(v);
+	shval__chg_end(v, how, r == 0);
 	return r;
 }
 
@@ -1121,21 +1138,14 @@ SHVAL_API int shval_set_str(shval *v, const char *s, size_t len)
 	if (r)
 		return r;
 	uint32_t n = (uint32_t)len;
-	if (v->mode == SHVAL_RAW) {
-		if (len)
-			memcpy(v->data + 4, s, len);
-		memcpy(v->data, &n, 4);
-		raw_commit(v);
-		return 0;
-	}
-	r = shval__sec_begin(v);
-	if (r)
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
 		return r;
-	shval__sec_dirty(v);
+	shval__chg_dirty(v, how);
 	if (len)
 		memcpy(v->data + 4, s, len);
 	memcpy(v->data, &n, 4);
-	shval__sec_end(v);
+	shval__chg_end(v, how, true);
 	return 0;
 }
 
@@ -1321,31 +1331,33 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 	if (!tmp)
 		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	char err[512] = "";
-	bool locked = v->mode == SHVAL_RLOCK || v->mode == SHVAL_LOCK;
-	if (locked) {
-		/* Parse against the current value under the lock, so that
-		 * fields not given are kept even against other writers. */
-		r = shval__sec_begin(v);
-		if (r) {
-			free(tmp);
-			return r;
-		}
-		memcpy(tmp, v->data, v->size);
-		r = shval__text_parse(v->type, tmp, argc, argv, err, sizeof err);
-		if (r == 0) {
-			shval__sec_dirty(v);
-			memcpy(v->data, tmp, v->size);
-			v->e->flags &= (uint8_t)~SHVAL__EF_PARTIAL;
-		}
-		shval__sec_end(v);
-	} else {
+	if (v->mode == SHVAL_ATOMIC) { /* a scalar: the text is all of it */
 		r = read_consistent(v, 0, v->size, tmp);
 		if (r == 0)
 			r = shval__text_parse(v->type, tmp, argc, argv, err,
 					      sizeof err);
 		if (r == 0)
 			r = write_range(v, 0, v->size, tmp, true);
+		free(tmp);
+		return r && err[0] ? shval__failf(v->seg, r, "%s", err) : r;
 	}
+	/* Parse against the current value inside the change (under the lock
+	 * for locked values), so that fields not given are kept even against
+	 * other writers. */
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0) {
+		free(tmp);
+		return r;
+	}
+	memcpy(tmp, v->data, v->size);
+	r = shval__text_parse(v->type, tmp, argc, argv, err, sizeof err);
+	if (r == 0) {
+		shval__chg_dirty(v, how);
+		memcpy(v->data, tmp, v->size);
+		if (how != SHVAL__CHG_RAW && (v->e->flags & SHVAL__EF_PARTIAL))
+			v->e->flags &= (uint8_t)~SHVAL__EF_PARTIAL;
+	}
+	shval__chg_end(v, how, r == 0);
 	free(tmp);
 	if (r && err[0])
 		return shval__failf(v->seg, r, "%s", err);
@@ -1408,10 +1420,10 @@ SHVAL_API int shval_touch(shval *v)
 		return 0;
 	}
 	/* Locked: a section that counts as a change (committed at its end). */
-	r = shval__sec_begin(v);
-	if (r)
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
 		return r;
-	shval__sec_dirty(v);
-	shval__sec_end(v);
+	shval__chg_dirty(v, how);
+	shval__chg_end(v, how, true);
 	return 0;
 }
