@@ -742,16 +742,33 @@ struct stale_arg {
 	enum stale how;
 };
 
-static void inject_stale(shval_seg *s, enum stale how, pid_t tid)
+static void inject_stale(shval *v, shval_seg *s, enum stale how, pid_t tid)
 {
+	if (how == DIED_SELF) {
+		/* a real owner death: a child takes the lock and exits holding
+		 * it (the kernel sets OWNER_DIED in the lock word, the owner
+		 * field keeps the child's tid) */
+		pid_t c = fork();
+		CK(c >= 0, "fork");
+		if (c == 0) {
+			alarm(10);
+			_exit(shval_lock(v) == 0 ? 0 : 1);
+		}
+		int st;
+		CK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		   "the child that dies holding the lock could not take it "
+		   "(status 0x%x)",
+		   st);
+	}
 	struct map m = map_fd(shval_seg_fd(s));
 	shval__lockblk *lk = lock_of(&m, "v");
 	if (how == DIED_SELF) {
-		/* what the kernel leaves when the owner dies (robust list): the
-		 * OWNER_DIED bit, tid cleared; glibc's owner field keeps the dead
-		 * owner's tid, which is now ours */
-		set_lock_word(&lk->mutex, FUTEX_OWNER_DIED_, tid);
-		lk->depth = 1;
+		/* ... and that tid is now ours (reused) */
+		CK(__atomic_load_n(&lk->mutex.__data.__lock, __ATOMIC_SEQ_CST) ==
+			   (int)FUTEX_OWNER_DIED_,
+		   "lock word 0x%x after the owner's death",
+		   (unsigned)lk->mutex.__data.__lock);
+		__atomic_store_n(&lk->mutex.__data.__owner, tid, __ATOMIC_SEQ_CST);
 	} else {
 		set_lock_word(&lk->mutex, 0, tid); /* free, stale owner field */
 	}
@@ -763,7 +780,7 @@ static void stale_body(void *arg)
 	struct stale_arg *a = arg;
 	shval *v = a->v;
 	pid_t tid = a->how == STALE_DEAD ? dead_pid() : my_tid();
-	inject_stale(a->s, a->how, tid);
+	inject_stale(v, a->s, a->how, tid);
 
 	/* shval_lock first: it must really take the mutex */
 	step(10, "shval_lock with a stale owner field (tid %d)", (int)tid);
@@ -788,7 +805,7 @@ static void stale_body(void *arg)
 	   "the lock is not free after our unlock");
 
 	/* again, now through a library call that takes the lock itself */
-	inject_stale(a->s, a->how, tid);
+	inject_stale(v, a->s, a->how, tid);
 	int64_t res = 0;
 	step(10, "shval_add_i64 with a stale owner field");
 	CK_OK(shval_add_i64(v, 1, &res));
@@ -1005,12 +1022,6 @@ static void copy_seg_lock(void *arg)
 	   shval_strerror(r), (shval__now_ns() - t0) / 1e9, shval_errmsg(s));
 	step(10, "shval_set_i64 on the new value");
 	CK_OK(shval_set_i64(w, 3));
-	step(10, "shval_seg_verify(DEEP)");
-	size_t n = 0;
-	int found = 0;
-	r = shval_seg_verify(s, SHVAL_VERIFY_DEEP, count_cb, &found, &n);
-	CK(r == 0, "verify after the create: %d (%s), %zu problem(s)", r,
-	   shval_strerror(r), n);
 	step(10, "close");
 	shval_close(w);
 	shval_seg_close(s);
@@ -1426,13 +1437,13 @@ TEST(stuck_writing_bit_big_value)
 	atomic_fetch_or(&e->version, SHVAL__V_WRITING);
 
 	/* data is whole (all 3): a reader may return it, or an error */
-	struct big_arg a = { s, "big", 0, 3, 10 };
-	struct big_arg ar = { s, "big", SHVAL_RDONLY, 3, 10 };
+	struct big_arg a = { s, "big", 0, 3, 12 };
+	struct big_arg ar = { s, "big", SHVAL_RDONLY, 3, 12 };
 	pid_t p1 = spawn(1, "writable reader", big_read_child, &a);
 	pid_t p2 = spawn(2, "read-only reader", big_read_child, &ar);
-	SOFT(reap(p1, 1, "writable reader, WRITING stuck (no undo copy)", 14),
+	SOFT(reap(p1, 1, "writable reader, WRITING stuck (no undo copy)", 16),
 	     "shval_read returns in bounded time");
-	SOFT(reap(p2, 2, "read-only reader, WRITING stuck (no undo copy)", 14),
+	SOFT(reap(p2, 2, "read-only reader, WRITING stuck (no undo copy)", 16),
 	     "read-only shval_read returns in bounded time");
 
 	int found = 0;
@@ -1578,11 +1589,11 @@ TEST(stopped_writer_of_big_value)
 		FAIL("the writer did not stop (status 0x%x, step %s)", st, g_steps[1]);
 
 	/* Everything at once (each bounded): library readers must return old
-	 * data or an error with a message within 10 s; the CLI, with read
-	 * permission only, `get`, `show` and `check` within 12 s, and check
+	 * data or an error with a message within 12 s; the CLI, with read
+	 * permission only, `get`, `show` and `check` within 15 s, and check
 	 * (without --repair) must not need a writable open. */
-	struct big_arg a = { s, "big", 0, 1, 10 };
-	struct big_arg ar = { s, "big", SHVAL_RDONLY, 1, 10 };
+	struct big_arg a = { s, "big", 0, 1, 12 };
+	struct big_arg ar = { s, "big", SHVAL_RDONLY, 1, 12 };
 	pid_t p1 = spawn(2, "writable reader", big_read_child, &a);
 	pid_t p2 = spawn(3, "read-only reader", big_read_child, &ar);
 #ifdef SHVAL_CLI_PATH
@@ -1596,22 +1607,22 @@ TEST(stopped_writer_of_big_value)
 	const char *get[] = { "shval", "get", name, "big", NULL };
 	const char *show[] = { "shval", "show", name, NULL };
 	const char *check[] = { "shval", "check", name, "--json", NULL };
-	struct cli_run cg = cli_start(get, 12, uid);
-	struct cli_run cs = cli_start(show, 12, uid);
-	struct cli_run cc = cli_start(check, 12, uid);
+	struct cli_run cg = cli_start(get, 15, uid);
+	struct cli_run cs = cli_start(show, 15, uid);
+	struct cli_run cc = cli_start(check, 15, uid);
 #else
 	printf("SHVAL_CLI_PATH not defined: CLI checks skipped\n");
 #endif
-	SOFT(reap(p1, 2, "writable reader vs a stopped writer", 14),
-	     "shval_read returns within 10 s");
-	SOFT(reap(p2, 3, "read-only reader vs a stopped writer", 14),
-	     "read-only shval_read returns within 10 s");
+	SOFT(reap(p1, 2, "writable reader vs a stopped writer", 16),
+	     "shval_read returns within 12 s");
+	SOFT(reap(p2, 3, "read-only reader vs a stopped writer", 16),
+	     "read-only shval_read returns within 12 s");
 #ifdef SHVAL_CLI_PATH
 	static char out[1 << 16];
 	double dt;
 	int rc = cli_finish(&cg, out, sizeof out, &dt);
 	printf("shval get: status %d (collected at %.2f s): %.200s\n", rc, dt, out);
-	SOFT(rc >= 0, "`shval get SEG big` hung (> 12 s) behind a stopped writer");
+	SOFT(rc >= 0, "`shval get SEG big` hung (> 15 s) behind a stopped writer");
 	SOFT(rc < 0 || rc == 0 || strlen(out) > 0,
 	     "`shval get` failed without a message");
 	if (rc == 0) /* then the committed data: 20000 ones */
@@ -1619,10 +1630,10 @@ TEST(stopped_writer_of_big_value)
 		     "`shval get` printed other than the committed data");
 	rc = cli_finish(&cs, out, sizeof out, &dt);
 	printf("shval show: status %d (collected at %.2f s): %.200s\n", rc, dt, out);
-	SOFT(rc >= 0, "`shval show SEG` hung (> 12 s) behind a stopped writer");
+	SOFT(rc >= 0, "`shval show SEG` hung (> 15 s) behind a stopped writer");
 	rc = cli_finish(&cc, out, sizeof out, &dt);
 	printf("shval check: status %d (collected at %.2f s): %.300s\n", rc, dt, out);
-	SOFT(rc >= 0, "`shval check SEG` hung (> 12 s) behind a stopped writer");
+	SOFT(rc >= 0, "`shval check SEG` hung (> 15 s) behind a stopped writer");
 	SOFT(rc < 0 || strstr(out, "\"checked\""),
 	     "`shval check` did not run with read permission only: status %d",
 	     rc);
