@@ -30,7 +30,7 @@ BGPIDS=()
 
 cleanup() {
 	for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for s in "$SEG" "$SEG2" /shval_cli_test_$$_tmp "$FSEG"; do
+	for s in "$SEG" "$SEG2" /shval_cli_test_$$_tmp /shval_cli_test_$$_ro "$FSEG"; do
 		"$BIN" unlink "$s" >/dev/null 2>&1
 	done
 	rm -rf "$TMPD"
@@ -432,6 +432,33 @@ t_fail "check of an unknown segment" 1 "No such file" check /shval_cli_test_$$_n
 head -c 8192 /dev/zero >/dev/shm/shval_cli_test_$$_junk
 t_fail "check of a file that is not a segment" 1 "segment is damaged" check /shval_cli_test_$$_junk
 rm -f /dev/shm/shval_cli_test_$$_junk
+
+# check (without --repair) reads: read permission is enough.  The segment
+# is made read-only for its owner (as root: lent to uid 65534, which runs
+# the check, since root ignores permission bits).
+SEGRO=/shval_cli_test_$$_ro
+RO=()
+"$BIN" new "$SEGRO" >/dev/null 2>&1 && "$BIN" create "$SEGRO" x q 5 >/dev/null 2>&1
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	chown 65534:65534 /dev/shm"$SEGRO"
+	RO=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+fi
+chmod 0400 /dev/shm"$SEGRO"
+run "${RO[@]}" "$BIN" check "$SEGRO" --json
+if [ "$RC" -eq 0 ] && jq -e '.ok == true and .checked == 1' "$OUT" >/dev/null 2>&1; then
+	ok "check needs read permission only"
+else
+	bad "check needs read permission only" "status $RC" "stdout: $(cat "$OUT")" \
+		"stderr: $(cat "$ERR")"
+fi
+run "${RO[@]}" "$BIN" check "$SEGRO" --repair
+[ "$RC" -ne 0 ] && grep -q "Permission denied\|read-only" "$ERR" &&
+	ok "check --repair without write permission: an error" ||
+	bad "check --repair without write permission: an error" "status $RC" \
+		"stdout: $(cat "$OUT")" "stderr: $(cat "$ERR")"
+chmod 0600 /dev/shm"$SEGRO"
+[ "$(id -u)" -eq 0 ] && chown 0:0 /dev/shm"$SEGRO"
+"$BIN" unlink "$SEGRO" >/dev/null 2>&1
 
 # ---- through the library (ctypes): NUL bytes, a lock owner that dies -------
 
