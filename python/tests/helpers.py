@@ -35,29 +35,6 @@ def double_all(x, y, foo, arr, string):
         arr[i] *= 2
 
 
-def add_n(v, n):
-    for _ in range(n):
-        v.add(1)
-
-
-def locked_incr(v, n):
-    for _ in range(n):
-        with v.get_lock():
-            v.value += 1
-
-
-def lock_incr(lock, v, n):
-    for _ in range(n):
-        with lock:
-            v.value += 1
-
-
-def with_incr(v, n):
-    for _ in range(n):
-        with v:
-            v.value += 1
-
-
 def square(v):
     v.add(1)
     return v.value
