@@ -1,6 +1,7 @@
 """Child-process targets (module level so that spawn/forkserver can import them)."""
 import ctypes
 import os
+import signal
 import time
 
 import shval
@@ -32,29 +33,6 @@ def double_all(x, y, foo, arr, string):
     string.value *= 2
     for i in range(len(arr)):
         arr[i] *= 2
-
-
-def add_n(v, n):
-    for _ in range(n):
-        v.add(1)
-
-
-def locked_incr(v, n):
-    for _ in range(n):
-        with v.get_lock():
-            v.value += 1
-
-
-def lock_incr(lock, v, n):
-    for _ in range(n):
-        with lock:
-            v.value += 1
-
-
-def with_incr(v, n):
-    for _ in range(n):
-        with v:
-            v.value += 1
 
 
 def square(v):
@@ -106,3 +84,129 @@ def make_and_send(q, ack):
     v.value = 78          # the parent sees it: same memory
     a[0] = 9.0
     ack.get(timeout=30)
+
+
+# ---- owner death mid-section (test_errors.py) ----
+
+def die_in_section(lock, writes, how):
+    """Take lock, make uncommitted changes, die without releasing it.
+    writes: list of (object, key, new) -- key None sets .value, else
+    obj[key] = new or setattr for a str key on a struct."""
+    lock.acquire()
+    for obj, key, new in writes:
+        if key is None:
+            obj.value = new
+        elif isinstance(key, str):
+            setattr(obj, key, new)
+        else:
+            obj[key] = new
+    if how == 'kill':
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(30)
+    os._exit(0)
+
+
+def acquire_or_fail(lock, timeout):
+    """Exit 0 if lock can be taken within timeout (so nobody holds it)."""
+    if not lock.acquire(timeout=timeout):
+        os._exit(3)
+    lock.release()
+    os._exit(0)
+
+
+# ---- exact totals with certain overlap (test_processes.py) ----
+
+def _start_together(ready, go):
+    ready.release()
+    if not go.wait(60):
+        raise RuntimeError('never got the start signal')
+
+
+def timed_incr(kind, v, lock, ready, go, seconds, out):
+    """Increment v for `seconds` after the common start; put (increments,
+    overlaps) on out, overlaps = times another process's increment came
+    between two of ours (proof that the processes ran interleaved)."""
+    _start_together(ready, go)
+    n = overlaps = 0
+    last = None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if kind == 'add':
+            new = v.add(1)
+        elif kind == 'get_lock':
+            with v.get_lock():
+                new = v.value + 1
+                v.value = new
+        elif kind == 'with':
+            with v:
+                new = v.value + 1
+                v.value = new
+        elif kind == 'shared_lock':
+            with lock:
+                new = v.value + 1
+                v.value = new
+        elif kind == 'unlocked':   # the broken idiom: must lose updates
+            new = v.value + 1
+            v.value = new
+        else:
+            raise ValueError(kind)
+        if last is not None and new != last + 1:
+            overlaps += 1
+        last = new
+        n += 1
+    out.put((n, overlaps))
+
+
+# ---- wake-ups across processes (test_wake.py) ----
+
+def wake_child(ping, pong, rounds, timeout, out):
+    """Wait for ping == r, answer pong = r, for r in 1..rounds."""
+    try:
+        wake_side(ping, pong, rounds, timeout, answer=True)
+    except AssertionError as e:
+        out.put(str(e))
+        raise
+    out.put(None)
+
+
+def wake_side(theirs, mine, rounds, timeout, answer):
+    """One side of a ping-pong: the parent (answer=False) writes mine = r,
+    then waits for theirs == r; the child (answer=True) waits, then writes.
+    The version waited on is read before our own write, so the other
+    side's answer lands between the version read and the sleep."""
+    seen = theirs.version
+    for r in range(1, rounds + 1):
+        if not answer:
+            seen = theirs.version
+            _set(mine, r)
+        while _get(theirs) != r:
+            before = seen
+            if not theirs.wait(timeout=timeout, version=seen):
+                raise AssertionError(
+                    'wake-up missed at round %d (version seen %d, current %d;'
+                    ' value %r, waiting for %d)'
+                    % (r, before, theirs.version, _get(theirs), r))
+            seen = theirs.version
+        if answer:
+            seen = theirs.version
+            _set(mine, r)
+
+
+def _get(v):
+    return v[0] if hasattr(v, '__len__') else v.value
+
+
+def _set(v, x):
+    if hasattr(v, '__len__'):
+        v[0] = x
+    else:
+        v.value = x
+
+
+def hold_lock_stamped(lock, started, seconds, released):
+    """hold_lock, and record in released.value the CLOCK_MONOTONIC time
+    just before the release (comparable across processes)."""
+    with lock:
+        started.set()
+        time.sleep(seconds)
+        released.value = time.monotonic()

@@ -7,49 +7,61 @@ import pytest
 
 import shval
 from conftest import run, START_METHODS
-from helpers import add_n, locked_incr, lock_incr, with_incr, square, queue_consumer
+from helpers import timed_incr, square, queue_consumer
 
 N_PROCS = 4
-N_ITERS = 2000
+RUN_SECONDS = 0.3   # each process increments this long after the common start
 
 
-def _many(ctx, target, *args):
-    ps = [ctx.Process(target=target, args=args) for _ in range(N_PROCS)]
+def run_together(ctx, kind, v, lock=None):
+    """N_PROCS processes wait for one start signal, then increment v for
+    RUN_SECONDS each, so they overlap for certain.  Returns (total of the
+    increments they made, times a process saw another's increment between
+    two of its own)."""
+    ready = ctx.Semaphore(0)
+    go = ctx.Event()
+    out = ctx.Queue()
+    ps = [ctx.Process(target=timed_incr, args=(kind, v, lock, ready, go, RUN_SECONDS, out))
+          for _ in range(N_PROCS)]
     for p in ps:
         p.start()
-    for p in ps:
-        p.join(120)
-    for p in ps:
-        if p.is_alive():
-            p.kill()
-            pytest.fail('child timed out')
-        assert p.exitcode == 0
+    try:
+        for _ in ps:
+            assert ready.acquire(timeout=60), 'a child never started'
+        go.set()
+        res = [out.get(timeout=60) for _ in ps]
+    finally:
+        for p in ps:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert all(p.exitcode == 0 for p in ps)
+    return sum(n for n, _ in res), sum(o for _, o in res)
+
+
+def check_exact(ctx, kind, v, lock=None):
+    total, overlaps = run_together(ctx, kind, v, lock)
+    assert overlaps > 0, 'the processes never interleaved: the test proves nothing'
+    assert v.value == total, 'lost %d of %d updates' % (total - v.value, total)
 
 
 @pytest.mark.parametrize('lock', [True, False])
 def test_add_exact(ctx, lock):
-    v = shval.Value('q', 0, lock=lock)
-    _many(ctx, add_n, v, N_ITERS)
-    assert v.value == N_PROCS * N_ITERS
+    check_exact(ctx, 'add', shval.Value('q', 0, lock=lock))
 
 
 def test_get_lock_idiom_exact(ctx):
-    v = shval.Value('i', 0)
-    _many(ctx, locked_incr, v, N_ITERS // 4)
-    assert v.value == N_PROCS * (N_ITERS // 4)
+    check_exact(ctx, 'get_lock', shval.Value('i', 0))
 
 
 def test_with_value_exact(ctx):
-    v = shval.Value('d', 0)
-    _many(ctx, with_incr, v, N_ITERS // 4)
-    assert v.value == N_PROCS * (N_ITERS // 4)
+    check_exact(ctx, 'with', shval.Value('d', 0))
 
 
 def test_shared_lock_exact(ctx):
     lock = shval.RLock()
-    v = shval.Value('i', 0, lock=lock)
-    _many(ctx, lock_incr, lock, v, N_ITERS // 4)
-    assert v.value == N_PROCS * (N_ITERS // 4)
+    check_exact(ctx, 'shared_lock', shval.Value('i', 0, lock=lock), lock)
 
 
 @pytest.mark.parametrize('method', START_METHODS)
