@@ -1612,7 +1612,7 @@ static int cmd_check(struct args *a)
 {
 	bool repair = has(a, O_REPAIR), json = has(a, O_JSON);
 	shval_seg *seg;
-	if (open_seg(a, NULL, 0, &seg))
+	if (open_seg(a, NULL, repair ? 0 : SHVAL_RDONLY, &seg))
 		return EX_RUNTIME;
 	struct check c = { 0 };
 	struct shval_seg_info si;

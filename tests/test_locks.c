@@ -1436,6 +1436,16 @@ TEST(stuck_writing_bit_big_value)
 	shval__entry *e = entry_of(&m, "big");
 	atomic_fetch_or(&e->version, SHVAL__V_WRITING);
 
+	int found = 0;
+	size_t n = 0;
+	/* verify before any reader: a writable reader repairs what it meets */
+	step(10, "verify DEEP");
+	int r = shval_seg_verify(s, SHVAL_VERIFY_DEEP, count_cb, &found, &n);
+	SOFT(r == SHVAL_ECORRUPT && n >= 1,
+	     "verify DEEP: %d (%s), %zu problem(s): the stuck WRITING bit is not "
+	     "reported",
+	     r, shval_strerror(r), n);
+
 	/* data is whole (all 3): a reader may return it, or an error */
 	struct big_arg a = { s, "big", 0, 3, 12 };
 	struct big_arg ar = { s, "big", SHVAL_RDONLY, 3, 12 };
@@ -1446,14 +1456,6 @@ TEST(stuck_writing_bit_big_value)
 	SOFT(reap(p2, 2, "read-only reader, WRITING stuck (no undo copy)", 16),
 	     "read-only shval_read returns in bounded time");
 
-	int found = 0;
-	size_t n = 0;
-	step(10, "verify DEEP");
-	int r = shval_seg_verify(s, SHVAL_VERIFY_DEEP, count_cb, &found, &n);
-	SOFT(r == SHVAL_ECORRUPT && n >= 1,
-	     "verify DEEP: %d (%s), %zu problem(s): the stuck WRITING bit is not "
-	     "reported",
-	     r, shval_strerror(r), n);
 	step(10, "verify REPAIR");
 	r = shval_seg_verify(s, SHVAL_VERIFY_REPAIR, count_cb, &found, &n);
 	SOFT(r == 0, "verify REPAIR: %d (%s), %zu problem(s)", r, shval_strerror(r), n);
