@@ -163,6 +163,9 @@ int shval__lockblk_init(shval__lockblk *lk);
 int shval__mutex_init(pthread_mutex_t *m);   /* robust, pshared; -errno */
 /* Is the mutex's kind word the one every shval lock has? */
 bool shval__mutex_kind_ok(pthread_mutex_t *m);
+/* Kind word damaged, or the lock marked not recoverable? */
+bool shval__mutex_damaged(pthread_mutex_t *m);
+unsigned shval__mutex_kind(pthread_mutex_t *m); /* for messages */
 /* The thread id named by the mutex's futex word (0 = free). */
 uint32_t shval__mutex_owner(pthread_mutex_t *m);
 /* Take a lock the caller does not hold, recovering stale owners; 0,
@@ -171,6 +174,9 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m,
 			 uint64_t deadline_rt, const char *what);
 /* Is the lock's owner dead or stale (needs recovery)?  *tid = owner. */
 bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid);
+/* The segment lock was taken (+1) or released (-1): for the lock-order
+ * assertion of debug builds (lock.c, LOCK RULES). */
+void shval__order_seg(int delta);
 /* Re-initialise a damaged lock nobody live holds (repair); true if done. */
 bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
 /* A library call's change to a value: section.h. */

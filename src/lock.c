@@ -3,7 +3,7 @@
  * stale-owner recovery.  The only file that knows glibc's mutex internals
  * (the futex word and the kind word) and the futex owner bits.
  *
- * LOCK RULES (the hierarchy, checked in debug builds by assert_order)
+ * LOCK RULES (the hierarchy; rule 1 is asserted in debug builds)
  * -------------------------------------------------------------------
  *   1. A value's lock (its own, or a shared lock entry) is taken before the
  *      segment lock, never after: shval_remove takes the value's lock, then
@@ -128,6 +128,18 @@ __attribute__((constructor)) static void kind_init(void)
 int shval__mutex_init(pthread_mutex_t *m)
 {
 	return -mutex_attr_init(m);
+}
+
+bool shval__mutex_damaged(pthread_mutex_t *m)
+{
+	return !shval__mutex_kind_ok(m) ||
+	       __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) ==
+		       0x7fffffff; /* PTHREAD_MUTEX_NOTRECOVERABLE */
+}
+
+unsigned shval__mutex_kind(pthread_mutex_t *m)
+{
+	return (unsigned)__atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED);
 }
 
 bool shval__mutex_kind_ok(pthread_mutex_t *m)
@@ -275,6 +287,23 @@ static bool dirty_add(shval *v)
 	T.dirty[T.ndirty++] = (struct dirty){ v->lk, v->seg, v->e };
 	return true;
 }
+
+/* ---- the lock rules, asserted (debug builds) ---------------------------- */
+#ifndef NDEBUG
+static __thread int seg_locks_held;
+void shval__order_seg(int delta)
+{
+	seg_locks_held += delta;
+}
+/* Rule 1: never a value lock while holding the segment lock. */
+#define assert_order() assert(seg_locks_held == 0)
+#else
+void shval__order_seg(int delta)
+{
+	(void)delta;
+}
+#define assert_order() ((void)0)
+#endif
 
 /* ---- owners ---------------------------------------------------------- */
 
@@ -466,10 +495,7 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_r
 bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m)
 {
 	uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
-	bool damaged = !shval__mutex_kind_ok(m) ||
-		       __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) ==
-			       0x7fffffff /* PTHREAD_MUTEX_NOTRECOVERABLE */;
-	if (!damaged)
+	if (!shval__mutex_damaged(m))
 		return false;
 	if ((w & FUTEX_TID_MASK) && !(w & FUTEX_OWNER_DIED) && !owner_stale(seg, w))
 		return false; /* a live owner: leave it */
@@ -569,6 +595,7 @@ static void recover(shval *v)
  * library call's section is not (see section.h). */
 static int sec_take(shval *v, uint64_t deadline_rt, bool push)
 {
+	assert_order();
 	int r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt, "value lock");
 	if (r == EBUSY || r == ETIMEDOUT)
 		return -r;

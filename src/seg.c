@@ -234,13 +234,16 @@ int shval__seg_lock(shval_seg *seg)
 	if (r == EOWNERDEAD) {
 		shval__seg_recount(seg);
 		pthread_mutex_consistent(&seg->hdr->lock);
-		return 0;
+		r = 0;
 	}
+	if (r == 0)
+		shval__order_seg(1);
 	return r;
 }
 
 void shval__seg_unlock(shval_seg *seg)
 {
+	shval__order_seg(-1);
 	pthread_mutex_unlock(&seg->hdr->lock);
 }
 

@@ -421,51 +421,66 @@ int shval__type_field(const shval__type *t, const char *name)
 	return -1;
 }
 
-int shval__type_check(const shval__type *t, const void *data, char *err,
-                      size_t errcap)
+/* The one validator of a value's bytes (every writer and verify use it):
+ * bytes [off, off+len) of a value of type t, about to hold src (src points
+ * at byte off).  Bools must hold 0 or 1; a string field written whole must
+ * have a length within its capacity. */
+int shval__bytes_check(const shval__type *t, size_t off, size_t len,
+		       const void *src, char *err, size_t errcap)
 {
-	const unsigned char *base = data;
+	const unsigned char *p = src;
 	if (err && errcap > 0)
 		err[0] = '\0';
 	for (size_t k = 0; k < t->nfields; k++) {
 		const shval__field *f = &t->fields[k];
-		uint32_t len;
+		size_t fend = f->offset + f->size;
+		if (fend <= off || f->offset >= off + len)
+			continue; /* not written */
 		if (f->code == '?') {
 			/* a bool is one byte holding 0 or 1 */
-			for (uint32_t i = 0; i < f->count; i++) {
-				unsigned char b = base[f->offset + i];
-				if (b <= 1)
+			size_t a = f->offset > off ? f->offset : off;
+			size_t b = fend < off + len ? fend : off + len;
+			for (size_t i = a; i < b; i++) {
+				unsigned char x = p[i - off];
+				if (x <= 1)
 					continue;
 				if (err && errcap > 0)
 					snprintf(err, errcap, "bool %s%s%s element "
-						 "%" PRIu32 " holds %u, not 0 or 1",
+						 "%zu holds %u, not 0 or 1",
 						 f->name[0] ? "field \"" : "",
 						 f->name, f->name[0] ? "\"" : "",
-						 i, b);
+						 i - f->offset, x);
 				return SHVAL_ERANGE;
 			}
 			continue;
 		}
-		if (f->kind != SHVAL_KIND_STRING)
+		if (f->kind != SHVAL_KIND_STRING || f->offset < off || fend > off + len)
 			continue;
-		memcpy(&len, base + f->offset, sizeof len); /* may be unaligned */
-		if (len <= f->count)
+		uint32_t slen;
+		memcpy(&slen, p + (f->offset - off), sizeof slen); /* may be unaligned */
+		if (slen <= f->count)
 			continue;
 		if (err && errcap > 0) {
 			if (t->kind != SHVAL_KIND_STRUCT)
 				snprintf(err, errcap, "string length %" PRIu32
-				         " exceeds capacity %" PRIu32, len,
+				         " exceeds capacity %" PRIu32, slen,
 				         f->count);
 			else if (f->name[0])
 				snprintf(err, errcap, "field \"%s\": string "
 				         "length %" PRIu32 " exceeds capacity %"
-				         PRIu32, f->name, len, f->count);
+				         PRIu32, f->name, slen, f->count);
 			else
 				snprintf(err, errcap, "field %zu: string length "
 				         "%" PRIu32 " exceeds capacity %" PRIu32,
-				         k, len, f->count);
+				         k, slen, f->count);
 		}
 		return SHVAL_ETOOBIG;
 	}
 	return 0;
+}
+
+int shval__type_check(const shval__type *t, const void *data, char *err,
+                      size_t errcap)
+{
+	return shval__bytes_check(t, 0, t->size, data, err, errcap);
 }

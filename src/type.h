@@ -80,6 +80,11 @@ int shval__type_field(const shval__type *t, const char *name);
 
 /* Check the string lengths stored in data (every STRING field's len <=
  * capacity).  Returns 0 or SHVAL_ETOOBIG (naming the field in err). */
+/* Validate bytes [off, off+len) about to be written (src = their new
+ * content): bools 0/1 (SHVAL_ERANGE), whole string fields within
+ * capacity (SHVAL_ETOOBIG).  The one validator of every writer. */
+int shval__bytes_check(const shval__type *t, size_t off, size_t len,
+		       const void *src, char *err, size_t errcap);
 int shval__type_check(const shval__type *t, const void *data, char *err,
                       size_t errcap);
 

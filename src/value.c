@@ -1187,13 +1187,11 @@ SHVAL_API int shval_array_set(shval *v, size_t index, size_t n, const void *buf)
 	int r = array_range(v, index, n, &off, &bytes);
 	if (r)
 		return r;
-	if (v->type->fields[0].code == '?') {
-		for (size_t i = 0; i < n; i++)
-			if (((const unsigned char *)buf)[i] > 1)
-				return shval__failf(v->seg, SHVAL_ERANGE,
-						    "bool element %zu is %u, not 0 or 1",
-						    index + i,
-						    ((const unsigned char *)buf)[i]);
+	if (v->needs_check) {
+		char err[256];
+		if ((r = shval__bytes_check(v->type, off, bytes, buf, err,
+					    sizeof err)) != 0)
+			return shval__failf(v->seg, r, "%s", err);
 	}
 	return write_range(v, off, bytes, buf, bytes == v->size);
 }
@@ -1246,14 +1244,11 @@ SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 		return shval__failf(v->seg, SHVAL_ESIZE,
 				    "field %s is %zu bytes, %zu given", field,
 				    f->size, len);
-	if (f->kind == SHVAL_KIND_STRING) {
-		uint32_t n;
-		memcpy(&n, buf, 4);
-		if (n > f->count)
-			return shval__failf(v->seg, SHVAL_ETOOBIG,
-					    "field %s: string length %u above "
-					    "capacity %u",
-					    field, n, f->count);
+	if (v->needs_check) {
+		char err[256];
+		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf, err,
+					    sizeof err)) != 0)
+			return shval__failf(v->seg, r, "%s", err);
 	}
 	return write_range(v, f->offset, f->size, buf, f->size == v->size);
 }

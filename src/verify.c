@@ -73,13 +73,12 @@ static void check_lock(struct vctx *c, shval__entry *e, uint64_t off,
 	shval_seg *seg = c->seg;
 	bool repair = c->flags & SHVAL_VERIFY_REPAIR;
 	pid_t tid;
-	if (!shval__mutex_kind_ok(&lk->mutex) ||
-	    lk->mutex.__data.__owner == 0x7fffffff) {
+	if (shval__mutex_damaged(&lk->mutex)) {
 		bool fixed = repair && shval__lock_reinit(seg, &lk->mutex) &&
 			     relock(seg, off);
 		problem(c, SHVAL_ECORRUPT, e, off, fixed,
 			"lock word damaged (kind 0x%x)%s",
-			(unsigned)lk->mutex.__data.__kind,
+			shval__mutex_kind(&lk->mutex),
 			fixed ? ": re-initialised, value rolled back" : "");
 		return;
 	}
@@ -207,7 +206,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			(unsigned long long)size, (unsigned long long)h->brk,
 			(unsigned long long)seg->map_len);
 	pid_t tid;
-	if (!shval__mutex_kind_ok(&h->lock) || h->lock.__data.__owner == 0x7fffffff) {
+	if (shval__mutex_damaged(&h->lock)) {
 		bool fixed = (flags & SHVAL_VERIFY_REPAIR) &&
 			     shval__lock_reinit(seg, &h->lock) &&
 			     shval__seg_lock(seg) == 0;
@@ -215,7 +214,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			shval__seg_unlock(seg); /* recovery ran in seg_lock */
 		problem(&c, SHVAL_ECORRUPT, NULL, 128, fixed,
 			"segment lock word damaged (kind 0x%x)%s",
-			(unsigned)h->lock.__data.__kind,
+			shval__mutex_kind(&h->lock),
 			fixed ? ": re-initialised" : "");
 	} else if (shval__lock_stale(seg, &h->lock, &tid)) {
 		bool fixed = false;
