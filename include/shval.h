@@ -637,6 +637,89 @@ SHVAL_API uint64_t shval_seg_version(shval_seg *seg);
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
                              int64_t timeout_ns);
 
+/* ---- Inline fast paths ---------------------------------------------------
+ * shval_read() of a locked value and shval_add_i64() of a 64-bit atomic
+ * value are inlined into the caller (as liburing inlines its ring
+ * operations): a call costs more than the work.  They do exactly what the
+ * functions do on their common path (the stale-handle check, the seqlock
+ * read, the wake-up check) and call the functions for everything else.
+ * (shval_read)(v, buf, cap) with parentheses, or -DSHVAL_NO_INLINE,
+ * calls the function itself.  Nothing below is API: the layout of
+ * struct shval__fast is private to one build of the library and may change
+ * with any release (the soname changes with it). */
+/* The first bytes of every handle (src/internal.h keeps them up to date). */
+struct shval__fast {
+	unsigned flags;              /* SHVAL__F_* */
+	unsigned size;               /* of the value */
+	void *data;
+	const uint64_t *version;     /* the value's version word */
+	const uint64_t *serial;      /* the entry's serial ... */
+	uint64_t serial_want;        /* ... while it is the handle's value */
+	const uint8_t *state;        /* the entry's state (1 = live) */
+	const uint32_t *waiters;     /* the entry's waiters word */
+	const uint64_t *seg_version; /* bit 0: a segment watcher */
+};
+#define SHVAL__F_SEQREAD 0x1u  /* a locked value with an undo copy */
+#define SHVAL__F_ATOMIC64 0x2u /* a writable 64-bit integer atomic value */
+
+/** Not API: wakes waiters after an inline atomic add (the slow part). */
+SHVAL_API void shval__fast_wake(shval *v);
+
+#if !defined(SHVAL_NO_INLINE) && !defined(SHVAL_BUILDING) && \
+	defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+
+static inline int shval__fast_live(const struct shval__fast *f)
+{
+	return __atomic_load_n(f->serial, __ATOMIC_RELAXED) == f->serial_want &&
+	       __atomic_load_n(f->state, __ATOMIC_ACQUIRE) == 1;
+}
+
+static inline int shval__read_inline(shval *v, void *buf, size_t cap)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
+	if (v && (f->flags & SHVAL__F_SEQREAD) && f->size == cap && buf) {
+		/* tag-seqlock: acquire pairs with the lock holder's release
+		 * stores (src/section.h); a version with WRITING (bit 1) goes
+		 * to the function, which reads the undo copy. */
+		uint64_t v1 = __atomic_load_n(f->version, __ATOMIC_ACQUIRE);
+		if (!(v1 & 2)) {
+			__builtin_memcpy(buf, f->data, cap);
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(f->version, __ATOMIC_RELAXED) == v1 &&
+			    shval__fast_live(f))
+				return 0;
+		}
+	}
+	return (shval_read)(v, buf, cap);
+}
+
+static inline int shval__add_i64_inline(shval *v, int64_t delta,
+					int64_t *result)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
+	if (v && (f->flags & SHVAL__F_ATOMIC64) && shval__fast_live(f)) {
+		int64_t o = __atomic_fetch_add((int64_t *)f->data, delta,
+					       __ATOMIC_SEQ_CST);
+#if !defined(__x86_64__) && !defined(__i386__)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* tag-waiters */
+#endif
+		/* tag-waiters (src/wait.c): after the RMW, look for waiters
+		 * and segment watchers. */
+		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+			shval__fast_wake(v);
+		if (result)
+			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
+		return 0;
+	}
+	return (shval_add_i64)(v, delta, result);
+}
+
+#define shval_read(v, buf, cap) shval__read_inline((v), (buf), (cap))
+#define shval_add_i64(v, delta, result) \
+	shval__add_i64_inline((v), (delta), (result))
+#endif /* inline fast paths */
+
 #ifdef __cplusplus
 }
 #endif

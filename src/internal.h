@@ -60,8 +60,10 @@ struct shval__tcache {
 	struct shval__tcache *next;
 };
 
-/* A value handle. */
+/* A value handle.  It starts with the public header's struct
+ * shval__fast, which the inline fast paths read (set in handle.c). */
 struct shval {
+	struct shval__fast fast;
 	shval_seg *seg;
 	uint64_t off;               /* entry offset */
 	uint64_t serial;

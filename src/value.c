@@ -73,6 +73,33 @@ static int lock_handle_make(shval_seg *seg, uint64_t off, shval__entry *e,
 	return 0;
 }
 
+/* The public header's inline fast paths read these (struct shval__fast):
+ * only the cases they can finish alone get a flag. */
+static void fast_init(shval *v)
+{
+	struct shval__fast *f = &v->fast;
+	shval__entry *e = v->e;
+	f->flags = 0;
+	if (v->undo && v->kind != SHVAL_KIND_LOCK && v->size <= UINT32_MAX)
+		f->flags |= SHVAL__F_SEQREAD;
+	if (v->fast_add)
+		f->flags |= SHVAL__F_ATOMIC64;
+	f->size = (unsigned)v->size;
+	f->data = v->data;
+	f->version = (const uint64_t *)(void *)&e->version;
+	f->serial = (const uint64_t *)(void *)&e->serial;
+	f->serial_want = v->serial;
+	f->state = (const uint8_t *)(void *)&e->state;
+	f->waiters = (const uint32_t *)(void *)&e->waiters;
+	f->seg_version = (const uint64_t *)(void *)&v->seg->hdr->version;
+}
+
+SHVAL_API void shval__fast_wake(shval *v)
+{
+	if (v)
+		shval__wake_after_change(v->seg, v->e, false);
+}
+
 int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 {
 	*out = NULL;
@@ -152,6 +179,7 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 	}
 	v->fast_add = v->int64 && mode == SHVAL_ATOMIC &&
 		      !(seg->flags & SHVAL_RDONLY);
+	fast_init(v);
 	shval__seg_ref(seg);
 	if (shval__check(v) != 0) {
 		handle_free(v);

@@ -1325,4 +1325,31 @@ TEST(shval_new_first_in_child)
 	ASSERT_EQ(si.creator_pid, getpid());
 }
 
+/* One validator for every writer: a bool written through a field or an
+ * array range is checked like a whole-value write, and verify agrees. */
+TEST(bool_bytes_checked_on_every_path)
+{
+	shval_seg *s;
+	shval *v, *a;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	ASSERT_OK(shval_create(s, "st", "flag:? n:q", 0, NULL, 0, &v));
+	ASSERT_OK(shval_create(s, "arr", "4?", 0, NULL, 0, &a));
+	unsigned char two = 2, one = 1, bools[3] = { 1, 2, 0 };
+	ASSERT_ERR(shval_field_set(v, "flag", &two, 1), SHVAL_ERANGE);
+	ASSERT(strstr(shval_errmsg(s), "flag"));
+	ASSERT_OK(shval_field_set(v, "flag", &one, 1));
+	ASSERT_ERR(shval_array_set(a, 1, 3, bools), SHVAL_ERANGE);
+	ASSERT_OK(shval_array_set(a, 0, 1, &one));
+	unsigned char got[4];
+	ASSERT_OK(shval_array_get(a, 0, 4, got));
+	ASSERT_EQ(got[0], 1);
+	ASSERT_EQ(got[2], 0);
+	size_t n = 99;
+	ASSERT_OK(shval_seg_verify(s, SHVAL_VERIFY_DEEP, NULL, NULL, &n));
+	ASSERT_EQ(n, 0);
+	shval_close(v);
+	shval_close(a);
+	shval_seg_close(s);
+}
+
 TEST_MAIN()
