@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 
 DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy
 
-.PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench
+.PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench mutants
 
 all: build
 
@@ -96,6 +96,14 @@ fuzz:
 SOAK_SECONDS ?= 60
 soak: build
 	./$(BUILD)/tests/soak $(SOAK_SECONDS)
+
+# Mutation check: small source mutations, one per promise of shval.h /
+# RELIABILITY.md, each built in build-mutants/ and run against its tests;
+# fails if a mutant survives (RELIABILITY.md, "Mutants").  Not part of
+# `make test` (about 15 minutes).  MUTANTS_ARGS e.g. "--only ID" "--full".
+MUTANTS_ARGS ?=
+mutants: deps
+	python3 mutants/run --jobs $(JOBS) $(MUTANTS_ARGS)
 
 install: build
 	cmake --install $(BUILD)
