@@ -34,6 +34,11 @@ def double_all(x, y, foo, arr, string):
         arr[i] *= 2
 
 
+def after_barrier(barrier, fn, *args):
+    barrier.wait(60)
+    fn(*args)
+
+
 def add_n(v, n):
     for _ in range(n):
         v.add(1)

@@ -7,14 +7,21 @@ import pytest
 
 import shval
 from conftest import run, START_METHODS
-from helpers import add_n, locked_incr, lock_incr, with_incr, square, queue_consumer
+from helpers import (add_n, locked_incr, lock_incr, with_incr, square,
+                     queue_consumer, after_barrier)
 
 N_PROCS = 4
 N_ITERS = 2000
 
 
 def _many(ctx, target, *args):
-    ps = [ctx.Process(target=target, args=args) for _ in range(N_PROCS)]
+    # The children start their loops together: started one by one (spawn
+    # takes a while), they would run one after the other and a lost update
+    # could not happen (`make mutants` showed these tests passing with
+    # add() or `with v.get_lock()` not locking at all).
+    start = ctx.Barrier(N_PROCS)
+    ps = [ctx.Process(target=after_barrier, args=(start, target) + args)
+          for _ in range(N_PROCS)]
     for p in ps:
         p.start()
     for p in ps:
@@ -35,8 +42,8 @@ def test_add_exact(ctx, lock):
 
 def test_get_lock_idiom_exact(ctx):
     v = shval.Value('i', 0)
-    _many(ctx, locked_incr, v, N_ITERS // 4)
-    assert v.value == N_PROCS * (N_ITERS // 4)
+    _many(ctx, locked_incr, v, N_ITERS)
+    assert v.value == N_PROCS * N_ITERS
 
 
 def test_with_value_exact(ctx):
@@ -48,8 +55,8 @@ def test_with_value_exact(ctx):
 def test_shared_lock_exact(ctx):
     lock = shval.RLock()
     v = shval.Value('i', 0, lock=lock)
-    _many(ctx, lock_incr, lock, v, N_ITERS // 4)
-    assert v.value == N_PROCS * (N_ITERS // 4)
+    _many(ctx, lock_incr, lock, v, N_ITERS)
+    assert v.value == N_PROCS * N_ITERS
 
 
 @pytest.mark.parametrize('method', START_METHODS)
