@@ -2,6 +2,7 @@
 #   make run    build and run the demo
 #   make test   install what the tests need (Debian, as root), build with
 #               warnings as errors, run the whole suite through ctest
+#   make mutants  mutation check of the suite (RELIABILITY.md, "Mutants")
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
@@ -100,7 +101,7 @@ soak: build
 # Mutation check: small source mutations, one per promise of shval.h /
 # RELIABILITY.md, each built in build-mutants/ and run against its tests;
 # fails if a mutant survives (RELIABILITY.md, "Mutants").  Not part of
-# `make test` (about 15 minutes).  MUTANTS_ARGS e.g. "--only ID" "--full".
+# `make test` (about 10 minutes).  MUTANTS_ARGS e.g. "--only ID" "--full".
 MUTANTS_ARGS ?=
 mutants: deps
 	python3 mutants/run --jobs $(JOBS) $(MUTANTS_ARGS)
