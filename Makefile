@@ -2,13 +2,14 @@
 #   make run    build and run the demo
 #   make test   install what the tests need (Debian, as root), build with
 #               warnings as errors, run the whole suite through ctest
+#   make mutants  mutation check of the suite (RELIABILITY.md, "Mutants")
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
 DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy
 
-.PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench
+.PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench mutants
 
 all: build
 
@@ -96,6 +97,14 @@ fuzz:
 SOAK_SECONDS ?= 60
 soak: build
 	./$(BUILD)/tests/soak $(SOAK_SECONDS)
+
+# Mutation check: small source mutations, one per promise of shval.h /
+# RELIABILITY.md, each built in build-mutants/ and run against its tests;
+# fails if a mutant survives (RELIABILITY.md, "Mutants").  Not part of
+# `make test` (about 10 minutes).  MUTANTS_ARGS e.g. "--only ID" "--full".
+MUTANTS_ARGS ?=
+mutants: deps
+	python3 mutants/run --jobs $(JOBS) $(MUTANTS_ARGS)
 
 install: build
 	cmake --install $(BUILD)
