@@ -74,6 +74,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -645,6 +646,28 @@ static int sec_check(shval *v)
 	return 0;
 }
 
+/* Test-only crash points (RELIABILITY.md): with SHVAL_TEST_CRASH_AT set
+ * to a step's name in the environment, a process kills itself (SIGKILL)
+ * at that step of a section, so a test dies exactly there every time
+ * instead of by chance.  Read once, at the first check; costs one load
+ * (the shared-lock commit and the first change of a section, both off the
+ * own-lock fast path).  Steps:
+ *   "commit"   a shared lock's multi-value commit, after the first value
+ *              is committed and before the others (must roll forward)
+ *   "change"   a shared lock's first change of a section, after WRITING
+ *              is set and before the data changes (must roll back) */
+static void crash_point(const char *step)
+{
+	static const char *_Atomic crash_at = (const char *)1; /* unread */
+	const char *at = atomic_load_explicit(&crash_at, memory_order_relaxed);
+	if (at == (const char *)1) {
+		at = getenv("SHVAL_TEST_CRASH_AT");
+		atomic_store_explicit(&crash_at, at, memory_order_relaxed);
+	}
+	if (at && strcmp(at, step) == 0)
+		kill(getpid(), SIGKILL);
+}
+
 int shval__chg_begin_slow(shval *v, int *how)
 {
 	int r = shval__check(v);
@@ -698,6 +721,7 @@ void shval__sec_dirty_shared(shval *v)
 	atomic_store_explicit(&e->version, ver | SHVAL__V_WRITING,
 			      memory_order_release);
 	atomic_thread_fence(memory_order_release);
+	crash_point("change");
 }
 
 void shval__commit_unlock(shval *v)
@@ -716,9 +740,12 @@ void shval__commit_unlock(shval *v)
 		mine += T.dirty[i].lk == v->lk;
 	if (mine > 1)
 		atomic_store_explicit(&v->lk->committing, 1, memory_order_relaxed);
-	for (size_t i = 0; i < T.ndirty; i++)
-		if (T.dirty[i].lk == v->lk)
+	for (size_t i = 0, n = 0; i < T.ndirty; i++)
+		if (T.dirty[i].lk == v->lk) {
+			if (n++ == 1)
+				crash_point("commit");
 			version_commit(T.dirty[i].e);
+		}
 	if (mine > 1)
 		atomic_store_explicit(&v->lk->committing, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&v->lk->mutex);
