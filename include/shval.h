@@ -50,7 +50,22 @@
  *   by the thread that took it, as with pthread mutexes.
  * - Process death: locks are robust.  A process killed while holding a
  *   value's lock does not hang anyone: the next locker gets
- *   SHVAL_EOWNERDEAD (see shval_lock()).
+ *   SHVAL_EOWNERDEAD (see shval_lock()).  Ownership is never inferred from
+ *   a thread id stored in the segment (ids are reused): each thread keeps
+ *   its own list of the locks it holds.
+ * - Saved segments: a lock word whose owner is not a live thread of a
+ *   process that maps this very segment file — a file segment copied,
+ *   backed up or snapshotted while locked, a reboot, a thread id now used by
+ *   an unrelated process — is recovered exactly like an owner's death: a
+ *   locker waits 50 ms, judges the owner from /proc (pid -> /proc/PID/maps
+ *   naming the file's device and inode), then takes the lock with
+ *   SHVAL_EOWNERDEAD and the value at its last committed state.  Any doubt
+ *   (a /proc file it may not read: another user, hidepid) counts as alive.
+ *   What cannot be told apart: a saved lock word naming a thread that,
+ *   by chance, is now a live thread of a process mapping the same file;
+ *   `shval check --repair` run while no process uses the file fixes it.
+ * - Signals: shval calls are not async-signal-safe (like pthread mutexes):
+ *   do not call them from a signal handler.
  * - Sizing: each process maps the segment's maximum size (default 1 GiB of
  *   address space, not memory) up front; the segment's backing store grows
  *   as values are created, up to that maximum (SHVAL_EFULL beyond it,
@@ -62,9 +77,18 @@
  *   characters from [A-Za-z0-9._-] (no further "/"), or "file:PATH".
  * - Hostile segments: everything read from shared memory is bounds-checked;
  *   a damaged or foreign segment gives SHVAL_ECORRUPT or SHVAL_EVERSION.
- *   A lock word naming a thread that does not exist (no such /proc entry,
- *   and the kernel did not mark its owner dead) is treated as damage: a
- *   locker waits one second, then gets SHVAL_ECORRUPT.
+ *   A lock word naming a thread that does not exist is recovered as an
+ *   owner's death (see "Saved segments").  A damaged lock kind word gives
+ *   SHVAL_ECORRUPT before any pthread call (glibc would abort());
+ *   shval_seg_verify() with SHVAL_VERIFY_REPAIR re-initialises the lock
+ *   and rolls its value back (a damaged segment lock is re-initialised by
+ *   the next writable open, as after its owner's death).
+ * - Big values: values over 64 KiB have no undo copy.  A reader that meets
+ *   a section in progress on one waits for it (a futex, no spinning), at
+ *   most 2 s, then fails with -ETIMEDOUT naming the writer's thread (a
+ *   stopped or traced writer); a dead writer's section is rolled back (the
+ *   value flagged SHVAL_INFO_PARTIAL) by a writable reader.  Smaller values
+ *   never make readers wait.
  * - PID namespaces: every process attached to a segment must see the same
  *   pids (one PID namespace, e.g. containers sharing /dev/shm need a shared
  *   pid namespace too).  Liveness checks — temporary-segment cleanup, lock
@@ -96,8 +120,15 @@
  *   SHVAL_RAW    no synchronisation; the caller's business.
  *   SHVAL_ATOMIC scalars of 1, 2, 4 or 8 bytes; lock-free load, store,
  *                add, sub, and/or/xor, exchange and compare-and-swap.
- * Reads of locked values never return a torn value.  Read-modify-write
- * functions (shval_add_*, shval_cas_*) on locked values take the lock.
+ * Reads of locked values never return a torn value, and never wait (see
+ * "Big values").  Read-modify-write functions (shval_add_*, shval_cas_*) on
+ * locked values take the lock.  Each value is read whole; several values
+ * under one shared lock are consistent with each other under that lock
+ * (their commit is all or nothing, also when the owner dies mid-commit).
+ * Cost: a locked change costs about what a bare robust mutex does (the
+ * version word is written by the lock holder alone, with plain stores);
+ * shval_read() of a locked value and shval_add_i64() of a 64-bit atomic
+ * value are inlined into the caller (see the end of this header).
  */
 #ifndef SHVAL_H
 #define SHVAL_H
@@ -429,7 +460,9 @@ SHVAL_API shval_seg *shval_segment(shval *v);
 
 /** Copy the whole value (C layout, shval_info().size bytes) to buf.
  *  cap must be >= size (else SHVAL_ESIZE).  Never torn for locked and
- *  atomic values.  @return 0, SHVAL_ESTALE, SHVAL_ESIZE. */
+ *  atomic values.  @return 0, SHVAL_ESTALE, SHVAL_ESIZE; -ETIMEDOUT for a
+ *  value over 64 KiB whose writer stays mid-change for over 2 s (see
+ *  CAVEATS, "Big values"; the same for every read function). */
 SHVAL_API int shval_read(shval *v, void *buf, size_t cap);
 
 /** Replace the whole value; len must equal its size (SHVAL_ESIZE).  String
@@ -558,7 +591,9 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 #define SHVAL_FOREVER (-1LL)
 
 /** Take the value's lock (SHVAL_RLOCK: recursively).  Returns 0, or
- *  SHVAL_EOWNERDEAD when the previous owner died holding it: the lock is
+ *  SHVAL_EOWNERDEAD when the previous owner died holding it (or left a
+ *  lock word that no live process of this segment owns: see CAVEATS,
+ *  "Saved segments"; or a half-done section on a damaged image): the lock is
  *  then held by the caller and the value is back at its last committed
  *  state (for a shared lock: every value it guards; if the owner died while
  *  committing, its section is completed instead — all or nothing).  Values
@@ -601,7 +636,11 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 
 /** Direct pointer to the value's bytes in shared memory.  For locked
  *  values, valid for writing only while the caller holds the lock; for raw
- *  values at any time (no guarantees).  NULL if the handle is stale. */
+ *  values at any time (no guarantees).  NULL if the handle is stale.  On a
+ *  segment opened SHVAL_RDONLY the pages are mapped read-only: the pointer
+ *  is for reading only (a write through it kills the process with
+ *  SIGSEGV), and reading it directly is not a consistent read (use
+ *  shval_read). */
 SHVAL_API void *shval_data(shval *v);
 
 /** Announce a change made through shval_data(): the version moves and
