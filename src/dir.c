@@ -16,8 +16,6 @@
 
 #include "internal.h"
 
-int shval__handle_make(shval_seg *seg, uint64_t off, shval **out);
-int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
 
 uint64_t shval__hash(const char *name, size_t len)
 {

@@ -202,6 +202,19 @@ pid_t shval__my_tid(void);              /* cached gettid() */
  * inside the file); NULL if damaged. */
 _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
 
+/* ---- value.c (used by scalar.c) ---- */
+/* Copy n bytes at offset off of the value's committed state into buf. */
+int shval__read_consistent(shval *v, size_t off, size_t n, void *buf);
+/* Replace bytes [off, off+n) of the value with src, as one change; full:
+ * the whole value (clears the PARTIAL flag). */
+int shval__write_range(shval *v, size_t off, size_t n, const void *src,
+		       bool full);
+int shval__writable(shval *v);          /* 0, SHVAL_ESTALE, SHVAL_ERDONLY */
+int shval__not_lock(shval *v);          /* 0, SHVAL_EMODE for a lock handle */
+
+/* ---- handle.c ---- */
+int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
+
 /* ---- wait.c ---- */
 int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
                       int64_t deadline_ns);

@@ -150,7 +150,9 @@ bool shval__mutex_kind_ok(pthread_mutex_t *m)
 
 uint32_t shval__mutex_owner(pthread_mutex_t *m)
 {
-	return atomic_load_explicit(futex_word(m), memory_order_relaxed) &
+	/* acquire: pairs with the release of the owner's unlock (what it
+	 * stored before unlocking is visible once the word reads free). */
+	return atomic_load_explicit(futex_word(m), memory_order_acquire) &
 	       FUTEX_TID_MASK;
 }
 

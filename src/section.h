@@ -106,6 +106,21 @@ static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e)
 	atomic_signal_fence(memory_order_seq_cst);
 #else
 	atomic_thread_fence(memory_order_seq_cst);
+/* After an atomic RMW or store on v's data: wake its waiters and the
+ * segment's watchers, if any. */
+static inline void shval__atomic_changed(shval *v)
+{
+	/* tag-waiters: the RMW just done on the data is the barrier (x86-64;
+	 * wait.c adds the fence elsewhere before it looks again). */
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&v->e->waiters, memory_order_relaxed) ||
+	    (atomic_load_explicit(&v->seg->hdr->version, memory_order_relaxed) &
+	     SHVAL__V_WAITERS))
+#endif
+		shval__wake_after_change(v->seg, v->e, false);
+}
+
 #endif
 	if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||
 	    (atomic_load_explicit(&seg->hdr->version, memory_order_relaxed) &
@@ -139,6 +154,21 @@ static inline void shval__chg_end(shval *v, int how, bool changed)
 	else if (how == SHVAL__CHG_RAW && changed)
 		shval__wake_after_change(v->seg, v->e, true);
 	/* NESTED: the holder's outermost shval_unlock() commits. */
+}
+
+/* After an atomic RMW or store on v's data: wake its waiters and the
+ * segment's watchers, if any. */
+static inline void shval__atomic_changed(shval *v)
+{
+	/* tag-waiters: the RMW just done on the data is the barrier (x86-64;
+	 * wait.c adds the fence elsewhere before it looks again). */
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&v->e->waiters, memory_order_relaxed) ||
+	    (atomic_load_explicit(&v->seg->hdr->version, memory_order_relaxed) &
+	     SHVAL__V_WAITERS))
+#endif
+		shval__wake_after_change(v->seg, v->e, false);
 }
 
 #endif

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "internal.h"
 
 /* Spin, then sleep.  A hand-off caught while spinning costs no system
@@ -134,16 +135,8 @@ void shval__wake_after_change(shval_seg *seg, shval__entry *e, bool raw)
 /* What a waiter compares with *seen. */
 static uint64_t cur_version(shval *v)
 {
-	if (v->mode == SHVAL_ATOMIC) {
-		uint64_t x = 0;
-		switch (v->size) {
-		case 1: x = __atomic_load_n((uint8_t *)v->data, __ATOMIC_SEQ_CST); break;
-		case 2: x = __atomic_load_n((uint16_t *)v->data, __ATOMIC_SEQ_CST); break;
-		case 4: x = __atomic_load_n((uint32_t *)v->data, __ATOMIC_SEQ_CST); break;
-		default: x = __atomic_load_n((uint64_t *)v->data, __ATOMIC_SEQ_CST); break;
-		}
-		return x;
-	}
+	if (v->mode == SHVAL_ATOMIC)
+		return shval__atomic_load(v->data, v->size);
 	return atomic_load_explicit(&v->e->version, memory_order_seq_cst) &
 	       ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 }

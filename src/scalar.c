@@ -1,0 +1,575 @@
+/*
+ * src/scalar.c — typed scalars: get/set by number class (int64, uint64,
+ * double) with range checks, and the read-modify-writes (add, and/or/xor,
+ * exchange, compare-and-swap; integer and float).  Atomic values use
+ * atomic.h; locked and raw values one change (section.h).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "atomic.h"
+#include "section.h"
+
+/* ---- typed scalars ---- */
+
+enum { NUM_INT, NUM_UINT, NUM_FLOAT };
+typedef struct num {
+	int cls;
+	int64_t i;
+	uint64_t u;
+	double d;
+} num;
+
+static bool is_unsigned(char c)
+{
+	return c == 'B' || c == 'H' || c == 'I' || c == 'L' || c == 'Q' ||
+	       c == 'N' || c == 'c' || c == '?' || c == 'u';
+}
+
+static num load_num(char c, const void *p)
+{
+	num x = { NUM_INT, 0, 0, 0 };
+	switch (c) {
+	case 'b': { int8_t y; memcpy(&y, p, 1); x.i = y; break; }
+	case 'h': { int16_t y; memcpy(&y, p, 2); x.i = y; break; }
+	case 'i': { int32_t y; memcpy(&y, p, 4); x.i = y; break; }
+	case 'l': case 'q': case 'n': { int64_t y; memcpy(&y, p, 8); x.i = y; break; }
+	case 'c': case 'B': case '?': { uint8_t y; memcpy(&y, p, 1); x.cls = NUM_UINT; x.u = y; break; }
+	case 'H': { uint16_t y; memcpy(&y, p, 2); x.cls = NUM_UINT; x.u = y; break; }
+	case 'I': case 'u': { uint32_t y; memcpy(&y, p, 4); x.cls = NUM_UINT; x.u = y; break; }
+	case 'L': case 'Q': case 'N': { uint64_t y; memcpy(&y, p, 8); x.cls = NUM_UINT; x.u = y; break; }
+	case 'f': { float y; memcpy(&y, p, 4); x.cls = NUM_FLOAT; x.d = y; break; }
+	case 'd': { double y; memcpy(&y, p, 8); x.cls = NUM_FLOAT; x.d = y; break; }
+	}
+	return x;
+}
+
+/* Range of an integer letter. */
+static void int_range(char c, int64_t *lo, uint64_t *hi)
+{
+	switch (c) {
+	case 'b': *lo = INT8_MIN; *hi = INT8_MAX; break;
+	case 'h': *lo = INT16_MIN; *hi = INT16_MAX; break;
+	case 'i': *lo = INT32_MIN; *hi = INT32_MAX; break;
+	case 'l': case 'q': case 'n': *lo = INT64_MIN; *hi = INT64_MAX; break;
+	case 'c': case 'B': *lo = 0; *hi = UINT8_MAX; break;
+	case '?': *lo = 0; *hi = 1; break;
+	case 'H': *lo = 0; *hi = UINT16_MAX; break;
+	case 'I': *lo = 0; *hi = UINT32_MAX; break;
+	case 'u': *lo = 0; *hi = 0x10FFFF; break;
+	default: *lo = 0; *hi = UINT64_MAX; break;
+	}
+}
+
+/* Store an integer (as signed i when neg, else u) into letter c at p. */
+static void store_int(char c, void *p, uint64_t bits)
+{
+	switch (shval__letter_size(c)) {
+	case 1: { uint8_t y = (uint8_t)bits; memcpy(p, &y, 1); break; }
+	case 2: { uint16_t y = (uint16_t)bits; memcpy(p, &y, 2); break; }
+	case 4: { uint32_t y = (uint32_t)bits; memcpy(p, &y, 4); break; }
+	default: memcpy(p, &bits, 8); break;
+	}
+}
+
+/* Encode number x for letter c into out (letter-size bytes), range-checked. */
+static int encode(shval *v, char c, num x, void *out)
+{
+	if (c == 'f' || c == 'd') {
+		double d = x.cls == NUM_FLOAT ? x.d
+			   : x.cls == NUM_INT ? (double)x.i
+					      : (double)x.u;
+		if (c == 'f') {
+			if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
+				return shval__failf(v->seg, SHVAL_ERANGE,
+						    "%g is out of range for type f", d);
+			float f = (float)d;
+			memcpy(out, &f, 4);
+		} else {
+			memcpy(out, &d, 8);
+		}
+		return 0;
+	}
+	if (x.cls == NUM_FLOAT)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "a float given for integer type %c", c);
+	int64_t lo;
+	uint64_t hi;
+	int_range(c, &lo, &hi);
+	if (x.cls == NUM_INT && x.i < 0) {
+		if (x.i < lo)
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%lld is out of range for type %c",
+					    (long long)x.i, c);
+		store_int(c, out, (uint64_t)x.i);
+		return 0;
+	}
+	uint64_t u = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
+	if (u > hi)
+		return shval__failf(v->seg, SHVAL_ERANGE,
+				    "%llu is out of range for type %c",
+				    (unsigned long long)u, c);
+	store_int(c, out, u);
+	return 0;
+}
+
+static int scalar_code(shval *v, char *c)
+{
+	if (v->kind != SHVAL_KIND_SCALAR)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value of type %s is not a scalar", v->type->canon);
+	*c = v->type->fields[0].code;
+	return 0;
+}
+
+static int get_num(shval *v, num *x)
+{
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	unsigned char b[8];
+	r = shval__read_consistent(v, 0, v->size, b);
+	if (r)
+		return r;
+	*x = load_num(c, b);
+	return 0;
+}
+
+SHVAL_API int shval_get_i64(shval *v, int64_t *out)
+{
+	if (!v || !out)
+		return -EINVAL;
+	num x;
+	int r = get_num(v, &x);
+	if (r)
+		return r;
+	if (x.cls == NUM_FLOAT)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value of type %s: use shval_get_f64",
+				    v->type->canon);
+	if (x.cls == NUM_UINT && x.u > INT64_MAX)
+		return shval__failf(v->seg, SHVAL_ERANGE,
+				    "%llu does not fit int64_t (use shval_get_u64)",
+				    (unsigned long long)x.u);
+	*out = x.cls == NUM_INT ? x.i : (int64_t)x.u;
+	return 0;
+}
+
+SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
+{
+	if (!v || !out)
+		return -EINVAL;
+	num x;
+	int r = get_num(v, &x);
+	if (r)
+		return r;
+	if (x.cls == NUM_FLOAT)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value of type %s: use shval_get_f64",
+				    v->type->canon);
+	if (x.cls == NUM_INT && x.i < 0)
+		return shval__failf(v->seg, SHVAL_ERANGE,
+				    "%lld does not fit uint64_t", (long long)x.i);
+	*out = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
+	return 0;
+}
+
+SHVAL_API int shval_get_f64(shval *v, double *out)
+{
+	if (!v || !out)
+		return -EINVAL;
+	num x;
+	int r = get_num(v, &x);
+	if (r)
+		return r;
+	if (x.cls == NUM_FLOAT) {
+		*out = x.d;
+		return 0;
+	}
+	double d = x.cls == NUM_INT ? (double)x.i : (double)x.u;
+	bool exact = x.cls == NUM_INT ? (d >= -9223372036854775808.0 &&
+					 d < 9223372036854775808.0 &&
+					 (int64_t)d == x.i)
+				      : (d < 18446744073709551616.0 &&
+					 (uint64_t)d == x.u);
+	if (!exact)
+		return shval__failf(v->seg, SHVAL_ERANGE,
+				    "integer value is not exactly representable "
+				    "as a double");
+	*out = d;
+	return 0;
+}
+
+static int set_num(shval *v, num x)
+{
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	if ((c == 'f' || c == 'd') && x.cls != NUM_FLOAT)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value of type %c: use shval_set_f64", c);
+	unsigned char b[8];
+	r = encode(v, c, x, b);
+	if (r)
+		return r;
+	return shval__write_range(v, 0, v->size, b, true);
+}
+
+SHVAL_API int shval_set_i64(shval *v, int64_t x)
+{
+	if (!v)
+		return -EINVAL;
+	return set_num(v, (num){ NUM_INT, x, 0, 0 });
+}
+
+SHVAL_API int shval_set_u64(shval *v, uint64_t x)
+{
+	if (!v)
+		return -EINVAL;
+	return set_num(v, (num){ NUM_UINT, 0, x, 0 });
+}
+
+SHVAL_API int shval_set_f64(shval *v, double x)
+{
+	if (!v)
+		return -EINVAL;
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	if (c != 'f' && c != 'd') {
+		/* An integer value takes a double that is a whole number in
+		 * its range, exactly. */
+		if (!isfinite(x) || trunc(x) != x)
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%g is not a whole number (type %c)", x, c);
+		if (x < 0) {
+			if (x < -9223372036854775808.0)
+				return shval__failf(v->seg, SHVAL_ERANGE,
+						    "%g is out of range for type %c",
+						    x, c);
+			return set_num(v, (num){ NUM_INT, (int64_t)x, 0, 0 });
+		}
+		if (x >= 18446744073709551616.0)
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%g is out of range for type %c", x, c);
+		return set_num(v, (num){ NUM_UINT, 0, (uint64_t)x, 0 });
+	}
+	return set_num(v, (num){ NUM_FLOAT, 0, 0, x });
+}
+
+/* ---- read-modify-write ---- */
+
+enum rmw_op { OP_ADD = SHVAL__RMW_ADD, OP_AND = SHVAL__RMW_AND,
+	      OP_OR = SHVAL__RMW_OR, OP_XOR = SHVAL__RMW_XOR,
+	      OP_XCHG = SHVAL__RMW_XCHG };
+
+/* Sign- or zero-extend raw bits of letter c to int64. */
+static int64_t extend(char c, uint64_t bits)
+{
+	switch (c) {
+	case 'b': return (int8_t)bits;
+	case 'h': return (int16_t)bits;
+	case 'i': return (int32_t)bits;
+	case 'c': case 'B': case '?': return (uint8_t)bits;
+	case 'H': return (uint16_t)bits;
+	case 'I': case 'u': return (uint32_t)bits;
+	default: return (int64_t)bits;
+	}
+}
+
+static uint64_t apply(enum rmw_op op, uint64_t a, uint64_t b)
+{
+	switch (op) {
+	case OP_ADD: return a + b;
+	case OP_AND: return a & b;
+	case OP_OR: return a | b;
+	case OP_XOR: return a ^ b;
+	default: return b;
+	}
+}
+
+/* Integer read-modify-write; *before and *after get the raw bits. */
+static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
+		   uint64_t *after)
+{
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	if (c == 'f' || c == 'd')
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "integer operation on a value of type %c", c);
+	if (c == '?' && op != OP_XCHG)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "arithmetic on a bool value");
+	uint64_t old = 0, nw;
+	if (v->mode == SHVAL_ATOMIC) {
+		if ((r = shval__writable(v)) != 0)
+			return r;
+		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op, arg);
+		nw = apply(op, old, arg);
+		shval__atomic_changed(v);
+	} else {
+		if (op == OP_XCHG) {
+			int64_t lo;
+			uint64_t hi;
+			int_range(c, &lo, &hi);
+			int64_t s = (int64_t)arg;
+			bool ok = is_unsigned(c) ? arg <= hi
+						 : (s >= lo && s <= (int64_t)hi);
+			if (!ok)
+				return shval__failf(v->seg, SHVAL_ERANGE,
+						    "%lld is out of range for type %c",
+						    (long long)s, c);
+		}
+		int how;
+		if ((r = shval__chg_begin(v, &how)) != 0)
+			return r;
+		shval__copy(&old, v->data, v->size); /* little-endian: low bytes */
+		nw = apply(op, old, arg);
+		shval__chg_dirty(v, how);
+		store_int(c, v->data, nw);
+		shval__chg_end(v, how, true);
+	}
+	uint64_t mask = v->size == 8 ? ~0ull : ((1ull << (8 * v->size)) - 1);
+	if (before)
+		*before = old & mask;
+	if (after)
+		*after = nw & mask;
+	return 0;
+}
+
+SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
+{
+	if (!v)
+		return -EINVAL;
+	/* Fast path (the common counter): an 8-byte integer atomic in a
+	 * writable segment is one lock xadd plus the waiter checks. */
+	if (v->fast_add &&
+	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) == v->serial &&
+	    atomic_load_explicit(&v->e->state, memory_order_acquire) ==
+		    SHVAL__ST_LIVE) {
+		int64_t o = __atomic_fetch_add((int64_t *)v->data, delta,
+					       __ATOMIC_SEQ_CST);
+		shval__atomic_changed(v);
+		if (result)
+			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
+		return 0;
+	}
+	if (v->int64 && v->mode != SHVAL_ATOMIC) {
+		/* Locked (or raw) 64-bit counter: one change, no letter logic. */
+		int how;
+		int r = shval__chg_begin(v, &how);
+		if (r)
+			return r;
+		uint64_t x;
+		__builtin_memcpy(&x, v->data, 8);
+		x += (uint64_t)delta; /* wraps, as the hardware's add */
+		shval__chg_dirty(v, how);
+		__builtin_memcpy(v->data, &x, 8);
+		shval__chg_end(v, how, true);
+		if (result)
+			*result = (int64_t)x;
+		return 0;
+	}
+	uint64_t after = 0;
+	int r = rmw_int(v, OP_ADD, (uint64_t)delta, NULL, &after);
+	if (r == 0 && result)
+		*result = extend(v->type->fields[0].code, after);
+	return r;
+}
+
+SHVAL_API int shval_sub_i64(shval *v, int64_t delta, int64_t *result)
+{
+	return shval_add_i64(v, (int64_t)(0 - (uint64_t)delta), result);
+}
+
+SHVAL_API int shval_and_u64(shval *v, uint64_t mask, uint64_t *old)
+{
+	if (!v)
+		return -EINVAL;
+	return rmw_int(v, OP_AND, mask, old, NULL);
+}
+
+SHVAL_API int shval_or_u64(shval *v, uint64_t mask, uint64_t *old)
+{
+	if (!v)
+		return -EINVAL;
+	return rmw_int(v, OP_OR, mask, old, NULL);
+}
+
+SHVAL_API int shval_xor_u64(shval *v, uint64_t mask, uint64_t *old)
+{
+	if (!v)
+		return -EINVAL;
+	return rmw_int(v, OP_XOR, mask, old, NULL);
+}
+
+SHVAL_API int shval_exchange_i64(shval *v, int64_t x, int64_t *old)
+{
+	if (!v)
+		return -EINVAL;
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	if (v->mode == SHVAL_ATOMIC) {
+		int64_t lo;
+		uint64_t hi;
+		int_range(c, &lo, &hi);
+		if (is_unsigned(c) ? (x < 0 || (uint64_t)x > hi)
+				   : (x < lo || x > (int64_t)hi))
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%lld is out of range for type %c",
+					    (long long)x, c);
+	}
+	uint64_t before = 0;
+	r = rmw_int(v, OP_XCHG, (uint64_t)x, &before, NULL);
+	if (r == 0 && old)
+		*old = extend(c, before);
+	return r;
+}
+
+SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired)
+{
+	if (!v || !expected)
+		return -EINVAL;
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	if (c == 'f' || c == 'd')
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value of type %c: use shval_cas_f64", c);
+	unsigned char want[8] = { 0 }, nw[8] = { 0 };
+	if ((r = encode(v, c, (num){ NUM_INT, desired, 0, 0 }, nw)) != 0)
+		return r;
+	if ((r = shval__writable(v)) != 0)
+		return r;
+	int64_t lo;
+	uint64_t hi;
+	int_range(c, &lo, &hi);
+	bool fits = is_unsigned(c) ? (*expected >= 0 && (uint64_t)*expected <= hi)
+				   : (*expected >= lo && *expected <= (int64_t)hi);
+	store_int(c, want, (uint64_t)*expected);
+	if (v->mode == SHVAL_ATOMIC) {
+		uint64_t cur = 0, d = 0;
+		memcpy(&cur, want, 8);
+		memcpy(&d, nw, 8);
+		bool ok = fits && shval__atomic_cas(v->data, v->size, &cur, d);
+		if (!fits)
+			cur = shval__atomic_load(v->data, v->size);
+		if (ok) {
+			shval__atomic_changed(v);
+			return 0;
+		}
+		*expected = extend(c, cur);
+		return SHVAL_ECHANGED;
+	}
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
+		return r;
+	if (fits && memcmp(v->data, want, v->size) == 0) {
+		shval__chg_dirty(v, how);
+		memcpy(v->data, nw, v->size);
+		shval__chg_end(v, how, true);
+		return 0;
+	}
+	uint64_t cur = 0;
+	memcpy(&cur, v->data, v->size);
+	shval__chg_end(v, how, false);
+	*expected = extend(c, cur);
+	return SHVAL_ECHANGED;
+}
+
+/* Float add / CAS: compare-and-swap loop on atomic values. */
+static int float_op(shval *v, bool is_add, double arg, double *expected,
+		    double desired, double *result)
+{
+	char c = 0;
+	int r = scalar_code(v, &c);
+	if (r)
+		return r;
+	if (c != 'f' && c != 'd')
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "float operation on a value of type %c", c);
+	if ((r = shval__writable(v)) != 0)
+		return r;
+	if (v->mode == SHVAL_ATOMIC) {
+		/* a compare-and-swap loop on the bits (little-endian: the
+		 * value's bytes are the low bytes) */
+		uint64_t o = shval__atomic_load(v->data, v->size);
+		for (;;) {
+			double nd;
+			if (is_add) {
+				nd = load_num(c, &o).d + arg;
+			} else {
+				uint64_t eb = 0;
+				encode(v, c, (num){ NUM_FLOAT, 0, 0, *expected }, &eb);
+				if (eb != o) {
+					*expected = load_num(c, &o).d;
+					return SHVAL_ECHANGED;
+				}
+				nd = desired;
+			}
+			uint64_t n = 0;
+			if ((r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd }, &n)) != 0)
+				return r;
+			if (shval__atomic_cas(v->data, v->size, &o, n)) {
+				if (result)
+					*result = load_num(c, &n).d;
+				break;
+			}
+		}
+		shval__atomic_changed(v);
+		return 0;
+	}
+	int how;
+	if ((r = shval__chg_begin(v, &how)) != 0)
+		return r;
+	num cur = load_num(c, v->data);
+	double nd;
+	if (is_add) {
+		nd = cur.d + arg;
+	} else {
+		unsigned char eb[8];
+		encode(v, c, (num){ NUM_FLOAT, 0, 0, *expected }, eb);
+		if (memcmp(eb, v->data, v->size) != 0) {
+			shval__chg_end(v, how, false);
+			*expected = cur.d;
+			return SHVAL_ECHANGED;
+		}
+		nd = desired;
+	}
+	unsigned char nb[8];
+	r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd }, nb);
+	if (r == 0) {
+		shval__chg_dirty(v, how);
+		memcpy(v->data, nb, v->size);
+		if (result)
+			*result = load_num(c, nb).d;
+	}
+	shval__chg_end(v, how, r == 0);
+	return r;
+}
+
+SHVAL_API int shval_add_f64(shval *v, double delta, double *result)
+{
+	if (!v)
+		return -EINVAL;
+	return float_op(v, true, delta, NULL, 0, result);
+}
+
+SHVAL_API int shval_cas_f64(shval *v, double *expected, double desired)
+{
+	if (!v || !expected)
+		return -EINVAL;
+	return float_op(v, false, 0, expected, desired, NULL);
+}
