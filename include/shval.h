@@ -380,8 +380,11 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 
 /** Open an existing value.  type may be NULL (any type); otherwise it must
  *  equal the value's type after canonicalisation, else SHVAL_ETYPE with
- *  both types in shval_errmsg().  @return 0; SHVAL_ENOTFOUND;
- *  SHVAL_ETYPE; SHVAL_EBADNAME; SHVAL_EBADTYPE; SHVAL_ECORRUPT. */
+ *  both types in shval_errmsg().  Takes no lock (a writable open takes
+ *  the segment lock only if the directory was resized a thousand times
+ *  during the lookup; a read-only open then gets -EAGAIN).  @return 0;
+ *  SHVAL_ENOTFOUND; SHVAL_ETYPE; SHVAL_EBADNAME; SHVAL_EBADTYPE;
+ *  SHVAL_ECORRUPT; -EAGAIN. */
 SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
                          shval **out);
 
@@ -449,7 +452,8 @@ SHVAL_API int shval_info(shval *v, struct shval_info *info);
  *  starts with prefix (NULL or "" = all) and returns 0, or returns
  *  SHVAL_ENOTFOUND when there are no more.  Values created or removed
  *  during an iteration may or may not be seen; none is seen twice unless
- *  the directory was resized meanwhile. */
+ *  the directory was resized meanwhile.  -EAGAIN if the directory was
+ *  resized a thousand times during one call. */
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
                              const char *prefix, struct shval_info *info);
 

@@ -12,7 +12,9 @@
  * Blocks are never merged (see format.h: a block start stays a block
  * start).  Removed entries wait SHVAL__LIMBO_NS in a FIFO limbo list before
  * they are freed, so a call that passed its serial check just before the
- * removal does not write into a value created in the same instant.
+ * removal does not write into a value created in the same instant; replaced
+ * directory tables wait there too, for lock-free lookups still probing them
+ * (dir.c).
  *
  * Crash consistency: each list change is one store of a head/next field,
  * done after the block itself is written.  A process killed between two

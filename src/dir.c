@@ -5,12 +5,22 @@
  * Protocol (tag-slot, tag-table, tag-dirseq):
  *   writer (holds the segment lock): builds an entry completely, then
  *     stores its slot with release; a resize builds the new table, stores
- *     table_off with release, then bumps dir_seq with release.
+ *     table_off with release, bumps dir_seq, and only then (after a release
+ *     fence) touches the old table: its block goes to limbo, which
+ *     overwrites the table's header line at once and reuses the block after
+ *     SHVAL__LIMBO_NS.
  *   reader (no lock): loads dir_seq (acquire), table_off (acquire), slots
- *     (acquire); on a miss, re-loads dir_seq and retries if it moved, since
- *     the table it scanned may have been replaced (and freed) meanwhile.
+ *     (acquire).  Whatever looks wrong in what it read (a table header that
+ *     does not validate, a slot whose entry does not validate), and every
+ *     miss, is first checked against dir_moved(): if dir_seq or table_off
+ *     changed meanwhile, the table it read may have been replaced, put in
+ *     limbo or reused, and it retries on the new one.  Only what is still
+ *     wrong in a directory that did not move is reported as damage.
+ *     Retries are bounded (DIR_TRIES); a reader that a resizing writer
+ *     overtakes that often takes the segment lock for one last look.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +90,10 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
 	if (toff < sizeof(shval__hdr) || toff % SHVAL__LINE ||
 	    !shval__in(seg, toff, SHVAL__LINE))
 		return NULL;
-	uint64_t c = *(volatile uint64_t *)shval__at(seg, toff);
+	/* Relaxed: a reader that raced a resize may read the limbo time that
+	 * overwrote the cap of an old table; dir_moved() tells it so. */
+	uint64_t c = atomic_load_explicit((_Atomic uint64_t *)shval__at(seg, toff),
+					  memory_order_relaxed);
 	if (c < 16 || (c & (c - 1)) || c > (1ull << 32) ||
 	    !shval__in(seg, toff + SHVAL__LINE, c * 8))
 		return NULL;
@@ -88,25 +101,56 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
 	return (_Atomic uint64_t *)shval__at(seg, toff + SHVAL__LINE);
 }
 
-int shval__dir_find(shval_seg *seg, const char *name, size_t len,
-		    uint64_t *off)
+/* Lock-free readers give up retrying after this many rounds in which the
+ * directory moved under them (each round needs a whole resize to finish
+ * during one probe, so this is never reached in practice). */
+#define DIR_TRIES 1000
+
+/* Did the directory change since a reader loaded dir_seq = seq and
+ * table_off = toff?  If so, the table it read may be gone (tag-dirseq). */
+static bool dir_moved(shval__hdr *h, uint64_t seq, uint64_t toff)
+{
+	/* tag-dirseq: orders this reader's loads of the table (and of the
+	 * entries its slots led to) before the re-loads below; pairs with the
+	 * release fence after the bump of dir_seq in table_resize, so a reader
+	 * that saw the old table's block changed sees the new dir_seq. */
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&h->dir_seq, memory_order_relaxed) != seq ||
+	       atomic_load_explicit(&h->table_off, memory_order_relaxed) != toff;
+}
+
+static void dir_backoff(int attempt)
+{
+	if (attempt >= 4)
+		sched_yield(); /* let the resizing writer finish */
+}
+
+/* One lock-free lookup: 0 (found), SHVAL_ENOTFOUND, SHVAL_ECORRUPT (in a
+ * directory that did not move), or -EAGAIN (it kept moving). */
+static int dir_find_once(shval_seg *seg, const char *name, size_t len,
+			 uint64_t *off)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t hash = shval__hash(name, len);
 	uint32_t tag = (uint32_t)(hash >> 32);
 	int damaged_rounds = 0;
-	for (int attempt = 0; attempt < 1000; attempt++) {
+	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
+		dir_backoff(attempt);
 		bool damaged = false;
 		uint64_t bad_off = 0;
 		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
 		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
 		uint64_t cap;
 		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots)
+		if (!slots) {
+			if (dir_moved(h, seq, toff))
+				continue;
 			return shval__failf(seg, SHVAL_ECORRUPT,
 					    "segment %s: directory table at offset "
 					    "%llu is damaged",
 					    seg->name, (unsigned long long)toff);
+		}
+		bool found = false;
 		uint64_t i = tag & (cap - 1);
 		for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
 			uint64_t s = atomic_load_explicit(&slots[i],
@@ -133,11 +177,17 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 				    SHVAL__ST_LIVE &&
 			    memcmp(e->name, name, len) == 0) {
 				*off = eoff;
-				return 0;
+				found = true;
+				break;
 			}
 		}
-		if (atomic_load_explicit(&h->dir_seq, memory_order_acquire) != seq)
+		/* A hit in a table that moved may come from a block reused
+		 * since; a miss may be a value that went to the new table;
+		 * damage may be the reuse.  All three: look again. */
+		if (dir_moved(h, seq, toff))
 			continue;
+		if (found)
+			return 0;
 		/* Damage seen twice in a row in the same table: not a race. */
 		if (damaged && ++damaged_rounds < 2)
 			continue;
@@ -148,9 +198,32 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 					    "offset %llu",
 					    seg->name, (int)len, name,
 					    (unsigned long long)bad_off);
-		break;
+		return SHVAL_ENOTFOUND;
 	}
-	return SHVAL_ENOTFOUND;
+	return -EAGAIN;
+}
+
+/* Lock-free unless the directory keeps moving: then, for a writable open,
+ * one more lookup under the segment lock (where nothing moves; a caller
+ * that holds the lock never gets here, as the directory cannot move under
+ * it).  A read-only open cannot stop writers: -EAGAIN. */
+int shval__dir_find(shval_seg *seg, const char *name, size_t len,
+		    uint64_t *off)
+{
+	int r = dir_find_once(seg, name, len, off);
+	if (r != -EAGAIN)
+		return r;
+	if (seg->flags & SHVAL_RDONLY)
+		return shval__failf(seg, -EAGAIN,
+				    "segment %s: the directory was resized %d "
+				    "times during one lookup of %.*s",
+				    seg->name, DIR_TRIES, (int)len, name);
+	r = shval__seg_lock(seg);
+	if (r)
+		return r;
+	r = dir_find_once(seg, name, len, off);
+	shval__seg_unlock(seg);
+	return r;
 }
 
 static int table_resize(shval_seg *seg, uint64_t newcap)
@@ -184,11 +257,22 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 	}
 	/* tag-table: release publishes the new table's slots. */
 	atomic_store_explicit(&h->table_off, noff, memory_order_release);
-	/* tag-dirseq: readers that missed in the old table retry. */
+	/* tag-dirseq: readers that read the old table retry. */
 	atomic_fetch_add_explicit(&h->dir_seq, 1, memory_order_release);
+	/* tag-dirseq: the stores to the old block below (and its reuse later)
+	 * are not seen before the bump; pairs with the acquire fence in
+	 * dir_moved. */
+	atomic_thread_fence(memory_order_release);
 	h->nvalues = live;
 	h->ntomb = 0;
-	shval__free(seg, oldoff, shval__table_lines(oldcap));
+	/* Lock-free readers may still be probing the old table: it waits in
+	 * limbo like a removed entry.  Limbo overwrites only the table's
+	 * header line (the cap, with the removal time), which readers that
+	 * see it take for a moved directory; the slots stay intact until the
+	 * block is reused. */
+	shval__entry *oe = shval__at(seg, oldoff);
+	oe->nlines = (uint32_t)shval__table_lines(oldcap);
+	shval__limbo(seg, oldoff);
 	return 0;
 }
 
@@ -693,32 +777,58 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 {
 	if (!seg || !cursor || !info)
 		return -EINVAL;
+	shval__hdr *h = seg->hdr;
 	size_t plen = prefix ? strlen(prefix) : 0;
-	uint64_t cap;
-	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&seg->hdr->table_off, memory_order_acquire),
-		&cap);
-	if (!slots)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: directory table is damaged",
-				    seg->name);
-	for (uint64_t i = *cursor; i < cap; i++) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
-		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+	/* Lock-free, as a lookup: a table that moved under us is read again
+	 * (tag-dirseq), from the same cursor. */
+	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
+		dir_backoff(attempt);
+		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+		uint64_t cap;
+		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
+		if (!slots) {
+			if (dir_moved(h, seq, toff))
+				continue;
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: directory table at offset "
+					    "%llu is damaged",
+					    seg->name, (unsigned long long)toff);
+		}
+		uint64_t i;
+		for (i = *cursor; i < cap; i++) {
+			uint64_t s = atomic_load_explicit(&slots[i],
+							  memory_order_acquire);
+			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+				continue;
+			shval__entry *e = shval__entry_at(
+				seg, (s & 0xffffffffull) * SHVAL__LINE);
+			if (!e || atomic_load_explicit(&e->state,
+						       memory_order_acquire) !=
+					  SHVAL__ST_LIVE)
+				continue;
+			if (plen &&
+			    (e->name_len < plen || memcmp(e->name, prefix, plen)))
+				continue;
+			if (shval__fill_info(seg, e, info) != 0)
+				continue;
+			break;
+		}
+		/* A hit may come from a reused block, the end may hide values
+		 * moved to the new table: both only if the table moved. */
+		if (dir_moved(h, seq, toff))
 			continue;
-		shval__entry *e = shval__entry_at(seg, (s & 0xffffffffull) * SHVAL__LINE);
-		if (!e || atomic_load_explicit(&e->state, memory_order_acquire) !=
-				  SHVAL__ST_LIVE)
-			continue;
-		if (plen && (e->name_len < plen || memcmp(e->name, prefix, plen)))
-			continue;
-		if (shval__fill_info(seg, e, info) != 0)
-			continue;
-		*cursor = i + 1;
-		return 0;
+		if (i < cap) {
+			*cursor = i + 1;
+			return 0;
+		}
+		*cursor = cap;
+		return SHVAL_ENOTFOUND;
 	}
-	*cursor = cap;
-	return SHVAL_ENOTFOUND;
+	return shval__failf(seg, -EAGAIN,
+			    "segment %s: the directory was resized %d times "
+			    "during one step of an iteration",
+			    seg->name, DIR_TRIES);
 }
 
 SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
@@ -790,26 +900,42 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 	return shval__handle_make(seg, off, out);
 }
 
+/* Calls fn on every entry in the directory, lock-free.  If the table moved
+ * during the walk, the new table is walked too, so fn sees every entry that
+ * was in the directory throughout, some perhaps twice: fn must be
+ * idempotent (lock.c's recovery is: a rolled-back entry is no longer
+ * WRITING).  -EAGAIN if the table kept moving. */
 int shval__dir_foreach(shval_seg *seg, int (*fn)(shval_seg *, shval__entry *,
 						  void *),
 		       void *arg)
 {
-	uint64_t cap;
-	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&seg->hdr->table_off, memory_order_acquire),
-		&cap);
-	if (!slots)
-		return SHVAL_ECORRUPT;
-	for (uint64_t i = 0; i < cap; i++) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_acquire);
-		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
-			continue;
-		shval__entry *e = shval__entry_at(seg, (s & 0xffffffffull) * SHVAL__LINE);
-		if (!e)
-			continue;
-		int r = fn(seg, e, arg);
-		if (r)
-			return r;
+	shval__hdr *h = seg->hdr;
+	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
+		dir_backoff(attempt);
+		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+		uint64_t cap;
+		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
+		if (!slots) {
+			if (dir_moved(h, seq, toff))
+				continue;
+			return SHVAL_ECORRUPT;
+		}
+		for (uint64_t i = 0; i < cap; i++) {
+			uint64_t s = atomic_load_explicit(&slots[i],
+							  memory_order_acquire);
+			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+				continue;
+			shval__entry *e = shval__entry_at(
+				seg, (s & 0xffffffffull) * SHVAL__LINE);
+			if (!e)
+				continue;
+			int r = fn(seg, e, arg);
+			if (r)
+				return r;
+		}
+		if (!dir_moved(h, seq, toff))
+			return 0;
 	}
-	return 0;
+	return -EAGAIN;
 }

@@ -40,9 +40,13 @@
  * Lookups take no lock: they read the table's offset (acquire), probe slots
  * (acquire), and compare the entry's name.  Creates and removes take the
  * segment lock.  The table grows (a new table, then one release store of
- * its offset) at 70% load; a lookup that misses re-checks dir_seq, which
- * every resize bumps, and retries, because the old table it scanned may
- * have been freed and reused (tag-dirseq).
+ * its offset, then a bump of dir_seq) at 70% load.  The old table's block
+ * then goes to limbo like a removed entry: its header line is overwritten
+ * at once (limbo time, state, list link), its slots stay readable until the
+ * block is reused.  So a lookup re-checks dir_seq and table_off before it
+ * trusts what it read: on a miss, a hit, or a table or entry that does not
+ * validate, if either moved it retries on the new table (tag-dirseq).
+ * Damage is reported only in a directory that did not move.
  *
  * Entries — a value's whole life is one block: header, name, its own lock
  * (locked modes), its data (starting on the block's first line when the
@@ -56,7 +60,8 @@
  * always the start of a block: a stale handle's offset still points at an
  * entry header, whose serial tells it the value is gone.  Removed entries
  * first wait SHVAL__LIMBO_NS in a limbo list before reuse, so that a call
- * racing with the removal finishes on the old memory.
+ * racing with the removal finishes on the old memory; so do replaced
+ * directory tables, for the lookups still probing them.
  *
  * Growth — the creator backs initial_size bytes; when the allocator needs
  * more it calls posix_fallocate (ENOSPC instead of SIGBUS later) and then
@@ -194,8 +199,10 @@
                                (tag-table)
    216     8  nvalues          live entries; under lock (relaxed reads)
    224     8  ntomb            tombstone slots in the table; under lock
-   232     8  dir_seq          bumped (release) after each table resize;
-                               lookups that miss re-check it (tag-dirseq)
+   232     8  dir_seq          bumped (release, then a release fence)
+                               after each table resize, before the old
+                               table goes to limbo; lookups re-check it
+                               before trusting what they read (tag-dirseq)
    240     8  next_serial      under lock
    248     8  types_off        list of interned type records; under lock
    256     8  limbo_head       removed blocks waiting; under lock
@@ -323,6 +330,9 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
     ...       undo        at undo_rel = data_rel + size rounded to 8, when
                           size <= SHVAL__UNDO_MAX (locked modes)
    In a limbo block, version holds the CLOCK_MONOTONIC time of removal.
+   A replaced directory table also goes through limbo: its header line
+   (cap, pad) is then read as an entry header (version, state, nlines,
+   lock_off); its slots are left as they were.
 */
 typedef struct shval__entry {
 	_Atomic uint64_t version;

@@ -13,6 +13,13 @@
  *   atom: never goes down                    (atomic)
  * plus creates/removes of temporary values (segment lock) and waits.
  * Exit 0 and a summary line, or a message and exit 1.
+ *
+ * A failure stops the run at once: the parent kills and reaps every worker
+ * before it exits (a worker that ends by itself is noticed within a few
+ * milliseconds); a run that hangs is stopped by an alarm (SECONDS + 60 s),
+ * and workers that do not stop when asked within STOP_GRACE seconds are
+ * a failure.  Workers also die with the parent (PR_SET_PDEATHSIG), so none
+ * survives it in any outcome, even a SIGKILL of the parent.
  */
 #define _GNU_SOURCE
 #include <shval.h>
@@ -21,18 +28,63 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define NWORK 8
 #define BIG 20000
+#define STOP_GRACE 20 /* seconds for the workers to stop when asked */
 
 typedef struct { int64_t x, y; } xy;
 
 static const char *words[] = { "idle", "busy", "draining", "", "a\0b" };
 static const size_t wlen[] = { 4, 4, 8, 0, 3 };
 static char segname[64];
+static char shmpath[80]; /* segname's file, for the alarm handler */
+static pid_t parent;
+static pid_t pids[NWORK]; /* live workers (0: none); parent only */
+
+/* Parent: SIGKILL every worker and reap it (async-signal-safe). */
+static void kill_workers(void)
+{
+	for (int w = 0; w < NWORK; w++)
+		if (pids[w] > 0)
+			kill(pids[w], SIGKILL);
+	for (int w = 0; w < NWORK; w++)
+		if (pids[w] > 0) {
+			waitpid(pids[w], NULL, 0);
+			pids[w] = 0;
+		}
+}
+
+/* A failed check: a worker just exits (the parent notices); the parent
+ * takes its workers with it. */
+static void die(void)
+{
+	if (getpid() == parent) {
+		kill_workers();
+		if (segname[0])
+			shval_seg_unlink(segname);
+		fprintf(stderr, "soak: FAILED\n");
+	}
+	_exit(1);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	static const char msg[] = "soak: FAILED: timed out (a hang?); killing "
+				  "the workers\n";
+	if (write(2, msg, sizeof msg - 1) < 0) {
+		/* nothing more to say */
+	}
+	kill_workers();
+	if (shmpath[0])
+		unlink(shmpath);
+	_exit(1);
+}
 
 #define CHECK(c, ...)                                                        \
 	do {                                                                 \
@@ -40,7 +92,7 @@ static char segname[64];
 			fprintf(stderr, "soak: pid %d: ", (int)getpid());    \
 			fprintf(stderr, __VA_ARGS__);                        \
 			fprintf(stderr, "\n");                               \
-			_exit(1);                                            \
+			die();                                               \
 		}                                                            \
 	} while (0)
 #define OK(call)                                                             \
@@ -179,15 +231,35 @@ static void print_problem(const shval_problem *p, void *arg)
 static pid_t start(int w)
 {
 	pid_t p = fork();
-	if (p == 0)
+	CHECK(p >= 0, "fork: %s", strerror(errno));
+	if (p == 0) {
+		signal(SIGALRM, SIG_DFL);
+		/* Die with the parent, whatever ends it; it may have died
+		 * before this line. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(1);
 		worker(w);
+	}
 	return p;
+}
+
+/* The worker slot of a reaped pid, or -1. */
+static int slot_of(pid_t p)
+{
+	for (int w = 0; w < NWORK; w++)
+		if (pids[w] == p)
+			return w;
+	return -1;
 }
 
 int main(int argc, char **argv)
 {
 	int seconds = argc > 1 ? atoi(argv[1]) : 60;
+	parent = getpid();
+	signal(SIGALRM, on_alarm);
+	alarm((unsigned)(seconds > 0 ? seconds : 0) + 60);
 	snprintf(segname, sizeof segname, "/shval-soak.%d", (int)getpid());
+	snprintf(shmpath, sizeof shmpath, "/dev/shm%s", segname);
 	shval_seg *seg;
 	int r = shval_seg_open(segname, SHVAL_CREATE | SHVAL_EXCL, NULL, &seg);
 	CHECK(r == 0, "create %s: %s", segname, shval_strerror(r));
@@ -209,7 +281,6 @@ int main(int argc, char **argv)
 				defs[i][2][0] ? SHVAL_ATOMIC : 0, NULL, 0, &v));
 		shval_close(v);
 	}
-	pid_t pids[NWORK];
 	for (int w = 0; w < NWORK; w++)
 		pids[w] = start(w);
 	unsigned seed = 1;
@@ -218,21 +289,46 @@ int main(int argc, char **argv)
 	while (time(NULL) < end) {
 		struct timespec ts = { 0, (long)(1 + rand_r(&seed) % 20) * 1000000 };
 		nanosleep(&ts, NULL);
+		/* A worker that ended by itself failed a check (it said what
+		 * on stderr): stop the run now, not at the timeout. */
+		int st;
+		pid_t p;
+		while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+			int w = slot_of(p);
+			if (w >= 0)
+				pids[w] = 0;
+			CHECK(0, "worker %d (pid %d) ended by itself (status 0x%x)",
+			      w, (int)p, st);
+		}
 		int w = rand_r(&seed) % NWORK;
 		kill(pids[w], SIGKILL);
-		int st;
 		waitpid(pids[w], &st, 0);
+		pids[w] = 0;
 		CHECK(WIFSIGNALED(st), "worker %d ended by itself (status 0x%x)", w, st);
 		kills++;
 		pids[w] = start(w);
 	}
 	shval *stop = get(seg, "stop");
 	OK(shval_set_i64(stop, 1));
-	for (int w = 0; w < NWORK; w++) {
+	time_t give_up = time(NULL) + STOP_GRACE;
+	for (int left = NWORK; left > 0;) {
 		int st;
-		waitpid(pids[w], &st, 0);
-		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d failed (0x%x)",
-		      w, st);
+		pid_t p = waitpid(-1, &st, WNOHANG);
+		if (p > 0) {
+			int w = slot_of(p);
+			if (w >= 0)
+				pids[w] = 0;
+			CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "worker %d failed (0x%x)", w, st);
+			left--;
+			continue;
+		}
+		CHECK(p == 0, "waitpid: %s", strerror(errno));
+		CHECK(time(NULL) < give_up,
+		      "%d worker(s) did not stop within %d s of being asked", left,
+		      STOP_GRACE);
+		struct timespec ts = { 0, 5000000 };
+		nanosleep(&ts, NULL);
 	}
 	/* Take every lock once (recovering what the last kills left), then
 	 * check the totals and the whole segment. */

@@ -6,7 +6,8 @@
  * (`test_x case`), which is how ctest registers each case as its own
  * process with its own timeout; with no argument it runs every case, each
  * in a forked child with a timeout of SHVAL_TEST_TIMEOUT seconds (default
- * 60) times SHVAL_TEST_TIMEOUT_MULTIPLIER (for sanitizer builds).
+ * 60; under ctest, the CMake cache variable of that name, 120) times
+ * SHVAL_TEST_TIMEOUT_MULTIPLIER (for sanitizer builds).
  *
  * Asserts print both operands and are never compiled out.  SKIP("why")
  * ends a case as skipped (exit 77, which ctest reports as skipped).

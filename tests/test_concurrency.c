@@ -3,6 +3,9 @@
  * read, SIGKILL at random moments inside locked sections.
  */
 #include <shval.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -250,9 +253,14 @@ TEST(kill_big_array_partial_flag)
 }
 
 /* Two values under one shared lock: a transfer keeps a + b == 1000; a
- * SIGKILL mid-transfer rolls both back. */
+ * SIGKILL mid-transfer rolls both back.  Even rounds kill for certain in
+ * the middle of a transfer (a changed, b not yet): the victim says so
+ * through a shared flag, then waits for the kill, so each of them must
+ * find the owner dead.  Odd rounds kill at a random moment (anywhere in
+ * or out of the section). */
 TEST(shared_lock_transfer_and_kill)
 {
+	enum { ROUNDS = 300 };
 	shval_seg *s;
 	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
 	shval *L, *a, *b;
@@ -266,29 +274,53 @@ TEST(shared_lock_transfer_and_kill)
 	struct shval_info info;
 	ASSERT_OK(shval_info(L2, &info));
 	ASSERT_EQ(info.kind, SHVAL_KIND_LOCK);
+	_Atomic int *inside = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT(inside != MAP_FAILED);
 	rnd_seed(11);
-	int deaths = 0;
-	for (int round = 0; round < 300; round++) {
+	int deaths = 0, sure = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		bool certain = round % 2 == 0;
+		/* certain rounds: this many whole transfers before the one
+		 * that is killed halfway */
+		unsigned before = (unsigned)(rnd() % 20);
+		atomic_store(inside, 0);
 		pid_t w = fork();
+		ASSERT(w >= 0);
 		if (w == 0) {
-			for (;;) {
+			for (unsigned n = 0;; n++) {
 				shval_lock(L2);
-				int64_t k = (int64_t)(rnd() % 10);
+				int64_t k = (int64_t)(rnd() % 10) + 1;
 				shval_add_i64(a, -k, NULL);
+				if (certain && n == before) {
+					atomic_store(inside, 1);
+					for (;;)
+						pause(); /* killed here */
+				}
 				spin(300);
 				shval_add_i64(b, k, NULL);
 				shval_unlock(L2);
 			}
 		}
-		struct timespec ts = { 0, (long)(rnd() % 200000) };
-		nanosleep(&ts, NULL);
+		if (certain) {
+			while (!atomic_load(inside))
+				sched_yield();
+		} else {
+			struct timespec ts = { 0, (long)(rnd() % 200000) };
+			nanosleep(&ts, NULL);
+		}
 		kill(w, SIGKILL);
 		waitpid(w, NULL, 0);
 		int r = shval_lock(L);
-		if (r == SHVAL_EOWNERDEAD)
+		if (r == SHVAL_EOWNERDEAD) {
 			deaths++;
-		else
+			sure += certain;
+		} else if (certain) {
+			FAIL("round %d: the victim died inside the lock, but "
+			     "shval_lock returned %s", round, shval_errname(r));
+		} else {
 			ASSERT_OK(r);
+		}
 		int64_t x, y;
 		ASSERT_OK(shval_get_i64(a, &x));
 		ASSERT_OK(shval_get_i64(b, &y));
@@ -301,8 +333,9 @@ TEST(shared_lock_transfer_and_kill)
 		ASSERT_OK(shval_get_i64(b, &y));
 		ASSERT_EQ(x + y, 1000);
 	}
-	printf("%d owner deaths recovered\n", deaths);
-	ASSERT_GT(deaths, 0);
+	printf("%d owner deaths recovered (%d of them certain)\n", deaths, sure);
+	ASSERT_EQ(sure, ROUNDS / 2);
+	munmap((void *)inside, 4096);
 	shval_close(L2);
 	shval_close(L);
 	shval_close(a);

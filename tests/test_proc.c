@@ -588,6 +588,111 @@ TEST(race_find_or_create)
 	ASSERT_OK(shval_seg_unlink(n));
 }
 
+/* Lock-free lookups while the directory is resized under them: a creator
+ * grows the table from 16 slots through nine doublings (and, with a
+ * create/remove churn that leaves tombstones, more same-size rebuilds)
+ * while finders look up names that already exist, a name that does not,
+ * and iterate.  No lookup may report SHVAL_ECORRUPT or miss a value that
+ * existed before it started (a replaced table goes to limbo; readers
+ * re-check dir_seq / table_off before they trust what they read). */
+TEST(race_lookup_during_resize)
+{
+	enum { NFIND = 4, NPERM = 3000, CHURN = 8 };
+	const char *n = test_segname("rsz");
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(n, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	struct shared *sh = shared_page();
+	pid_t pids[NFIND];
+	for (int c = 0; c < NFIND; c++) {
+		pids[c] = fork();
+		ASSERT(pids[c] >= 0);
+		if (pids[c] != 0)
+			continue;
+		shval_seg *cs;
+		ASSERT_OK(shval_seg_open(n, 0, NULL, &cs));
+		atomic_fetch_add(&sh->ready, 1);
+		spin_until(&sh->go, 1);
+		uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(c + 1);
+		long done = 0;
+		while (atomic_load(&sh->go) == 1) {
+			/* Every p<j> with j < k exists before this lookup. */
+			int k = atomic_load(&sh->created);
+			if (k == 0) {
+				sched_yield();
+				continue;
+			}
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			int j = (int)(x % (uint64_t)k);
+			char name[32];
+			snprintf(name, sizeof name, "p%d", j);
+			shval *v;
+			int r = shval_find(cs, name, "q", &v);
+			if (r != 0)
+				FAIL("finder %d: shval_find(%s) with %d values "
+				     "created: %s (%s)",
+				     c, name, k, shval_errname(r), shval_errmsg(cs));
+			int64_t got;
+			ASSERT_OK(shval_get_i64(v, &got));
+			ASSERT_EQ(got, j);
+			shval_close(v);
+			r = shval_find(cs, "absent", NULL, &v);
+			if (r != SHVAL_ENOTFOUND)
+				FAIL("finder %d: shval_find(absent): %s (%s)", c,
+				     shval_errname(r), shval_errmsg(cs));
+			if (++done % 128 == 0) {
+				uint64_t cur = 0;
+				struct shval_info info;
+				while ((r = shval_seg_next(cs, &cur, "p", &info)) == 0)
+					;
+				if (r != SHVAL_ENOTFOUND)
+					FAIL("finder %d: shval_seg_next: %s (%s)", c,
+					     shval_errname(r), shval_errmsg(cs));
+			}
+		}
+		atomic_fetch_add(&sh->counter, done);
+		shval_seg_close(cs);
+		_exit(0);
+	}
+	spin_until(&sh->ready, NFIND);
+	atomic_store(&sh->go, 1);
+	for (int i = 0; i < NPERM; i++) {
+		char name[32];
+		shval *v;
+		int64_t init = i;
+		snprintf(name, sizeof name, "p%d", i);
+		ASSERT_OK(shval_create(s, name, "q", SHVAL_ATOMIC, &init, 8, &v));
+		shval_close(v);
+		atomic_store(&sh->created, i + 1);
+		/* churn: tombstones make the table rebuild at the same size */
+		snprintf(name, sizeof name, "t%d", i);
+		ASSERT_OK(shval_create(s, name, "q", SHVAL_ATOMIC, NULL, 0, &v));
+		shval_close(v);
+		if (i >= CHURN) {
+			snprintf(name, sizeof name, "t%d", i - CHURN);
+			ASSERT_OK(shval_remove(s, name));
+		}
+	}
+	atomic_store(&sh->go, 2);
+	for (int c = 0; c < NFIND; c++)
+		test_wait_ok(pids[c]);
+	ASSERT_GT(atomic_load(&sh->counter), 0);
+	/* The table really was replaced many times under the finders. */
+	int fd = open(shm_path(n), O_RDONLY);
+	ASSERT(fd >= 0);
+	uint64_t dir_seq;
+	ASSERT_EQ(pread(fd, &dir_seq, sizeof dir_seq, offsetof(shval__hdr, dir_seq)),
+		  (ssize_t)sizeof dir_seq);
+	close(fd);
+	ASSERT_GE(dir_seq, 9);
+	size_t nprob = 0;
+	ASSERT_OK(shval_seg_verify(s, SHVAL_VERIFY_DEEP, NULL, NULL, &nprob));
+	ASSERT_EQ(nprob, 0);
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(n));
+}
+
 /* ---- removal and stale handles ---- */
 
 TEST(remove_and_stale_across_processes)
