@@ -938,15 +938,29 @@ TEST(header)
 TEST(directory)
 {
 	static const char *const p[] = { "table.", "slot[", NULL };
-	run_fields("directory", p, NULL);
+	static const char *const x[] = { "]", ".cap", NULL }; /* whole slots */
+	run_fields("directory: table and whole slots", p, x);
+}
+
+TEST(directory_slot_halves)
+{
+	static const char *const p[] = { "slot[", NULL };
+	static const char *const x[] = { ".line", ".tag", NULL };
+	run_fields("directory: slot halves", p, x);
 }
 
 TEST(entry_words)
 {
 	static const char *const p[] = { "entry[", NULL };
-	static const char *const x[] = { ".version", ".serial", ".state",
-					 ".mode", ".kind", ".flags", NULL };
+	static const char *const x[] = { ".version", ".serial", ".state", NULL };
 	run_fields("entry headers: words", p, x);
+}
+
+TEST(entry_bytes)
+{
+	static const char *const p[] = { "entry[", NULL };
+	static const char *const x[] = { ".mode", ".kind", ".flags", NULL };
+	run_fields("entry headers: mode, kind, flags", p, x);
 }
 
 TEST(entry_layout)
