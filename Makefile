@@ -62,7 +62,7 @@ tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && SHVAL_TEST_TIMEOUT_MULTIPLIER=4 \
 	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 report_signal_unsafe=0" \
-	  $(SAN_CTEST) -E '^python|test_corrupt'
+	  $(SAN_CTEST) -E '^python|test_corrupt|test_fields'
 # (test_corrupt opens damaged segment images, whose mutexes TSan has never
 #  seen initialised ("use of an invalid mutex"), and damages lock words,
 #  which TSan builds wait on without the damaged-lock-word check, see
