@@ -7,7 +7,9 @@
  *     a multi-value commit is rolled forward, one killed before it commits
  *     is rolled back (test-only crash points, SHVAL_TEST_CRASH_AT);
  *   - atomic adds from processes that certainly overlap are never lost
- *     (the header's inline add, the library's 64-bit add, the 32-bit one);
+ *     (the header's inline add, the library's 64-bit add, the 32-bit one),
+ *     also when another process's add lands between the add's read and
+ *     its write (the write stopped by a fault);
  *   - a reader's copy that a whole commit overtakes is not returned torn
  *     (the copy is stopped mid-way by a fault on its destination page);
  *   - a stale handle stays stale on the header's inline paths after its
@@ -278,6 +280,124 @@ TEST(atomic_adds_exact_library_call)
 TEST(atomic_adds_exact_32bit)
 {
 	overlapping_adds("i", false); /* value.c: rmw_int */
+}
+
+/* An add overtaken by another process's add, every time: the adder (a
+ * child) makes the page of the value's data read-only in its own mapping,
+ * so the write of its add faults; the handler has the parent add 100 and
+ * opens the page again, and the add goes on.  An atomic add (one locked
+ * instruction) faulted before it read anything and adds to the parent's
+ * result; a load and a store would store what it loaded plus one, losing
+ * the parent's 100. */
+static struct {
+	int to_parent, from_parent;
+	char *page;
+	size_t len;
+	volatile sig_atomic_t faults;
+} ovt;
+
+static void ovt_fault(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	char *a = si->si_addr;
+	if (ovt.faults++ || a < ovt.page || a >= ovt.page + ovt.len) {
+		signal(SIGSEGV, SIG_DFL); /* not ours: crash on the retry */
+		return;
+	}
+	char c = 'f';
+	if (write(ovt.to_parent, &c, 1) != 1 || read(ovt.from_parent, &c, 1) != 1)
+		_exit(70);
+	mprotect(ovt.page, ovt.len, PROT_READ | PROT_WRITE);
+}
+
+static void add_overtaken_case(const char *type, bool library)
+{
+#if defined(__SANITIZE_THREAD__)
+	SKIP("ThreadSanitizer runs atomics in its runtime: no fault to stop in");
+#endif
+	shval_seg *s = new_seg("ovt");
+	shval *v;
+	ASSERT_OK(shval_create(s, "n", type, SHVAL_ATOMIC, NULL, 0, &v));
+	int tp[2], fp[2];
+	ASSERT(pipe(tp) == 0 && pipe(fp) == 0);
+	pid_t p = fork();
+	ASSERT(p >= 0);
+	if (p == 0) {
+		alarm(20);
+		size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+		char *d = shval_data(v);
+		if (!d)
+			_exit(74);
+		ovt.to_parent = tp[1];
+		ovt.from_parent = fp[0];
+		ovt.page = (char *)((uintptr_t)d & ~(uintptr_t)(pg - 1));
+		ovt.len = pg;
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = ovt_fault;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGSEGV, &sa, NULL) != 0 ||
+		    mprotect(ovt.page, ovt.len, PROT_READ) != 0)
+			_exit(74);
+		int64_t res = 0;
+		int r = library ? (shval_add_i64)(v, 1, &res)
+				: shval_add_i64(v, 1, &res);
+		if (r != 0) {
+			fprintf(stderr, "shval_add_i64 returned %d (%s)\n", r,
+				shval_strerror(r));
+			_exit(75);
+		}
+		if (ovt.faults != 1) {
+			fprintf(stderr, "the add's write did not fault (%d faults): "
+				"the case proves nothing\n", (int)ovt.faults);
+			_exit(71);
+		}
+		if (res != 101) {
+			fprintf(stderr, "add result %lld, want 101 (the other "
+				"process's add of 100 came first)\n", (long long)res);
+			_exit(72);
+		}
+		_exit(0);
+	}
+	close(tp[1]);
+	char c;
+	if (read(tp[0], &c, 1) == 1) {
+		/* the child's add is stopped at its write: add first */
+		ASSERT_OK((shval_add_i64)(v, 100, NULL));
+		ASSERT(write(fp[1], "a", 1) == 1);
+	}
+	int st;
+	ASSERT(waitpid(p, &st, 0) == p);
+	int64_t total = 0;
+	ASSERT_OK(shval_get_i64(v, &total));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || total != 101)
+		FAIL("type %s, %s: the adder ended with status 0x%x, total %lld, "
+		     "want 101 (an add lost?)", type,
+		     library ? "library call" : "inline fast path", st,
+		     (long long)total);
+	close(tp[0]);
+	close(fp[0]);
+	close(fp[1]);
+	shval_close(v);
+	shval_seg_close(s);
+	shval_seg_unlink(segname);
+}
+
+TEST(atomic_add_overtaken_inline)
+{
+	add_overtaken_case("q", false);
+}
+
+TEST(atomic_add_overtaken_library_call)
+{
+	add_overtaken_case("q", true);
+}
+
+TEST(atomic_add_overtaken_32bit)
+{
+	add_overtaken_case("i", false);
 }
 
 /* A reader's copy overtaken by a whole commit.  The reader (a child) copies
