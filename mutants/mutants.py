@@ -123,7 +123,7 @@ LOCKS = [
     ),
     dict(
         id="atomic-add-load-store",
-        file="src/value.c",
+        file="src/scalar.c",
         edits=[(
             """int64_t o = __atomic_fetch_add((int64_t *)v->data, delta,
 					       __ATOMIC_SEQ_CST);""",
@@ -138,11 +138,11 @@ LOCKS = [
     ),
     dict(
         id="atomic-add-load-store-rmw",
-        file="src/value.c",
+        file="src/atomic.h",
         edits=[(
-            """case OP_ADD: o = __atomic_fetch_add((T *)p, a, __ATOMIC_SEQ_CST); break;""",
-            """case OP_ADD: o = __atomic_load_n((T *)p, __ATOMIC_SEQ_CST); __atomic_store_n((T *)p, (T)(o + a), __ATOMIC_SEQ_CST); break; /* MUTANT: load + store */""")],
-        breaks="no lost updates: an atomic add of another size (rmw_int) is "
+            """case SHVAL__RMW_ADD: old = __atomic_fetch_add((T *)p, (T)arg, __ATOMIC_SEQ_CST); break;""",
+            """case SHVAL__RMW_ADD: old = __atomic_load_n((T *)p, __ATOMIC_SEQ_CST); __atomic_store_n((T *)p, (T)(old + arg), __ATOMIC_SEQ_CST); break; /* MUTANT: load + store */""")],
+        breaks="no lost updates: an atomic add of another size (atomic.h) is "
                "a load and a store",
         kill=r"^test_commit\.atomic_add(_overtaken|s_exact)_32bit$",
     ),
