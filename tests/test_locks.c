@@ -892,10 +892,9 @@ static pid_t hold_and_copy(const char *path, bool seg_lock,
 	snprintf(segname, sizeof segname, "file:%s", path);
 	int pf[2];
 	ASSERT_EQ(pipe(pf), 0);
-	struct fholder_arg *a = malloc(sizeof *a);
-	ASSERT(a);
-	*a = (struct fholder_arg){ segname, seg_lock, pf[1] };
-	pid_t h = spawn(1, "holder A", file_holder, a);
+	static struct fholder_arg a; /* static: the child reads it (no leak) */
+	a = (struct fholder_arg){ segname, seg_lock, pf[1] };
+	pid_t h = spawn(1, "holder A", file_holder, &a);
 	if (!heard(pf[0], 15)) {
 		reap(h, 1, "holder A", 1);
 		FAIL("the holder did not get ready");
