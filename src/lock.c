@@ -374,6 +374,27 @@ static bool owner_stale(shval_seg *seg, uint32_t w)
 	return !process_maps(pid, seg->dev, seg->ino);
 }
 
+/* owner_stale() reads /proc (tens of microseconds): a thread that polls a
+ * busy lock with trylock judges the same owner at most every 50 ms. */
+static __thread struct {
+	pthread_mutex_t *m;
+	uint32_t w;
+	uint64_t until;
+} judged;
+
+static bool owner_stale_cached(shval_seg *seg, pthread_mutex_t *m, uint32_t w)
+{
+	uint64_t now = shval__now_ns();
+	if (judged.m == m && judged.w == w && now < judged.until)
+		return false; /* judged alive a moment ago */
+	if (owner_stale(seg, w))
+		return true;
+	judged.m = m;
+	judged.w = w;
+	judged.until = now + 50000000ull;
+	return false;
+}
+
 /* Turn a stale futex word into what the kernel leaves on a death, so that
  * the next trylock returns EOWNERDEAD.  The compare-and-swap from the exact
  * word judged stale: a word that changed meanwhile is judged again. */
@@ -442,7 +463,7 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_r
 			return shval__failf(seg, -r, "segment %s: %s: %s", seg->name,
 					    what, strerror(r));
 		if (deadline_rt == SHVAL__TRY) {
-			if (owner_stale(seg, w)) {
+			if (owner_stale_cached(seg, m, w)) {
 				mark_owner_dead(m, w);
 				continue;
 			}
