@@ -2,7 +2,9 @@
  * cli/shval.c — the shval(1) command: list, inspect, change and watch
  * shval segments from the shell.
  *
- * Uses only the public API (include/shval.h).  One command per function,
+ * Uses the public API (include/shval.h), and the library's type letters
+ * and text forms (src/type.h) to print the result of `add` exactly as
+ * `get` prints a value.  One command per function,
  * listed in the command table `cmds` below, which also drives option
  * parsing and the help texts.  The manual is docs/shval.1.
  *
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "shval.h"
+#include "type.h" /* letters and text forms: linked statically */
 
 enum { EX_OK = 0, EX_RUNTIME = 1, EX_USAGE = 2, EX_TIMEOUT = 3 };
 
@@ -1141,55 +1144,21 @@ static int cmd_set(struct args *a)
 	return rc;
 }
 
-/* Shortest text that reads back as x (as a float when is_float), as the
- * library prints floats. */
-static void print_real(double x, bool is_float)
+/* Print one element of letter code (bytes in the letter's layout) as the
+ * library's text form shows it, and a newline. */
+static void print_elem(char code, const void *bytes)
 {
-	if (isnan(x) || isinf(x)) {
-		puts(isnan(x) ? "nan" : x > 0 ? "inf" : "-inf");
-		return;
-	}
-	char buf[40];
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, x);
-		double y = strtod(buf, NULL);
-		if (is_float ? (float)y == (float)x : y == x)
-			break;
-	}
-	puts(buf);
-}
-
-/* Print an integer result of shval_add_i64 as the value's type shows it. */
-static void print_int(char code, int64_t x)
-{
-	switch (code) {
-	case 'B': case 'H': case 'I': case 'L': case 'Q': case 'N':
-		printf("%" PRIu64 "\n", (uint64_t)x);
-		break;
-	case 'c':
-		putchar((int)(unsigned char)x);
-		putchar('\n');
-		break;
-	case 'u': {
-		uint32_t c = (uint32_t)x;
-		if (c < 0x80)
-			printf("%c\n", (char)c);
-		else if (c < 0x800)
-			printf("%c%c\n", 0xc0 | (c >> 6), 0x80 | (c & 0x3f));
-		else if (c < 0x10000 && (c < 0xd800 || c > 0xdfff))
-			printf("%c%c%c\n", 0xe0 | (c >> 12),
-			       0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
-		else if (c >= 0x10000 && c <= 0x10ffff)
-			printf("%c%c%c%c\n", 0xf0 | (c >> 18),
-			       0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f),
-			       0x80 | (c & 0x3f));
-		else
-			printf("\\u{%" PRIX32 "}\n", c);
-		break;
-	}
-	default:
-		printf("%" PRId64 "\n", x);
-	}
+	char type[2] = { code, '\0' };
+	shval__type *t = NULL;
+	shval__buf b;
+	shval__buf_init(&b);
+	if (shval__type_parse(type, &t, NULL, 0) == 0)
+		shval__text_format(t, bytes, 0, &b);
+	if (b.p)
+		fwrite(b.p, 1, b.len, stdout);
+	putchar('\n');
+	shval__buf_free(&b);
+	shval__type_free(t);
 }
 
 static int cmd_add(struct args *a)
@@ -1215,7 +1184,14 @@ static int cmd_add(struct args *a)
 		} else if ((r = shval_add_f64(v, delta, &delta)) != 0) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
-			print_real(delta, code == 'f');
+			unsigned char bytes[8];
+			if (code == 'f') {
+				float f = (float)delta;
+				memcpy(bytes, &f, sizeof f);
+			} else {
+				memcpy(bytes, &delta, sizeof delta);
+			}
+			print_elem(code, bytes);
 		}
 	} else {
 		long long delta = strtoll(ds, &end, 10);
@@ -1227,7 +1203,10 @@ static int cmd_add(struct args *a)
 		} else if ((r = shval_add_i64(v, delta, &result)) != 0) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
-			print_int(code, result);
+			unsigned char bytes[8];
+			shval__int_store(shval__letter_info(code), bytes,
+					 (uint64_t)result);
+			print_elem(code, bytes);
 		}
 	}
 	shval_close(v);

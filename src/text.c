@@ -404,25 +404,6 @@ static void fmt_float(shval__buf *b, double x, int is_float, int json)
 	buf_adds(b, tmp);
 }
 
-/* Read an integer element as signed (returns 1, *sv) or unsigned (0, *uv).
- * memcpy: data may be unaligned in callers' buffers. */
-static int load_int(char code, const unsigned char *p, int64_t *sv,
-                    uint64_t *uv)
-{
-	switch (code) {
-	case 'b': { int8_t v; memcpy(&v, p, 1); *sv = v; return 1; }
-	case 'B': { uint8_t v; memcpy(&v, p, 1); *uv = v; return 0; }
-	case 'h': { int16_t v; memcpy(&v, p, 2); *sv = v; return 1; }
-	case 'H': { uint16_t v; memcpy(&v, p, 2); *uv = v; return 0; }
-	case 'i': { int32_t v; memcpy(&v, p, 4); *sv = v; return 1; }
-	case 'I': { uint32_t v; memcpy(&v, p, 4); *uv = v; return 0; }
-	case 'l': case 'q': case 'n':
-		{ int64_t v; memcpy(&v, p, 8); *sv = v; return 1; }
-	default: /* L Q N */
-		{ uint64_t v; memcpy(&v, p, 8); *uv = v; return 0; }
-	}
-}
-
 static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
                      int json)
 {
@@ -475,12 +456,12 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 		return;
 	}
 	default: {
-		int64_t sv;
-		uint64_t uv;
-		if (load_int(code, p, &sv, &uv))
-			shval__buf_printf(b, "%" PRId64, sv);
+		const shval__letter *l = shval__letter_info(code);
+		uint64_t x = shval__int_load(l, p);
+		if (l->is_signed)
+			shval__buf_printf(b, "%" PRId64, (int64_t)x);
 		else
-			shval__buf_printf(b, "%" PRIu64, uv);
+			shval__buf_printf(b, "%" PRIu64, x);
 		return;
 	}
 	}
@@ -610,73 +591,29 @@ static int parse_uint_mag(const char *s, int *neg, uint64_t *mag)
 	return over ? -2 : 0;
 }
 
-static const char *letter_range(char code)
-{
-	switch (code) {
-	case 'b': return "-128..127";
-	case 'B': return "0..255";
-	case 'h': return "-32768..32767";
-	case 'H': return "0..65535";
-	case 'i': return "-2147483648..2147483647";
-	case 'I': return "0..4294967295";
-	case 'l': case 'q': case 'n':
-		return "-9223372036854775808..9223372036854775807";
-	default:
-		return "0..18446744073709551615";
-	}
-}
-
-static int is_signed_letter(char code)
-{
-	return code == 'b' || code == 'h' || code == 'i' || code == 'l' ||
-	       code == 'q' || code == 'n';
-}
-
 static int parse_int(char code, const char *text, void *out, char *err,
                      size_t errcap)
 {
 	char q[200];
 	int neg, r;
 	uint64_t mag = 0;
-	size_t size = shval__letter_size(code);
+	const shval__letter *l = shval__letter_info(code);
 
 	shval__quote(q, sizeof q, text, strlen(text));
 	r = parse_uint_mag(text, &neg, &mag);
 	if (r == -1)
 		return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not an "
 		            "integer (type %c)", q, code);
-	if (r == 0 && is_signed_letter(code)) {
-		/* limit of the magnitude: 2^(bits-1) - 1, or 2^(bits-1)
-		 * when negative */
-		uint64_t max = (UINT64_C(1) << (size * 8 - 1)) - 1;
-		if (mag <= max + (uint64_t)neg) {
-			/* two's complement, no signed overflow in C */
-			uint64_t u = neg ? (uint64_t)0 - mag : mag;
-			int64_t v;
-			memcpy(&v, &u, sizeof v);
-			switch (size) {
-			case 1: { int8_t x = (int8_t)v; memcpy(out, &x, 1); break; }
-			case 2: { int16_t x = (int16_t)v; memcpy(out, &x, 2); break; }
-			case 4: { int32_t x = (int32_t)v; memcpy(out, &x, 4); break; }
-			default: memcpy(out, &v, 8); break;
-			}
-			return 0;
-		}
-	} else if (r == 0) {
-		uint64_t max = size == 8 ? UINT64_MAX
-		                         : (UINT64_C(1) << (size * 8)) - 1;
-		if (!(neg && mag != 0) && mag <= max) {
-			switch (size) {
-			case 1: { uint8_t x = (uint8_t)mag; memcpy(out, &x, 1); break; }
-			case 2: { uint16_t x = (uint16_t)mag; memcpy(out, &x, 2); break; }
-			case 4: { uint32_t x = (uint32_t)mag; memcpy(out, &x, 4); break; }
-			default: memcpy(out, &mag, 8); break;
-			}
-			return 0;
-		}
+	/* the magnitude may reach max, or -min when negative ("-0" fits an
+	 * unsigned letter); two's complement, no signed overflow in C */
+	if (r == 0 && (neg ? mag <= (uint64_t)0 - (uint64_t)l->min
+	                   : mag <= l->max)) {
+		shval__int_store(l, out, neg ? (uint64_t)0 - mag : mag);
+		return 0;
 	}
 	return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out of range for "
-	            "type %c (%s)", q, code, letter_range(code));
+	            "type %c (%" PRId64 "..%" PRIu64 ")", q, code, l->min,
+	            l->max);
 }
 
 static int parse_real(char code, const char *text, void *out, char *err,
@@ -772,7 +709,8 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		return 0;
 	}
 	default:
-		if (shval__letter_size(code) == 0)
+		if (shval__letter_size(code) == 0 ||
+		    shval__letter_info(code)->cls != SHVAL__L_INT)
 			return fail(err, errcap, SHVAL_EPARSE, "no element "
 			            "syntax for type letter '%c'", code);
 		return parse_int(code, text, out, err, errcap);

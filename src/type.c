@@ -30,19 +30,89 @@
  * arithmetic overflow-free in size_t. */
 #define SHVAL__SIZE_LIMIT ((size_t)1 << 30)
 
+/* The letter table, indexed by the letter (ASCII). */
+static const shval__letter letters[128] = {
+#define SHVAL__LETTER_ROW(c, sz, cl, lo, hi)                                   \
+	[c] = { c, sz, SHVAL__L_##cl, (lo) < 0, lo, hi },
+	SHVAL__LETTERS(SHVAL__LETTER_ROW)
+#undef SHVAL__LETTER_ROW
+};
+
+const shval__letter *shval__letter_info(char code)
+{
+	unsigned char c = (unsigned char)code;
+	if (c >= 128 || letters[c].code == 0)
+		return NULL;
+	return &letters[c];
+}
+
 size_t shval__letter_size(char code)
 {
-	switch (code) {
-	case 'c': case 'b': case 'B': case '?':
-		return 1;
-	case 'h': case 'H':
-		return 2;
-	case 'i': case 'I': case 'f': case 'u':
-		return 4;
-	case 'l': case 'L': case 'q': case 'Q': case 'n': case 'N': case 'd':
-		return 8;
+	const shval__letter *l = shval__letter_info(code);
+	return l ? l->size : 0; /* unknown letters, and 's' */
+}
+
+uint64_t shval__int_extend(const shval__letter *l, uint64_t bits)
+{
+	switch (l->size) {
+	case 1:
+		return l->is_signed ? (uint64_t)(int8_t)bits : (uint8_t)bits;
+	case 2:
+		return l->is_signed ? (uint64_t)(int16_t)bits : (uint16_t)bits;
+	case 4:
+		return l->is_signed ? (uint64_t)(int32_t)bits : (uint32_t)bits;
 	default:
-		return 0; /* unknown letters, and 's' (not a fixed-size element) */
+		return bits;
+	}
+}
+
+uint64_t shval__int_load(const shval__letter *l, const void *p)
+{
+	switch (l->size) {
+	case 1: {
+		uint8_t y;
+		memcpy(&y, p, 1);
+		return shval__int_extend(l, y);
+	}
+	case 2: {
+		uint16_t y;
+		memcpy(&y, p, 2);
+		return shval__int_extend(l, y);
+	}
+	case 4: {
+		uint32_t y;
+		memcpy(&y, p, 4);
+		return shval__int_extend(l, y);
+	}
+	default: {
+		uint64_t y;
+		memcpy(&y, p, 8);
+		return y;
+	}
+	}
+}
+
+void shval__int_store(const shval__letter *l, void *p, uint64_t bits)
+{
+	switch (l->size) {
+	case 1: {
+		uint8_t y = (uint8_t)bits;
+		memcpy(p, &y, 1);
+		break;
+	}
+	case 2: {
+		uint16_t y = (uint16_t)bits;
+		memcpy(p, &y, 2);
+		break;
+	}
+	case 4: {
+		uint32_t y = (uint32_t)bits;
+		memcpy(p, &y, 4);
+		break;
+	}
+	default:
+		memcpy(p, &bits, 8);
+		break;
 	}
 }
 

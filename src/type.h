@@ -33,6 +33,7 @@
 #ifndef SHVAL_TYPE_H
 #define SHVAL_TYPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,8 +72,66 @@ void shval__type_free(shval__type *t);
  * "...", so that a message about untrusted text stays one short line. */
 void shval__quote(char *dst, size_t cap, const char *s, size_t n);
 
+/*
+ * The type letters: the one table of each letter's element size, class and
+ * range (type.c builds it from this list; the parser, the typed scalars,
+ * the text forms, the CLI and the Python module all read it).
+ *   X(letter, size, class, min, max)
+ * class: INT an integer (signed when min < 0), BOOL 0/1 in one byte, CHAR
+ * a byte ('c') or a code point ('u') stored as an unsigned integer, FLOAT,
+ * STRING ('s': no fixed element size).  min/max: the range a value of the
+ * letter takes as an integer (0, 0 for FLOAT and STRING).
+ */
+#define SHVAL__LETTERS(X)                                                      \
+	X('c', 1, CHAR, 0, UINT8_MAX)                                          \
+	X('b', 1, INT, INT8_MIN, INT8_MAX)                                     \
+	X('B', 1, INT, 0, UINT8_MAX)                                           \
+	X('?', 1, BOOL, 0, 1)                                                  \
+	X('h', 2, INT, INT16_MIN, INT16_MAX)                                   \
+	X('H', 2, INT, 0, UINT16_MAX)                                          \
+	X('i', 4, INT, INT32_MIN, INT32_MAX)                                   \
+	X('I', 4, INT, 0, UINT32_MAX)                                          \
+	X('l', 8, INT, INT64_MIN, INT64_MAX)                                   \
+	X('L', 8, INT, 0, UINT64_MAX)                                          \
+	X('q', 8, INT, INT64_MIN, INT64_MAX)                                   \
+	X('Q', 8, INT, 0, UINT64_MAX)                                          \
+	X('n', 8, INT, INT64_MIN, INT64_MAX)                                   \
+	X('N', 8, INT, 0, UINT64_MAX)                                          \
+	X('f', 4, FLOAT, 0, 0)                                                 \
+	X('d', 8, FLOAT, 0, 0)                                                 \
+	X('u', 4, CHAR, 0, 0x10FFFF)                                           \
+	X('s', 0, STRING, 0, 0)
+
+enum shval__lclass {
+	SHVAL__L_INT = 1,
+	SHVAL__L_BOOL,
+	SHVAL__L_CHAR,
+	SHVAL__L_FLOAT,
+	SHVAL__L_STRING
+};
+
+typedef struct shval__letter {
+	char code;
+	uint8_t size;     /* bytes of one element; 0 for 's' */
+	uint8_t cls;      /* enum shval__lclass */
+	bool is_signed;   /* min < 0 */
+	int64_t min;      /* integer range (0..0 for f, d, s) */
+	uint64_t max;
+} shval__letter;
+
+/* The table entry of a letter, NULL for anything that is not one. */
+const shval__letter *shval__letter_info(char code);
+
 /* Size of one element of a letter (0 for unknown letters and 's'). */
 size_t shval__letter_size(char code);
+
+/* The integer element of letter l at p (l->size bytes, any alignment),
+ * sign- or zero-extended to 64 bits as the letter says. */
+uint64_t shval__int_load(const shval__letter *l, const void *p);
+/* The low l->size bytes of bits, extended as shval__int_load does. */
+uint64_t shval__int_extend(const shval__letter *l, uint64_t bits);
+/* Store the low l->size bytes of bits at p (any alignment). */
+void shval__int_store(const shval__letter *l, void *p, uint64_t bits);
 
 /* Find a field by name, or by decimal index ("0", "1", ...) for unnamed or
  * named fields.  Returns the index or -1. */
