@@ -1,6 +1,7 @@
 /*
- * src/dir.c — the name directory: lock-free lookup, create, remove,
- * iteration, interned type records.  Format: see src/format.h.
+ * src/dir.c — the name directory: lock-free lookup, slot insert and
+ * remove, table resize, iteration, the recount after a death.  Values are
+ * created and removed by name in entry.c.  Format: see src/format.h.
  *
  * Protocol (tag-slot, tag-table, tag-dirseq):
  *   writer (holds the segment lock): builds an entry completely, then
@@ -42,30 +43,6 @@ uint64_t shval__hash(const char *name, size_t len)
 	h *= 0xc4ceb9fe1a85ec53ull;
 	h ^= h >> 33;
 	return h;
-}
-
-int shval__check_name(shval_seg *seg, const char *name, size_t *len)
-{
-	if (!name)
-		return shval__failf(seg, SHVAL_EBADNAME, "value name is NULL");
-	size_t n = strnlen(name, SHVAL_NAME_MAX + 1);
-	if (n == 0)
-		return shval__failf(seg, SHVAL_EBADNAME, "value name is empty");
-	if (n > SHVAL_NAME_MAX)
-		return shval__failf(seg, SHVAL_EBADNAME,
-				    "value name \"%.40s...\" is longer than %d bytes",
-				    name, SHVAL_NAME_MAX);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (c <= 0x20 || c == 0x7f)
-			return shval__failf(seg, SHVAL_EBADNAME,
-					    "value name \"%s\": byte 0x%02x at "
-					    "position %zu (no spaces or control "
-					    "characters)",
-					    name, c, i);
-	}
-	*len = n;
-	return 0;
 }
 
 shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
@@ -356,420 +333,43 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 	return SHVAL_ENOTFOUND;
 }
 
-/* ---- type records ---- */
-
-static shval__typerec *typerec_at(shval_seg *seg, uint64_t off)
-{
-	if (off < sizeof(shval__hdr) || off % SHVAL__LINE ||
-	    !shval__in(seg, off, sizeof(shval__typerec)))
-		return NULL;
-	shval__typerec *t = shval__at(seg, off);
-	if (t->magic != SHVAL__TYPE_MAGIC || t->len == 0 ||
-	    t->len > SHVAL_TYPE_MAX ||
-	    !shval__in(seg, off, sizeof(shval__typerec) + t->len + 1) ||
-	    t->canon[t->len] != 0)
-		return NULL;
-	return t;
-}
-
-int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line)
+/* Re-count live entries after a process died holding the segment lock:
+ * every directory change is ordered so that the table and the entries are
+ * consistent at each store; only the counters can be off. */
+void shval__dir_recount(shval_seg *seg)
 {
 	shval__hdr *h = seg->hdr;
-	size_t len = strlen(t->canon);
-	uint64_t off = h->types_off;
-	for (int guard = 0; off && guard < 10000000; guard++) {
-		shval__typerec *r = typerec_at(seg, off);
-		if (!r)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: type record at offset %llu "
-					    "is damaged",
-					    seg->name, (unsigned long long)off);
-		if (r->len == len && memcmp(r->canon, t->canon, len) == 0) {
-			*line = (uint32_t)(off / SHVAL__LINE);
-			return 0;
+	uint64_t cap;
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed), &cap);
+	if (!slots)
+		return;
+	uint64_t live = 0, tomb = 0;
+	for (uint64_t i = 0; i < cap; i++) {
+		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		if (s == SHVAL__SLOT_TOMB) {
+			tomb++;
+			continue;
 		}
-		off = r->next;
-	}
-	uint64_t lines = (sizeof(shval__typerec) + len + 1 + SHVAL__LINE - 1) /
-			 SHVAL__LINE;
-	int rc = shval__alloc(seg, lines, &off);
-	if (rc)
-		return rc;
-	shval__typerec *r = shval__at(seg, off);
-	memset(r, 0, lines * SHVAL__LINE);
-	r->magic = SHVAL__TYPE_MAGIC;
-	r->next = h->types_off;
-	r->size = t->size;
-	r->len = (uint32_t)len;
-	r->nlines = (uint32_t)lines;
-	memcpy(r->canon, t->canon, len + 1);
-	h->types_off = off;
-	*line = (uint32_t)(off / SHVAL__LINE);
-	return 0;
-}
-
-const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
-			      uint64_t *size)
-{
-	shval__typerec *r = typerec_at(seg, (uint64_t)e->type_line * SHVAL__LINE);
-	if (!r)
-		return NULL;
-	if (size)
-		*size = r->size;
-	return r->canon;
-}
-
-/* ---- public: create, find, remove, iterate ---- */
-
-static size_t align_up(size_t x, size_t a)
-{
-	return (x + a - 1) / a * a;
-}
-
-/* Create under the segment lock.  If exists_ok and the name exists, *off is
- * the existing entry and *created = false. */
-/* t == NULL creates a lock entry; shared_lk != 0 creates a value guarded by
- * the lock block at that offset (mode is then the lock's). */
-static int create_locked(shval_seg *seg, const char *name, size_t nlen,
-			 const shval__type *t, unsigned mode, uint64_t shared_lk,
-			 const void *init, bool exists_ok, uint64_t *off,
-			 bool *created)
-{
-	shval__hdr *h = seg->hdr;
-	*created = false;
-	int r = shval__dir_find(seg, name, nlen, off);
-	if (r == 0) {
-		if (exists_ok)
-			return 0;
-		return shval__failf(seg, SHVAL_EEXIST,
-				    "segment %s: value %s already exists",
-				    seg->name, name);
-	}
-	if (r != SHVAL_ENOTFOUND)
-		return r;
-	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
-	size_t pos = sizeof(shval__entry) + nlen;
-	size_t lk_rel = 0, undo_rel = 0, data_rel;
-	if (locked && !shared_lk) {
-		lk_rel = align_up(pos, 8);
-		pos = lk_rel + sizeof(shval__lockblk);
-	}
-	if (t) {
-		data_rel = align_up(pos, t->align < 8 ? 8 : t->align);
-		pos = data_rel + t->size;
-		if (locked && t->size <= SHVAL__UNDO_MAX) {
-			undo_rel = shval__undo_rel(data_rel, t->size);
-			pos = undo_rel + t->size;
+		if (s == SHVAL__SLOT_EMPTY)
+			continue;
+		/* A remove cut short: the entry is REMOVED but its slot is
+		 * still there.  Finish it (tombstone, limbo). */
+		uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+		shval__entry *e = shval__entry_at(seg, eoff);
+		uint8_t st = e ? atomic_load(&e->state) : SHVAL__ST_FREE;
+		if (st != SHVAL__ST_LIVE) {
+			atomic_store_explicit(&slots[i], SHVAL__SLOT_TOMB,
+					      memory_order_release);
+			if (e && st == SHVAL__ST_REMOVED)
+				shval__limbo(seg, eoff);
+			tomb++;
+			continue;
 		}
-	} else {
-		data_rel = lk_rel; /* a lock entry's data is its lock block */
+		live++;
 	}
-	uint64_t nlines = (pos + SHVAL__LINE - 1) / SHVAL__LINE;
-	uint32_t tline = 0;
-	if (t && (r = shval__type_intern(seg, t, &tline)) != 0)
-		return r;
-	uint64_t eoff;
-	r = shval__alloc(seg, nlines, &eoff);
-	if (r)
-		return r;
-	unsigned char *b = shval__at(seg, eoff);
-	memset(b, 0, nlines * SHVAL__LINE);
-	shval__entry *e = (shval__entry *)b;
-	e->mode = (uint8_t)(mode >> 8);
-	e->kind = t ? t->kind : SHVAL_KIND_LOCK;
-	e->name_len = (uint16_t)nlen;
-	e->data_rel = (uint16_t)data_rel;
-	e->type_line = tline;
-	e->nlines = (uint32_t)nlines;
-	memcpy(e->name, name, nlen);
-	if (shared_lk) {
-		e->lock_off = shared_lk;
-	} else if (locked) {
-		e->lock_off = eoff + lk_rel;
-		r = shval__lockblk_init((shval__lockblk *)(b + lk_rel));
-		if (r) {
-			shval__free(seg, eoff, nlines);
-			return r;
-		}
-	}
-	if (init && t)
-		memcpy(b + data_rel, init, t->size);
-	if (undo_rel)
-		memcpy(b + undo_rel, b + data_rel, t->size);
-	atomic_store_explicit(&e->serial, h->next_serial++, memory_order_relaxed);
-	atomic_store_explicit(&e->state, SHVAL__ST_LIVE, memory_order_relaxed);
-	r = shval__dir_insert(seg, eoff, shval__hash(name, nlen));
-	if (r) {
-		shval__free(seg, eoff, nlines);
-		return r;
-	}
-	if (shared_lk)
-		((shval__lockblk *)shval__at(seg, shared_lk))->users++;
-	shval__seg_bump(seg);
-	*off = eoff;
-	*created = true;
-	return 0;
-}
-
-static int check_create_args(shval_seg *seg, const char *name,
-			     const char *type, unsigned flags, const void *init,
-			     size_t init_len, shval__type **t, bool *owned,
-			     size_t *nlen)
-{
-	if (!seg)
-		return -EINVAL;
-	if (flags & ~SHVAL_MODE_MASK)
-		return shval__failf(seg, -EINVAL, "unknown flag bits 0x%x",
-				    flags & ~SHVAL_MODE_MASK);
-	if (seg->flags & SHVAL_RDONLY)
-		return shval__failf(seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", seg->name);
-	int r = shval__check_name(seg, name, nlen);
-	if (r)
-		return r;
-	char err[256] = "";
-	*t = shval__seg_type_text(seg, type ? type : "(null)", owned, err,
-				  sizeof err, &r);
-	if (!*t)
-		return shval__failf(seg, r, "%s", err);
-	unsigned mode = flags & SHVAL_MODE_MASK;
-	if (mode == SHVAL_ATOMIC) {
-		size_t s = (*t)->size;
-		if ((*t)->kind != SHVAL_KIND_SCALAR ||
-		    !(s == 1 || s == 2 || s == 4 || s == 8)) {
-			r = shval__failf(seg, SHVAL_EMODE,
-					 "value %s: type %s cannot be atomic (only "
-					 "scalars of 1, 2, 4 or 8 bytes)",
-					 name, (*t)->canon);
-			goto fail;
-		}
-	}
-	if (init) {
-		if (init_len != (*t)->size) {
-			r = shval__failf(seg, SHVAL_ESIZE,
-					 "value %s: initial data is %zu bytes, type "
-					 "%s takes %zu",
-					 name, init_len, (*t)->canon, (*t)->size);
-			goto fail;
-		}
-		r = shval__type_check(*t, init, err, sizeof err);
-		if (r) {
-			r = shval__failf(seg, r, "value %s: %s", name, err);
-			goto fail;
-		}
-	}
-	return 0;
-fail:
-	if (*owned)
-		shval__type_free(*t);
-	*t = NULL;
-	return r;
-}
-
-SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
-			   unsigned flags, const void *init, size_t init_len,
-			   shval **out)
-{
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	shval__type *t;
-	size_t nlen;
-	bool owned = false;
-	int r = check_create_args(seg, name, type, flags, init, init_len, &t,
-				  &owned, &nlen);
-	if (r)
-		return r;
-	r = shval__seg_lock(seg);
-	if (r) {
-		if (owned)
-			shval__type_free(t);
-		return r;
-	}
-	uint64_t off;
-	bool created;
-	r = create_locked(seg, name, nlen, t, flags & SHVAL_MODE_MASK, 0, init,
-			  false, &off, &created);
-	shval__seg_unlock(seg);
-	if (owned)
-		shval__type_free(t);
-	if (r)
-		return r;
-	return shval__handle_make(seg, off, out);
-}
-
-static int check_same(shval_seg *seg, shval *v, const char *name,
-		      const shval__type *t, int mode)
-{
-	if (t && strcmp(v->type->canon, t->canon) != 0)
-		return shval__failf(seg, SHVAL_ETYPE,
-				    "value %s has type \"%s\", not \"%s\"", name,
-				    v->type->canon, t->canon);
-	if (mode >= 0 && (unsigned)mode != v->mode)
-		return shval__failf(seg, SHVAL_EMODE,
-				    "value %s exists with another mode", name);
-	return 0;
-}
-
-SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
-			 shval **out)
-{
-	if (!out || !seg)
-		return -EINVAL;
-	*out = NULL;
-	size_t nlen;
-	int r = shval__check_name(seg, name, &nlen);
-	if (r)
-		return r;
-	uint64_t off;
-	r = shval__dir_find(seg, name, nlen, &off);
-	/* A type given in canonical form is compared without parsing it. */
-	shval__entry *e0 = r == 0 ? shval__entry_at(seg, off) : NULL;
-	const char *stored = e0 && e0->kind != SHVAL_KIND_LOCK
-				     ? shval__entry_type(seg, e0, NULL)
-				     : NULL;
-	if (stored && type && strcmp(stored, type) == 0)
-		type = NULL;
-	shval__type *t = NULL;
-	if (type) {
-		char err[256] = "";
-		int r2 = shval__type_parse(type, &t, err, sizeof err);
-		if (r2)
-			return shval__failf(seg, r2, "%s", err);
-	}
-	if (r == SHVAL_ENOTFOUND)
-		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
-				 name);
-	if (r == 0)
-		r = shval__handle_make(seg, off, out);
-	if (r == 0 && (r = check_same(seg, *out, name, t, -1)) != 0) {
-		shval_close(*out);
-		*out = NULL;
-	}
-	shval__type_free(t);
-	return r;
-}
-
-SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
-				   const char *type, unsigned flags,
-				   const void *init, size_t init_len, shval **out,
-				   bool *created)
-{
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (created)
-		*created = false;
-	shval__type *t;
-	size_t nlen;
-	bool owned = false;
-	int r = check_create_args(seg, name, type, flags, init, init_len, &t,
-				  &owned, &nlen);
-	if (r)
-		return r;
-	uint64_t off;
-	bool made = false;
-	r = shval__dir_find(seg, name, nlen, &off);
-	if (r == SHVAL_ENOTFOUND) {
-		r = shval__seg_lock(seg);
-		if (r == 0) {
-			r = create_locked(seg, name, nlen, t,
-					  flags & SHVAL_MODE_MASK, 0, init, true,
-					  &off, &made);
-			shval__seg_unlock(seg);
-		}
-	}
-	if (r == 0)
-		r = shval__handle_make(seg, off, out);
-	if (r == 0 && !made &&
-	    (r = check_same(seg, *out, name, t, (int)(flags & SHVAL_MODE_MASK)))) {
-		shval_close(*out);
-		*out = NULL;
-	}
-	if (r == 0 && created)
-		*created = made;
-	if (owned)
-		shval__type_free(t);
-	return r;
-}
-
-SHVAL_API int shval_remove(shval_seg *seg, const char *name)
-{
-	if (!seg)
-		return -EINVAL;
-	size_t nlen;
-	int r = shval__check_name(seg, name, &nlen);
-	if (r)
-		return r;
-	/* Take the value's lock first (before the segment lock: a section may
-	 * create values, which takes the segment lock), so that nobody is
-	 * mid-section in the block we remove.  Bounded: after a second we go
-	 * on without it (a section that long finishes in the block while it
-	 * waits in limbo), which also rules out deadlocks between sections
-	 * that remove each other's values. */
-	shval *held = NULL;
-	uint64_t off;
-	if (!(seg->flags & SHVAL_RDONLY) &&
-	    shval__dir_find(seg, name, nlen, &off) == 0 &&
-	    shval__handle_make(seg, off, &held) == 0) {
-		int lr = held->lk ? shval_timedlock(held, SHVAL_SEC) : -1;
-		if (lr != 0 && lr != SHVAL_EOWNERDEAD) {
-			shval_close(held);
-			held = NULL;
-		}
-	}
-	r = shval__seg_lock(seg);
-	if (r) {
-		if (held) {
-			shval_unlock(held);
-			shval_close(held);
-		}
-		return r;
-	}
-	r = shval__dir_find(seg, name, nlen, &off);
-	if (r == 0) {
-		shval__entry *e = shval__at(seg, off);
-		uint64_t end = off + (uint64_t)e->nlines * SHVAL__LINE;
-		shval__lockblk *lk = NULL;
-		if (e->lock_off && e->lock_off % 8 == 0 &&
-		    shval__in(seg, e->lock_off, sizeof(shval__lockblk)))
-			lk = shval__at(seg, e->lock_off);
-		if (e->kind == SHVAL_KIND_LOCK && lk && lk->users) {
-			shval__seg_unlock(seg);
-			if (held) {
-				shval_unlock(held);
-				shval_close(held);
-			}
-			return shval__failf(seg, SHVAL_EMISUSE,
-					    "segment %s: lock %s still guards %llu "
-					    "value(s); remove them first",
-					    seg->name, name,
-					    (unsigned long long)lk->users);
-		}
-		if (e->kind != SHVAL_KIND_LOCK && lk &&
-		    (e->lock_off < off || e->lock_off >= end) && lk->users)
-			lk->users--; /* a value guarded by a shared lock */
-		/* release: a handle that sees REMOVED sees it for good. */
-		atomic_store_explicit(&e->state, SHVAL__ST_REMOVED,
-				      memory_order_release);
-		shval__dir_remove(seg, off, shval__hash(name, nlen));
-		shval__limbo(seg, off);
-		shval__seg_bump(seg);
-		/* Wake anyone waiting on the removed value (limbo moved its
-		 * version): they get SHVAL_ESTALE. */
-		shval__futex_wake(&e->version);
-	} else if (r == SHVAL_ENOTFOUND) {
-		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
-				 name);
-	}
-	shval__seg_unlock(seg);
-	if (held) {
-		/* Release the lock of the removed block: its waiters wake, see
-		 * the value gone (shval__check after locking) and let go. */
-		shval_unlock(held);
-		shval_close(held);
-	}
-	return r;
+	h->nvalues = live;
+	h->ntomb = tomb;
 }
 
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
@@ -829,75 +429,6 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 			    "segment %s: the directory was resized %d times "
 			    "during one step of an iteration",
 			    seg->name, DIR_TRIES);
-}
-
-SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
-				unsigned flags, shval **out)
-{
-	if (!out || !seg)
-		return -EINVAL;
-	*out = NULL;
-	unsigned mode = flags & SHVAL_MODE_MASK;
-	if ((flags & ~SHVAL_MODE_MASK) || (mode != SHVAL_RLOCK && mode != SHVAL_LOCK))
-		return shval__failf(seg, -EINVAL,
-				    "shval_lock_create takes SHVAL_RLOCK or SHVAL_LOCK");
-	if (seg->flags & SHVAL_RDONLY)
-		return shval__failf(seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", seg->name);
-	size_t nlen;
-	int r = shval__check_name(seg, name, &nlen);
-	if (r)
-		return r;
-	if ((r = shval__seg_lock(seg)) != 0)
-		return r;
-	uint64_t off;
-	bool created;
-	r = create_locked(seg, name, nlen, NULL, mode, 0, NULL, false, &off,
-			  &created);
-	shval__seg_unlock(seg);
-	if (r)
-		return r;
-	return shval__handle_make(seg, off, out);
-}
-
-SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
-				   const char *type, shval *lock,
-				   const void *init, size_t init_len, shval **out)
-{
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!lock || !seg)
-		return -EINVAL;
-	if (lock->seg != seg || lock->kind != SHVAL_KIND_LOCK)
-		return shval__failf(seg, SHVAL_EMISUSE,
-				    "the lock given is not a lock entry of "
-				    "segment %s",
-				    seg->name);
-	shval__type *t;
-	size_t nlen;
-	bool owned = false;
-	int r = check_create_args(seg, name, type, lock->mode, init, init_len,
-				  &t, &owned, &nlen);
-	if (r)
-		return r;
-	if ((r = shval__seg_lock(seg)) != 0) {
-		if (owned)
-			shval__type_free(t);
-		return r;
-	}
-	uint64_t off;
-	bool created;
-	r = shval__check(lock);
-	if (r == 0)
-		r = create_locked(seg, name, nlen, t, lock->mode,
-				  lock->e->lock_off, init, false, &off, &created);
-	shval__seg_unlock(seg);
-	if (owned)
-		shval__type_free(t);
-	if (r)
-		return r;
-	return shval__handle_make(seg, off, out);
 }
 
 /* Calls fn on every entry in the directory, lock-free.  If the table moved

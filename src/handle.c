@@ -110,13 +110,13 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 	shval *v = calloc(1, sizeof *v);
 	if (!v)
 		return shval__failf(seg, -ENOMEM, "out of memory");
-	char err[256];
-	v->type = shval__seg_type(seg, e->type_line, canon, err, sizeof err);
+	shval__err err = { "" };
+	v->type = shval__seg_type(seg, e->type_line, canon, err.msg, sizeof err.msg);
 	if (!v->type) {
 		free(v);
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: value %.*s: stored type: %s",
-				    seg->name, (int)e->name_len, e->name, err);
+				    seg->name, (int)e->name_len, e->name, err.msg);
 	}
 	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
 	unsigned mode = (unsigned)e->mode << 8;
@@ -205,8 +205,8 @@ int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info)
 	const char *canon = shval__entry_type(seg, e, &size);
 	if (!canon)
 		return SHVAL_ECORRUPT;
-	char err[64];
-	shval__type *t = shval__seg_type(seg, e->type_line, canon, err, sizeof err);
+	shval__err err = { "" };
+	shval__type *t = shval__seg_type(seg, e->type_line, canon, err.msg, sizeof err.msg);
 	if (!t)
 		return SHVAL_ECORRUPT;
 	snprintf(info->type, sizeof info->type, "%s", t->canon);

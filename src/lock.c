@@ -131,9 +131,15 @@ int shval__mutex_init(pthread_mutex_t *m)
 	return -mutex_attr_init(m);
 }
 
+/* Is the mutex's kind word the one every shval lock has? */
+static bool mutex_kind_ok(pthread_mutex_t *m)
+{
+	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;
+}
+
 bool shval__mutex_damaged(pthread_mutex_t *m)
 {
-	return !shval__mutex_kind_ok(m) ||
+	return !mutex_kind_ok(m) ||
 	       __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) ==
 		       0x7fffffff; /* PTHREAD_MUTEX_NOTRECOVERABLE */
 }
@@ -141,11 +147,6 @@ bool shval__mutex_damaged(pthread_mutex_t *m)
 unsigned shval__mutex_kind(pthread_mutex_t *m)
 {
 	return (unsigned)__atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED);
-}
-
-bool shval__mutex_kind_ok(pthread_mutex_t *m)
-{
-	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;
 }
 
 uint32_t shval__mutex_owner(pthread_mutex_t *m)
@@ -213,7 +214,8 @@ static inline void tls_fresh(void)
 	}
 }
 
-pid_t shval__my_tid(void)
+/* This thread's id (gettid), cached until a fork. */
+static pid_t my_tid(void)
 {
 	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
 	if (T.tid == 0 || T.tid_gen != g) {
@@ -310,52 +312,6 @@ void shval__order_seg(int delta)
 
 /* ---- owners ---------------------------------------------------------- */
 
-/* The thread group (process) of thread tid: > 0, 0 when it cannot be
- * told (then the caller assumes alive), -1 when there is no such thread
- * or it is a zombie. */
-static pid_t tid_process(pid_t tid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ESRCH ? -1 : 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return n < 0 && errno == ESRCH ? -1 : 0;
-	buf[n] = 0;
-	const char *st = strstr(buf, "\nState:\t");
-	if (st && (st[8] == 'Z' || st[8] == 'X'))
-		return -1;
-	const char *tg = strstr(buf, "\nTgid:\t");
-	return tg ? (pid_t)atoi(tg + 7) : 0;
-}
-
-/* Does process pid map the segment file (device and inode)?  true when it
- * cannot be told. */
-static bool process_maps(pid_t pid, dev_t dev, ino_t ino)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return errno != ENOENT && errno != ESRCH;
-	char line[4352];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f)) {
-		unsigned maj, min;
-		unsigned long long inode;
-		/* start-end perms offset MAJ:MIN inode path */
-		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3 &&
-		    inode == (unsigned long long)ino && maj == major(dev) &&
-		    min == minor(dev))
-			found = true;
-	}
-	fclose(f);
-	return found;
-}
-
 /* Is the owner named by futex word w stale: not a live thread of a process
  * that maps this segment?  The caller does not hold the lock (held list).
  * Doubt counts as alive. */
@@ -364,14 +320,14 @@ static bool owner_stale(shval_seg *seg, uint32_t w)
 	pid_t tid = (pid_t)(w & FUTEX_TID_MASK);
 	if (tid == 0 || (w & FUTEX_OWNER_DIED))
 		return false; /* free, or already marked for recovery */
-	if (tid == shval__my_tid())
+	if (tid == my_tid())
 		return true;  /* we do not hold it (held list): not ours */
-	pid_t pid = tid_process(tid);
+	pid_t pid = shval__tid_process(tid);
 	if (pid < 0)
 		return true;
 	if (pid == 0 || pid == getpid())
 		return false; /* unknown, or another thread of this process */
-	return !process_maps(pid, seg->dev, seg->ino);
+	return !shval__proc_maps(pid, seg->dev, seg->ino);
 }
 
 /* Turn a stale futex word into what the kernel leaves on a death, so that
@@ -412,7 +368,7 @@ static uint64_t rt_now(void)
 int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_rt,
 			 const char *what)
 {
-	if (!shval__mutex_kind_ok(m))
+	if (!mutex_kind_ok(m))
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: %s: the lock's kind word is damaged "
 				    "(0x%x; shval_seg_verify with repair "

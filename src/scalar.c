@@ -278,7 +278,7 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 				    "arithmetic on a bool value");
 	uint64_t old = 0, nw;
 	if (v->mode == SHVAL_ATOMIC) {
-		if ((r = shval__writable(v)) != 0)
+		if ((r = shval__check_writable(v)) != 0)
 			return r;
 		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op, arg);
 		nw = apply(op, old, arg);
@@ -408,7 +408,7 @@ SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired)
 	unsigned char want[8] = { 0 }, nw[8] = { 0 };
 	if ((r = encode(v, c, (num){ NUM_INT, desired, 0, 0 }, nw)) != 0)
 		return r;
-	if ((r = shval__writable(v)) != 0)
+	if ((r = shval__check_writable(v)) != 0)
 		return r;
 	const shval__letter *l = shval__letter_info(c);
 	bool fits = int_fits(l, *expected);
@@ -454,7 +454,7 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 	if (c != 'f' && c != 'd')
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "float operation on a value of type %c", c);
-	if ((r = shval__writable(v)) != 0)
+	if ((r = shval__check_writable(v)) != 0)
 		return r;
 	if (v->mode == SHVAL_ATOMIC) {
 		/* a compare-and-swap loop on the bits (little-endian: the

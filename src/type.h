@@ -39,6 +39,14 @@
 
 #define SHVAL__FIELD_NAME_MAX 63
 
+/* The one buffer type for a message about a type or a value's bytes or
+ * text, filled by the functions below (err, errcap = e.msg, sizeof e.msg)
+ * where they cannot reach the segment handle, then passed on with
+ * shval__failf(seg, code, "%s", e.msg). */
+typedef struct shval__err {
+	char msg[512];
+} shval__err;
+
 typedef struct shval__field {
 	char name[SHVAL__FIELD_NAME_MAX + 1]; /* "" when unnamed */
 	char code;        /* the letter: c b B h H i I l L q Q n N ? f d u s */

@@ -165,14 +165,7 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 	return shval__check(v);
 }
 
-/* After an unlocked change through the API: raw values move their version
- * (so that shval_wait works); atomic values wake waiters if any. */
-static void raw_commit(shval *v)
-{
-	shval__wake_after_change(v->seg, v->e, true);
-}
-
-int shval__writable(shval *v)
+int shval__check_writable(shval *v)
 {
 	int r = shval__check(v);
 	if (r)
@@ -189,7 +182,7 @@ int shval__write_range(shval *v, size_t off, size_t n, const void *src,
 {
 	int r;
 	if (v->mode == SHVAL_ATOMIC) {
-		if ((r = shval__writable(v)) != 0)
+		if ((r = shval__check_writable(v)) != 0)
 			return r;
 		/* the whole scalar in one store (a field write is all of it) */
 		uint64_t x = shval__atomic_load(v->data, v->size);
@@ -211,7 +204,8 @@ int shval__write_range(shval *v, size_t off, size_t n, const void *src,
 
 /* ---- whole value ---- */
 
-int shval__not_lock(shval *v)
+/* SHVAL_EMODE (with the message) when v is a lock handle, else 0. */
+static int reject_lock_handle(shval *v)
 {
 	if (v->kind == SHVAL_KIND_LOCK)
 		return shval__failf(v->seg, SHVAL_EMODE,
@@ -223,7 +217,7 @@ SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 {
 	if (!v || !buf)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	if (cap < v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
@@ -236,17 +230,17 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 {
 	if (!v || !buf)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	if (len != v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
 				    "%zu bytes given for a value of %zu (type %s)",
 				    len, v->size, v->type->canon);
 	if (v->needs_check) { /* only bools and strings have bytes to check */
-		char err[256];
-		int r = shval__type_check(v->type, buf, err, sizeof err);
+		shval__err err = { "" };
+		int r = shval__type_check(v->type, buf, err.msg, sizeof err.msg);
 		if (r)
-			return shval__failf(v->seg, r, "%s", err);
+			return shval__failf(v->seg, r, "%s", err.msg);
 	}
 	return shval__write_range(v, 0, len, buf, true);
 }
@@ -303,7 +297,7 @@ SHVAL_API int shval_set_str(shval *v, const char *s, size_t len)
 		return shval__failf(v->seg, SHVAL_ETOOBIG,
 				    "string of %zu bytes for capacity %u (type %s)",
 				    len, capv, v->type->canon);
-	int r = shval__writable(v);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
 	uint32_t n = (uint32_t)len;
@@ -357,10 +351,10 @@ SHVAL_API int shval_array_set(shval *v, size_t index, size_t n, const void *buf)
 	if (r)
 		return r;
 	if (v->needs_check) {
-		char err[256];
-		if ((r = shval__bytes_check(v->type, off, bytes, buf, err,
-					    sizeof err)) != 0)
-			return shval__failf(v->seg, r, "%s", err);
+		shval__err err = { "" };
+		if ((r = shval__bytes_check(v->type, off, bytes, buf, err.msg,
+					    sizeof err.msg)) != 0)
+			return shval__failf(v->seg, r, "%s", err.msg);
 	}
 	return shval__write_range(v, off, bytes, buf, bytes == v->size);
 }
@@ -371,7 +365,7 @@ static int field_of(shval *v, const char *field, const shval__field **f)
 {
 	if (!field)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	int i = shval__type_field(v->type, field);
 	if (i < 0)
@@ -414,10 +408,10 @@ SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 				    "field %s is %zu bytes, %zu given", field,
 				    f->size, len);
 	if (v->needs_check) {
-		char err[256];
-		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf, err,
-					    sizeof err)) != 0)
-			return shval__failf(v->seg, r, "%s", err);
+		shval__err err = { "" };
+		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf, err.msg,
+					    sizeof err.msg)) != 0)
+			return shval__failf(v->seg, r, "%s", err.msg);
 	}
 	return shval__write_range(v, f->offset, f->size, buf, f->size == v->size);
 }
@@ -449,7 +443,7 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		return -EINVAL;
 	if (flags & ~SHVAL_TEXT_JSON)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
@@ -486,24 +480,24 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 {
 	if (!v || argc < 0 || (!argv && argc))
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
-	int r = shval__writable(v);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
 		return shval__failf(v->seg, -ENOMEM, "out of memory");
-	char err[512] = "";
+	shval__err err = { "" };
 	if (v->mode == SHVAL_ATOMIC) { /* a scalar: the text is all of it */
 		r = shval__read_consistent(v, 0, v->size, tmp);
 		if (r == 0)
-			r = shval__text_parse(v->type, tmp, argc, argv, err,
-					      sizeof err);
+			r = shval__text_parse(v->type, tmp, argc, argv, err.msg,
+					      sizeof err.msg);
 		if (r == 0)
 			r = shval__write_range(v, 0, v->size, tmp, true);
 		free(tmp);
-		return r && err[0] ? shval__failf(v->seg, r, "%s", err) : r;
+		return r && err.msg[0] ? shval__failf(v->seg, r, "%s", err.msg) : r;
 	}
 	/* Parse against the current value inside the change (under the lock
 	 * for locked values), so that fields not given are kept even against
@@ -514,7 +508,7 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 		return r;
 	}
 	memcpy(tmp, v->data, v->size);
-	r = shval__text_parse(v->type, tmp, argc, argv, err, sizeof err);
+	r = shval__text_parse(v->type, tmp, argc, argv, err.msg, sizeof err.msg);
 	if (r == 0) {
 		shval__chg_dirty(v, how);
 		memcpy(v->data, tmp, v->size);
@@ -523,8 +517,8 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 	}
 	shval__chg_end(v, how, r == 0);
 	free(tmp);
-	if (r && err[0])
-		return shval__failf(v->seg, r, "%s", err);
+	if (r && err.msg[0])
+		return shval__failf(v->seg, r, "%s", err.msg);
 	return r;
 }
 
@@ -534,10 +528,10 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 	if (!type || (!buf && cap))
 		return -EINVAL;
 	shval__type *t;
-	char err[256];
-	int r = shval__type_parse(type, &t, err, sizeof err);
+	shval__err err = { "" };
+	int r = shval__type_parse(type, &t, err.msg, sizeof err.msg);
 	if (r)
-		return shval__failf(NULL, r, "%s", err);
+		return shval__failf(NULL, r, "%s", err.msg);
 	size_t n = strlen(t->canon);
 	if (size)
 		*size = t->size;
@@ -553,15 +547,15 @@ SHVAL_API int shval_touch(shval *v)
 {
 	if (!v)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
-	int r = shval__writable(v);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
 	if (v->mode == SHVAL_RAW || v->mode == SHVAL_ATOMIC) {
 		/* Atomic waiters sleep on the version word too: moving it wakes
 		 * them even when the bits did not change. */
-		raw_commit(v);
+		shval__wake_after_change(v->seg, v->e, true);
 		return 0;
 	}
 	/* Locked: a section that counts as a change (committed at its end). */

@@ -120,19 +120,19 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 			return;
 		}
 		shval__type *t;
-		char err[128];
-		if (shval__type_parse(canon, &t, err, sizeof err) != 0) {
+		shval__err err = { "" };
+		if (shval__type_parse(canon, &t, err.msg, sizeof err.msg) != 0) {
 			problem(c, SHVAL_ECORRUPT, e, off, false,
-				"stored type does not parse: %s", err);
+				"stored type does not parse: %s", err.msg);
 			return;
 		}
 		if (t->size != size || t->kind != e->kind)
 			problem(c, SHVAL_ECORRUPT, e, off, false,
 				"type record size %llu / kind %u disagree with \"%s\"",
 				(unsigned long long)size, e->kind, t->canon);
-		else if (shval__type_check(t, (unsigned char *)e + e->data_rel, err,
-					   sizeof err) != 0)
-			problem(c, SHVAL_ECORRUPT, e, off, false, "%s", err);
+		else if (shval__type_check(t, (unsigned char *)e + e->data_rel, err.msg,
+					   sizeof err.msg) != 0)
+			problem(c, SHVAL_ECORRUPT, e, off, false, "%s", err.msg);
 		shval__type_free(t);
 	}
 	if (e->mode > 3) {
@@ -278,7 +278,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 	if ((flags & SHVAL_VERIFY_REPAIR) && c.unrepaired) {
 		/* Counters and interrupted removals: redo them under the lock. */
 		if (shval__seg_lock(seg) == 0) {
-			shval__seg_recount(seg);
+			shval__dir_recount(seg);
 			shval__seg_unlock(seg);
 		}
 	}

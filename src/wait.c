@@ -121,14 +121,15 @@ void shval__wake_after_commit(shval_seg *seg, shval__entry *e)
 	shval__seg_notify(seg);
 }
 
-void shval__wake_after_change(shval_seg *seg, shval__entry *e, bool raw)
+void shval__wake_after_change(shval_seg *seg, shval__entry *e,
+			      bool bump_version)
 {
-	if (raw) /* seq_cst RMW: publishes the change and is the barrier */
+	if (bump_version) /* seq_cst RMW: publishes the change, and the barrier */
 		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
 					  memory_order_seq_cst);
 	else
 		mb_after_atomic(); /* after the RMW on the data */
-	wake_waiters(e, !raw);
+	wake_waiters(e, !bump_version);
 	shval__seg_notify(seg);
 }
 
