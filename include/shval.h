@@ -61,6 +61,8 @@
  *   naming the file's device and inode), then takes the lock with
  *   SHVAL_EOWNERDEAD and the value at its last committed state.  Any doubt
  *   (a /proc file it may not read: another user, hidepid) counts as alive.
+ *   With /proc mounted hidepid=2, another user's processes look absent:
+ *   do not share locked values between users there (SHVAL_FOREIGN).
  *   What cannot be told apart: a saved lock word naming a thread that,
  *   by chance, is now a live thread of a process mapping the same file;
  *   `shval check --repair` run while no process uses the file fixes it.

@@ -28,38 +28,50 @@ prints it from this list.
 """
 
 # ---------------------------------------------------------------------------
-# Files being rewritten (src/lock.c, src/value.c, src/wait.c: the lock /
-# section rewrite, format version 2).  Written against the code as of the
-# commit that added this list; when the rewrite lands, the run reports
-# "mutant ID no longer applies" for those whose lines moved, and they are
-# re-targeted at the new code (the promise and the killing tests stay).
+# Locks, sections, readers and atomics: src/lock.c, src/value.c, src/wait.c,
+# src/section.h, src/internal.h and the header-inline fast paths of
+# include/shval.h (format 2).  A mutant of a header changes every file
+# compiled against it (the tests' inline paths included).  Most of these
+# are killed by deterministic tests (tests/test_commit.c, test_locks.c):
+# a crash point, a self-kill at a known step, a copy stopped half-way by a
+# fault, damage written into the image; not by a lucky interleaving.
 # ---------------------------------------------------------------------------
-REWRITE = [
+LOCKS = [
     dict(
         id="seqlock-no-recheck",
         file="src/value.c",
         edits=[(
-            """if ((v1 | SHVAL__V_WAITERS) == (v2 | SHVAL__V_WAITERS))
+            """if (v1 == v2)
 			break;""",
             """(void)v2; /* MUTANT: no version re-check */
 			break;""")],
-        breaks="readers never see a torn value: a lock-free reader does not "
-               "re-check the version after its copy",
-        kill=r"^test_concurrency\.writers_and_readers_keep_invariants$|"
-             r"^test_threads\.|^test_proc\.rdonly_reader_during_big_writes$",
+        breaks="readers never see a torn value: the library's lock-free "
+               "reader (read_consistent) does not re-check the version "
+               "after its copy",
+        kill=r"^test_commit\.reader_copy_overtaken_by_commit_(library|big_value)$|"
+             r"^test_proc\.rdonly_reader_during_big_writes$",
+    ),
+    dict(
+        id="seqlock-no-recheck-inline",
+        file="include/shval.h",
+        edits=[(
+            """if (__atomic_load_n(f->version, __ATOMIC_RELAXED) == v1 &&""",
+            """if (/* MUTANT: no version re-check */""")],
+        breaks="readers never see a torn value: the header's inline "
+               "shval_read does not re-check the version after its copy",
+        kill=r"^test_commit\.reader_copy_overtaken_by_commit_inline$|"
+             r"^test_concurrency\.writers_and_readers_keep_invariants$",
     ),
     dict(
         id="reader-ignores-undo",
         file="src/value.c",
         edits=[(
-            """if (v->undo) {
-				src = v->undo;""",
-            """if (v->undo) {
-				src = v->data; /* MUTANT: not the undo copy */""")],
+            """src = v->undo;""",
+            """src = v->data; /* MUTANT: not the undo copy */""")],
         breaks="readers never see a mid-section value: while WRITING is set "
                "a reader copies the data instead of the undo copy",
-        kill=r"^test_concurrency\.writers_and_readers_keep_invariants$|"
-             r"^test_threads\.|^test_proc\.rdonly_reader_during_big_writes$",
+        kill=r"^test_commit\.reader_sees_committed_state_during_section$|"
+             r"^test_concurrency\.writers_and_readers_keep_invariants$",
     ),
     dict(
         id="owner-death-no-rollback",
@@ -68,9 +80,20 @@ REWRITE = [
             """memcpy(b + e->data_rel, b + undo_rel, size);""",
             """(void)b; (void)undo_rel; /* MUTANT: undo copy not restored */""")],
         breaks="a process killed holding a lock leaves the last committed "
-               "state: recovery does not put the undo copy back",
-        kill=r"^test_concurrency\.(kill_inside_locked_section_1000_rounds|"
-             r"shared_lock_transfer_and_kill|verify_finds_and_repairs_dead_lock)$",
+               "state: recovery (rollback()) does not put the undo copy back",
+        kill=r"^test_commit\.shared_lock_death_before_unlock_rolls_back$|"
+             r"^test_concurrency\.(kill_inside_locked_section_1000_rounds|"
+             r"verify_finds_and_repairs_dead_lock)$",
+    ),
+    dict(
+        id="recovery-always-forward",
+        file="src/lock.c",
+        edits=[(
+            """atomic_load_explicit(&v->lk->committing, memory_order_acquire) != 0""",
+            """true /* MUTANT: always rolled forward */""")],
+        breaks="an owner killed before its commit is rolled back: recovery "
+               "rolls forward whatever the 'committing' flag says",
+        kill=r"^test_commit\.shared_lock_death_before_(commit|unlock)_rolls_back$",
     ),
     dict(
         id="shared-commit-flag-unset",
@@ -81,11 +104,26 @@ REWRITE = [
         breaks="a multi-value section under a shared lock commits all or "
                "nothing: 'committing' is never set, so an owner killed "
                "half-way through its commit is rolled back, not forward",
-        kill=r"^test_concurrency\.shared_lock_transfer_and_kill$",
+        kill=r"^test_commit\.shared_lock_death_mid_commit_rolls_forward$",
+    ),
+    dict(
+        id="atomic-add-load-store-inline",
+        file="include/shval.h",
+        edits=[(
+            """int64_t o = __atomic_fetch_add((int64_t *)f->data, delta,
+					       __ATOMIC_SEQ_CST);""",
+            """int64_t o = __atomic_load_n((int64_t *)f->data, __ATOMIC_SEQ_CST);
+		__atomic_store_n((int64_t *)f->data,
+				 (int64_t)((uint64_t)o + (uint64_t)delta),
+				 __ATOMIC_SEQ_CST); /* MUTANT: load + store */""")],
+        breaks="no lost updates: the header's inline 64-bit atomic add is "
+               "a load and a store",
+        kill=r"^test_commit\.(atomic_add_overtaken_inline|"
+             r"atomic_adds_exact_when_processes_overlap)$",
     ),
     dict(
         id="atomic-add-load-store",
-        file="src/value.c",
+        file="src/scalar.c",
         edits=[(
             """int64_t o = __atomic_fetch_add((int64_t *)v->data, delta,
 					       __ATOMIC_SEQ_CST);""",
@@ -93,10 +131,20 @@ REWRITE = [
 		__atomic_store_n((int64_t *)v->data,
 				 (int64_t)((uint64_t)o + (uint64_t)delta),
 				 __ATOMIC_SEQ_CST); /* MUTANT: load + store */""")],
-        breaks="no lost updates: an atomic 8-byte add is done as a load and "
-               "a store",
-        kill=r"^test_concurrency\.writers_and_readers_keep_invariants$|"
-             r"^test_threads\.",
+        breaks="no lost updates: the library's 64-bit atomic add "
+               "(shval_add_i64's fast path) is a load and a store",
+        kill=r"^test_commit\.(atomic_add_overtaken_library_call|"
+             r"atomic_adds_exact_library_call)$",
+    ),
+    dict(
+        id="atomic-add-load-store-rmw",
+        file="src/atomic.h",
+        edits=[(
+            """case SHVAL__RMW_ADD: old = __atomic_fetch_add((T *)p, (T)arg, __ATOMIC_SEQ_CST); break;""",
+            """case SHVAL__RMW_ADD: old = __atomic_load_n((T *)p, __ATOMIC_SEQ_CST); __atomic_store_n((T *)p, (T)(old + arg), __ATOMIC_SEQ_CST); break; /* MUTANT: load + store */""")],
+        breaks="no lost updates: an atomic add of another size (atomic.h) is "
+               "a load and a store",
+        kill=r"^test_commit\.atomic_add(_overtaken|s_exact)_32bit$",
     ),
     dict(
         id="wake-skipped",
@@ -111,25 +159,138 @@ REWRITE = [
         kill=r"^test_concurrency\.wait_for_change$|^test_proc\.wait_on_removed_value$",
     ),
     dict(
+        id="waiters-word-ignored",
+        file="src/section.h",
+        edits=[(
+            """if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||""",
+            """if (0 /* MUTANT: the waiters word is not looked at */ ||""")],
+        breaks="shval_wait wakes on every committed change: after a "
+               "section's commit and unlock, the writer does not look at the "
+               "value's waiters word",
+        kill=r"^test_wake\.",
+    ),
+    dict(
         id="unlock-owner-unchecked",
         file="src/lock.c",
         edits=[(
-            """if (!held_by_me(v) || v->lk->depth == 0)""",
-            """if (v->lk->depth == 0) /* MUTANT: owner not checked */""")],
+            """struct held *h = held_find(v);
+	if (!h)
+		return shval__failf(v->seg, SHVAL_ENOTOWNER,""",
+            """struct held *h = held_find(v);
+	if (!h) { /* MUTANT: no owner check: commit and unlock anyway */
+		shval__commit_unlock(v);
+		return 0;
+	}
+	if (0)
+		return shval__failf(v->seg, SHVAL_ENOTOWNER,""")],
         breaks="shval_unlock by a thread that does not hold the lock gives "
-               "SHVAL_ENOTOWNER (the owner check)",
+               "SHVAL_ENOTOWNER (the held-list check)",
         kill=r"^test_concurrency\.lock_api$|^test_threads\.",
     ),
     dict(
-        id="stale-serial-unchecked",
+        id="tid-reuse",
+        file="src/section.h",
+        edits=[(
+            """static inline int shval__chg_begin(shval *v, int *how)
+{""",
+            """static inline int shval__chg_begin(shval *v, int *how)
+{
+	if (v->lk && v->lk->mutex.__data.__owner == shval__my_tid()) {
+		/* MUTANT: ownership from the mutex owner field (the old code) */
+		*how = SHVAL__CHG_NESTED;
+		return 0;
+	}""")],
+        breaks="ownership is the held list's, never a thread id in shared "
+               "memory: a library call's section takes the lock as already "
+               "held when the mutex's owner field names this thread (a "
+               "reused tid, a dead owner's left-over field)",
+        kill=r"^test_locks\.(tid_reuse_after_owner_death|"
+             r"stale_owner_field_is_own_tid|owner_died_with_own_tid_in_owner_field)$",
+    ),
+    dict(
+        id="stale-owner-never",
         file="src/lock.c",
         edits=[(
-            """if (atomic_load_explicit(&v->e->serial, memory_order_relaxed) != v->serial ||""",
-            """if (/* MUTANT: serial not checked */""")],
+            """static bool owner_stale(shval_seg *seg, uint32_t w)
+{""",
+            """static bool owner_stale(shval_seg *seg, uint32_t w)
+{
+	if (seg)
+		return false; /* MUTANT: an owner is never judged stale */""")],
+        breaks="a lock word naming a thread that is gone or not of a process "
+               "mapping the segment (a copied file segment) is recovered like "
+               "a death: owner_stale() always says alive",
+        kill=r"^test_locks\.file_copied_",
+    ),
+    dict(
+        id="kind-unchecked",
+        file="src/lock.c",
+        edits=[(
+            """return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;""",
+            """(void)m; return true; /* MUTANT: kind word not checked */""")],
+        breaks="a damaged mutex kind word gives SHVAL_ECORRUPT before any "
+               "pthread call (and repair re-initialises it): "
+               "shval__mutex_kind_ok() always says good",
+        kill=r"^test_locks\.damaged_mutex_kind_",
+    ),
+    dict(
+        id="kind-unchecked-fast",
+        file="src/section.h",
+        edits=[(
+            """__atomic_load_n(&v->lk->mutex.__data.__kind, __ATOMIC_RELAXED) ==
+		    shval__lock_kind &&""",
+            """/* MUTANT: kind word not compared */""")],
+        breaks="a damaged mutex kind word gives SHVAL_ECORRUPT before any "
+               "pthread call: the inline section fast path does not compare "
+               "the kind word before its trylock",
+        kill=r"^test_locks\.damaged_mutex_kind_",
+    ),
+    dict(
+        id="stuck-writing-ignored",
+        file="src/lock.c",
+        edits=[(
+            """} else if (v->own_lock &&""",
+            """} else if (0 && /* MUTANT: stuck WRITING not rolled back */
+		   v->own_lock &&""")],
+        breaks="a WRITING bit stuck with the lock free is rolled back by the "
+               "next locker (and by repair): sec_take() ignores it",
+        kill=r"^test_locks\.stuck_writing_bit_small_value$",
+    ),
+    dict(
+        id="big-reader-unbounded",
+        file="src/value.c",
+        edits=[(
+            """if (now >= deadline)""",
+            """if (0 && now >= deadline) /* MUTANT: readers wait forever */""")],
+        breaks="a reader of a big value (no undo copy) facing a stopped "
+               "writer returns within its bound: the deadline in "
+               "wait_for_writer() is never reached",
+        kill=r"^test_locks\.stopped_writer_of_big_value$",
+    ),
+    dict(
+        id="stale-serial-unchecked",
+        file="src/internal.h",
+        edits=[(
+            """atomic_load_explicit(&v->e->serial, memory_order_relaxed) !=
+				    v->serial ||""",
+            """0 /* MUTANT: serial not checked */ ||""")],
         breaks="a handle to a removed value gets SHVAL_ESTALE, even once its "
-               "block holds a new value (the serial check)",
+               "block holds a new value: shval__check() does not compare the "
+               "serial",
         kill=r"^test_basic\.remove_and_stale$|"
-             r"^test_proc\.(remove_and_stale_across_processes|removed_space_reused)$",
+             r"^test_proc\.(remove_and_stale_across_processes|removed_space_reused)$|"
+             r"^test_commit\.stale_handle_on_inline_paths_after_reuse$",
+    ),
+    dict(
+        id="stale-serial-unchecked-inline",
+        file="include/shval.h",
+        edits=[(
+            """return __atomic_load_n(f->serial, __ATOMIC_RELAXED) == f->serial_want &&""",
+            """return /* MUTANT: serial not checked */""")],
+        breaks="a handle to a removed value gets SHVAL_ESTALE, even once its "
+               "block holds a new value: the header's inline read and add "
+               "do not compare the serial",
+        kill=r"^test_commit\.stale_handle_on_inline_paths_after_reuse$",
     ),
     dict(
         id="rdonly-write-allowed",
@@ -274,12 +435,13 @@ STABLE = [
         id="write-string-len-unchecked",
         file="src/type.c",
         edits=[(
-            """if (len <= f->count)
+            """if (slen <= f->count)
 			continue;""",
-            """if (1 || len <= f->count) /* MUTANT */
+            """if (1 || slen <= f->count) /* MUTANT: length not checked */
 			continue;""")],
         breaks="shval_write of a string whose stored length exceeds its "
-               "capacity gives SHVAL_ETOOBIG (value unchanged)",
+               "capacity gives SHVAL_ETOOBIG (value unchanged): "
+               "shval__bytes_check() does not compare the length",
         kill=r"^test_values\.strings$|^test_type\.type_check_strings$",
     ),
     dict(
@@ -329,9 +491,9 @@ STABLE = [
     ),
 ]
 
-for _m in REWRITE:
-    _m["section"] = "rewrite"
+for _m in LOCKS:
+    _m["section"] = "locks"
 for _m in STABLE:
     _m["section"] = "stable"
 
-MUTANTS = REWRITE + STABLE
+MUTANTS = LOCKS + STABLE

@@ -27,6 +27,14 @@
 
 #include "internal.h"
 
+/* brk and used are read without the segment lock by shval__hdr_check
+ * (seg.c), in the order used, brk, size: each is stored with release, in
+ * the order size, brk, used when they grow together. */
+static void used_add(shval__hdr *h, uint64_t delta)
+{
+	__atomic_store_n(&h->used, h->used + delta, __ATOMIC_RELEASE);
+}
+
 static uint64_t class_of(uint64_t nlines)
 {
 	return nlines < SHVAL__NCLASS ? nlines : 0;
@@ -54,7 +62,7 @@ void shval__free(shval_seg *seg, uint64_t off, uint64_t nlines)
 	e->nlines = (uint32_t)nlines;
 	e->lock_off = h->free_head[c];
 	h->free_head[c] = off;
-	h->used -= nlines * SHVAL__LINE;
+	used_add(h, -(nlines * SHVAL__LINE));
 }
 
 void shval__limbo(shval_seg *seg, uint64_t off)
@@ -150,7 +158,7 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off)
 		if (e && e->nlines == nlines) {
 			*off = h->free_head[c];
 			h->free_head[c] = e->lock_off;
-			h->used += nlines * SHVAL__LINE;
+			used_add(h, nlines * SHVAL__LINE);
 			return 0;
 		}
 		h->free_head[c] = 0; /* damaged: drop the list, leak its blocks */
@@ -166,7 +174,7 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off)
 		if (e->nlines >= nlines) {
 			uint64_t b = *link, have = e->nlines;
 			*link = e->lock_off;
-			h->used += have * SHVAL__LINE;
+			used_add(h, have * SHVAL__LINE);
 			if (have > nlines)
 				shval__free(seg, b + nlines * SHVAL__LINE,
 					    have - nlines);
@@ -198,7 +206,7 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off)
 				    "backed, the file is smaller",
 				    seg->name, (unsigned long long)size);
 	*off = h->brk;
-	h->brk = need;
-	h->used += nlines * SHVAL__LINE;
+	__atomic_store_n(&h->brk, need, __ATOMIC_RELEASE);
+	used_add(h, nlines * SHVAL__LINE);
 	return 0;
 }

@@ -45,6 +45,24 @@ uint64_t shval__hash(const char *name, size_t len)
 	return h;
 }
 
+/* The layout rule of an entry's first bytes, in one place (entry.c's
+ * create_locked builds entries with it, shval__entry_at checks them
+ * against it): the
+ * header, the name, then, 8-aligned, the entry's own lock block (locked
+ * values that are not guarded by a shared lock, and lock entries), then the
+ * data, 8-aligned (no type needs more).  Returns the lock block's offset
+ * in the entry; *data_rel receives the data's. */
+uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
+			    uint64_t *data_rel)
+{
+	uint64_t lk_rel = (sizeof(shval__entry) + nlen + 7) / 8 * 8;
+	if (lock_entry)
+		*data_rel = lk_rel; /* a lock entry's data is its lock block */
+	else
+		*data_rel = own_lock ? lk_rel + sizeof(shval__lockblk) : lk_rel;
+	return lk_rel;
+}
+
 shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 {
 	if (off < sizeof(shval__hdr) || off % SHVAL__LINE ||
@@ -58,7 +76,45 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	    sizeof(shval__entry) + e->name_len > bytes || e->data_rel > bytes ||
 	    e->data_rel < sizeof(shval__entry) + e->name_len)
 		return NULL;
+	/* The header's small fields take few values, and the lock block and
+	 * data sit where the layout rule puts them: a damaged mode, kind,
+	 * flags, data_rel or lock_off is caught here, before anybody reads
+	 * data from the wrong place. */
+	if (e->mode > 3 || e->kind == 0 || e->kind > SHVAL_KIND_LOCK ||
+	    (e->flags & ~SHVAL__EF_PARTIAL))
+		return NULL;
+	bool locked = e->mode <= 1, lock_entry = e->kind == SHVAL_KIND_LOCK;
+	if (lock_entry && (!locked || e->type_line != 0 || e->flags))
+		return NULL;
+	if (!lock_entry && e->type_line == 0)
+		return NULL;
+	uint64_t lo = e->lock_off;
+	bool own = locked && lo >= off && lo < off + bytes;
+	uint64_t data_rel;
+	uint64_t lk_rel = shval__entry_layout(e->name_len, own, lock_entry, &data_rel);
+	if (e->data_rel != data_rel)
+		return NULL;
+	if (lock_entry || own) {
+		if (lo != off + lk_rel || lk_rel + sizeof(shval__lockblk) > bytes)
+			return NULL;
+	} else if (locked) {
+		/* guarded by a shared lock: a lock entry's lock block, outside
+		 * this block, after the header */
+		if (lo < sizeof(shval__hdr) || lo % 8 ||
+		    !shval__in(seg, lo, sizeof(shval__lockblk)))
+			return NULL;
+	} else if (lo != 0) {
+		return NULL; /* raw and atomic values have no lock */
+	}
 	return e;
+}
+
+/* Is the live entry e really the one its directory slot s names?  (The
+ * slot keeps the high half of the name's hash.) */
+static bool slot_matches(uint64_t s, const shval__entry *e)
+{
+	return (uint32_t)(shval__hash(e->name, e->name_len) >> 32) ==
+	       (uint32_t)(s >> 32);
 }
 
 /* The table at table_off, validated; NULL if damaged. */
@@ -149,13 +205,53 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				}
 				continue;
 			}
-			if (e->name_len == len &&
-			    atomic_load_explicit(&e->state, memory_order_acquire) ==
-				    SHVAL__ST_LIVE &&
+			uint8_t st = atomic_load_explicit(&e->state,
+							  memory_order_acquire);
+			if (e->name_len == len && st == SHVAL__ST_LIVE &&
 			    memcmp(e->name, name, len) == 0) {
 				*off = eoff;
 				found = true;
 				break;
+			}
+			/* Another name with the same tag is a collision; an
+			 * entry whose own name does not give the slot's tag,
+			 * or in no state a published slot can hold (live, or
+			 * removed and not yet tombstoned), is damage if the
+			 * slot still holds it (else a racing removal). */
+			if ((st == SHVAL__ST_LIVE && !slot_matches(s, e)) ||
+			    (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)) {
+				if (atomic_load_explicit(&slots[i],
+							 memory_order_acquire) == s) {
+					damaged = true;
+					bad_off = eoff;
+				}
+			}
+		}
+		/* A miss: the slots probed (from the name's home slot to the
+		 * first empty one) must each name an entry whose name gives
+		 * their tag.  One that does not is damage that would otherwise
+		 * hide a value (a slot's tag changed); misses are rarer than
+		 * hits, so only they pay for the check. */
+		i = tag & (cap - 1);
+		for (uint64_t n = 0; !found && !damaged && n < cap;
+		     n++, i = (i + 1) & (cap - 1)) {
+			uint64_t s = atomic_load_explicit(&slots[i],
+							  memory_order_acquire);
+			if (s == SHVAL__SLOT_EMPTY)
+				break;
+			if (s == SHVAL__SLOT_TOMB || (uint32_t)(s >> 32) == tag)
+				continue; /* tag matches: checked above */
+			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+			shval__entry *e = shval__entry_at(seg, eoff);
+			uint8_t st = e ? atomic_load_explicit(&e->state,
+							      memory_order_acquire)
+				       : SHVAL__ST_FREE;
+			if (e && (st == SHVAL__ST_REMOVED ||
+				  (st == SHVAL__ST_LIVE && slot_matches(s, e))))
+				continue;
+			if (atomic_load_explicit(&slots[i], memory_order_acquire) == s) {
+				damaged = true;
+				bad_off = eoff;
 			}
 		}
 		/* A hit in a table that moved may come from a block reused
@@ -170,8 +266,8 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 			continue;
 		if (damaged)
 			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: the directory slot for "
-					    "%.*s points to a damaged entry at "
+					    "segment %s: looking up %.*s: a directory "
+					    "slot points to a damaged entry at "
 					    "offset %llu",
 					    seg->name, (int)len, name,
 					    (unsigned long long)bad_off);
@@ -380,7 +476,8 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 	shval__hdr *h = seg->hdr;
 	size_t plen = prefix ? strlen(prefix) : 0;
 	/* Lock-free, as a lookup: a table that moved under us is read again
-	 * (tag-dirseq), from the same cursor. */
+	 * (tag-dirseq), from the same cursor; damage is reported only in a
+	 * table that did not move, for a slot that still holds it. */
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
 		dir_backoff(attempt);
 		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
@@ -396,28 +493,67 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 					    seg->name, (unsigned long long)toff);
 		}
 		uint64_t i;
+		const char *bad = NULL;
+		uint64_t bad_off = 0;
 		for (i = *cursor; i < cap; i++) {
 			uint64_t s = atomic_load_explicit(&slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
-			shval__entry *e = shval__entry_at(
-				seg, (s & 0xffffffffull) * SHVAL__LINE);
-			if (!e || atomic_load_explicit(&e->state,
-						       memory_order_acquire) !=
-					  SHVAL__ST_LIVE)
-				continue;
-			if (plen &&
-			    (e->name_len < plen || memcmp(e->name, prefix, plen)))
-				continue;
-			if (shval__fill_info(seg, e, info) != 0)
-				continue;
-			break;
+			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+			shval__entry *e = shval__entry_at(seg, eoff);
+			uint8_t st = e ? atomic_load_explicit(&e->state,
+							      memory_order_acquire)
+				       : SHVAL__ST_FREE;
+			bool want = e && st == SHVAL__ST_LIVE &&
+				    (!plen || (e->name_len >= plen &&
+					       memcmp(e->name, prefix, plen) == 0));
+			if (!e)
+				bad = "a damaged entry";
+			else if (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)
+				bad = "a block that is not an entry";
+			else if (st == SHVAL__ST_LIVE && !slot_matches(s, e))
+				bad = "an entry of another name";
+			else if (want && shval__fill_info(seg, e, info) != 0)
+				bad = "an entry whose type record is damaged";
+			else if (want && (info->kind != e->kind ||
+					  e->data_rel + info->size >
+						  (uint64_t)e->nlines * SHVAL__LINE))
+				bad = "an entry whose type does not fit it";
+			else if (want && (info->flags & SHVAL_INFO_PARTIAL) &&
+				 (info->mode > SHVAL_LOCK ||
+				  info->size <= SHVAL__UNDO_MAX))
+				/* only locked values without an undo copy can
+				 * be left partly updated */
+				bad = "an entry flagged partly updated that cannot be";
+			if (bad) {
+				/* A slot that moved meanwhile was a racing
+				 * removal (and reuse); one that still holds
+				 * the same is damage (unless the table moved:
+				 * checked below). */
+				if (atomic_load_explicit(&slots[i],
+							 memory_order_acquire) != s) {
+					bad = NULL;
+					continue;
+				}
+				bad_off = eoff;
+				break;
+			}
+			if (want)
+				break;
+			/* removed (slot not yet tombstoned), or another prefix */
 		}
 		/* A hit may come from a reused block, the end may hide values
-		 * moved to the new table: both only if the table moved. */
+		 * moved to the new table, damage may be the reuse: all three
+		 * only if the table moved. */
 		if (dir_moved(h, seq, toff))
 			continue;
+		if (bad)
+			return shval__failf(seg, SHVAL_ECORRUPT,
+					    "segment %s: directory slot %llu points "
+					    "to %s (offset %llu)",
+					    seg->name, (unsigned long long)i, bad,
+					    (unsigned long long)bad_off);
 		if (i < cap) {
 			*cursor = i + 1;
 			return 0;

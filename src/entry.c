@@ -34,11 +34,6 @@ static int check_name(shval_seg *seg, const char *name, size_t *len)
 	return 0;
 }
 
-static size_t align_up(size_t x, size_t a)
-{
-	return (x + a - 1) / a * a;
-}
-
 /* Create under the segment lock.  If exists_ok and the name exists, *off is
  * the existing entry and *created = false. */
 /* t == NULL creates a lock entry; shared_lk != 0 creates a value guarded by
@@ -61,21 +56,23 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	if (r != SHVAL_ENOTFOUND)
 		return r;
 	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
-	size_t pos = sizeof(shval__entry) + nlen;
-	size_t lk_rel = 0, undo_rel = 0, data_rel;
-	if (locked && !shared_lk) {
-		lk_rel = align_up(pos, 8);
-		pos = lk_rel + sizeof(shval__lockblk);
-	}
+	bool own_lock = locked && !shared_lk;
+	uint64_t data_rel;
+	size_t lk_rel = (size_t)shval__entry_layout(nlen, own_lock, !t, &data_rel);
+	size_t pos = own_lock ? lk_rel + sizeof(shval__lockblk) : lk_rel;
+	size_t undo_rel = 0;
+	if (!own_lock)
+		lk_rel = 0;
 	if (t) {
-		data_rel = align_up(pos, t->align < 8 ? 8 : t->align);
+		if (t->align > 8) /* shval__entry_layout aligns data to 8 */
+			return shval__failf(seg, SHVAL_EBADTYPE,
+					    "type %s: alignment %zu", t->canon,
+					    (size_t)t->align);
 		pos = data_rel + t->size;
 		if (locked && t->size <= SHVAL__UNDO_MAX) {
 			undo_rel = shval__undo_rel(data_rel, t->size);
 			pos = undo_rel + t->size;
 		}
-	} else {
-		data_rel = lk_rel; /* a lock entry's data is its lock block */
 	}
 	uint64_t nlines = (pos + SHVAL__LINE - 1) / SHVAL__LINE;
 	uint32_t tline = 0;

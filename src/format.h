@@ -76,19 +76,20 @@
  * (all-zero lines left out):
  *
  *   00000000: 5348 5641 4c53 4701  magic "SHVALSG\1"
- *             0100 0000            format 1.0
+ *             0200 0000            format 2.0
  *             0014 0000            header size 0x1400 = 5120
- *   00000010: 2050 0038 2840 0828  layout signature
+ *   00000010: 2050 0038 3040 0828  layout signature (entry 0x30 = 48 bytes)
  *             0100 0000            init_state READY
- *             952c 0000            creator pid 11413
- *   00000020: 8457 0a6b 0000 0000  created (unix seconds)
+ *             d33a 0000            creator pid 15059
+ *   00000020: 96a7 0a6b 0000 0000  created (unix seconds)
  *             0000 0040 0000 0000  max_size 1 GiB
  *   00000030: 0000 0000            seg_flags (not TEMP)
  *             0001 0000            attach_cap 256
- *   00000040: 0c00 0000 0000 0000  segment version 12: three changes (two
- *                                  creates, the locked write; the atomic
- *                                  write bumps it only for watchers)
- *   00000080: (40 bytes)           segment lock (pthread mutex, unlocked)
+ *   00000040: 0800 0000 0000 0000  segment version 8: two creates (+4 each);
+ *                                  value changes move it only while watched
+ *   00000080: (40 bytes)           segment lock (pthread mutex, unlocked;
+ *                                  kind word 0x92 at 0x90: robust,
+ *                                  pshared, errorcheck)
  *   000000c0: 0000 0100 0000 0000  size 64 KiB backed
  *             0016 0000 0000 0000  brk 0x1600
  *   000000d0: 0014 0000 0000 0000  table_off 0x1400
@@ -96,7 +97,7 @@
  *   000000f0: 0300 0000 0000 0000  next_serial 3
  *             4015 0000 0000 0000  types_off 0x1540 (newest type first)
  *   00000110: 0002 0000 0000 0000  used 512 bytes (8 lines)
- *   00000400: (4096 bytes)         attach table: the creator's pid in slot 0
+ *   00000400: (4096 bytes)         attach table (empty: the demo closed)
  *   00001400: 1000 0000 0000 0000  table: 16 slots, from 0x1440:
  *   00001460: ... 5400 0000 e59f 9bdf  slot 12: hash tag 0xdf9b9fe5, line 0x54
  *   00001470: ... 5600 0000 2704 95eb  slot 14: hash tag 0xeb950427, line 0x56
@@ -106,24 +107,28 @@
  *   00001500: 0000 0000 0000 0000  entry "hits" (line 0x54): version 0
  *             0100 0000 0000 0000  serial 1
  *   00001510: 01 03 01 00          LIVE, ATOMIC, SCALAR, flags 0
- *             0400 3000            name_len 4, data_rel 0x30
+ *             0400 3800            name_len 4, data_rel 0x38
  *             5300 0000 0100 0000  type line 0x53, 1 line
  *   00001520: 0000 0000 0000 0000  lock_off 0 (atomic: no lock)
- *             6869 7473            "hits"
- *   00001530: 0500 0000 0000 0000  data: 5
+ *             0000 0000 0000 0000  waiters 0, reserved
+ *   00001530: 6869 7473            "hits"
+ *   00001538: 0500 0000 0000 0000  data: 5
  *   00001540: 5348 5654 5950 4500  type record "d", next = 0x14c0
  *   00001580: 0400 0000 0000 0000  entry "temp" (line 0x56): version 4
  *             0200 0000 0000 0000  serial 2
  *   00001590: 01 00 01 00          LIVE, RLOCK, SCALAR
- *             0400 6800            name_len 4, data_rel 0x68
+ *             0400 7000            name_len 4, data_rel 0x70
  *             5500 0000 0200 0000  type line 0x55, 2 lines
- *   000015a0: b015 0000 0000 0000  lock_off 0x15b0 (its own lock block)
- *             7465 6d70            "temp"
- *   000015b0: (56 bytes)           lock block: mutex, depth, committing, users
- *   000015e8: 0000 0000 0080 3540  data: 21.5
- *   000015f0: 0000 0000 0000 0000  undo copy: 0, the state before the last
+ *   000015a0: b815 0000 0000 0000  lock_off 0x15b8 (its own lock block)
+ *             0000 0000 0000 0000  waiters 0, reserved
+ *   000015b0: 7465 6d70            "temp"
+ *   000015b8: (56 bytes)           lock block: mutex (kind 0x92 at
+ *                                  0x15c8), reserved, committing, users
+ *   000015f0: 0000 0000 0080 3540  data: 21.5
+ *   000015f8: 0000 0000 0000 0000  undo copy: 0, the state before the last
  *                                  write; it is refreshed when a section
  *                                  starts changing data and read only while
+ *                                  the WRITING bit is set
  *                                  the WRITING bit is set
  *
  */

@@ -223,6 +223,10 @@ int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info)
 		info->version = x;
 	}
 	info->flags = (e->flags & SHVAL__EF_PARTIAL) ? SHVAL_INFO_PARTIAL : 0;
+	/* only locked values without an undo copy can be left partly
+	 * updated: the flag on any other is damage */
+	if (info->flags && (info->mode > SHVAL_LOCK || info->size <= SHVAL__UNDO_MAX))
+		return SHVAL_ECORRUPT;
 	return 0;
 }
 

@@ -487,6 +487,8 @@ int shval__stale(shval *v)
 static inline void version_commit(shval__entry *e)
 {
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
+	if (atomic_load_explicit(&e->state, memory_order_relaxed) != SHVAL__ST_LIVE)
+		return; /* removed meanwhile: the word holds the removal time */
 	/* release: publishes the data; pairs with the reader's acquire loads
 	 * (tag-seqlock). */
 	atomic_store_explicit(&e->version,

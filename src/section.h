@@ -133,7 +133,11 @@ static inline void shval__commit_unlock_own(shval *v)
 {
 	shval__entry *e = v->e;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	bool changed = ver & SHVAL__V_WRITING;
+	/* A value removed while its lock was held (shval_remove waits 1 s at
+	 * most): its version word now holds the removal time (limbo). */
+	bool changed = (ver & SHVAL__V_WRITING) &&
+		       atomic_load_explicit(&e->state, memory_order_relaxed) ==
+			       SHVAL__ST_LIVE;
 	if (changed) /* release: publishes the data (tag-seqlock) */
 		atomic_store_explicit(&e->version,
 				      (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE,

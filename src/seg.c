@@ -211,12 +211,14 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 					    : "dead");
 	if (h->max_size < sizeof(shval__hdr) ||
 	    h->max_size > SHVAL__MAX_SIZE_LIMIT || h->max_size % 4096 ||
-	    h->attach_cap != SHVAL__ATTACH_CAP)
+	    h->attach_cap != SHVAL__ATTACH_CAP ||
+	    (h->seg_flags & ~(uint32_t)SHVAL_TEMP) || h->unlinked > 1 ||
+	    (h->unlinked && !(h->seg_flags & SHVAL_TEMP)))
 		return shval__failf(NULL, SHVAL_ECORRUPT,
 				    "segment %s: bad header (max size %llu, "
-				    "attach slots %u)",
+				    "attach slots %u, flags 0x%x, unlinked %u)",
 				    what, (unsigned long long)h->max_size,
-				    h->attach_cap);
+				    h->attach_cap, h->seg_flags, h->unlinked);
 	if (fsize > h->max_size)
 		return shval__failf(NULL, SHVAL_ECORRUPT,
 				    "segment %s: file is %llu bytes, larger than "
@@ -418,7 +420,25 @@ static int seg_attach_fd(shval_seg *seg)
 	if (r)
 		return r;
 	if (seg->hdr->unlinked) {
+		/* A temporary segment removed by its last process: its name
+		 * went under the segment lock, which we hold now.  If the name
+		 * still leads to this very file, the flag is damage (retrying
+		 * would find the same file again). */
+		struct stat a, b;
+		bool still_named = seg->kind != SHVAL__SEG_ANON &&
+				   fstat(seg->fd, &a) == 0 &&
+				   stat(seg->path, &b) == 0 &&
+				   a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+		bool bad = still_named || seg->hdr->unlinked != 1 ||
+			   !(seg->hdr->seg_flags & SHVAL_TEMP);
 		shval__seg_unlock(seg);
+		if (bad)
+			return shval__failf(NULL, SHVAL_ECORRUPT,
+					    "segment %s: header says its name was "
+					    "removed (unlinked %u, flags 0x%x), but "
+					    "it was not",
+					    what, seg->hdr->unlinked,
+					    seg->hdr->seg_flags);
 		return 1;
 	}
 	if (shval__temp_orphaned(seg)) {
@@ -722,12 +742,53 @@ SHVAL_API int shval_seg_unlink(const char *name)
 	return 0;
 }
 
+/* Cheap consistency of the header's sizes and counters, as a process
+ * attached to the segment can see them without the segment lock: NULL, or
+ * what is wrong.  (shval_seg_info and shval_seg_verify.)  Every rule holds
+ * at every instant, since size grows only after the file did, brk and used
+ * move in whole lines under the lock, and a table never holds more entries
+ * than slots. */
+const char *shval__hdr_check(shval_seg *seg);
+const char *shval__hdr_check(shval_seg *seg)
+{
+	shval__hdr *h = seg->hdr;
+	/* Loaded in the reverse order of the stores (alloc.c: size, then brk,
+	 * then used, each with release), so that a racing allocation cannot
+	 * make the rules below fail. */
+	uint64_t used = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
+	uint64_t brk = __atomic_load_n(&h->brk, __ATOMIC_ACQUIRE);
+	uint64_t size = atomic_load_explicit(&h->size, memory_order_acquire);
+	if (size % 4096 || size > seg->map_len || !shval__in(seg, 0, size))
+		return "the backed size in the header is impossible (not whole "
+		       "pages, or larger than the file)";
+	if (brk < sizeof(shval__hdr) || brk % SHVAL__LINE || brk > size)
+		return "the allocation mark (brk) in the header is outside the "
+		       "backed part";
+	if (used % SHVAL__LINE || used > brk - sizeof(shval__hdr))
+		return "the count of bytes in use is impossible";
+	uint64_t cap;
+	if (!shval__table_at(seg, atomic_load_explicit(&h->table_off,
+						       memory_order_acquire),
+			     &cap))
+		return "the directory table is damaged";
+	/* (not ntomb: a resize may shrink the table before it resets it) */
+	if (h->nvalues > cap)
+		return "the value count exceeds the directory table";
+	return NULL;
+}
+
 SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 {
 	if (!seg || !info)
 		return -EINVAL;
 	shval__hdr *h = seg->hdr;
 	memset(info, 0, sizeof *info);
+	/* The counters reported must be possible ones (see shval__hdr_check):
+	 * a damaged header gives SHVAL_ECORRUPT, not made-up numbers. */
+	const char *bad = shval__hdr_check(seg);
+	if (bad)
+		return shval__failf(seg, SHVAL_ECORRUPT, "segment %s: %s",
+				    seg->name, bad);
 	info->format_major = h->format_major;
 	info->format_minor = h->format_minor;
 	info->size = atomic_load_explicit(&h->size, memory_order_acquire);

@@ -1304,6 +1304,86 @@ TEST(damaged_mutex_kind_random)
 	damaged_kind_case((int)(uint32_t)x, "random");
 }
 
+/* A damaged kind word with the lock word free: every way into a section
+ * (a library call's inline fast path, shval_lock) is refused with
+ * SHVAL_ECORRUPT and a message, before any pthread call, and the value is
+ * unchanged.  (Above, a combination may also succeed: some damaged kinds
+ * happen to work as a lock; here they must not be used at all.) */
+static void refused_child(void *arg)
+{
+	struct dmg_arg *a = arg;
+	int fd = memfd_copy();
+	shval_seg *s;
+	shval *v;
+	step(10, "open the image (before damage)");
+	CK_OK(shval_seg_open_fd(fd, 0, &s));
+	CK_OK(shval_find(s, "v", NULL, &v));
+	struct map m = map_fd(fd);
+	damage(&lock_of(&m, "v")->mutex, a);
+	int64_t res = 0, x = 0;
+	step(10, "shval_set_i64 on a lock with a damaged kind word");
+	int r = shval_set_i64(v, 2);
+	CK(r == SHVAL_ECORRUPT && shval_errmsg(s)[0],
+	   "shval_set_i64 returned %d (%s), want SHVAL_ECORRUPT with a message", r,
+	   shval_strerror(r));
+	step(10, "shval_add_i64 on a lock with a damaged kind word");
+	r = shval_add_i64(v, 1, &res);
+	CK(r == SHVAL_ECORRUPT, "shval_add_i64 returned %d (%s), want SHVAL_ECORRUPT",
+	   r, shval_strerror(r));
+	step(10, "shval_lock on a lock with a damaged kind word");
+	r = shval_lock(v);
+	CK(r == SHVAL_ECORRUPT, "shval_lock returned %d (%s), want SHVAL_ECORRUPT", r,
+	   shval_strerror(r));
+	if (r == 0 || r == SHVAL_EOWNERDEAD)
+		shval_unlock(v);
+	step(10, "shval_get_i64 (readers do not lock)");
+	CK_OK(shval_get_i64(v, &x));
+	CK(x == 1, "value %lld, want 1 (changed under a damaged lock)", (long long)x);
+	step(10, "close");
+	shval_close(v);
+	shval_seg_close(s);
+	unmap(&m);
+}
+
+TEST(damaged_mutex_kind_refused)
+{
+	steps_init();
+	build_base_image();
+	int k0;
+	{
+		int fd = memfd_copy();
+		struct map m = map_fd(fd);
+		k0 = lock_of(&m, "v")->mutex.__data.__kind;
+		unmap(&m);
+		close(fd);
+	}
+	uint64_t x = 0x5eed5eed12345678ull;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	const int kinds[] = { k0 | MUTEX_KIND_PI, k0 | MUTEX_KIND_PP,
+			      k0 & ~MUTEX_KIND_ROBUST, 0, (int)0xffffffffu,
+			      (int)(uint32_t)x };
+	const char *names[] = { "PI bit set", "PP bit set", "robust bit cleared",
+				"0", "0xffffffff", "random" };
+	enum { NK = sizeof kinds / sizeof *kinds };
+	static struct dmg_arg args[NK];
+	static char labels[NK][120];
+	pid_t pids[NK];
+	for (int i = 0; i < NK; i++) {
+		args[i] = (struct dmg_arg){ kinds[i], LW_ZERO, OP_SET, 0, 0 };
+		snprintf(labels[i], sizeof labels[i], "kind %s (0x%x), lock word 0",
+			 names[i], (unsigned)kinds[i]);
+		pids[i] = spawn(i, labels[i], refused_child, &args[i]);
+	}
+	int bad = 0;
+	for (int i = 0; i < NK; i++)
+		if (!reap(pids[i], i, labels[i], 30))
+			bad++;
+	if (bad)
+		FAIL("%d of %d damaged kinds were not refused (see above)", bad, NK);
+}
+
 /* ========================================================================
  * Finding 4: a WRITING bit stuck in a version word, lock free.
  * ===================================================================== */
