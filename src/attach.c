@@ -16,8 +16,14 @@ static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static shval_seg *open_list;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void atfork_prepare(void) { pthread_mutex_lock(&open_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&open_lock); }
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&open_lock);
+}
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&open_lock);
+}
 static void atfork_child(void)
 {
 	atomic_fetch_add(&shval__fork_gen, 1); /* new thread ids (lock.c) */
@@ -136,8 +142,8 @@ SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
 			continue;
 		if (k < cap && procs) {
 			procs[k].pid = (pid_t)pid;
-			procs[k].alive =
-				shval__proc_alive((pid_t)pid, seg->hdr->attach[i].start_time);
+			procs[k].alive = shval__proc_alive(
+				(pid_t)pid, seg->hdr->attach[i].start_time);
 		}
 		k++;
 	}

@@ -27,7 +27,6 @@
 
 #include "internal.h"
 
-
 uint64_t shval__hash(const char *name, size_t len)
 {
 	/* FNV-1a, then a murmur3-style finaliser so that both halves of the
@@ -53,7 +52,7 @@ uint64_t shval__hash(const char *name, size_t len)
  * data, 8-aligned (no type needs more).  Returns the lock block's offset
  * in the entry; *data_rel receives the data's. */
 uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
-			    uint64_t *data_rel)
+			     uint64_t *data_rel)
 {
 	uint64_t lk_rel = (sizeof(shval__entry) + nlen + 7) / 8 * 8;
 	if (lock_entry)
@@ -91,11 +90,13 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	uint64_t lo = e->lock_off;
 	bool own = locked && lo >= off && lo < off + bytes;
 	uint64_t data_rel;
-	uint64_t lk_rel = shval__entry_layout(e->name_len, own, lock_entry, &data_rel);
+	uint64_t lk_rel =
+		shval__entry_layout(e->name_len, own, lock_entry, &data_rel);
 	if (e->data_rel != data_rel)
 		return NULL;
 	if (lock_entry || own) {
-		if (lo != off + lk_rel || lk_rel + sizeof(shval__lockblk) > bytes)
+		if (lo != off + lk_rel ||
+		    lk_rel + sizeof(shval__lockblk) > bytes)
 			return NULL;
 	} else if (locked) {
 		/* guarded by a shared lock: a lock entry's lock block, outside
@@ -125,8 +126,8 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
 		return NULL;
 	/* Relaxed: a reader that raced a resize may read the limbo time that
 	 * overwrote the cap of an old table; dir_moved() tells it so. */
-	uint64_t c = atomic_load_explicit((_Atomic uint64_t *)shval__at(seg, toff),
-					  memory_order_relaxed);
+	uint64_t c = atomic_load_explicit(
+		(_Atomic uint64_t *)shval__at(seg, toff), memory_order_relaxed);
 	if (c < 16 || (c & (c - 1)) || c > (1ull << 32) ||
 	    !shval__in(seg, toff + SHVAL__LINE, c * 8))
 		return NULL;
@@ -149,7 +150,8 @@ static bool dir_moved(shval__hdr *h, uint64_t seq, uint64_t toff)
 	 * that saw the old table's block changed sees the new dir_seq. */
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&h->dir_seq, memory_order_relaxed) != seq ||
-	       atomic_load_explicit(&h->table_off, memory_order_relaxed) != toff;
+	       atomic_load_explicit(&h->table_off, memory_order_relaxed) !=
+		       toff;
 }
 
 static void dir_backoff(int attempt)
@@ -171,17 +173,20 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		dir_backoff(attempt);
 		bool damaged = false;
 		uint64_t bad_off = 0;
-		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+		uint64_t seq =
+			atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+		uint64_t toff = atomic_load_explicit(&h->table_off,
+						     memory_order_acquire);
 		uint64_t cap;
 		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
 		if (!slots) {
 			if (dir_moved(h, seq, toff))
 				continue;
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: directory table at offset "
-					    "%llu is damaged",
-					    seg->name, (unsigned long long)toff);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: directory table at offset "
+				"%llu is damaged",
+				seg->name, (unsigned long long)toff);
 		}
 		bool found = false;
 		uint64_t i = tag & (cap - 1);
@@ -198,8 +203,9 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				/* A slot still published whose entry does not
 				 * validate is damage (a slot that moved meanwhile
 				 * was a racing removal and reuse). */
-				if (atomic_load_explicit(&slots[i],
-							 memory_order_acquire) == s) {
+				if (atomic_load_explicit(
+					    &slots[i], memory_order_acquire) ==
+				    s) {
 					damaged = true;
 					bad_off = eoff;
 				}
@@ -220,8 +226,9 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 			 * slot still holds it (else a racing removal). */
 			if ((st == SHVAL__ST_LIVE && !slot_matches(s, e)) ||
 			    (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)) {
-				if (atomic_load_explicit(&slots[i],
-							 memory_order_acquire) == s) {
+				if (atomic_load_explicit(
+					    &slots[i], memory_order_acquire) ==
+				    s) {
 					damaged = true;
 					bad_off = eoff;
 				}
@@ -243,13 +250,15 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				continue; /* tag matches: checked above */
 			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
 			shval__entry *e = shval__entry_at(seg, eoff);
-			uint8_t st = e ? atomic_load_explicit(&e->state,
-							      memory_order_acquire)
-				       : SHVAL__ST_FREE;
+			uint8_t st =
+				e ? atomic_load_explicit(&e->state,
+							 memory_order_acquire)
+				  : SHVAL__ST_FREE;
 			if (e && (st == SHVAL__ST_REMOVED ||
 				  (st == SHVAL__ST_LIVE && slot_matches(s, e))))
 				continue;
-			if (atomic_load_explicit(&slots[i], memory_order_acquire) == s) {
+			if (atomic_load_explicit(&slots[i],
+						 memory_order_acquire) == s) {
 				damaged = true;
 				bad_off = eoff;
 			}
@@ -265,12 +274,13 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		if (damaged && ++damaged_rounds < 2)
 			continue;
 		if (damaged)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: looking up %.*s: a directory "
-					    "slot points to a damaged entry at "
-					    "offset %llu",
-					    seg->name, (int)len, name,
-					    (unsigned long long)bad_off);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: looking up %.*s: a directory "
+				"slot points to a damaged entry at "
+				"offset %llu",
+				seg->name, (int)len, name,
+				(unsigned long long)bad_off);
 		return SHVAL_ENOTFOUND;
 	}
 	return -EAGAIN;
@@ -280,8 +290,7 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
  * one more lookup under the segment lock (where nothing moves; a caller
  * that holds the lock never gets here, as the directory cannot move under
  * it).  A read-only open cannot stop writers: -EAGAIN. */
-int shval__dir_find(shval_seg *seg, const char *name, size_t len,
-		    uint64_t *off)
+int shval__dir_find(shval_seg *seg, const char *name, size_t len, uint64_t *off)
 {
 	int r = dir_find_once(seg, name, len, off);
 	if (r != -EAGAIN)
@@ -302,7 +311,8 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 static int table_resize(shval_seg *seg, uint64_t newcap)
 {
 	shval__hdr *h = seg->hdr;
-	uint64_t oldoff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
+	uint64_t oldoff =
+		atomic_load_explicit(&h->table_off, memory_order_relaxed);
 	uint64_t oldcap;
 	_Atomic uint64_t *old = shval__table_at(seg, oldoff, &oldcap);
 	if (!old)
@@ -316,10 +326,12 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 		return r;
 	memset(shval__at(seg, noff), 0, lines * SHVAL__LINE);
 	*(uint64_t *)shval__at(seg, noff) = newcap;
-	_Atomic uint64_t *slots = (_Atomic uint64_t *)shval__at(seg, noff + SHVAL__LINE);
+	_Atomic uint64_t *slots =
+		(_Atomic uint64_t *)shval__at(seg, noff + SHVAL__LINE);
 	uint64_t live = 0;
 	for (uint64_t i = 0; i < oldcap; i++) {
-		uint64_t s = atomic_load_explicit(&old[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&old[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 			continue;
 		uint64_t j = (uint32_t)(s >> 32) & (newcap - 1);
@@ -353,21 +365,21 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots =
-		shval__table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-			 &cap);
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		&cap);
 	if (!slots)
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: directory table is damaged",
 				    seg->name);
 	/* Counters that cannot be true (they bound the resize below). */
 	if (h->nvalues > cap || h->ntomb > cap || h->nvalues + h->ntomb > cap)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: directory counters are damaged "
-				    "(%llu values, %llu tombstones, %llu slots)",
-				    seg->name, (unsigned long long)h->nvalues,
-				    (unsigned long long)h->ntomb,
-				    (unsigned long long)cap);
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: directory counters are damaged "
+			"(%llu values, %llu tombstones, %llu slots)",
+			seg->name, (unsigned long long)h->nvalues,
+			(unsigned long long)h->ntomb, (unsigned long long)cap);
 	if ((h->nvalues + h->ntomb + 1) * 10 > cap * 7) {
 		uint64_t newcap = 16;
 		while ((h->nvalues + 1) * 2 > newcap)
@@ -379,20 +391,24 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 		int r = table_resize(seg, newcap);
 		if (r)
 			return r;
-		slots = shval__table_at(seg, atomic_load_explicit(&h->table_off,
-							   memory_order_relaxed),
-				 &cap);
+		slots = shval__table_at(
+			seg,
+			atomic_load_explicit(&h->table_off,
+					     memory_order_relaxed),
+			&cap);
 	}
 	uint32_t tag = (uint32_t)(hash >> 32);
 	uint64_t i = tag & (cap - 1);
 	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB) {
 			if (s == SHVAL__SLOT_TOMB)
 				h->ntomb--;
 			/* tag-slot: release publishes the complete entry. */
 			atomic_store_explicit(&slots[i],
-					      ((uint64_t)tag << 32) | (off / SHVAL__LINE),
+					      ((uint64_t)tag << 32) |
+						      (off / SHVAL__LINE),
 					      memory_order_release);
 			h->nvalues++;
 			return 0;
@@ -406,16 +422,17 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots =
-		shval__table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-			 &cap);
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		&cap);
 	if (!slots)
 		return SHVAL_ECORRUPT;
 	uint32_t tag = (uint32_t)(hash >> 32);
 	uint64_t want = ((uint64_t)tag << 32) | (off / SHVAL__LINE);
 	uint64_t i = tag & (cap - 1);
 	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_EMPTY)
 			break;
 		if (s == want) {
@@ -437,12 +454,14 @@ void shval__dir_recount(shval_seg *seg)
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
 	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed), &cap);
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		&cap);
 	if (!slots)
 		return;
 	uint64_t live = 0, tomb = 0;
 	for (uint64_t i = 0; i < cap; i++) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_TOMB) {
 			tomb++;
 			continue;
@@ -480,17 +499,20 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 	 * table that did not move, for a slot that still holds it. */
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
 		dir_backoff(attempt);
-		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+		uint64_t seq =
+			atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+		uint64_t toff = atomic_load_explicit(&h->table_off,
+						     memory_order_acquire);
 		uint64_t cap;
 		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
 		if (!slots) {
 			if (dir_moved(h, seq, toff))
 				continue;
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: directory table at offset "
-					    "%llu is damaged",
-					    seg->name, (unsigned long long)toff);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: directory table at offset "
+				"%llu is damaged",
+				seg->name, (unsigned long long)toff);
 		}
 		uint64_t i;
 		const char *bad = NULL;
@@ -502,23 +524,27 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 				continue;
 			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
 			shval__entry *e = shval__entry_at(seg, eoff);
-			uint8_t st = e ? atomic_load_explicit(&e->state,
-							      memory_order_acquire)
-				       : SHVAL__ST_FREE;
-			bool want = e && st == SHVAL__ST_LIVE &&
-				    (!plen || (e->name_len >= plen &&
-					       memcmp(e->name, prefix, plen) == 0));
+			uint8_t st =
+				e ? atomic_load_explicit(&e->state,
+							 memory_order_acquire)
+				  : SHVAL__ST_FREE;
+			bool want =
+				e && st == SHVAL__ST_LIVE &&
+				(!plen || (e->name_len >= plen &&
+					   memcmp(e->name, prefix, plen) == 0));
 			if (!e)
 				bad = "a damaged entry";
-			else if (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)
+			else if (st != SHVAL__ST_LIVE &&
+				 st != SHVAL__ST_REMOVED)
 				bad = "a block that is not an entry";
 			else if (st == SHVAL__ST_LIVE && !slot_matches(s, e))
 				bad = "an entry of another name";
 			else if (want && shval__fill_info(seg, e, info) != 0)
 				bad = "an entry whose type record is damaged";
-			else if (want && (info->kind != e->kind ||
-					  e->data_rel + info->size >
-						  (uint64_t)e->nlines * SHVAL__LINE))
+			else if (want &&
+				 (info->kind != e->kind ||
+				  e->data_rel + info->size >
+					  (uint64_t)e->nlines * SHVAL__LINE))
 				bad = "an entry whose type does not fit it";
 			else if (want && (info->flags & SHVAL_INFO_PARTIAL) &&
 				 (info->mode > SHVAL_LOCK ||
@@ -531,8 +557,9 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 				 * removal (and reuse); one that still holds
 				 * the same is damage (unless the table moved:
 				 * checked below). */
-				if (atomic_load_explicit(&slots[i],
-							 memory_order_acquire) != s) {
+				if (atomic_load_explicit(
+					    &slots[i], memory_order_acquire) !=
+				    s) {
 					bad = NULL;
 					continue;
 				}
@@ -549,11 +576,12 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 		if (dir_moved(h, seq, toff))
 			continue;
 		if (bad)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: directory slot %llu points "
-					    "to %s (offset %llu)",
-					    seg->name, (unsigned long long)i, bad,
-					    (unsigned long long)bad_off);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: directory slot %llu points "
+				"to %s (offset %llu)",
+				seg->name, (unsigned long long)i, bad,
+				(unsigned long long)bad_off);
 		if (i < cap) {
 			*cursor = i + 1;
 			return 0;
@@ -572,15 +600,17 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
  * was in the directory throughout, some perhaps twice: fn must be
  * idempotent (lock.c's recovery is: a rolled-back entry is no longer
  * WRITING).  -EAGAIN if the table kept moving. */
-int shval__dir_foreach(shval_seg *seg, int (*fn)(shval_seg *, shval__entry *,
-						  void *),
+int shval__dir_foreach(shval_seg *seg,
+		       int (*fn)(shval_seg *, shval__entry *, void *),
 		       void *arg)
 {
 	shval__hdr *h = seg->hdr;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
 		dir_backoff(attempt);
-		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+		uint64_t seq =
+			atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+		uint64_t toff = atomic_load_explicit(&h->table_off,
+						     memory_order_acquire);
 		uint64_t cap;
 		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
 		if (!slots) {

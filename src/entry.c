@@ -18,17 +18,19 @@ static int check_name(shval_seg *seg, const char *name, size_t *len)
 	if (n == 0)
 		return shval__failf(seg, SHVAL_EBADNAME, "value name is empty");
 	if (n > SHVAL_NAME_MAX)
-		return shval__failf(seg, SHVAL_EBADNAME,
-				    "value name \"%.40s...\" is longer than %d bytes",
-				    name, SHVAL_NAME_MAX);
+		return shval__failf(
+			seg, SHVAL_EBADNAME,
+			"value name \"%.40s...\" is longer than %d bytes", name,
+			SHVAL_NAME_MAX);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c <= 0x20 || c == 0x7f)
-			return shval__failf(seg, SHVAL_EBADNAME,
-					    "value name \"%s\": byte 0x%02x at "
-					    "position %zu (no spaces or control "
-					    "characters)",
-					    name, c, i);
+			return shval__failf(
+				seg, SHVAL_EBADNAME,
+				"value name \"%s\": byte 0x%02x at "
+				"position %zu (no spaces or control "
+				"characters)",
+				name, c, i);
 	}
 	*len = n;
 	return 0;
@@ -39,9 +41,9 @@ static int check_name(shval_seg *seg, const char *name, size_t *len)
 /* t == NULL creates a lock entry; shared_lk != 0 creates a value guarded by
  * the lock block at that offset (mode is then the lock's). */
 static int create_locked(shval_seg *seg, const char *name, size_t nlen,
-			 const shval__type *t, unsigned mode, uint64_t shared_lk,
-			 const void *init, bool exists_ok, uint64_t *off,
-			 bool *created)
+			 const shval__type *t, unsigned mode,
+			 uint64_t shared_lk, const void *init, bool exists_ok,
+			 uint64_t *off, bool *created)
 {
 	shval__hdr *h = seg->hdr;
 	*created = false;
@@ -58,7 +60,8 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
 	bool own_lock = locked && !shared_lk;
 	uint64_t data_rel;
-	size_t lk_rel = (size_t)shval__entry_layout(nlen, own_lock, !t, &data_rel);
+	size_t lk_rel =
+		(size_t)shval__entry_layout(nlen, own_lock, !t, &data_rel);
 	size_t pos = own_lock ? lk_rel + sizeof(shval__lockblk) : lk_rel;
 	size_t undo_rel = 0;
 	if (!own_lock)
@@ -106,7 +109,8 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 		memcpy(b + data_rel, init, t->size);
 	if (undo_rel)
 		memcpy(b + undo_rel, b + data_rel, t->size);
-	atomic_store_explicit(&e->serial, h->next_serial++, memory_order_relaxed);
+	atomic_store_explicit(&e->serial, h->next_serial++,
+			      memory_order_relaxed);
 	atomic_store_explicit(&e->state, SHVAL__ST_LIVE, memory_order_relaxed);
 	r = shval__dir_insert(seg, eoff, shval__hash(name, nlen));
 	if (r) {
@@ -121,10 +125,9 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	return 0;
 }
 
-static int check_create_args(shval_seg *seg, const char *name,
-			     const char *type, unsigned flags, const void *init,
-			     size_t init_len, shval__type **t, bool *owned,
-			     size_t *nlen)
+static int check_create_args(shval_seg *seg, const char *name, const char *type,
+			     unsigned flags, const void *init, size_t init_len,
+			     shval__type **t, bool *owned, size_t *nlen)
 {
 	if (!seg)
 		return shval__failf(NULL, -EINVAL, "seg is NULL");
@@ -133,7 +136,8 @@ static int check_create_args(shval_seg *seg, const char *name,
 				    flags & ~SHVAL_MODE_MASK);
 	if (seg->flags & SHVAL_RDONLY)
 		return shval__failf(seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", seg->name);
+				    "segment %s was opened read-only",
+				    seg->name);
 	int r = check_name(seg, name, nlen);
 	if (r)
 		return r;
@@ -147,19 +151,21 @@ static int check_create_args(shval_seg *seg, const char *name,
 		size_t s = (*t)->size;
 		if ((*t)->kind != SHVAL_KIND_SCALAR ||
 		    !(s == 1 || s == 2 || s == 4 || s == 8)) {
-			r = shval__failf(seg, SHVAL_EMODE,
-					 "value %s: type %s cannot be atomic (only "
-					 "scalars of 1, 2, 4 or 8 bytes)",
-					 name, (*t)->canon);
+			r = shval__failf(
+				seg, SHVAL_EMODE,
+				"value %s: type %s cannot be atomic (only "
+				"scalars of 1, 2, 4 or 8 bytes)",
+				name, (*t)->canon);
 			goto fail;
 		}
 	}
 	if (init) {
 		if (init_len != (*t)->size) {
-			r = shval__failf(seg, SHVAL_ESIZE,
-					 "value %s: initial data is %zu bytes, type "
-					 "%s takes %zu",
-					 name, init_len, (*t)->canon, (*t)->size);
+			r = shval__failf(
+				seg, SHVAL_ESIZE,
+				"value %s: initial data is %zu bytes, type "
+				"%s takes %zu",
+				name, init_len, (*t)->canon, (*t)->size);
 			goto fail;
 		}
 		r = shval__type_check(*t, init, err.msg, sizeof err.msg);
@@ -221,8 +227,8 @@ static int check_same(shval_seg *seg, shval *v, const char *name,
 {
 	if (t && strcmp(v->type->canon, t->canon) != 0)
 		return shval__failf(seg, SHVAL_ETYPE,
-				    "value %s has type \"%s\", not \"%s\"", name,
-				    v->type->canon, t->canon);
+				    "value %s has type \"%s\", not \"%s\"",
+				    name, v->type->canon, t->canon);
 	if (mode >= 0 && (unsigned)mode != v->mode)
 		return shval__failf(seg, SHVAL_EMODE,
 				    "value %s exists with another mode", name);
@@ -256,8 +262,8 @@ SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
 			return shval__failf(seg, r2, "%s", err.msg);
 	}
 	if (r == SHVAL_ENOTFOUND)
-		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
-				 name);
+		r = shval__failf(seg, r, "segment %s: no value named %s",
+				 seg->name, name);
 	if (r == 0)
 		r = shval__handle_make(seg, off, out);
 	if (r == 0 && (r = check_same(seg, *out, name, t, -1)) != 0) {
@@ -270,8 +276,8 @@ SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
 
 SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 				   const char *type, unsigned flags,
-				   const void *init, size_t init_len, shval **out,
-				   bool *created)
+				   const void *init, size_t init_len,
+				   shval **out, bool *created)
 {
 	if (!out)
 		return shval__failf(seg, -EINVAL,
@@ -293,15 +299,16 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 		r = shval__seg_lock(seg);
 		if (r == 0) {
 			r = create_locked(seg, name, nlen, t,
-					  flags & SHVAL_MODE_MASK, 0, init, true,
-					  &off, &made);
+					  flags & SHVAL_MODE_MASK, 0, init,
+					  true, &off, &made);
 			shval__seg_unlock(seg);
 		}
 	}
 	if (r == 0)
 		r = shval__handle_make(seg, off, out);
 	if (r == 0 && !made &&
-	    (r = check_same(seg, *out, name, t, (int)(flags & SHVAL_MODE_MASK)))) {
+	    (r = check_same(seg, *out, name, t,
+			    (int)(flags & SHVAL_MODE_MASK)))) {
 		shval_close(*out);
 		*out = NULL;
 	}
@@ -326,12 +333,14 @@ static int remove_locked(shval_seg *seg, const char *name, size_t nlen,
 		return shval__failf(seg, SHVAL_EMISUSE,
 				    "segment %s: lock %s still guards %llu "
 				    "value(s); remove them first",
-				    seg->name, name, (unsigned long long)lk->users);
+				    seg->name, name,
+				    (unsigned long long)lk->users);
 	if (e->kind != SHVAL_KIND_LOCK && lk &&
 	    (e->lock_off < off || e->lock_off >= end) && lk->users)
 		lk->users--; /* a value guarded by a shared lock */
 	/* release: a handle that sees REMOVED sees it for good. */
-	atomic_store_explicit(&e->state, SHVAL__ST_REMOVED, memory_order_release);
+	atomic_store_explicit(&e->state, SHVAL__ST_REMOVED,
+			      memory_order_release);
 	shval__dir_remove(seg, off, shval__hash(name, nlen));
 	shval__limbo(seg, off);
 	shval__seg_bump(seg);
@@ -392,12 +401,15 @@ SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 		return -EINVAL;
 	*out = NULL;
 	unsigned mode = flags & SHVAL_MODE_MASK;
-	if ((flags & ~SHVAL_MODE_MASK) || (mode != SHVAL_RLOCK && mode != SHVAL_LOCK))
-		return shval__failf(seg, -EINVAL,
-				    "shval_lock_create takes SHVAL_RLOCK or SHVAL_LOCK");
+	if ((flags & ~SHVAL_MODE_MASK) ||
+	    (mode != SHVAL_RLOCK && mode != SHVAL_LOCK))
+		return shval__failf(
+			seg, -EINVAL,
+			"shval_lock_create takes SHVAL_RLOCK or SHVAL_LOCK");
 	if (seg->flags & SHVAL_RDONLY)
 		return shval__failf(seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", seg->name);
+				    "segment %s was opened read-only",
+				    seg->name);
 	size_t nlen;
 	int r = check_name(seg, name, &nlen);
 	if (r)
@@ -416,11 +428,15 @@ SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 
 SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 				   const char *type, shval *lock,
-				   const void *init, size_t init_len, shval **out)
+				   const void *init, size_t init_len,
+				   shval **out)
 {
 	if (!out || !lock || !seg)
-		return shval__failf(seg, -EINVAL, "shval_create_guarded: %s is NULL",
-				    !out ? "out" : !lock ? "lock" : "seg");
+		return shval__failf(seg, -EINVAL,
+				    "shval_create_guarded: %s is NULL",
+				    !out    ? "out"
+				    : !lock ? "lock"
+					    : "seg");
 	*out = NULL;
 	if (lock->seg != seg || lock->kind != SHVAL_KIND_LOCK)
 		return shval__failf(seg, SHVAL_EMISUSE,

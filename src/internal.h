@@ -18,9 +18,9 @@
 #include "type.h"
 
 /* What a segment handle is backed by (struct shval_seg.kind). */
-#define SHVAL__SEG_ANON 0   /* a memfd, no name */
-#define SHVAL__SEG_SHM 1    /* /dev/shm/NAME */
-#define SHVAL__SEG_FILE 2   /* file:PATH */
+#define SHVAL__SEG_ANON 0 /* a memfd, no name */
+#define SHVAL__SEG_SHM 1  /* /dev/shm/NAME */
+#define SHVAL__SEG_FILE 2 /* file:PATH */
 
 /* Room for a segment's name or path, and for any path built from one
  * (the directory, a temporary name beside it): a path is shorter than
@@ -32,9 +32,9 @@
  * closes from GC).  The mapping is released with the last reference. */
 struct shval_seg {
 	int fd;
-	unsigned char *base;        /* mapping of map_len bytes */
-	uint64_t map_len;           /* = header max_size */
-	_Atomic uint64_t valid;     /* bytes known backed (fstat), <= map_len */
+	unsigned char *base;    /* mapping of map_len bytes */
+	uint64_t map_len;       /* = header max_size */
+	_Atomic uint64_t valid; /* bytes known backed (fstat), <= map_len */
 	shval__hdr *hdr;
 	unsigned flags;             /* open flags */
 	int kind;                   /* SHVAL__SEG_* */
@@ -53,9 +53,9 @@ struct shval_seg {
 	 * that finding a value does not parse its type again.  Entries live
 	 * until the segment handle goes; guarded by type_lock. */
 	pthread_mutex_t type_lock;
-	struct shval__tcache *_Atomic types[64];  /* by record line */
-	struct shval__tcache *_Atomic texts[64];  /* by type text given */
-	unsigned ntexts;                          /* under type_lock */
+	struct shval__tcache *_Atomic types[64]; /* by record line */
+	struct shval__tcache *_Atomic texts[64]; /* by type text given */
+	unsigned ntexts;                         /* under type_lock */
 };
 
 /* A cache entry; immutable once published (release store of the bucket
@@ -64,7 +64,7 @@ struct shval_seg {
 struct shval__tcache {
 	uint32_t line;
 	shval__type *type;
-	char *text;                 /* texts[] only: the string as given */
+	char *text; /* texts[] only: the string as given */
 	struct shval__tcache *next;
 };
 
@@ -73,23 +73,23 @@ struct shval__tcache {
 struct shval {
 	struct shval__fast fast;
 	shval_seg *seg;
-	uint64_t off;               /* entry offset */
+	uint64_t off; /* entry offset */
 	uint64_t serial;
 	shval__entry *e;
 	unsigned char *data;
-	unsigned char *undo;        /* NULL if none */
-	shval__lockblk *lk;         /* NULL for raw / atomic */
-	shval__type *type;          /* owned by seg's type cache, except
+	unsigned char *undo; /* NULL if none */
+	shval__lockblk *lk;  /* NULL for raw / atomic */
+	shval__type *type;   /* owned by seg's type cache, except
 	                               for lock handles (type_owned) */
 	bool type_owned;
-	bool needs_check;           /* type has bool or string bytes */
-	bool int64;                 /* an 8-byte integer scalar (q l n Q L N) */
-	bool fast_add;              /* int64, atomic, writable */
-	bool own_lock;              /* lk is in the value's own entry */
-	bool fast_sec;              /* own lock, writable: section.h's fast
+	bool needs_check; /* type has bool or string bytes */
+	bool int64;       /* an 8-byte integer scalar (q l n Q L N) */
+	bool fast_add;    /* int64, atomic, writable */
+	bool own_lock;    /* lk is in the value's own entry */
+	bool fast_sec;    /* own lock, writable: section.h's fast
 	                               path applies */
-	unsigned mode;              /* SHVAL_RLOCK .. SHVAL_ATOMIC */
-	unsigned kind;              /* SHVAL_KIND_* */
+	unsigned mode;    /* SHVAL_RLOCK .. SHVAL_ATOMIC */
+	unsigned kind;    /* SHVAL_KIND_* */
 	size_t size;
 };
 
@@ -117,7 +117,7 @@ static inline void *shval__at(shval_seg *seg, uint64_t off)
 {
 	return seg->base + off;
 }
-int shval__seg_lock(shval_seg *seg);   /* 0 or -errno; recovers owner death */
+int shval__seg_lock(shval_seg *seg); /* 0 or -errno; recovers owner death */
 void shval__seg_unlock(shval_seg *seg);
 void shval__seg_ref(shval_seg *seg);
 void shval__seg_unref(shval_seg *seg);
@@ -126,7 +126,7 @@ void shval__seg_unref(shval_seg *seg);
 void shval__seg_bump(shval_seg *seg);
 /* After a value change: bump only if a watcher announced itself. */
 void shval__seg_notify(shval_seg *seg);
-uint64_t shval__now_ns(void);           /* CLOCK_MONOTONIC */
+uint64_t shval__now_ns(void); /* CLOCK_MONOTONIC */
 
 /* ---- attach.c (attach table, open-segment list for fork) ---- */
 /* Claim a free attach slot for this process (lock-free); -1 if full. */
@@ -141,7 +141,7 @@ void shval__open_list_add(shval_seg *seg);
 void shval__open_list_del(shval_seg *seg);
 
 /* ---- proc.c (other processes, from /proc; doubt counts as alive) ---- */
-uint64_t shval__proc_start_time(pid_t pid);   /* 0 if unknown */
+uint64_t shval__proc_start_time(pid_t pid); /* 0 if unknown */
 /* Is pid the live process that started at start_time (0: unknown)? */
 bool shval__proc_alive(pid_t pid, uint64_t start_time);
 /* The process of thread tid: > 0, 0 when unknown, -1 if gone/zombie. */
@@ -159,7 +159,7 @@ void shval__limbo(shval_seg *seg, uint64_t off);
 uint64_t shval__hash(const char *name, size_t len);
 /* Lock-free lookup; *off = entry offset.  0 or SHVAL_ENOTFOUND. */
 int shval__dir_find(shval_seg *seg, const char *name, size_t len,
-                    uint64_t *off);
+		    uint64_t *off);
 /* Under the segment lock: insert/remove the slot of an entry. */
 int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash);
 int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash);
@@ -174,7 +174,8 @@ uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
 shval__entry *shval__entry_at(shval_seg *seg, uint64_t off);
 /* Call fn on every entry in the directory (stops at a nonzero return). */
 int shval__dir_foreach(shval_seg *seg,
-		       int (*fn)(shval_seg *, shval__entry *, void *), void *arg);
+		       int (*fn)(shval_seg *, shval__entry *, void *),
+		       void *arg);
 /* The directory table at toff, validated (cap a power of two, 16..2^32,
  * inside the file); NULL if damaged. */
 _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
@@ -184,7 +185,7 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
 int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line);
 /* The canonical type string of an entry, validated; NULL if damaged. */
 const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
-                              uint64_t *size);
+			      uint64_t *size);
 /* The parsed type of the record at line whose text is canon (cached per
  * segment); NULL and a message in err if it does not parse. */
 shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
@@ -194,18 +195,18 @@ shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
  * cached).  NULL on error, with *code and a message in err. */
 shval__type *shval__seg_type_text(shval_seg *seg, const char *text, bool *owned,
 				  char *err, size_t errcap, int *code);
-void shval__tcache_free(shval_seg *seg);  /* with the segment handle */
+void shval__tcache_free(shval_seg *seg); /* with the segment handle */
 
 /* ---- handle.c (value handles) ---- */
 int shval__handle_make(shval_seg *seg, uint64_t off, shval **out);
 int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
 
 /* ---- lock.c (robust locks; inline half in section.h) ---- */
-#define SHVAL__BLOCK 0ull   /* deadlines of shval__mutex_acquire */
+#define SHVAL__BLOCK 0ull /* deadlines of shval__mutex_acquire */
 #define SHVAL__TRY 1ull
-extern _Atomic unsigned shval__fork_gen;  /* moved by a fork (attach.c) */
+extern _Atomic unsigned shval__fork_gen; /* moved by a fork (attach.c) */
 int shval__lockblk_init(shval__lockblk *lk);
-int shval__mutex_init(pthread_mutex_t *m);   /* robust, pshared; -errno */
+int shval__mutex_init(pthread_mutex_t *m); /* robust, pshared; -errno */
 /* Kind word damaged, or the lock marked not recoverable? */
 bool shval__mutex_damaged(pthread_mutex_t *m);
 unsigned shval__mutex_kind(pthread_mutex_t *m); /* for messages */
@@ -222,8 +223,8 @@ bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid);
 void shval__order_seg(int delta);
 /* Re-initialise a damaged lock nobody live holds (repair); true if done. */
 bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
-bool shval__lock_held(shval *v);        /* by this thread (held list) */
-int shval__stale(shval *v);             /* SHVAL_ESTALE, with its message */
+bool shval__lock_held(shval *v); /* by this thread (held list) */
+int shval__stale(shval *v);      /* SHVAL_ESTALE, with its message */
 /* 0, or SHVAL_ESTALE if the handle's value was removed.  acquire: pairs
  * with the release store of REMOVED in shval_remove. */
 static inline int shval__check(shval *v)
@@ -231,7 +232,8 @@ static inline int shval__check(shval *v)
 	if (__builtin_expect(
 		    atomic_load_explicit(&v->e->serial, memory_order_relaxed) !=
 				    v->serial ||
-			    atomic_load_explicit(&v->e->state, memory_order_acquire) !=
+			    atomic_load_explicit(&v->e->state,
+						 memory_order_acquire) !=
 				    SHVAL__ST_LIVE,
 		    0))
 		return shval__stale(v);
@@ -251,7 +253,7 @@ int shval__check_writable(shval *v);
 
 /* ---- wait.c ---- */
 int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
-                      int64_t deadline_ns);
+		      int64_t deadline_ns);
 void shval__futex_wake(_Atomic uint64_t *word);
 /* Move the segment version (event count) by add; if a watcher flagged
  * itself, clear the flag and wake the sleepers. */

@@ -134,7 +134,8 @@ int shval__mutex_init(pthread_mutex_t *m)
 /* Is the mutex's kind word the one every shval lock has? */
 static bool mutex_kind_ok(pthread_mutex_t *m)
 {
-	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;
+	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) ==
+	       shval__lock_kind;
 }
 
 bool shval__mutex_damaged(pthread_mutex_t *m)
@@ -164,9 +165,9 @@ uint32_t shval__mutex_owner(pthread_mutex_t *m)
  * the build uses TLS descriptors (-mtls-dialect=gnu2), which make the
  * access cheap without that model. */
 struct held {
-	uint64_t fid;           /* segment file identity (shval_seg.fid) */
-	uint64_t off;           /* the lock block's offset in the segment */
-	unsigned depth;         /* sections open on it by this thread */
+	uint64_t fid;   /* segment file identity (shval_seg.fid) */
+	uint64_t off;   /* the lock block's offset in the segment */
+	unsigned depth; /* sections open on it by this thread */
 };
 struct dirty {
 	shval__lockblk *lk;
@@ -174,7 +175,7 @@ struct dirty {
 	shval__entry *e;
 };
 struct tls {
-	unsigned gen;           /* shval__fork_gen when the lists were valid */
+	unsigned gen; /* shval__fork_gen when the lists were valid */
 	unsigned nheld, capheld;
 	struct held *held;
 	size_t ndirty, capdirty;
@@ -206,7 +207,8 @@ static void tls_key_init(void)
 /* The lists are the parent's in a fork child: the child holds nothing. */
 static inline void tls_fresh(void)
 {
-	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	unsigned g =
+		atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
 	if (T.gen != g) {
 		T.gen = g;
 		T.nheld = 0;
@@ -217,7 +219,8 @@ static inline void tls_fresh(void)
 /* This thread's id (gettid), cached until a fork. */
 static pid_t my_tid(void)
 {
-	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	unsigned g =
+		atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
 	if (T.tid == 0 || T.tid_gen != g) {
 		T.tid = gettid();
 		T.tid_gen = g;
@@ -321,7 +324,7 @@ static bool owner_stale(shval_seg *seg, uint32_t w)
 	if (tid == 0 || (w & FUTEX_OWNER_DIED))
 		return false; /* free, or already marked for recovery */
 	if (tid == my_tid())
-		return true;  /* we do not hold it (held list): not ours */
+		return true; /* we do not hold it (held list): not ours */
 	pid_t pid = shval__tid_process(tid);
 	if (pid < 0)
 		return true;
@@ -365,22 +368,24 @@ static uint64_t rt_now(void)
  * an absolute CLOCK_REALTIME time in ns.  The caller does not hold it.
  * Returns 0, EOWNERDEAD (taken; recovery is the caller's), EBUSY,
  * ETIMEDOUT, or a negative shval code (damaged lock, message set). */
-int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_rt,
-			 const char *what)
+int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m,
+			 uint64_t deadline_rt, const char *what)
 {
 	if (!mutex_kind_ok(m))
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: %s: the lock's kind word is damaged "
-				    "(0x%x; shval_seg_verify with repair "
-				    "re-initialises it)",
-				    seg->name, what,
-				    (unsigned)__atomic_load_n(&m->__data.__kind,
-							      __ATOMIC_RELAXED));
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: %s: the lock's kind word is damaged "
+			"(0x%x; shval_seg_verify with repair "
+			"re-initialises it)",
+			seg->name, what,
+			(unsigned)__atomic_load_n(&m->__data.__kind,
+						  __ATOMIC_RELAXED));
 	for (;;) {
 		int r = pthread_mutex_trylock(m);
 		if (r == 0 || r == EOWNERDEAD)
 			return r;
-		uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+		uint32_t w = atomic_load_explicit(futex_word(m),
+						  memory_order_relaxed);
 		if (r == EDEADLK) {
 			/* The word names this thread, which does not hold it
 			 * (held list): a saved or copied word.  Stale. */
@@ -388,15 +393,16 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_r
 			continue;
 		}
 		if (r == ENOTRECOVERABLE)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: %s: the lock is marked "
-					    "not recoverable (damaged; "
-					    "shval_seg_verify with repair "
-					    "re-initialises it)",
-					    seg->name, what);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: %s: the lock is marked "
+				"not recoverable (damaged; "
+				"shval_seg_verify with repair "
+				"re-initialises it)",
+				seg->name, what);
 		if (r != EBUSY)
-			return shval__failf(seg, -r, "segment %s: %s: %s", seg->name,
-					    what, strerror(r));
+			return shval__failf(seg, -r, "segment %s: %s: %s",
+					    seg->name, what, strerror(r));
 		if (deadline_rt == SHVAL__TRY) {
 			if (owner_stale(seg, w)) {
 				mark_owner_dead(m, w);
@@ -430,16 +436,19 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_r
 			continue;
 		}
 		if (r == ENOTRECOVERABLE)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: %s: the lock is marked "
-					    "not recoverable (damaged)",
-					    seg->name, what);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: %s: the lock is marked "
+				"not recoverable (damaged)",
+				seg->name, what);
 		if (r != ETIMEDOUT)
 			return r == 0 || r == EOWNERDEAD || r == EBUSY
 				       ? r
-				       : shval__failf(seg, -r, "segment %s: %s: %s",
-						      seg->name, what, strerror(r));
-		uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+				       : shval__failf(
+						 seg, -r, "segment %s: %s: %s",
+						 seg->name, what, strerror(r));
+		uint32_t w = atomic_load_explicit(futex_word(m),
+						  memory_order_relaxed);
 		if (owner_stale(seg, w)) {
 			mark_owner_dead(m, w);
 			continue;
@@ -456,13 +465,15 @@ bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m)
 	uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
 	if (!shval__mutex_damaged(m))
 		return false;
-	if ((w & FUTEX_TID_MASK) && !(w & FUTEX_OWNER_DIED) && !owner_stale(seg, w))
+	if ((w & FUTEX_TID_MASK) && !(w & FUTEX_OWNER_DIED) &&
+	    !owner_stale(seg, w))
 		return false; /* a live owner: leave it */
 	memset(m, 0, sizeof *m);
 	mutex_attr_init(m);
 	/* The lock was not cleanly released: its values may be mid-change;
 	 * the next locker rolls them back. */
-	atomic_store_explicit(futex_word(m), FUTEX_OWNER_DIED, memory_order_release);
+	atomic_store_explicit(futex_word(m), FUTEX_OWNER_DIED,
+			      memory_order_release);
 	return true;
 }
 
@@ -487,7 +498,8 @@ int shval__stale(shval *v)
 static inline void version_commit(shval__entry *e)
 {
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	if (atomic_load_explicit(&e->state, memory_order_relaxed) != SHVAL__ST_LIVE)
+	if (atomic_load_explicit(&e->state, memory_order_relaxed) !=
+	    SHVAL__ST_LIVE)
 		return; /* removed meanwhile: the word holds the removal time */
 	/* release: publishes the data; pairs with the reader's acquire loads
 	 * (tag-seqlock). */
@@ -508,13 +520,16 @@ static void rollback(shval_seg *seg, shval__entry *e, bool forward)
 		uint64_t size = 0;
 		uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
 		uint64_t undo_rel = 0;
-		if (shval__entry_type(seg, e, &size) && size <= SHVAL__UNDO_MAX &&
-		    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <= bytes &&
+		if (shval__entry_type(seg, e, &size) &&
+		    size <= SHVAL__UNDO_MAX &&
+		    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <=
+			    bytes &&
 		    e->data_rel + size <= bytes) {
 			unsigned char *b = (unsigned char *)e;
 			memcpy(b + e->data_rel, b + undo_rel, size);
 		} else {
-			e->flags |= SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
+			e->flags |=
+				SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
 		}
 	}
 	version_commit(e);
@@ -539,8 +554,8 @@ static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 static void recover(shval *v)
 {
 	struct recover_arg ra = {
-		v->e->lock_off,
-		atomic_load_explicit(&v->lk->committing, memory_order_acquire) != 0
+		v->e->lock_off, atomic_load_explicit(&v->lk->committing,
+						     memory_order_acquire) != 0
 	};
 	if (v->own_lock)
 		rollback(v->seg, v->e, ra.forward);
@@ -557,7 +572,8 @@ static void recover(shval *v)
 static int sec_take(shval *v, uint64_t deadline_rt, bool push)
 {
 	assert_order();
-	int r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt, "value lock");
+	int r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt,
+				     "value lock");
 	if (r == EBUSY || r == ETIMEDOUT)
 		return -r;
 	if (r < 0)
@@ -635,7 +651,8 @@ int shval__chg_begin_slow(shval *v, int *how)
 		return r;
 	if (v->seg->flags & SHVAL_RDONLY)
 		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", v->seg->name);
+				    "segment %s was opened read-only",
+				    v->seg->name);
 	if (v->mode == SHVAL_RAW) {
 		*how = SHVAL__CHG_RAW;
 		return 0;
@@ -699,7 +716,8 @@ void shval__commit_unlock(shval *v)
 	for (size_t i = 0; i < T.ndirty && mine < 2; i++)
 		mine += T.dirty[i].lk == v->lk;
 	if (mine > 1)
-		atomic_store_explicit(&v->lk->committing, 1, memory_order_relaxed);
+		atomic_store_explicit(&v->lk->committing, 1,
+				      memory_order_relaxed);
 	for (size_t i = 0, n = 0; i < T.ndirty; i++)
 		if (T.dirty[i].lk == v->lk) {
 			if (n++ == 1)
@@ -707,7 +725,8 @@ void shval__commit_unlock(shval *v)
 			version_commit(T.dirty[i].e);
 		}
 	if (mine > 1)
-		atomic_store_explicit(&v->lk->committing, 0, memory_order_relaxed);
+		atomic_store_explicit(&v->lk->committing, 0,
+				      memory_order_relaxed);
 	pthread_mutex_unlock(&v->lk->mutex);
 	for (size_t i = 0; i < T.ndirty;) {
 		if (T.dirty[i].lk != v->lk) {
@@ -730,10 +749,11 @@ static int user_lock(shval *v, uint64_t deadline_rt)
 		if (v->mode == SHVAL_LOCK)
 			return deadline_rt == SHVAL__TRY
 				       ? -EBUSY
-				       : shval__failf(v->seg, SHVAL_EMISUSE,
-						      "lock already held by this "
-						      "thread (SHVAL_LOCK is not "
-						      "recursive)");
+				       : shval__failf(
+						 v->seg, SHVAL_EMISUSE,
+						 "lock already held by this "
+						 "thread (SHVAL_LOCK is not "
+						 "recursive)");
 		h->depth++;
 		return 0;
 	}
@@ -778,8 +798,9 @@ SHVAL_API int shval_unlock(shval *v)
 				    "value has no lock (raw or atomic mode)");
 	struct held *h = held_find(v);
 	if (!h)
-		return shval__failf(v->seg, SHVAL_ENOTOWNER,
-				    "unlock of a lock this thread does not hold");
+		return shval__failf(
+			v->seg, SHVAL_ENOTOWNER,
+			"unlock of a lock this thread does not hold");
 	if (--h->depth == 0) {
 		held_pop(h);
 		shval__commit_unlock(v);

@@ -111,7 +111,8 @@ bool shval__proc_maps(pid_t pid, dev_t dev, ino_t ino)
 		unsigned maj, min;
 		unsigned long long inode;
 		/* start-end perms offset MAJ:MIN inode path */
-		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3 &&
+		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min,
+			   &inode) == 3 &&
 		    inode == (unsigned long long)ino && maj == major(dev) &&
 		    min == minor(dev))
 			found = true;

@@ -62,8 +62,9 @@ static int encode(shval *v, char c, num x, void *out)
 					      : (double)x.u;
 		if (c == 'f') {
 			if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
-				return shval__failf(v->seg, SHVAL_ERANGE,
-						    "%g is out of range for type f", d);
+				return shval__failf(
+					v->seg, SHVAL_ERANGE,
+					"%g is out of range for type f", d);
 			float f = (float)d;
 			memcpy(out, &f, 4);
 		} else {
@@ -96,7 +97,8 @@ static int scalar_code(shval *v, char *c)
 {
 	if (v->kind != SHVAL_KIND_SCALAR)
 		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of type %s is not a scalar", v->type->canon);
+				    "value of type %s is not a scalar",
+				    v->type->canon);
 	*c = v->type->fields[0].code;
 	return 0;
 }
@@ -128,9 +130,10 @@ SHVAL_API int shval_get_i64(shval *v, int64_t *out)
 				    "value of type %s: use shval_get_f64",
 				    v->type->canon);
 	if (x.cls == NUM_UINT && x.u > INT64_MAX)
-		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "%llu does not fit int64_t (use shval_get_u64)",
-				    (unsigned long long)x.u);
+		return shval__failf(
+			v->seg, SHVAL_ERANGE,
+			"%llu does not fit int64_t (use shval_get_u64)",
+			(unsigned long long)x.u);
 	*out = x.cls == NUM_INT ? x.i : (int64_t)x.u;
 	return 0;
 }
@@ -149,7 +152,8 @@ SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
 				    v->type->canon);
 	if (x.cls == NUM_INT && x.i < 0)
 		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "%lld does not fit uint64_t", (long long)x.i);
+				    "%lld does not fit uint64_t",
+				    (long long)x.i);
 	*out = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
 	return 0;
 }
@@ -167,15 +171,16 @@ SHVAL_API int shval_get_f64(shval *v, double *out)
 		return 0;
 	}
 	double d = x.cls == NUM_INT ? (double)x.i : (double)x.u;
-	bool exact = x.cls == NUM_INT ? (d >= -9223372036854775808.0 &&
-					 d < 9223372036854775808.0 &&
-					 (int64_t)d == x.i)
-				      : (d < 18446744073709551616.0 &&
-					 (uint64_t)d == x.u);
+	bool exact =
+		x.cls == NUM_INT
+			? (d >= -9223372036854775808.0 &&
+			   d < 9223372036854775808.0 && (int64_t)d == x.i)
+			: (d < 18446744073709551616.0 && (uint64_t)d == x.u);
 	if (!exact)
-		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "integer value is not exactly representable "
-				    "as a double");
+		return shval__failf(
+			v->seg, SHVAL_ERANGE,
+			"integer value is not exactly representable "
+			"as a double");
 	*out = d;
 	return 0;
 }
@@ -222,18 +227,20 @@ SHVAL_API int shval_set_f64(shval *v, double x)
 		/* An integer value takes a double that is a whole number in
 		 * its range, exactly. */
 		if (!isfinite(x) || trunc(x) != x)
-			return shval__failf(v->seg, SHVAL_ERANGE,
-					    "%g is not a whole number (type %c)", x, c);
+			return shval__failf(
+				v->seg, SHVAL_ERANGE,
+				"%g is not a whole number (type %c)", x, c);
 		if (x < 0) {
 			if (x < -9223372036854775808.0)
-				return shval__failf(v->seg, SHVAL_ERANGE,
-						    "%g is out of range for type %c",
-						    x, c);
+				return shval__failf(
+					v->seg, SHVAL_ERANGE,
+					"%g is out of range for type %c", x, c);
 			return set_num(v, (num){ NUM_INT, (int64_t)x, 0, 0 });
 		}
 		if (x >= 18446744073709551616.0)
 			return shval__failf(v->seg, SHVAL_ERANGE,
-					    "%g is out of range for type %c", x, c);
+					    "%g is out of range for type %c", x,
+					    c);
 		return set_num(v, (num){ NUM_UINT, 0, (uint64_t)x, 0 });
 	}
 	return set_num(v, (num){ NUM_FLOAT, 0, 0, x });
@@ -241,9 +248,13 @@ SHVAL_API int shval_set_f64(shval *v, double x)
 
 /* ---- read-modify-write ---- */
 
-enum rmw_op { OP_ADD = SHVAL__RMW_ADD, OP_AND = SHVAL__RMW_AND,
-	      OP_OR = SHVAL__RMW_OR, OP_XOR = SHVAL__RMW_XOR,
-	      OP_XCHG = SHVAL__RMW_XCHG };
+enum rmw_op {
+	OP_ADD = SHVAL__RMW_ADD,
+	OP_AND = SHVAL__RMW_AND,
+	OP_OR = SHVAL__RMW_OR,
+	OP_XOR = SHVAL__RMW_XOR,
+	OP_XCHG = SHVAL__RMW_XCHG
+};
 
 /* Sign- or zero-extend raw bits of letter c to int64. */
 static int64_t extend(char c, uint64_t bits)
@@ -254,11 +265,16 @@ static int64_t extend(char c, uint64_t bits)
 static uint64_t apply(enum rmw_op op, uint64_t a, uint64_t b)
 {
 	switch (op) {
-	case OP_ADD: return a + b;
-	case OP_AND: return a & b;
-	case OP_OR: return a | b;
-	case OP_XOR: return a ^ b;
-	default: return b;
+	case OP_ADD:
+		return a + b;
+	case OP_AND:
+		return a & b;
+	case OP_OR:
+		return a | b;
+	case OP_XOR:
+		return a ^ b;
+	default:
+		return b;
 	}
 }
 
@@ -272,7 +288,8 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 		return r;
 	if (c == 'f' || c == 'd')
 		return shval__failf(v->seg, SHVAL_EMODE,
-				    "integer operation on a value of type %c", c);
+				    "integer operation on a value of type %c",
+				    c);
 	if (c == '?' && op != OP_XCHG)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "arithmetic on a bool value");
@@ -280,22 +297,24 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 	if (v->mode == SHVAL_ATOMIC) {
 		if ((r = shval__check_writable(v)) != 0)
 			return r;
-		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op, arg);
+		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op,
+					arg);
 		nw = apply(op, old, arg);
 		shval__atomic_changed(v);
 	} else {
 		/* (an unsigned 64-bit letter takes any bits here, where
 		 * shval_exchange_i64 of an atomic value refuses x < 0) */
 		const shval__letter *l = shval__letter_info(c);
-		if (op == OP_XCHG && !(l->is_signed ? int_fits(l, (int64_t)arg)
-						    : arg <= l->max))
+		if (op == OP_XCHG &&
+		    !(l->is_signed ? int_fits(l, (int64_t)arg) : arg <= l->max))
 			return shval__failf(v->seg, SHVAL_ERANGE,
 					    "%lld is out of range for type %c",
 					    (long long)arg, c);
 		int how;
 		if ((r = shval__chg_begin(v, &how)) != 0)
 			return r;
-		shval__copy(&old, v->data, v->size); /* little-endian: low bytes */
+		shval__copy(&old, v->data,
+			    v->size); /* little-endian: low bytes */
 		nw = apply(op, old, arg);
 		shval__chg_dirty(v, how);
 		shval__int_store(shval__letter_info(c), v->data, nw);
@@ -316,7 +335,8 @@ SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
 	/* Fast path (the common counter): an 8-byte integer atomic in a
 	 * writable segment is one lock xadd plus the waiter checks. */
 	if (v->fast_add &&
-	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) == v->serial &&
+	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) ==
+		    v->serial &&
 	    atomic_load_explicit(&v->e->state, memory_order_acquire) ==
 		    SHVAL__ST_LIVE) {
 		int64_t o = __atomic_fetch_add((int64_t *)v->data, delta,
@@ -466,7 +486,9 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 				nd = load_num(c, &o).d + arg;
 			} else {
 				uint64_t eb = 0;
-				encode(v, c, (num){ NUM_FLOAT, 0, 0, *expected }, &eb);
+				encode(v, c,
+				       (num){ NUM_FLOAT, 0, 0, *expected },
+				       &eb);
 				if (eb != o) {
 					*expected = load_num(c, &o).d;
 					return SHVAL_ECHANGED;
@@ -474,7 +496,8 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 				nd = desired;
 			}
 			uint64_t n = 0;
-			if ((r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd }, &n)) != 0)
+			if ((r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd },
+					&n)) != 0)
 				return r;
 			if (shval__atomic_cas(v->data, v->size, &o, n)) {
 				if (result)

@@ -135,36 +135,41 @@ static int parse_name(const char *name, int *kind, char *path, size_t cap)
 					    n == 0 ? "empty path after file:"
 						   : "path too long");
 		if (p[n - 1] == '/')
-			return shval__failf(NULL, SHVAL_EBADNAME,
-					    "bad segment name \"%s\": path names a directory",
-					    name);
+			return shval__failf(
+				NULL, SHVAL_EBADNAME,
+				"bad segment name \"%s\": path names a directory",
+				name);
 		*kind = SHVAL__SEG_FILE;
 		memcpy(path, p, n + 1);
 		return 0;
 	}
 	if (name[0] != '/')
-		return shval__failf(NULL, SHVAL_EBADNAME,
-				    "bad segment name \"%s\": must start with \"/\" "
-				    "(shared memory) or \"file:\"",
-				    name);
+		return shval__failf(
+			NULL, SHVAL_EBADNAME,
+			"bad segment name \"%s\": must start with \"/\" "
+			"(shared memory) or \"file:\"",
+			name);
 	size_t n = strlen(name + 1);
 	if (n == 0 || n > 200)
-		return shval__failf(NULL, SHVAL_EBADNAME,
-				    "bad segment name \"%s\": 1 to 200 characters "
-				    "after the \"/\"",
-				    name);
+		return shval__failf(
+			NULL, SHVAL_EBADNAME,
+			"bad segment name \"%s\": 1 to 200 characters "
+			"after the \"/\"",
+			name);
 	if (strcmp(name, "/.") == 0 || strcmp(name, "/..") == 0)
 		return shval__failf(NULL, SHVAL_EBADNAME,
 				    "bad segment name \"%s\"", name);
 	for (const char *p = name + 1; *p; p++) {
 		char c = *p;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return shval__failf(NULL, SHVAL_EBADNAME,
-					    "bad segment name \"%s\": character "
-					    "0x%02x at position %d (allowed: "
-					    "A-Z a-z 0-9 . _ -)",
-					    name, (unsigned char)c, (int)(p - name));
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return shval__failf(
+				NULL, SHVAL_EBADNAME,
+				"bad segment name \"%s\": character "
+				"0x%02x at position %d (allowed: "
+				"A-Z a-z 0-9 . _ -)",
+				name, (unsigned char)c, (int)(p - name));
 	}
 	*kind = SHVAL__SEG_SHM;
 	snprintf(path, cap, "%s%s", SHM_DIR, name);
@@ -173,7 +178,8 @@ static int parse_name(const char *name, int *kind, char *path, size_t cap)
 
 /* ---- validation ---- */
 
-static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what)
+static int validate_header(const shval__hdr *h, uint64_t fsize,
+			   const char *what)
 {
 	if (h->magic == SHVAL__MAGIC_SWAPPED)
 		return shval__failf(NULL, SHVAL_EVERSION,
@@ -181,9 +187,10 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 				    "other byte order",
 				    what);
 	if (h->magic != SHVAL__MAGIC)
-		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "%s is not a shval segment (magic 0x%016llx)",
-				    what, (unsigned long long)h->magic);
+		return shval__failf(
+			NULL, SHVAL_ECORRUPT,
+			"%s is not a shval segment (magic 0x%016llx)", what,
+			(unsigned long long)h->magic);
 	if (h->format_major != SHVAL__FORMAT_MAJOR)
 		return shval__failf(NULL, SHVAL_EVERSION,
 				    "segment %s has format %u.%u; this library "
@@ -192,15 +199,16 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 				    SHVAL__FORMAT_MAJOR);
 	if (h->layout_sig != SHVAL__LAYOUT_SIG ||
 	    h->header_size != sizeof(shval__hdr))
-		return shval__failf(NULL, SHVAL_EVERSION,
-				    "segment %s has layout signature 0x%016llx "
-				    "(header %u bytes); this build has 0x%016llx "
-				    "(header %zu bytes)",
-				    what, (unsigned long long)h->layout_sig,
-				    h->header_size,
-				    (unsigned long long)SHVAL__LAYOUT_SIG,
-				    sizeof(shval__hdr));
-	uint32_t st = atomic_load_explicit(&h->init_state, memory_order_acquire);
+		return shval__failf(
+			NULL, SHVAL_EVERSION,
+			"segment %s has layout signature 0x%016llx "
+			"(header %u bytes); this build has 0x%016llx "
+			"(header %zu bytes)",
+			what, (unsigned long long)h->layout_sig, h->header_size,
+			(unsigned long long)SHVAL__LAYOUT_SIG,
+			sizeof(shval__hdr));
+	uint32_t st =
+		atomic_load_explicit(&h->init_state, memory_order_acquire);
 	if (st != SHVAL__INIT_READY)
 		return shval__failf(NULL, SHVAL_ECORRUPT,
 				    "segment %s was never fully initialised "
@@ -220,11 +228,12 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 				    what, (unsigned long long)h->max_size,
 				    h->attach_cap, h->seg_flags, h->unlinked);
 	if (fsize > h->max_size)
-		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "segment %s: file is %llu bytes, larger than "
-				    "its maximum size %llu",
-				    what, (unsigned long long)fsize,
-				    (unsigned long long)h->max_size);
+		return shval__failf(
+			NULL, SHVAL_ECORRUPT,
+			"segment %s: file is %llu bytes, larger than "
+			"its maximum size %llu",
+			what, (unsigned long long)fsize,
+			(unsigned long long)h->max_size);
 	return 0;
 }
 
@@ -253,7 +262,8 @@ static int seg_map(shval_seg *seg, uint64_t max, uint64_t fsize)
 	int prot = PROT_READ | ((seg->flags & SHVAL_RDONLY) ? 0 : PROT_WRITE);
 	void *p = mmap(NULL, max, prot, MAP_SHARED, seg->fd, 0);
 	if (p == MAP_FAILED)
-		return shval__failf(NULL, -errno, "segment %s: mmap of %llu bytes: %s",
+		return shval__failf(NULL, -errno,
+				    "segment %s: mmap of %llu bytes: %s",
 				    seg->name[0] ? seg->name : "(anonymous)",
 				    (unsigned long long)max, strerror(errno));
 	seg->base = p;
@@ -298,7 +308,8 @@ static int seg_init(shval_seg *seg, uint64_t initial, uint64_t max,
 	h->next_serial = 1;
 	r = shval__mutex_init(&h->lock);
 	if (r)
-		return shval__failf(NULL, r, "pthread_mutex_init: %s", strerror(-r));
+		return shval__failf(NULL, r, "pthread_mutex_init: %s",
+				    strerror(-r));
 	/* The first directory table: 16 slots, one line of header. */
 	uint64_t toff;
 	r = shval__alloc(seg, shval__table_lines(16), &toff);
@@ -343,18 +354,20 @@ static int create_unnamed(const char *path, unsigned mode, int *fd, char *tmp,
 		*slash = 0;
 	tmp[0] = 0;
 	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-	if (*fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
-			errno == EINVAL)) {
+	if (*fd < 0 &&
+	    (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
 		int n = snprintf(tmp, tmpcap, "%s/.shvaltmp.%d.%lx", dir,
 				 (int)getpid(), (unsigned long)shval__now_ns());
 		if (n < 0 || (size_t)n >= tmpcap)
 			return -ENAMETOOLONG;
-		*fd = open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+		*fd = open(tmp,
+			   O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
 			   mode);
 	}
 	if (*fd < 0)
 		return -errno;
-	if (fchmod(*fd, mode) != 0) /* exactly the mode asked for, not umask'd */
+	if (fchmod(*fd, mode) !=
+	    0) /* exactly the mode asked for, not umask'd */
 		return -errno;
 	return 0;
 }
@@ -387,16 +400,18 @@ static int seg_attach_fd(shval_seg *seg)
 		return shval__failf(NULL, SHVAL_ECORRUPT,
 				    "segment %s is not a regular file", what);
 	if (st.st_uid != geteuid() && !(seg->flags & SHVAL_FOREIGN))
-		return shval__failf(NULL, SHVAL_EFOREIGN,
-				    "segment %s is owned by uid %u, not by this "
-				    "process's uid %u (pass SHVAL_FOREIGN to "
-				    "open it anyway)",
-				    what, (unsigned)st.st_uid, (unsigned)geteuid());
+		return shval__failf(
+			NULL, SHVAL_EFOREIGN,
+			"segment %s is owned by uid %u, not by this "
+			"process's uid %u (pass SHVAL_FOREIGN to "
+			"open it anyway)",
+			what, (unsigned)st.st_uid, (unsigned)geteuid());
 	if ((uint64_t)st.st_size < sizeof(shval__hdr))
-		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "%s is not a shval segment (%lld bytes, too "
-				    "small)",
-				    what, (long long)st.st_size);
+		return shval__failf(
+			NULL, SHVAL_ECORRUPT,
+			"%s is not a shval segment (%lld bytes, too "
+			"small)",
+			what, (long long)st.st_size);
 	shval__hdr h;
 	ssize_t n = pread(seg->fd, &h, sizeof h, 0);
 	if (n != (ssize_t)sizeof h)
@@ -433,12 +448,12 @@ static int seg_attach_fd(shval_seg *seg)
 			   !(seg->hdr->seg_flags & SHVAL_TEMP);
 		shval__seg_unlock(seg);
 		if (bad)
-			return shval__failf(NULL, SHVAL_ECORRUPT,
-					    "segment %s: header says its name was "
-					    "removed (unlinked %u, flags 0x%x), but "
-					    "it was not",
-					    what, seg->hdr->unlinked,
-					    seg->hdr->seg_flags);
+			return shval__failf(
+				NULL, SHVAL_ECORRUPT,
+				"segment %s: header says its name was "
+				"removed (unlinked %u, flags 0x%x), but "
+				"it was not",
+				what, seg->hdr->unlinked, seg->hdr->seg_flags);
 		return 1;
 	}
 	if (shval__temp_orphaned(seg)) {
@@ -460,18 +475,19 @@ static int get_opts(const shval_seg_opts *opts, uint64_t *initial,
 	*max = DEFAULT_MAX;
 	*mode = 0600;
 	if (opts) {
-		if (opts->struct_size < offsetof(shval_seg_opts, initial_size) +
-						sizeof(uint64_t))
-			return shval__failf(NULL, -EINVAL,
-					    "shval_seg_opts.struct_size not set");
+		if (opts->struct_size <
+		    offsetof(shval_seg_opts, initial_size) + sizeof(uint64_t))
+			return shval__failf(
+				NULL, -EINVAL,
+				"shval_seg_opts.struct_size not set");
 		if (opts->initial_size)
 			*initial = opts->initial_size;
 		if (opts->struct_size >= offsetof(shval_seg_opts, max_size) +
 						 sizeof(uint64_t) &&
 		    opts->max_size)
 			*max = opts->max_size;
-		if (opts->struct_size >= offsetof(shval_seg_opts, mode) +
-						 sizeof(unsigned) &&
+		if (opts->struct_size >=
+			    offsetof(shval_seg_opts, mode) + sizeof(unsigned) &&
 		    opts->mode)
 			*mode = opts->mode;
 	}
@@ -488,10 +504,10 @@ static int get_opts(const shval_seg_opts *opts, uint64_t *initial,
 				    (unsigned long long)*max,
 				    (unsigned long long)SHVAL__MAX_SIZE_LIMIT);
 	if (*initial > *max)
-		return shval__failf(NULL, -EINVAL,
-				    "initial_size %llu is larger than max_size %llu",
-				    (unsigned long long)*initial,
-				    (unsigned long long)*max);
+		return shval__failf(
+			NULL, -EINVAL,
+			"initial_size %llu is larger than max_size %llu",
+			(unsigned long long)*initial, (unsigned long long)*max);
 	return 0;
 }
 
@@ -503,13 +519,15 @@ static int open_anon(unsigned flags, uint64_t initial, uint64_t max,
 		return shval__failf(NULL, -EINVAL,
 				    "an anonymous segment (NULL name) needs "
 				    "SHVAL_CREATE");
-	shval_seg *seg = seg_new(NULL, SHVAL__SEG_ANON, "", flags & ~SHVAL_TEMP);
+	shval_seg *seg =
+		seg_new(NULL, SHVAL__SEG_ANON, "", flags & ~SHVAL_TEMP);
 	if (!seg)
 		return shval__failf(NULL, -ENOMEM, "out of memory");
 	int r;
 	seg->fd = memfd_create("shval", MFD_CLOEXEC);
 	if (seg->fd < 0) {
-		r = shval__failf(NULL, -errno, "memfd_create: %s", strerror(errno));
+		r = shval__failf(NULL, -errno, "memfd_create: %s",
+				 strerror(errno));
 		goto fail;
 	}
 	r = seg_init(seg, initial, max, 0);
@@ -536,10 +554,11 @@ static int open_existing(const char *name, int kind, const char *path,
 				    O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ELOOP)
-			return shval__failf(NULL, -ELOOP,
-					    "segment %s: path is a symbolic link "
-					    "(refused)",
-					    name);
+			return shval__failf(
+				NULL, -ELOOP,
+				"segment %s: path is a symbolic link "
+				"(refused)",
+				name);
 		if (errno == ENOENT)
 			return shval__failf(NULL, -ENOENT,
 					    "segment %s does not exist", name);
@@ -590,7 +609,8 @@ static int create_named(const char *name, int kind, const char *path,
 	if (r == -EEXIST && !(flags & SHVAL_EXCL))
 		r = 1; /* somebody else created it first */
 	else if (r == -EEXIST)
-		r = shval__failf(NULL, -EEXIST, "segment %s already exists", name);
+		r = shval__failf(NULL, -EEXIST, "segment %s already exists",
+				 name);
 	else if (r && !(r < 0 && shval_errmsg(NULL)[0]))
 		r = shval__failf(NULL, r, "creating segment %s: %s", name,
 				 shval_strerror(r));
@@ -614,11 +634,13 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 		return shval__failf(NULL, -EINVAL, "unknown flag bits 0x%x",
 				    flags & ~KNOWN_FLAGS);
 	if ((flags & (SHVAL_EXCL | SHVAL_TEMP)) && !(flags & SHVAL_CREATE))
-		return shval__failf(NULL, -EINVAL,
-				    "SHVAL_EXCL and SHVAL_TEMP need SHVAL_CREATE");
+		return shval__failf(
+			NULL, -EINVAL,
+			"SHVAL_EXCL and SHVAL_TEMP need SHVAL_CREATE");
 	if ((flags & SHVAL_CREATE) && (flags & SHVAL_RDONLY))
-		return shval__failf(NULL, -EINVAL,
-				    "SHVAL_CREATE and SHVAL_RDONLY exclude each other");
+		return shval__failf(
+			NULL, -EINVAL,
+			"SHVAL_CREATE and SHVAL_RDONLY exclude each other");
 	int kind = SHVAL__SEG_ANON;
 	char path[SHVAL__PATH_MAX];
 	int r = parse_name(name, &kind, path, sizeof path);
@@ -639,7 +661,8 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 		r = 1;
 		for (int attempt = 0; attempt < 20 && r == 1; attempt++) {
 			if (!(flags & SHVAL_EXCL)) {
-				r = open_existing(name, kind, path, flags, &seg);
+				r = open_existing(name, kind, path, flags,
+						  &seg);
 				if (r != -ENOENT || !(flags & SHVAL_CREATE))
 					continue;
 			}
@@ -675,18 +698,20 @@ SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out)
 		return shval__failf(NULL, -ENOMEM, "out of memory");
 	seg->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (seg->fd < 0) {
-		int r = shval__failf(NULL, -errno, "fd %d: %s", fd, strerror(errno));
+		int r = shval__failf(NULL, -errno, "fd %d: %s", fd,
+				     strerror(errno));
 		seg_destroy(seg);
 		return r;
 	}
 	int r = seg_attach_fd(seg);
 	if (r) {
 		seg_destroy(seg);
-		return r == 1 ? shval__failf(NULL, -ENOENT,
-					     "fd %d: the segment was removed (a "
-					     "temporary segment whose processes "
-					     "all died)",
-					     fd)
+		return r == 1 ? shval__failf(
+					NULL, -ENOENT,
+					"fd %d: the segment was removed (a "
+					"temporary segment whose processes "
+					"all died)",
+					fd)
 			      : r;
 	}
 	shval__open_list_add(seg);
@@ -713,7 +738,8 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 	if (seg->attach_slot >= 0 && seg->attach_pid == getpid() &&
 	    !(seg->flags & SHVAL_RDONLY)) {
 		if (shval__seg_lock(seg) == 0) {
-			atomic_store(&seg->hdr->attach[seg->attach_slot].pid, 0);
+			atomic_store(&seg->hdr->attach[seg->attach_slot].pid,
+				     0);
 			seg->attach_slot = -1;
 			if (!seg->hdr->unlinked && shval__temp_orphaned(seg)) {
 				seg->hdr->unlinked = 1;
@@ -734,8 +760,9 @@ SHVAL_API int shval_seg_unlink(const char *name)
 	if (r)
 		return r;
 	if (kind == SHVAL__SEG_ANON)
-		return shval__failf(NULL, SHVAL_EBADNAME,
-				    "an anonymous segment has no name to unlink");
+		return shval__failf(
+			NULL, SHVAL_EBADNAME,
+			"an anonymous segment has no name to unlink");
 	if (unlink(path) != 0)
 		return shval__failf(NULL, -errno, "unlink %s: %s", name,
 				    strerror(errno));
@@ -767,9 +794,10 @@ const char *shval__hdr_check(shval_seg *seg)
 	if (used % SHVAL__LINE || used > brk - sizeof(shval__hdr))
 		return "the count of bytes in use is impossible";
 	uint64_t cap;
-	if (!shval__table_at(seg, atomic_load_explicit(&h->table_off,
-						       memory_order_acquire),
-			     &cap))
+	if (!shval__table_at(
+		    seg,
+		    atomic_load_explicit(&h->table_off, memory_order_acquire),
+		    &cap))
 		return "the directory table is damaged";
 	/* (not ntomb: a resize may shrink the table before it resets it) */
 	if (h->nvalues > cap)
@@ -795,8 +823,9 @@ SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	info->used = h->used + sizeof(shval__hdr);
 	info->max_size = seg->map_len;
 	info->nvalues = h->nvalues;
-	info->version = atomic_load_explicit(&h->version, memory_order_acquire) &
-			~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+	info->version =
+		atomic_load_explicit(&h->version, memory_order_acquire) &
+		~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 	info->creator_pid = (pid_t)h->creator_pid;
 	info->created = (int64_t)h->created;
 	info->flags = h->seg_flags & SHVAL_TEMP;

@@ -15,7 +15,7 @@ void shval__buf_init(shval__buf *b)
 {
 	b->p = NULL;
 	b->len = b->cap = 0;
-	b->oom = 0;
+	b->oom = false;
 }
 
 void shval__buf_free(shval__buf *b)
@@ -32,7 +32,7 @@ static int buf_reserve(shval__buf *b, size_t n)
 	if (b->oom)
 		return -1;
 	if (n > SIZE_MAX / 2 - b->len) {
-		b->oom = 1;
+		b->oom = true;
 		return -1;
 	}
 	need = b->len + n + 1;
@@ -43,7 +43,7 @@ static int buf_reserve(shval__buf *b, size_t n)
 		ncap *= 2;
 	np = realloc(b->p, ncap);
 	if (!np) {
-		b->oom = 1;
+		b->oom = true;
 		return -1;
 	}
 	b->p = np;
@@ -73,7 +73,7 @@ void shval__buf_printf(shval__buf *b, const char *fmt, ...)
 	n = vsnprintf(small, sizeof small, fmt, ap);
 	va_end(ap);
 	if (n < 0) {
-		b->oom = 1; /* an encoding error: no better flag to raise */
+		b->oom = true; /* an encoding error: no better flag to raise */
 		return;
 	}
 	if ((size_t)n < sizeof small) {

@@ -37,10 +37,11 @@ int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line)
 	for (int guard = 0; off && guard < 10000000; guard++) {
 		shval__typerec *r = typerec_at(seg, off);
 		if (!r)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: type record at offset %llu "
-					    "is damaged",
-					    seg->name, (unsigned long long)off);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: type record at offset %llu "
+				"is damaged",
+				seg->name, (unsigned long long)off);
 		if (r->len == len && memcmp(r->canon, t->canon, len) == 0) {
 			*line = (uint32_t)(off / SHVAL__LINE);
 			return 0;
@@ -68,7 +69,8 @@ int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line)
 const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
 			      uint64_t *size)
 {
-	shval__typerec *r = typerec_at(seg, (uint64_t)e->type_line * SHVAL__LINE);
+	shval__typerec *r =
+		typerec_at(seg, (uint64_t)e->type_line * SHVAL__LINE);
 	if (!r)
 		return NULL;
 	if (size)
@@ -98,12 +100,14 @@ shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
 	/* Lock-free walk: acquire pairs with the release publication below.
 	 * The record's text is re-compared: the segment is shared memory and
 	 * could have been changed under us. */
-	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_acquire);
+	for (struct shval__tcache *c =
+		     atomic_load_explicit(head, memory_order_acquire);
 	     c; c = c->next)
 		if (c->line == line && strcmp(c->type->canon, canon) == 0)
 			return c->type;
 	pthread_mutex_lock(&seg->type_lock);
-	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_relaxed);
+	for (struct shval__tcache *c =
+		     atomic_load_explicit(head, memory_order_relaxed);
 	     c; c = c->next)
 		if (c->line == line && strcmp(c->type->canon, canon) == 0) {
 			pthread_mutex_unlock(&seg->type_lock);
@@ -132,7 +136,8 @@ shval__type *shval__seg_type_text(shval_seg *seg, const char *text, bool *owned,
 	uint64_t h = shval__hash(text, strlen(text));
 	struct shval__tcache *_Atomic *head = &seg->texts[h & 63];
 	*owned = false;
-	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_acquire);
+	for (struct shval__tcache *c =
+		     atomic_load_explicit(head, memory_order_acquire);
 	     c; c = c->next)
 		if (strcmp(c->text, text) == 0)
 			return c->type;

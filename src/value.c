@@ -85,14 +85,15 @@ static int wait_for_writer(shval *v, uint64_t v1, int64_t deadline)
 	}
 	int64_t now = (int64_t)shval__now_ns();
 	if (now >= deadline)
-		return shval__failf(v->seg, -ETIMEDOUT,
-				    "segment %s: value %.*s: thread %u has been "
-				    "changing it for over %lld ms (stopped?); a "
-				    "value over %u bytes has no undo copy, so "
-				    "readers wait for its writer",
-				    v->seg->name, (int)e->name_len, e->name,
-				    (unsigned)owner, BIG_READ_WAIT_NS / 1000000,
-				    SHVAL__UNDO_MAX);
+		return shval__failf(
+			v->seg, -ETIMEDOUT,
+			"segment %s: value %.*s: thread %u has been "
+			"changing it for over %lld ms (stopped?); a "
+			"value over %u bytes has no undo copy, so "
+			"readers wait for its writer",
+			v->seg->name, (int)e->name_len, e->name,
+			(unsigned)owner, BIG_READ_WAIT_NS / 1000000,
+			SHVAL__UNDO_MAX);
 	int64_t until = now + 10 * 1000000; /* re-judge the owner every 10 ms */
 	if (!(v->seg->flags & SHVAL_RDONLY))
 		atomic_fetch_or_explicit(&e->waiters, 1, memory_order_seq_cst);
@@ -121,7 +122,8 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 	for (unsigned spins = 0;; spins++) {
 		/* tag-seqlock: acquire pairs with the release stores of the
 		 * lock holder (section.h, lock.c). */
-		uint64_t v1 = atomic_load_explicit(&e->version, memory_order_acquire);
+		uint64_t v1 =
+			atomic_load_explicit(&e->version, memory_order_acquire);
 		const unsigned char *src = v->data;
 		if (v1 & SHVAL__V_WRITING) {
 			if (spins == 0 && shval__lock_held(v)) {
@@ -145,9 +147,11 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 					/* read-only, writer gone: the elements
 					 * as they are, unless a writer came */
 					seq_copy(buf, v->data + off, n);
-					atomic_thread_fence(memory_order_acquire);
-					if (atomic_load_explicit(&e->version,
-								 memory_order_relaxed) != v1)
+					atomic_thread_fence(
+						memory_order_acquire);
+					if (atomic_load_explicit(
+						    &e->version,
+						    memory_order_relaxed) != v1)
 						continue;
 					return shval__check(v);
 				}
@@ -158,7 +162,8 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 		}
 		seq_copy(buf, src + off, n);
 		atomic_thread_fence(memory_order_acquire);
-		uint64_t v2 = atomic_load_explicit(&e->version, memory_order_relaxed);
+		uint64_t v2 =
+			atomic_load_explicit(&e->version, memory_order_relaxed);
 		if (v1 == v2)
 			break;
 	}
@@ -172,7 +177,8 @@ int shval__check_writable(shval *v)
 		return r;
 	if (v->seg->flags & SHVAL_RDONLY)
 		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", v->seg->name);
+				    "segment %s was opened read-only",
+				    v->seg->name);
 	return 0;
 }
 
@@ -221,8 +227,8 @@ SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 		return SHVAL_EMODE;
 	if (cap < v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
-				    "buffer of %zu bytes for a value of %zu", cap,
-				    v->size);
+				    "buffer of %zu bytes for a value of %zu",
+				    cap, v->size);
 	return shval__read_consistent(v, 0, v->size, buf);
 }
 
@@ -233,12 +239,14 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	if (len != v->size)
-		return shval__failf(v->seg, SHVAL_ESIZE,
-				    "%zu bytes given for a value of %zu (type %s)",
-				    len, v->size, v->type->canon);
+		return shval__failf(
+			v->seg, SHVAL_ESIZE,
+			"%zu bytes given for a value of %zu (type %s)", len,
+			v->size, v->type->canon);
 	if (v->needs_check) { /* only bools and strings have bytes to check */
 		shval__err err = { "" };
-		int r = shval__type_check(v->type, buf, err.msg, sizeof err.msg);
+		int r = shval__type_check(v->type, buf, err.msg,
+					  sizeof err.msg);
 		if (r)
 			return shval__failf(v->seg, r, "%s", err.msg);
 	}
@@ -256,7 +264,8 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 				    "value of type %s is not a string",
 				    v->type->canon);
 	unsigned char stackbuf[4096];
-	unsigned char *tmp = v->size <= sizeof stackbuf ? stackbuf : malloc(v->size);
+	unsigned char *tmp =
+		v->size <= sizeof stackbuf ? stackbuf : malloc(v->size);
 	if (!tmp)
 		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	int r = shval__read_consistent(v, 0, v->size, tmp);
@@ -266,7 +275,8 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 		uint32_t capv = v->type->fields[0].count;
 		if (n > capv) {
 			r = shval__failf(v->seg, SHVAL_ECORRUPT,
-					 "string length %u above capacity %u", n, capv);
+					 "string length %u above capacity %u",
+					 n, capv);
 		} else {
 			*len = n;
 			if (cap < n) {
@@ -294,9 +304,10 @@ SHVAL_API int shval_set_str(shval *v, const char *s, size_t len)
 				    v->type->canon);
 	uint32_t capv = v->type->fields[0].count;
 	if (len > capv)
-		return shval__failf(v->seg, SHVAL_ETOOBIG,
-				    "string of %zu bytes for capacity %u (type %s)",
-				    len, capv, v->type->canon);
+		return shval__failf(
+			v->seg, SHVAL_ETOOBIG,
+			"string of %zu bytes for capacity %u (type %s)", len,
+			capv, v->type->canon);
 	int r = shval__check_writable(v);
 	if (r)
 		return r;
@@ -323,9 +334,10 @@ static int array_range(shval *v, size_t index, size_t n, size_t *off,
 				    v->type->canon);
 	const shval__field *f = &v->type->fields[0];
 	if (index > f->count || n > f->count - index)
-		return shval__failf(v->seg, SHVAL_EINDEX,
-				    "elements [%zu, %zu) outside an array of %u",
-				    index, index + n, f->count);
+		return shval__failf(
+			v->seg, SHVAL_EINDEX,
+			"elements [%zu, %zu) outside an array of %u", index,
+			index + n, f->count);
 	*off = index * f->elem_size;
 	*bytes = n * f->elem_size;
 	return 0;
@@ -370,8 +382,8 @@ static int field_of(shval *v, const char *field, const shval__field **f)
 	int i = shval__type_field(v->type, field);
 	if (i < 0)
 		return shval__failf(v->seg, SHVAL_ENOFIELD,
-				    "type %s has no field \"%s\"", v->type->canon,
-				    field);
+				    "type %s has no field \"%s\"",
+				    v->type->canon, field);
 	*f = &v->type->fields[i];
 	return 0;
 }
@@ -409,11 +421,12 @@ SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 				    f->size, len);
 	if (v->needs_check) {
 		shval__err err = { "" };
-		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf, err.msg,
-					    sizeof err.msg)) != 0)
+		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf,
+					    err.msg, sizeof err.msg)) != 0)
 			return shval__failf(v->seg, r, "%s", err.msg);
 	}
-	return shval__write_range(v, f->offset, f->size, buf, f->size == v->size);
+	return shval__write_range(v, f->offset, f->size, buf,
+				  f->size == v->size);
 }
 
 SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi)
@@ -463,10 +476,11 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		if (len)
 			*len = b.len;
 		if (cap < b.len + 1)
-			r = shval__failf(v->seg, SHVAL_ETOOBIG,
-					 "text of %zu bytes does not fit a buffer "
-					 "of %zu",
-					 b.len, cap);
+			r = shval__failf(
+				v->seg, SHVAL_ETOOBIG,
+				"text of %zu bytes does not fit a buffer "
+				"of %zu",
+				b.len, cap);
 		else {
 			memcpy(buf, b.p, b.len);
 			buf[b.len] = 0;
@@ -497,7 +511,8 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 		if (r == 0)
 			r = shval__write_range(v, 0, v->size, tmp, true);
 		free(tmp);
-		return r && err.msg[0] ? shval__failf(v->seg, r, "%s", err.msg) : r;
+		return r && err.msg[0] ? shval__failf(v->seg, r, "%s", err.msg)
+				       : r;
 	}
 	/* Parse against the current value inside the change (under the lock
 	 * for locked values), so that fields not given are kept even against
@@ -508,7 +523,8 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 		return r;
 	}
 	memcpy(tmp, v->data, v->size);
-	r = shval__text_parse(v->type, tmp, argc, argv, err.msg, sizeof err.msg);
+	r = shval__text_parse(v->type, tmp, argc, argv, err.msg,
+			      sizeof err.msg);
 	if (r == 0) {
 		shval__chg_dirty(v, how);
 		memcpy(v->data, tmp, v->size);
