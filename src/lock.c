@@ -12,7 +12,7 @@
  *   2. Two value locks may be held at once only when the caller nests user
  *      sections (shval_lock(a); shval_lock(b)): the library itself never
  *      takes a second value lock inside a section.
- *   3. The process-local locks (seg.c's open_lock, a segment's type_lock)
+ *   3. The process-local locks (attach.c's open_lock, a segment's type_lock)
  *      are leaves: nothing is taken while holding them.
  *
  * OWNERSHIP
@@ -303,7 +303,7 @@ void shval__order_seg(int delta)
 {
 	seg_locks_held += delta;
 }
-/* Rule 1: never a value lock while holding the segment lock. */
+/* Never a value lock while holding the segment lock (LOCK RULES, 1). */
 #define assert_order() assert(seg_locks_held == 0)
 #else
 void shval__order_seg(int delta)

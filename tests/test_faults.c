@@ -1,5 +1,6 @@
 /*
- * tests/test_faults.c — fault injection (STYLE.md rule 17).
+ * tests/test_faults.c — fault injection (every failure of every system
+ * call the library makes is swept, one at a time).
  *
  * Every system call the library depends on is wrapped with the linker's
  * --wrap (tests/CMakeLists.txt adds -Wl,--wrap=open,... to this test only):
