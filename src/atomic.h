@@ -62,24 +62,17 @@ static inline uint64_t shval__atomic_rmw(void *p, size_t size,
 					 enum shval__rmw op, uint64_t arg)
 {
 	uint64_t old = 0;
+/* One line per operation: a table (clang-format would split each). */
+/* clang-format off */
 #define SHVAL__RMW_ONE(T)                                                    \
 	switch (op) {                                                        \
-	case SHVAL__RMW_ADD:                                                 \
-		old = __atomic_fetch_add((T *)p, (T)arg, __ATOMIC_SEQ_CST);  \
-		break;                                                       \
-	case SHVAL__RMW_AND:                                                 \
-		old = __atomic_fetch_and((T *)p, (T)arg, __ATOMIC_SEQ_CST);  \
-		break;                                                       \
-	case SHVAL__RMW_OR:                                                  \
-		old = __atomic_fetch_or((T *)p, (T)arg, __ATOMIC_SEQ_CST);   \
-		break;                                                       \
-	case SHVAL__RMW_XOR:                                                 \
-		old = __atomic_fetch_xor((T *)p, (T)arg, __ATOMIC_SEQ_CST);  \
-		break;                                                       \
-	default:                                                             \
-		old = __atomic_exchange_n((T *)p, (T)arg, __ATOMIC_SEQ_CST); \
-		break;                                                       \
+	case SHVAL__RMW_ADD: old = __atomic_fetch_add((T *)p, (T)arg, __ATOMIC_SEQ_CST); break; \
+	case SHVAL__RMW_AND: old = __atomic_fetch_and((T *)p, (T)arg, __ATOMIC_SEQ_CST); break; \
+	case SHVAL__RMW_OR: old = __atomic_fetch_or((T *)p, (T)arg, __ATOMIC_SEQ_CST); break;   \
+	case SHVAL__RMW_XOR: old = __atomic_fetch_xor((T *)p, (T)arg, __ATOMIC_SEQ_CST); break; \
+	default: old = __atomic_exchange_n((T *)p, (T)arg, __ATOMIC_SEQ_CST); break;            \
 	}
+	/* clang-format on */
 	SHVAL__BY_WIDTH(size, SHVAL__RMW_ONE(T))
 #undef SHVAL__RMW_ONE
 	return old;
