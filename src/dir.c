@@ -160,6 +160,34 @@ static void dir_backoff(int attempt)
 		sched_yield(); /* let the resizing writer finish */
 }
 
+/* A lock-free reader's view of the directory in one round. */
+struct dir_view {
+	uint64_t seq, toff, cap;
+	_Atomic uint64_t *slots;
+};
+
+/* Start round attempt of a lock-free reader: back off, then load dir_seq
+ * and the table (acquire; tag-dirseq).  0 with *d filled; 1 when the table
+ * does not validate because the directory moved (read again); or
+ * SHVAL_ECORRUPT, with its message, for a table that does not validate in
+ * a directory that did not move. */
+static int dir_view(shval_seg *seg, int attempt, struct dir_view *d)
+{
+	shval__hdr *h = seg->hdr;
+	dir_backoff(attempt);
+	d->seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+	d->toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+	d->slots = shval__table_at(seg, d->toff, &d->cap);
+	if (d->slots)
+		return 0;
+	if (dir_moved(h, d->seq, d->toff))
+		return 1;
+	return shval__failf(seg, SHVAL_ECORRUPT,
+			    "segment %s: directory table at offset %llu is "
+			    "damaged",
+			    seg->name, (unsigned long long)d->toff);
+}
+
 /* One lock-free lookup: 0 (found), SHVAL_ENOTFOUND, SHVAL_ECORRUPT (in a
  * directory that did not move), or -EAGAIN (it kept moving). */
 static int dir_find_once(shval_seg *seg, const char *name, size_t len,
@@ -170,24 +198,16 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 	uint32_t tag = (uint32_t)(hash >> 32);
 	int damaged_rounds = 0;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		dir_backoff(attempt);
+		struct dir_view d;
+		int vr = dir_view(seg, attempt, &d);
+		if (vr == 1)
+			continue;
+		if (vr)
+			return vr;
+		uint64_t seq = d.seq, toff = d.toff, cap = d.cap;
+		_Atomic uint64_t *slots = d.slots;
 		bool damaged = false;
 		uint64_t bad_off = 0;
-		uint64_t seq =
-			atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off,
-						     memory_order_acquire);
-		uint64_t cap;
-		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots) {
-			if (dir_moved(h, seq, toff))
-				continue;
-			return shval__failf(
-				seg, SHVAL_ECORRUPT,
-				"segment %s: directory table at offset "
-				"%llu is damaged",
-				seg->name, (unsigned long long)toff);
-		}
 		bool found = false;
 		uint64_t i = tag & (cap - 1);
 		for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
@@ -498,22 +518,14 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 	 * (tag-dirseq), from the same cursor; damage is reported only in a
 	 * table that did not move, for a slot that still holds it. */
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		dir_backoff(attempt);
-		uint64_t seq =
-			atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off,
-						     memory_order_acquire);
-		uint64_t cap;
-		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots) {
-			if (dir_moved(h, seq, toff))
-				continue;
-			return shval__failf(
-				seg, SHVAL_ECORRUPT,
-				"segment %s: directory table at offset "
-				"%llu is damaged",
-				seg->name, (unsigned long long)toff);
-		}
+		struct dir_view d;
+		int vr = dir_view(seg, attempt, &d);
+		if (vr == 1)
+			continue;
+		if (vr)
+			return vr;
+		uint64_t seq = d.seq, toff = d.toff, cap = d.cap;
+		_Atomic uint64_t *slots = d.slots;
 		uint64_t i;
 		const char *bad = NULL;
 		uint64_t bad_off = 0;
@@ -606,18 +618,14 @@ int shval__dir_foreach(shval_seg *seg,
 {
 	shval__hdr *h = seg->hdr;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		dir_backoff(attempt);
-		uint64_t seq =
-			atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off,
-						     memory_order_acquire);
-		uint64_t cap;
-		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots) {
-			if (dir_moved(h, seq, toff))
-				continue;
-			return SHVAL_ECORRUPT;
-		}
+		struct dir_view d;
+		int vr = dir_view(seg, attempt, &d);
+		if (vr == 1)
+			continue;
+		if (vr)
+			return vr;
+		uint64_t seq = d.seq, toff = d.toff, cap = d.cap;
+		_Atomic uint64_t *slots = d.slots;
 		for (uint64_t i = 0; i < cap; i++) {
 			uint64_t s = atomic_load_explicit(&slots[i],
 							  memory_order_acquire);

@@ -565,51 +565,39 @@ static int parse_real(char code, const char *text, void *out, char *err,
 {
 	char q[200];
 	char *end = NULL;
+	bool is_float = code == 'f';
+	float f = 0;
+	double d = 0;
 	int e;
 
 	shval__quote(q, sizeof q, text, strlen(text));
+	errno = 0;
 	/* strtod would skip leading white space and accept "": refuse both */
 	if (text[0] == '\0' || text[0] == ' ' ||
 	    (text[0] >= '\t' && text[0] <= '\r'))
+		end = (char *)text;
+	else if (is_float)
+		d = f = parse_float_c(text, &end);
+	else
+		d = parse_double_c(text, &end);
+	e = errno;
+	if (end == text || *end != '\0')
 		return fail(err, errcap, SHVAL_EPARSE,
-			    "\"%s\" is not a "
-			    "number (type %c)",
-			    q, code);
-	errno = 0;
-	if (code == 'f') {
-		float v = parse_float_c(text, &end);
-		e = errno;
-		if (end == text || *end != '\0')
-			return fail(err, errcap, SHVAL_EPARSE,
-				    "\"%s\" is not "
-				    "a number (type f)",
-				    q);
-		/* ERANGE with an infinite result is overflow ("inf" itself
-		 * does not set ERANGE); with a tiny one it is underflow,
-		 * which we accept as C and Python do. */
-		if (e == ERANGE && isinf(v))
-			return fail(err, errcap, SHVAL_ERANGE,
-				    "\"%s\" is out "
-				    "of range for type f (magnitude up to "
-				    "3.4028235e+38)",
-				    q);
-		memcpy(out, &v, sizeof v);
-	} else {
-		double v = parse_double_c(text, &end);
-		e = errno;
-		if (end == text || *end != '\0')
-			return fail(err, errcap, SHVAL_EPARSE,
-				    "\"%s\" is not "
-				    "a number (type d)",
-				    q);
-		if (e == ERANGE && isinf(v))
-			return fail(err, errcap, SHVAL_ERANGE,
-				    "\"%s\" is out "
-				    "of range for type d (magnitude up to "
-				    "1.7976931348623157e+308)",
-				    q);
-		memcpy(out, &v, sizeof v);
-	}
+			    "\"%s\" is not a number (type %c)", q, code);
+	/* ERANGE with an infinite result is overflow ("inf" itself does not
+	 * set ERANGE); with a tiny one it is underflow, which we accept as C
+	 * and Python do. */
+	if (e == ERANGE && isinf(d))
+		return fail(err, errcap, SHVAL_ERANGE,
+			    "\"%s\" is out of range for type %c (magnitude up "
+			    "to %s)",
+			    q, code,
+			    is_float ? "3.4028235e+38"
+				     : "1.7976931348623157e+308");
+	if (is_float)
+		memcpy(out, &f, sizeof f);
+	else
+		memcpy(out, &d, sizeof d);
 	return 0;
 }
 
