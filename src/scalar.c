@@ -117,18 +117,25 @@ static int get_num(shval *v, num *x)
 	return 0;
 }
 
+/* The number of an integer value (class NUM_INT or NUM_UINT). */
+static int get_int(shval *v, num *x)
+{
+	int r = get_num(v, x);
+	if (r == 0 && x->cls == NUM_FLOAT)
+		r = shval__failf(v->seg, SHVAL_EMODE,
+				 "value of type %s: use shval_get_f64",
+				 v->type->canon);
+	return r;
+}
+
 SHVAL_API int shval_get_i64(shval *v, int64_t *out)
 {
 	if (!v || !out)
 		return -EINVAL;
 	num x;
-	int r = get_num(v, &x);
+	int r = get_int(v, &x);
 	if (r)
 		return r;
-	if (x.cls == NUM_FLOAT)
-		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of type %s: use shval_get_f64",
-				    v->type->canon);
 	if (x.cls == NUM_UINT && x.u > INT64_MAX)
 		return shval__failf(
 			v->seg, SHVAL_ERANGE,
@@ -143,13 +150,9 @@ SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
 	if (!v || !out)
 		return -EINVAL;
 	num x;
-	int r = get_num(v, &x);
+	int r = get_int(v, &x);
 	if (r)
 		return r;
-	if (x.cls == NUM_FLOAT)
-		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of type %s: use shval_get_f64",
-				    v->type->canon);
 	if (x.cls == NUM_INT && x.i < 0)
 		return shval__failf(v->seg, SHVAL_ERANGE,
 				    "%lld does not fit uint64_t",

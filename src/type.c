@@ -254,18 +254,15 @@ static int parse_fields(struct tparser *p, size_t *total_out, size_t *align_out,
 	char q[160];
 
 	for (;;) {
-		shval__field f;
-		size_t start;
-		uint64_t count = 0;
-		bool has_count = false;
-		char c;
-
 		while (is_ws(s[i]))
 			i++;
 		if (!s[i])
 			break;
-		start = i;
+		size_t start = i;
+		shval__field f;
 		memset(&f, 0, sizeof f);
+		uint64_t count = 0;
+		bool has_count = false;
 
 		/*
 		 * A name is an identifier run followed by ':'.  Letters may be
@@ -325,7 +322,7 @@ static int parse_fields(struct tparser *p, size_t *total_out, size_t *align_out,
 			has_count = true;
 		}
 
-		c = s[i];
+		char c = s[i];
 		if (c == '\0' || is_ws(c)) {
 			if (i == start)
 				return tfail(p, i, "missing letter");
