@@ -167,8 +167,9 @@ struct dir_view {
 };
 
 /* Start round attempt of a lock-free reader: back off, then load dir_seq
- * and the table (acquire; tag-dirseq).  0 with *d filled; 1 when the table
- * does not validate because the directory moved (read again); or
+ * and the table (acquire; tag-dirseq).  0 with *d filled: a table that
+ * does not validate because the directory moved gives an empty view (no
+ * slots), and the round's end-of-round dir_moved() check reads again; or
  * SHVAL_ECORRUPT, with its message, for a table that does not validate in
  * a directory that did not move. */
 static int dir_view(shval_seg *seg, int attempt, struct dir_view *d)
@@ -180,8 +181,9 @@ static int dir_view(shval_seg *seg, int attempt, struct dir_view *d)
 	d->slots = shval__table_at(seg, d->toff, &d->cap);
 	if (d->slots)
 		return 0;
+	d->cap = 0;
 	if (dir_moved(h, d->seq, d->toff))
-		return 1;
+		return 0; /* an empty view: the round's own check reads again */
 	return shval__failf(seg, SHVAL_ECORRUPT,
 			    "segment %s: directory table at offset %llu is "
 			    "damaged",
@@ -197,21 +199,18 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 	uint64_t hash = shval__hash(name, len);
 	uint32_t tag = (uint32_t)(hash >> 32);
 	int damaged_rounds = 0;
+	struct dir_view d;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		struct dir_view d;
 		int vr = dir_view(seg, attempt, &d);
-		if (vr == 1)
-			continue;
 		if (vr)
 			return vr;
-		uint64_t seq = d.seq, toff = d.toff, cap = d.cap;
-		_Atomic uint64_t *slots = d.slots;
 		bool damaged = false;
 		uint64_t bad_off = 0;
 		bool found = false;
-		uint64_t i = tag & (cap - 1);
-		for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		uint64_t i = tag & (d.cap - 1);
+		for (uint64_t n = 0; n < d.cap;
+		     n++, i = (i + 1) & (d.cap - 1)) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY)
 				break;
@@ -224,8 +223,8 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				 * validate is damage (a slot that moved meanwhile
 				 * was a racing removal and reuse). */
 				if (atomic_load_explicit(
-					    &slots[i], memory_order_acquire) ==
-				    s) {
+					    &d.slots[i],
+					    memory_order_acquire) == s) {
 					damaged = true;
 					bad_off = eoff;
 				}
@@ -247,8 +246,8 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 			if ((st == SHVAL__ST_LIVE && !slot_matches(s, e)) ||
 			    (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)) {
 				if (atomic_load_explicit(
-					    &slots[i], memory_order_acquire) ==
-				    s) {
+					    &d.slots[i],
+					    memory_order_acquire) == s) {
 					damaged = true;
 					bad_off = eoff;
 				}
@@ -259,10 +258,10 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		 * their tag.  One that does not is damage that would otherwise
 		 * hide a value (a slot's tag changed); misses are rarer than
 		 * hits, so only they pay for the check. */
-		i = tag & (cap - 1);
-		for (uint64_t n = 0; !found && !damaged && n < cap;
-		     n++, i = (i + 1) & (cap - 1)) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		i = tag & (d.cap - 1);
+		for (uint64_t n = 0; !found && !damaged && n < d.cap;
+		     n++, i = (i + 1) & (d.cap - 1)) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY)
 				break;
@@ -277,7 +276,7 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 			if (e && (st == SHVAL__ST_REMOVED ||
 				  (st == SHVAL__ST_LIVE && slot_matches(s, e))))
 				continue;
-			if (atomic_load_explicit(&slots[i],
+			if (atomic_load_explicit(&d.slots[i],
 						 memory_order_acquire) == s) {
 				damaged = true;
 				bad_off = eoff;
@@ -286,7 +285,7 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		/* A hit in a table that moved may come from a block reused
 		 * since; a miss may be a value that went to the new table;
 		 * damage may be the reuse.  All three: look again. */
-		if (dir_moved(h, seq, toff))
+		if (dir_moved(h, d.seq, d.toff))
 			continue;
 		if (found)
 			return 0;
@@ -517,20 +516,16 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 	/* Lock-free, as a lookup: a table that moved under us is read again
 	 * (tag-dirseq), from the same cursor; damage is reported only in a
 	 * table that did not move, for a slot that still holds it. */
+	struct dir_view d;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		struct dir_view d;
 		int vr = dir_view(seg, attempt, &d);
-		if (vr == 1)
-			continue;
 		if (vr)
 			return vr;
-		uint64_t seq = d.seq, toff = d.toff, cap = d.cap;
-		_Atomic uint64_t *slots = d.slots;
 		uint64_t i;
 		const char *bad = NULL;
 		uint64_t bad_off = 0;
-		for (i = *cursor; i < cap; i++) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		for (i = *cursor; i < d.cap; i++) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
@@ -570,8 +565,8 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 				 * the same is damage (unless the table moved:
 				 * checked below). */
 				if (atomic_load_explicit(
-					    &slots[i], memory_order_acquire) !=
-				    s) {
+					    &d.slots[i],
+					    memory_order_acquire) != s) {
 					bad = NULL;
 					continue;
 				}
@@ -585,7 +580,7 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 		/* A hit may come from a reused block, the end may hide values
 		 * moved to the new table, damage may be the reuse: all three
 		 * only if the table moved. */
-		if (dir_moved(h, seq, toff))
+		if (dir_moved(h, d.seq, d.toff))
 			continue;
 		if (bad)
 			return shval__failf(
@@ -594,11 +589,11 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 				"to %s (offset %llu)",
 				seg->name, (unsigned long long)i, bad,
 				(unsigned long long)bad_off);
-		if (i < cap) {
+		if (i < d.cap) {
 			*cursor = i + 1;
 			return 0;
 		}
-		*cursor = cap;
+		*cursor = d.cap;
 		return SHVAL_ENOTFOUND;
 	}
 	return shval__failf(seg, -EAGAIN,
@@ -617,17 +612,13 @@ int shval__dir_foreach(shval_seg *seg,
 		       void *arg)
 {
 	shval__hdr *h = seg->hdr;
+	struct dir_view d;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		struct dir_view d;
 		int vr = dir_view(seg, attempt, &d);
-		if (vr == 1)
-			continue;
 		if (vr)
 			return vr;
-		uint64_t seq = d.seq, toff = d.toff, cap = d.cap;
-		_Atomic uint64_t *slots = d.slots;
-		for (uint64_t i = 0; i < cap; i++) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		for (uint64_t i = 0; i < d.cap; i++) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
@@ -639,7 +630,7 @@ int shval__dir_foreach(shval_seg *seg,
 			if (r)
 				return r;
 		}
-		if (!dir_moved(h, seq, toff))
+		if (!dir_moved(h, d.seq, d.toff))
 			return 0;
 	}
 	return -EAGAIN;
