@@ -579,6 +579,57 @@ static bh_run run_find(void *ctx, uint64_t n)
 
 /* ---- main ---- */
 
+/* ---- the cases: shval against a hand-written baseline ---- */
+
+struct bench_case {
+	const char *name; /* the row's id (results.json, --only) */
+	const char *what;
+	const char *label_a; /* shval's side */
+	bh_fn fn_a;
+	const char *label_b; /* the baseline */
+	bh_fn fn_b;
+	uint64_t quick_ops; /* ops per side with --quick; 0: the default */
+	double target;      /* ratio a/b to stay under */
+	const char *note;
+};
+
+#define BOTH_NOTE "ns/op = wall time / total adds of both"
+static const struct bench_case cases[] = {
+	{ "atomic_add_1p",
+	  "add on an atomic int64 value vs __atomic_fetch_add on raw shared "
+	  "memory",
+	  "shval_add_i64 atomic", run_atomic_shval, "__atomic_fetch_add",
+	  run_atomic_base, 0, 1.10, NULL },
+	{ "atomic_add_2p",
+	  "2 processes add to one atomic int64 value, exact total checked",
+	  "shval_add_i64 atomic, 2 procs", run_atomic2_shval,
+	  "__atomic_fetch_add, 2 procs", run_atomic2_base, 0, 1.15, BOTH_NOTE },
+	{ "locked_add_1p",
+	  "add on a default-mode (locked) value vs robust pshared pthread "
+	  "mutex + increment",
+	  "shval_add_i64 rlock", run_locked_shval, "robust mutex + ++",
+	  run_locked_base, 0, 1.15, NULL },
+	{ "locked_add_2p",
+	  "2 processes add to one locked value, exact total checked",
+	  "shval_add_i64 rlock, 2 procs", run_locked2_shval,
+	  "robust mutex + ++, 2 procs", run_locked2_base, 0, 1.15, BOTH_NOTE },
+	{ "read_64B",
+	  "consistent read of a 64-byte struct value vs a hand-written "
+	  "seqlock read",
+	  "shval_read 64B struct", run_read_shval, "seqlock read",
+	  run_read_base, 0, 1.5, NULL },
+	{ "write_64B",
+	  "locked write of the 64-byte struct vs robust mutex + memcpy",
+	  "shval_write 64B struct", run_write_shval, "robust mutex + memcpy",
+	  run_write_base, 0, 1.2, NULL },
+	{ "wake_pingpong",
+	  "two processes alternately set and wait on an atomic value vs bare "
+	  "futex ping-pong",
+	  "shval_set_i64 + shval_wait", run_ping_shval, "bare futex wait/wake",
+	  run_ping_base, 50, 0.5,
+	  "ns/op = one hand-off (set seen by the other process)" },
+};
+
 int main(int argc, char **argv)
 {
 	if (!bh_parse(&O, argc, argv))
@@ -617,62 +668,13 @@ int main(int argc, char **argv)
 	int ok = 1;
 	uint64_t q = 200; /* ops per side with --quick */
 #define SIDE(lbl, f, c) { lbl, f, c, 0, { 0 }, { 0 } }
-	{
-		bh_side a = SIDE("shval_add_i64 atomic", run_atomic_shval, NULL);
-		bh_side b = SIDE("__atomic_fetch_add", run_atomic_base, NULL);
-		ok &= bh_compare(&O, "atomic_add_1p",
-				 "add on an atomic int64 value vs __atomic_fetch_add "
-				 "on raw shared memory",
-				 &a, &b, q, 1.10, NULL);
-	}
-	{
-		bh_side a = SIDE("shval_add_i64 atomic, 2 procs", run_atomic2_shval, NULL);
-		bh_side b = SIDE("__atomic_fetch_add, 2 procs", run_atomic2_base, NULL);
-		ok &= bh_compare(&O, "atomic_add_2p",
-				 "2 processes add to one atomic int64 value, exact "
-				 "total checked",
-				 &a, &b, q, 1.15, "ns/op = wall time / total adds of both");
-	}
-	{
-		bh_side a = SIDE("shval_add_i64 rlock", run_locked_shval, NULL);
-		bh_side b = SIDE("robust mutex + ++", run_locked_base, NULL);
-		ok &= bh_compare(&O, "locked_add_1p",
-				 "add on a default-mode (locked) value vs robust "
-				 "pshared pthread mutex + increment",
-				 &a, &b, q, 1.15, NULL);
-	}
-	{
-		bh_side a = SIDE("shval_add_i64 rlock, 2 procs", run_locked2_shval, NULL);
-		bh_side b = SIDE("robust mutex + ++, 2 procs", run_locked2_base, NULL);
-		ok &= bh_compare(&O, "locked_add_2p",
-				 "2 processes add to one locked value, exact total "
-				 "checked",
-				 &a, &b, q, 1.15, "ns/op = wall time / total adds of both");
-	}
-	{
-		bh_side a = SIDE("shval_read 64B struct", run_read_shval, NULL);
-		bh_side b = SIDE("seqlock read", run_read_base, NULL);
-		ok &= bh_compare(&O, "read_64B",
-				 "consistent read of a 64-byte struct value vs a "
-				 "hand-written seqlock read",
-				 &a, &b, q, 1.5, NULL);
-	}
-	{
-		bh_side a = SIDE("shval_write 64B struct", run_write_shval, NULL);
-		bh_side b = SIDE("robust mutex + memcpy", run_write_base, NULL);
-		ok &= bh_compare(&O, "write_64B",
-				 "locked write of the 64-byte struct vs robust mutex "
-				 "+ memcpy",
-				 &a, &b, q, 1.2, NULL);
-	}
-	{
-		bh_side a = SIDE("shval_set_i64 + shval_wait", run_ping_shval, NULL);
-		bh_side b = SIDE("bare futex wait/wake", run_ping_base, NULL);
-		ok &= bh_compare(&O, "wake_pingpong",
-				 "two processes alternately set and wait on an atomic "
-				 "value vs bare futex ping-pong",
-				 &a, &b, 50, 0.5,
-				 "ns/op = one hand-off (set seen by the other process)");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const struct bench_case *k = &cases[i];
+		bh_side a = SIDE(k->label_a, k->fn_a, NULL);
+		bh_side b = SIDE(k->label_b, k->fn_b, NULL);
+		ok &= bh_compare(&O, k->name, k->what, &a, &b,
+				 k->quick_ops ? k->quick_ops : q, k->target,
+				 k->note);
 	}
 	if (bh_selected(&O, "find_1M") || bh_selected(&O, "bytes_per_value")) {
 		uint64_t big = O.quick ? 2000 : 1000000, small = O.quick ? 100 : 10000;

@@ -2,7 +2,9 @@
  * cli/shval.c — the shval(1) command: list, inspect, change and watch
  * shval segments from the shell.
  *
- * Uses only the public API (include/shval.h).  One command per function,
+ * Uses the public API (include/shval.h), and the library's type letters
+ * and text forms (src/type.h) to print the result of `add` exactly as
+ * `get` prints a value.  One command per function,
  * listed in the command table `cmds` below, which also drives option
  * parsing and the help texts.  The manual is docs/shval.1.
  *
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "shval.h"
+#include "type.h" /* letters and text forms: linked statically */
 
 enum { EX_OK = 0, EX_RUNTIME = 1, EX_USAGE = 2, EX_TIMEOUT = 3 };
 
@@ -35,8 +38,20 @@ enum { EX_OK = 0, EX_RUNTIME = 1, EX_USAGE = 2, EX_TIMEOUT = 3 };
 /* ---- options ----------------------------------------------------------- */
 
 enum opt_id {
-	O_JSON, O_SIZE, O_MAX, O_MODE, O_TEMP, O_RAW, O_LOCK, O_RLOCK,
-	O_ATOMIC, O_TIMEOUT, O_COUNT, O_REPAIR, O_HELP, O_N
+	O_JSON,
+	O_SIZE,
+	O_MAX,
+	O_MODE,
+	O_TEMP,
+	O_RAW,
+	O_LOCK,
+	O_RLOCK,
+	O_ATOMIC,
+	O_TIMEOUT,
+	O_COUNT,
+	O_REPAIR,
+	O_HELP,
+	O_N
 };
 
 static const struct {
@@ -111,7 +126,8 @@ static const struct cmd cmds[] = {
 	  OPT(O_SIZE) | OPT(O_MAX) | OPT(O_MODE) | OPT(O_TEMP),
 	  "SEG [--size N] [--max N] [--mode 0640] [--temp]",
 	  "create a segment (error if it exists)",
-	  "Creates the segment SEG (\"/name\" in " SHM_DIR ", or \"file:PATH\").\n"
+	  "Creates the segment SEG (\"/name\" in " SHM_DIR
+	  ", or \"file:PATH\").\n"
 	  "  --size N     initial size in bytes (suffixes k, m, g; default 64k)\n"
 	  "  --max N      maximum size (suffixes k, m, g; default 1g)\n"
 	  "  --mode MODE  octal permission bits (default 0600)\n"
@@ -217,14 +233,16 @@ static void usage_table(FILE *f)
 		snprintf(left, sizeof left, "%s %s", cmds[i].name,
 			 cmds[i].synopsis);
 		if (strlen(left) > 34)
-			fprintf(f, "  %s\n  %-34s %s\n", left, "", cmds[i].summary);
+			fprintf(f, "  %s\n  %-34s %s\n", left, "",
+				cmds[i].summary);
 		else
 			fprintf(f, "  %-34s %s\n", left, cmds[i].summary);
 	}
-	fprintf(f, "\nSEG is \"/name\" (in " SHM_DIR ") or \"file:PATH\".  Exit "
-		   "status: 0 ok, 1 error, 2 usage, 3 timeout.\n"
-		   "Run 'shval COMMAND --help' for a command's options, 'man "
-		   "shval' for the manual.\n");
+	fprintf(f,
+		"\nSEG is \"/name\" (in " SHM_DIR ") or \"file:PATH\".  Exit "
+		"status: 0 ok, 1 error, 2 usage, 3 timeout.\n"
+		"Run 'shval COMMAND --help' for a command's options, 'man "
+		"shval' for the manual.\n");
 }
 
 static void cmd_usage(const struct cmd *c, FILE *f)
@@ -262,8 +280,8 @@ static const char *errtext(int code)
 
 /* Print "shval: CMD SEG [VALUE]: text (detail)" and return 1.  detail may
  * be NULL or "". */
-static int fail_detail(const struct args *a, const char *seg,
-		       const char *value, const char *text, const char *detail)
+static int fail_detail(const struct args *a, const char *seg, const char *value,
+		       const char *text, const char *detail)
 {
 	fprintf(stderr, "shval: %s", a->cmd->name);
 	if (seg)
@@ -339,10 +357,18 @@ static void put_display(FILE *f, const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		switch (c) {
-		case '\n': fputs("\\n", f); break;
-		case '\t': fputs("\\t", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\0': fputs("\\0", f); break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\0':
+			fputs("\\0", f);
+			break;
 		default:
 			if (c < 0x20 || c == 0x7f)
 				fprintf(f, "\\x%02x", c);
@@ -358,11 +384,21 @@ static void put_json_str(FILE *f, const char *s)
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		switch (*p) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\t': fputs("\\t", f); break;
-		case '\r': fputs("\\r", f); break;
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
 		default:
 			if (*p < 0x20 || *p == 0x7f)
 				fprintf(f, "\\u%04x", *p);
@@ -393,22 +429,32 @@ static void put_padded(const char *s, size_t width)
 static const char *mode_name(unsigned mode)
 {
 	switch (mode & SHVAL_MODE_MASK) {
-	case SHVAL_RLOCK: return "rlock";
-	case SHVAL_LOCK: return "lock";
-	case SHVAL_RAW: return "raw";
-	default: return "atomic";
+	case SHVAL_RLOCK:
+		return "rlock";
+	case SHVAL_LOCK:
+		return "lock";
+	case SHVAL_RAW:
+		return "raw";
+	default:
+		return "atomic";
 	}
 }
 
 static const char *kind_name(unsigned kind)
 {
 	switch (kind) {
-	case SHVAL_KIND_SCALAR: return "scalar";
-	case SHVAL_KIND_ARRAY: return "array";
-	case SHVAL_KIND_STRING: return "string";
-	case SHVAL_KIND_STRUCT: return "struct";
-	case SHVAL_KIND_LOCK: return "lock";
-	default: return "unknown";
+	case SHVAL_KIND_SCALAR:
+		return "scalar";
+	case SHVAL_KIND_ARRAY:
+		return "array";
+	case SHVAL_KIND_STRING:
+		return "string";
+	case SHVAL_KIND_STRUCT:
+		return "struct";
+	case SHVAL_KIND_LOCK:
+		return "lock";
+	default:
+		return "unknown";
 	}
 }
 
@@ -467,10 +513,26 @@ static bool parse_size(const char *s, uint64_t *out)
 		return false;
 	uint64_t mul = 1;
 	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mul = 1ull << 40;
+		end++;
+		break;
 	}
 	if (*end || n > UINT64_MAX / mul)
 		return false;
@@ -543,13 +605,15 @@ static int parse_args(const struct cmd *c, int argc, char **argv,
 			else if (i + 1 < argc)
 				a->opt[id] = argv[++i];
 			else
-				return usage_error(c, "option --%s needs an "
-						      "argument",
+				return usage_error(c,
+						   "option --%s needs an "
+						   "argument",
 						   opt_tab[id].name);
 		} else {
 			if (eq)
-				return usage_error(c, "option --%s takes no "
-						      "argument",
+				return usage_error(c,
+						   "option --%s takes no "
+						   "argument",
 						   opt_tab[id].name);
 			a->opt[id] = "";
 		}
@@ -661,11 +725,13 @@ static int cmd_ls(struct args *a)
 	size_t nnames = 0, cap = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		if (!valid_shm_name(de->d_name) || strcmp(de->d_name, ".") == 0 ||
+		if (!valid_shm_name(de->d_name) ||
+		    strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
 		struct stat st;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
+			    0 ||
 		    !S_ISREG(st.st_mode))
 			continue;
 		if (nnames == cap) {
@@ -693,8 +759,9 @@ static int cmd_ls(struct args *a)
 		int r = shval_seg_open(names[i], SHVAL_RDONLY, NULL, &seg);
 		if (r == SHVAL_EFOREIGN) { /* another user's segment */
 			row->foreign = true;
-			r = shval_seg_open(names[i], SHVAL_RDONLY | SHVAL_FOREIGN,
-					   NULL, &seg);
+			r = shval_seg_open(names[i],
+					   SHVAL_RDONLY | SHVAL_FOREIGN, NULL,
+					   &seg);
 		}
 		if (r == -EACCES || r == -EPERM)
 			continue; /* unreadable: cannot tell what it is */
@@ -718,8 +785,9 @@ static int cmd_ls(struct args *a)
 		}
 		r = shval_seg_info(seg, &row->info);
 		if (r)
-			row->error = xstrdup(shval_errmsg(seg)[0] ? shval_errmsg(seg)
-								 : errtext(r));
+			row->error =
+				xstrdup(shval_errmsg(seg)[0] ? shval_errmsg(seg)
+							     : errtext(r));
 		else
 			get_procs(seg, &row->procs);
 		shval_seg_close(seg);
@@ -738,7 +806,8 @@ static int cmd_ls(struct args *a)
 			first = false;
 			put_json_str(stdout, row->name);
 			printf(", \"size\": %" PRIu64 ", \"used\": %" PRIu64
-			       ", \"max_size\": %" PRIu64 ", \"values\": %" PRIu64
+			       ", \"max_size\": %" PRIu64
+			       ", \"values\": %" PRIu64
 			       ", \"attached\": %zu, \"alive\": %u, \"dead\": %u"
 			       ", \"creator_pid\": %d, \"created\": %" PRId64
 			       ", \"age_seconds\": %" PRId64
@@ -748,8 +817,9 @@ static int cmd_ls(struct args *a)
 			       row->procs.n, row->procs.alive, row->procs.dead,
 			       (int)s->creator_pid, s->created,
 			       (int64_t)now - s->created,
-			       (s->flags & SHVAL_TEMP) ? "true" : "false", s->mode,
-			       (unsigned)s->owner, row->foreign ? "true" : "false");
+			       (s->flags & SHVAL_TEMP) ? "true" : "false",
+			       s->mode, (unsigned)s->owner,
+			       row->foreign ? "true" : "false");
 		}
 		printf("%s], \"errors\": [", first ? "" : "\n");
 		first = true;
@@ -770,14 +840,14 @@ static int cmd_ls(struct args *a)
 			if (width_of(rows[i].name) > wname)
 				wname = width_of(rows[i].name);
 		put_padded("NAME", wname);
-		printf("  %-13s %6s %5s %4s %8s %5s  %s\n", "USED/MAX", "VALUES",
-		       "ALIVE", "DEAD", "CREATOR", "AGE", "NOTE");
+		printf("  %-13s %6s %5s %4s %8s %5s  %s\n", "USED/MAX",
+		       "VALUES", "ALIVE", "DEAD", "CREATOR", "AGE", "NOTE");
 		for (size_t i = 0; i < nrows; i++) {
 			struct ls_row *row = &rows[i];
 			put_padded(row->name, wname);
 			if (row->error) {
-				printf("  %-13s %6s %5s %4s %8s %5s  %s\n", "-", "-",
-				       "-", "-", "-", "-", row->error);
+				printf("  %-13s %6s %5s %4s %8s %5s  %s\n", "-",
+				       "-", "-", "-", "-", "-", row->error);
 				continue;
 			}
 			const struct shval_seg_info *s = &row->info;
@@ -790,8 +860,9 @@ static int cmd_ls(struct args *a)
 			if (s->flags & SHVAL_TEMP)
 				strcat(note, "temp ");
 			if (row->foreign)
-				snprintf(note + strlen(note), sizeof note - strlen(note),
-					 "uid %u", (unsigned)s->owner);
+				snprintf(note + strlen(note),
+					 sizeof note - strlen(note), "uid %u",
+					 (unsigned)s->owner);
 			printf("  %-13s %6" PRIu64 " %5u %4u %8d %5s  %s\n", um,
 			       s->nvalues, row->procs.alive, row->procs.dead,
 			       (int)s->creator_pid, age, note);
@@ -815,21 +886,25 @@ static int cmd_new(struct args *a)
 	shval_seg_opts o = { .struct_size = sizeof o };
 	unsigned flags = SHVAL_CREATE | SHVAL_EXCL;
 	if (has(a, O_SIZE) && !parse_size(a->opt[O_SIZE], &o.initial_size))
-		return usage_error(a->cmd, "bad size '%s' (expected bytes, with "
-					   "an optional k, m or g)",
+		return usage_error(a->cmd,
+				   "bad size '%s' (expected bytes, with "
+				   "an optional k, m or g)",
 				   a->opt[O_SIZE]);
 	if (has(a, O_MAX) && !parse_size(a->opt[O_MAX], &o.max_size))
-		return usage_error(a->cmd, "bad size '%s' (expected bytes, with "
-					   "an optional k, m or g)",
+		return usage_error(a->cmd,
+				   "bad size '%s' (expected bytes, with "
+				   "an optional k, m or g)",
 				   a->opt[O_MAX]);
 	if (has(a, O_MODE)) {
 		char *end;
 		const char *m = a->opt[O_MODE];
 		errno = 0;
 		unsigned long mode = strtoul(m, &end, 8);
-		if (!*m || *m == '-' || *end || errno || mode > 07777 || mode == 0)
-			return usage_error(a->cmd, "bad mode '%s' (expected octal "
-						   "permission bits such as 0640)",
+		if (!*m || *m == '-' || *end || errno || mode > 07777 ||
+		    mode == 0)
+			return usage_error(a->cmd,
+					   "bad mode '%s' (expected octal "
+					   "permission bits such as 0640)",
 					   m);
 		o.mode = (unsigned)mode;
 	}
@@ -872,12 +947,13 @@ static int cmd_info(struct args *a)
 		       ", \"processes\": [",
 		       s.format_major, s.format_minor, s.format_major,
 		       s.format_minor, s.size, s.used, s.max_size, s.nvalues,
-		       s.version, (s.flags & SHVAL_TEMP) ? "true" : "false", s.mode,
-		       (unsigned)s.owner, (int)s.creator_pid, s.created, age, p.n,
-		       p.alive, p.dead);
+		       s.version, (s.flags & SHVAL_TEMP) ? "true" : "false",
+		       s.mode, (unsigned)s.owner, (int)s.creator_pid, s.created,
+		       age, p.n, p.alive, p.dead);
 		for (size_t i = 0; i < p.n; i++)
 			printf("%s{\"pid\": %d, \"alive\": %s}", i ? ", " : "",
-			       (int)p.list[i].pid, p.list[i].alive ? "true" : "false");
+			       (int)p.list[i].pid,
+			       p.list[i].alive ? "true" : "false");
 		printf("]}\n");
 	} else {
 		char b1[32], b2[32], b3[32], agebuf[24], when[64] = "?";
@@ -896,7 +972,8 @@ static int cmd_info(struct args *a)
 		printf("max size:   %" PRIu64 " (%s)\n", s.max_size, b3);
 		printf("values:     %" PRIu64 "\n", s.nvalues);
 		printf("version:    %" PRIu64 "\n", s.version);
-		printf("temporary:  %s\n", (s.flags & SHVAL_TEMP) ? "yes" : "no");
+		printf("temporary:  %s\n",
+		       (s.flags & SHVAL_TEMP) ? "yes" : "no");
 		printf("mode:       %04o\n", s.mode);
 		printf("owner:      uid %u\n", (unsigned)s.owner);
 		printf("creator:    pid %d\n", (int)s.creator_pid);
@@ -976,9 +1053,10 @@ static int cmd_show(struct args *a)
 			put_json_str(stdout, in->type);
 			printf(", \"kind\": \"%s\", \"mode\": \"%s\", \"version\": %s"
 			       ", \"size\": %zu, \"partial\": %s, \"value\": ",
-			       kind_name(in->kind), mode_name(in->mode), rows[i].ver,
-			       in->size,
-			       (in->flags & SHVAL_INFO_PARTIAL) ? "true" : "false");
+			       kind_name(in->kind), mode_name(in->mode),
+			       rows[i].ver, in->size,
+			       (in->flags & SHVAL_INFO_PARTIAL) ? "true"
+								: "false");
 			if (rows[i].text)
 				fwrite(rows[i].text, 1, rows[i].len, stdout);
 			else
@@ -989,7 +1067,8 @@ static int cmd_show(struct args *a)
 	} else if (rc == EX_OK) {
 		size_t w[4] = { 4, 4, 4, 7 };
 		for (size_t i = 0; i < n; i++) {
-			const char *cols[4] = { rows[i].info.name, rows[i].info.type,
+			const char *cols[4] = { rows[i].info.name,
+						rows[i].info.type,
 						mode_name(rows[i].info.mode),
 						rows[i].ver };
 			for (int k = 0; k < 4; k++)
@@ -1004,10 +1083,11 @@ static int cmd_show(struct args *a)
 		puts("VALUE");
 		for (size_t i = 0; i < n; i++) {
 			const struct shval_info *in = &rows[i].info;
-			const char *cols[4] = { in->name,
-						in->kind == SHVAL_KIND_LOCK ? "lock"
-									    : in->type,
-						mode_name(in->mode), rows[i].ver };
+			const char *cols[4] = {
+				in->name,
+				in->kind == SHVAL_KIND_LOCK ? "lock" : in->type,
+				mode_name(in->mode), rows[i].ver
+			};
 			for (int k = 0; k < 4; k++) {
 				put_padded(cols[k], w[k]);
 				fputs("  ", stdout);
@@ -1073,9 +1153,14 @@ static int cmd_create(struct args *a)
 {
 	unsigned mode = SHVAL_RLOCK;
 	int nmodes = 0;
-	static const struct { enum opt_id o; unsigned mode; } modes[] = {
-		{ O_RLOCK, SHVAL_RLOCK }, { O_LOCK, SHVAL_LOCK },
-		{ O_RAW, SHVAL_RAW },     { O_ATOMIC, SHVAL_ATOMIC },
+	static const struct {
+		enum opt_id o;
+		unsigned mode;
+	} modes[] = {
+		{ O_RLOCK, SHVAL_RLOCK },
+		{ O_LOCK, SHVAL_LOCK },
+		{ O_RAW, SHVAL_RAW },
+		{ O_ATOMIC, SHVAL_ATOMIC },
 	};
 	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
 		if (has(a, modes[i].o)) {
@@ -1083,15 +1168,16 @@ static int cmd_create(struct args *a)
 			nmodes++;
 		}
 	if (nmodes > 1)
-		return usage_error(a->cmd, "give at most one of --rlock, --lock, "
-					   "--raw, --atomic");
+		return usage_error(a->cmd,
+				   "give at most one of --rlock, --lock, "
+				   "--raw, --atomic");
 	shval_seg *seg;
 	if (open_seg(a, a->pos[1], 0, &seg))
 		return EX_RUNTIME;
 	void *init = NULL;
 	size_t size = 0;
-	if (a->npos > 3 &&
-	    initial_bytes(a, a->pos[2], a->npos - 3, a->pos + 3, &init, &size)) {
+	if (a->npos > 3 && initial_bytes(a, a->pos[2], a->npos - 3, a->pos + 3,
+					 &init, &size)) {
 		shval_seg_close(seg);
 		return EX_RUNTIME;
 	}
@@ -1113,7 +1199,8 @@ static int cmd_get(struct args *a)
 	char *text;
 	size_t len;
 	int rc = EX_OK;
-	int r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text, &len);
+	int r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text,
+			   &len);
 	if (r) {
 		rc = fail(a, a->pos[1], r, seg);
 	} else {
@@ -1133,7 +1220,8 @@ static int cmd_set(struct args *a)
 	if (open_value(a, 0, &seg, &v))
 		return EX_RUNTIME;
 	int rc = EX_OK;
-	int r = shval_from_text(v, a->npos - 2, (const char *const *)a->pos + 2);
+	int r = shval_from_text(v, a->npos - 2,
+				(const char *const *)a->pos + 2);
 	if (r)
 		rc = fail(a, a->pos[1], r, seg);
 	shval_close(v);
@@ -1141,55 +1229,21 @@ static int cmd_set(struct args *a)
 	return rc;
 }
 
-/* Shortest text that reads back as x (as a float when is_float), as the
- * library prints floats. */
-static void print_real(double x, bool is_float)
+/* Print one element of letter code (bytes in the letter's layout) as the
+ * library's text form shows it, and a newline. */
+static void print_elem(char code, const void *bytes)
 {
-	if (isnan(x) || isinf(x)) {
-		puts(isnan(x) ? "nan" : x > 0 ? "inf" : "-inf");
-		return;
-	}
-	char buf[40];
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, x);
-		double y = strtod(buf, NULL);
-		if (is_float ? (float)y == (float)x : y == x)
-			break;
-	}
-	puts(buf);
-}
-
-/* Print an integer result of shval_add_i64 as the value's type shows it. */
-static void print_int(char code, int64_t x)
-{
-	switch (code) {
-	case 'B': case 'H': case 'I': case 'L': case 'Q': case 'N':
-		printf("%" PRIu64 "\n", (uint64_t)x);
-		break;
-	case 'c':
-		putchar((int)(unsigned char)x);
-		putchar('\n');
-		break;
-	case 'u': {
-		uint32_t c = (uint32_t)x;
-		if (c < 0x80)
-			printf("%c\n", (char)c);
-		else if (c < 0x800)
-			printf("%c%c\n", 0xc0 | (c >> 6), 0x80 | (c & 0x3f));
-		else if (c < 0x10000 && (c < 0xd800 || c > 0xdfff))
-			printf("%c%c%c\n", 0xe0 | (c >> 12),
-			       0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
-		else if (c >= 0x10000 && c <= 0x10ffff)
-			printf("%c%c%c%c\n", 0xf0 | (c >> 18),
-			       0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f),
-			       0x80 | (c & 0x3f));
-		else
-			printf("\\u{%" PRIX32 "}\n", c);
-		break;
-	}
-	default:
-		printf("%" PRId64 "\n", x);
-	}
+	char type[2] = { code, '\0' };
+	shval__type *t = NULL;
+	shval__buf b;
+	shval__buf_init(&b);
+	if (shval__type_parse(type, &t, NULL, 0) == 0)
+		shval__text_format(t, bytes, 0, &b);
+	if (b.p)
+		fwrite(b.p, 1, b.len, stdout);
+	putchar('\n');
+	shval__buf_free(&b);
+	shval__type_free(t);
 }
 
 static int cmd_add(struct args *a)
@@ -1210,24 +1264,36 @@ static int cmd_add(struct args *a)
 	} else if (code == 'f' || code == 'd') {
 		double delta = strtod(ds, &end);
 		if (!*ds || *end || (errno == ERANGE && isinf(delta))) {
-			rc = fail_detail(a, a->pos[0], a->pos[1], "malformed delta",
+			rc = fail_detail(a, a->pos[0], a->pos[1],
+					 "malformed delta",
 					 "expected a real number");
 		} else if ((r = shval_add_f64(v, delta, &delta)) != 0) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
-			print_real(delta, code == 'f');
+			unsigned char bytes[8];
+			if (code == 'f') {
+				float f = (float)delta;
+				memcpy(bytes, &f, sizeof f);
+			} else {
+				memcpy(bytes, &delta, sizeof delta);
+			}
+			print_elem(code, bytes);
 		}
 	} else {
 		long long delta = strtoll(ds, &end, 10);
 		int64_t result;
 		if (!*ds || *end || errno) {
-			rc = fail_detail(a, a->pos[0], a->pos[1], "malformed delta",
-					 errno == ERANGE ? "out of the 64-bit range"
-							 : "expected an integer");
+			rc = fail_detail(
+				a, a->pos[0], a->pos[1], "malformed delta",
+				errno == ERANGE ? "out of the 64-bit range"
+						: "expected an integer");
 		} else if ((r = shval_add_i64(v, delta, &result)) != 0) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
-			print_int(code, result);
+			unsigned char bytes[8];
+			shval__int_store(shval__letter_info(code), bytes,
+					 (uint64_t)result);
+			print_elem(code, bytes);
 		}
 	}
 	shval_close(v);
@@ -1270,7 +1336,8 @@ static int get_deadline(struct args *a, int64_t *deadline)
 	if (!has(a, O_TIMEOUT))
 		return 0;
 	if (!parse_seconds(a->opt[O_TIMEOUT], &ns))
-		return usage_error(a->cmd, "bad timeout '%s' (expected seconds)",
+		return usage_error(a->cmd,
+				   "bad timeout '%s' (expected seconds)",
 				   a->opt[O_TIMEOUT]);
 	*deadline = now_ns() + ns;
 	return 0;
@@ -1298,7 +1365,8 @@ static int cmd_wait(struct args *a)
 	} else {
 		char *text;
 		size_t len;
-		r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text, &len);
+		r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text,
+			       &len);
 		if (r) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
@@ -1315,17 +1383,17 @@ static int cmd_wait(struct args *a)
 /* One watched value: its last text, to print only real changes. */
 struct watched {
 	char *name;
-	shval *v;       /* NULL while the value does not exist */
-	char *text;     /* last text seen; NULL: none yet */
+	shval *v;   /* NULL while the value does not exist */
+	char *text; /* last text seen; NULL: none yet */
 	size_t len;
-	uint64_t ver;   /* version at the last read */
-	bool seen;      /* met in this scan (all-values mode) */
+	uint64_t ver; /* version at the last read */
+	bool seen;    /* met in this scan (all-values mode) */
 };
 
 struct watch {
 	struct args *a;
 	shval_seg *seg;
-	bool all;       /* no NAMEs: all values, including new ones */
+	bool all; /* no NAMEs: all values, including new ones */
 	bool json;
 	struct watched *w;
 	size_t n, cap;
@@ -1373,7 +1441,8 @@ static int watch_one(struct watch *st, struct watched *e, uint64_t ver_hint,
 				return fail(st->a, e->name, r, st->seg);
 		}
 		uint64_t ver = shval_value_version(e->v);
-		r = value_text(e->v, st->json ? SHVAL_TEXT_JSON : 0, &text, &len);
+		r = value_text(e->v, st->json ? SHVAL_TEXT_JSON : 0, &text,
+			       &len);
 		if (r == SHVAL_ESTALE) { /* removed, maybe created anew */
 			shval_close(e->v);
 			e->v = NULL;
@@ -1396,7 +1465,8 @@ static int watch_one(struct watch *st, struct watched *e, uint64_t ver_hint,
 			printf("{\"name\": ");
 			put_json_str(stdout, e->name);
 			printf(", \"version\": %" PRIu64 ", \"value\": ",
-			       shval_info(e->v, &info) == 0 ? info.version : e->ver);
+			       shval_info(e->v, &info) == 0 ? info.version
+							    : e->ver);
 			fwrite(text, 1, len, stdout);
 			printf("}\n");
 		} else {
@@ -1459,14 +1529,17 @@ static int watch_scan(struct watch *st, bool print)
 
 static int cmd_watch(struct args *a)
 {
-	struct watch st = { .a = a, .all = a->npos == 1, .json = has(a, O_JSON) };
+	struct watch st = { .a = a,
+			    .all = a->npos == 1,
+			    .json = has(a, O_JSON) };
 	int64_t deadline;
 	if (get_deadline(a, &deadline))
 		return EX_USAGE;
-	if (has(a, O_COUNT) && (!parse_u64(a->opt[O_COUNT], &st.count) ||
-				st.count == 0))
-		return usage_error(a->cmd, "bad count '%s' (expected a positive "
-					   "integer)",
+	if (has(a, O_COUNT) &&
+	    (!parse_u64(a->opt[O_COUNT], &st.count) || st.count == 0))
+		return usage_error(a->cmd,
+				   "bad count '%s' (expected a positive "
+				   "integer)",
 				   a->opt[O_COUNT]);
 	if (open_seg(a, NULL, 0, &st.seg))
 		return EX_RUNTIME;
@@ -1490,7 +1563,8 @@ static int cmd_watch(struct args *a)
 		if (r == -EINTR)
 			continue;
 		if (r == -ETIMEDOUT) {
-			fprintf(stderr, "shval: watch %s: timed out\n", a->pos[0]);
+			fprintf(stderr, "shval: watch %s: timed out\n",
+				a->pos[0]);
 			rc = EX_TIMEOUT;
 			break;
 		}
@@ -1514,10 +1588,10 @@ out:
 /* ---- check ------------------------------------------------------------- */
 
 struct problem {
-	char *value;    /* NULL: about the segment */
+	char *value; /* NULL: about the segment */
 	const char *kind;
 	char *message;
-	bool error;     /* false: a warning, does not fail the check */
+	bool error; /* false: a warning, does not fail the check */
 	bool repaired;
 };
 
@@ -1566,7 +1640,8 @@ static void check_value(struct check *c, shval_seg *seg,
 	if (r == SHVAL_ENOTFOUND)
 		return; /* removed meanwhile */
 	if (r) {
-		problem(c, in->name, "damaged", true, false, "%s", detail(seg, r));
+		problem(c, in->name, "damaged", true, false, "%s",
+			detail(seg, r));
 		return;
 	}
 	struct shval_info info;
@@ -1604,8 +1679,8 @@ static void on_problem(const shval_problem *p, void *arg)
 	if (p->code == 0)
 		return; /* warnings (partly updated values): check_value reports */
 	problem(c, p->name[0] ? p->name : NULL,
-		p->code == SHVAL_EOWNERDEAD ? "dead_lock_owner" : "damaged", true,
-		p->repaired, "%s", p->what);
+		p->code == SHVAL_EOWNERDEAD ? "dead_lock_owner" : "damaged",
+		true, p->repaired, "%s", p->what);
 }
 
 static int cmd_check(struct args *a)
@@ -1650,11 +1725,12 @@ static int cmd_check(struct args *a)
 			check_value(&c, seg, &info, repair);
 		}
 		if (r != SHVAL_ENOTFOUND)
-			problem(&c, NULL, "damaged", true, false, "directory: %s",
-				detail(seg, r));
+			problem(&c, NULL, "damaged", true, false,
+				"directory: %s", detail(seg, r));
 		else if (checked < si.nvalues)
 			problem(&c, NULL, "damaged", true, false,
-				"the header counts %" PRIu64 " entries but only %" PRIu64
+				"the header counts %" PRIu64
+				" entries but only %" PRIu64
 				" could be read (damaged entries, or values "
 				"removed during the check)",
 				si.nvalues, checked);
@@ -1672,8 +1748,8 @@ static int cmd_check(struct args *a)
 		put_json_str(stdout, a->pos[0]);
 		printf(", \"checked\": %" PRIu64 ", \"repair\": %s, \"ok\": %s"
 		       ", \"errors\": %zu, \"repaired\": %zu, \"note\": ",
-		       checked, repair ? "true" : "false", errors ? "false" : "true",
-		       errors, repaired);
+		       checked, repair ? "true" : "false",
+		       errors ? "false" : "true", errors, repaired);
 		if (note)
 			put_json_str(stdout, note);
 		else
@@ -1706,7 +1782,8 @@ static int cmd_check(struct args *a)
 		if (note)
 			printf("note: %s\n", note);
 		if (errors)
-			printf("%zu problem%s found\n", errors, errors == 1 ? "" : "s");
+			printf("%zu problem%s found\n", errors,
+			       errors == 1 ? "" : "s");
 		else
 			printf("ok%s\n", repaired ? " (after repair)" : "");
 	}
@@ -1773,8 +1850,8 @@ int main(int argc, char **argv)
 	}
 	free(a.pos);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "shval: %s: error writing output: %s\n", c->name,
-			strerror(errno));
+		fprintf(stderr, "shval: %s: error writing output: %s\n",
+			c->name, strerror(errno));
 		if (rc == EX_OK)
 			rc = EX_RUNTIME;
 	}

@@ -141,7 +141,7 @@ static int known_bad_hdr(shval_seg *seg)
 	return brk < HDR_SIZE || brk % 64 || brk > size ||
 	       size > (uint64_t)st.st_size || size > seg->map_len;
 }
-/* Bug 4: shval_seg_verify (and shval__seg_recount) check the directory
+/* Bug 4: shval_seg_verify (and shval__dir_recount) check the directory
  * table with shval__in(toff + 64, cap * 8): a cap of 2^61 or more
  * overflows to a small length and the slot walk runs off the file. */
 static int known_bad_table(shval_seg *seg)

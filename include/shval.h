@@ -163,8 +163,9 @@ extern "C" {
 #define SHVAL_VERSION_MINOR 1
 #define SHVAL_VERSION_PATCH 0
 /** 0xMMmmpp, for compile-time comparisons. */
-#define SHVAL_VERSION_HEX \
-	((SHVAL_VERSION_MAJOR << 16) | (SHVAL_VERSION_MINOR << 8) | SHVAL_VERSION_PATCH)
+#define SHVAL_VERSION_HEX                                           \
+	((SHVAL_VERSION_MAJOR << 16) | (SHVAL_VERSION_MINOR << 8) | \
+	 SHVAL_VERSION_PATCH)
 /** ABI policy: the same major version is ABI-compatible; soname = major. */
 
 /** The library's version as SHVAL_VERSION_HEX of the build in use.
@@ -177,35 +178,36 @@ SHVAL_API const char *shval_version_string(void);
 
 /* X(name, value, text) — one list for the enum, shval_errname() and
  * shval_strerror().  Codes are only ever added at the end. */
-#define SHVAL_ERRORS(X)                                                        \
-	X(ENOTFOUND,   -30800, "no such value")                                 \
-	X(EEXIST,      -30801, "a value with that name already exists")         \
-	X(ETYPE,       -30802, "type mismatch")                                 \
-	X(EBADTYPE,    -30803, "invalid type string")                           \
-	X(EBADNAME,    -30804, "invalid name")                                  \
-	X(ETOOBIG,     -30805, "data larger than the value's capacity")         \
-	X(ERANGE,      -30806, "number out of range for the type")              \
-	X(EPARSE,      -30807, "malformed text for the type")                   \
-	X(ESTALE,      -30808, "the value was removed")                         \
-	X(ECORRUPT,    -30809, "segment is damaged")                            \
-	X(EVERSION,    -30810, "segment has another format version or layout")  \
-	X(EOWNERDEAD,  -30811, "previous lock owner died; state recovered")     \
-	X(EMISUSE,     -30812, "API misuse")                                    \
-	X(EMODE,       -30813, "operation not supported by the value's mode or type") \
-	X(EFULL,       -30814, "segment reached its maximum size")              \
-	X(EFOREIGN,    -30815, "segment is owned by another user")              \
-	X(ERDONLY,     -30816, "segment was opened read-only")                  \
-	X(EINDEX,      -30817, "index out of range")                            \
-	X(ENOFIELD,    -30818, "no such field")                                 \
-	X(ENOTOWNER,   -30819, "lock is not held by the caller")                \
-	X(ECHANGED,    -30820, "compare-and-swap failed: value differs")        \
-	X(ESIZE,       -30821, "buffer size does not match the value")
+#define SHVAL_ERRORS(X)                                                     \
+	X(ENOTFOUND, -30800, "no such value")                               \
+	X(EEXIST, -30801, "a value with that name already exists")          \
+	X(ETYPE, -30802, "type mismatch")                                   \
+	X(EBADTYPE, -30803, "invalid type string")                          \
+	X(EBADNAME, -30804, "invalid name")                                 \
+	X(ETOOBIG, -30805, "data larger than the value's capacity")         \
+	X(ERANGE, -30806, "number out of range for the type")               \
+	X(EPARSE, -30807, "malformed text for the type")                    \
+	X(ESTALE, -30808, "the value was removed")                          \
+	X(ECORRUPT, -30809, "segment is damaged")                           \
+	X(EVERSION, -30810, "segment has another format version or layout") \
+	X(EOWNERDEAD, -30811, "previous lock owner died; state recovered")  \
+	X(EMISUSE, -30812, "API misuse")                                    \
+	X(EMODE, -30813,                                                    \
+	  "operation not supported by the value's mode or type")            \
+	X(EFULL, -30814, "segment reached its maximum size")                \
+	X(EFOREIGN, -30815, "segment is owned by another user")             \
+	X(ERDONLY, -30816, "segment was opened read-only")                  \
+	X(EINDEX, -30817, "index out of range")                             \
+	X(ENOFIELD, -30818, "no such field")                                \
+	X(ENOTOWNER, -30819, "lock is not held by the caller")              \
+	X(ECHANGED, -30820, "compare-and-swap failed: value differs")       \
+	X(ESIZE, -30821, "buffer size does not match the value")
 
 enum shval_error {
 #define SHVAL__ERRENUM(n, v, s) SHVAL_##n = (v),
 	SHVAL_ERRORS(SHVAL__ERRENUM)
 #undef SHVAL__ERRENUM
-	SHVAL_ERR_LAST_ = -30899
+		SHVAL_ERR_LAST_ = -30899
 };
 
 /** "SHVAL_ENOTFOUND: no such value", or "ENOENT: No such file or
@@ -224,13 +226,15 @@ typedef struct shval_seg shval_seg;
 typedef struct shval shval;
 
 /* Flags for shval_seg_open(). */
-#define SHVAL_CREATE  0x01u /**< create the segment if it does not exist */
-#define SHVAL_EXCL    0x02u /**< with SHVAL_CREATE: -EEXIST if it exists */
-#define SHVAL_RDONLY  0x04u /**< map read-only; writes get SHVAL_ERDONLY */
-#define SHVAL_TEMP    0x08u /**< when creating: remove the segment when its
+#define SHVAL_CREATE 0x01u /**< create the segment if it does not exist */
+#define SHVAL_EXCL 0x02u   /**< with SHVAL_CREATE: -EEXIST if it exists */
+#define SHVAL_RDONLY 0x04u /**< map read-only; writes get SHVAL_ERDONLY */
+#define SHVAL_TEMP \
+	0x08u /**< when creating: remove the segment when its
                                  last attached process goes (even SIGKILL:
                                  the next open of it, or `shval ls`, cleans) */
-#define SHVAL_FOREIGN 0x10u /**< allow opening a segment owned by another
+#define SHVAL_FOREIGN \
+	0x10u /**< allow opening a segment owned by another
                                  user (refused by default: SHVAL_EFOREIGN) */
 
 /** Options for shval_seg_open(); NULL means all defaults.  Set
@@ -257,7 +261,7 @@ typedef struct shval_seg_opts {
  *  one creates and both end up with the same fully initialised segment.
  *  After a failure there is nothing to close.  Thread-safe. Since 0.1. */
 SHVAL_API int shval_seg_open(const char *name, unsigned flags,
-                             const shval_seg_opts *opts, shval_seg **out);
+			     const shval_seg_opts *opts, shval_seg **out);
 
 /** Attach a segment from a file descriptor (typically an anonymous
  *  segment's fd received over a Unix socket or inherited across exec).
@@ -291,18 +295,18 @@ typedef struct shval_proc {
 /** Segment facts for shval_seg_info(). */
 struct shval_seg_info {
 	unsigned format_major, format_minor;
-	uint64_t size;        /**< bytes of backing store now */
-	uint64_t used;        /**< bytes allocated (values, directory, types) */
-	uint64_t max_size;    /**< growth limit */
-	uint64_t nvalues;     /**< values and lock entries in the directory */
-	uint64_t version;     /**< segment-wide version (see shval_seg_wait) */
+	uint64_t size;     /**< bytes of backing store now */
+	uint64_t used;     /**< bytes allocated (values, directory, types) */
+	uint64_t max_size; /**< growth limit */
+	uint64_t nvalues;  /**< values and lock entries in the directory */
+	uint64_t version;  /**< segment-wide version (see shval_seg_wait) */
 	pid_t creator_pid;
-	int64_t created;      /**< creation time, seconds since the epoch */
-	unsigned flags;       /**< SHVAL_TEMP if temporary */
-	unsigned mode;        /**< permission bits of the backing file */
-	uid_t owner;          /**< owner of the backing file */
-	unsigned nattached;   /**< processes attached (alive or not) */
-	unsigned nalive;      /**< of which alive */
+	int64_t created;    /**< creation time, seconds since the epoch */
+	unsigned flags;     /**< SHVAL_TEMP if temporary */
+	unsigned mode;      /**< permission bits of the backing file */
+	uid_t owner;        /**< owner of the backing file */
+	unsigned nattached; /**< processes attached (alive or not) */
+	unsigned nalive;    /**< of which alive */
 };
 
 /** Fill *info.  Returns 0 or SHVAL_ECORRUPT. Thread-safe. Since 0.1. */
@@ -311,7 +315,7 @@ SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info);
 /** Attached processes: fills up to cap entries, *n = total count.
  *  Returns 0. Since 0.1. */
 SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
-                              size_t *n);
+			      size_t *n);
 
 /** The last error message for this segment in the calling thread, one
  *  line, or "" if none.  Valid until the next call on seg from the same
@@ -320,21 +324,22 @@ SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
 SHVAL_API const char *shval_errmsg(const shval_seg *seg);
 
 /* Flags for shval_seg_verify(). */
-#define SHVAL_VERIFY_DEEP   0x1u /**< walk every entry, type and list */
-#define SHVAL_VERIFY_REPAIR 0x2u /**< also fix what can be fixed safely:
+#define SHVAL_VERIFY_DEEP 0x1u /**< walk every entry, type and list */
+#define SHVAL_VERIFY_REPAIR \
+	0x2u /**< also fix what can be fixed safely:
                                       take locks left by dead owners (which
                                       rolls their values back), finish
                                       interrupted removals, recount */
 
 /** One finding of shval_seg_verify(). */
 typedef struct shval_problem {
-	int code;                     /**< SHVAL_ECORRUPT, SHVAL_EOWNERDEAD
+	int code;                      /**< SHVAL_ECORRUPT, SHVAL_EOWNERDEAD
 	                                   (a lock left by a dead owner), or 0
 	                                   for a warning (SHVAL_INFO_PARTIAL) */
 	char name[SHVAL_NAME_MAX + 1]; /**< value concerned, or "" */
-	uint64_t offset;              /**< byte offset in the segment */
-	bool repaired;                /**< fixed by SHVAL_VERIFY_REPAIR */
-	char what[256];               /**< one line, for people */
+	uint64_t offset;               /**< byte offset in the segment */
+	bool repaired;                 /**< fixed by SHVAL_VERIFY_REPAIR */
+	char what[256];                /**< one line, for people */
 } shval_problem;
 
 /** Check a segment: the header always; with SHVAL_VERIFY_DEEP every
@@ -349,19 +354,18 @@ typedef struct shval_problem {
  *  unrepaired, SHVAL_ECORRUPT otherwise, or SHVAL_ERDONLY for a repair on
  *  a read-only open.  Since 0.1. */
 SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
-                               void (*report)(const shval_problem *p,
-                                              void *arg),
-                               void *arg, size_t *nproblems);
+			       void (*report)(const shval_problem *p,
+					      void *arg),
+			       void *arg, size_t *nproblems);
 
 /* ---- Values: create, find, remove ------------------------------------- */
 
 /* Modes for shval_create() flags (one of). */
-#define SHVAL_RLOCK  0x000u /**< default: robust recursive lock */
-#define SHVAL_LOCK   0x100u /**< robust non-recursive lock */
-#define SHVAL_RAW    0x200u /**< no synchronisation */
+#define SHVAL_RLOCK 0x000u  /**< default: robust recursive lock */
+#define SHVAL_LOCK 0x100u   /**< robust non-recursive lock */
+#define SHVAL_RAW 0x200u    /**< no synchronisation */
 #define SHVAL_ATOMIC 0x300u /**< lock-free scalar of 1, 2, 4 or 8 bytes */
 #define SHVAL_MODE_MASK 0x300u
-
 
 /** Create a value.
  *  @param[in] type  type string (see TYPES).
@@ -377,8 +381,8 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
  *  Atomic values accept integer letters, 'c', '?', 'u', 'f' and 'd' (float
  *  adds are compare-and-swap loops).  Thread-safe. Since 0.1. */
 SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
-                           unsigned flags, const void *init, size_t init_len,
-                           shval **out);
+			   unsigned flags, const void *init, size_t init_len,
+			   shval **out);
 
 /** Open an existing value.  type may be NULL (any type); otherwise it must
  *  equal the value's type after canonicalisation, else SHVAL_ETYPE with
@@ -388,16 +392,16 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
  *  SHVAL_ENOTFOUND; SHVAL_ETYPE; SHVAL_EBADNAME; SHVAL_EBADTYPE;
  *  SHVAL_ECORRUPT; -EAGAIN. */
 SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
-                         shval **out);
+			 shval **out);
 
 /** Find the value, or create it if missing.  Race-free: concurrent callers
  *  all get the same value.  An existing value must have the same type
  *  (SHVAL_ETYPE) and mode (SHVAL_EMODE).  *created (may be NULL) tells
  *  which happened.  Errors as shval_create() and shval_find(). */
 SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
-                                   const char *type, unsigned flags,
-                                   const void *init, size_t init_len,
-                                   shval **out, bool *created);
+				   const char *type, unsigned flags,
+				   const void *init, size_t init_len,
+				   shval **out, bool *created);
 
 /** Remove a value by name.  Handles to it then get SHVAL_ESTALE; its space
  *  is reused after a second.  If another thread or process is inside a
@@ -415,7 +419,7 @@ SHVAL_API void shval_close(shval *v);
  *  share it.  The value gets a generated name ("anon.<pid>.<n>"); other
  *  processes may reach it through shval_anon_segment(). Since 0.1. */
 SHVAL_API int shval_new(const char *type, unsigned flags, const void *init,
-                        size_t init_len, shval **out);
+			size_t init_len, shval **out);
 
 /** The process-wide anonymous segment used by shval_new(), creating it if
  *  needed.  Owned by the library: do not close it. */
@@ -423,13 +427,14 @@ SHVAL_API int shval_anon_segment(shval_seg **out);
 
 /* Kinds of values. */
 #define SHVAL_KIND_SCALAR 1
-#define SHVAL_KIND_ARRAY  2
+#define SHVAL_KIND_ARRAY 2
 #define SHVAL_KIND_STRING 3
 #define SHVAL_KIND_STRUCT 4
-#define SHVAL_KIND_LOCK   5 /**< a shared lock entry, not a value */
+#define SHVAL_KIND_LOCK 5 /**< a shared lock entry, not a value */
 
 /* Bits of shval_info.flags. */
-#define SHVAL_INFO_PARTIAL 0x1u /**< a writer died mid-update of a large
+#define SHVAL_INFO_PARTIAL \
+	0x1u /**< a writer died mid-update of a large
                                      array: elements are whole but may mix
                                      old and new; cleared by a full write */
 
@@ -437,13 +442,13 @@ SHVAL_API int shval_anon_segment(shval_seg **out);
 struct shval_info {
 	char name[SHVAL_NAME_MAX + 1];
 	char type[SHVAL_TYPE_MAX + 1]; /**< canonical type string */
-	unsigned mode;     /**< SHVAL_RLOCK, SHVAL_LOCK, SHVAL_RAW, SHVAL_ATOMIC */
-	unsigned kind;     /**< SHVAL_KIND_* */
-	size_t size;       /**< bytes of data (C layout) */
-	size_t count;      /**< elements (array), capacity (string),
+	unsigned mode; /**< SHVAL_RLOCK, SHVAL_LOCK, SHVAL_RAW, SHVAL_ATOMIC */
+	unsigned kind; /**< SHVAL_KIND_* */
+	size_t size;   /**< bytes of data (C layout) */
+	size_t count;  /**< elements (array), capacity (string),
 	                        fields (struct), 1 (scalar) */
-	uint64_t version;  /**< as shval_value_version() */
-	unsigned flags;    /**< SHVAL_INFO_* */
+	uint64_t version; /**< as shval_value_version() */
+	unsigned flags;   /**< SHVAL_INFO_* */
 };
 
 /** Fill *info for a handle.  @return 0, SHVAL_ESTALE. */
@@ -457,7 +462,7 @@ SHVAL_API int shval_info(shval *v, struct shval_info *info);
  *  the directory was resized meanwhile.  -EAGAIN if the directory was
  *  resized a thousand times during one call. */
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
-                             const char *prefix, struct shval_info *info);
+			     const char *prefix, struct shval_info *info);
 
 /** The segment a handle belongs to (not a new reference). */
 SHVAL_API shval_seg *shval_segment(shval *v);
@@ -534,7 +539,7 @@ SHVAL_API int shval_set_str(shval *v, const char *s, size_t len);
 SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf);
 /** Overwrite elements [index, index+n) from buf, as one change. */
 SHVAL_API int shval_array_set(shval *v, size_t index, size_t n,
-                              const void *buf);
+			      const void *buf);
 
 /* ---- Structs ---------------------------------------------------------- */
 
@@ -543,14 +548,14 @@ SHVAL_API int shval_array_set(shval *v, size_t index, size_t n,
  *  size.  A value that is not a struct has one field, "0": itself.
  *  @return 0, SHVAL_ENOFIELD, SHVAL_ESIZE, SHVAL_EMODE (a lock handle). */
 SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
-                              size_t cap, size_t *len);
+			      size_t cap, size_t *len);
 /** Overwrite one field; len must equal the field's size. */
 SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
-                              size_t len);
+			      size_t len);
 /** Layout of one field, for callers that read whole structs. */
 typedef struct shval_field_info {
-	char name[64];      /**< "" when unnamed */
-	char type[64];      /**< "d", "16s", "10q" */
+	char name[64]; /**< "" when unnamed */
+	char type[64]; /**< "d", "16s", "10q" */
 	size_t offset, size;
 } shval_field_info;
 /** Describe field number idx (0-based).  @return 0, SHVAL_EINDEX. */
@@ -573,7 +578,7 @@ SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi);
  *  NULL) = full length without the NUL.  If cap is too small the output is
  *  not written and SHVAL_ETOOBIG is returned with *len set. */
 SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
-                            size_t *len);
+			    size_t *len);
 
 /** Set the value from text arguments: a scalar or string takes one
  *  argument; an array takes one per element (exactly count); a struct takes
@@ -588,11 +593,11 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv);
  *  its size in bytes (*size may be NULL).  @return 0, SHVAL_EBADTYPE
  *  (errmsg via shval_errmsg(NULL) says where and why), SHVAL_ETOOBIG. */
 SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
-                                   size_t *size);
+				   size_t *size);
 
 /* ---- Locks and versions ----------------------------------------------- */
 
-#define SHVAL_SEC  1000000000LL /**< timeouts are in nanoseconds */
+#define SHVAL_SEC 1000000000LL /**< timeouts are in nanoseconds */
 #define SHVAL_MSEC 1000000LL
 #define SHVAL_FOREVER (-1LL)
 
@@ -629,16 +634,16 @@ SHVAL_API int shval_unlock(shval *v);
  *  use it (SHVAL_EMISUSE).  shval_find() on its name returns a lock handle.
  *  @return as shval_create(). Since 0.1. */
 SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
-                                unsigned flags, shval **out);
+				unsigned flags, shval **out);
 
 /** Create a value guarded by the shared lock `lock` (a handle from
  *  shval_lock_create or shval_find of the same segment).  Errors as
  *  shval_create(); SHVAL_EMISUSE if lock is not a lock of this segment.
  *  Since 0.1. */
 SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
-                                   const char *type, shval *lock,
-                                   const void *init, size_t init_len,
-                                   shval **out);
+				   const char *type, shval *lock,
+				   const void *init, size_t init_len,
+				   shval **out);
 
 /** Direct pointer to the value's bytes in shared memory.  For locked
  *  values, valid for writing only while the caller holds the lock; for raw
@@ -680,7 +685,7 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns);
 SHVAL_API uint64_t shval_seg_version(shval_seg *seg);
 /** As shval_wait() on the segment-wide version. */
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
-                             int64_t timeout_ns);
+			     int64_t timeout_ns);
 
 /* ---- Inline fast paths ---------------------------------------------------
  * shval_read() of a locked value and shval_add_i64() of a 64-bit atomic
@@ -694,8 +699,8 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
  * with any release (the soname changes with it). */
 /* The first bytes of every handle (src/internal.h keeps them up to date). */
 struct shval__fast {
-	unsigned flags;              /* SHVAL__F_* */
-	unsigned size;               /* of the value */
+	unsigned flags; /* SHVAL__F_* */
+	unsigned size;  /* of the value */
 	void *data;
 	const uint64_t *version;     /* the value's version word */
 	const uint64_t *serial;      /* the entry's serial ... */
@@ -730,7 +735,8 @@ static inline int shval__read_inline(shval *v, void *buf, size_t cap)
 		if (!(v1 & 2)) {
 			__builtin_memcpy(buf, f->data, cap);
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
-			if (__atomic_load_n(f->version, __ATOMIC_RELAXED) == v1 &&
+			if (__atomic_load_n(f->version, __ATOMIC_RELAXED) ==
+				    v1 &&
 			    shval__fast_live(f))
 				return 0;
 		}

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "shval.h"
+#include "type.h" /* the letter table, linked from the static library */
 
 /* Shared locks are newer than the rest of the library: bind them weakly so
  * the module still loads (and reports NotImplementedError) without them. */
@@ -53,7 +54,6 @@ static PyTypeObject SegmentType, SharedValueType, SynchronizedType,
 #define BAD_TYPECODE_MSG \
 	"bad typecode (must be a ctypes type or one of c, b, B, u, h, H, " \
 	"i, I, l, L, q, Q, f or d)"
-#define SCALAR_LETTERS "cbBhHiIlLqQfdu?nN"
 
 /* ------------------------------------------------------------------------ */
 /* errors                                                                    */
@@ -133,31 +133,35 @@ static int64_t timeout_ns(PyObject *t)
 /* ------------------------------------------------------------------------ */
 /* element conversion                                                        */
 
+/* The library's letter table (src/type.h). */
 static size_t letter_size(char c)
 {
-	switch (c) {
-	case 'c': case 'b': case 'B': case '?': return 1;
-	case 'h': case 'H': return 2;
-	case 'i': case 'I': case 'f': case 'u': return 4;
-	case 'l': case 'L': case 'q': case 'Q': case 'd': case 'n': case 'N':
-		return 8;
-	default: return 0;
-	}
+	return shval__letter_size(c);
 }
 
 static int is_signed(char c)
 {
-	return strchr("bhilqn", c) != NULL;
+	const shval__letter *l = shval__letter_info(c);
+	return l && l->cls == SHVAL__L_INT && l->is_signed;
 }
 
 static int is_unsigned(char c)
 {
-	return strchr("BHILQN", c) != NULL;
+	const shval__letter *l = shval__letter_info(c);
+	return l && l->cls == SHVAL__L_INT && !l->is_signed;
+}
+
+/* Every letter but 's' is a scalar element. */
+static int is_scalar_letter(char c)
+{
+	const shval__letter *l = shval__letter_info(c);
+	return l && l->cls != SHVAL__L_STRING;
 }
 
 static int is_float(char c)
 {
-	return c == 'f' || c == 'd';
+	const shval__letter *l = shval__letter_info(c);
+	return l && l->cls == SHVAL__L_FLOAT;
 }
 
 static int range_error(char c, PyObject *o)
@@ -2156,7 +2160,7 @@ static char ctypes_letter(PyObject *t)
 	int swapped = (le && le != t && be && be != t) || (!le && be) || (le && !be);
 	Py_XDECREF(le);
 	Py_XDECREF(be);
-	if (!c || !strchr(SCALAR_LETTERS, c) || (swapped && letter_size(c) > 1)) {
+	if (!is_scalar_letter(c) || (swapped && letter_size(c) > 1)) {
 		PyErr_Format(PyExc_TypeError, "unsupported ctypes type %R", t);
 		return 0;
 	}
@@ -2278,7 +2282,7 @@ static int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 		const char *s = PyUnicode_AsUTF8(t);
 		if (!s)
 			return -1;
-		if (strlen(s) == 1 && strchr(SCALAR_LETTERS, s[0])) {
+		if (strlen(s) == 1 && is_scalar_letter(s[0])) {
 			ti->letter = s[0];
 			ti->type[0] = s[0];
 			return 0;
@@ -2384,7 +2388,7 @@ static int parse_lock(PyObject *lock, enum lockmode *m)
 static unsigned raw_mode(const char *type)
 {
 	size_t l = strlen(type);
-	if (l == 1 && strchr(SCALAR_LETTERS, type[0]))
+	if (l == 1 && is_scalar_letter(type[0]))
 		return SHVAL_ATOMIC;
 	return SHVAL_RAW;
 }

@@ -47,7 +47,8 @@ static shval__entry *block_at(shval_seg *seg, uint64_t off, uint8_t state)
 		return NULL;
 	shval__entry *e = shval__at(seg, off);
 	if (atomic_load_explicit(&e->state, memory_order_relaxed) != state ||
-	    e->nlines == 0 || !shval__in(seg, off, (uint64_t)e->nlines * SHVAL__LINE))
+	    e->nlines == 0 ||
+	    !shval__in(seg, off, (uint64_t)e->nlines * SHVAL__LINE))
 		return NULL;
 	return e;
 }
@@ -70,11 +71,12 @@ void shval__limbo(shval_seg *seg, uint64_t off)
 	shval__hdr *h = seg->hdr;
 	shval__entry *e = shval__at(seg, off);
 	atomic_store_explicit(&e->state, SHVAL__ST_LIMBO, memory_order_relaxed);
-	atomic_store_explicit(&e->version, shval__now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&e->version, shval__now_ns(),
+			      memory_order_relaxed);
 	e->lock_off = 0;
-	shval__entry *tail = h->limbo_tail ? block_at(seg, h->limbo_tail,
-						      SHVAL__ST_LIMBO)
-					   : NULL;
+	shval__entry *tail =
+		h->limbo_tail ? block_at(seg, h->limbo_tail, SHVAL__ST_LIMBO)
+			      : NULL;
 	if (tail)
 		tail->lock_off = off;
 	else
@@ -89,12 +91,14 @@ static int drain_limbo(shval_seg *seg)
 	while (h->limbo_head) {
 		shval__entry *e = block_at(seg, h->limbo_head, SHVAL__ST_LIMBO);
 		if (!e) {
-			h->limbo_head = h->limbo_tail = 0; /* drop a damaged list */
+			h->limbo_head = h->limbo_tail =
+				0; /* drop a damaged list */
 			return shval__failf(seg, SHVAL_ECORRUPT,
 					    "segment %s: damaged limbo list",
 					    seg->name);
 		}
-		uint64_t t = atomic_load_explicit(&e->version, memory_order_relaxed);
+		uint64_t t =
+			atomic_load_explicit(&e->version, memory_order_relaxed);
 		if (now - t < SHVAL__LIMBO_NS && t <= now)
 			break;
 		uint64_t off = h->limbo_head;
@@ -111,16 +115,18 @@ static int grow(shval_seg *seg, uint64_t need)
 	shval__hdr *h = seg->hdr;
 	uint64_t size = atomic_load_explicit(&h->size, memory_order_relaxed);
 	if (size > seg->map_len || !shval__in(seg, 0, size))
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: header size %llu disagrees with "
-				    "the file",
-				    seg->name, (unsigned long long)size);
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: header size %llu disagrees with "
+			"the file",
+			seg->name, (unsigned long long)size);
 	if (need > seg->map_len)
-		return shval__failf(seg, SHVAL_EFULL,
-				    "segment %s: needs %llu bytes, maximum size "
-				    "is %llu",
-				    seg->name, (unsigned long long)need,
-				    (unsigned long long)seg->map_len);
+		return shval__failf(
+			seg, SHVAL_EFULL,
+			"segment %s: needs %llu bytes, maximum size "
+			"is %llu",
+			seg->name, (unsigned long long)need,
+			(unsigned long long)seg->map_len);
 	uint64_t chunk = 65536;
 	uint64_t want = size * 2 > need ? size * 2 : need;
 	want = (want + chunk - 1) / chunk * chunk;
@@ -132,10 +138,11 @@ static int grow(shval_seg *seg, uint64_t need)
 		r = posix_fallocate(seg->fd, (off_t)size, (off_t)(want - size));
 	}
 	if (r != 0)
-		return shval__failf(seg, -r,
-				    "segment %s: growing from %llu to %llu bytes: %s",
-				    seg->name, (unsigned long long)size,
-				    (unsigned long long)want, strerror(r));
+		return shval__failf(
+			seg, -r,
+			"segment %s: growing from %llu to %llu bytes: %s",
+			seg->name, (unsigned long long)size,
+			(unsigned long long)want, strerror(r));
 	/* tag-size: release publishes the grown file to other processes'
 	 * bounds checks (they also fstat, see shval__in_slow). */
 	atomic_store_explicit(&h->size, want, memory_order_release);
@@ -154,14 +161,16 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off)
 		return r;
 	uint64_t c = class_of(nlines);
 	if (c && h->free_head[c]) {
-		shval__entry *e = block_at(seg, h->free_head[c], SHVAL__ST_FREE);
+		shval__entry *e =
+			block_at(seg, h->free_head[c], SHVAL__ST_FREE);
 		if (e && e->nlines == nlines) {
 			*off = h->free_head[c];
 			h->free_head[c] = e->lock_off;
 			used_add(h, nlines * SHVAL__LINE);
 			return 0;
 		}
-		h->free_head[c] = 0; /* damaged: drop the list, leak its blocks */
+		h->free_head[c] =
+			0; /* damaged: drop the list, leak its blocks */
 	}
 	/* First fit in the list of big blocks, splitting the rest off. */
 	uint64_t *link = &h->free_head[0];
@@ -186,12 +195,14 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off)
 	/* A damaged brk or size must not make us hand out the header, an
 	 * unaligned block, or a block past the end of the file (SIGBUS). */
 	uint64_t size = atomic_load_explicit(&h->size, memory_order_relaxed);
-	if (h->brk < sizeof(shval__hdr) || h->brk % SHVAL__LINE || h->brk > size)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: damaged header (brk %llu, size "
-				    "%llu)",
-				    seg->name, (unsigned long long)h->brk,
-				    (unsigned long long)size);
+	if (h->brk < sizeof(shval__hdr) || h->brk % SHVAL__LINE ||
+	    h->brk > size)
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: damaged header (brk %llu, size "
+			"%llu)",
+			seg->name, (unsigned long long)h->brk,
+			(unsigned long long)size);
 	uint64_t need = h->brk + nlines * SHVAL__LINE;
 	if (need < h->brk)
 		return SHVAL_EFULL;

@@ -1,6 +1,7 @@
 /*
- * src/dir.c — the name directory: lock-free lookup, create, remove,
- * iteration, interned type records.  Format: see src/format.h.
+ * src/dir.c — the name directory: lock-free lookup, slot insert and
+ * remove, table resize, iteration, the recount after a death.  Values are
+ * created and removed by name in entry.c.  Format: see src/format.h.
  *
  * Protocol (tag-slot, tag-table, tag-dirseq):
  *   writer (holds the segment lock): builds an entry completely, then
@@ -26,7 +27,6 @@
 
 #include "internal.h"
 
-
 uint64_t shval__hash(const char *name, size_t len)
 {
 	/* FNV-1a, then a murmur3-style finaliser so that both halves of the
@@ -44,37 +44,14 @@ uint64_t shval__hash(const char *name, size_t len)
 	return h;
 }
 
-int shval__check_name(shval_seg *seg, const char *name, size_t *len)
-{
-	if (!name)
-		return shval__failf(seg, SHVAL_EBADNAME, "value name is NULL");
-	size_t n = strnlen(name, SHVAL_NAME_MAX + 1);
-	if (n == 0)
-		return shval__failf(seg, SHVAL_EBADNAME, "value name is empty");
-	if (n > SHVAL_NAME_MAX)
-		return shval__failf(seg, SHVAL_EBADNAME,
-				    "value name \"%.40s...\" is longer than %d bytes",
-				    name, SHVAL_NAME_MAX);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (c <= 0x20 || c == 0x7f)
-			return shval__failf(seg, SHVAL_EBADNAME,
-					    "value name \"%s\": byte 0x%02x at "
-					    "position %zu (no spaces or control "
-					    "characters)",
-					    name, c, i);
-	}
-	*len = n;
-	return 0;
-}
-
-/* The layout rule of an entry's first bytes, in one place (create_locked
- * builds entries with it, shval__entry_at checks them against it): the
+/* The layout rule of an entry's first bytes, in one place (entry.c's
+ * create_locked builds entries with it, shval__entry_at checks them
+ * against it): the
  * header, the name, then, 8-aligned, the entry's own lock block (locked
  * values that are not guarded by a shared lock, and lock entries), then the
  * data, 8-aligned (no type needs more).  Returns the lock block's offset
  * in the entry; *data_rel receives the data's. */
-static uint64_t entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
+uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
 			     uint64_t *data_rel)
 {
 	uint64_t lk_rel = (sizeof(shval__entry) + nlen + 7) / 8 * 8;
@@ -113,11 +90,13 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	uint64_t lo = e->lock_off;
 	bool own = locked && lo >= off && lo < off + bytes;
 	uint64_t data_rel;
-	uint64_t lk_rel = entry_layout(e->name_len, own, lock_entry, &data_rel);
+	uint64_t lk_rel =
+		shval__entry_layout(e->name_len, own, lock_entry, &data_rel);
 	if (e->data_rel != data_rel)
 		return NULL;
 	if (lock_entry || own) {
-		if (lo != off + lk_rel || lk_rel + sizeof(shval__lockblk) > bytes)
+		if (lo != off + lk_rel ||
+		    lk_rel + sizeof(shval__lockblk) > bytes)
 			return NULL;
 	} else if (locked) {
 		/* guarded by a shared lock: a lock entry's lock block, outside
@@ -147,8 +126,8 @@ _Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap)
 		return NULL;
 	/* Relaxed: a reader that raced a resize may read the limbo time that
 	 * overwrote the cap of an old table; dir_moved() tells it so. */
-	uint64_t c = atomic_load_explicit((_Atomic uint64_t *)shval__at(seg, toff),
-					  memory_order_relaxed);
+	uint64_t c = atomic_load_explicit(
+		(_Atomic uint64_t *)shval__at(seg, toff), memory_order_relaxed);
 	if (c < 16 || (c & (c - 1)) || c > (1ull << 32) ||
 	    !shval__in(seg, toff + SHVAL__LINE, c * 8))
 		return NULL;
@@ -171,13 +150,44 @@ static bool dir_moved(shval__hdr *h, uint64_t seq, uint64_t toff)
 	 * that saw the old table's block changed sees the new dir_seq. */
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&h->dir_seq, memory_order_relaxed) != seq ||
-	       atomic_load_explicit(&h->table_off, memory_order_relaxed) != toff;
+	       atomic_load_explicit(&h->table_off, memory_order_relaxed) !=
+		       toff;
 }
 
 static void dir_backoff(int attempt)
 {
 	if (attempt >= 4)
 		sched_yield(); /* let the resizing writer finish */
+}
+
+/* A lock-free reader's view of the directory in one round. */
+struct dir_view {
+	uint64_t seq, toff, cap;
+	_Atomic uint64_t *slots;
+};
+
+/* Start round attempt of a lock-free reader: back off, then load dir_seq
+ * and the table (acquire; tag-dirseq).  0 with *d filled: a table that
+ * does not validate because the directory moved gives an empty view (no
+ * slots), and the round's end-of-round dir_moved() check reads again; or
+ * SHVAL_ECORRUPT, with its message, for a table that does not validate in
+ * a directory that did not move. */
+static int dir_view(shval_seg *seg, int attempt, struct dir_view *d)
+{
+	shval__hdr *h = seg->hdr;
+	dir_backoff(attempt);
+	d->seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
+	d->toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
+	d->slots = shval__table_at(seg, d->toff, &d->cap);
+	if (d->slots)
+		return 0;
+	d->cap = 0;
+	if (dir_moved(h, d->seq, d->toff))
+		return 0; /* an empty view: the round's own check reads again */
+	return shval__failf(seg, SHVAL_ECORRUPT,
+			    "segment %s: directory table at offset %llu is "
+			    "damaged",
+			    seg->name, (unsigned long long)d->toff);
 }
 
 /* One lock-free lookup: 0 (found), SHVAL_ENOTFOUND, SHVAL_ECORRUPT (in a
@@ -189,26 +199,18 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 	uint64_t hash = shval__hash(name, len);
 	uint32_t tag = (uint32_t)(hash >> 32);
 	int damaged_rounds = 0;
+	struct dir_view d;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		dir_backoff(attempt);
+		int vr = dir_view(seg, attempt, &d);
+		if (vr)
+			return vr;
 		bool damaged = false;
 		uint64_t bad_off = 0;
-		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
-		uint64_t cap;
-		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots) {
-			if (dir_moved(h, seq, toff))
-				continue;
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: directory table at offset "
-					    "%llu is damaged",
-					    seg->name, (unsigned long long)toff);
-		}
 		bool found = false;
-		uint64_t i = tag & (cap - 1);
-		for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		uint64_t i = tag & (d.cap - 1);
+		for (uint64_t n = 0; n < d.cap;
+		     n++, i = (i + 1) & (d.cap - 1)) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY)
 				break;
@@ -220,8 +222,9 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				/* A slot still published whose entry does not
 				 * validate is damage (a slot that moved meanwhile
 				 * was a racing removal and reuse). */
-				if (atomic_load_explicit(&slots[i],
-							 memory_order_acquire) == s) {
+				if (atomic_load_explicit(
+					    &d.slots[i],
+					    memory_order_acquire) == s) {
 					damaged = true;
 					bad_off = eoff;
 				}
@@ -242,8 +245,9 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 			 * slot still holds it (else a racing removal). */
 			if ((st == SHVAL__ST_LIVE && !slot_matches(s, e)) ||
 			    (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)) {
-				if (atomic_load_explicit(&slots[i],
-							 memory_order_acquire) == s) {
+				if (atomic_load_explicit(
+					    &d.slots[i],
+					    memory_order_acquire) == s) {
 					damaged = true;
 					bad_off = eoff;
 				}
@@ -254,10 +258,10 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		 * their tag.  One that does not is damage that would otherwise
 		 * hide a value (a slot's tag changed); misses are rarer than
 		 * hits, so only they pay for the check. */
-		i = tag & (cap - 1);
-		for (uint64_t n = 0; !found && !damaged && n < cap;
-		     n++, i = (i + 1) & (cap - 1)) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		i = tag & (d.cap - 1);
+		for (uint64_t n = 0; !found && !damaged && n < d.cap;
+		     n++, i = (i + 1) & (d.cap - 1)) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY)
 				break;
@@ -265,13 +269,15 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				continue; /* tag matches: checked above */
 			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
 			shval__entry *e = shval__entry_at(seg, eoff);
-			uint8_t st = e ? atomic_load_explicit(&e->state,
-							      memory_order_acquire)
-				       : SHVAL__ST_FREE;
+			uint8_t st =
+				e ? atomic_load_explicit(&e->state,
+							 memory_order_acquire)
+				  : SHVAL__ST_FREE;
 			if (e && (st == SHVAL__ST_REMOVED ||
 				  (st == SHVAL__ST_LIVE && slot_matches(s, e))))
 				continue;
-			if (atomic_load_explicit(&slots[i], memory_order_acquire) == s) {
+			if (atomic_load_explicit(&d.slots[i],
+						 memory_order_acquire) == s) {
 				damaged = true;
 				bad_off = eoff;
 			}
@@ -279,7 +285,7 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		/* A hit in a table that moved may come from a block reused
 		 * since; a miss may be a value that went to the new table;
 		 * damage may be the reuse.  All three: look again. */
-		if (dir_moved(h, seq, toff))
+		if (dir_moved(h, d.seq, d.toff))
 			continue;
 		if (found)
 			return 0;
@@ -287,12 +293,13 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 		if (damaged && ++damaged_rounds < 2)
 			continue;
 		if (damaged)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: looking up %.*s: a directory "
-					    "slot points to a damaged entry at "
-					    "offset %llu",
-					    seg->name, (int)len, name,
-					    (unsigned long long)bad_off);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: looking up %.*s: a directory "
+				"slot points to a damaged entry at "
+				"offset %llu",
+				seg->name, (int)len, name,
+				(unsigned long long)bad_off);
 		return SHVAL_ENOTFOUND;
 	}
 	return -EAGAIN;
@@ -302,8 +309,7 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
  * one more lookup under the segment lock (where nothing moves; a caller
  * that holds the lock never gets here, as the directory cannot move under
  * it).  A read-only open cannot stop writers: -EAGAIN. */
-int shval__dir_find(shval_seg *seg, const char *name, size_t len,
-		    uint64_t *off)
+int shval__dir_find(shval_seg *seg, const char *name, size_t len, uint64_t *off)
 {
 	int r = dir_find_once(seg, name, len, off);
 	if (r != -EAGAIN)
@@ -324,7 +330,8 @@ int shval__dir_find(shval_seg *seg, const char *name, size_t len,
 static int table_resize(shval_seg *seg, uint64_t newcap)
 {
 	shval__hdr *h = seg->hdr;
-	uint64_t oldoff = atomic_load_explicit(&h->table_off, memory_order_relaxed);
+	uint64_t oldoff =
+		atomic_load_explicit(&h->table_off, memory_order_relaxed);
 	uint64_t oldcap;
 	_Atomic uint64_t *old = shval__table_at(seg, oldoff, &oldcap);
 	if (!old)
@@ -338,10 +345,12 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 		return r;
 	memset(shval__at(seg, noff), 0, lines * SHVAL__LINE);
 	*(uint64_t *)shval__at(seg, noff) = newcap;
-	_Atomic uint64_t *slots = (_Atomic uint64_t *)shval__at(seg, noff + SHVAL__LINE);
+	_Atomic uint64_t *slots =
+		(_Atomic uint64_t *)shval__at(seg, noff + SHVAL__LINE);
 	uint64_t live = 0;
 	for (uint64_t i = 0; i < oldcap; i++) {
-		uint64_t s = atomic_load_explicit(&old[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&old[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 			continue;
 		uint64_t j = (uint32_t)(s >> 32) & (newcap - 1);
@@ -375,21 +384,21 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots =
-		shval__table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-			 &cap);
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		&cap);
 	if (!slots)
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: directory table is damaged",
 				    seg->name);
 	/* Counters that cannot be true (they bound the resize below). */
 	if (h->nvalues > cap || h->ntomb > cap || h->nvalues + h->ntomb > cap)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: directory counters are damaged "
-				    "(%llu values, %llu tombstones, %llu slots)",
-				    seg->name, (unsigned long long)h->nvalues,
-				    (unsigned long long)h->ntomb,
-				    (unsigned long long)cap);
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: directory counters are damaged "
+			"(%llu values, %llu tombstones, %llu slots)",
+			seg->name, (unsigned long long)h->nvalues,
+			(unsigned long long)h->ntomb, (unsigned long long)cap);
 	if ((h->nvalues + h->ntomb + 1) * 10 > cap * 7) {
 		uint64_t newcap = 16;
 		while ((h->nvalues + 1) * 2 > newcap)
@@ -401,20 +410,24 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 		int r = table_resize(seg, newcap);
 		if (r)
 			return r;
-		slots = shval__table_at(seg, atomic_load_explicit(&h->table_off,
-							   memory_order_relaxed),
-				 &cap);
+		slots = shval__table_at(
+			seg,
+			atomic_load_explicit(&h->table_off,
+					     memory_order_relaxed),
+			&cap);
 	}
 	uint32_t tag = (uint32_t)(hash >> 32);
 	uint64_t i = tag & (cap - 1);
 	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB) {
 			if (s == SHVAL__SLOT_TOMB)
 				h->ntomb--;
 			/* tag-slot: release publishes the complete entry. */
 			atomic_store_explicit(&slots[i],
-					      ((uint64_t)tag << 32) | (off / SHVAL__LINE),
+					      ((uint64_t)tag << 32) |
+						      (off / SHVAL__LINE),
 					      memory_order_release);
 			h->nvalues++;
 			return 0;
@@ -428,16 +441,17 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots =
-		shval__table_at(seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-			 &cap);
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		&cap);
 	if (!slots)
 		return SHVAL_ECORRUPT;
 	uint32_t tag = (uint32_t)(hash >> 32);
 	uint64_t want = ((uint64_t)tag << 32) | (off / SHVAL__LINE);
 	uint64_t i = tag & (cap - 1);
 	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
 		if (s == SHVAL__SLOT_EMPTY)
 			break;
 		if (s == want) {
@@ -451,417 +465,45 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 	return SHVAL_ENOTFOUND;
 }
 
-/* ---- type records ---- */
-
-static shval__typerec *typerec_at(shval_seg *seg, uint64_t off)
-{
-	if (off < sizeof(shval__hdr) || off % SHVAL__LINE ||
-	    !shval__in(seg, off, sizeof(shval__typerec)))
-		return NULL;
-	shval__typerec *t = shval__at(seg, off);
-	if (t->magic != SHVAL__TYPE_MAGIC || t->len == 0 ||
-	    t->len > SHVAL_TYPE_MAX ||
-	    !shval__in(seg, off, sizeof(shval__typerec) + t->len + 1) ||
-	    t->canon[t->len] != 0)
-		return NULL;
-	return t;
-}
-
-int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line)
+/* Re-count live entries after a process died holding the segment lock:
+ * every directory change is ordered so that the table and the entries are
+ * consistent at each store; only the counters can be off. */
+void shval__dir_recount(shval_seg *seg)
 {
 	shval__hdr *h = seg->hdr;
-	size_t len = strlen(t->canon);
-	uint64_t off = h->types_off;
-	for (int guard = 0; off && guard < 10000000; guard++) {
-		shval__typerec *r = typerec_at(seg, off);
-		if (!r)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: type record at offset %llu "
-					    "is damaged",
-					    seg->name, (unsigned long long)off);
-		if (r->len == len && memcmp(r->canon, t->canon, len) == 0) {
-			*line = (uint32_t)(off / SHVAL__LINE);
-			return 0;
+	uint64_t cap;
+	_Atomic uint64_t *slots = shval__table_at(
+		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
+		&cap);
+	if (!slots)
+		return;
+	uint64_t live = 0, tomb = 0;
+	for (uint64_t i = 0; i < cap; i++) {
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
+		if (s == SHVAL__SLOT_TOMB) {
+			tomb++;
+			continue;
 		}
-		off = r->next;
-	}
-	uint64_t lines = (sizeof(shval__typerec) + len + 1 + SHVAL__LINE - 1) /
-			 SHVAL__LINE;
-	int rc = shval__alloc(seg, lines, &off);
-	if (rc)
-		return rc;
-	shval__typerec *r = shval__at(seg, off);
-	memset(r, 0, lines * SHVAL__LINE);
-	r->magic = SHVAL__TYPE_MAGIC;
-	r->next = h->types_off;
-	r->size = t->size;
-	r->len = (uint32_t)len;
-	r->nlines = (uint32_t)lines;
-	memcpy(r->canon, t->canon, len + 1);
-	h->types_off = off;
-	*line = (uint32_t)(off / SHVAL__LINE);
-	return 0;
-}
-
-const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
-			      uint64_t *size)
-{
-	shval__typerec *r = typerec_at(seg, (uint64_t)e->type_line * SHVAL__LINE);
-	if (!r)
-		return NULL;
-	if (size)
-		*size = r->size;
-	return r->canon;
-}
-
-/* ---- public: create, find, remove, iterate ---- */
-
-/* Create under the segment lock.  If exists_ok and the name exists, *off is
- * the existing entry and *created = false. */
-/* t == NULL creates a lock entry; shared_lk != 0 creates a value guarded by
- * the lock block at that offset (mode is then the lock's). */
-static int create_locked(shval_seg *seg, const char *name, size_t nlen,
-			 const shval__type *t, unsigned mode, uint64_t shared_lk,
-			 const void *init, bool exists_ok, uint64_t *off,
-			 bool *created)
-{
-	shval__hdr *h = seg->hdr;
-	*created = false;
-	int r = shval__dir_find(seg, name, nlen, off);
-	if (r == 0) {
-		if (exists_ok)
-			return 0;
-		return shval__failf(seg, SHVAL_EEXIST,
-				    "segment %s: value %s already exists",
-				    seg->name, name);
-	}
-	if (r != SHVAL_ENOTFOUND)
-		return r;
-	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
-	bool own_lock = locked && !shared_lk;
-	uint64_t data_rel;
-	size_t lk_rel = (size_t)entry_layout(nlen, own_lock, !t, &data_rel);
-	size_t pos = own_lock ? lk_rel + sizeof(shval__lockblk) : lk_rel;
-	size_t undo_rel = 0;
-	if (!own_lock)
-		lk_rel = 0;
-	if (t) {
-		if (t->align > 8) /* entry_layout aligns data to 8 */
-			return shval__failf(seg, SHVAL_EBADTYPE,
-					    "type %s: alignment %zu", t->canon,
-					    (size_t)t->align);
-		pos = data_rel + t->size;
-		if (locked && t->size <= SHVAL__UNDO_MAX) {
-			undo_rel = shval__undo_rel(data_rel, t->size);
-			pos = undo_rel + t->size;
+		if (s == SHVAL__SLOT_EMPTY)
+			continue;
+		/* A remove cut short: the entry is REMOVED but its slot is
+		 * still there.  Finish it (tombstone, limbo). */
+		uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+		shval__entry *e = shval__entry_at(seg, eoff);
+		uint8_t st = e ? atomic_load(&e->state) : SHVAL__ST_FREE;
+		if (st != SHVAL__ST_LIVE) {
+			atomic_store_explicit(&slots[i], SHVAL__SLOT_TOMB,
+					      memory_order_release);
+			if (e && st == SHVAL__ST_REMOVED)
+				shval__limbo(seg, eoff);
+			tomb++;
+			continue;
 		}
+		live++;
 	}
-	uint64_t nlines = (pos + SHVAL__LINE - 1) / SHVAL__LINE;
-	uint32_t tline = 0;
-	if (t && (r = shval__type_intern(seg, t, &tline)) != 0)
-		return r;
-	uint64_t eoff;
-	r = shval__alloc(seg, nlines, &eoff);
-	if (r)
-		return r;
-	unsigned char *b = shval__at(seg, eoff);
-	memset(b, 0, nlines * SHVAL__LINE);
-	shval__entry *e = (shval__entry *)b;
-	e->mode = (uint8_t)(mode >> 8);
-	e->kind = t ? t->kind : SHVAL_KIND_LOCK;
-	e->name_len = (uint16_t)nlen;
-	e->data_rel = (uint16_t)data_rel;
-	e->type_line = tline;
-	e->nlines = (uint32_t)nlines;
-	memcpy(e->name, name, nlen);
-	if (shared_lk) {
-		e->lock_off = shared_lk;
-	} else if (locked) {
-		e->lock_off = eoff + lk_rel;
-		r = shval__lockblk_init((shval__lockblk *)(b + lk_rel));
-		if (r) {
-			shval__free(seg, eoff, nlines);
-			return r;
-		}
-	}
-	if (init && t)
-		memcpy(b + data_rel, init, t->size);
-	if (undo_rel)
-		memcpy(b + undo_rel, b + data_rel, t->size);
-	atomic_store_explicit(&e->serial, h->next_serial++, memory_order_relaxed);
-	atomic_store_explicit(&e->state, SHVAL__ST_LIVE, memory_order_relaxed);
-	r = shval__dir_insert(seg, eoff, shval__hash(name, nlen));
-	if (r) {
-		shval__free(seg, eoff, nlines);
-		return r;
-	}
-	if (shared_lk)
-		((shval__lockblk *)shval__at(seg, shared_lk))->users++;
-	shval__seg_bump(seg);
-	*off = eoff;
-	*created = true;
-	return 0;
-}
-
-static int check_create_args(shval_seg *seg, const char *name,
-			     const char *type, unsigned flags, const void *init,
-			     size_t init_len, shval__type **t, bool *owned,
-			     size_t *nlen)
-{
-	if (!seg)
-		return -EINVAL;
-	if (flags & ~SHVAL_MODE_MASK)
-		return shval__failf(seg, -EINVAL, "unknown flag bits 0x%x",
-				    flags & ~SHVAL_MODE_MASK);
-	if (seg->flags & SHVAL_RDONLY)
-		return shval__failf(seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", seg->name);
-	int r = shval__check_name(seg, name, nlen);
-	if (r)
-		return r;
-	char err[256] = "";
-	*t = shval__seg_type_text(seg, type ? type : "(null)", owned, err,
-				  sizeof err, &r);
-	if (!*t)
-		return shval__failf(seg, r, "%s", err);
-	unsigned mode = flags & SHVAL_MODE_MASK;
-	if (mode == SHVAL_ATOMIC) {
-		size_t s = (*t)->size;
-		if ((*t)->kind != SHVAL_KIND_SCALAR ||
-		    !(s == 1 || s == 2 || s == 4 || s == 8)) {
-			r = shval__failf(seg, SHVAL_EMODE,
-					 "value %s: type %s cannot be atomic (only "
-					 "scalars of 1, 2, 4 or 8 bytes)",
-					 name, (*t)->canon);
-			goto fail;
-		}
-	}
-	if (init) {
-		if (init_len != (*t)->size) {
-			r = shval__failf(seg, SHVAL_ESIZE,
-					 "value %s: initial data is %zu bytes, type "
-					 "%s takes %zu",
-					 name, init_len, (*t)->canon, (*t)->size);
-			goto fail;
-		}
-		r = shval__type_check(*t, init, err, sizeof err);
-		if (r) {
-			r = shval__failf(seg, r, "value %s: %s", name, err);
-			goto fail;
-		}
-	}
-	return 0;
-fail:
-	if (*owned)
-		shval__type_free(*t);
-	*t = NULL;
-	return r;
-}
-
-SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
-			   unsigned flags, const void *init, size_t init_len,
-			   shval **out)
-{
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	shval__type *t;
-	size_t nlen;
-	bool owned = false;
-	int r = check_create_args(seg, name, type, flags, init, init_len, &t,
-				  &owned, &nlen);
-	if (r)
-		return r;
-	r = shval__seg_lock(seg);
-	if (r) {
-		if (owned)
-			shval__type_free(t);
-		return r;
-	}
-	uint64_t off;
-	bool created;
-	r = create_locked(seg, name, nlen, t, flags & SHVAL_MODE_MASK, 0, init,
-			  false, &off, &created);
-	shval__seg_unlock(seg);
-	if (owned)
-		shval__type_free(t);
-	if (r)
-		return r;
-	return shval__handle_make(seg, off, out);
-}
-
-static int check_same(shval_seg *seg, shval *v, const char *name,
-		      const shval__type *t, int mode)
-{
-	if (t && strcmp(v->type->canon, t->canon) != 0)
-		return shval__failf(seg, SHVAL_ETYPE,
-				    "value %s has type \"%s\", not \"%s\"", name,
-				    v->type->canon, t->canon);
-	if (mode >= 0 && (unsigned)mode != v->mode)
-		return shval__failf(seg, SHVAL_EMODE,
-				    "value %s exists with another mode", name);
-	return 0;
-}
-
-SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
-			 shval **out)
-{
-	if (!out || !seg)
-		return -EINVAL;
-	*out = NULL;
-	size_t nlen;
-	int r = shval__check_name(seg, name, &nlen);
-	if (r)
-		return r;
-	uint64_t off;
-	r = shval__dir_find(seg, name, nlen, &off);
-	/* A type given in canonical form is compared without parsing it. */
-	shval__entry *e0 = r == 0 ? shval__entry_at(seg, off) : NULL;
-	const char *stored = e0 && e0->kind != SHVAL_KIND_LOCK
-				     ? shval__entry_type(seg, e0, NULL)
-				     : NULL;
-	if (stored && type && strcmp(stored, type) == 0)
-		type = NULL;
-	shval__type *t = NULL;
-	if (type) {
-		char err[256] = "";
-		int r2 = shval__type_parse(type, &t, err, sizeof err);
-		if (r2)
-			return shval__failf(seg, r2, "%s", err);
-	}
-	if (r == SHVAL_ENOTFOUND)
-		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
-				 name);
-	if (r == 0)
-		r = shval__handle_make(seg, off, out);
-	if (r == 0 && (r = check_same(seg, *out, name, t, -1)) != 0) {
-		shval_close(*out);
-		*out = NULL;
-	}
-	shval__type_free(t);
-	return r;
-}
-
-SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
-				   const char *type, unsigned flags,
-				   const void *init, size_t init_len, shval **out,
-				   bool *created)
-{
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (created)
-		*created = false;
-	shval__type *t;
-	size_t nlen;
-	bool owned = false;
-	int r = check_create_args(seg, name, type, flags, init, init_len, &t,
-				  &owned, &nlen);
-	if (r)
-		return r;
-	uint64_t off;
-	bool made = false;
-	r = shval__dir_find(seg, name, nlen, &off);
-	if (r == SHVAL_ENOTFOUND) {
-		r = shval__seg_lock(seg);
-		if (r == 0) {
-			r = create_locked(seg, name, nlen, t,
-					  flags & SHVAL_MODE_MASK, 0, init, true,
-					  &off, &made);
-			shval__seg_unlock(seg);
-		}
-	}
-	if (r == 0)
-		r = shval__handle_make(seg, off, out);
-	if (r == 0 && !made &&
-	    (r = check_same(seg, *out, name, t, (int)(flags & SHVAL_MODE_MASK)))) {
-		shval_close(*out);
-		*out = NULL;
-	}
-	if (r == 0 && created)
-		*created = made;
-	if (owned)
-		shval__type_free(t);
-	return r;
-}
-
-SHVAL_API int shval_remove(shval_seg *seg, const char *name)
-{
-	if (!seg)
-		return -EINVAL;
-	size_t nlen;
-	int r = shval__check_name(seg, name, &nlen);
-	if (r)
-		return r;
-	/* Take the value's lock first (before the segment lock: a section may
-	 * create values, which takes the segment lock), so that nobody is
-	 * mid-section in the block we remove.  Bounded: after a second we go
-	 * on without it (a section that long finishes in the block while it
-	 * waits in limbo), which also rules out deadlocks between sections
-	 * that remove each other's values. */
-	shval *held = NULL;
-	uint64_t off;
-	if (!(seg->flags & SHVAL_RDONLY) &&
-	    shval__dir_find(seg, name, nlen, &off) == 0 &&
-	    shval__handle_make(seg, off, &held) == 0) {
-		int lr = held->lk ? shval_timedlock(held, SHVAL_SEC) : -1;
-		if (lr != 0 && lr != SHVAL_EOWNERDEAD) {
-			shval_close(held);
-			held = NULL;
-		}
-	}
-	r = shval__seg_lock(seg);
-	if (r) {
-		if (held) {
-			shval_unlock(held);
-			shval_close(held);
-		}
-		return r;
-	}
-	r = shval__dir_find(seg, name, nlen, &off);
-	if (r == 0) {
-		shval__entry *e = shval__at(seg, off);
-		uint64_t end = off + (uint64_t)e->nlines * SHVAL__LINE;
-		shval__lockblk *lk = NULL;
-		if (e->lock_off && e->lock_off % 8 == 0 &&
-		    shval__in(seg, e->lock_off, sizeof(shval__lockblk)))
-			lk = shval__at(seg, e->lock_off);
-		if (e->kind == SHVAL_KIND_LOCK && lk && lk->users) {
-			shval__seg_unlock(seg);
-			if (held) {
-				shval_unlock(held);
-				shval_close(held);
-			}
-			return shval__failf(seg, SHVAL_EMISUSE,
-					    "segment %s: lock %s still guards %llu "
-					    "value(s); remove them first",
-					    seg->name, name,
-					    (unsigned long long)lk->users);
-		}
-		if (e->kind != SHVAL_KIND_LOCK && lk &&
-		    (e->lock_off < off || e->lock_off >= end) && lk->users)
-			lk->users--; /* a value guarded by a shared lock */
-		/* release: a handle that sees REMOVED sees it for good. */
-		atomic_store_explicit(&e->state, SHVAL__ST_REMOVED,
-				      memory_order_release);
-		shval__dir_remove(seg, off, shval__hash(name, nlen));
-		shval__limbo(seg, off);
-		shval__seg_bump(seg);
-		/* Wake anyone waiting on the removed value (limbo moved its
-		 * version): they get SHVAL_ESTALE. */
-		shval__futex_wake(&e->version);
-	} else if (r == SHVAL_ENOTFOUND) {
-		r = shval__failf(seg, r, "segment %s: no value named %s", seg->name,
-				 name);
-	}
-	shval__seg_unlock(seg);
-	if (held) {
-		/* Release the lock of the removed block: its waiters wake, see
-		 * the value gone (shval__check after locking) and let go. */
-		shval_unlock(held);
-		shval_close(held);
-	}
-	return r;
+	h->nvalues = live;
+	h->ntomb = tomb;
 }
 
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
@@ -874,47 +516,42 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 	/* Lock-free, as a lookup: a table that moved under us is read again
 	 * (tag-dirseq), from the same cursor; damage is reported only in a
 	 * table that did not move, for a slot that still holds it. */
+	struct dir_view d;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		dir_backoff(attempt);
-		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
-		uint64_t cap;
-		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots) {
-			if (dir_moved(h, seq, toff))
-				continue;
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: directory table at offset "
-					    "%llu is damaged",
-					    seg->name, (unsigned long long)toff);
-		}
+		int vr = dir_view(seg, attempt, &d);
+		if (vr)
+			return vr;
 		uint64_t i;
 		const char *bad = NULL;
 		uint64_t bad_off = 0;
-		for (i = *cursor; i < cap; i++) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		for (i = *cursor; i < d.cap; i++) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
 			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
 			shval__entry *e = shval__entry_at(seg, eoff);
-			uint8_t st = e ? atomic_load_explicit(&e->state,
-							      memory_order_acquire)
-				       : SHVAL__ST_FREE;
-			bool want = e && st == SHVAL__ST_LIVE &&
-				    (!plen || (e->name_len >= plen &&
-					       memcmp(e->name, prefix, plen) == 0));
+			uint8_t st =
+				e ? atomic_load_explicit(&e->state,
+							 memory_order_acquire)
+				  : SHVAL__ST_FREE;
+			bool want =
+				e && st == SHVAL__ST_LIVE &&
+				(!plen || (e->name_len >= plen &&
+					   memcmp(e->name, prefix, plen) == 0));
 			if (!e)
 				bad = "a damaged entry";
-			else if (st != SHVAL__ST_LIVE && st != SHVAL__ST_REMOVED)
+			else if (st != SHVAL__ST_LIVE &&
+				 st != SHVAL__ST_REMOVED)
 				bad = "a block that is not an entry";
 			else if (st == SHVAL__ST_LIVE && !slot_matches(s, e))
 				bad = "an entry of another name";
 			else if (want && shval__fill_info(seg, e, info) != 0)
 				bad = "an entry whose type record is damaged";
-			else if (want && (info->kind != e->kind ||
-					  e->data_rel + info->size >
-						  (uint64_t)e->nlines * SHVAL__LINE))
+			else if (want &&
+				 (info->kind != e->kind ||
+				  e->data_rel + info->size >
+					  (uint64_t)e->nlines * SHVAL__LINE))
 				bad = "an entry whose type does not fit it";
 			else if (want && (info->flags & SHVAL_INFO_PARTIAL) &&
 				 (info->mode > SHVAL_LOCK ||
@@ -927,8 +564,9 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 				 * removal (and reuse); one that still holds
 				 * the same is damage (unless the table moved:
 				 * checked below). */
-				if (atomic_load_explicit(&slots[i],
-							 memory_order_acquire) != s) {
+				if (atomic_load_explicit(
+					    &d.slots[i],
+					    memory_order_acquire) != s) {
 					bad = NULL;
 					continue;
 				}
@@ -942,19 +580,20 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 		/* A hit may come from a reused block, the end may hide values
 		 * moved to the new table, damage may be the reuse: all three
 		 * only if the table moved. */
-		if (dir_moved(h, seq, toff))
+		if (dir_moved(h, d.seq, d.toff))
 			continue;
 		if (bad)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: directory slot %llu points "
-					    "to %s (offset %llu)",
-					    seg->name, (unsigned long long)i, bad,
-					    (unsigned long long)bad_off);
-		if (i < cap) {
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: directory slot %llu points "
+				"to %s (offset %llu)",
+				seg->name, (unsigned long long)i, bad,
+				(unsigned long long)bad_off);
+		if (i < d.cap) {
 			*cursor = i + 1;
 			return 0;
 		}
-		*cursor = cap;
+		*cursor = d.cap;
 		return SHVAL_ENOTFOUND;
 	}
 	return shval__failf(seg, -EAGAIN,
@@ -963,98 +602,23 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 			    seg->name, DIR_TRIES);
 }
 
-SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
-				unsigned flags, shval **out)
-{
-	if (!out || !seg)
-		return -EINVAL;
-	*out = NULL;
-	unsigned mode = flags & SHVAL_MODE_MASK;
-	if ((flags & ~SHVAL_MODE_MASK) || (mode != SHVAL_RLOCK && mode != SHVAL_LOCK))
-		return shval__failf(seg, -EINVAL,
-				    "shval_lock_create takes SHVAL_RLOCK or SHVAL_LOCK");
-	if (seg->flags & SHVAL_RDONLY)
-		return shval__failf(seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", seg->name);
-	size_t nlen;
-	int r = shval__check_name(seg, name, &nlen);
-	if (r)
-		return r;
-	if ((r = shval__seg_lock(seg)) != 0)
-		return r;
-	uint64_t off;
-	bool created;
-	r = create_locked(seg, name, nlen, NULL, mode, 0, NULL, false, &off,
-			  &created);
-	shval__seg_unlock(seg);
-	if (r)
-		return r;
-	return shval__handle_make(seg, off, out);
-}
-
-SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
-				   const char *type, shval *lock,
-				   const void *init, size_t init_len, shval **out)
-{
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!lock || !seg)
-		return -EINVAL;
-	if (lock->seg != seg || lock->kind != SHVAL_KIND_LOCK)
-		return shval__failf(seg, SHVAL_EMISUSE,
-				    "the lock given is not a lock entry of "
-				    "segment %s",
-				    seg->name);
-	shval__type *t;
-	size_t nlen;
-	bool owned = false;
-	int r = check_create_args(seg, name, type, lock->mode, init, init_len,
-				  &t, &owned, &nlen);
-	if (r)
-		return r;
-	if ((r = shval__seg_lock(seg)) != 0) {
-		if (owned)
-			shval__type_free(t);
-		return r;
-	}
-	uint64_t off;
-	bool created;
-	r = shval__check(lock);
-	if (r == 0)
-		r = create_locked(seg, name, nlen, t, lock->mode,
-				  lock->e->lock_off, init, false, &off, &created);
-	shval__seg_unlock(seg);
-	if (owned)
-		shval__type_free(t);
-	if (r)
-		return r;
-	return shval__handle_make(seg, off, out);
-}
-
 /* Calls fn on every entry in the directory, lock-free.  If the table moved
  * during the walk, the new table is walked too, so fn sees every entry that
  * was in the directory throughout, some perhaps twice: fn must be
  * idempotent (lock.c's recovery is: a rolled-back entry is no longer
  * WRITING).  -EAGAIN if the table kept moving. */
-int shval__dir_foreach(shval_seg *seg, int (*fn)(shval_seg *, shval__entry *,
-						  void *),
+int shval__dir_foreach(shval_seg *seg,
+		       int (*fn)(shval_seg *, shval__entry *, void *),
 		       void *arg)
 {
 	shval__hdr *h = seg->hdr;
+	struct dir_view d;
 	for (int attempt = 0; attempt < DIR_TRIES; attempt++) {
-		dir_backoff(attempt);
-		uint64_t seq = atomic_load_explicit(&h->dir_seq, memory_order_acquire);
-		uint64_t toff = atomic_load_explicit(&h->table_off, memory_order_acquire);
-		uint64_t cap;
-		_Atomic uint64_t *slots = shval__table_at(seg, toff, &cap);
-		if (!slots) {
-			if (dir_moved(h, seq, toff))
-				continue;
-			return SHVAL_ECORRUPT;
-		}
-		for (uint64_t i = 0; i < cap; i++) {
-			uint64_t s = atomic_load_explicit(&slots[i],
+		int vr = dir_view(seg, attempt, &d);
+		if (vr)
+			return vr;
+		for (uint64_t i = 0; i < d.cap; i++) {
+			uint64_t s = atomic_load_explicit(&d.slots[i],
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
@@ -1066,7 +630,7 @@ int shval__dir_foreach(shval_seg *seg, int (*fn)(shval_seg *, shval__entry *,
 			if (r)
 				return r;
 		}
-		if (!dir_moved(h, seq, toff))
+		if (!dir_moved(h, d.seq, d.toff))
 			return 0;
 	}
 	return -EAGAIN;

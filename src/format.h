@@ -141,7 +141,7 @@
 #include <stdint.h>
 
 #define SHVAL__LINE 64u
-#define SHVAL__MAGIC 0x0147534c41564853ull      /* "SHVALSG\1" little-endian */
+#define SHVAL__MAGIC 0x0147534c41564853ull /* "SHVALSG\1" little-endian */
 #define SHVAL__MAGIC_SWAPPED 0x5348564c53474701ull
 #define SHVAL__FORMAT_MAJOR 2
 #define SHVAL__FORMAT_MINOR 0
@@ -149,9 +149,9 @@
 #define SHVAL__INIT_CREATING 0u
 #define SHVAL__INIT_READY 1u
 
-#define SHVAL__ATTACH_CAP 256u   /* attach table slots */
-#define SHVAL__NCLASS 64u        /* free lists: [1..63] exact, [0] bigger */
-#define SHVAL__UNDO_MAX 65536u   /* values up to this size get an undo copy */
+#define SHVAL__ATTACH_CAP 256u /* attach table slots */
+#define SHVAL__NCLASS 64u      /* free lists: [1..63] exact, [0] bigger */
+#define SHVAL__UNDO_MAX 65536u /* values up to this size get an undo copy */
 #define SHVAL__LIMBO_NS 1000000000ull /* removed blocks wait 1 s before reuse */
 #define SHVAL__MAX_SIZE_LIMIT (1ull << 38) /* 256 GiB: line numbers fit u32 */
 
@@ -222,9 +222,9 @@
   5120        end
 */
 typedef struct shval__attach {
-	_Atomic uint32_t pid;     /* 0 = free */
+	_Atomic uint32_t pid; /* 0 = free */
 	uint32_t pad;
-	uint64_t start_time;      /* /proc/PID/stat starttime: detects pid reuse */
+	uint64_t start_time; /* /proc/PID/stat starttime: detects pid reuse */
 } shval__attach;
 
 typedef struct shval__hdr {
@@ -458,8 +458,7 @@ static inline uint64_t shval__table_lines(uint64_t cap)
 /* Layout signature: everything a mismatched build could disagree on. */
 #define SHVAL__LAYOUT_SIG                                                   \
 	(((uint64_t)sizeof(pthread_mutex_t) << 56) |                        \
-	 ((uint64_t)sizeof(void *) << 48) |                                 \
-	 ((uint64_t)SHVAL__LINE << 40) |                                    \
+	 ((uint64_t)sizeof(void *) << 48) | ((uint64_t)SHVAL__LINE << 40) | \
 	 ((uint64_t)sizeof(shval__entry) << 32) |                           \
 	 ((uint64_t)sizeof(shval__lockblk) << 24) |                         \
 	 ((uint64_t)(sizeof(shval__hdr) / 64) << 8) |                       \

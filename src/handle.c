@@ -29,7 +29,8 @@ static int lock_handle_make(shval_seg *seg, uint64_t off, shval__entry *e,
 {
 	uint64_t lo = e->lock_off;
 	if (e->mode > 1 || lo != off + e->data_rel || lo % 8 ||
-	    e->data_rel + sizeof(shval__lockblk) > (uint64_t)e->nlines * SHVAL__LINE)
+	    e->data_rel + sizeof(shval__lockblk) >
+		    (uint64_t)e->nlines * SHVAL__LINE)
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: lock entry %.*s is damaged",
 				    seg->name, (int)e->name_len, e->name);
@@ -95,28 +96,33 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 	*out = NULL;
 	shval__entry *e = shval__entry_at(seg, off);
 	if (!e)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: entry at offset %llu is damaged",
-				    seg->name, (unsigned long long)off);
-	uint64_t serial = atomic_load_explicit(&e->serial, memory_order_acquire);
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: entry at offset %llu is damaged",
+			seg->name, (unsigned long long)off);
+	uint64_t serial =
+		atomic_load_explicit(&e->serial, memory_order_acquire);
 	if (e->kind == SHVAL_KIND_LOCK)
 		return lock_handle_make(seg, off, e, serial, out);
 	uint64_t tsize;
 	const char *canon = shval__entry_type(seg, e, &tsize);
 	if (!canon)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: value %.*s: type record damaged",
-				    seg->name, (int)e->name_len, e->name);
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: value %.*s: type record damaged",
+			seg->name, (int)e->name_len, e->name);
 	shval *v = calloc(1, sizeof *v);
 	if (!v)
 		return shval__failf(seg, -ENOMEM, "out of memory");
-	char err[256];
-	v->type = shval__seg_type(seg, e->type_line, canon, err, sizeof err);
+	shval__err err = { "" };
+	v->type = shval__seg_type(seg, e->type_line, canon, err.msg,
+				  sizeof err.msg);
 	if (!v->type) {
 		free(v);
 		return shval__failf(seg, SHVAL_ECORRUPT,
 				    "segment %s: value %.*s: stored type: %s",
-				    seg->name, (int)e->name_len, e->name, err);
+				    seg->name, (int)e->name_len, e->name,
+				    err.msg);
 	}
 	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
 	unsigned mode = (unsigned)e->mode << 8;
@@ -135,9 +141,9 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 		bad = "unknown mode";
 	else if (e->data_rel + v->size > bytes || e->data_rel % v->type->align)
 		bad = "data outside its block";
-	else if (mode == SHVAL_ATOMIC &&
-		 (v->kind != SHVAL_KIND_SCALAR ||
-		  !(v->size == 1 || v->size == 2 || v->size == 4 || v->size == 8)))
+	else if (mode == SHVAL_ATOMIC && (v->kind != SHVAL_KIND_SCALAR ||
+					  !(v->size == 1 || v->size == 2 ||
+					    v->size == 4 || v->size == 8)))
 		bad = "atomic mode on a type that cannot be atomic";
 	if (!bad && (mode == SHVAL_RLOCK || mode == SHVAL_LOCK)) {
 		uint64_t lo = e->lock_off;
@@ -146,7 +152,8 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 			bad = "lock outside the segment";
 		else
 			v->lk = shval__at(seg, lo);
-		v->own_lock = lo >= off && lo + sizeof(shval__lockblk) <= off + bytes;
+		v->own_lock =
+			lo >= off && lo + sizeof(shval__lockblk) <= off + bytes;
 		uint64_t undo_rel = shval__undo_rel(e->data_rel, v->size);
 		if (!bad && v->size <= SHVAL__UNDO_MAX) {
 			if (undo_rel + v->size > bytes)
@@ -157,8 +164,9 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 	}
 	if (bad) {
 		free(v);
-		return shval__failf(seg, SHVAL_ECORRUPT, "segment %s: value %.*s: %s",
-				    seg->name, (int)e->name_len, e->name, bad);
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: value %.*s: %s", seg->name,
+				    (int)e->name_len, e->name, bad);
 	}
 	v->needs_check = strpbrk(canon, "?s") != NULL;
 	v->fast_sec = v->own_lock && !(seg->flags & SHVAL_RDONLY);
@@ -205,15 +213,17 @@ int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info)
 	const char *canon = shval__entry_type(seg, e, &size);
 	if (!canon)
 		return SHVAL_ECORRUPT;
-	char err[64];
-	shval__type *t = shval__seg_type(seg, e->type_line, canon, err, sizeof err);
+	shval__err err = { "" };
+	shval__type *t = shval__seg_type(seg, e->type_line, canon, err.msg,
+					 sizeof err.msg);
 	if (!t)
 		return SHVAL_ECORRUPT;
 	snprintf(info->type, sizeof info->type, "%s", t->canon);
 	info->mode = (unsigned)e->mode << 8;
 	info->kind = t->kind;
 	info->size = t->size;
-	info->count = t->kind == SHVAL_KIND_STRUCT ? t->nfields : t->fields[0].count;
+	info->count =
+		t->kind == SHVAL_KIND_STRUCT ? t->nfields : t->fields[0].count;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_acquire);
 	info->version = ver & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 	if (info->mode == SHVAL_ATOMIC && t->size <= 8 &&
@@ -225,7 +235,8 @@ int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info)
 	info->flags = (e->flags & SHVAL__EF_PARTIAL) ? SHVAL_INFO_PARTIAL : 0;
 	/* only locked values without an undo copy can be left partly
 	 * updated: the flag on any other is damage */
-	if (info->flags && (info->mode > SHVAL_LOCK || info->size <= SHVAL__UNDO_MAX))
+	if (info->flags &&
+	    (info->mode > SHVAL_LOCK || info->size <= SHVAL__UNDO_MAX))
 		return SHVAL_ECORRUPT;
 	return 0;
 }
@@ -261,4 +272,3 @@ SHVAL_API int shval_new(const char *type, unsigned flags, const void *init,
 		 atomic_fetch_add(&counter, 1) + 1);
 	return shval_create(seg, name, type, flags, init, init_len, out);
 }
-

@@ -1,6 +1,8 @@
 /*
  * src/internal.h — process-local structures and cross-file internals
- * (shval__ prefix).  Not API.
+ * (shval__ prefix).  Not API.  Declarations are grouped by the file that
+ * defines them (src/README.md is the map); a function used by one file
+ * only is static there (the build's -Wmissing-prototypes keeps this so).
  */
 #ifndef SHVAL_INTERNAL_H
 #define SHVAL_INTERNAL_H
@@ -15,23 +17,29 @@
 #include "format.h"
 #include "type.h"
 
-#define SHVAL__KIND_ANON 0
-#define SHVAL__KIND_SHM 1
-#define SHVAL__KIND_FILE 2
+/* What a segment handle is backed by (struct shval_seg.kind). */
+#define SHVAL__SEG_ANON 0 /* a memfd, no name */
+#define SHVAL__SEG_SHM 1  /* /dev/shm/NAME */
+#define SHVAL__SEG_FILE 2 /* file:PATH */
+
+/* Room for a segment's name or path, and for any path built from one
+ * (the directory, a temporary name beside it): a path is shorter than
+ * PATH_MAX, and "file:" or "/.shvaltmp.PID.TIME" fit in the rest. */
+#define SHVAL__PATH_MAX (4096 + 64)
 
 /* A process-local segment handle.  Reference counted: the user's reference
  * plus one per value handle, so closing in any order is safe (the binding
  * closes from GC).  The mapping is released with the last reference. */
 struct shval_seg {
 	int fd;
-	unsigned char *base;        /* mapping of map_len bytes */
-	uint64_t map_len;           /* = header max_size */
-	_Atomic uint64_t valid;     /* bytes known backed (fstat), <= map_len */
+	unsigned char *base;    /* mapping of map_len bytes */
+	uint64_t map_len;       /* = header max_size */
+	_Atomic uint64_t valid; /* bytes known backed (fstat), <= map_len */
 	shval__hdr *hdr;
 	unsigned flags;             /* open flags */
-	int kind;                   /* SHVAL__KIND_* */
-	char name[4096 + 8];        /* as given ("/x", "file:p"), "" anon */
-	char path[4096 + 8];        /* file path, "" for anon */
+	int kind;                   /* SHVAL__SEG_* */
+	char name[SHVAL__PATH_MAX]; /* as given ("/x", "file:p"), "" anon */
+	char path[SHVAL__PATH_MAX]; /* file path, "" for anon */
 	dev_t dev;                  /* the segment file's identity (fstat): */
 	ino_t ino;                  /*   /proc/PID/maps tells who maps it */
 	uint64_t fid;               /* dev and ino in one word: keys a thread's
@@ -45,9 +53,9 @@ struct shval_seg {
 	 * that finding a value does not parse its type again.  Entries live
 	 * until the segment handle goes; guarded by type_lock. */
 	pthread_mutex_t type_lock;
-	struct shval__tcache *_Atomic types[64];  /* by record line */
-	struct shval__tcache *_Atomic texts[64];  /* by type text given */
-	unsigned ntexts;                          /* under type_lock */
+	struct shval__tcache *_Atomic types[64]; /* by record line */
+	struct shval__tcache *_Atomic texts[64]; /* by type text given */
+	unsigned ntexts;                         /* under type_lock */
 };
 
 /* A cache entry; immutable once published (release store of the bucket
@@ -56,7 +64,7 @@ struct shval_seg {
 struct shval__tcache {
 	uint32_t line;
 	shval__type *type;
-	char *text;                 /* texts[] only: the string as given */
+	char *text; /* texts[] only: the string as given */
 	struct shval__tcache *next;
 };
 
@@ -65,23 +73,23 @@ struct shval__tcache {
 struct shval {
 	struct shval__fast fast;
 	shval_seg *seg;
-	uint64_t off;               /* entry offset */
+	uint64_t off; /* entry offset */
 	uint64_t serial;
 	shval__entry *e;
 	unsigned char *data;
-	unsigned char *undo;        /* NULL if none */
-	shval__lockblk *lk;         /* NULL for raw / atomic */
-	shval__type *type;          /* owned by seg's type cache, except
+	unsigned char *undo; /* NULL if none */
+	shval__lockblk *lk;  /* NULL for raw / atomic */
+	shval__type *type;   /* owned by seg's type cache, except
 	                               for lock handles (type_owned) */
 	bool type_owned;
-	bool needs_check;           /* type has bool or string bytes */
-	bool int64;                 /* an 8-byte integer scalar (q l n Q L N) */
-	bool fast_add;              /* int64, atomic, writable */
-	bool own_lock;              /* lk is in the value's own entry */
-	bool fast_sec;              /* own lock, writable: section.h's fast
+	bool needs_check; /* type has bool or string bytes */
+	bool int64;       /* an 8-byte integer scalar (q l n Q L N) */
+	bool fast_add;    /* int64, atomic, writable */
+	bool own_lock;    /* lk is in the value's own entry */
+	bool fast_sec;    /* own lock, writable: section.h's fast
 	                               path applies */
-	unsigned mode;              /* SHVAL_RLOCK .. SHVAL_ATOMIC */
-	unsigned kind;              /* SHVAL_KIND_* */
+	unsigned mode;    /* SHVAL_RLOCK .. SHVAL_ATOMIC */
+	unsigned kind;    /* SHVAL_KIND_* */
 	size_t size;
 };
 
@@ -92,7 +100,7 @@ int shval__failf(const shval_seg *seg, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void shval__clear_err(const shval_seg *seg);
 
-/* ---- seg.c ---- */
+/* ---- seg.c (segments: open, create, map, close; the segment lock) ---- */
 /* Is [off, off+len) inside the backed part of the segment?  Refreshes the
  * known size with fstat when needed. */
 bool shval__in_slow(shval_seg *seg, uint64_t off, uint64_t len);
@@ -109,11 +117,75 @@ static inline void *shval__at(shval_seg *seg, uint64_t off)
 {
 	return seg->base + off;
 }
-int shval__seg_lock(shval_seg *seg);   /* 0 or -errno; recovers owner death */
+int shval__seg_lock(shval_seg *seg); /* 0 or -errno; recovers owner death */
 void shval__seg_unlock(shval_seg *seg);
-/* Re-count entries, finish interrupted removals; under the segment lock. */
-void shval__seg_recount(shval_seg *seg);
 void shval__seg_ref(shval_seg *seg);
+void shval__seg_unref(shval_seg *seg);
+/* Bump the segment-wide version, waking waiters if any (creates,
+ * removes). */
+void shval__seg_bump(shval_seg *seg);
+/* After a value change: bump only if a watcher announced itself. */
+void shval__seg_notify(shval_seg *seg);
+uint64_t shval__now_ns(void); /* CLOCK_MONOTONIC */
+
+/* ---- attach.c (attach table, open-segment list for fork) ---- */
+/* Claim a free attach slot for this process (lock-free); -1 if full. */
+int shval__attach_claim(shval_seg *seg);
+/* A temporary segment whose processes all died (frees their slots)?
+ * Under the segment lock. */
+bool shval__temp_orphaned(shval_seg *seg);
+/* Slots in use, and how many of them belong to live processes. */
+void shval__attach_count(shval_seg *seg, unsigned *attached, unsigned *alive);
+/* The process's open segments, which a forked child re-attaches. */
+void shval__open_list_add(shval_seg *seg);
+void shval__open_list_del(shval_seg *seg);
+
+/* ---- proc.c (other processes, from /proc; doubt counts as alive) ---- */
+uint64_t shval__proc_start_time(pid_t pid); /* 0 if unknown */
+/* Is pid the live process that started at start_time (0: unknown)? */
+bool shval__proc_alive(pid_t pid, uint64_t start_time);
+/* The process of thread tid: > 0, 0 when unknown, -1 if gone/zombie. */
+pid_t shval__tid_process(pid_t tid);
+/* Does process pid map the file dev/ino?  true when it cannot be told. */
+bool shval__proc_maps(pid_t pid, dev_t dev, ino_t ino);
+
+/* ---- alloc.c (callers hold the segment lock) ---- */
+int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off);
+void shval__free(shval_seg *seg, uint64_t off, uint64_t nlines);
+/* Put a removed entry's block in limbo (reused after SHVAL__LIMBO_NS). */
+void shval__limbo(shval_seg *seg, uint64_t off);
+
+/* ---- dir.c (the name directory) ---- */
+uint64_t shval__hash(const char *name, size_t len);
+/* Lock-free lookup; *off = entry offset.  0 or SHVAL_ENOTFOUND. */
+int shval__dir_find(shval_seg *seg, const char *name, size_t len,
+		    uint64_t *off);
+/* Under the segment lock: insert/remove the slot of an entry. */
+int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash);
+int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash);
+/* Re-count entries, finish interrupted removals; under the segment lock. */
+void shval__dir_recount(shval_seg *seg);
+/* The layout rule of an entry's first bytes: returns its lock block's
+ * offset in the entry, *data_rel the data's. */
+uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
+			     uint64_t *data_rel);
+/* Validate the entry at off (bounds, layout, header sanity); NULL if
+ * damaged. */
+shval__entry *shval__entry_at(shval_seg *seg, uint64_t off);
+/* Call fn on every entry in the directory (stops at a nonzero return). */
+int shval__dir_foreach(shval_seg *seg,
+		       int (*fn)(shval_seg *, shval__entry *, void *),
+		       void *arg);
+/* The directory table at toff, validated (cap a power of two, 16..2^32,
+ * inside the file); NULL if damaged. */
+_Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
+
+/* ---- typerec.c (type records in the segment, parsed-type cache) ---- */
+/* Intern a type record; under the segment lock. */
+int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line);
+/* The canonical type string of an entry, validated; NULL if damaged. */
+const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
+			      uint64_t *size);
 /* The parsed type of the record at line whose text is canon (cached per
  * segment); NULL and a message in err if it does not parse. */
 shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
@@ -123,48 +195,18 @@ shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
  * cached).  NULL on error, with *code and a message in err. */
 shval__type *shval__seg_type_text(shval_seg *seg, const char *text, bool *owned,
 				  char *err, size_t errcap, int *code);
-void shval__seg_unref(shval_seg *seg);
-/* Bump the segment-wide version, waking waiters if any (creates,
- * removes). */
-void shval__seg_bump(shval_seg *seg);
-/* After a value change: bump only if a watcher announced itself. */
-void shval__seg_notify(shval_seg *seg);
-uint64_t shval__now_ns(void);           /* CLOCK_MONOTONIC */
+void shval__tcache_free(shval_seg *seg); /* with the segment handle */
 
-/* ---- alloc.c (callers hold the segment lock) ---- */
-int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off);
-void shval__free(shval_seg *seg, uint64_t off, uint64_t nlines);
-/* Put a removed entry's block in limbo (reused after SHVAL__LIMBO_NS). */
-void shval__limbo(shval_seg *seg, uint64_t off);
-
-/* ---- dir.c ---- */
-uint64_t shval__hash(const char *name, size_t len);
-int shval__check_name(shval_seg *seg, const char *name, size_t *len);
-/* Lock-free lookup; *off = entry offset.  0 or SHVAL_ENOTFOUND. */
-int shval__dir_find(shval_seg *seg, const char *name, size_t len,
-                    uint64_t *off);
-/* Under the segment lock: insert/remove the slot of an entry. */
-int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash);
-int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash);
-/* Validate the entry at off (bounds, header sanity); NULL if damaged. */
-shval__entry *shval__entry_at(shval_seg *seg, uint64_t off);
-/* Call fn on every entry in the directory (stops at a nonzero return). */
-int shval__dir_foreach(shval_seg *seg,
-		       int (*fn)(shval_seg *, shval__entry *, void *), void *arg);
+/* ---- handle.c (value handles) ---- */
 int shval__handle_make(shval_seg *seg, uint64_t off, shval **out);
-/* Intern a type record; under the segment lock. */
-int shval__type_intern(shval_seg *seg, const shval__type *t, uint32_t *line);
-/* The canonical type string of an entry, validated; NULL if damaged. */
-const char *shval__entry_type(shval_seg *seg, const shval__entry *e,
-                              uint64_t *size);
+int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
 
-/* ---- lock.c ---- */
-#define SHVAL__BLOCK 0ull   /* deadlines of shval__mutex_acquire */
+/* ---- lock.c (robust locks; inline half in section.h) ---- */
+#define SHVAL__BLOCK 0ull /* deadlines of shval__mutex_acquire */
 #define SHVAL__TRY 1ull
+extern _Atomic unsigned shval__fork_gen; /* moved by a fork (attach.c) */
 int shval__lockblk_init(shval__lockblk *lk);
-int shval__mutex_init(pthread_mutex_t *m);   /* robust, pshared; -errno */
-/* Is the mutex's kind word the one every shval lock has? */
-bool shval__mutex_kind_ok(pthread_mutex_t *m);
+int shval__mutex_init(pthread_mutex_t *m); /* robust, pshared; -errno */
 /* Kind word damaged, or the lock marked not recoverable? */
 bool shval__mutex_damaged(pthread_mutex_t *m);
 unsigned shval__mutex_kind(pthread_mutex_t *m); /* for messages */
@@ -181,9 +223,8 @@ bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid);
 void shval__order_seg(int delta);
 /* Re-initialise a damaged lock nobody live holds (repair); true if done. */
 bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
-/* A library call's change to a value: section.h. */
-bool shval__lock_held(shval *v);        /* by this thread (held list) */
-int shval__stale(shval *v);             /* SHVAL_ESTALE, with its message */
+bool shval__lock_held(shval *v); /* by this thread (held list) */
+int shval__stale(shval *v);      /* SHVAL_ESTALE, with its message */
 /* 0, or SHVAL_ESTALE if the handle's value was removed.  acquire: pairs
  * with the release store of REMOVED in shval_remove. */
 static inline int shval__check(shval *v)
@@ -191,33 +232,28 @@ static inline int shval__check(shval *v)
 	if (__builtin_expect(
 		    atomic_load_explicit(&v->e->serial, memory_order_relaxed) !=
 				    v->serial ||
-			    atomic_load_explicit(&v->e->state, memory_order_acquire) !=
+			    atomic_load_explicit(&v->e->state,
+						 memory_order_acquire) !=
 				    SHVAL__ST_LIVE,
 		    0))
 		return shval__stale(v);
 	return 0;
 }
-pid_t shval__my_tid(void);              /* cached gettid() */
-/* The directory table at toff, validated (cap a power of two, 16..2^32,
- * inside the file); NULL if damaged. */
-_Atomic uint64_t *shval__table_at(shval_seg *seg, uint64_t toff, uint64_t *cap);
 
-/* ---- value.c (used by scalar.c) ---- */
+/* ---- value.c (consistent reads, whole values; used by scalar.c) ---- */
 /* Copy n bytes at offset off of the value's committed state into buf. */
 int shval__read_consistent(shval *v, size_t off, size_t n, void *buf);
 /* Replace bytes [off, off+n) of the value with src, as one change; full:
  * the whole value (clears the PARTIAL flag). */
 int shval__write_range(shval *v, size_t off, size_t n, const void *src,
 		       bool full);
-int shval__writable(shval *v);          /* 0, SHVAL_ESTALE, SHVAL_ERDONLY */
-int shval__not_lock(shval *v);          /* 0, SHVAL_EMODE for a lock handle */
-
-/* ---- handle.c ---- */
-int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
+/* 0 if the value may be changed through v; SHVAL_ESTALE, SHVAL_ERDONLY
+ * (with the message) if not. */
+int shval__check_writable(shval *v);
 
 /* ---- wait.c ---- */
 int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
-                      int64_t deadline_ns);
+		      int64_t deadline_ns);
 void shval__futex_wake(_Atomic uint64_t *word);
 /* Move the segment version (event count) by add; if a watcher flagged
  * itself, clear the flag and wake the sleepers. */
@@ -225,8 +261,10 @@ void shval__version_bump(_Atomic uint64_t *word, uint64_t add);
 /* A lock holder committed e (version stored) and unlocked: wake e's
  * waiters and the segment's watchers, if any (tag-waiters). */
 void shval__wake_after_commit(shval_seg *seg, shval__entry *e);
-/* An unlocked change of e was made: raw values move their version;
- * atomic values (whose data is the version) move it only for waiters. */
-void shval__wake_after_change(shval_seg *seg, shval__entry *e, bool raw);
+/* An unlocked change of e was made.  bump_version: move e's version word
+ * (raw values, and shval_touch of an atomic value); otherwise the data
+ * word is the version (atomic values) and only its waiters are woken. */
+void shval__wake_after_change(shval_seg *seg, shval__entry *e,
+			      bool bump_version);
 
 #endif

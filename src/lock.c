@@ -12,7 +12,7 @@
  *   2. Two value locks may be held at once only when the caller nests user
  *      sections (shval_lock(a); shval_lock(b)): the library itself never
  *      takes a second value lock inside a section.
- *   3. The process-local locks (seg.c's open_lock, a segment's type_lock)
+ *   3. The process-local locks (attach.c's open_lock, a segment's type_lock)
  *      are leaves: nothing is taken while holding them.
  *
  * OWNERSHIP
@@ -131,9 +131,16 @@ int shval__mutex_init(pthread_mutex_t *m)
 	return -mutex_attr_init(m);
 }
 
+/* Is the mutex's kind word the one every shval lock has? */
+static bool mutex_kind_ok(pthread_mutex_t *m)
+{
+	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) ==
+	       shval__lock_kind;
+}
+
 bool shval__mutex_damaged(pthread_mutex_t *m)
 {
-	return !shval__mutex_kind_ok(m) ||
+	return !mutex_kind_ok(m) ||
 	       __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) ==
 		       0x7fffffff; /* PTHREAD_MUTEX_NOTRECOVERABLE */
 }
@@ -141,11 +148,6 @@ bool shval__mutex_damaged(pthread_mutex_t *m)
 unsigned shval__mutex_kind(pthread_mutex_t *m)
 {
 	return (unsigned)__atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED);
-}
-
-bool shval__mutex_kind_ok(pthread_mutex_t *m)
-{
-	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;
 }
 
 uint32_t shval__mutex_owner(pthread_mutex_t *m)
@@ -163,9 +165,9 @@ uint32_t shval__mutex_owner(pthread_mutex_t *m)
  * the build uses TLS descriptors (-mtls-dialect=gnu2), which make the
  * access cheap without that model. */
 struct held {
-	uint64_t fid;           /* segment file identity (shval_seg.fid) */
-	uint64_t off;           /* the lock block's offset in the segment */
-	unsigned depth;         /* sections open on it by this thread */
+	uint64_t fid;   /* segment file identity (shval_seg.fid) */
+	uint64_t off;   /* the lock block's offset in the segment */
+	unsigned depth; /* sections open on it by this thread */
 };
 struct dirty {
 	shval__lockblk *lk;
@@ -173,7 +175,7 @@ struct dirty {
 	shval__entry *e;
 };
 struct tls {
-	unsigned gen;           /* shval__fork_gen when the lists were valid */
+	unsigned gen; /* shval__fork_gen when the lists were valid */
 	unsigned nheld, capheld;
 	struct held *held;
 	size_t ndirty, capdirty;
@@ -205,7 +207,8 @@ static void tls_key_init(void)
 /* The lists are the parent's in a fork child: the child holds nothing. */
 static inline void tls_fresh(void)
 {
-	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	unsigned g =
+		atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
 	if (T.gen != g) {
 		T.gen = g;
 		T.nheld = 0;
@@ -213,9 +216,11 @@ static inline void tls_fresh(void)
 	}
 }
 
-pid_t shval__my_tid(void)
+/* This thread's id (gettid), cached until a fork. */
+static pid_t my_tid(void)
 {
-	unsigned g = atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
+	unsigned g =
+		atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
 	if (T.tid == 0 || T.tid_gen != g) {
 		T.tid = gettid();
 		T.tid_gen = g;
@@ -298,7 +303,7 @@ void shval__order_seg(int delta)
 {
 	seg_locks_held += delta;
 }
-/* Rule 1: never a value lock while holding the segment lock. */
+/* Never a value lock while holding the segment lock (LOCK RULES, 1). */
 #define assert_order() assert(seg_locks_held == 0)
 #else
 void shval__order_seg(int delta)
@@ -310,52 +315,6 @@ void shval__order_seg(int delta)
 
 /* ---- owners ---------------------------------------------------------- */
 
-/* The thread group (process) of thread tid: > 0, 0 when it cannot be
- * told (then the caller assumes alive), -1 when there is no such thread
- * or it is a zombie. */
-static pid_t tid_process(pid_t tid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ESRCH ? -1 : 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return n < 0 && errno == ESRCH ? -1 : 0;
-	buf[n] = 0;
-	const char *st = strstr(buf, "\nState:\t");
-	if (st && (st[8] == 'Z' || st[8] == 'X'))
-		return -1;
-	const char *tg = strstr(buf, "\nTgid:\t");
-	return tg ? (pid_t)atoi(tg + 7) : 0;
-}
-
-/* Does process pid map the segment file (device and inode)?  true when it
- * cannot be told. */
-static bool process_maps(pid_t pid, dev_t dev, ino_t ino)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return errno != ENOENT && errno != ESRCH;
-	char line[4352];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f)) {
-		unsigned maj, min;
-		unsigned long long inode;
-		/* start-end perms offset MAJ:MIN inode path */
-		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3 &&
-		    inode == (unsigned long long)ino && maj == major(dev) &&
-		    min == minor(dev))
-			found = true;
-	}
-	fclose(f);
-	return found;
-}
-
 /* Is the owner named by futex word w stale: not a live thread of a process
  * that maps this segment?  The caller does not hold the lock (held list).
  * Doubt counts as alive. */
@@ -364,14 +323,14 @@ static bool owner_stale(shval_seg *seg, uint32_t w)
 	pid_t tid = (pid_t)(w & FUTEX_TID_MASK);
 	if (tid == 0 || (w & FUTEX_OWNER_DIED))
 		return false; /* free, or already marked for recovery */
-	if (tid == shval__my_tid())
-		return true;  /* we do not hold it (held list): not ours */
-	pid_t pid = tid_process(tid);
+	if (tid == my_tid())
+		return true; /* we do not hold it (held list): not ours */
+	pid_t pid = shval__tid_process(tid);
 	if (pid < 0)
 		return true;
 	if (pid == 0 || pid == getpid())
 		return false; /* unknown, or another thread of this process */
-	return !process_maps(pid, seg->dev, seg->ino);
+	return !shval__proc_maps(pid, seg->dev, seg->ino);
 }
 
 /* owner_stale() reads /proc (tens of microseconds): a thread that polls a
@@ -430,22 +389,24 @@ static uint64_t rt_now(void)
  * an absolute CLOCK_REALTIME time in ns.  The caller does not hold it.
  * Returns 0, EOWNERDEAD (taken; recovery is the caller's), EBUSY,
  * ETIMEDOUT, or a negative shval code (damaged lock, message set). */
-int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_rt,
-			 const char *what)
+int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m,
+			 uint64_t deadline_rt, const char *what)
 {
-	if (!shval__mutex_kind_ok(m))
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: %s: the lock's kind word is damaged "
-				    "(0x%x; shval_seg_verify with repair "
-				    "re-initialises it)",
-				    seg->name, what,
-				    (unsigned)__atomic_load_n(&m->__data.__kind,
-							      __ATOMIC_RELAXED));
+	if (!mutex_kind_ok(m))
+		return shval__failf(
+			seg, SHVAL_ECORRUPT,
+			"segment %s: %s: the lock's kind word is damaged "
+			"(0x%x; shval_seg_verify with repair "
+			"re-initialises it)",
+			seg->name, what,
+			(unsigned)__atomic_load_n(&m->__data.__kind,
+						  __ATOMIC_RELAXED));
 	for (;;) {
 		int r = pthread_mutex_trylock(m);
 		if (r == 0 || r == EOWNERDEAD)
 			return r;
-		uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+		uint32_t w = atomic_load_explicit(futex_word(m),
+						  memory_order_relaxed);
 		if (r == EDEADLK) {
 			/* The word names this thread, which does not hold it
 			 * (held list): a saved or copied word.  Stale. */
@@ -453,15 +414,16 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_r
 			continue;
 		}
 		if (r == ENOTRECOVERABLE)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: %s: the lock is marked "
-					    "not recoverable (damaged; "
-					    "shval_seg_verify with repair "
-					    "re-initialises it)",
-					    seg->name, what);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: %s: the lock is marked "
+				"not recoverable (damaged; "
+				"shval_seg_verify with repair "
+				"re-initialises it)",
+				seg->name, what);
 		if (r != EBUSY)
-			return shval__failf(seg, -r, "segment %s: %s: %s", seg->name,
-					    what, strerror(r));
+			return shval__failf(seg, -r, "segment %s: %s: %s",
+					    seg->name, what, strerror(r));
 		if (deadline_rt == SHVAL__TRY) {
 			if (owner_stale_cached(seg, m, w)) {
 				mark_owner_dead(m, w);
@@ -495,16 +457,19 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m, uint64_t deadline_r
 			continue;
 		}
 		if (r == ENOTRECOVERABLE)
-			return shval__failf(seg, SHVAL_ECORRUPT,
-					    "segment %s: %s: the lock is marked "
-					    "not recoverable (damaged)",
-					    seg->name, what);
+			return shval__failf(
+				seg, SHVAL_ECORRUPT,
+				"segment %s: %s: the lock is marked "
+				"not recoverable (damaged)",
+				seg->name, what);
 		if (r != ETIMEDOUT)
 			return r == 0 || r == EOWNERDEAD || r == EBUSY
 				       ? r
-				       : shval__failf(seg, -r, "segment %s: %s: %s",
-						      seg->name, what, strerror(r));
-		uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
+				       : shval__failf(
+						 seg, -r, "segment %s: %s: %s",
+						 seg->name, what, strerror(r));
+		uint32_t w = atomic_load_explicit(futex_word(m),
+						  memory_order_relaxed);
 		if (owner_stale(seg, w)) {
 			mark_owner_dead(m, w);
 			continue;
@@ -521,13 +486,15 @@ bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m)
 	uint32_t w = atomic_load_explicit(futex_word(m), memory_order_relaxed);
 	if (!shval__mutex_damaged(m))
 		return false;
-	if ((w & FUTEX_TID_MASK) && !(w & FUTEX_OWNER_DIED) && !owner_stale(seg, w))
+	if ((w & FUTEX_TID_MASK) && !(w & FUTEX_OWNER_DIED) &&
+	    !owner_stale(seg, w))
 		return false; /* a live owner: leave it */
 	memset(m, 0, sizeof *m);
 	mutex_attr_init(m);
 	/* The lock was not cleanly released: its values may be mid-change;
 	 * the next locker rolls them back. */
-	atomic_store_explicit(futex_word(m), FUTEX_OWNER_DIED, memory_order_release);
+	atomic_store_explicit(futex_word(m), FUTEX_OWNER_DIED,
+			      memory_order_release);
 	return true;
 }
 
@@ -552,7 +519,8 @@ int shval__stale(shval *v)
 static inline void version_commit(shval__entry *e)
 {
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
-	if (atomic_load_explicit(&e->state, memory_order_relaxed) != SHVAL__ST_LIVE)
+	if (atomic_load_explicit(&e->state, memory_order_relaxed) !=
+	    SHVAL__ST_LIVE)
 		return; /* removed meanwhile: the word holds the removal time */
 	/* release: publishes the data; pairs with the reader's acquire loads
 	 * (tag-seqlock). */
@@ -573,13 +541,16 @@ static void rollback(shval_seg *seg, shval__entry *e, bool forward)
 		uint64_t size = 0;
 		uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
 		uint64_t undo_rel = 0;
-		if (shval__entry_type(seg, e, &size) && size <= SHVAL__UNDO_MAX &&
-		    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <= bytes &&
+		if (shval__entry_type(seg, e, &size) &&
+		    size <= SHVAL__UNDO_MAX &&
+		    (undo_rel = shval__undo_rel(e->data_rel, size)) + size <=
+			    bytes &&
 		    e->data_rel + size <= bytes) {
 			unsigned char *b = (unsigned char *)e;
 			memcpy(b + e->data_rel, b + undo_rel, size);
 		} else {
-			e->flags |= SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
+			e->flags |=
+				SHVAL__EF_PARTIAL; /* no undo copy (or damaged) */
 		}
 	}
 	version_commit(e);
@@ -604,8 +575,8 @@ static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 static void recover(shval *v)
 {
 	struct recover_arg ra = {
-		v->e->lock_off,
-		atomic_load_explicit(&v->lk->committing, memory_order_acquire) != 0
+		v->e->lock_off, atomic_load_explicit(&v->lk->committing,
+						     memory_order_acquire) != 0
 	};
 	if (v->own_lock)
 		rollback(v->seg, v->e, ra.forward);
@@ -622,7 +593,8 @@ static void recover(shval *v)
 static int sec_take(shval *v, uint64_t deadline_rt, bool push)
 {
 	assert_order();
-	int r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt, "value lock");
+	int r = shval__mutex_acquire(v->seg, &v->lk->mutex, deadline_rt,
+				     "value lock");
 	if (r == EBUSY || r == ETIMEDOUT)
 		return -r;
 	if (r < 0)
@@ -700,7 +672,8 @@ int shval__chg_begin_slow(shval *v, int *how)
 		return r;
 	if (v->seg->flags & SHVAL_RDONLY)
 		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", v->seg->name);
+				    "segment %s was opened read-only",
+				    v->seg->name);
 	if (v->mode == SHVAL_RAW) {
 		*how = SHVAL__CHG_RAW;
 		return 0;
@@ -764,7 +737,8 @@ void shval__commit_unlock(shval *v)
 	for (size_t i = 0; i < T.ndirty && mine < 2; i++)
 		mine += T.dirty[i].lk == v->lk;
 	if (mine > 1)
-		atomic_store_explicit(&v->lk->committing, 1, memory_order_relaxed);
+		atomic_store_explicit(&v->lk->committing, 1,
+				      memory_order_relaxed);
 	for (size_t i = 0, n = 0; i < T.ndirty; i++)
 		if (T.dirty[i].lk == v->lk) {
 			if (n++ == 1)
@@ -772,7 +746,8 @@ void shval__commit_unlock(shval *v)
 			version_commit(T.dirty[i].e);
 		}
 	if (mine > 1)
-		atomic_store_explicit(&v->lk->committing, 0, memory_order_relaxed);
+		atomic_store_explicit(&v->lk->committing, 0,
+				      memory_order_relaxed);
 	pthread_mutex_unlock(&v->lk->mutex);
 	for (size_t i = 0; i < T.ndirty;) {
 		if (T.dirty[i].lk != v->lk) {
@@ -795,10 +770,11 @@ static int user_lock(shval *v, uint64_t deadline_rt)
 		if (v->mode == SHVAL_LOCK)
 			return deadline_rt == SHVAL__TRY
 				       ? -EBUSY
-				       : shval__failf(v->seg, SHVAL_EMISUSE,
-						      "lock already held by this "
-						      "thread (SHVAL_LOCK is not "
-						      "recursive)");
+				       : shval__failf(
+						 v->seg, SHVAL_EMISUSE,
+						 "lock already held by this "
+						 "thread (SHVAL_LOCK is not "
+						 "recursive)");
 		h->depth++;
 		return 0;
 	}
@@ -843,8 +819,9 @@ SHVAL_API int shval_unlock(shval *v)
 				    "value has no lock (raw or atomic mode)");
 	struct held *h = held_find(v);
 	if (!h)
-		return shval__failf(v->seg, SHVAL_ENOTOWNER,
-				    "unlock of a lock this thread does not hold");
+		return shval__failf(
+			v->seg, SHVAL_ENOTOWNER,
+			"unlock of a lock this thread does not hold");
 	if (--h->depth == 0) {
 		held_pop(h);
 		shval__commit_unlock(v);

@@ -24,56 +24,33 @@ typedef struct num {
 	double d;
 } num;
 
-static bool is_unsigned(char c)
-{
-	return c == 'B' || c == 'H' || c == 'I' || c == 'L' || c == 'Q' ||
-	       c == 'N' || c == 'c' || c == '?' || c == 'u';
-}
-
 static num load_num(char c, const void *p)
 {
+	const shval__letter *l = shval__letter_info(c);
 	num x = { NUM_INT, 0, 0, 0 };
-	switch (c) {
-	case 'b': { int8_t y; memcpy(&y, p, 1); x.i = y; break; }
-	case 'h': { int16_t y; memcpy(&y, p, 2); x.i = y; break; }
-	case 'i': { int32_t y; memcpy(&y, p, 4); x.i = y; break; }
-	case 'l': case 'q': case 'n': { int64_t y; memcpy(&y, p, 8); x.i = y; break; }
-	case 'c': case 'B': case '?': { uint8_t y; memcpy(&y, p, 1); x.cls = NUM_UINT; x.u = y; break; }
-	case 'H': { uint16_t y; memcpy(&y, p, 2); x.cls = NUM_UINT; x.u = y; break; }
-	case 'I': case 'u': { uint32_t y; memcpy(&y, p, 4); x.cls = NUM_UINT; x.u = y; break; }
-	case 'L': case 'Q': case 'N': { uint64_t y; memcpy(&y, p, 8); x.cls = NUM_UINT; x.u = y; break; }
-	case 'f': { float y; memcpy(&y, p, 4); x.cls = NUM_FLOAT; x.d = y; break; }
-	case 'd': { double y; memcpy(&y, p, 8); x.cls = NUM_FLOAT; x.d = y; break; }
+	if (l->cls == SHVAL__L_FLOAT) {
+		x.cls = NUM_FLOAT;
+		if (l->size == 4) {
+			float y;
+			memcpy(&y, p, 4);
+			x.d = y;
+		} else {
+			memcpy(&x.d, p, 8);
+		}
+	} else if (l->is_signed) {
+		x.i = (int64_t)shval__int_load(l, p);
+	} else {
+		x.cls = NUM_UINT;
+		x.u = shval__int_load(l, p);
 	}
 	return x;
 }
 
-/* Range of an integer letter. */
-static void int_range(char c, int64_t *lo, uint64_t *hi)
+/* Does the integer x fit letter l's range? */
+static bool int_fits(const shval__letter *l, int64_t x)
 {
-	switch (c) {
-	case 'b': *lo = INT8_MIN; *hi = INT8_MAX; break;
-	case 'h': *lo = INT16_MIN; *hi = INT16_MAX; break;
-	case 'i': *lo = INT32_MIN; *hi = INT32_MAX; break;
-	case 'l': case 'q': case 'n': *lo = INT64_MIN; *hi = INT64_MAX; break;
-	case 'c': case 'B': *lo = 0; *hi = UINT8_MAX; break;
-	case '?': *lo = 0; *hi = 1; break;
-	case 'H': *lo = 0; *hi = UINT16_MAX; break;
-	case 'I': *lo = 0; *hi = UINT32_MAX; break;
-	case 'u': *lo = 0; *hi = 0x10FFFF; break;
-	default: *lo = 0; *hi = UINT64_MAX; break;
-	}
-}
-
-/* Store an integer (as signed i when neg, else u) into letter c at p. */
-static void store_int(char c, void *p, uint64_t bits)
-{
-	switch (shval__letter_size(c)) {
-	case 1: { uint8_t y = (uint8_t)bits; memcpy(p, &y, 1); break; }
-	case 2: { uint16_t y = (uint16_t)bits; memcpy(p, &y, 2); break; }
-	case 4: { uint32_t y = (uint32_t)bits; memcpy(p, &y, 4); break; }
-	default: memcpy(p, &bits, 8); break;
-	}
+	return l->is_signed ? (x >= l->min && x <= (int64_t)l->max)
+			    : (x >= 0 && (uint64_t)x <= l->max);
 }
 
 /* Encode number x for letter c into out (letter-size bytes), range-checked. */
@@ -85,8 +62,9 @@ static int encode(shval *v, char c, num x, void *out)
 					      : (double)x.u;
 		if (c == 'f') {
 			if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
-				return shval__failf(v->seg, SHVAL_ERANGE,
-						    "%g is out of range for type f", d);
+				return shval__failf(
+					v->seg, SHVAL_ERANGE,
+					"%g is out of range for type f", d);
 			float f = (float)d;
 			memcpy(out, &f, 4);
 		} else {
@@ -97,23 +75,21 @@ static int encode(shval *v, char c, num x, void *out)
 	if (x.cls == NUM_FLOAT)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "a float given for integer type %c", c);
-	int64_t lo;
-	uint64_t hi;
-	int_range(c, &lo, &hi);
+	const shval__letter *l = shval__letter_info(c);
 	if (x.cls == NUM_INT && x.i < 0) {
-		if (x.i < lo)
+		if (x.i < l->min)
 			return shval__failf(v->seg, SHVAL_ERANGE,
 					    "%lld is out of range for type %c",
 					    (long long)x.i, c);
-		store_int(c, out, (uint64_t)x.i);
+		shval__int_store(l, out, (uint64_t)x.i);
 		return 0;
 	}
 	uint64_t u = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
-	if (u > hi)
+	if (u > l->max)
 		return shval__failf(v->seg, SHVAL_ERANGE,
 				    "%llu is out of range for type %c",
 				    (unsigned long long)u, c);
-	store_int(c, out, u);
+	shval__int_store(l, out, u);
 	return 0;
 }
 
@@ -121,7 +97,8 @@ static int scalar_code(shval *v, char *c)
 {
 	if (v->kind != SHVAL_KIND_SCALAR)
 		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of type %s is not a scalar", v->type->canon);
+				    "value of type %s is not a scalar",
+				    v->type->canon);
 	*c = v->type->fields[0].code;
 	return 0;
 }
@@ -140,22 +117,30 @@ static int get_num(shval *v, num *x)
 	return 0;
 }
 
+/* The number of an integer value (class NUM_INT or NUM_UINT). */
+static int get_int(shval *v, num *x)
+{
+	int r = get_num(v, x);
+	if (r == 0 && x->cls == NUM_FLOAT)
+		r = shval__failf(v->seg, SHVAL_EMODE,
+				 "value of type %s: use shval_get_f64",
+				 v->type->canon);
+	return r;
+}
+
 SHVAL_API int shval_get_i64(shval *v, int64_t *out)
 {
 	if (!v || !out)
 		return -EINVAL;
 	num x;
-	int r = get_num(v, &x);
+	int r = get_int(v, &x);
 	if (r)
 		return r;
-	if (x.cls == NUM_FLOAT)
-		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of type %s: use shval_get_f64",
-				    v->type->canon);
 	if (x.cls == NUM_UINT && x.u > INT64_MAX)
-		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "%llu does not fit int64_t (use shval_get_u64)",
-				    (unsigned long long)x.u);
+		return shval__failf(
+			v->seg, SHVAL_ERANGE,
+			"%llu does not fit int64_t (use shval_get_u64)",
+			(unsigned long long)x.u);
 	*out = x.cls == NUM_INT ? x.i : (int64_t)x.u;
 	return 0;
 }
@@ -165,16 +150,13 @@ SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
 	if (!v || !out)
 		return -EINVAL;
 	num x;
-	int r = get_num(v, &x);
+	int r = get_int(v, &x);
 	if (r)
 		return r;
-	if (x.cls == NUM_FLOAT)
-		return shval__failf(v->seg, SHVAL_EMODE,
-				    "value of type %s: use shval_get_f64",
-				    v->type->canon);
 	if (x.cls == NUM_INT && x.i < 0)
 		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "%lld does not fit uint64_t", (long long)x.i);
+				    "%lld does not fit uint64_t",
+				    (long long)x.i);
 	*out = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
 	return 0;
 }
@@ -192,15 +174,16 @@ SHVAL_API int shval_get_f64(shval *v, double *out)
 		return 0;
 	}
 	double d = x.cls == NUM_INT ? (double)x.i : (double)x.u;
-	bool exact = x.cls == NUM_INT ? (d >= -9223372036854775808.0 &&
-					 d < 9223372036854775808.0 &&
-					 (int64_t)d == x.i)
-				      : (d < 18446744073709551616.0 &&
-					 (uint64_t)d == x.u);
+	bool exact =
+		x.cls == NUM_INT
+			? (d >= -9223372036854775808.0 &&
+			   d < 9223372036854775808.0 && (int64_t)d == x.i)
+			: (d < 18446744073709551616.0 && (uint64_t)d == x.u);
 	if (!exact)
-		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "integer value is not exactly representable "
-				    "as a double");
+		return shval__failf(
+			v->seg, SHVAL_ERANGE,
+			"integer value is not exactly representable "
+			"as a double");
 	*out = d;
 	return 0;
 }
@@ -247,18 +230,20 @@ SHVAL_API int shval_set_f64(shval *v, double x)
 		/* An integer value takes a double that is a whole number in
 		 * its range, exactly. */
 		if (!isfinite(x) || trunc(x) != x)
-			return shval__failf(v->seg, SHVAL_ERANGE,
-					    "%g is not a whole number (type %c)", x, c);
+			return shval__failf(
+				v->seg, SHVAL_ERANGE,
+				"%g is not a whole number (type %c)", x, c);
 		if (x < 0) {
 			if (x < -9223372036854775808.0)
-				return shval__failf(v->seg, SHVAL_ERANGE,
-						    "%g is out of range for type %c",
-						    x, c);
+				return shval__failf(
+					v->seg, SHVAL_ERANGE,
+					"%g is out of range for type %c", x, c);
 			return set_num(v, (num){ NUM_INT, (int64_t)x, 0, 0 });
 		}
 		if (x >= 18446744073709551616.0)
 			return shval__failf(v->seg, SHVAL_ERANGE,
-					    "%g is out of range for type %c", x, c);
+					    "%g is out of range for type %c", x,
+					    c);
 		return set_num(v, (num){ NUM_UINT, 0, (uint64_t)x, 0 });
 	}
 	return set_num(v, (num){ NUM_FLOAT, 0, 0, x });
@@ -266,32 +251,33 @@ SHVAL_API int shval_set_f64(shval *v, double x)
 
 /* ---- read-modify-write ---- */
 
-enum rmw_op { OP_ADD = SHVAL__RMW_ADD, OP_AND = SHVAL__RMW_AND,
-	      OP_OR = SHVAL__RMW_OR, OP_XOR = SHVAL__RMW_XOR,
-	      OP_XCHG = SHVAL__RMW_XCHG };
+enum rmw_op {
+	OP_ADD = SHVAL__RMW_ADD,
+	OP_AND = SHVAL__RMW_AND,
+	OP_OR = SHVAL__RMW_OR,
+	OP_XOR = SHVAL__RMW_XOR,
+	OP_XCHG = SHVAL__RMW_XCHG
+};
 
 /* Sign- or zero-extend raw bits of letter c to int64. */
 static int64_t extend(char c, uint64_t bits)
 {
-	switch (c) {
-	case 'b': return (int8_t)bits;
-	case 'h': return (int16_t)bits;
-	case 'i': return (int32_t)bits;
-	case 'c': case 'B': case '?': return (uint8_t)bits;
-	case 'H': return (uint16_t)bits;
-	case 'I': case 'u': return (uint32_t)bits;
-	default: return (int64_t)bits;
-	}
+	return (int64_t)shval__int_extend(shval__letter_info(c), bits);
 }
 
 static uint64_t apply(enum rmw_op op, uint64_t a, uint64_t b)
 {
 	switch (op) {
-	case OP_ADD: return a + b;
-	case OP_AND: return a & b;
-	case OP_OR: return a | b;
-	case OP_XOR: return a ^ b;
-	default: return b;
+	case OP_ADD:
+		return a + b;
+	case OP_AND:
+		return a & b;
+	case OP_OR:
+		return a | b;
+	case OP_XOR:
+		return a ^ b;
+	default:
+		return b;
 	}
 }
 
@@ -305,37 +291,36 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 		return r;
 	if (c == 'f' || c == 'd')
 		return shval__failf(v->seg, SHVAL_EMODE,
-				    "integer operation on a value of type %c", c);
+				    "integer operation on a value of type %c",
+				    c);
 	if (c == '?' && op != OP_XCHG)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "arithmetic on a bool value");
 	uint64_t old = 0, nw;
 	if (v->mode == SHVAL_ATOMIC) {
-		if ((r = shval__writable(v)) != 0)
+		if ((r = shval__check_writable(v)) != 0)
 			return r;
-		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op, arg);
+		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op,
+					arg);
 		nw = apply(op, old, arg);
 		shval__atomic_changed(v);
 	} else {
-		if (op == OP_XCHG) {
-			int64_t lo;
-			uint64_t hi;
-			int_range(c, &lo, &hi);
-			int64_t s = (int64_t)arg;
-			bool ok = is_unsigned(c) ? arg <= hi
-						 : (s >= lo && s <= (int64_t)hi);
-			if (!ok)
-				return shval__failf(v->seg, SHVAL_ERANGE,
-						    "%lld is out of range for type %c",
-						    (long long)s, c);
-		}
+		/* (an unsigned 64-bit letter takes any bits here, where
+		 * shval_exchange_i64 of an atomic value refuses x < 0) */
+		const shval__letter *l = shval__letter_info(c);
+		if (op == OP_XCHG &&
+		    !(l->is_signed ? int_fits(l, (int64_t)arg) : arg <= l->max))
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "%lld is out of range for type %c",
+					    (long long)arg, c);
 		int how;
 		if ((r = shval__chg_begin(v, &how)) != 0)
 			return r;
-		shval__copy(&old, v->data, v->size); /* little-endian: low bytes */
+		shval__copy(&old, v->data,
+			    v->size); /* little-endian: low bytes */
 		nw = apply(op, old, arg);
 		shval__chg_dirty(v, how);
-		store_int(c, v->data, nw);
+		shval__int_store(shval__letter_info(c), v->data, nw);
 		shval__chg_end(v, how, true);
 	}
 	uint64_t mask = v->size == 8 ? ~0ull : ((1ull << (8 * v->size)) - 1);
@@ -353,7 +338,8 @@ SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
 	/* Fast path (the common counter): an 8-byte integer atomic in a
 	 * writable segment is one lock xadd plus the waiter checks. */
 	if (v->fast_add &&
-	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) == v->serial &&
+	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) ==
+		    v->serial &&
 	    atomic_load_explicit(&v->e->state, memory_order_acquire) ==
 		    SHVAL__ST_LIVE) {
 		int64_t o = __atomic_fetch_add((int64_t *)v->data, delta,
@@ -420,16 +406,10 @@ SHVAL_API int shval_exchange_i64(shval *v, int64_t x, int64_t *old)
 	int r = scalar_code(v, &c);
 	if (r)
 		return r;
-	if (v->mode == SHVAL_ATOMIC) {
-		int64_t lo;
-		uint64_t hi;
-		int_range(c, &lo, &hi);
-		if (is_unsigned(c) ? (x < 0 || (uint64_t)x > hi)
-				   : (x < lo || x > (int64_t)hi))
-			return shval__failf(v->seg, SHVAL_ERANGE,
-					    "%lld is out of range for type %c",
-					    (long long)x, c);
-	}
+	if (v->mode == SHVAL_ATOMIC && !int_fits(shval__letter_info(c), x))
+		return shval__failf(v->seg, SHVAL_ERANGE,
+				    "%lld is out of range for type %c",
+				    (long long)x, c);
 	uint64_t before = 0;
 	r = rmw_int(v, OP_XCHG, (uint64_t)x, &before, NULL);
 	if (r == 0 && old)
@@ -451,14 +431,11 @@ SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired)
 	unsigned char want[8] = { 0 }, nw[8] = { 0 };
 	if ((r = encode(v, c, (num){ NUM_INT, desired, 0, 0 }, nw)) != 0)
 		return r;
-	if ((r = shval__writable(v)) != 0)
+	if ((r = shval__check_writable(v)) != 0)
 		return r;
-	int64_t lo;
-	uint64_t hi;
-	int_range(c, &lo, &hi);
-	bool fits = is_unsigned(c) ? (*expected >= 0 && (uint64_t)*expected <= hi)
-				   : (*expected >= lo && *expected <= (int64_t)hi);
-	store_int(c, want, (uint64_t)*expected);
+	const shval__letter *l = shval__letter_info(c);
+	bool fits = int_fits(l, *expected);
+	shval__int_store(l, want, (uint64_t)*expected);
 	if (v->mode == SHVAL_ATOMIC) {
 		uint64_t cur = 0, d = 0;
 		memcpy(&cur, want, 8);
@@ -500,7 +477,7 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 	if (c != 'f' && c != 'd')
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "float operation on a value of type %c", c);
-	if ((r = shval__writable(v)) != 0)
+	if ((r = shval__check_writable(v)) != 0)
 		return r;
 	if (v->mode == SHVAL_ATOMIC) {
 		/* a compare-and-swap loop on the bits (little-endian: the
@@ -512,7 +489,9 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 				nd = load_num(c, &o).d + arg;
 			} else {
 				uint64_t eb = 0;
-				encode(v, c, (num){ NUM_FLOAT, 0, 0, *expected }, &eb);
+				encode(v, c,
+				       (num){ NUM_FLOAT, 0, 0, *expected },
+				       &eb);
 				if (eb != o) {
 					*expected = load_num(c, &o).d;
 					return SHVAL_ECHANGED;
@@ -520,7 +499,8 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 				nd = desired;
 			}
 			uint64_t n = 0;
-			if ((r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd }, &n)) != 0)
+			if ((r = encode(v, c, (num){ NUM_FLOAT, 0, 0, nd },
+					&n)) != 0)
 				return r;
 			if (shval__atomic_cas(v->data, v->size, &o, n)) {
 				if (result)

@@ -28,9 +28,10 @@
 
 #include "internal.h"
 
-#define SHVAL__CHG_RAW 0    /* raw value: no lock */
-#define SHVAL__CHG_OUTER 1  /* locked: this call took the lock */
-#define SHVAL__CHG_NESTED 2 /* locked: already held by this thread (a
+#define SHVAL__CHG_RAW 0   /* raw value: no lock */
+#define SHVAL__CHG_OUTER 1 /* locked: this call took the lock */
+#define SHVAL__CHG_NESTED \
+	2 /* locked: already held by this thread (a
                                shval_lock() section): commit at its end */
 
 /* lock.c: the kind word of every shval lock (set by a constructor). */
@@ -54,13 +55,15 @@ static inline int shval__chg_begin(shval *v, int *how)
 	 * lock is another value's); the state after taking it (removed while
 	 * we waited); WRITING must be clear (else: recovery, lock.c). */
 	if (v->fast_sec &&
-	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) == v->serial &&
+	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) ==
+		    v->serial &&
 	    __atomic_load_n(&v->lk->mutex.__data.__kind, __ATOMIC_RELAXED) ==
 		    shval__lock_kind &&
 	    pthread_mutex_trylock(&v->lk->mutex) == 0) {
 		if (atomic_load_explicit(&v->e->state, memory_order_acquire) ==
 			    SHVAL__ST_LIVE &&
-		    !(atomic_load_explicit(&v->e->version, memory_order_relaxed) &
+		    !(atomic_load_explicit(&v->e->version,
+					   memory_order_relaxed) &
 		      SHVAL__V_WRITING)) {
 			*how = SHVAL__CHG_OUTER;
 			return 0;
@@ -106,20 +109,22 @@ static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e)
 	atomic_signal_fence(memory_order_seq_cst);
 #else
 	atomic_thread_fence(memory_order_seq_cst);
-/* After an atomic RMW or store on v's data: wake its waiters and the
+	/* After an atomic RMW or store on v's data: wake its waiters and the
  * segment's watchers, if any. */
-static inline void shval__atomic_changed(shval *v)
-{
-	/* tag-waiters: the RMW just done on the data is the barrier (x86-64;
+	static inline void shval__atomic_changed(shval * v)
+	{
+		/* tag-waiters: the RMW just done on the data is the barrier (x86-64;
 	 * wait.c adds the fence elsewhere before it looks again). */
 #if defined(__x86_64__) || defined(__i386__)
-	atomic_signal_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&v->e->waiters, memory_order_relaxed) ||
-	    (atomic_load_explicit(&v->seg->hdr->version, memory_order_relaxed) &
-	     SHVAL__V_WAITERS))
+		atomic_signal_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&v->e->waiters,
+					 memory_order_relaxed) ||
+		    (atomic_load_explicit(&v->seg->hdr->version,
+					  memory_order_relaxed) &
+		     SHVAL__V_WAITERS))
 #endif
-		shval__wake_after_change(v->seg, v->e, false);
-}
+			shval__wake_after_change(v->seg, v->e, false);
+	}
 
 #endif
 	if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||
@@ -154,8 +159,7 @@ static inline void shval__chg_end(shval *v, int how, bool changed)
 			shval__commit_unlock_own(v);
 		else
 			shval__commit_unlock(v);
-	}
-	else if (how == SHVAL__CHG_RAW && changed)
+	} else if (how == SHVAL__CHG_RAW && changed)
 		shval__wake_after_change(v->seg, v->e, true);
 	/* NESTED: the holder's outermost shval_unlock() commits. */
 }

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,55 +33,6 @@
 #define KNOWN_FLAGS \
 	(SHVAL_CREATE | SHVAL_EXCL | SHVAL_RDONLY | SHVAL_TEMP | SHVAL_FOREIGN)
 
-/* ---- process list (for fork) ---- */
-
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
-static shval_seg *open_list;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static int attach_claim(shval_seg *seg);
-
-static void atfork_prepare(void) { pthread_mutex_lock(&open_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&open_lock); }
-extern _Atomic unsigned shval__fork_gen;
-static void atfork_child(void)
-{
-	atomic_fetch_add(&shval__fork_gen, 1); /* new thread ids (lock.c) */
-	/* The child is a new process: give it its own attach slot in every
-	 * segment the parent had attached (lock-free CAS claim). */
-	for (shval_seg *s = open_list; s; s = s->next_open) {
-		if (s->attach_slot >= 0 && !s->user_closed) {
-			s->attach_slot = -1;
-			attach_claim(s);
-		}
-	}
-	pthread_mutex_unlock(&open_lock);
-}
-static void atfork_setup(void)
-{
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-static void list_add(shval_seg *seg)
-{
-	pthread_once(&atfork_once, atfork_setup);
-	pthread_mutex_lock(&open_lock);
-	seg->next_open = open_list;
-	open_list = seg;
-	pthread_mutex_unlock(&open_lock);
-}
-
-static void list_del(shval_seg *seg)
-{
-	pthread_mutex_lock(&open_lock);
-	for (shval_seg **p = &open_list; *p; p = &(*p)->next_open)
-		if (*p == seg) {
-			*p = seg->next_open;
-			break;
-		}
-	pthread_mutex_unlock(&open_lock);
-}
-
 /* ---- small helpers ---- */
 
 uint64_t shval__now_ns(void)
@@ -88,64 +40,6 @@ uint64_t shval__now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Start time of a process (field 22 of /proc/PID/stat), 0 if unknown. */
-static uint64_t proc_start_time(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-	if (!p)
-		return 0;
-	/* after ") " come fields 3.. ; starttime is field 22 */
-	int field = 2;
-	for (p++; *p && field < 21; p++)
-		if (*p == ' ')
-			field++;
-	return strtoull(p, NULL, 10);
-}
-
-/* Has the process exited (a zombie its parent has not reaped yet)? */
-static bool proc_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')'); /* state is the field after ") " */
-	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
-
-/* Is the process that claimed a slot still the same living process? */
-static bool proc_alive(pid_t pid, uint64_t start_time)
-{
-	if (pid <= 0)
-		return false;
-	if (kill(pid, 0) != 0 && errno == ESRCH)
-		return false;
-	if (proc_zombie(pid))
-		return false; /* killed, not yet reaped: gone for our purposes */
-	if (start_time != 0) {
-		uint64_t now = proc_start_time(pid);
-		if (now != 0 && now != start_time)
-			return false; /* the pid was reused */
-	}
-	return true;
 }
 
 bool shval__in_slow(shval_seg *seg, uint64_t off, uint64_t len)
@@ -165,7 +59,6 @@ void shval__seg_ref(shval_seg *seg)
 	atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed);
 }
 
-static void tcache_free(struct shval__tcache *_Atomic *heads);
 static void seg_destroy(shval_seg *seg);
 
 void shval__seg_unref(shval_seg *seg)
@@ -174,45 +67,6 @@ void shval__seg_unref(shval_seg *seg)
 	if (atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	seg_destroy(seg);
-}
-
-/* Re-count live entries after a process died holding the segment lock:
- * every directory change is ordered so that the table and the entries are
- * consistent at each store; only the counters can be off. */
-void shval__seg_recount(shval_seg *seg)
-{
-	shval__hdr *h = seg->hdr;
-	uint64_t cap;
-	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed), &cap);
-	if (!slots)
-		return;
-	uint64_t live = 0, tomb = 0;
-	for (uint64_t i = 0; i < cap; i++) {
-		uint64_t s = atomic_load_explicit(&slots[i], memory_order_relaxed);
-		if (s == SHVAL__SLOT_TOMB) {
-			tomb++;
-			continue;
-		}
-		if (s == SHVAL__SLOT_EMPTY)
-			continue;
-		/* A remove cut short: the entry is REMOVED but its slot is
-		 * still there.  Finish it (tombstone, limbo). */
-		uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
-		shval__entry *e = shval__entry_at(seg, eoff);
-		uint8_t st = e ? atomic_load(&e->state) : SHVAL__ST_FREE;
-		if (st != SHVAL__ST_LIVE) {
-			atomic_store_explicit(&slots[i], SHVAL__SLOT_TOMB,
-					      memory_order_release);
-			if (e && st == SHVAL__ST_REMOVED)
-				shval__limbo(seg, eoff);
-			tomb++;
-			continue;
-		}
-		live++;
-	}
-	h->nvalues = live;
-	h->ntomb = tomb;
 }
 
 int shval__seg_lock(shval_seg *seg)
@@ -232,7 +86,7 @@ int shval__seg_lock(shval_seg *seg)
 					 "segment lock");
 	}
 	if (r == EOWNERDEAD) {
-		shval__seg_recount(seg);
+		shval__dir_recount(seg);
 		pthread_mutex_consistent(&seg->hdr->lock);
 		r = 0;
 	}
@@ -268,104 +122,64 @@ void shval__seg_bump(shval_seg *seg)
 static int parse_name(const char *name, int *kind, char *path, size_t cap)
 {
 	if (!name) {
-		*kind = SHVAL__KIND_ANON;
+		*kind = SHVAL__SEG_ANON;
 		path[0] = 0;
 		return 0;
 	}
 	if (strncmp(name, "file:", 5) == 0) {
 		const char *p = name + 5;
 		size_t n = strlen(p);
-		if (n == 0 || n >= cap)
+		if (n == 0 || n >= PATH_MAX)
 			return shval__failf(NULL, SHVAL_EBADNAME,
 					    "bad segment name \"%s\": %s", name,
 					    n == 0 ? "empty path after file:"
 						   : "path too long");
 		if (p[n - 1] == '/')
-			return shval__failf(NULL, SHVAL_EBADNAME,
-					    "bad segment name \"%s\": path names a directory",
-					    name);
-		*kind = SHVAL__KIND_FILE;
+			return shval__failf(
+				NULL, SHVAL_EBADNAME,
+				"bad segment name \"%s\": path names a directory",
+				name);
+		*kind = SHVAL__SEG_FILE;
 		memcpy(path, p, n + 1);
 		return 0;
 	}
 	if (name[0] != '/')
-		return shval__failf(NULL, SHVAL_EBADNAME,
-				    "bad segment name \"%s\": must start with \"/\" "
-				    "(shared memory) or \"file:\"",
-				    name);
+		return shval__failf(
+			NULL, SHVAL_EBADNAME,
+			"bad segment name \"%s\": must start with \"/\" "
+			"(shared memory) or \"file:\"",
+			name);
 	size_t n = strlen(name + 1);
 	if (n == 0 || n > 200)
-		return shval__failf(NULL, SHVAL_EBADNAME,
-				    "bad segment name \"%s\": 1 to 200 characters "
-				    "after the \"/\"",
-				    name);
+		return shval__failf(
+			NULL, SHVAL_EBADNAME,
+			"bad segment name \"%s\": 1 to 200 characters "
+			"after the \"/\"",
+			name);
 	if (strcmp(name, "/.") == 0 || strcmp(name, "/..") == 0)
 		return shval__failf(NULL, SHVAL_EBADNAME,
 				    "bad segment name \"%s\"", name);
 	for (const char *p = name + 1; *p; p++) {
 		char c = *p;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return shval__failf(NULL, SHVAL_EBADNAME,
-					    "bad segment name \"%s\": character "
-					    "0x%02x at position %d (allowed: "
-					    "A-Z a-z 0-9 . _ -)",
-					    name, (unsigned char)c, (int)(p - name));
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return shval__failf(
+				NULL, SHVAL_EBADNAME,
+				"bad segment name \"%s\": character "
+				"0x%02x at position %d (allowed: "
+				"A-Z a-z 0-9 . _ -)",
+				name, (unsigned char)c, (int)(p - name));
 	}
-	*kind = SHVAL__KIND_SHM;
+	*kind = SHVAL__SEG_SHM;
 	snprintf(path, cap, "%s%s", SHM_DIR, name);
 	return 0;
 }
 
-/* ---- attach table ---- */
-
-static int attach_claim(shval_seg *seg)
-{
-	shval__hdr *h = seg->hdr;
-	pid_t me = getpid();
-	uint64_t st = proc_start_time(me);
-	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
-		uint32_t zero = 0;
-		/* seq_cst CAS claims the slot; start_time is written after it,
-		 * so a reader (attach_reap, always under the segment lock, or
-		 * shval_seg_procs for display) may briefly see 0: "unknown",
-		 * which proc_alive() treats as no pid-reuse check. */
-		if (atomic_compare_exchange_strong(&h->attach[i].pid, &zero,
-						   (uint32_t)me)) {
-			h->attach[i].start_time = st;
-			seg->attach_slot = (int)i;
-			seg->attach_pid = me;
-			return 0;
-		}
-	}
-	atomic_fetch_add(&h->attach_overflow, 1);
-	seg->attach_slot = -1;
-	return -1;
-}
-
-/* Free slots of dead processes; returns the number of live ones other
- * than ours.  Caller holds the segment lock. */
-static unsigned attach_reap(shval_seg *seg)
-{
-	shval__hdr *h = seg->hdr;
-	unsigned live = 0;
-	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
-		uint32_t pid = atomic_load(&h->attach[i].pid);
-		if (pid == 0)
-			continue;
-		if ((int)i == seg->attach_slot && seg->attach_pid == getpid())
-			continue;
-		if (proc_alive((pid_t)pid, h->attach[i].start_time))
-			live++;
-		else
-			atomic_store(&h->attach[i].pid, 0);
-	}
-	return live;
-}
-
 /* ---- validation ---- */
 
-static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what)
+static int validate_header(const shval__hdr *h, uint64_t fsize,
+			   const char *what)
 {
 	if (h->magic == SHVAL__MAGIC_SWAPPED)
 		return shval__failf(NULL, SHVAL_EVERSION,
@@ -373,9 +187,10 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 				    "other byte order",
 				    what);
 	if (h->magic != SHVAL__MAGIC)
-		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "%s is not a shval segment (magic 0x%016llx)",
-				    what, (unsigned long long)h->magic);
+		return shval__failf(
+			NULL, SHVAL_ECORRUPT,
+			"%s is not a shval segment (magic 0x%016llx)", what,
+			(unsigned long long)h->magic);
 	if (h->format_major != SHVAL__FORMAT_MAJOR)
 		return shval__failf(NULL, SHVAL_EVERSION,
 				    "segment %s has format %u.%u; this library "
@@ -384,21 +199,22 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 				    SHVAL__FORMAT_MAJOR);
 	if (h->layout_sig != SHVAL__LAYOUT_SIG ||
 	    h->header_size != sizeof(shval__hdr))
-		return shval__failf(NULL, SHVAL_EVERSION,
-				    "segment %s has layout signature 0x%016llx "
-				    "(header %u bytes); this build has 0x%016llx "
-				    "(header %zu bytes)",
-				    what, (unsigned long long)h->layout_sig,
-				    h->header_size,
-				    (unsigned long long)SHVAL__LAYOUT_SIG,
-				    sizeof(shval__hdr));
-	uint32_t st = atomic_load_explicit(&h->init_state, memory_order_acquire);
+		return shval__failf(
+			NULL, SHVAL_EVERSION,
+			"segment %s has layout signature 0x%016llx "
+			"(header %u bytes); this build has 0x%016llx "
+			"(header %zu bytes)",
+			what, (unsigned long long)h->layout_sig, h->header_size,
+			(unsigned long long)SHVAL__LAYOUT_SIG,
+			sizeof(shval__hdr));
+	uint32_t st =
+		atomic_load_explicit(&h->init_state, memory_order_acquire);
 	if (st != SHVAL__INIT_READY)
 		return shval__failf(NULL, SHVAL_ECORRUPT,
 				    "segment %s was never fully initialised "
 				    "(init state %u, creator pid %u %s)",
 				    what, st, h->creator_pid,
-				    proc_alive((pid_t)h->creator_pid, 0)
+				    shval__proc_alive((pid_t)h->creator_pid, 0)
 					    ? "alive"
 					    : "dead");
 	if (h->max_size < sizeof(shval__hdr) ||
@@ -412,94 +228,16 @@ static int validate_header(const shval__hdr *h, uint64_t fsize, const char *what
 				    what, (unsigned long long)h->max_size,
 				    h->attach_cap, h->seg_flags, h->unlinked);
 	if (fsize > h->max_size)
-		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "segment %s: file is %llu bytes, larger than "
-				    "its maximum size %llu",
-				    what, (unsigned long long)fsize,
-				    (unsigned long long)h->max_size);
+		return shval__failf(
+			NULL, SHVAL_ECORRUPT,
+			"segment %s: file is %llu bytes, larger than "
+			"its maximum size %llu",
+			what, (unsigned long long)fsize,
+			(unsigned long long)h->max_size);
 	return 0;
 }
 
 /* ---- open / create ---- */
-
-static void tcache_free(struct shval__tcache *_Atomic *heads)
-{
-	for (int i = 0; i < 64; i++) {
-		struct shval__tcache *c = atomic_load(&heads[i]), *n;
-		for (; c; c = n) {
-			n = c->next;
-			shval__type_free(c->type);
-			free(c->text);
-			free(c);
-		}
-	}
-}
-
-shval__type *shval__seg_type(shval_seg *seg, uint32_t line, const char *canon,
-			     char *err, size_t errcap)
-{
-	struct shval__tcache *_Atomic *head = &seg->types[line & 63];
-	/* Lock-free walk: acquire pairs with the release publication below.
-	 * The record's text is re-compared: the segment is shared memory and
-	 * could have been changed under us. */
-	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_acquire);
-	     c; c = c->next)
-		if (c->line == line && strcmp(c->type->canon, canon) == 0)
-			return c->type;
-	pthread_mutex_lock(&seg->type_lock);
-	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_relaxed);
-	     c; c = c->next)
-		if (c->line == line && strcmp(c->type->canon, canon) == 0) {
-			pthread_mutex_unlock(&seg->type_lock);
-			return c->type;
-		}
-	shval__type *t = NULL;
-	struct shval__tcache *c = calloc(1, sizeof *c);
-	if (!c || shval__type_parse(canon, &t, err, errcap) != 0) {
-		if (!c && errcap)
-			snprintf(err, errcap, "out of memory");
-		free(c);
-		pthread_mutex_unlock(&seg->type_lock);
-		return NULL;
-	}
-	c->line = line;
-	c->type = t;
-	c->next = atomic_load_explicit(head, memory_order_relaxed);
-	atomic_store_explicit(head, c, memory_order_release);
-	pthread_mutex_unlock(&seg->type_lock);
-	return t;
-}
-
-shval__type *shval__seg_type_text(shval_seg *seg, const char *text, bool *owned,
-				  char *err, size_t errcap, int *code)
-{
-	uint64_t h = shval__hash(text, strlen(text));
-	struct shval__tcache *_Atomic *head = &seg->texts[h & 63];
-	*owned = false;
-	for (struct shval__tcache *c = atomic_load_explicit(head, memory_order_acquire);
-	     c; c = c->next)
-		if (strcmp(c->text, text) == 0)
-			return c->type;
-	shval__type *t = NULL;
-	*code = shval__type_parse(text, &t, err, errcap);
-	if (*code)
-		return NULL;
-	pthread_mutex_lock(&seg->type_lock);
-	struct shval__tcache *c = NULL;
-	if (seg->ntexts < 256 && (c = calloc(1, sizeof *c)) != NULL &&
-	    (c->text = strdup(text)) != NULL) {
-		c->type = t;
-		c->next = atomic_load_explicit(head, memory_order_relaxed);
-		atomic_store_explicit(head, c, memory_order_release);
-		seg->ntexts++;
-	} else {
-		if (c)
-			free(c);
-		*owned = true; /* not cached: the caller frees it */
-	}
-	pthread_mutex_unlock(&seg->type_lock);
-	return t;
-}
 
 static shval_seg *seg_new(const char *name, int kind, const char *path,
 			  unsigned flags)
@@ -524,7 +262,8 @@ static int seg_map(shval_seg *seg, uint64_t max, uint64_t fsize)
 	int prot = PROT_READ | ((seg->flags & SHVAL_RDONLY) ? 0 : PROT_WRITE);
 	void *p = mmap(NULL, max, prot, MAP_SHARED, seg->fd, 0);
 	if (p == MAP_FAILED)
-		return shval__failf(NULL, -errno, "segment %s: mmap of %llu bytes: %s",
+		return shval__failf(NULL, -errno,
+				    "segment %s: mmap of %llu bytes: %s",
 				    seg->name[0] ? seg->name : "(anonymous)",
 				    (unsigned long long)max, strerror(errno));
 	seg->base = p;
@@ -569,7 +308,8 @@ static int seg_init(shval_seg *seg, uint64_t initial, uint64_t max,
 	h->next_serial = 1;
 	r = shval__mutex_init(&h->lock);
 	if (r)
-		return shval__failf(NULL, r, "pthread_mutex_init: %s", strerror(-r));
+		return shval__failf(NULL, r, "pthread_mutex_init: %s",
+				    strerror(-r));
 	/* The first directory table: 16 slots, one line of header. */
 	uint64_t toff;
 	r = shval__alloc(seg, shval__table_lines(16), &toff);
@@ -589,8 +329,7 @@ static void seg_destroy(shval_seg *seg)
 {
 	if (!seg)
 		return;
-	tcache_free(seg->types);
-	tcache_free(seg->texts);
+	shval__tcache_free(seg);
 	pthread_mutex_destroy(&seg->type_lock);
 	if (seg->base)
 		munmap(seg->base, seg->map_len);
@@ -604,7 +343,7 @@ static void seg_destroy(shval_seg *seg)
 static int create_unnamed(const char *path, unsigned mode, int *fd, char *tmp,
 			  size_t tmpcap)
 {
-	char dir[4200];
+	char dir[SHVAL__PATH_MAX];
 	snprintf(dir, sizeof dir, "%s", path);
 	char *slash = strrchr(dir, '/');
 	if (!slash)
@@ -615,18 +354,20 @@ static int create_unnamed(const char *path, unsigned mode, int *fd, char *tmp,
 		*slash = 0;
 	tmp[0] = 0;
 	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-	if (*fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
-			errno == EINVAL)) {
-		int n = snprintf(tmp, tmpcap, "%.4096s/.shvaltmp.%d.%lx", dir,
+	if (*fd < 0 &&
+	    (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		int n = snprintf(tmp, tmpcap, "%s/.shvaltmp.%d.%lx", dir,
 				 (int)getpid(), (unsigned long)shval__now_ns());
 		if (n < 0 || (size_t)n >= tmpcap)
 			return -ENAMETOOLONG;
-		*fd = open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+		*fd = open(tmp,
+			   O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
 			   mode);
 	}
 	if (*fd < 0)
 		return -errno;
-	if (fchmod(*fd, mode) != 0) /* exactly the mode asked for, not umask'd */
+	if (fchmod(*fd, mode) !=
+	    0) /* exactly the mode asked for, not umask'd */
 		return -errno;
 	return 0;
 }
@@ -659,16 +400,18 @@ static int seg_attach_fd(shval_seg *seg)
 		return shval__failf(NULL, SHVAL_ECORRUPT,
 				    "segment %s is not a regular file", what);
 	if (st.st_uid != geteuid() && !(seg->flags & SHVAL_FOREIGN))
-		return shval__failf(NULL, SHVAL_EFOREIGN,
-				    "segment %s is owned by uid %u, not by this "
-				    "process's uid %u (pass SHVAL_FOREIGN to "
-				    "open it anyway)",
-				    what, (unsigned)st.st_uid, (unsigned)geteuid());
+		return shval__failf(
+			NULL, SHVAL_EFOREIGN,
+			"segment %s is owned by uid %u, not by this "
+			"process's uid %u (pass SHVAL_FOREIGN to "
+			"open it anyway)",
+			what, (unsigned)st.st_uid, (unsigned)geteuid());
 	if ((uint64_t)st.st_size < sizeof(shval__hdr))
-		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "%s is not a shval segment (%lld bytes, too "
-				    "small)",
-				    what, (long long)st.st_size);
+		return shval__failf(
+			NULL, SHVAL_ECORRUPT,
+			"%s is not a shval segment (%lld bytes, too "
+			"small)",
+			what, (long long)st.st_size);
 	shval__hdr h;
 	ssize_t n = pread(seg->fd, &h, sizeof h, 0);
 	if (n != (ssize_t)sizeof h)
@@ -697,7 +440,7 @@ static int seg_attach_fd(shval_seg *seg)
 		 * still leads to this very file, the flag is damage (retrying
 		 * would find the same file again). */
 		struct stat a, b;
-		bool still_named = seg->kind != SHVAL__KIND_ANON &&
+		bool still_named = seg->kind != SHVAL__SEG_ANON &&
 				   fstat(seg->fd, &a) == 0 &&
 				   stat(seg->path, &b) == 0 &&
 				   a.st_dev == b.st_dev && a.st_ino == b.st_ino;
@@ -705,23 +448,22 @@ static int seg_attach_fd(shval_seg *seg)
 			   !(seg->hdr->seg_flags & SHVAL_TEMP);
 		shval__seg_unlock(seg);
 		if (bad)
-			return shval__failf(NULL, SHVAL_ECORRUPT,
-					    "segment %s: header says its name was "
-					    "removed (unlinked %u, flags 0x%x), but "
-					    "it was not",
-					    what, seg->hdr->unlinked,
-					    seg->hdr->seg_flags);
+			return shval__failf(
+				NULL, SHVAL_ECORRUPT,
+				"segment %s: header says its name was "
+				"removed (unlinked %u, flags 0x%x), but "
+				"it was not",
+				what, seg->hdr->unlinked, seg->hdr->seg_flags);
 		return 1;
 	}
-	if ((seg->hdr->seg_flags & SHVAL_TEMP) && seg->kind != SHVAL__KIND_ANON &&
-	    atomic_load(&seg->hdr->attach_overflow) == 0 && attach_reap(seg) == 0) {
+	if (shval__temp_orphaned(seg)) {
 		/* A temporary segment whose processes all died: remove it. */
 		seg->hdr->unlinked = 1;
 		unlink(seg->path);
 		shval__seg_unlock(seg);
 		return 1;
 	}
-	attach_claim(seg);
+	shval__attach_claim(seg);
 	shval__seg_unlock(seg);
 	return 0;
 }
@@ -733,18 +475,19 @@ static int get_opts(const shval_seg_opts *opts, uint64_t *initial,
 	*max = DEFAULT_MAX;
 	*mode = 0600;
 	if (opts) {
-		if (opts->struct_size < offsetof(shval_seg_opts, initial_size) +
-						sizeof(uint64_t))
-			return shval__failf(NULL, -EINVAL,
-					    "shval_seg_opts.struct_size not set");
+		if (opts->struct_size <
+		    offsetof(shval_seg_opts, initial_size) + sizeof(uint64_t))
+			return shval__failf(
+				NULL, -EINVAL,
+				"shval_seg_opts.struct_size not set");
 		if (opts->initial_size)
 			*initial = opts->initial_size;
 		if (opts->struct_size >= offsetof(shval_seg_opts, max_size) +
 						 sizeof(uint64_t) &&
 		    opts->max_size)
 			*max = opts->max_size;
-		if (opts->struct_size >= offsetof(shval_seg_opts, mode) +
-						 sizeof(unsigned) &&
+		if (opts->struct_size >=
+			    offsetof(shval_seg_opts, mode) + sizeof(unsigned) &&
 		    opts->mode)
 			*mode = opts->mode;
 	}
@@ -761,11 +504,123 @@ static int get_opts(const shval_seg_opts *opts, uint64_t *initial,
 				    (unsigned long long)*max,
 				    (unsigned long long)SHVAL__MAX_SIZE_LIMIT);
 	if (*initial > *max)
-		return shval__failf(NULL, -EINVAL,
-				    "initial_size %llu is larger than max_size %llu",
-				    (unsigned long long)*initial,
-				    (unsigned long long)*max);
+		return shval__failf(
+			NULL, -EINVAL,
+			"initial_size %llu is larger than max_size %llu",
+			(unsigned long long)*initial, (unsigned long long)*max);
 	return 0;
+}
+
+/* An anonymous segment: a memfd, built and attached at once. */
+static int open_anon(unsigned flags, uint64_t initial, uint64_t max,
+		     shval_seg **out)
+{
+	if (!(flags & SHVAL_CREATE))
+		return shval__failf(NULL, -EINVAL,
+				    "an anonymous segment (NULL name) needs "
+				    "SHVAL_CREATE");
+	shval_seg *seg =
+		seg_new(NULL, SHVAL__SEG_ANON, "", flags & ~SHVAL_TEMP);
+	if (!seg)
+		return shval__failf(NULL, -ENOMEM, "out of memory");
+	int r;
+	seg->fd = memfd_create("shval", MFD_CLOEXEC);
+	if (seg->fd < 0) {
+		r = shval__failf(NULL, -errno, "memfd_create: %s",
+				 strerror(errno));
+		goto fail;
+	}
+	r = seg_init(seg, initial, max, 0);
+	if (r == 0)
+		r = shval__seg_lock(seg);
+	if (r)
+		goto fail;
+	shval__attach_claim(seg);
+	shval__seg_unlock(seg);
+	*out = seg;
+	return 0;
+fail:
+	seg_destroy(seg);
+	return r;
+}
+
+/* Open the segment file at path: 0 and *out, 1 when the caller should
+ * retry (a stale temporary segment was removed), -ENOENT when there is no
+ * such file, or another error; a message in every failure. */
+static int open_existing(const char *name, int kind, const char *path,
+			 unsigned flags, shval_seg **out)
+{
+	int fd = open(path, ((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
+				    O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			return shval__failf(
+				NULL, -ELOOP,
+				"segment %s: path is a symbolic link "
+				"(refused)",
+				name);
+		if (errno == ENOENT)
+			return shval__failf(NULL, -ENOENT,
+					    "segment %s does not exist", name);
+		return shval__failf(NULL, -errno, "segment %s: %s", name,
+				    strerror(errno));
+	}
+	shval_seg *seg = seg_new(name, kind, path, flags);
+	if (!seg) {
+		close(fd);
+		return shval__failf(NULL, -ENOMEM, "out of memory");
+	}
+	seg->fd = fd;
+	int r = seg_attach_fd(seg);
+	if (r) {
+		seg_destroy(seg);
+		return r;
+	}
+	*out = seg;
+	return 0;
+}
+
+/* Create a named segment: build it under no name, then link it into
+ * place.  0 and *out, 1 when the caller should retry (another process
+ * created the name first: open theirs), or an error with its message. */
+static int create_named(const char *name, int kind, const char *path,
+			unsigned flags, uint64_t initial, uint64_t max,
+			unsigned mode, shval_seg **out)
+{
+	shval_seg *seg = seg_new(name, kind, path, flags);
+	if (!seg)
+		return shval__failf(NULL, -ENOMEM, "out of memory");
+	char tmp[SHVAL__PATH_MAX];
+	int r = create_unnamed(path, mode, &seg->fd, tmp, sizeof tmp);
+	if (r) {
+		r = shval__failf(NULL, r, "creating segment %s: %s", name,
+				 strerror(-r));
+		goto fail;
+	}
+	r = seg_init(seg, initial, max, flags);
+	/* Attach before the segment gets its name: an opener that finds a
+	 * TEMP segment with no live process removes it. */
+	if (r == 0)
+		shval__attach_claim(seg);
+	if (r == 0)
+		r = give_name(seg->fd, tmp, path);
+	else if (tmp[0])
+		unlink(tmp);
+	if (r == -EEXIST && !(flags & SHVAL_EXCL))
+		r = 1; /* somebody else created it first */
+	else if (r == -EEXIST)
+		r = shval__failf(NULL, -EEXIST, "segment %s already exists",
+				 name);
+	else if (r && !(r < 0 && shval_errmsg(NULL)[0]))
+		r = shval__failf(NULL, r, "creating segment %s: %s", name,
+				 shval_strerror(r));
+	if (r)
+		goto fail;
+	*out = seg;
+	return 0;
+fail:
+	seg_destroy(seg);
+	return r;
 }
 
 SHVAL_API int shval_seg_open(const char *name, unsigned flags,
@@ -779,13 +634,15 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 		return shval__failf(NULL, -EINVAL, "unknown flag bits 0x%x",
 				    flags & ~KNOWN_FLAGS);
 	if ((flags & (SHVAL_EXCL | SHVAL_TEMP)) && !(flags & SHVAL_CREATE))
-		return shval__failf(NULL, -EINVAL,
-				    "SHVAL_EXCL and SHVAL_TEMP need SHVAL_CREATE");
+		return shval__failf(
+			NULL, -EINVAL,
+			"SHVAL_EXCL and SHVAL_TEMP need SHVAL_CREATE");
 	if ((flags & SHVAL_CREATE) && (flags & SHVAL_RDONLY))
-		return shval__failf(NULL, -EINVAL,
-				    "SHVAL_CREATE and SHVAL_RDONLY exclude each other");
-	int kind = SHVAL__KIND_ANON;
-	char path[4100];
+		return shval__failf(
+			NULL, -EINVAL,
+			"SHVAL_CREATE and SHVAL_RDONLY exclude each other");
+	int kind = SHVAL__SEG_ANON;
+	char path[SHVAL__PATH_MAX];
 	int r = parse_name(name, &kind, path, sizeof path);
 	if (r)
 		return r;
@@ -795,112 +652,35 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 	if (r)
 		return r;
 
-	if (kind == SHVAL__KIND_ANON) {
-		if (!(flags & SHVAL_CREATE))
-			return shval__failf(NULL, -EINVAL,
-					    "an anonymous segment (NULL name) "
-					    "needs SHVAL_CREATE");
-		shval_seg *seg = seg_new(NULL, kind, "", flags & ~SHVAL_TEMP);
-		if (!seg)
-			return shval__failf(NULL, -ENOMEM, "out of memory");
-		seg->fd = memfd_create("shval", MFD_CLOEXEC);
-		if (seg->fd < 0) {
-			r = shval__failf(NULL, -errno, "memfd_create: %s",
-					 strerror(errno));
-			seg_destroy(seg);
-			return r;
-		}
-		r = seg_init(seg, initial, max, 0);
-		if (r == 0)
-			r = shval__seg_lock(seg);
-		if (r) {
-			seg_destroy(seg);
-			return r;
-		}
-		attach_claim(seg);
-		shval__seg_unlock(seg);
-		list_add(seg);
-		*out = seg;
-		return 0;
-	}
-
-	for (int attempt = 0; attempt < 20; attempt++) {
-		if (!(flags & SHVAL_EXCL)) {
-			int fd = open(path,
-				      ((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
-					      O_NOFOLLOW | O_CLOEXEC);
-			if (fd >= 0) {
-				shval_seg *seg = seg_new(name, kind, path, flags);
-				if (!seg) {
-					close(fd);
-					return shval__failf(NULL, -ENOMEM,
-							    "out of memory");
-				}
-				seg->fd = fd;
-				r = seg_attach_fd(seg);
-				if (r == 0) {
-					list_add(seg);
-					*out = seg;
-					return 0;
-				}
-				seg_destroy(seg);
-				if (r == 1)
-					continue; /* stale temporary: gone now */
-				return r;
+	shval_seg *seg = NULL;
+	if (kind == SHVAL__SEG_ANON) {
+		r = open_anon(flags, initial, max, &seg);
+	} else {
+		/* One retry loop for both races: a stale temporary segment
+		 * removed under us, a name created by another process. */
+		r = 1;
+		for (int attempt = 0; attempt < 20 && r == 1; attempt++) {
+			if (!(flags & SHVAL_EXCL)) {
+				r = open_existing(name, kind, path, flags,
+						  &seg);
+				if (r != -ENOENT || !(flags & SHVAL_CREATE))
+					continue;
 			}
-			if (errno == ELOOP)
-				return shval__failf(NULL, -ELOOP,
-						    "segment %s: path is a symbolic "
-						    "link (refused)",
-						    name);
-			if (errno != ENOENT)
-				return shval__failf(NULL, -errno, "segment %s: %s",
-						    name, strerror(errno));
-			if (!(flags & SHVAL_CREATE))
-				return shval__failf(NULL, -ENOENT,
-						    "segment %s does not exist", name);
+			shval__clear_err(NULL); /* not "does not exist" */
+			r = create_named(name, kind, path, flags, initial, max,
+					 mode, &seg);
 		}
-		/* Create under no name, then link it into place. */
-		shval_seg *seg = seg_new(name, kind, path, flags);
-		if (!seg)
-			return shval__failf(NULL, -ENOMEM, "out of memory");
-		char tmp[4400];
-		r = create_unnamed(path, mode, &seg->fd, tmp, sizeof tmp);
-		if (r) {
-			seg_destroy(seg);
-			return shval__failf(NULL, r, "creating segment %s: %s", name,
-					    strerror(-r));
-		}
-		r = seg_init(seg, initial, max, flags);
-		/* Attach before the segment gets its name: an opener that
-		 * finds a TEMP segment with no live process removes it. */
-		if (r == 0)
-			attach_claim(seg);
-		if (r == 0)
-			r = give_name(seg->fd, tmp, path);
-		else if (tmp[0])
-			unlink(tmp);
-		if (r == -EEXIST) {
-			seg_destroy(seg);
-			if (flags & SHVAL_EXCL)
-				return shval__failf(NULL, -EEXIST,
-						    "segment %s already exists", name);
-			continue; /* somebody else created it first: open theirs */
-		}
-		if (r) {
-			seg_destroy(seg);
-			return r < 0 && shval_errmsg(NULL)[0]
-				       ? r
-				       : shval__failf(NULL, r, "creating segment %s: %s",
-						      name, shval_strerror(r));
-		}
-		list_add(seg);
-		*out = seg;
-		return 0;
+		if (r == 1)
+			r = shval__failf(NULL, -EAGAIN,
+					 "segment %s: gave up after repeated "
+					 "create/remove races",
+					 name);
 	}
-	return shval__failf(NULL, -EAGAIN,
-			    "segment %s: gave up after repeated create/remove races",
-			    name);
+	if (r)
+		return r;
+	shval__open_list_add(seg);
+	*out = seg;
+	return 0;
 }
 
 SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out)
@@ -913,26 +693,28 @@ SHVAL_API int shval_seg_open_fd(int fd, unsigned flags, shval_seg **out)
 		return shval__failf(NULL, -EINVAL,
 				    "shval_seg_open_fd takes only SHVAL_RDONLY "
 				    "and SHVAL_FOREIGN");
-	shval_seg *seg = seg_new(NULL, SHVAL__KIND_ANON, "", flags);
+	shval_seg *seg = seg_new(NULL, SHVAL__SEG_ANON, "", flags);
 	if (!seg)
 		return shval__failf(NULL, -ENOMEM, "out of memory");
 	seg->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (seg->fd < 0) {
-		int r = shval__failf(NULL, -errno, "fd %d: %s", fd, strerror(errno));
+		int r = shval__failf(NULL, -errno, "fd %d: %s", fd,
+				     strerror(errno));
 		seg_destroy(seg);
 		return r;
 	}
 	int r = seg_attach_fd(seg);
 	if (r) {
 		seg_destroy(seg);
-		return r == 1 ? shval__failf(NULL, -ENOENT,
-					     "fd %d: the segment was removed (a "
-					     "temporary segment whose processes "
-					     "all died)",
-					     fd)
+		return r == 1 ? shval__failf(
+					NULL, -ENOENT,
+					"fd %d: the segment was removed (a "
+					"temporary segment whose processes "
+					"all died)",
+					fd)
 			      : r;
 	}
-	list_add(seg);
+	shval__open_list_add(seg);
 	*out = seg;
 	return 0;
 }
@@ -951,17 +733,15 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 {
 	if (!seg)
 		return 0;
-	list_del(seg);
+	shval__open_list_del(seg);
 	seg->user_closed = true;
 	if (seg->attach_slot >= 0 && seg->attach_pid == getpid() &&
 	    !(seg->flags & SHVAL_RDONLY)) {
 		if (shval__seg_lock(seg) == 0) {
-			atomic_store(&seg->hdr->attach[seg->attach_slot].pid, 0);
+			atomic_store(&seg->hdr->attach[seg->attach_slot].pid,
+				     0);
 			seg->attach_slot = -1;
-			if ((seg->hdr->seg_flags & SHVAL_TEMP) &&
-			    seg->kind != SHVAL__KIND_ANON && !seg->hdr->unlinked &&
-			    atomic_load(&seg->hdr->attach_overflow) == 0 &&
-			    attach_reap(seg) == 0) {
+			if (!seg->hdr->unlinked && shval__temp_orphaned(seg)) {
 				seg->hdr->unlinked = 1;
 				unlink(seg->path);
 			}
@@ -974,14 +754,15 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 
 SHVAL_API int shval_seg_unlink(const char *name)
 {
-	int kind = SHVAL__KIND_ANON;
-	char path[4100];
+	int kind = SHVAL__SEG_ANON;
+	char path[SHVAL__PATH_MAX];
 	int r = parse_name(name, &kind, path, sizeof path);
 	if (r)
 		return r;
-	if (kind == SHVAL__KIND_ANON)
-		return shval__failf(NULL, SHVAL_EBADNAME,
-				    "an anonymous segment has no name to unlink");
+	if (kind == SHVAL__SEG_ANON)
+		return shval__failf(
+			NULL, SHVAL_EBADNAME,
+			"an anonymous segment has no name to unlink");
 	if (unlink(path) != 0)
 		return shval__failf(NULL, -errno, "unlink %s: %s", name,
 				    strerror(errno));
@@ -1013,9 +794,10 @@ const char *shval__hdr_check(shval_seg *seg)
 	if (used % SHVAL__LINE || used > brk - sizeof(shval__hdr))
 		return "the count of bytes in use is impossible";
 	uint64_t cap;
-	if (!shval__table_at(seg, atomic_load_explicit(&h->table_off,
-						       memory_order_acquire),
-			     &cap))
+	if (!shval__table_at(
+		    seg,
+		    atomic_load_explicit(&h->table_off, memory_order_acquire),
+		    &cap))
 		return "the directory table is damaged";
 	/* (not ntomb: a resize may shrink the table before it resets it) */
 	if (h->nvalues > cap)
@@ -1041,8 +823,9 @@ SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	info->used = h->used + sizeof(shval__hdr);
 	info->max_size = seg->map_len;
 	info->nvalues = h->nvalues;
-	info->version = atomic_load_explicit(&h->version, memory_order_acquire) &
-			~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+	info->version =
+		atomic_load_explicit(&h->version, memory_order_acquire) &
+		~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 	info->creator_pid = (pid_t)h->creator_pid;
 	info->created = (int64_t)h->created;
 	info->flags = h->seg_flags & SHVAL_TEMP;
@@ -1051,35 +834,7 @@ SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 		info->mode = st.st_mode & 07777;
 		info->owner = st.st_uid;
 	}
-	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
-		uint32_t pid = atomic_load(&h->attach[i].pid);
-		if (!pid)
-			continue;
-		info->nattached++;
-		if (proc_alive((pid_t)pid, h->attach[i].start_time))
-			info->nalive++;
-	}
-	return 0;
-}
-
-SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
-			      size_t *n)
-{
-	if (!seg || !n)
-		return -EINVAL;
-	size_t k = 0;
-	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
-		uint32_t pid = atomic_load(&seg->hdr->attach[i].pid);
-		if (!pid)
-			continue;
-		if (k < cap && procs) {
-			procs[k].pid = (pid_t)pid;
-			procs[k].alive =
-				proc_alive((pid_t)pid, seg->hdr->attach[i].start_time);
-		}
-		k++;
-	}
-	*n = k;
+	shval__attach_count(seg, &info->nattached, &info->nalive);
 	return 0;
 }
 

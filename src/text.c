@@ -1,5 +1,6 @@
 /*
- * src/text.c — values <-> text (plain and JSON), and the growable buffer.
+ * src/text.c — values <-> text (plain and JSON).  The growable output
+ * buffer is strbuf.c.
  *
  * Formats (the contract is at shval_to_text() / shval_from_text() in
  * include/shval.h; the details decided here):
@@ -75,60 +76,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- shval__buf --------------------------------------------------------- */
-
-void shval__buf_init(shval__buf *b)
-{
-	b->p = NULL;
-	b->len = b->cap = 0;
-	b->oom = 0;
-}
-
-void shval__buf_free(shval__buf *b)
-{
-	free(b->p);
-	shval__buf_init(b);
-}
-
-/* Make room for n more bytes plus a NUL; 0 or -1 (and b->oom set). */
-static int buf_reserve(shval__buf *b, size_t n)
-{
-	size_t need, ncap;
-	char *np;
-	if (b->oom)
-		return -1;
-	if (n > SIZE_MAX / 2 - b->len) {
-		b->oom = 1;
-		return -1;
-	}
-	need = b->len + n + 1;
-	if (need <= b->cap)
-		return 0;
-	ncap = b->cap ? b->cap : 64;
-	while (ncap < need)
-		ncap *= 2;
-	np = realloc(b->p, ncap);
-	if (!np) {
-		b->oom = 1;
-		return -1;
-	}
-	b->p = np;
-	b->cap = ncap;
-	return 0;
-}
-
-/* The buffer stays NUL-terminated (once anything was added), so b->p can be
- * used as a C string when the content has no NULs. */
-void shval__buf_add(shval__buf *b, const void *s, size_t n)
-{
-	if (buf_reserve(b, n) < 0)
-		return;
-	if (n)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
 static void buf_addc(shval__buf *b, char c)
 {
 	shval__buf_add(b, &c, 1);
@@ -137,31 +84,6 @@ static void buf_addc(shval__buf *b, char c)
 static void buf_adds(shval__buf *b, const char *s)
 {
 	shval__buf_add(b, s, strlen(s));
-}
-
-void shval__buf_printf(shval__buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-	char small[128];
-
-	va_start(ap, fmt);
-	n = vsnprintf(small, sizeof small, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->oom = 1; /* an encoding error: no better flag to raise */
-		return;
-	}
-	if ((size_t)n < sizeof small) {
-		shval__buf_add(b, small, (size_t)n);
-		return;
-	}
-	if (buf_reserve(b, (size_t)n) < 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -241,11 +163,17 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 		*cp = c;
 		return 1;
 	} else if (c >= 0xc2 && c <= 0xdf) {
-		len = 2; c &= 0x1f; min = 0x80;
+		len = 2;
+		c &= 0x1f;
+		min = 0x80;
 	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3; c &= 0x0f; min = 0x800;
+		len = 3;
+		c &= 0x0f;
+		min = 0x800;
 	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4; c &= 0x07; min = 0x10000;
+		len = 4;
+		c &= 0x07;
+		min = 0x10000;
 	} else {
 		return 0;
 	}
@@ -285,7 +213,7 @@ static size_t utf8_encode(uint32_t c, char out[4])
 	return 4;
 }
 
-static int is_scalar_value(uint32_t c)
+static bool is_scalar_value(uint32_t c)
 {
 	return c <= 0x10ffff && !(c >= 0xd800 && c <= 0xdfff);
 }
@@ -313,15 +241,20 @@ static void json_escape(shval__buf *b, const unsigned char *s, size_t n)
 			shval__buf_add(b, s + i, j - i);
 			i = j;
 		} else if (c == '\n') {
-			buf_adds(b, "\\n"); i++;
+			buf_adds(b, "\\n");
+			i++;
 		} else if (c == '\t') {
-			buf_adds(b, "\\t"); i++;
+			buf_adds(b, "\\t");
+			i++;
 		} else if (c == '\r') {
-			buf_adds(b, "\\r"); i++;
+			buf_adds(b, "\\r");
+			i++;
 		} else if (c == '\b') {
-			buf_adds(b, "\\b"); i++;
+			buf_adds(b, "\\b");
+			i++;
 		} else if (c == '\f') {
-			buf_adds(b, "\\f"); i++;
+			buf_adds(b, "\\f");
+			i++;
 		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
 			shval__buf_add(b, s + i, k);
 			i += k;
@@ -349,15 +282,19 @@ static void c_escape(shval__buf *b, const unsigned char *s, size_t n)
 			buf_addc(b, (char)c);
 			i++;
 		} else if (c == '\n') {
-			buf_adds(b, "\\n"); i++;
+			buf_adds(b, "\\n");
+			i++;
 		} else if (c == '\t') {
-			buf_adds(b, "\\t"); i++;
+			buf_adds(b, "\\t");
+			i++;
 		} else if (c == '\r') {
-			buf_adds(b, "\\r"); i++;
-		} else if (c == 0 && !(i + 1 < n && s[i + 1] >= '0' &&
-		                       s[i + 1] <= '9')) {
+			buf_adds(b, "\\r");
+			i++;
+		} else if (c == 0 &&
+			   !(i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9')) {
 			/* "\0" unless a digit follows ("\01" would be octal) */
-			buf_adds(b, "\\0"); i++;
+			buf_adds(b, "\\0");
+			i++;
 		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
 			shval__buf_add(b, s + i, k);
 			i += k;
@@ -371,7 +308,7 @@ static void c_escape(shval__buf *b, const unsigned char *s, size_t n)
 
 /* Shortest "%.*g" text of x that reads back to the same bits.  For 'f' the
  * value is a float widened to double and read back with strtof. */
-static void fmt_float(shval__buf *b, double x, int is_float, int json)
+static void fmt_float(shval__buf *b, double x, bool is_float, bool json)
 {
 	char tmp[40];
 	locale_t l = c_locale(), old = (locale_t)0;
@@ -404,39 +341,20 @@ static void fmt_float(shval__buf *b, double x, int is_float, int json)
 	buf_adds(b, tmp);
 }
 
-/* Read an integer element as signed (returns 1, *sv) or unsigned (0, *uv).
- * memcpy: data may be unaligned in callers' buffers. */
-static int load_int(char code, const unsigned char *p, int64_t *sv,
-                    uint64_t *uv)
-{
-	switch (code) {
-	case 'b': { int8_t v; memcpy(&v, p, 1); *sv = v; return 1; }
-	case 'B': { uint8_t v; memcpy(&v, p, 1); *uv = v; return 0; }
-	case 'h': { int16_t v; memcpy(&v, p, 2); *sv = v; return 1; }
-	case 'H': { uint16_t v; memcpy(&v, p, 2); *uv = v; return 0; }
-	case 'i': { int32_t v; memcpy(&v, p, 4); *sv = v; return 1; }
-	case 'I': { uint32_t v; memcpy(&v, p, 4); *uv = v; return 0; }
-	case 'l': case 'q': case 'n':
-		{ int64_t v; memcpy(&v, p, 8); *sv = v; return 1; }
-	default: /* L Q N */
-		{ uint64_t v; memcpy(&v, p, 8); *uv = v; return 0; }
-	}
-}
-
 static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
-                     int json)
+		     bool json)
 {
 	switch (code) {
 	case 'f': {
 		float v;
 		memcpy(&v, p, sizeof v);
-		fmt_float(b, v, 1, json);
+		fmt_float(b, v, true, json);
 		return;
 	}
 	case 'd': {
 		double v;
 		memcpy(&v, p, sizeof v);
-		fmt_float(b, v, 0, json);
+		fmt_float(b, v, false, json);
 		return;
 	}
 	case '?':
@@ -467,20 +385,22 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 			else
 				shval__buf_add(b, u8, k);
 		} else {
-			shval__buf_printf(b, json ? "\\\\u{%" PRIX32 "}"
-			                          : "\\u{%" PRIX32 "}", cp);
+			shval__buf_printf(b,
+					  json ? "\\\\u{%" PRIX32 "}"
+					       : "\\u{%" PRIX32 "}",
+					  cp);
 		}
 		if (json)
 			buf_addc(b, '"');
 		return;
 	}
 	default: {
-		int64_t sv;
-		uint64_t uv;
-		if (load_int(code, p, &sv, &uv))
-			shval__buf_printf(b, "%" PRId64, sv);
+		const shval__letter *l = shval__letter_info(code);
+		uint64_t x = shval__int_load(l, p);
+		if (l->is_signed)
+			shval__buf_printf(b, "%" PRId64, (int64_t)x);
 		else
-			shval__buf_printf(b, "%" PRIu64, uv);
+			shval__buf_printf(b, "%" PRIu64, x);
 		return;
 	}
 	}
@@ -489,7 +409,7 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 /* One field (or a whole non-struct value).  in_struct: plain text inside a
  * struct (quoted strings, comma-separated arrays). */
 static void fmt_field(shval__buf *b, const shval__field *f,
-                      const unsigned char *base, int json, int in_struct)
+		      const unsigned char *base, bool json, bool in_struct)
 {
 	const unsigned char *p = base + f->offset;
 
@@ -505,7 +425,7 @@ static void fmt_field(shval__buf *b, const shval__field *f,
 			if (k)
 				buf_addc(b, sep);
 			fmt_elem(b, f->code, p + (size_t)k * f->elem_size,
-			         json);
+				 json);
 		}
 		if (json)
 			buf_addc(b, ']');
@@ -529,9 +449,10 @@ static void fmt_field(shval__buf *b, const shval__field *f,
 			shval__buf_add(b, p + 4, n);
 		}
 		if (len > f->count)
-			shval__buf_printf(b, "[damaged: length %" PRIu32
-			                  " > capacity %" PRIu32 "]", len,
-			                  f->count);
+			shval__buf_printf(b,
+					  "[damaged: length %" PRIu32
+					  " > capacity %" PRIu32 "]",
+					  len, f->count);
 		return;
 	}
 	default:
@@ -540,15 +461,15 @@ static void fmt_field(shval__buf *b, const shval__field *f,
 }
 
 int shval__text_format(const shval__type *t, const void *data, unsigned flags,
-                       shval__buf *out)
+		       shval__buf *out)
 {
 	const unsigned char *base = data;
-	int json = (flags & SHVAL_TEXT_JSON) != 0;
+	bool json = (flags & SHVAL_TEXT_JSON) != 0;
 
 	if (t->kind != SHVAL_KIND_STRUCT) {
-		fmt_field(out, &t->fields[0], base, json, 0);
+		fmt_field(out, &t->fields[0], base, json, false);
 	} else {
-		int named = t->fields[0].name[0] != '\0';
+		bool named = t->fields[0].name[0] != '\0';
 		if (json)
 			buf_addc(out, named ? '{' : '[');
 		for (size_t k = 0; k < t->nfields && !out->oom; k++) {
@@ -561,7 +482,7 @@ int shval__text_format(const shval__type *t, const void *data, unsigned flags,
 				shval__buf_printf(out, "%s=", f->name);
 			else if (!json)
 				shval__buf_printf(out, "%zu=", k);
-			fmt_field(out, f, base, json, 1);
+			fmt_field(out, f, base, json, true);
 		}
 		if (json)
 			buf_addc(out, named ? '}' : ']');
@@ -575,13 +496,13 @@ int shval__text_format(const shval__type *t, const void *data, unsigned flags,
 
 /* Integer syntax: [+-] (digits | 0x hexdigits).  Sets *neg and the
  * magnitude; returns 0, or -1 if malformed, -2 if above UINT64_MAX. */
-static int parse_uint_mag(const char *s, int *neg, uint64_t *mag)
+static int parse_uint_mag(const char *s, bool *neg, uint64_t *mag)
 {
 	uint64_t v = 0;
 	unsigned base = 10;
-	int any = 0, over = 0;
+	bool any = false, over = false;
 
-	*neg = 0;
+	*neg = false;
 	if (*s == '+' || *s == '-')
 		*neg = *s++ == '-';
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
@@ -598,9 +519,9 @@ static int parse_uint_mag(const char *s, int *neg, uint64_t *mag)
 			d = (unsigned)(*s - 'A' + 10);
 		else
 			return -1;
-		any = 1;
+		any = true;
 		if (v > (UINT64_MAX - d) / base)
-			over = 1; /* keep scanning: "99...9x" is malformed */
+			over = true; /* keep scanning: "99...9x" is malformed */
 		else
 			v = v * base + d;
 	}
@@ -610,120 +531,78 @@ static int parse_uint_mag(const char *s, int *neg, uint64_t *mag)
 	return over ? -2 : 0;
 }
 
-static const char *letter_range(char code)
-{
-	switch (code) {
-	case 'b': return "-128..127";
-	case 'B': return "0..255";
-	case 'h': return "-32768..32767";
-	case 'H': return "0..65535";
-	case 'i': return "-2147483648..2147483647";
-	case 'I': return "0..4294967295";
-	case 'l': case 'q': case 'n':
-		return "-9223372036854775808..9223372036854775807";
-	default:
-		return "0..18446744073709551615";
-	}
-}
-
-static int is_signed_letter(char code)
-{
-	return code == 'b' || code == 'h' || code == 'i' || code == 'l' ||
-	       code == 'q' || code == 'n';
-}
-
 static int parse_int(char code, const char *text, void *out, char *err,
-                     size_t errcap)
+		     size_t errcap)
 {
 	char q[200];
-	int neg, r;
+	bool neg;
+	int r;
 	uint64_t mag = 0;
-	size_t size = shval__letter_size(code);
+	const shval__letter *l = shval__letter_info(code);
 
 	shval__quote(q, sizeof q, text, strlen(text));
 	r = parse_uint_mag(text, &neg, &mag);
 	if (r == -1)
-		return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not an "
-		            "integer (type %c)", q, code);
-	if (r == 0 && is_signed_letter(code)) {
-		/* limit of the magnitude: 2^(bits-1) - 1, or 2^(bits-1)
-		 * when negative */
-		uint64_t max = (UINT64_C(1) << (size * 8 - 1)) - 1;
-		if (mag <= max + (uint64_t)neg) {
-			/* two's complement, no signed overflow in C */
-			uint64_t u = neg ? (uint64_t)0 - mag : mag;
-			int64_t v;
-			memcpy(&v, &u, sizeof v);
-			switch (size) {
-			case 1: { int8_t x = (int8_t)v; memcpy(out, &x, 1); break; }
-			case 2: { int16_t x = (int16_t)v; memcpy(out, &x, 2); break; }
-			case 4: { int32_t x = (int32_t)v; memcpy(out, &x, 4); break; }
-			default: memcpy(out, &v, 8); break;
-			}
-			return 0;
-		}
-	} else if (r == 0) {
-		uint64_t max = size == 8 ? UINT64_MAX
-		                         : (UINT64_C(1) << (size * 8)) - 1;
-		if (!(neg && mag != 0) && mag <= max) {
-			switch (size) {
-			case 1: { uint8_t x = (uint8_t)mag; memcpy(out, &x, 1); break; }
-			case 2: { uint16_t x = (uint16_t)mag; memcpy(out, &x, 2); break; }
-			case 4: { uint32_t x = (uint32_t)mag; memcpy(out, &x, 4); break; }
-			default: memcpy(out, &mag, 8); break;
-			}
-			return 0;
-		}
+		return fail(err, errcap, SHVAL_EPARSE,
+			    "\"%s\" is not an "
+			    "integer (type %c)",
+			    q, code);
+	/* the magnitude may reach max, or -min when negative ("-0" fits an
+	 * unsigned letter); two's complement, no signed overflow in C */
+	if (r == 0 &&
+	    (neg ? mag <= (uint64_t)0 - (uint64_t)l->min : mag <= l->max)) {
+		shval__int_store(l, out, neg ? (uint64_t)0 - mag : mag);
+		return 0;
 	}
-	return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out of range for "
-	            "type %c (%s)", q, code, letter_range(code));
+	return fail(err, errcap, SHVAL_ERANGE,
+		    "\"%s\" is out of range for "
+		    "type %c (%" PRId64 "..%" PRIu64 ")",
+		    q, code, l->min, l->max);
 }
 
 static int parse_real(char code, const char *text, void *out, char *err,
-                      size_t errcap)
+		      size_t errcap)
 {
 	char q[200];
 	char *end = NULL;
+	bool is_float = code == 'f';
+	float f = 0;
+	double d = 0;
 	int e;
 
 	shval__quote(q, sizeof q, text, strlen(text));
-	/* strtod would skip leading white space and accept "": refuse both */
-	if (text[0] == '\0' || text[0] == ' ' || (text[0] >= '\t' &&
-	                                          text[0] <= '\r'))
-		return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not a "
-		            "number (type %c)", q, code);
 	errno = 0;
-	if (code == 'f') {
-		float v = parse_float_c(text, &end);
-		e = errno;
-		if (end == text || *end != '\0')
-			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
-			            "a number (type f)", q);
-		/* ERANGE with an infinite result is overflow ("inf" itself
-		 * does not set ERANGE); with a tiny one it is underflow,
-		 * which we accept as C and Python do. */
-		if (e == ERANGE && isinf(v))
-			return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out "
-			            "of range for type f (magnitude up to "
-			            "3.4028235e+38)", q);
-		memcpy(out, &v, sizeof v);
-	} else {
-		double v = parse_double_c(text, &end);
-		e = errno;
-		if (end == text || *end != '\0')
-			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
-			            "a number (type d)", q);
-		if (e == ERANGE && isinf(v))
-			return fail(err, errcap, SHVAL_ERANGE, "\"%s\" is out "
-			            "of range for type d (magnitude up to "
-			            "1.7976931348623157e+308)", q);
-		memcpy(out, &v, sizeof v);
-	}
+	/* strtod would skip leading white space and accept "": refuse both */
+	if (text[0] == '\0' || text[0] == ' ' ||
+	    (text[0] >= '\t' && text[0] <= '\r'))
+		end = (char *)text;
+	else if (is_float)
+		d = f = parse_float_c(text, &end);
+	else
+		d = parse_double_c(text, &end);
+	e = errno;
+	if (end == text || *end != '\0')
+		return fail(err, errcap, SHVAL_EPARSE,
+			    "\"%s\" is not a number (type %c)", q, code);
+	/* ERANGE with an infinite result is overflow ("inf" itself does not
+	 * set ERANGE); with a tiny one it is underflow, which we accept as C
+	 * and Python do. */
+	if (e == ERANGE && isinf(d))
+		return fail(err, errcap, SHVAL_ERANGE,
+			    "\"%s\" is out of range for type %c (magnitude up "
+			    "to %s)",
+			    q, code,
+			    is_float ? "3.4028235e+38"
+				     : "1.7976931348623157e+308");
+	if (is_float)
+		memcpy(out, &f, sizeof f);
+	else
+		memcpy(out, &d, sizeof d);
 	return 0;
 }
 
 int shval__text_parse_elem(char code, const char *text, void *out, char *err,
-                           size_t errcap)
+			   size_t errcap)
 {
 	char q[200];
 	size_t n;
@@ -734,7 +613,8 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		return fail(err, errcap, SHVAL_EPARSE, "missing value");
 	n = strlen(text);
 	switch (code) {
-	case 'f': case 'd':
+	case 'f':
+	case 'd':
 		return parse_real(code, text, out, err, errcap);
 	case '?': {
 		uint8_t v;
@@ -742,12 +622,14 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		    !strcmp(text, "1"))
 			v = 1;
 		else if (!strcmp(text, "false") || !strcmp(text, "False") ||
-		         !strcmp(text, "0"))
+			 !strcmp(text, "0"))
 			v = 0;
 		else {
 			shval__quote(q, sizeof q, text, n);
-			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
-			            "a boolean (true, false, 1 or 0)", q);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "\"%s\" is not "
+				    "a boolean (true, false, 1 or 0)",
+				    q);
 		}
 		memcpy(out, &v, 1);
 		return 0;
@@ -755,8 +637,10 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 	case 'c':
 		if (n != 1) {
 			shval__quote(q, sizeof q, text, n);
-			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
-			            "one byte (type c)", q);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "\"%s\" is not "
+				    "one byte (type c)",
+				    q);
 		}
 		memcpy(out, text, 1);
 		return 0;
@@ -765,29 +649,36 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		size_t k = utf8_decode((const unsigned char *)text, n, &cp);
 		if (k == 0 || k != n) {
 			shval__quote(q, sizeof q, text, n);
-			return fail(err, errcap, SHVAL_EPARSE, "\"%s\" is not "
-			            "one UTF-8 character (type u)", q);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "\"%s\" is not "
+				    "one UTF-8 character (type u)",
+				    q);
 		}
 		memcpy(out, &cp, sizeof cp);
 		return 0;
 	}
 	default:
-		if (shval__letter_size(code) == 0)
-			return fail(err, errcap, SHVAL_EPARSE, "no element "
-			            "syntax for type letter '%c'", code);
+		if (shval__letter_size(code) == 0 ||
+		    shval__letter_info(code)->cls != SHVAL__L_INT)
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "no element "
+				    "syntax for type letter '%c'",
+				    code);
 		return parse_int(code, text, out, err, errcap);
 	}
 }
 
 /* Set a string field: raw bytes, zeroing the rest of the capacity. */
 static int set_string(const shval__field *f, unsigned char *base,
-                      const char *text, char *err, size_t errcap)
+		      const char *text, char *err, size_t errcap)
 {
 	size_t n = strlen(text);
 	uint32_t len;
 	if (n > f->count)
-		return fail(err, errcap, SHVAL_ETOOBIG, "string of %zu bytes "
-		            "exceeds capacity %" PRIu32, n, f->count);
+		return fail(err, errcap, SHVAL_ETOOBIG,
+			    "string of %zu bytes "
+			    "exceeds capacity %" PRIu32,
+			    n, f->count);
 	len = (uint32_t)n;
 	memcpy(base + f->offset, &len, sizeof len);
 	memcpy(base + f->offset + 4, text, n);
@@ -797,7 +688,7 @@ static int set_string(const shval__field *f, unsigned char *base,
 
 /* A struct's array field from "a,b,c": exactly count elements. */
 static int set_array_csv(const shval__field *f, unsigned char *base,
-                         const char *text, char *err, size_t errcap)
+			 const char *text, char *err, size_t errcap)
 {
 	size_t n = 1;
 	const char *s = text;
@@ -806,9 +697,11 @@ static int set_array_csv(const shval__field *f, unsigned char *base,
 	for (const char *c = text; *c; c++)
 		n += *c == ',';
 	if (n != f->count)
-		return fail(err, errcap, SHVAL_EINDEX, "array of %" PRIu32
-		            " takes %" PRIu32 " comma-separated elements, got "
-		            "%zu", f->count, f->count, n);
+		return fail(err, errcap, SHVAL_EINDEX,
+			    "array of %" PRIu32 " takes %" PRIu32
+			    " comma-separated elements, got "
+			    "%zu",
+			    f->count, f->count, n);
 	for (uint32_t k = 0; k < f->count; k++) {
 		const char *e = strchr(s, ',');
 		size_t len = e ? (size_t)(e - s) : strlen(s);
@@ -818,13 +711,14 @@ static int set_array_csv(const shval__field *f, unsigned char *base,
 			tmp = malloc(len + 1);
 			if (!tmp)
 				return fail(err, errcap, -ENOMEM,
-				            "out of memory");
+					    "out of memory");
 		}
 		memcpy(tmp, s, len);
 		tmp[len] = '\0';
-		rc = shval__text_parse_elem(f->code, tmp, base + f->offset +
-		                            (size_t)k * f->elem_size, err,
-		                            errcap);
+		rc = shval__text_parse_elem(f->code, tmp,
+					    base + f->offset +
+						    (size_t)k * f->elem_size,
+					    err, errcap);
 		if (tmp != small)
 			free(tmp);
 		if (rc < 0) {
@@ -841,7 +735,7 @@ static int set_array_csv(const shval__field *f, unsigned char *base,
 #define MAX_FIELDS 512
 
 int shval__text_parse(const shval__type *t, void *data, int argc,
-                      const char *const *argv, char *err, size_t errcap)
+		      const char *const *argv, char *err, size_t errcap)
 {
 	unsigned char *base = data;
 	const shval__field *f0 = &t->fields[0];
@@ -853,29 +747,35 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 		return fail(err, errcap, SHVAL_EPARSE, "no arguments");
 	for (int a = 0; a < argc; a++)
 		if (!argv[a])
-			return fail(err, errcap, SHVAL_EPARSE, "argument %d "
-			            "is NULL", a + 1);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "argument %d "
+				    "is NULL",
+				    a + 1);
 
 	switch (t->kind) {
 	case SHVAL_KIND_SCALAR:
 	case SHVAL_KIND_STRING:
 		if (argc != 1)
-			return fail(err, errcap, SHVAL_EPARSE, "type %s takes "
-			            "1 argument, got %d", t->canon, argc);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "type %s takes "
+				    "1 argument, got %d",
+				    t->canon, argc);
 		if (t->kind == SHVAL_KIND_STRING)
 			return set_string(f0, base, argv[0], err, errcap);
 		return shval__text_parse_elem(f0->code, argv[0],
-		                              base + f0->offset, err, errcap);
+					      base + f0->offset, err, errcap);
 	case SHVAL_KIND_ARRAY:
 		if ((size_t)argc != f0->count)
-			return fail(err, errcap, SHVAL_EINDEX, "array of %"
-			            PRIu32 " takes %" PRIu32 " arguments, got "
-			            "%d", f0->count, f0->count, argc);
+			return fail(err, errcap, SHVAL_EINDEX,
+				    "array of %" PRIu32 " takes %" PRIu32
+				    " arguments, got "
+				    "%d",
+				    f0->count, f0->count, argc);
 		for (uint32_t k = 0; k < f0->count; k++) {
-			rc = shval__text_parse_elem(f0->code, argv[k],
-			                            base + f0->offset +
-			                            (size_t)k * f0->elem_size,
-			                            err, errcap);
+			rc = shval__text_parse_elem(
+				f0->code, argv[k],
+				base + f0->offset + (size_t)k * f0->elem_size,
+				err, errcap);
 			if (rc < 0) {
 				err_prefix(err, errcap, "element %" PRIu32, k);
 				return rc;
@@ -889,8 +789,10 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 	/* A struct: field=value arguments, each field at most once. */
 	unsigned char seen[MAX_FIELDS / 8] = { 0 };
 	if (argc == 0)
-		return fail(err, errcap, SHVAL_EPARSE, "type \"%s\" takes "
-		            "field=value arguments, got none", t->canon);
+		return fail(err, errcap, SHVAL_EPARSE,
+			    "type \"%s\" takes "
+			    "field=value arguments, got none",
+			    t->canon);
 	for (int a = 0; a < argc; a++) {
 		const char *arg = argv[a], *eq = strchr(arg, '=');
 		char name[SHVAL__FIELD_NAME_MAX + 2], q[200];
@@ -900,8 +802,10 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 
 		if (!eq) {
 			shval__quote(q, sizeof q, arg, strlen(arg));
-			return fail(err, errcap, SHVAL_EPARSE, "argument %d "
-			            "\"%s\": expected field=value", a + 1, q);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "argument %d "
+				    "\"%s\": expected field=value",
+				    a + 1, q);
 		}
 		nlen = (size_t)(eq - arg);
 		shval__quote(q, sizeof q, arg, nlen);
@@ -913,14 +817,16 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 			idx = shval__type_field(t, name);
 		}
 		if (idx < 0)
-			return fail(err, errcap, SHVAL_ENOFIELD, "argument %d: "
-			            "no field \"%s\" in type \"%s\"", a + 1, q,
-			            t->canon);
+			return fail(err, errcap, SHVAL_ENOFIELD,
+				    "argument %d: "
+				    "no field \"%s\" in type \"%s\"",
+				    a + 1, q, t->canon);
 		if (idx < MAX_FIELDS) {
 			if (seen[idx / 8] & (1u << (idx % 8)))
 				return fail(err, errcap, SHVAL_EPARSE,
-				            "argument %d: field \"%s\" given "
-				            "twice", a + 1, q);
+					    "argument %d: field \"%s\" given "
+					    "twice",
+					    a + 1, q);
 			seen[idx / 8] |= (unsigned char)(1u << (idx % 8));
 		}
 		f = &t->fields[idx];
@@ -932,9 +838,8 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 			rc = set_array_csv(f, base, eq + 1, err, errcap);
 			break;
 		default:
-			rc = shval__text_parse_elem(f->code, eq + 1,
-			                            base + f->offset, err,
-			                            errcap);
+			rc = shval__text_parse_elem(
+				f->code, eq + 1, base + f->offset, err, errcap);
 			break;
 		}
 		if (rc < 0) {

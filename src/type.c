@@ -30,35 +30,111 @@
  * arithmetic overflow-free in size_t. */
 #define SHVAL__SIZE_LIMIT ((size_t)1 << 30)
 
+/* The letter table, indexed by the letter (ASCII). */
+static const shval__letter letters[128] = {
+#define SHVAL__LETTER_ROW(c, sz, cl, lo, hi) \
+	[c] = { c, sz, SHVAL__L_##cl, (lo) < 0, lo, hi },
+	SHVAL__LETTERS(SHVAL__LETTER_ROW)
+#undef SHVAL__LETTER_ROW
+};
+
+const shval__letter *shval__letter_info(char code)
+{
+	unsigned char c = (unsigned char)code;
+	if (c >= 128 || letters[c].code == 0)
+		return NULL;
+	return &letters[c];
+}
+
 size_t shval__letter_size(char code)
 {
-	switch (code) {
-	case 'c': case 'b': case 'B': case '?':
-		return 1;
-	case 'h': case 'H':
-		return 2;
-	case 'i': case 'I': case 'f': case 'u':
-		return 4;
-	case 'l': case 'L': case 'q': case 'Q': case 'n': case 'N': case 'd':
-		return 8;
+	const shval__letter *l = shval__letter_info(code);
+	return l ? l->size : 0; /* unknown letters, and 's' */
+}
+
+uint64_t shval__int_extend(const shval__letter *l, uint64_t bits)
+{
+	switch (l->size) {
+	case 1:
+		return l->is_signed ? (uint64_t)(int8_t)bits : (uint8_t)bits;
+	case 2:
+		return l->is_signed ? (uint64_t)(int16_t)bits : (uint16_t)bits;
+	case 4:
+		return l->is_signed ? (uint64_t)(int32_t)bits : (uint32_t)bits;
 	default:
-		return 0; /* unknown letters, and 's' (not a fixed-size element) */
+		return bits;
+	}
+}
+
+uint64_t shval__int_load(const shval__letter *l, const void *p)
+{
+	switch (l->size) {
+	case 1: {
+		uint8_t y;
+		memcpy(&y, p, 1);
+		return shval__int_extend(l, y);
+	}
+	case 2: {
+		uint16_t y;
+		memcpy(&y, p, 2);
+		return shval__int_extend(l, y);
+	}
+	case 4: {
+		uint32_t y;
+		memcpy(&y, p, 4);
+		return shval__int_extend(l, y);
+	}
+	default: {
+		uint64_t y;
+		memcpy(&y, p, 8);
+		return y;
+	}
+	}
+}
+
+void shval__int_store(const shval__letter *l, void *p, uint64_t bits)
+{
+	switch (l->size) {
+	case 1: {
+		uint8_t y = (uint8_t)bits;
+		memcpy(p, &y, 1);
+		break;
+	}
+	case 2: {
+		uint16_t y = (uint16_t)bits;
+		memcpy(p, &y, 2);
+		break;
+	}
+	case 4: {
+		uint32_t y = (uint32_t)bits;
+		memcpy(p, &y, 4);
+		break;
+	}
+	default:
+		memcpy(p, &bits, 8);
+		break;
 	}
 }
 
 /* ASCII classes by hand: <ctype.h> depends on the locale and is undefined
  * for negative chars. */
-static int is_ws(char c)
+static bool is_ws(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
 	       c == '\f';
 }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int is_name_start(char c)
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+static bool is_name_start(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
 }
-static int is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+static bool is_name_char(char c)
+{
+	return is_name_start(c) || is_digit(c);
+}
 
 static size_t round_up(size_t x, size_t align)
 {
@@ -78,15 +154,20 @@ void shval__quote(char *dst, size_t cap, const char *s, size_t n)
 		char tmp[5];
 		size_t k = 0;
 		if (i >= 48) {
-			tmp[k++] = '.'; tmp[k++] = '.'; tmp[k++] = '.';
+			tmp[k++] = '.';
+			tmp[k++] = '.';
+			tmp[k++] = '.';
 			i = n; /* stop after this */
 		} else if (c == '"' || c == '\\') {
-			tmp[k++] = '\\'; tmp[k++] = (char)c;
+			tmp[k++] = '\\';
+			tmp[k++] = (char)c;
 		} else if (c >= 0x20 && c < 0x7f) {
 			tmp[k++] = (char)c;
 		} else {
-			tmp[k++] = '\\'; tmp[k++] = 'x';
-			tmp[k++] = hex[c >> 4]; tmp[k++] = hex[c & 15];
+			tmp[k++] = '\\';
+			tmp[k++] = 'x';
+			tmp[k++] = hex[c >> 4];
+			tmp[k++] = hex[c & 15];
 		}
 		if (o + k >= cap)
 			break;
@@ -121,7 +202,7 @@ static int tfail(struct tparser *p, size_t pos, const char *fmt, ...)
 		vsnprintf(why, sizeof why, fmt, ap);
 		va_end(ap);
 		snprintf(p->err, p->errcap, "bad type \"%s\": position %zu: %s",
-		         q, pos, why);
+			 q, pos, why);
 	}
 	return SHVAL_EBADTYPE;
 }
@@ -154,7 +235,7 @@ static int add_field(struct tparser *p, const shval__field *f)
 
 /* The field text s[start..end) quoted, for "missing letter after ..." */
 static const char *field_so_far(struct tparser *p, size_t start, size_t end,
-                                char *buf, size_t cap)
+				char *buf, size_t cap)
 {
 	shval__quote(buf, cap, p->s + start, end - start);
 	return buf;
@@ -162,29 +243,26 @@ static const char *field_so_far(struct tparser *p, size_t start, size_t end,
 
 /* Parse every field of p->s into p->fields and p->canon.  On error returns
  * the code (message in p->err); the caller frees p->fields. */
-static int parse_fields(struct tparser *p, size_t *total_out,
-                        size_t *align_out, int *named_out)
+static int parse_fields(struct tparser *p, size_t *total_out, size_t *align_out,
+			int *named_out)
 {
 	const char *s = p->s;
 	size_t i = 0;
 	size_t run_end = 0; /* end of the identifier run last measured */
 	size_t total = 0, max_align = 1;
-	int named = -1;     /* unknown until the first field */
+	int named = -1; /* unknown until the first field */
 	char q[160];
 
 	for (;;) {
-		shval__field f;
-		size_t start;
-		uint64_t count = 0;
-		int has_count = 0;
-		char c;
-
 		while (is_ws(s[i]))
 			i++;
 		if (!s[i])
 			break;
-		start = i;
+		size_t start = i;
+		shval__field f;
 		memset(&f, 0, sizeof f);
+		uint64_t count = 0;
+		bool has_count = false;
 
 		/*
 		 * A name is an identifier run followed by ':'.  Letters may be
@@ -203,12 +281,15 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 			if (s[run_end] == ':') {
 				size_t len = run_end - i;
 				if (!is_name_start(s[i]))
-					return tfail(p, i, "field name must "
-					             "start with a letter or '_'");
+					return tfail(
+						p, i,
+						"field name must "
+						"start with a letter or '_'");
 				if (len > SHVAL__FIELD_NAME_MAX)
-					return tfail(p, i, "field name longer "
-					             "than %d characters",
-					             SHVAL__FIELD_NAME_MAX);
+					return tfail(p, i,
+						     "field name longer "
+						     "than %d characters",
+						     SHVAL__FIELD_NAME_MAX);
 				memcpy(f.name, s + i, len);
 				f.name[len] = '\0';
 				i = run_end + 1;
@@ -222,34 +303,41 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 		if (is_digit(s[i])) {
 			size_t cstart = i;
 			if (s[i] == '0')
-				return tfail(p, i, is_digit(s[i + 1])
-				             ? "count with a leading zero"
-				             : "count 0");
+				return tfail(
+					p, i,
+					is_digit(s[i + 1])
+						? "count with a leading zero"
+						: "count 0");
 			while (is_digit(s[i])) {
 				count = count * 10 + (uint64_t)(s[i] - '0');
 				if (count > SHVAL__SIZE_LIMIT)
-					return tfail(p, cstart, "count too "
-					             "large (values are limited "
-					             "to %zu bytes)",
-					             SHVAL__SIZE_LIMIT);
+					return tfail(
+						p, cstart,
+						"count too "
+						"large (values are limited "
+						"to %zu bytes)",
+						SHVAL__SIZE_LIMIT);
 				i++;
 			}
-			has_count = 1;
+			has_count = true;
 		}
 
-		c = s[i];
+		char c = s[i];
 		if (c == '\0' || is_ws(c)) {
 			if (i == start)
 				return tfail(p, i, "missing letter");
 			return tfail(p, i, "missing letter after \"%s\"",
-			             field_so_far(p, start, i, q, sizeof q));
+				     field_so_far(p, start, i, q, sizeof q));
 		}
 		if (c == '@' || c == '=' || c == '<' || c == '>' || c == '!')
-			return tfail(p, i, "byte-order prefix '%c' not "
-			             "supported: shval uses native layout", c);
+			return tfail(p, i,
+				     "byte-order prefix '%c' not "
+				     "supported: shval uses native layout",
+				     c);
 		if (c == ':')
-			return tfail(p, i, "unexpected ':' (a field is "
-			             "name:COUNTletter)");
+			return tfail(p, i,
+				     "unexpected ':' (a field is "
+				     "name:COUNTletter)");
 
 		f.code = c;
 		if (c == 's') {
@@ -259,31 +347,37 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 			f.elem_size = 1;
 			f.align = 4;
 			if (f.count > SHVAL__SIZE_LIMIT - 4)
-				return tfail(p, start, "string capacity %u too "
-				             "large (values are limited to %zu "
-				             "bytes)", f.count, SHVAL__SIZE_LIMIT);
+				return tfail(p, start,
+					     "string capacity %u too "
+					     "large (values are limited to %zu "
+					     "bytes)",
+					     f.count, SHVAL__SIZE_LIMIT);
 			f.size = round_up(4 + (size_t)f.count, 4);
-			has_count = 1; /* the canonical form always shows it */
+			has_count =
+				true; /* the canonical form always shows it */
 		} else {
 			size_t es = shval__letter_size(c);
 			if (es == 0) {
 				unsigned char uc = (unsigned char)c;
 				if (uc >= 0x20 && uc < 0x7f)
-					return tfail(p, i, "unknown letter "
-					             "'%c'", c);
+					return tfail(p, i,
+						     "unknown letter "
+						     "'%c'",
+						     c);
 				return tfail(p, i, "unknown letter '\\x%02x'",
-				             uc);
+					     uc);
 			}
 			f.kind = has_count ? SHVAL_KIND_ARRAY
-			                   : SHVAL_KIND_SCALAR;
+					   : SHVAL_KIND_SCALAR;
 			f.count = has_count ? (uint32_t)count : 1;
 			f.elem_size = es;
 			f.align = es;
 			if (f.count > SHVAL__SIZE_LIMIT / es)
-				return tfail(p, start, "array of %u '%c' too "
-				             "large (values are limited to %zu "
-				             "bytes)", f.count, c,
-				             SHVAL__SIZE_LIMIT);
+				return tfail(p, start,
+					     "array of %u '%c' too "
+					     "large (values are limited to %zu "
+					     "bytes)",
+					     f.count, c, SHVAL__SIZE_LIMIT);
 			f.size = (size_t)f.count * es;
 		}
 		i++;
@@ -293,21 +387,26 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 		if (named < 0)
 			named = f.name[0] != '\0';
 		else if (named != (f.name[0] != '\0'))
-			return tfail(p, start, "fields must be all named or "
-			             "all unnamed");
+			return tfail(p, start,
+				     "fields must be all named or "
+				     "all unnamed");
 		if (f.name[0]) {
 			/* O(n^2) but n <= 512 (canonical length cap). */
 			for (size_t k = 0; k < p->n; k++)
 				if (strcmp(p->fields[k].name, f.name) == 0)
-					return tfail(p, start, "duplicate "
-					             "field name \"%s\"", f.name);
+					return tfail(p, start,
+						     "duplicate "
+						     "field name \"%s\"",
+						     f.name);
 		}
 
 		/* Layout: the next multiple of the field's alignment. */
 		f.offset = round_up(total, f.align);
 		if (f.offset > SHVAL__SIZE_LIMIT - f.size)
-			return tfail(p, start, "type too large (values are "
-			             "limited to %zu bytes)", SHVAL__SIZE_LIMIT);
+			return tfail(p, start,
+				     "type too large (values are "
+				     "limited to %zu bytes)",
+				     SHVAL__SIZE_LIMIT);
 		total = f.offset + f.size;
 		if (f.align > max_align)
 			max_align = f.align;
@@ -316,16 +415,18 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 		{
 			char num[16];
 			int nl = has_count ? snprintf(num, sizeof num, "%u",
-			                              f.count) : 0;
+						      f.count)
+					   : 0;
 			if ((p->n > 0 && canon_add(p, " ", 1) < 0) ||
-			    (f.name[0] && (canon_add(p, f.name,
-			                             strlen(f.name)) < 0 ||
-			                   canon_add(p, ":", 1) < 0)) ||
+			    (f.name[0] &&
+			     (canon_add(p, f.name, strlen(f.name)) < 0 ||
+			      canon_add(p, ":", 1) < 0)) ||
 			    (nl > 0 && canon_add(p, num, (size_t)nl) < 0) ||
 			    canon_add(p, &c, 1) < 0)
-				return tfail(p, start, "canonical form too "
-				             "long (limit %d characters)",
-				             SHVAL_TYPE_MAX);
+				return tfail(p, start,
+					     "canonical form too "
+					     "long (limit %d characters)",
+					     SHVAL_TYPE_MAX);
 		}
 
 		if (add_field(p, &f) < 0) {
@@ -336,8 +437,10 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 	}
 
 	if (p->n == 0)
-		return tfail(p, i, i == 0 ? "empty type"
-		             : "missing letter (type is only white space)");
+		return tfail(
+			p, i,
+			i == 0 ? "empty type"
+			       : "missing letter (type is only white space)");
 	*total_out = total;
 	*align_out = max_align;
 	*named_out = named;
@@ -346,10 +449,11 @@ static int parse_fields(struct tparser *p, size_t *total_out,
 
 /* Returns 0, SHVAL_EBADTYPE, or -ENOMEM (with "out of memory" in err). */
 int shval__type_parse(const char *text, shval__type **out, char *err,
-                      size_t errcap)
+		      size_t errcap)
 {
-	struct tparser p = { .s = text ? text : "", .err = err,
-	                     .errcap = errcap };
+	struct tparser p = { .s = text ? text : "",
+			     .err = err,
+			     .errcap = errcap };
 	size_t total = 0, max_align = 1;
 	int named = 0, rc;
 	shval__type *t;
@@ -416,7 +520,8 @@ int shval__type_field(const shval__type *t, const char *name)
 		return idx < t->nfields ? (int)idx : -1;
 	}
 	for (size_t k = 0; k < t->nfields; k++)
-		if (t->fields[k].name[0] && strcmp(t->fields[k].name, name) == 0)
+		if (t->fields[k].name[0] &&
+		    strcmp(t->fields[k].name, name) == 0)
 			return (int)k;
 	return -1;
 }
@@ -445,34 +550,43 @@ int shval__bytes_check(const shval__type *t, size_t off, size_t len,
 				if (x <= 1)
 					continue;
 				if (err && errcap > 0)
-					snprintf(err, errcap, "bool %s%s%s element "
+					snprintf(err, errcap,
+						 "bool %s%s%s element "
 						 "%zu holds %u, not 0 or 1",
 						 f->name[0] ? "field \"" : "",
-						 f->name, f->name[0] ? "\"" : "",
+						 f->name,
+						 f->name[0] ? "\"" : "",
 						 i - f->offset, x);
 				return SHVAL_ERANGE;
 			}
 			continue;
 		}
-		if (f->kind != SHVAL_KIND_STRING || f->offset < off || fend > off + len)
+		if (f->kind != SHVAL_KIND_STRING || f->offset < off ||
+		    fend > off + len)
 			continue;
 		uint32_t slen;
-		memcpy(&slen, p + (f->offset - off), sizeof slen); /* may be unaligned */
+		memcpy(&slen, p + (f->offset - off),
+		       sizeof slen); /* may be unaligned */
 		if (slen <= f->count)
 			continue;
 		if (err && errcap > 0) {
 			if (t->kind != SHVAL_KIND_STRUCT)
-				snprintf(err, errcap, "string length %" PRIu32
-				         " exceeds capacity %" PRIu32, slen,
-				         f->count);
+				snprintf(err, errcap,
+					 "string length %" PRIu32
+					 " exceeds capacity %" PRIu32,
+					 slen, f->count);
 			else if (f->name[0])
-				snprintf(err, errcap, "field \"%s\": string "
-				         "length %" PRIu32 " exceeds capacity %"
-				         PRIu32, f->name, slen, f->count);
+				snprintf(err, errcap,
+					 "field \"%s\": string "
+					 "length %" PRIu32
+					 " exceeds capacity %" PRIu32,
+					 f->name, slen, f->count);
 			else
-				snprintf(err, errcap, "field %zu: string length "
-				         "%" PRIu32 " exceeds capacity %" PRIu32,
-				         k, slen, f->count);
+				snprintf(err, errcap,
+					 "field %zu: string length "
+					 "%" PRIu32
+					 " exceeds capacity %" PRIu32,
+					 k, slen, f->count);
 		}
 		return SHVAL_ETOOBIG;
 	}
@@ -480,7 +594,7 @@ int shval__bytes_check(const shval__type *t, size_t off, size_t len,
 }
 
 int shval__type_check(const shval__type *t, const void *data, char *err,
-                      size_t errcap)
+		      size_t errcap)
 {
 	return shval__bytes_check(t, 0, t->size, data, err, errcap);
 }

@@ -33,10 +33,19 @@
 #ifndef SHVAL_TYPE_H
 #define SHVAL_TYPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define SHVAL__FIELD_NAME_MAX 63
+
+/* The one buffer type for a message about a type or a value's bytes or
+ * text, filled by the functions below (err, errcap = e.msg, sizeof e.msg)
+ * where they cannot reach the segment handle, then passed on with
+ * shval__failf(seg, code, "%s", e.msg). */
+typedef struct shval__err {
+	char msg[512];
+} shval__err;
 
 typedef struct shval__field {
 	char name[SHVAL__FIELD_NAME_MAX + 1]; /* "" when unnamed */
@@ -50,12 +59,12 @@ typedef struct shval__field {
 } shval__field;
 
 typedef struct shval__type {
-	uint8_t kind;     /* SHVAL_KIND_SCALAR/_ARRAY/_STRING/_STRUCT */
-	size_t size;      /* bytes of the value, C layout */
+	uint8_t kind; /* SHVAL_KIND_SCALAR/_ARRAY/_STRING/_STRUCT */
+	size_t size;  /* bytes of the value, C layout */
 	size_t align;
-	size_t nfields;   /* >= 1 */
+	size_t nfields; /* >= 1 */
 	shval__field *fields;
-	char *canon;      /* canonical type string, NUL-terminated */
+	char *canon; /* canonical type string, NUL-terminated */
 } shval__type;
 
 /* Parse a type string.  On failure returns SHVAL_EBADTYPE and writes one line
@@ -63,7 +72,7 @@ typedef struct shval__type {
  *   "bad type \"x:d y:\": position 6: missing letter after \"y:\"".
  * Never reads past the NUL of text; never crashes on any input. */
 int shval__type_parse(const char *text, shval__type **out, char *err,
-                      size_t errcap);
+		      size_t errcap);
 void shval__type_free(shval__type *t);
 
 /* Write s (n bytes) into dst (cap >= 8 bytes) for an error message:
@@ -71,8 +80,66 @@ void shval__type_free(shval__type *t);
  * "...", so that a message about untrusted text stays one short line. */
 void shval__quote(char *dst, size_t cap, const char *s, size_t n);
 
+/*
+ * The type letters: the one table of each letter's element size, class and
+ * range (type.c builds it from this list; the parser, the typed scalars,
+ * the text forms, the CLI and the Python module all read it).
+ *   X(letter, size, class, min, max)
+ * class: INT an integer (signed when min < 0), BOOL 0/1 in one byte, CHAR
+ * a byte ('c') or a code point ('u') stored as an unsigned integer, FLOAT,
+ * STRING ('s': no fixed element size).  min/max: the range a value of the
+ * letter takes as an integer (0, 0 for FLOAT and STRING).
+ */
+#define SHVAL__LETTERS(X)                    \
+	X('c', 1, CHAR, 0, UINT8_MAX)        \
+	X('b', 1, INT, INT8_MIN, INT8_MAX)   \
+	X('B', 1, INT, 0, UINT8_MAX)         \
+	X('?', 1, BOOL, 0, 1)                \
+	X('h', 2, INT, INT16_MIN, INT16_MAX) \
+	X('H', 2, INT, 0, UINT16_MAX)        \
+	X('i', 4, INT, INT32_MIN, INT32_MAX) \
+	X('I', 4, INT, 0, UINT32_MAX)        \
+	X('l', 8, INT, INT64_MIN, INT64_MAX) \
+	X('L', 8, INT, 0, UINT64_MAX)        \
+	X('q', 8, INT, INT64_MIN, INT64_MAX) \
+	X('Q', 8, INT, 0, UINT64_MAX)        \
+	X('n', 8, INT, INT64_MIN, INT64_MAX) \
+	X('N', 8, INT, 0, UINT64_MAX)        \
+	X('f', 4, FLOAT, 0, 0)               \
+	X('d', 8, FLOAT, 0, 0)               \
+	X('u', 4, CHAR, 0, 0x10FFFF)         \
+	X('s', 0, STRING, 0, 0)
+
+enum shval__lclass {
+	SHVAL__L_INT = 1,
+	SHVAL__L_BOOL,
+	SHVAL__L_CHAR,
+	SHVAL__L_FLOAT,
+	SHVAL__L_STRING
+};
+
+typedef struct shval__letter {
+	char code;
+	uint8_t size;   /* bytes of one element; 0 for 's' */
+	uint8_t cls;    /* enum shval__lclass */
+	bool is_signed; /* min < 0 */
+	int64_t min;    /* integer range (0..0 for f, d, s) */
+	uint64_t max;
+} shval__letter;
+
+/* The table entry of a letter, NULL for anything that is not one. */
+const shval__letter *shval__letter_info(char code);
+
 /* Size of one element of a letter (0 for unknown letters and 's'). */
 size_t shval__letter_size(char code);
+
+/* The integer element of letter l at p (l->size bytes, any alignment),
+ * sign- or zero-extended to 64 bits as the letter says. */
+uint64_t shval__int_load(const shval__letter *l, const void *p);
+/* The low l->size bytes of bits, extended as shval__int_load does. */
+uint64_t shval__int_extend(const shval__letter *l, uint64_t bits);
+/* Store the low l->size bytes of bits at p (any alignment). */
+void shval__int_store(const shval__letter *l, void *p, uint64_t bits);
 
 /* Find a field by name, or by decimal index ("0", "1", ...) for unnamed or
  * named fields.  Returns the index or -1. */
@@ -86,7 +153,7 @@ int shval__type_field(const shval__type *t, const char *name);
 int shval__bytes_check(const shval__type *t, size_t off, size_t len,
 		       const void *src, char *err, size_t errcap);
 int shval__type_check(const shval__type *t, const void *data, char *err,
-                      size_t errcap);
+		      size_t errcap);
 
 /* ---- text (src/text.c) ------------------------------------------------ */
 
@@ -94,7 +161,7 @@ int shval__type_check(const shval__type *t, const void *data, char *err,
 typedef struct shval__buf {
 	char *p;
 	size_t len, cap;
-	int oom;          /* set when an allocation failed */
+	bool oom; /* set when an allocation failed */
 } shval__buf;
 void shval__buf_init(shval__buf *b);
 void shval__buf_free(shval__buf *b);
@@ -106,7 +173,7 @@ void shval__buf_printf(shval__buf *b, const char *fmt, ...)
  * out.  flags: SHVAL_TEXT_JSON.  Formats as documented at shval_to_text()
  * in include/shval.h.  Returns 0, or -ENOMEM. */
 int shval__text_format(const shval__type *t, const void *data, unsigned flags,
-                       shval__buf *out);
+		       shval__buf *out);
 
 /* Parse text arguments into data (t->size bytes, C layout, holding the
  * current value on entry so that struct fields not mentioned keep theirs),
@@ -116,7 +183,7 @@ int shval__text_format(const shval__type *t, const void *data, unsigned flags,
  * Returns 0, SHVAL_EPARSE, SHVAL_ERANGE, SHVAL_ETOOBIG, SHVAL_ENOFIELD,
  * SHVAL_EINDEX. */
 int shval__text_parse(const shval__type *t, void *data, int argc,
-                      const char *const *argv, char *err, size_t errcap);
+		      const char *const *argv, char *err, size_t errcap);
 
 /* Parse one element of letter code (not 's') from text into out
  * (letter size bytes).  Integers: decimal, optional sign, also 0x hex;
@@ -124,6 +191,6 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
  * 'f' out of float range is SHVAL_ERANGE.  '?': true/false/1/0.
  * 'c': exactly one byte.  'u': exactly one UTF-8 character. */
 int shval__text_parse_elem(char code, const char *text, void *out, char *err,
-                           size_t errcap);
+			   size_t errcap);
 
 #endif

@@ -85,14 +85,15 @@ static int wait_for_writer(shval *v, uint64_t v1, int64_t deadline)
 	}
 	int64_t now = (int64_t)shval__now_ns();
 	if (now >= deadline)
-		return shval__failf(v->seg, -ETIMEDOUT,
-				    "segment %s: value %.*s: thread %u has been "
-				    "changing it for over %lld ms (stopped?); a "
-				    "value over %u bytes has no undo copy, so "
-				    "readers wait for its writer",
-				    v->seg->name, (int)e->name_len, e->name,
-				    (unsigned)owner, BIG_READ_WAIT_NS / 1000000,
-				    SHVAL__UNDO_MAX);
+		return shval__failf(
+			v->seg, -ETIMEDOUT,
+			"segment %s: value %.*s: thread %u has been "
+			"changing it for over %lld ms (stopped?); a "
+			"value over %u bytes has no undo copy, so "
+			"readers wait for its writer",
+			v->seg->name, (int)e->name_len, e->name,
+			(unsigned)owner, BIG_READ_WAIT_NS / 1000000,
+			SHVAL__UNDO_MAX);
 	int64_t until = now + 10 * 1000000; /* re-judge the owner every 10 ms */
 	if (!(v->seg->flags & SHVAL_RDONLY))
 		atomic_fetch_or_explicit(&e->waiters, 1, memory_order_seq_cst);
@@ -121,7 +122,8 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 	for (unsigned spins = 0;; spins++) {
 		/* tag-seqlock: acquire pairs with the release stores of the
 		 * lock holder (section.h, lock.c). */
-		uint64_t v1 = atomic_load_explicit(&e->version, memory_order_acquire);
+		uint64_t v1 =
+			atomic_load_explicit(&e->version, memory_order_acquire);
 		const unsigned char *src = v->data;
 		if (v1 & SHVAL__V_WRITING) {
 			if (spins == 0 && shval__lock_held(v)) {
@@ -145,9 +147,11 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 					/* read-only, writer gone: the elements
 					 * as they are, unless a writer came */
 					seq_copy(buf, v->data + off, n);
-					atomic_thread_fence(memory_order_acquire);
-					if (atomic_load_explicit(&e->version,
-								 memory_order_relaxed) != v1)
+					atomic_thread_fence(
+						memory_order_acquire);
+					if (atomic_load_explicit(
+						    &e->version,
+						    memory_order_relaxed) != v1)
 						continue;
 					return shval__check(v);
 				}
@@ -158,28 +162,23 @@ int shval__read_consistent(shval *v, size_t off, size_t n, void *buf)
 		}
 		seq_copy(buf, src + off, n);
 		atomic_thread_fence(memory_order_acquire);
-		uint64_t v2 = atomic_load_explicit(&e->version, memory_order_relaxed);
+		uint64_t v2 =
+			atomic_load_explicit(&e->version, memory_order_relaxed);
 		if (v1 == v2)
 			break;
 	}
 	return shval__check(v);
 }
 
-/* After an unlocked change through the API: raw values move their version
- * (so that shval_wait works); atomic values wake waiters if any. */
-static void raw_commit(shval *v)
-{
-	shval__wake_after_change(v->seg, v->e, true);
-}
-
-int shval__writable(shval *v)
+int shval__check_writable(shval *v)
 {
 	int r = shval__check(v);
 	if (r)
 		return r;
 	if (v->seg->flags & SHVAL_RDONLY)
 		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only", v->seg->name);
+				    "segment %s was opened read-only",
+				    v->seg->name);
 	return 0;
 }
 
@@ -189,7 +188,7 @@ int shval__write_range(shval *v, size_t off, size_t n, const void *src,
 {
 	int r;
 	if (v->mode == SHVAL_ATOMIC) {
-		if ((r = shval__writable(v)) != 0)
+		if ((r = shval__check_writable(v)) != 0)
 			return r;
 		/* the whole scalar in one store (a field write is all of it) */
 		uint64_t x = shval__atomic_load(v->data, v->size);
@@ -211,7 +210,8 @@ int shval__write_range(shval *v, size_t off, size_t n, const void *src,
 
 /* ---- whole value ---- */
 
-int shval__not_lock(shval *v)
+/* SHVAL_EMODE (with the message) when v is a lock handle, else 0. */
+static int reject_lock_handle(shval *v)
 {
 	if (v->kind == SHVAL_KIND_LOCK)
 		return shval__failf(v->seg, SHVAL_EMODE,
@@ -223,12 +223,12 @@ SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 {
 	if (!v || !buf)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	if (cap < v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
-				    "buffer of %zu bytes for a value of %zu", cap,
-				    v->size);
+				    "buffer of %zu bytes for a value of %zu",
+				    cap, v->size);
 	return shval__read_consistent(v, 0, v->size, buf);
 }
 
@@ -236,17 +236,19 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 {
 	if (!v || !buf)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	if (len != v->size)
-		return shval__failf(v->seg, SHVAL_ESIZE,
-				    "%zu bytes given for a value of %zu (type %s)",
-				    len, v->size, v->type->canon);
+		return shval__failf(
+			v->seg, SHVAL_ESIZE,
+			"%zu bytes given for a value of %zu (type %s)", len,
+			v->size, v->type->canon);
 	if (v->needs_check) { /* only bools and strings have bytes to check */
-		char err[256];
-		int r = shval__type_check(v->type, buf, err, sizeof err);
+		shval__err err = { "" };
+		int r = shval__type_check(v->type, buf, err.msg,
+					  sizeof err.msg);
 		if (r)
-			return shval__failf(v->seg, r, "%s", err);
+			return shval__failf(v->seg, r, "%s", err.msg);
 	}
 	return shval__write_range(v, 0, len, buf, true);
 }
@@ -262,7 +264,8 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 				    "value of type %s is not a string",
 				    v->type->canon);
 	unsigned char stackbuf[4096];
-	unsigned char *tmp = v->size <= sizeof stackbuf ? stackbuf : malloc(v->size);
+	unsigned char *tmp =
+		v->size <= sizeof stackbuf ? stackbuf : malloc(v->size);
 	if (!tmp)
 		return shval__failf(v->seg, -ENOMEM, "out of memory");
 	int r = shval__read_consistent(v, 0, v->size, tmp);
@@ -272,7 +275,8 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 		uint32_t capv = v->type->fields[0].count;
 		if (n > capv) {
 			r = shval__failf(v->seg, SHVAL_ECORRUPT,
-					 "string length %u above capacity %u", n, capv);
+					 "string length %u above capacity %u",
+					 n, capv);
 		} else {
 			*len = n;
 			if (cap < n) {
@@ -300,10 +304,11 @@ SHVAL_API int shval_set_str(shval *v, const char *s, size_t len)
 				    v->type->canon);
 	uint32_t capv = v->type->fields[0].count;
 	if (len > capv)
-		return shval__failf(v->seg, SHVAL_ETOOBIG,
-				    "string of %zu bytes for capacity %u (type %s)",
-				    len, capv, v->type->canon);
-	int r = shval__writable(v);
+		return shval__failf(
+			v->seg, SHVAL_ETOOBIG,
+			"string of %zu bytes for capacity %u (type %s)", len,
+			capv, v->type->canon);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
 	uint32_t n = (uint32_t)len;
@@ -329,9 +334,10 @@ static int array_range(shval *v, size_t index, size_t n, size_t *off,
 				    v->type->canon);
 	const shval__field *f = &v->type->fields[0];
 	if (index > f->count || n > f->count - index)
-		return shval__failf(v->seg, SHVAL_EINDEX,
-				    "elements [%zu, %zu) outside an array of %u",
-				    index, index + n, f->count);
+		return shval__failf(
+			v->seg, SHVAL_EINDEX,
+			"elements [%zu, %zu) outside an array of %u", index,
+			index + n, f->count);
 	*off = index * f->elem_size;
 	*bytes = n * f->elem_size;
 	return 0;
@@ -357,10 +363,10 @@ SHVAL_API int shval_array_set(shval *v, size_t index, size_t n, const void *buf)
 	if (r)
 		return r;
 	if (v->needs_check) {
-		char err[256];
-		if ((r = shval__bytes_check(v->type, off, bytes, buf, err,
-					    sizeof err)) != 0)
-			return shval__failf(v->seg, r, "%s", err);
+		shval__err err = { "" };
+		if ((r = shval__bytes_check(v->type, off, bytes, buf, err.msg,
+					    sizeof err.msg)) != 0)
+			return shval__failf(v->seg, r, "%s", err.msg);
 	}
 	return shval__write_range(v, off, bytes, buf, bytes == v->size);
 }
@@ -371,13 +377,13 @@ static int field_of(shval *v, const char *field, const shval__field **f)
 {
 	if (!field)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	int i = shval__type_field(v->type, field);
 	if (i < 0)
 		return shval__failf(v->seg, SHVAL_ENOFIELD,
-				    "type %s has no field \"%s\"", v->type->canon,
-				    field);
+				    "type %s has no field \"%s\"",
+				    v->type->canon, field);
 	*f = &v->type->fields[i];
 	return 0;
 }
@@ -414,12 +420,13 @@ SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 				    "field %s is %zu bytes, %zu given", field,
 				    f->size, len);
 	if (v->needs_check) {
-		char err[256];
-		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf, err,
-					    sizeof err)) != 0)
-			return shval__failf(v->seg, r, "%s", err);
+		shval__err err = { "" };
+		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf,
+					    err.msg, sizeof err.msg)) != 0)
+			return shval__failf(v->seg, r, "%s", err.msg);
 	}
-	return shval__write_range(v, f->offset, f->size, buf, f->size == v->size);
+	return shval__write_range(v, f->offset, f->size, buf,
+				  f->size == v->size);
 }
 
 SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi)
@@ -449,7 +456,7 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		return -EINVAL;
 	if (flags & ~SHVAL_TEXT_JSON)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
@@ -469,10 +476,11 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		if (len)
 			*len = b.len;
 		if (cap < b.len + 1)
-			r = shval__failf(v->seg, SHVAL_ETOOBIG,
-					 "text of %zu bytes does not fit a buffer "
-					 "of %zu",
-					 b.len, cap);
+			r = shval__failf(
+				v->seg, SHVAL_ETOOBIG,
+				"text of %zu bytes does not fit a buffer "
+				"of %zu",
+				b.len, cap);
 		else {
 			memcpy(buf, b.p, b.len);
 			buf[b.len] = 0;
@@ -486,24 +494,25 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 {
 	if (!v || argc < 0 || (!argv && argc))
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
-	int r = shval__writable(v);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
 		return shval__failf(v->seg, -ENOMEM, "out of memory");
-	char err[512] = "";
+	shval__err err = { "" };
 	if (v->mode == SHVAL_ATOMIC) { /* a scalar: the text is all of it */
 		r = shval__read_consistent(v, 0, v->size, tmp);
 		if (r == 0)
-			r = shval__text_parse(v->type, tmp, argc, argv, err,
-					      sizeof err);
+			r = shval__text_parse(v->type, tmp, argc, argv, err.msg,
+					      sizeof err.msg);
 		if (r == 0)
 			r = shval__write_range(v, 0, v->size, tmp, true);
 		free(tmp);
-		return r && err[0] ? shval__failf(v->seg, r, "%s", err) : r;
+		return r && err.msg[0] ? shval__failf(v->seg, r, "%s", err.msg)
+				       : r;
 	}
 	/* Parse against the current value inside the change (under the lock
 	 * for locked values), so that fields not given are kept even against
@@ -514,7 +523,8 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 		return r;
 	}
 	memcpy(tmp, v->data, v->size);
-	r = shval__text_parse(v->type, tmp, argc, argv, err, sizeof err);
+	r = shval__text_parse(v->type, tmp, argc, argv, err.msg,
+			      sizeof err.msg);
 	if (r == 0) {
 		shval__chg_dirty(v, how);
 		memcpy(v->data, tmp, v->size);
@@ -523,8 +533,8 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 	}
 	shval__chg_end(v, how, r == 0);
 	free(tmp);
-	if (r && err[0])
-		return shval__failf(v->seg, r, "%s", err);
+	if (r && err.msg[0])
+		return shval__failf(v->seg, r, "%s", err.msg);
 	return r;
 }
 
@@ -534,10 +544,10 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 	if (!type || (!buf && cap))
 		return -EINVAL;
 	shval__type *t;
-	char err[256];
-	int r = shval__type_parse(type, &t, err, sizeof err);
+	shval__err err = { "" };
+	int r = shval__type_parse(type, &t, err.msg, sizeof err.msg);
 	if (r)
-		return shval__failf(NULL, r, "%s", err);
+		return shval__failf(NULL, r, "%s", err.msg);
 	size_t n = strlen(t->canon);
 	if (size)
 		*size = t->size;
@@ -553,15 +563,15 @@ SHVAL_API int shval_touch(shval *v)
 {
 	if (!v)
 		return -EINVAL;
-	if (shval__not_lock(v))
+	if (reject_lock_handle(v))
 		return SHVAL_EMODE;
-	int r = shval__writable(v);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
 	if (v->mode == SHVAL_RAW || v->mode == SHVAL_ATOMIC) {
 		/* Atomic waiters sleep on the version word too: moving it wakes
 		 * them even when the bits did not change. */
-		raw_commit(v);
+		shval__wake_after_change(v->seg, v->e, true);
 		return 0;
 	}
 	/* Locked: a section that counts as a change (committed at its end). */

@@ -61,7 +61,8 @@ static bool relock(shval_seg *seg, uint64_t off)
 	if (ok) {
 		if (v->kind != SHVAL_KIND_LOCK &&
 		    (atomic_load(&v->e->version) & SHVAL__V_WRITING))
-			shval_data(v); /* a shared lock's stuck bit: roll back */
+			shval_data(
+				v); /* a shared lock's stuck bit: roll back */
 		shval_unlock(v);
 	}
 	shval_close(v);
@@ -88,8 +89,8 @@ static void check_lock(struct vctx *c, shval__entry *e, uint64_t off,
 	if (shval__lock_stale(seg, &lk->mutex, &tid)) {
 		bool fixed = repair && relock(seg, off);
 		problem(c, SHVAL_EOWNERDEAD, e, off, fixed,
-			"lock held by a dead or foreign thread (%d)%s", (int)tid,
-			fixed ? ": taken, value rolled back" : "");
+			"lock held by a dead or foreign thread (%d)%s",
+			(int)tid, fixed ? ": taken, value rolled back" : "");
 		return;
 	}
 	if (e->kind != SHVAL_KIND_LOCK &&
@@ -112,7 +113,8 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 		const char *canon = shval__entry_type(seg, e, &size);
 		if (!canon) {
 			problem(c, SHVAL_ECORRUPT, e, off, false,
-				"type record at line %u is damaged", e->type_line);
+				"type record at line %u is damaged",
+				e->type_line);
 			return;
 		}
 		if (e->data_rel + size > bytes) {
@@ -123,23 +125,26 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 			return;
 		}
 		shval__type *t;
-		char err[128];
-		if (shval__type_parse(canon, &t, err, sizeof err) != 0) {
+		shval__err err = { "" };
+		if (shval__type_parse(canon, &t, err.msg, sizeof err.msg) !=
+		    0) {
 			problem(c, SHVAL_ECORRUPT, e, off, false,
-				"stored type does not parse: %s", err);
+				"stored type does not parse: %s", err.msg);
 			return;
 		}
 		if (t->size != size || t->kind != e->kind)
 			problem(c, SHVAL_ECORRUPT, e, off, false,
 				"type record size %llu / kind %u disagree with \"%s\"",
 				(unsigned long long)size, e->kind, t->canon);
-		else if (shval__type_check(t, (unsigned char *)e + e->data_rel, err,
-					   sizeof err) != 0)
-			problem(c, SHVAL_ECORRUPT, e, off, false, "%s", err);
+		else if (shval__type_check(t, (unsigned char *)e + e->data_rel,
+					   err.msg, sizeof err.msg) != 0)
+			problem(c, SHVAL_ECORRUPT, e, off, false, "%s",
+				err.msg);
 		shval__type_free(t);
 	}
 	if (e->mode > 3) {
-		problem(c, SHVAL_ECORRUPT, e, off, false, "unknown mode %u", e->mode);
+		problem(c, SHVAL_ECORRUPT, e, off, false, "unknown mode %u",
+			e->mode);
 		return;
 	}
 	if (e->mode <= 1) {
@@ -200,12 +205,14 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 		return -EINVAL;
 	if ((flags & SHVAL_VERIFY_REPAIR) && (seg->flags & SHVAL_RDONLY))
 		return shval__failf(seg, SHVAL_ERDONLY,
-				    "repair needs a writable open of %s", seg->name);
+				    "repair needs a writable open of %s",
+				    seg->name);
 	struct vctx c = { seg, flags, report, arg, 0, 0 };
 	shval__hdr *h = seg->hdr;
 	const char *bad = shval__hdr_check(seg);
 	if (bad)
-		problem(&c, SHVAL_ECORRUPT, NULL, offsetof(shval__hdr, size), false,
+		problem(&c, SHVAL_ECORRUPT, NULL, offsetof(shval__hdr, size),
+			false,
 			"header: %s (size %llu, brk %llu, used %llu, max %llu)",
 			bad, (unsigned long long)atomic_load(&h->size),
 			(unsigned long long)h->brk, (unsigned long long)h->used,
@@ -223,7 +230,8 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			fixed ? ": re-initialised" : "");
 	} else if (shval__lock_stale(seg, &h->lock, &tid)) {
 		bool fixed = false;
-		if ((flags & SHVAL_VERIFY_REPAIR) && shval__seg_lock(seg) == 0) {
+		if ((flags & SHVAL_VERIFY_REPAIR) &&
+		    shval__seg_lock(seg) == 0) {
 			shval__seg_unlock(seg); /* recovery ran in seg_lock */
 			fixed = true;
 		}
@@ -243,28 +251,34 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			uint64_t live = 0;
 			for (uint64_t i = 0; i < cap; i++) {
 				uint64_t s = atomic_load(&slots[i]);
-				if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+				if (s == SHVAL__SLOT_EMPTY ||
+				    s == SHVAL__SLOT_TOMB)
 					continue;
-				uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+				uint64_t eoff =
+					(s & 0xffffffffull) * SHVAL__LINE;
 				shval__entry *e = shval__entry_at(seg, eoff);
 				if (!e) {
-					problem(&c, SHVAL_ECORRUPT, NULL, eoff, false,
+					problem(&c, SHVAL_ECORRUPT, NULL, eoff,
+						false,
 						"directory slot %llu points to a "
 						"damaged entry",
 						(unsigned long long)i);
 					continue;
 				}
 				if (atomic_load(&e->state) != SHVAL__ST_LIVE) {
-					problem(&c, SHVAL_ECORRUPT, e, eoff, false,
+					problem(&c, SHVAL_ECORRUPT, e, eoff,
+						false,
 						"directory slot %llu holds an entry "
 						"in state %u (an interrupted remove)",
 						(unsigned long long)i,
 						atomic_load(&e->state));
 					continue;
 				}
-				if ((uint32_t)(shval__hash(e->name, e->name_len) >> 32) !=
-				    (uint32_t)(s >> 32))
-					problem(&c, SHVAL_ECORRUPT, e, eoff, false,
+				if ((uint32_t)(shval__hash(e->name,
+							   e->name_len) >>
+					       32) != (uint32_t)(s >> 32))
+					problem(&c, SHVAL_ECORRUPT, e, eoff,
+						false,
 						"name does not match its directory "
 						"slot's hash");
 				live++;
@@ -281,10 +295,11 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 		uint64_t free_bytes = 0, limbo_bytes = 0;
 		int lists_bad = 0;
 		for (unsigned k = 0; k < SHVAL__NCLASS; k++)
-			lists_bad |= walk_list(&c, h->free_head[k], SHVAL__ST_FREE,
-					       "free", &free_bytes);
-		lists_bad |= walk_list(&c, h->limbo_head, SHVAL__ST_LIMBO, "limbo",
-				       &limbo_bytes);
+			lists_bad |=
+				walk_list(&c, h->free_head[k], SHVAL__ST_FREE,
+					  "free", &free_bytes);
+		lists_bad |= walk_list(&c, h->limbo_head, SHVAL__ST_LIMBO,
+				       "limbo", &limbo_bytes);
 		/* Every line between the header and brk is in a block that is
 		 * either allocated (counted in used; limbo blocks too) or free.
 		 * Compared only if nobody allocated or freed meanwhile. */
@@ -296,18 +311,20 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			 * leaks its block and leaves the count short: the
 			 * repair sets the count, the block stays lost.) */
 			bool fixed = false;
-			if ((flags & SHVAL_VERIFY_REPAIR) && shval__seg_lock(seg) == 0) {
+			if ((flags & SHVAL_VERIFY_REPAIR) &&
+			    shval__seg_lock(seg) == 0) {
 				if (h->used == used0 && h->brk == brk0) {
-					__atomic_store_n(&h->used,
-							 brk0 - sizeof(shval__hdr) -
-								 free_bytes,
-							 __ATOMIC_RELEASE);
+					__atomic_store_n(
+						&h->used,
+						brk0 - sizeof(shval__hdr) -
+							free_bytes,
+						__ATOMIC_RELEASE);
 					fixed = true;
 				}
 				shval__seg_unlock(seg);
 			}
-			problem(&c, SHVAL_ECORRUPT, NULL, offsetof(shval__hdr, used),
-				fixed,
+			problem(&c, SHVAL_ECORRUPT, NULL,
+				offsetof(shval__hdr, used), fixed,
 				"%llu bytes counted in use and %llu free, but %llu "
 				"allocated since the header%s",
 				(unsigned long long)used0,
@@ -319,7 +336,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 	if ((flags & SHVAL_VERIFY_REPAIR) && c.unrepaired) {
 		/* Counters and interrupted removals: redo them under the lock. */
 		if (shval__seg_lock(seg) == 0) {
-			shval__seg_recount(seg);
+			shval__dir_recount(seg);
 			shval__seg_unlock(seg);
 		}
 	}

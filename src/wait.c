@@ -71,7 +71,8 @@ int shval__futex_wait(_Atomic uint64_t *word, uint32_t expect,
 
 void shval__futex_wake(_Atomic uint64_t *word)
 {
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL,
+		0);
 }
 
 void shval__version_bump(_Atomic uint64_t *word, uint64_t add)
@@ -79,7 +80,8 @@ void shval__version_bump(_Atomic uint64_t *word, uint64_t add)
 	/* seq_cst RMW: the writer's side of the Dekker pair (tag-waiters);
 	 * also releases the change to readers and waiters that see the new
 	 * version. */
-	uint64_t old = atomic_fetch_add_explicit(word, add, memory_order_seq_cst);
+	uint64_t old =
+		atomic_fetch_add_explicit(word, add, memory_order_seq_cst);
 	if (old & SHVAL__V_WAITERS) {
 		/* Clearing races only with waiters setting the bit again, and
 		 * they re-check the word before sleeping: relaxed is enough. */
@@ -121,14 +123,15 @@ void shval__wake_after_commit(shval_seg *seg, shval__entry *e)
 	shval__seg_notify(seg);
 }
 
-void shval__wake_after_change(shval_seg *seg, shval__entry *e, bool raw)
+void shval__wake_after_change(shval_seg *seg, shval__entry *e,
+			      bool bump_version)
 {
-	if (raw) /* seq_cst RMW: publishes the change and is the barrier */
+	if (bump_version) /* seq_cst RMW: publishes the change, and the barrier */
 		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
 					  memory_order_seq_cst);
 	else
 		mb_after_atomic(); /* after the RMW on the data */
-	wake_waiters(e, !raw);
+	wake_waiters(e, !bump_version);
 	shval__seg_notify(seg);
 }
 
@@ -170,7 +173,9 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 				return r;
 			*seen = c;
 			if (i > 0)
-				spin_budget = budget * 2 > SPIN_MAX ? SPIN_MAX : budget * 2;
+				spin_budget = budget * 2 > SPIN_MAX
+						      ? SPIN_MAX
+						      : budget * 2;
 			return 0;
 		}
 		cpu_relax();
@@ -197,7 +202,8 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 		 * through it. */
 		uint64_t w = atomic_load_explicit(&v->e->version,
 						  memory_order_seq_cst);
-		atomic_fetch_or_explicit(&v->e->waiters, 1, memory_order_seq_cst);
+		atomic_fetch_or_explicit(&v->e->waiters, 1,
+					 memory_order_seq_cst);
 		uint64_t c = cur_version(v);
 		if (c != *seen) {
 			if ((r = shval__check(v)) != 0)
@@ -219,10 +225,12 @@ SHVAL_API uint64_t shval_seg_version(shval_seg *seg)
 		return 0;
 	uint64_t w;
 	if (seg->flags & SHVAL_RDONLY)
-		w = atomic_load_explicit(&seg->hdr->version, memory_order_seq_cst);
+		w = atomic_load_explicit(&seg->hdr->version,
+					 memory_order_seq_cst);
 	else /* announce a watcher: atomic writers bump the segment version
 	      * from now on (tag-waiters) */
-		w = atomic_fetch_or_explicit(&seg->hdr->version, SHVAL__V_WAITERS,
+		w = atomic_fetch_or_explicit(&seg->hdr->version,
+					     SHVAL__V_WAITERS,
 					     memory_order_seq_cst);
 	return w & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 }
@@ -258,7 +266,8 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 		}
 		if (deadline >= 0 && (int64_t)shval__now_ns() >= deadline)
 			return -ETIMEDOUT;
-		int r = shval__futex_wait(&seg->hdr->version, (uint32_t)w, deadline);
+		int r = shval__futex_wait(&seg->hdr->version, (uint32_t)w,
+					  deadline);
 		if (r == -ETIMEDOUT || r == -EINTR)
 			return r;
 	}

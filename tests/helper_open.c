@@ -1,13 +1,14 @@
 /*
  * tests/helper_open.c — an unrelated program (exec'd, not forked) that
- * attaches a segment the way another application would, for test_proc.
+ * attaches a segment the way another application would, for the
+ * multi-process tests (tests/proc_util.h).
  *
  *   helper_open name NAME     open NAME by name
  *   helper_open fd N          shval_seg_open_fd(N) (an inherited fd)
  *   helper_open recv SOCK     receive an fd over Unix socket SOCK
  *                             (SCM_RIGHTS), then shval_seg_open_fd
  *
- * Then: checks the values test_proc left ("counter" q atomic, "greeting"
+ * Then: checks the values the test left ("counter" q atomic, "greeting"
  * 16s holding "hello\0world\0", "pt" x:d y:d = 1.5, -2), adds 1 to counter,
  * creates "from_helper" (i, 42), and exits 0; on any failure prints why and
  * exits 1.

@@ -1,5 +1,8 @@
 /*
- * tests/test_corrupt.c — damaged segments (STYLE.md rule 15).
+ * tests/test_corrupt.c — damaged segments (the segment is hostile input:
+ * an error, never a crash or a wrong answer).  Also the damaged-segment
+ * cases that exec and fork (damaged_header_and_directory,
+ * damaged_random_no_crash; helpers in proc_util.h).
  *
  * byte_flips: build a small real segment (values of four modes and three
  * kinds, a shared lock guarding two values, a removed value), then damage
@@ -34,6 +37,7 @@
 #include <time.h>
 
 #include "format.h"
+#include "proc_util.h"
 
 #define HDR 5120u
 
@@ -411,6 +415,411 @@ TEST(fuzz_regressions)
 	print_counts("read-only open", &ro);
 	print_counts("writable open", &rw);
 	ASSERT_EQ(rw.child_crash + rw.child_hang, 0);
+}
+
+
+/* ---- damaged segments ---- */
+
+/* Offsets of things inside a closed segment file. */
+struct layout {
+	uint64_t fsize;
+	uint64_t table_off;
+	uint64_t slot_v;   /* offset of v's directory slot */
+	uint64_t ent_v;    /* v: "q" RLOCK */
+	uint64_t ent_s;    /* s: "8s" RLOCK */
+	uint64_t type_v;   /* v's type record */
+};
+
+static uint64_t find_entry(const unsigned char *base, const char *name,
+			   uint64_t *slot_off)
+{
+	const shval__hdr *h = (const void *)base;
+	uint64_t toff = h->table_off;
+	uint64_t cap = *(const uint64_t *)(base + toff);
+	const uint64_t *slots = (const uint64_t *)(base + toff + 64);
+	for (uint64_t i = 0; i < cap; i++) {
+		if (slots[i] <= 1)
+			continue;
+		uint64_t off = (slots[i] & 0xffffffffull) * 64;
+		const shval__entry *e = (const void *)(base + off);
+		if (e->name_len == strlen(name) &&
+		    memcmp(e->name, name, e->name_len) == 0) {
+			if (slot_off)
+				*slot_off = toff + 64 + i * 8;
+			return off;
+		}
+	}
+	FAIL("entry %s not found", name);
+}
+
+static unsigned char *make_damage_seg(const char *n, struct layout *L)
+{
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(n, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	shval *v;
+	ASSERT_OK(shval_create(s, "v", "q", SHVAL_RLOCK, &(int64_t){ 5 }, 8, &v));
+	shval_close(v);
+	ASSERT_OK(shval_create(s, "s", "8s", SHVAL_RLOCK, NULL, 0, &v));
+	ASSERT_OK(shval_set_str(v, "abc", 3));
+	shval_close(v);
+	ASSERT_OK(shval_create(s, "a", "i", SHVAL_ATOMIC, NULL, 0, &v));
+	shval_close(v);
+	shval_seg_close(s);
+	int fd = open(shm_path(n), O_RDONLY);
+	ASSERT(fd >= 0);
+	struct stat st;
+	ASSERT_EQ(fstat(fd, &st), 0);
+	unsigned char *img = malloc((size_t)st.st_size);
+	ASSERT(img);
+	ASSERT_EQ(pread(fd, img, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	L->fsize = (uint64_t)st.st_size;
+	L->table_off = ((shval__hdr *)img)->table_off;
+	L->ent_v = find_entry(img, "v", &L->slot_v);
+	L->ent_s = find_entry(img, "s", NULL);
+	L->type_v = (uint64_t)((shval__entry *)(img + L->ent_v))->type_line * 64;
+	return img;
+}
+
+static void restore(const char *n, const unsigned char *img, uint64_t size)
+{
+	int fd = open(shm_path(n), O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(pwrite(fd, img, size, 0), (ssize_t)size);
+	close(fd);
+}
+
+static void poke(const char *n, uint64_t off, uint64_t val, size_t width)
+{
+	int fd = open(shm_path(n), O_RDWR);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(pwrite(fd, &val, width, (off_t)off), (ssize_t)width);
+	close(fd);
+}
+
+enum { OP_OPEN, OP_FIND, OP_CREATE, OP_GETSTR, OP_NEXT, OP_INFO, OP_FILL };
+static const char *op_names[] = { "open", "find", "create", "get_str",
+				  "seg_next", "info", "fill" };
+
+/* Run op on the damaged segment in a child: returns its result code (or
+ * FAILs on a crash/hang, or on an error without a message). */
+static void expect_damage(const char *n, const char *what, int op, int want)
+{
+	int p[2];
+	ASSERT_EQ(pipe(p), 0);
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		alarm(20);
+		shval_seg *s = NULL;
+		shval *v = NULL;
+		int r = shval_seg_open(n, 0, NULL, &s);
+		const char *msg = shval_errmsg(NULL);
+		if (r == 0 && op != OP_OPEN) {
+			struct shval_info in;
+			uint64_t cur = 0;
+			size_t len;
+			char buf[64];
+			switch (op) {
+			case OP_FIND:
+				r = shval_find(s, "v", NULL, &v);
+				break;
+			case OP_CREATE:
+				r = shval_create(s, "new", "3h", 0, NULL, 0, &v);
+				break;
+			case OP_GETSTR:
+				r = shval_find(s, "s", NULL, &v);
+				if (r == 0)
+					r = shval_get_str(v, buf, sizeof buf, &len);
+				break;
+			case OP_NEXT:
+				while ((r = shval_seg_next(s, &cur, NULL, &in)) == 0)
+					;
+				if (r == SHVAL_ENOTFOUND)
+					r = 0;
+				break;
+			case OP_FILL: /* create until something fails */
+				for (int i = 0; i < 100000; i++) {
+					char vn[32];
+					snprintf(vn, sizeof vn, "f%d", i);
+					r = shval_create(s, vn, "100q", 0, NULL, 0, &v);
+					if (r)
+						break;
+					shval_close(v);
+				}
+				break;
+			case OP_INFO:
+				r = shval_find(s, "v", NULL, &v);
+				if (r == 0)
+					r = shval_info(v, &in);
+				break;
+			}
+			msg = shval_errmsg(s);
+		}
+		char out[600];
+		snprintf(out, sizeof out, "%d %s", r, msg);
+		ASSERT(write(p[1], out, strlen(out) + 1) > 0);
+		_exit(0);
+	}
+	close(p[1]);
+	char out[600] = "";
+	ssize_t k = read(p[0], out, sizeof out - 1);
+	close(p[0]);
+	int st = wait_status(pid);
+	if (st != 0)
+		FAIL("%s: %s ended with status %d (crash or hang)", what,
+		     op_names[op], st);
+	ASSERT(k > 0);
+	int r = atoi(out);
+	const char *msg = strchr(out, ' ');
+	msg = msg ? msg + 1 : "";
+	if (r != want)
+		FAIL("%s: %s gave %s, expected %s (message: \"%s\")", what,
+		     op_names[op], shval_strerror(r), shval_strerror(want), msg);
+	if (r != 0 && !msg[0])
+		FAIL("%s: %s gave %s with an empty message", what, op_names[op],
+		     shval_errname(r));
+	printf("  %-28s %-8s -> %s: %s\n", what, op_names[op], shval_errname(r), msg);
+}
+
+struct damage {
+	const char *what;
+	int where; /* 0 header, 1 entry v, 2 type record of v, 3 table, 4 slot
+		      of v, 5 entry s, 6 truncate */
+	uint64_t off;
+	size_t width;
+	uint64_t val;
+	int op, want;
+};
+
+TEST(damaged_header_and_directory)
+{
+	const char *n = test_segname("damage");
+	struct layout L;
+	unsigned char *img = make_damage_seg(n, &L);
+	const uint64_t slot_tag = *(uint64_t *)(img + L.slot_v) & ~0xffffffffull;
+	const struct damage dm[] = {
+		/* header: open refuses */
+		{ "magic", 0, 0, 8, 0x1234, OP_OPEN, SHVAL_ECORRUPT },
+		{ "magic zero", 0, 0, 8, 0, OP_OPEN, SHVAL_ECORRUPT },
+		{ "magic other byte order", 0, 0, 8, SHVAL__MAGIC_SWAPPED, OP_OPEN,
+		  SHVAL_EVERSION },
+		{ "format major + 1", 0, 8, 2, SHVAL__FORMAT_MAJOR + 1, OP_OPEN, SHVAL_EVERSION },
+		{ "format major 0", 0, 8, 2, 0, OP_OPEN, SHVAL_EVERSION },
+		{ "header size", 0, 12, 4, 4096, OP_OPEN, SHVAL_EVERSION },
+		{ "layout signature", 0, 16, 8, SHVAL__LAYOUT_SIG ^ 1, OP_OPEN,
+		  SHVAL_EVERSION },
+		{ "init state creating", 0, 24, 4, SHVAL__INIT_CREATING, OP_OPEN,
+		  SHVAL_ECORRUPT },
+		{ "init state 7", 0, 24, 4, 7, OP_OPEN, SHVAL_ECORRUPT },
+		{ "max size 0", 0, 40, 8, 0, OP_OPEN, SHVAL_ECORRUPT },
+		{ "max size unaligned", 0, 40, 8, (1ull << 30) + 1, OP_OPEN,
+		  SHVAL_ECORRUPT },
+		{ "max size 2^50", 0, 40, 8, 1ull << 50, OP_OPEN, SHVAL_ECORRUPT },
+		{ "max size < file", 0, 40, 8, 8192, OP_OPEN, SHVAL_ECORRUPT },
+		{ "attach cap", 0, 52, 4, 3, OP_OPEN, SHVAL_ECORRUPT },
+		{ "truncated to 0", 6, 0, 0, 0, OP_OPEN, SHVAL_ECORRUPT },
+		{ "truncated to 100", 6, 0, 0, 100, OP_OPEN, SHVAL_ECORRUPT },
+		{ "truncated to 4096", 6, 0, 0, 4096, OP_OPEN, SHVAL_ECORRUPT },
+		/* directory root */
+		{ "table_off 0", 0, 208, 8, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "table_off 0 (create)", 0, 208, 8, 0, OP_CREATE, SHVAL_ECORRUPT },
+		{ "table_off 0 (next)", 0, 208, 8, 0, OP_NEXT, SHVAL_ECORRUPT },
+		{ "table_off unaligned", 0, 208, 8, 5121, OP_FIND, SHVAL_ECORRUPT },
+		{ "table_off in header", 0, 208, 8, 64, OP_FIND, SHVAL_ECORRUPT },
+		{ "table_off 2^40", 0, 208, 8, 1ull << 40, OP_FIND, SHVAL_ECORRUPT },
+		{ "table_off past file", 0, 208, 8, 1ull << 29, OP_FIND, SHVAL_ECORRUPT },
+		{ "table cap 0", 3, 0, 8, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "table cap 17", 3, 0, 8, 17, OP_FIND, SHVAL_ECORRUPT },
+		{ "table cap 2^40", 3, 0, 8, 1ull << 40, OP_CREATE, SHVAL_ECORRUPT },
+		{ "table cap 2^20", 3, 0, 8, 1ull << 20, OP_NEXT, SHVAL_ECORRUPT },
+		/* v's slot */
+		{ "slot -> line 0", 4, 0, 8, slot_tag | 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "slot -> line 7 (header)", 4, 0, 8, slot_tag | 7, OP_FIND,
+		  SHVAL_ECORRUPT },
+		{ "slot -> past file", 4, 0, 8, slot_tag | 0xffffffffull, OP_FIND,
+		  SHVAL_ECORRUPT },
+		/* v's entry */
+		{ "entry name_len 0", 1, 20, 2, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry name_len 0xffff", 1, 20, 2, 0xffff, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry data_rel 0", 1, 22, 2, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry data_rel unaligned", 1, 22, 2, 100, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry data_rel past block", 1, 22, 2, 0xfff0, OP_FIND,
+		  SHVAL_ECORRUPT },
+		{ "entry type_line 0", 1, 24, 4, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry type_line huge", 1, 24, 4, 0xfffffff0u, OP_FIND,
+		  SHVAL_ECORRUPT },
+		{ "entry type_line -> itself", 1, 24, 4, L.ent_v / 64, OP_FIND,
+		  SHVAL_ECORRUPT },
+		{ "entry nlines 0", 1, 28, 4, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry nlines huge", 1, 28, 4, 0xffffffffu, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry mode 9", 1, 17, 1, 9, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry kind 4", 1, 18, 1, SHVAL_KIND_STRUCT, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry lock_off unaligned", 1, 32, 8, 5123, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry lock_off 2^40", 1, 32, 8, 1ull << 40, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry lock_off 0", 1, 32, 8, 0, OP_FIND, SHVAL_ECORRUPT },
+		/* v's type record */
+		{ "type magic", 2, 0, 8, 0x4141, OP_FIND, SHVAL_ECORRUPT },
+		{ "type magic (create)", 2, 0, 8, 0x4141, OP_CREATE, SHVAL_ECORRUPT },
+		/* iteration reports it (it used to skip the value silently) */
+		{ "type magic (next)", 2, 0, 8, 0x4141, OP_NEXT, SHVAL_ECORRUPT },
+		{ "type len 0", 2, 24, 4, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "type len huge", 2, 24, 4, 100000, OP_FIND, SHVAL_ECORRUPT },
+		{ "type size 4", 2, 16, 8, 4, OP_FIND, SHVAL_ECORRUPT },
+		{ "type canon 'x'", 2, 32, 1, 'x', OP_FIND, SHVAL_ECORRUPT },
+		{ "type canon not NUL-ended", 2, 33, 1, 'q', OP_FIND, SHVAL_ECORRUPT },
+		/* data */
+		{ "string length > capacity", 5, 0, 4, 100, OP_GETSTR, SHVAL_ECORRUPT },
+		/* allocator and counters */
+		{ "types_off garbage", 0, 248, 8, 5121, OP_CREATE, SHVAL_ECORRUPT },
+		{ "limbo_head garbage", 0, 256, 8, 1ull << 40, OP_CREATE,
+		  SHVAL_ECORRUPT },
+		{ "brk 0", 0, 200, 8, 0, OP_CREATE, SHVAL_ECORRUPT },
+		{ "brk inside header", 0, 200, 8, 1024, OP_CREATE, SHVAL_ECORRUPT },
+		{ "brk unaligned", 0, 200, 8, L.fsize - 100, OP_CREATE, SHVAL_ECORRUPT },
+		{ "size > file", 0, 192, 8, 1ull << 30, OP_FILL, SHVAL_ECORRUPT },
+		{ "size > max_size", 0, 192, 8, 1ull << 34, OP_FILL, SHVAL_ECORRUPT },
+		{ "nvalues 2^62", 0, 216, 8, 1ull << 62, OP_CREATE, SHVAL_ECORRUPT },
+		{ "nvalues > slots", 0, 216, 8, 17, OP_CREATE, SHVAL_ECORRUPT },
+		{ "ntomb 2^62", 0, 224, 8, 1ull << 62, OP_CREATE, SHVAL_ECORRUPT },
+		{ "free list garbage", 0, 512 + 8 * 1, 8, 12345, OP_CREATE, 0 },
+		{ "big free list garbage", 0, 512, 8, 1ull << 40, OP_CREATE, 0 },
+	};
+	int failures = 0;
+	for (size_t i = 0; i < sizeof dm / sizeof dm[0]; i++) {
+		const struct damage *d = &dm[i];
+		restore(n, img, L.fsize);
+		uint64_t base = 0;
+		switch (d->where) {
+		case 1: base = L.ent_v; break;
+		case 2: base = L.type_v; break;
+		case 3: base = L.table_off; break;
+		case 4: base = L.slot_v; break;
+		case 5: base = L.ent_s + ((shval__entry *)(img + L.ent_s))->data_rel; break;
+		}
+		if (d->where == 6) {
+			ASSERT_EQ(truncate(shm_path(n), (off_t)d->val), 0);
+		} else {
+			poke(n, base + d->off, d->val, d->width);
+		}
+		/* each expectation checked in a child: a crash or a hang is a
+		 * failure of that line only; all lines run, then we fail */
+		pid_t pid = fork();
+		ASSERT(pid >= 0);
+		if (pid == 0) {
+			expect_damage(n, d->what, d->op, d->want);
+			_exit(0);
+		}
+		if (wait_status(pid) != 0)
+			failures++;
+	}
+	/* the undamaged image still works */
+	restore(n, img, L.fsize);
+	expect_damage(n, "undamaged", OP_INFO, 0);
+	expect_damage(n, "undamaged", OP_CREATE, 0);
+	free(img);
+	ASSERT_OK(shval_seg_unlink(n));
+	ASSERT_EQ(failures, 0);
+}
+
+/* Random damage in the header, directory, entries and type records: no
+ * crash and no hang, whatever the answer. */
+TEST(damaged_random_no_crash)
+{
+	const char *n = test_segname("fuzz");
+	enum { NFUZZ = 3000 };
+	struct layout L;
+	unsigned char *img = make_damage_seg(n, &L);
+	struct shared *sh = shared_page();
+	/* regions to damage: [off, len) */
+	uint64_t reg[][2] = {
+		{ 0, 64 },                 /* identity line */
+		{ 192, 96 },               /* size .. used */
+		{ 512, 512 },              /* free lists */
+		{ L.table_off, 64 + 16 * 8 },
+		{ L.ent_v + 16, 24 },      /* entry fields after the serial */
+		{ L.ent_s + 16, 24 },
+		{ L.type_v, 40 },
+	};
+	size_t nreg = sizeof reg / sizeof reg[0];
+	unsigned seed = (unsigned)getpid();
+	int crashes = 0, opened = 0;
+	double t0 = now_s();
+	for (int it = 0; it < NFUZZ; it++) {
+		restore(n, img, L.fsize);
+		int nflip = 1 + rand_r(&seed) % 4;
+		char desc[256] = "";
+		for (int f = 0; f < nflip; f++) {
+			size_t ri = (size_t)rand_r(&seed) % nreg;
+			uint64_t off = reg[ri][0] + (uint64_t)rand_r(&seed) % reg[ri][1];
+			uint64_t b;
+			size_t width = 1;
+			switch (rand_r(&seed) % 4) {
+			case 0: b = (uint64_t)(rand_r(&seed) & 0xff); break;
+			case 1: b = img[off] ^ (1u << (rand_r(&seed) % 8)); break;
+			case 2: b = 0xff; break;
+			default: /* a whole aligned word: small, huge or near a real offset */
+				off &= ~7ull;
+				width = 8;
+				b = rand_r(&seed) % 2 ? (uint64_t)rand_r(&seed) << (rand_r(&seed) % 40)
+						      : L.fsize + 64 * (uint64_t)(rand_r(&seed) % 64) - 2048;
+				break;
+			}
+			poke(n, off, b, width);
+			size_t dl = strlen(desc);
+			snprintf(desc + dl, sizeof desc - dl, " [%llu]=0x%02llx",
+				 (unsigned long long)off, (unsigned long long)b);
+		}
+		pid_t pid = fork();
+		ASSERT(pid >= 0);
+		if (pid == 0) {
+			alarm(10);
+			shval_seg *s;
+			if (shval_seg_open(n, 0, NULL, &s) != 0) {
+				if (!shval_errmsg(NULL)[0])
+					_exit(3);
+				_exit(0);
+			}
+			atomic_fetch_add(&sh->counter, 1);
+			const char *names[] = { "v", "s", "a", "zz" };
+			for (int k = 0; k < 4; k++) {
+				shval *v;
+				if (shval_find(s, names[k], NULL, &v) == 0) {
+					unsigned char buf[64];
+					struct shval_info in;
+					shval_read(v, buf, sizeof buf);
+					shval_info(v, &in);
+					shval_to_text(v, 0, (char *)buf, sizeof buf, NULL);
+					shval_close(v);
+				}
+			}
+			uint64_t cur = 0;
+			struct shval_info in;
+			for (int k = 0; k < 100 && shval_seg_next(s, &cur, NULL, &in) == 0; k++)
+				;
+			shval *v;
+			if (shval_create(s, "new", "2q", 0, NULL, 0, &v) == 0)
+				shval_close(v);
+			shval_remove(s, "a");
+			struct shval_seg_info si;
+			shval_seg_info(s, &si);
+			shval_seg_close(s);
+			_exit(0);
+		}
+		int st = wait_status(pid);
+		if (st != 0) {
+			crashes++;
+			(void)opened;
+			fprintf(stderr, "damage%s: status %d%s\n", desc, st,
+				st == 128 + SIGALRM ? " (hang)" : st > 128 ? " (signal)" : "");
+		}
+	}
+	printf("%d random damages in %.2f s (%ld opened), %d crashes/hangs\n",
+	       NFUZZ, now_s() - t0, (long)sh->counter, crashes);
+	free(img);
+	ASSERT_OK(shval_seg_unlink(n));
+	ASSERT_EQ(crashes, 0);
 }
 
 TEST_MAIN()

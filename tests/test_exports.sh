@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/test_exports.sh — the shared library exports exactly the functions
 # declared with SHVAL_API in include/shval.h: nothing more (internals are
-# hidden, STYLE rule 2), nothing less (every declared function is defined).
+# hidden: the shval__ prefix with hidden visibility), nothing less (every declared function is defined).
 #
 # Usage: test_exports.sh BUILD_DIR [SOURCE_DIR]
 #   SOURCE_DIR defaults to the parent of this script's directory.

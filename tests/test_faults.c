@@ -1,8 +1,9 @@
 /*
- * tests/test_faults.c — fault injection (STYLE.md rule 17).
+ * tests/test_faults.c — fault injection (every failure of every system
+ * call the library makes is swept, one at a time).
  *
  * Every system call the library depends on is wrapped with the linker's
- * --wrap (tests/faults.cmake adds -Wl,--wrap=open,... to this test only):
+ * --wrap (tests/CMakeLists.txt adds -Wl,--wrap=open,... to this test only):
  * __wrap_open counts calls and makes the Nth fail with a chosen errno,
  * otherwise calls __real_open.  For each wrapped call and N = 1, 2, ...
  * a scenario runs (create/open a named, a file: and an anonymous segment,
@@ -357,7 +358,7 @@ static void check_survivor(shval_seg *keep, shval *kv, int64_t *expect)
 TEST(every_call_fails_in_turn)
 {
 	if (!__real_open || !__real_mmap || !__real_syscall)
-		SKIP("built without the -Wl,--wrap options of tests/faults.cmake");
+		SKIP("built without the -Wl,--wrap options of tests/CMakeLists.txt");
 	snprintf(name_shm, sizeof name_shm, "%s", test_segname("fault"));
 	snprintf(path_file, sizeof path_file, "/tmp/shvalfault.%d", (int)getpid());
 	snprintf(name_file, sizeof name_file, "file:%s", path_file);

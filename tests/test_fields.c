@@ -1,6 +1,6 @@
 /*
- * tests/test_fields.c — bounds checks proven field by field (STYLE.md rule
- * 15: the segment is hostile input).
+ * tests/test_fields.c — bounds checks proven field by field (the segment
+ * is hostile input: every offset and length read from it is checked).
  *
  * A small real segment is built by the library (values of every mode and
  * several kinds, a shared lock guarding two values, a removed value in
