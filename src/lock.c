@@ -636,11 +636,7 @@ static int sec_check(shval *v)
 	if (!v->lk)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "value has no lock (raw or atomic mode)");
-	if (v->seg->flags & SHVAL_RDONLY)
-		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only",
-				    v->seg->name);
-	return 0;
+	return shval__check_writable(v);
 }
 
 /* Test-only crash points (RELIABILITY.md): with SHVAL_TEST_CRASH_AT set
@@ -667,13 +663,9 @@ static void crash_point(const char *step)
 
 int shval__chg_begin_slow(shval *v, int *how)
 {
-	int r = shval__check(v);
+	int r = shval__check_writable(v);
 	if (r)
 		return r;
-	if (v->seg->flags & SHVAL_RDONLY)
-		return shval__failf(v->seg, SHVAL_ERDONLY,
-				    "segment %s was opened read-only",
-				    v->seg->name);
 	if (v->mode == SHVAL_RAW) {
 		*how = SHVAL__CHG_RAW;
 		return 0;
