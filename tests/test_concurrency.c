@@ -161,6 +161,8 @@ TEST(kill_inside_locked_section_1000_rounds)
 	int died_holding = 0;
 	const int rounds = 1000;
 	for (int round = 0; round < rounds; round++) {
+		xy v0;
+		ASSERT_OK(shval_read(st, &v0, sizeof v0));
 		pid_t w = fork();
 		if (w == 0) {
 			for (;;) {
@@ -171,6 +173,15 @@ TEST(kill_inside_locked_section_1000_rounds)
 				p->y = 2 * p->x;
 				shval_unlock(st);
 			}
+		}
+		/* the kill lands at a random point of the child's loop, not
+		 * before it started (a slow fork under load or TSan) */
+		for (int i = 0; i < 200000; i++) {
+			xy v1;
+			ASSERT_OK(shval_read(st, &v1, sizeof v1));
+			if (v1.x != v0.x)
+				break;
+			sched_yield();
 		}
 		struct timespec ts = { 0, (long)(rnd() % 300000) };
 		nanosleep(&ts, NULL);
@@ -213,6 +224,7 @@ TEST(kill_big_array_partial_flag)
 	int partial = 0;
 	rnd_seed(7);
 	for (int round = 0; round < 50; round++) {
+		uint64_t ver0 = shval_value_version(a);
 		pid_t w = fork();
 		if (w == 0) {
 			for (int64_t k = 1;; k++) {
@@ -223,6 +235,9 @@ TEST(kill_big_array_partial_flag)
 				shval_unlock(a);
 			}
 		}
+		/* kill inside the child's loop, not before it started */
+		for (int i = 0; i < 200000 && shval_value_version(a) == ver0; i++)
+			sched_yield();
 		struct timespec ts = { 0, (long)(rnd() % 2000000) };
 		nanosleep(&ts, NULL);
 		kill(w, SIGKILL);
