@@ -11,10 +11,12 @@ static int arr_get(ValObject *v, size_t i, size_t n, void *buf)
 {
 	if (n == 0)
 		return 0;
+	/* a consistent read (seqlock): never takes the value's lock */
+	if (!v->extlock)
+		return handle_rc(v, shval_array_get(v->h, i, n, buf));
 	if (ext_enter(v) < 0)
 		return -1;
-	int r;
-	CALL(v, shval_array_get(v->h, i, n, buf));
+	int r = shval_array_get(v->h, i, n, buf);
 	ext_exit(v);
 	return handle_rc(v, r);
 }
@@ -58,6 +60,25 @@ static PyObject *elems_to_py(ValObject *v, const unsigned char *b, size_t n)
 	PyObject *l = PyList_New((Py_ssize_t)n);
 	if (!l)
 		return NULL;
+	/* the common element types without the per-element dispatch */
+#define FILL(T, conv)                                                   \
+	for (size_t i = 0; i < n; i++) {                                \
+		T x_;                                                   \
+		memcpy(&x_, b + i * sizeof(T), sizeof(T));              \
+		PyObject *e_ = conv(x_);                                \
+		if (!e_) {                                              \
+			Py_DECREF(l);                                   \
+			return NULL;                                    \
+		}                                                       \
+		PyList_SET_ITEM(l, (Py_ssize_t)i, e_);                  \
+	}                                                               \
+	return l
+	switch (v->letter) {
+	case 'i': FILL(int32_t, PyLong_FromLong);
+	case 'q': case 'l': case 'n': FILL(int64_t, PyLong_FromLongLong);
+	case 'd': FILL(double, PyFloat_FromDouble);
+	}
+#undef FILL
 	for (size_t i = 0; i < n; i++) {
 		PyObject *e = elem_to_py(v->letter, b + i * v->esize);
 		if (!e) {
@@ -150,7 +171,9 @@ static PyObject *arr_subscript(ValObject *v, PyObject *key)
 		}
 		return l;
 	}
-	unsigned char *b = PyMem_Malloc((size_t)(n ? n : 1) * v->esize);
+	unsigned char stackbuf[8192];
+	size_t need = (size_t)(n ? n : 1) * v->esize;
+	unsigned char *b = need <= sizeof stackbuf ? stackbuf : PyMem_Malloc(need);
 	if (!b)
 		return PyErr_NoMemory();
 	PyObject *res = NULL;
@@ -159,18 +182,17 @@ static PyObject *arr_subscript(ValObject *v, PyObject *key)
 			res = elems_to_py(v, b, (size_t)n);
 	} else {
 		unsigned char *all = PyMem_Malloc(v->size ? v->size : 1);
-		if (!all) {
-			PyMem_Free(b);
-			return PyErr_NoMemory();
-		}
-		if (arr_get(v, 0, v->count, all) == 0) {
+		if (!all)
+			PyErr_NoMemory();
+		else if (arr_get(v, 0, v->count, all) == 0) {
 			for (Py_ssize_t k = 0, i = start; k < n; k++, i += step)
 				memcpy(b + (size_t)k * v->esize, all + (size_t)i * v->esize, v->esize);
 			res = elems_to_py(v, b, (size_t)n);
 		}
 		PyMem_Free(all);
 	}
-	PyMem_Free(b);
+	if (b != stackbuf)
+		PyMem_Free(b);
 	return res;
 }
 

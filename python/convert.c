@@ -122,6 +122,24 @@ static int range_error(char c, PyObject *o)
 
 int elem_from_py(char c, PyObject *o, void *dst)
 {
+	if (PyLong_CheckExact(o) && (c == 'i' || c == 'q' || c == 'l' || c == 'n')) {
+		/* the common case without the letter table and PyNumber_Index;
+		 * anything out of range goes the general way (its error) */
+		int of = 0;
+		long long x = PyLong_AsLongLongAndOverflow(o, &of);
+		if (!of && !(x == -1 && PyErr_Occurred())) {
+			if (c != 'i') {
+				memcpy(dst, &x, 8);
+				return 0;
+			}
+			if (x >= INT32_MIN && x <= INT32_MAX) {
+				int32_t y = (int32_t)x;
+				memcpy(dst, &y, 4);
+				return 0;
+			}
+		}
+		PyErr_Clear();
+	}
 	size_t sz = letter_size(c);
 	if (is_signed(c) || is_unsigned(c)) {
 		if (PyFloat_Check(o)) {

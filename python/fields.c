@@ -168,8 +168,8 @@ PyObject *field_get(ValObject *v, const shval_field_info *f)
 	PyObject *res = NULL;
 	if (ext_enter(v) < 0)
 		goto out;
-	int r;
-	CALL(v, shval_field_get(v->h, f->name, b, f->size, NULL));
+	/* a consistent read: never takes the value's lock */
+	int r = shval_field_get(v->h, f->name, b, f->size, NULL);
 	ext_exit(v);
 	if (handle_rc(v, r) < 0)
 		goto out;

@@ -4,6 +4,44 @@
  */
 #include "shval_py.h"
 
+#include <pthread.h>
+
+/* The fork generation: a LockObject's holder record is only believed in
+ * the process that made it (a child does not hold its parent's locks). */
+unsigned long fork_gen;
+
+static void fork_gen_bump(void)
+{
+	fork_gen++;
+}
+
+void fork_gen_init(void)
+{
+	static int done;
+	if (!done) {
+		done = 1;
+		(void)pthread_atfork(NULL, NULL, fork_gen_bump);
+	}
+}
+
+void note_acquired(LockObject *l)
+{
+	unsigned long t = PyThread_get_thread_ident();
+	if (l->depth && l->holder_gen == fork_gen && l->holder == t) {
+		l->depth++;
+	} else {
+		l->holder = t;
+		l->holder_gen = fork_gen;
+		l->depth = 1;
+	}
+}
+
+void note_released(LockObject *l)
+{
+	if (held_here(l))
+		l->depth--;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Lock / RLock                                                              */
 
@@ -27,6 +65,9 @@ PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 	l->owner_pid = 0;
 	l->shared_out = 0;
 	l->own_value_lock = own_value_lock;
+	l->holder = 0;
+	l->holder_gen = 0;
+	l->depth = 0;
 	struct shval_info info;
 	l->name[0] = '\0';
 	if (shval_info(h, &info) == 0)
@@ -151,6 +192,8 @@ PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw)
 	int r = acquire_handle(l->h, block, t);
 	if (r < 0)
 		return NULL;
+	if (r)
+		note_acquired(l);
 	return PyBool_FromLong(r);
 }
 
@@ -177,6 +220,7 @@ PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a))
 {
 	if (release_handle(l->h, Py_IS_TYPE(l, &RLockType)) < 0)
 		return NULL;
+	note_released(l);
 	Py_RETURN_NONE;
 }
 
@@ -185,6 +229,7 @@ PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a))
 	int r = acquire_handle(l->h, 1, -1);
 	if (r < 0)
 		return NULL;
+	note_acquired(l);
 	return PyBool_FromLong(r);
 }
 

@@ -66,6 +66,9 @@ extern PyTypeObject SegmentType, SharedValueType, SynchronizedType,
 extern PyBufferProcs val_as_buffer;
 extern PyMethodDef sync_methods[];
 
+/* lock.c: the fork generation (bumped in the child of every fork) */
+extern unsigned long fork_gen;
+
 #define LOCK_SLICE_NS (50 * SHVAL_MSEC)
 #define BAD_TYPECODE_MSG \
 	"bad typecode (must be a ctypes type or one of c, b, B, u, h, H, " \
@@ -98,6 +101,13 @@ typedef struct {
 	pid_t owner_pid;
 	int shared_out;     /* pickled: never removed */
 	int own_value_lock; /* a value's own lock (name is the value's) */
+	/* Who holds the lock through this object (lock.c: note_acquired):
+	 * a thread of this process (fork generation), and how deep.  Lets a
+	 * value's get/set inside `with v.get_lock():` run as a plain nested
+	 * call instead of a trylock/unlock pair of its own. */
+	unsigned long holder;
+	unsigned long holder_gen;
+	unsigned depth;
 	char name[SHVAL_NAME_MAX + 1];
 } LockObject;
 
@@ -114,6 +124,8 @@ typedef struct {
 	int shared_out;
 	unsigned kind, mode;
 	char letter;     /* scalar / array element letter */
+	char numeric;    /* a scalar add/cas/exchange accept */
+	char isfloat;    /* 'f' or 'd' */
 	size_t esize, count, size;
 	size_t selem;    /* array of ctypes Structures: element size */
 	Py_ssize_t exports;
@@ -133,7 +145,7 @@ typedef struct {
 #define PYERR INT32_MIN
 #define CALL(v, expr)                                                  \
 	do {                                                           \
-		if (LOCKED(v)) {                                       \
+		if (LOCKED(v) && !held_here((LockObject *)(v)->lock)) { \
 			int a_ = acquire_handle2((v)->h, 1, -1, 1);    \
 			if (a_ < 0) {                                  \
 				r = PYERR;                             \
@@ -177,6 +189,9 @@ int check_open(SegObject *s);
 PyObject *m_rebuild_segment(PyObject *Py_UNUSED(m), PyObject *ref);
 
 /* lock.c */
+void note_acquired(LockObject *l);
+void note_released(LockObject *l);
+void fork_gen_init(void);
 int is_lock(PyObject *o);
 PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 			   int own_value_lock);
@@ -238,5 +253,14 @@ PyObject *make_array(PyObject *t, PyObject *init, enum lockmode lm, PyObject *lo
 
 /* module.c */
 SegObject *resolve_segref(PyObject *ref);
+
+
+/* Does this thread hold l (taken through l, in this process)?  A false
+ * "no" only costs a trylock (the library nests); a "yes" is exact. */
+static inline int held_here(const LockObject *l)
+{
+	return l && l->depth && l->holder_gen == fork_gen &&
+	       l->holder == PyThread_get_thread_ident();
+}
 
 #endif /* SHVAL_PY_H */

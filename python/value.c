@@ -97,6 +97,9 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	size_t tl = strlen(info.type);
 	v->letter = tl ? info.type[tl - 1] : 0;
 	v->esize = letter_size(v->letter);
+	v->numeric = v->kind == SHVAL_KIND_SCALAR && v->letter &&
+		     strchr("bBhHiIlLqQnNfdcu?", v->letter) != NULL;
+	v->isfloat = v->numeric && is_float(v->letter);
 	if (v->kind == SHVAL_KIND_STRING)
 		v->letter = 's';
 	if (v->kind == SHVAL_KIND_STRUCT) {
@@ -211,9 +214,10 @@ PyObject *read_bytes(ValObject *v)
 		Py_DECREF(b);
 		return NULL;
 	}
-	int r;
+	/* a consistent read (seqlock): never takes the lock, and inside the
+	 * caller's own section it sees the caller's changes */
 	char *p = PyBytes_AS_STRING(b);
-	CALL(v, shval_read(v->h, p, v->size));
+	int r = shval_read(v->h, p, v->size);
 	ext_exit(v);
 	if (handle_rc(v, r) < 0) {
 		Py_DECREF(b);
@@ -253,13 +257,25 @@ static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 {
 	v->seen = shval_value_version(v->h);
 	if (v->kind == SHVAL_KIND_SCALAR) {
-		unsigned char b[16];
-		if (ext_enter(v) < 0)
+		/* cap = the value's size: shval_read()'s inline seqlock read
+		 * (include/shval.h) copies it without a call */
+		uint64_t b[2];
+		int r;
+		if (!v->extlock) {
+			r = shval_read(v->h, b, v->size); /* never blocks */
+		} else {
+			if (ext_enter(v) < 0)
+				return NULL;
+			r = shval_read(v->h, b, v->size);
+			ext_exit(v);
+		}
+		if (r && handle_rc(v, r) < 0)
 			return NULL;
-		int r = shval_read(v->h, b, sizeof b); /* seqlock: never blocks */
-		ext_exit(v);
-		if (handle_rc(v, r) < 0)
-			return NULL;
+		if (v->letter == 'i') { /* the common int */
+			int32_t x;
+			memcpy(&x, b, 4);
+			return PyLong_FromLong(x);
+		}
 		return elem_to_py(v->letter, b);
 	}
 	if (v->kind == SHVAL_KIND_STRING) {
@@ -280,11 +296,15 @@ static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 
 static int write_bytes(ValObject *v, const void *b, size_t n)
 {
-	if (ext_enter(v) < 0)
-		return -1;
 	int r;
-	CALL(v, shval_write(v->h, b, n));
-	ext_exit(v);
+	if (!v->extlock) {
+		CALL(v, shval_write(v->h, b, n));
+	} else {
+		if (ext_enter(v) < 0)
+			return -1;
+		CALL(v, shval_write(v->h, b, n));
+		ext_exit(v);
+	}
 	if (handle_rc(v, r) < 0)
 		return -1;
 	v->seen = shval_value_version(v->h);
@@ -298,7 +318,7 @@ int val_value_set(ValObject *v, PyObject *o, void *Py_UNUSED(c))
 		return -1;
 	}
 	if (v->kind == SHVAL_KIND_SCALAR) {
-		unsigned char b[16] = {0};
+		uint64_t b[2] = {0, 0};
 		if (elem_from_py(v->letter, o, b) < 0)
 			return -1;
 		return write_bytes(v, b, v->size);
@@ -353,7 +373,7 @@ int val_value_set(ValObject *v, PyObject *o, void *Py_UNUSED(c))
 
 static int need_scalar(ValObject *v)
 {
-	if (v->kind != SHVAL_KIND_SCALAR || !strchr("bBhHiIlLqQnNfdcu?", v->letter)) {
+	if (!v->numeric) {
 		PyErr_Format(PyExc_TypeError, "value of type '%s' is not a number", v->type);
 		return -1;
 	}
@@ -362,11 +382,29 @@ static int need_scalar(ValObject *v)
 
 static PyObject *val_add(ValObject *v, PyObject *delta)
 {
+	if (!v->isfloat && v->numeric && !v->extlock && PyLong_CheckExact(delta)) {
+		/* the common case: an int delta on an integer value; a 64-bit
+		 * atomic value takes shval_add_i64()'s inline fetch-add */
+		int of = 0;
+		long long d = PyLong_AsLongLongAndOverflow(delta, &of);
+		if (!of && !(d == -1 && PyErr_Occurred())) {
+			int64_t out = 0;
+			int r;
+			CALL(v, shval_add_i64(v->h, d, &out));
+			if (r && handle_rc(v, r) < 0)
+				return NULL;
+			if (v->letter == 'i')
+				return PyLong_FromLong((int32_t)out);
+			return i64_to_py(v->letter, out);
+		}
+		if (d == -1 && PyErr_Occurred())
+			return NULL;
+	}
 	if (need_scalar(v) < 0 || ext_enter(v) < 0)
 		return NULL;
 	int r;
 	PyObject *res = NULL;
-	if (is_float(v->letter)) {
+	if (v->isfloat) {
 		double d = PyFloat_AsDouble(delta), out = 0;
 		if (d == -1.0 && PyErr_Occurred())
 			goto out;
@@ -404,7 +442,7 @@ static PyObject *val_cas(ValObject *v, PyObject *args)
 	if (need_scalar(v) < 0)
 		return NULL;
 	int r;
-	if (is_float(v->letter)) {
+	if (v->isfloat) {
 		unsigned char b[8];
 		/* round through the value's type so 'f' compares its own bits */
 		if (elem_from_py(v->letter, exp, b) < 0)
@@ -438,7 +476,7 @@ static PyObject *val_exchange(ValObject *v, PyObject *o)
 	if (need_scalar(v) < 0)
 		return NULL;
 	int r;
-	if (is_float(v->letter)) {
+	if (v->isfloat) {
 		unsigned char b[8];
 		if (elem_from_py(v->letter, o, b) < 0)
 			return NULL;
