@@ -437,18 +437,18 @@ static int arr_raw_set(ValObject *v, PyObject *o, void *Py_UNUSED(c))
 }
 
 static PyGetSetDef arr_getset[] = {
-	{"value", (getter)val_value_get_any, (setter)val_value_set, "'c'/'u' arrays: up to the first NUL", NULL},
+	{"value", (getter)val_value_get_any, (setter)val_value_set,
+	 "'c' and 'u' arrays: the contents up to the first NUL", NULL},
 	{"raw", (getter)arr_raw_get, (setter)arr_raw_set, "'c' arrays: all bytes", NULL},
-	{"version", (getter)val_version, NULL, NULL, NULL},
-	{"name", (getter)val_name_get, NULL, NULL, NULL},
-	{"type", (getter)val_type_get, NULL, NULL, NULL},
+	{"version", (getter)val_version, NULL, "changes on every committed change", NULL},
+	{"name", (getter)val_name_get, NULL, "the array's name in its segment", NULL},
+	{"type", (getter)val_type_get, NULL, "the canonical shval type string", NULL},
 	{NULL, NULL, NULL, NULL, NULL}
 };
 
 static PyMethodDef arr_methods[] = {
-	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS,
-	 "wait(timeout=None, version=None) -> True when changed, False on timeout"},
-	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, NULL},
+	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS, WAIT_DOC},
+	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };
 

@@ -55,11 +55,6 @@ PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 	shval *h;
 	int r;
 	if (lm == LK_SHARED) {
-		if (!shval_create_guarded) {
-			PyErr_SetString(PyExc_NotImplementedError,
-					"shared locks pending in C library");
-			return NULL;
-		}
 		char name[64];
 		snprintf(name, sizeof name, "pyval.%ld.%lu", (long)getpid(), ++name_counter);
 		r = shval_create_guarded(seg->seg, name, ti->type, ((LockObject *)lockobj)->h,

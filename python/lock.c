@@ -91,11 +91,6 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	PyObject *ctx = NULL;
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:Lock", kwlist, &ctx))
 		return NULL;
-	if (!shval_lock_create) {
-		PyErr_SetString(PyExc_NotImplementedError,
-				"shared locks pending in C library");
-		return NULL;
-	}
 	SegObject *seg = anon_segobj();
 	if (!seg)
 		return NULL;
@@ -233,11 +228,6 @@ PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a))
 	return PyBool_FromLong(r);
 }
 
-static PyObject *lock_exit(LockObject *l, PyObject *Py_UNUSED(a))
-{
-	return lock_release(l, NULL);
-}
-
 static PyObject *lock_reduce(LockObject *l, PyObject *Py_UNUSED(a))
 {
 	if (check_open(l->seg) < 0)
@@ -264,13 +254,27 @@ static PyObject *lock_repr(LockObject *l)
 				    l->name);
 }
 
+/* __exit__(*exc_info): METH_FASTCALL, no argument tuple on every `with` */
+static PyObject *lock_exit_fast(LockObject *l, PyObject *const *Py_UNUSED(args),
+				Py_ssize_t Py_UNUSED(n))
+{
+	return lock_release(l, NULL);
+}
+
 static PyMethodDef lock_methods[] = {
 	{"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_VARARGS | METH_KEYWORDS,
-	 "acquire(block=True, timeout=None) -> bool"},
-	{"release", (PyCFunction)lock_release, METH_NOARGS, "release()"},
-	{"__enter__", (PyCFunction)lock_enter, METH_NOARGS, NULL},
-	{"__exit__", (PyCFunction)lock_exit, METH_VARARGS, NULL},
-	{"__reduce__", (PyCFunction)lock_reduce, METH_NOARGS, NULL},
+	 "acquire($self, /, block=True, timeout=None)\n--\n\n"
+	 "Take the lock; True when taken, False after timeout seconds or at once\n"
+	 "when block is false.  A dead owner's lock is taken over with\n"
+	 "OwnerDiedWarning."},
+	{"release", (PyCFunction)lock_release, METH_NOARGS,
+	 "release($self, /)\n--\n\nRelease the lock (ValueError / AssertionError if not held)."},
+	{"__enter__", (PyCFunction)lock_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nacquire() for `with`."},
+	{"__exit__", (PyCFunction)(void (*)(void))lock_exit_fast, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\nrelease() for `with`."},
+	{"__reduce__", (PyCFunction)lock_reduce, METH_NOARGS,
+	 "__reduce__($self, /)\n--\n\nPickle by reference (the segment and the lock's name)."},
 	{NULL, NULL, 0, NULL}
 };
 
@@ -281,7 +285,7 @@ PyTypeObject LockType = {
 	.tp_dealloc = (destructor)lock_dealloc,
 	.tp_repr = (reprfunc)lock_repr,
 	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Lock(): a non-recursive lock shared between processes.",
+	.tp_doc = "Lock(ctx=None)\n--\n\nA non-recursive lock shared between processes.",
 	.tp_methods = lock_methods,
 	.tp_new = lock_new_common,
 };
@@ -293,7 +297,7 @@ PyTypeObject RLockType = {
 	.tp_dealloc = (destructor)lock_dealloc,
 	.tp_repr = (reprfunc)lock_repr,
 	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "RLock(): a recursive lock shared between processes.",
+	.tp_doc = "RLock(ctx=None)\n--\n\nA recursive lock shared between processes.",
 	.tp_methods = lock_methods,
 	.tp_new = lock_new_common,
 };

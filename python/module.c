@@ -331,18 +331,31 @@ static PyObject *m_rebuild_lock(PyObject *Py_UNUSED(m), PyObject *args)
 
 static PyMethodDef module_methods[] = {
 	{"Value", (PyCFunction)(void (*)(void))m_Value, METH_VARARGS | METH_KEYWORDS,
-	 "Value(typecode_or_type, *args, lock=True)"},
+	 "Value(typecode_or_type, *args, lock=True, ctx=None)\n--\n\n"
+	 "A shared value with a lock (lock=False: a raw value), as multiprocessing.Value."},
 	{"Array", (PyCFunction)(void (*)(void))m_Array, METH_VARARGS | METH_KEYWORDS,
-	 "Array(typecode_or_type, size_or_initializer, *, lock=True)"},
-	{"RawValue", (PyCFunction)m_RawValue, METH_VARARGS, "RawValue(typecode_or_type, *args)"},
-	{"RawArray", (PyCFunction)m_RawArray, METH_VARARGS, "RawArray(typecode_or_type, size_or_initializer)"},
-	{"copy", (PyCFunction)m_copy, METH_O, "copy(obj) -> a new raw shared object"},
+	 "Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None)\n--\n\n"
+	 "A shared array with a lock, as multiprocessing.Array."},
+	{"RawValue", (PyCFunction)m_RawValue, METH_VARARGS,
+	 "RawValue(typecode_or_type, *args)\n--\n\n"
+	 "A shared value without a lock (scalars are atomic), as multiprocessing.RawValue."},
+	{"RawArray", (PyCFunction)m_RawArray, METH_VARARGS,
+	 "RawArray(typecode_or_type, size_or_initializer, /)\n--\n\n"
+	 "A shared array without a lock, as multiprocessing.RawArray."},
+	{"copy", (PyCFunction)m_copy, METH_O,
+	 "copy(obj, /)\n--\n\nA new raw shared object with obj's type and contents."},
 	{"synchronized", (PyCFunction)(void (*)(void))m_synchronized, METH_VARARGS | METH_KEYWORDS,
-	 "synchronized(obj, lock=None)"},
-	{"unlink", (PyCFunction)m_unlink, METH_O, "unlink(name): remove a named segment"},
-	{"_rebuild_value", (PyCFunction)m_rebuild_value, METH_VARARGS, NULL},
-	{"_rebuild_lock", (PyCFunction)m_rebuild_lock, METH_VARARGS, NULL},
-	{"_rebuild_segment", (PyCFunction)m_rebuild_segment, METH_O, NULL},
+	 "synchronized(obj, lock=None, ctx=None)\n--\n\n"
+	 "obj (a raw shared value, or a ctypes object: copied) behind a shval lock."},
+	{"unlink", (PyCFunction)m_unlink, METH_O,
+	 "unlink(name, /)\n--\n\nRemove a named segment."},
+	{"_rebuild_value", (PyCFunction)m_rebuild_value, METH_VARARGS,
+	 "_rebuild_value(segment, name, sync, ctype, lock, extlock, /)\n--\n\n"
+	 "Unpickling of a value (internal)."},
+	{"_rebuild_lock", (PyCFunction)m_rebuild_lock, METH_VARARGS,
+	 "_rebuild_lock(segment, name, recursive, /)\n--\n\nUnpickling of a lock (internal)."},
+	{"_rebuild_segment", (PyCFunction)m_rebuild_segment, METH_O,
+	 "_rebuild_segment(ref, /)\n--\n\nUnpickling of a segment (internal)."},
 	{NULL, NULL, 0, NULL}
 };
 
@@ -419,7 +432,7 @@ PyMODINIT_FUNC PyInit__shval(void)
 	Py_DECREF(ct);
 	if (PyModule_AddStringConstant(m, "library_version", shval_version_string()) < 0 ||
 	    PyModule_AddIntConstant(m, "HAVE_SHARED_LOCKS",
-				    shval_lock_create != NULL && shval_create_guarded != NULL) < 0)
+				    1) < 0)
 		goto fail;
 	return m;
 fail:

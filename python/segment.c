@@ -373,10 +373,6 @@ static PyObject *seg_lock(SegObject *s, PyObject *args, PyObject *kw)
 	shval *h;
 	int r = shval_find(s->seg, name, NULL, &h);
 	if (r == SHVAL_ENOTFOUND) {
-		if (!shval_lock_create) {
-			PyErr_SetString(PyExc_NotImplementedError, "shared locks pending in C library");
-			return NULL;
-		}
 		r = shval_lock_create(s->seg, name, recursive ? SHVAL_RLOCK : SHVAL_LOCK, &h);
 		if (r == SHVAL_EEXIST)
 			r = shval_find(s->seg, name, NULL, &h);
@@ -427,22 +423,28 @@ static PyObject *seg_repr(SegObject *s)
 
 static PyMethodDef seg_methods[] = {
 	{"value", (PyCFunction)(void (*)(void))seg_value, METH_VARARGS | METH_KEYWORDS,
-	 "value(name, typecode=None, *init, lock=True): find or create a named value"},
+	 "value($self, name, typecode=None, *init, lock=True)\n--\n\n"
+	 "Find the named value, or create it with typecode and init."},
 	{"array", (PyCFunction)(void (*)(void))seg_array, METH_VARARGS | METH_KEYWORDS,
-	 "array(name, typecode, size_or_initializer, *, lock=True)"},
+	 "array($self, /, name, typecode, size_or_initializer, *, lock=True)\n--\n\n"
+	 "Find or create a named array."},
 	{"lock", (PyCFunction)(void (*)(void))seg_lock, METH_VARARGS | METH_KEYWORDS,
-	 "lock(name, recursive=True): find or create a named shared lock"},
-	{"names", (PyCFunction)seg_names, METH_VARARGS, "names(prefix=None) -> list"},
-	{"close", (PyCFunction)seg_close, METH_NOARGS, NULL},
-	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS, NULL},
-	{"__exit__", (PyCFunction)seg_exit, METH_VARARGS, NULL},
-	{"__reduce__", (PyCFunction)seg_reduce, METH_NOARGS, NULL},
+	 "lock($self, /, name, recursive=True)\n--\n\nFind or create a named shared lock."},
+	{"names", (PyCFunction)seg_names, METH_VARARGS,
+	 "names($self, prefix=None, /)\n--\n\nThe names in the segment (starting with prefix)."},
+	{"close", (PyCFunction)seg_close, METH_NOARGS,
+	 "close($self, /)\n--\n\nClose the segment (values keep their own references)."},
+	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe segment itself, for `with`."},
+	{"__exit__", (PyCFunction)seg_exit, METH_VARARGS,
+	 "__exit__($self, /, *exc_info)\n--\n\nclose() after `with`."},
+	{"__reduce__", (PyCFunction)seg_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef seg_getset[] = {
-	{"name", (getter)seg_name_get, NULL, NULL, NULL},
-	{"closed", (getter)seg_closed_get, NULL, NULL, NULL},
+	{"name", (getter)seg_name_get, NULL, "the segment's name", NULL},
+	{"closed", (getter)seg_closed_get, NULL, "True after close()", NULL},
 	{NULL, NULL, NULL, NULL, NULL}
 };
 
@@ -463,7 +465,7 @@ PyTypeObject SegmentType = {
 	.tp_as_mapping = &seg_as_mapping,
 	.tp_as_sequence = &seg_as_sequence,
 	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Segment(name, create=False, size=None, mode=0o600, temp=False, readonly=False)\n"
+	.tp_doc = "Segment(name, create=False, size=None, mode=0o600, temp=False, readonly=False)\n--\n\n"
 		  "A named shared-memory segment of named values.",
 	.tp_methods = seg_methods,
 	.tp_getset = seg_getset,

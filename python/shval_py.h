@@ -42,10 +42,8 @@
 #include "shval.h"
 #include "type.h" /* the letter table, linked from the static library */
 
-/* Shared locks are newer than the rest of the library: bind them weakly so
- * the module still loads (and reports NotImplementedError) without them. */
-#pragma weak shval_lock_create
-#pragma weak shval_create_guarded
+/* The module links the static library (CMakeLists.txt): every function it
+ * calls is there, so nothing is bound weakly. */
 
 /* ------------------------------------------------------------------------ */
 /* globals (module.c)                                                        */
@@ -68,6 +66,14 @@ extern PyMethodDef sync_methods[];
 
 /* lock.c: the fork generation (bumped in the child of every fork) */
 extern unsigned long fork_gen;
+
+/* docstrings shared by several types */
+#define WAIT_DOC                                                          \
+	"wait($self, /, timeout=None, version=None)\n--\n\n"             \
+	"Sleep until the value changes from the version last seen (or the " \
+	"given one); True when it changed, False on timeout."
+#define REDUCE_DOC \
+	"__reduce__($self, /)\n--\n\nPickle by reference (segment and name)."
 
 #define LOCK_SLICE_NS (50 * SHVAL_MSEC)
 #define BAD_TYPECODE_MSG \

@@ -816,7 +816,8 @@ PyObject *val_value_get_any(ValObject *v, void *c)
 }
 
 static PyGetSetDef val_getset[] = {
-	{"value", (getter)val_value_get_any, (setter)val_value_set, "the value", NULL},
+	{"value", (getter)val_value_get_any, (setter)val_value_set,
+	 "the value (reads never take the lock)", NULL},
 	{"version", (getter)val_version, NULL, "changes on every committed change", NULL},
 	{"name", (getter)val_name_get, NULL, "the value's name in its segment", NULL},
 	{"type", (getter)val_type_get, NULL, "the canonical shval type string", NULL},
@@ -824,22 +825,37 @@ static PyGetSetDef val_getset[] = {
 };
 
 static PyMethodDef val_methods[] = {
-	{"add", (PyCFunction)val_add, METH_O, "add(delta) -> new value (atomic)"},
-	{"cas", (PyCFunction)val_cas, METH_VARARGS, "cas(expected, new) -> bool"},
-	{"exchange", (PyCFunction)val_exchange, METH_O, "exchange(new) -> old value"},
-	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS,
-	 "wait(timeout=None, version=None) -> True when changed, False on timeout"},
-	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, NULL},
+	{"add", (PyCFunction)val_add, METH_O,
+	 "add($self, delta, /)\n--\n\nAdd delta (atomically, or under the value's lock); the new value."},
+	{"cas", (PyCFunction)val_cas, METH_VARARGS,
+	 "cas($self, expected, new, /)\n--\n\nCompare-and-swap: store new if the value equals expected; True if stored."},
+	{"exchange", (PyCFunction)val_exchange, METH_O,
+	 "exchange($self, new, /)\n--\n\nStore new; the old value."},
+	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS, WAIT_DOC},
+	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };
 
+/* __exit__(*exc_info): METH_FASTCALL, no argument tuple on every `with` */
+static PyObject *sync_exit_fast(ValObject *v, PyObject *const *Py_UNUSED(args),
+				Py_ssize_t Py_UNUSED(n))
+{
+	return sync_release(v, NULL);
+}
+
 PyMethodDef sync_methods[] = {
-	{"get_lock", (PyCFunction)sync_get_lock, METH_NOARGS, NULL},
-	{"get_obj", (PyCFunction)sync_get_obj, METH_NOARGS, NULL},
-	{"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_VARARGS | METH_KEYWORDS, NULL},
-	{"release", (PyCFunction)sync_release, METH_NOARGS, NULL},
-	{"__enter__", (PyCFunction)sync_enter, METH_NOARGS, NULL},
-	{"__exit__", (PyCFunction)sync_release, METH_VARARGS, NULL},
+	{"get_lock", (PyCFunction)sync_get_lock, METH_NOARGS,
+	 "get_lock($self, /)\n--\n\nThe lock guarding the value (its own lock, or the shared one)."},
+	{"get_obj", (PyCFunction)sync_get_obj, METH_NOARGS,
+	 "get_obj($self, /)\n--\n\nThe raw value without the lock wrapper."},
+	{"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_VARARGS | METH_KEYWORDS,
+	 "acquire($self, /, block=True, timeout=None)\n--\n\nget_lock().acquire()."},
+	{"release", (PyCFunction)sync_release, METH_NOARGS,
+	 "release($self, /)\n--\n\nget_lock().release()."},
+	{"__enter__", (PyCFunction)sync_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nTake the lock for `with`."},
+	{"__exit__", (PyCFunction)(void (*)(void))sync_exit_fast, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\nRelease the lock after `with`."},
 	{NULL, NULL, 0, NULL}
 };
 
