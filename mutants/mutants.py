@@ -477,17 +477,18 @@ STABLE = [
     ),
     dict(
         id="py-with-lock-noop",
-        file="python/shval_module.c",
+        file="python/lock.c",
         edits=[(
             """int r = acquire_handle(l->h, 1, -1);
 	if (r < 0)
 		return NULL;
+	note_acquired(l);
 	return PyBool_FromLong(r);""",
             """(void)l; Py_RETURN_TRUE; /* MUTANT: __enter__ does not lock */"""), (
-            """static PyObject *lock_exit(LockObject *l, PyObject *Py_UNUSED(a))
+            """				Py_ssize_t Py_UNUSED(n))
 {
 	return lock_release(l, NULL);""",
-            """static PyObject *lock_exit(LockObject *l, PyObject *Py_UNUSED(a))
+            """				Py_ssize_t Py_UNUSED(n))
 {
 	(void)l; Py_RETURN_NONE; /* MUTANT: __exit__ does not unlock */""")],
         breaks="Python: `with v.get_lock():` makes a read-modify-write "
@@ -497,13 +498,15 @@ STABLE = [
     ),
     dict(
         id="py-add-load-store",
-        file="python/shval_module.c",
+        file="python/value.c",
         edits=[(
-            """CALL(v, shval_add_i64(v->h, d, &out));""",
+            """CALL(v, shval_add_i64(v->h, d, &out));
+			if (r && handle_rc(v, r) < 0)""",
             """CALL(v, shval_get_i64(v->h, &out)); /* MUTANT: add as get + set */
-		out = (int64_t)((uint64_t)out + (uint64_t)d);
-		if (r == 0)
-			CALL(v, shval_set_i64(v->h, out));""")],
+			out = (int64_t)((uint64_t)out + (uint64_t)d);
+			if (r == 0)
+				CALL(v, shval_set_i64(v->h, out));
+			if (r && handle_rc(v, r) < 0)""")],
         breaks="Python: Value.add() is one atomic (or locked) add, never "
                "loses updates",
         kill=r"^python_tests$",
