@@ -343,12 +343,20 @@ static int array_range(shval *v, size_t index, size_t n, size_t *off,
 	return 0;
 }
 
-SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
+/* The arguments of shval_array_get/set: -EINVAL, or array_range's. */
+static int array_args(shval *v, size_t index, size_t n, const void *buf,
+		      size_t *off, size_t *bytes)
 {
 	if (!v || (!buf && n))
 		return -EINVAL;
-	size_t off = 0, bytes = 0;
-	int r = array_range(v, index, n, &off, &bytes);
+	*off = *bytes = 0;
+	return array_range(v, index, n, off, bytes);
+}
+
+SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
+{
+	size_t off, bytes;
+	int r = array_args(v, index, n, buf, &off, &bytes);
 	if (r)
 		return r;
 	return shval__read_consistent(v, off, bytes, buf);
@@ -356,10 +364,8 @@ SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
 
 SHVAL_API int shval_array_set(shval *v, size_t index, size_t n, const void *buf)
 {
-	if (!v || (!buf && n))
-		return -EINVAL;
-	size_t off = 0, bytes = 0;
-	int r = array_range(v, index, n, &off, &bytes);
+	size_t off, bytes;
+	int r = array_args(v, index, n, buf, &off, &bytes);
 	if (r)
 		return r;
 	if (v->needs_check) {
@@ -388,13 +394,20 @@ static int field_of(shval *v, const char *field, const shval__field **f)
 	return 0;
 }
 
-SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
-			      size_t cap, size_t *len)
+/* The arguments of shval_field_get/set: -EINVAL, or field_of's. */
+static int field_args(shval *v, const char *field, const void *buf,
+		      const shval__field **f)
 {
 	if (!v || !buf)
 		return -EINVAL;
+	return field_of(v, field, f);
+}
+
+SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
+			      size_t cap, size_t *len)
+{
 	const shval__field *f = NULL;
-	int r = field_of(v, field, &f);
+	int r = field_args(v, field, buf, &f);
 	if (r)
 		return r;
 	if (len)
@@ -409,10 +422,8 @@ SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
 SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 			      size_t len)
 {
-	if (!v || !buf)
-		return -EINVAL;
 	const shval__field *f = NULL;
-	int r = field_of(v, field, &f);
+	int r = field_args(v, field, buf, &f);
 	if (r)
 		return r;
 	if (len != f->size)
