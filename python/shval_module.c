@@ -1643,7 +1643,12 @@ static int val_getbuffer(ValObject *v, Py_buffer *view, int flags)
 {
 	void *p = shval_data(v->h);
 	if (!p) {
-		set_error(SHVAL_ESTALE, "the value was removed");
+		/* a live value without memory (a Redis segment's): EMODE */
+		struct shval_info in;
+		if (shval_info(v->h, &in) == 0)
+			set_error(SHVAL_EMODE, shval_errmsg(shval_segment(v->h)));
+		else
+			set_error(SHVAL_ESTALE, "the value was removed");
 		view->obj = NULL;
 		return -1;
 	}
@@ -2933,8 +2938,9 @@ static PyObject *seg_new(PyTypeObject *Py_UNUSED(tp), PyObject *args, PyObject *
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|pOIpp:Segment", kwlist, &name, &create,
 					 &size, &mode, &temp, &rdonly))
 		return NULL;
-	char full[512];
-	if (name[0] != '/' && strncmp(name, "file:", 5) != 0)
+	char full[4096];
+	if (name[0] != '/' && strncmp(name, "file:", 5) != 0 &&
+	    strncmp(name, "redis://", 8) != 0 && strncmp(name, "redis+unix://", 13) != 0)
 		snprintf(full, sizeof full, "/%s", name);
 	else
 		snprintf(full, sizeof full, "%s", name);

@@ -78,6 +78,8 @@ struct shval {
 	uint64_t off; /* entry offset */
 	uint64_t serial;
 	shval__entry *e;
+	struct shval__rval *r; /* a Redis value (remote.c), else NULL: beside
+	                          e, in the cache line every call reads */
 	unsigned char *data;
 	unsigned char *undo; /* NULL if none */
 	shval__lockblk *lk;  /* NULL for raw / atomic */
@@ -93,7 +95,6 @@ struct shval {
 	unsigned mode;    /* SHVAL_RLOCK .. SHVAL_ATOMIC */
 	unsigned kind;    /* SHVAL_KIND_* */
 	size_t size;
-	struct shval__rval *r; /* a Redis value (remote.c), else NULL */
 };
 
 /* A handle or segment of a Redis segment: the public functions hand it to
