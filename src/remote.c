@@ -339,6 +339,56 @@ static int r_connect(shval_seg *seg, redisContext **out)
 	return 0;
 }
 
+/* The revision of the embedded Lua library ("local REV = 'N'"). */
+static const char *lua_rev(char *buf, size_t cap)
+{
+	const char *p = strstr(shval__lua_src, "local REV = '");
+	snprintf(buf, cap, "?");
+	if (p) {
+		p += 13;
+		const char *q = strchr(p, '\'');
+		if (q && (size_t)(q - p) < cap)
+			snprintf(buf, cap, "%.*s", (int)(q - p), p);
+	}
+	return buf;
+}
+
+/* A new request connection: load the Lua library unless the server has
+ * this revision of it.  0, or a code with the message. */
+static int r_load_lib(shval_seg *seg, redisContext *c)
+{
+	char rev[32];
+	lua_rev(rev, sizeof rev);
+	redisReply *rep = redisCommand(c, "FCALL shval1_rev 0");
+	if (!rep)
+		return rfail(seg, -ECONNRESET, "connection lost: %s",
+			     c->errstr);
+	bool same =
+		rep->type == REDIS_REPLY_STRING && strcmp(rep->str, rev) == 0;
+	if (rep->type == REDIS_REPLY_ERROR &&
+	    (strncmp(rep->str, "NOAUTH", 6) == 0 ||
+	     strncmp(rep->str, "NOPERM", 6) == 0)) {
+		int r = rfail(seg, -EACCES, "refused: %s", rep->str);
+		freeReplyObject(rep);
+		return r;
+	}
+	freeReplyObject(rep);
+	if (same)
+		return 0;
+	rep = redisCommand(c, "FUNCTION LOAD REPLACE %s", shval__lua_src);
+	if (!rep)
+		return rfail(seg, -ECONNRESET, "connection lost: %s",
+			     c->errstr);
+	int r = 0;
+	if (rep->type == REDIS_REPLY_ERROR)
+		r = rfail(
+			seg,
+			strncmp(rep->str, "NOPERM", 6) == 0 ? -EACCES : -EPROTO,
+			"FUNCTION LOAD refused (Redis 7 needed): %s", rep->str);
+	freeReplyObject(rep);
+	return r;
+}
+
 static void r_sleep_ms(int64_t ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000),
@@ -400,8 +450,18 @@ static void r_leave(struct shval__rseg *rs)
  * (every command here is safe to repeat: reads, or requests with an id).
  * "Function not found" loads the Lua library and sends it again.  A reply
  * that is an error becomes SHVAL_ECORRUPT with the server's text. */
+static int r_cmd_ex(shval_seg *seg, redisReply **out, int argc,
+		    const char **argv, size_t *lens, int resent_arg);
 static int r_cmd(shval_seg *seg, redisReply **out, int argc, const char **argv,
 		 const size_t *lens)
+{
+	return r_cmd_ex(seg, out, argc, argv, (size_t *)lens, 0);
+}
+
+/* resent_arg: the index of an argument set to "1" when the command is
+ * sent again after a lost connection (shval1_write looks its id up). */
+static int r_cmd_ex(shval_seg *seg, redisReply **out, int argc,
+		    const char **argv, size_t *lens, int resent_arg)
 {
 	struct shval__rseg *rs = seg->rs;
 	uint64_t deadline =
@@ -412,6 +472,12 @@ static int r_cmd(shval_seg *seg, redisReply **out, int argc, const char **argv,
 	for (;;) {
 		if (!rs->c) {
 			int r = r_connect(seg, &rs->c);
+			if (!r && (r = r_load_lib(seg, rs->c)) != 0) {
+				redisFree(rs->c);
+				rs->c = NULL;
+			}
+			if (r == -EACCES || r == -EPROTO)
+				return r; /* retrying will not help */
 			if (r) {
 				if (shval__now_ns() >= deadline)
 					return r;
@@ -426,6 +492,12 @@ static int r_cmd(shval_seg *seg, redisReply **out, int argc, const char **argv,
 			snprintf(why, sizeof why, "%s", rs->c->errstr);
 			redisFree(rs->c);
 			rs->c = NULL;
+			if (resent_arg > 0 && resent_arg < argc) {
+				argv[resent_arg] =
+					"1"; /* the caller's arrays */
+				if (lens)
+					lens[resent_arg] = 1;
+			}
 			if (shval__now_ns() >= deadline)
 				return rfail(seg, -ECONNRESET,
 					     "connection lost (%s) and not "
@@ -1575,13 +1647,17 @@ static int r_op(shval *v, struct rop *o)
 		ra_add(&a, rv->cver);
 		ra_bin(&a, rv->sh->data, v->size);
 		ra_add(&a, rv->lock);
-		r = r_run(seg, &a, &rep);
+		int resent = a.n;
+		ra_add(&a, "0");
+		r = r_cmd_ex(seg, &rep, a.n, a.v, a.l, resent);
 		if (r)
 			break;
 		if (is(rep, "OK")) {
 			snprintf(rv->cver, sizeof rv->cver, "%s",
 				 el(rep, 1, NULL));
 			memcpy(rv->cdata, rv->sh->data, v->size);
+			/* "" after a resend: applied, version unknown */
+			rv->cvalid = rv->cver[0] != 0;
 			freeReplyObject(rep);
 			break;
 		}

@@ -32,6 +32,9 @@ errors and float rounding are exactly those of local values.
 ]]
 
 local MAGIC = 'shval-redis 1'
+-- The library's revision: a client whose copy differs loads its own
+-- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
+local REV = '3'
 
 local function key(p, kind, name)
 	if name then
@@ -175,37 +178,44 @@ local function f_remove(_, a)
 	end)
 end
 
--- write(P, req, name, serial, expver, data, lock): store data if the
--- version is still expver and no one else holds the lease of lock ("" for
--- raw and atomic values).
+-- write(P, req, name, serial, expver, data, lock, resent): store data if
+-- the version is still expver and no one else holds the lease of lock (""
+-- for raw and atomic values).  The hot path, so no reply record: a client
+-- sends one request at a time, so P:q:CLIENT holds the sequence number of
+-- its last applied write (10 min), which a resent request (resent = "1",
+-- after a lost connection) compares with its own.
 local function f_write(_, a)
-	local p = a[1]
-	return once(p, a[2], function()
-		local name, lk = a[3], a[7]
-		local h = key(p, 'v', name)
-		local r = redis.call('HMGET', h, 'serial', 'ver', 'data')
-		if r[1] ~= a[4] then
-			return { 'STALE' }
+	local p, req, name, lk = a[1], a[2], a[3], a[7]
+	local dot = string.find(req, '.', 1, true)
+	local qk = p .. ':q:' .. string.sub(req, 1, dot - 1)
+	local seq = string.sub(req, dot + 1)
+	local h = p .. ':v:' .. name
+	local r = redis.call('HMGET', h, 'serial', 'ver')
+	if r[1] ~= a[4] then
+		return { 'STALE' }
+	end
+	if a[8] == '1' and redis.call('GET', qk) == seq then
+		return { 'OK', '' } -- applied before the connection broke
+	end
+	if lk ~= '' then
+		local l = p .. ':l:' .. lk
+		if redis.call('EXISTS', l) == 1 then
+			return { 'BUSY', lastid(key(p, 'e', lk)), redis.call('PTTL', l) }
 		end
-		if lk ~= '' then
-			local l = key(p, 'l', lk)
-			if redis.call('EXISTS', l) == 1 then
-				return { 'BUSY', lastid(key(p, 'e', lk)), redis.call('PTTL', l) }
-			end
-		end
-		if r[2] ~= a[5] then
-			return { 'CHANGED', r[2], r[3] }
-		end
-		if lk ~= '' then
-			-- a dead owner's lease expired: this write recovers (the
-			-- next shval_lock no longer reports it)
-			redis.call('HSET', key(p, 'v', lk), 'holder', '')
-		end
-		redis.call('HSET', h, 'data', a[6])
-		local nv = redis.call('HINCRBY', h, 'ver', 1)
-		changed(p, name, 'w')
-		return { 'OK', tostring(nv) }
-	end)
+	end
+	if r[2] ~= a[5] then
+		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
+	end
+	local nv = string.format('%d', tonumber(r[2]) + 1)
+	if lk ~= '' then
+		-- a dead owner's lease expired: this write recovers (the
+		-- next shval_lock no longer reports it)
+		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
+	end
+	redis.call('HSET', h, 'data', a[6], 'ver', nv)
+	redis.call('SET', qk, seq, 'PX', 600000)
+	changed(p, name, 'w')
+	return { 'OK', nv }
 end
 
 -- lock(P, req, lock, serial, lease_ms)
@@ -303,6 +313,8 @@ redis.register_function('shval1_write', f_write)
 redis.register_function('shval1_lock', f_lock)
 redis.register_function('shval1_renew', f_renew)
 redis.register_function('shval1_commit', f_commit)
+redis.register_function { function_name = 'shval1_rev',
+	callback = function() return REV end, flags = { 'no-writes' } }
 redis.register_function { function_name = 'shval1_peek', callback = f_peek,
 	flags = { 'no-writes' } }
 redis.register_function { function_name = 'shval1_segpeek', callback = f_segpeek,

@@ -331,6 +331,73 @@ TEST(exact_totals)
 	tredis_stop(&rd);
 }
 
+/* Connections cut again and again (CLIENT KILL) while processes add and
+ * commit sections: every change is applied exactly once (a change resent
+ * on a new connection is recognised), a section survives a cut. */
+TEST(exact_while_connections_cut)
+{
+	struct tredis rd;
+	tredis_start(&rd, "cut", "timeout_ms=20000");
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *a, *lk, *x, *y;
+	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, NULL, 0, &a));
+	ASSERT_OK(shval_lock_create(seg, "lk", SHVAL_RLOCK, &lk));
+	ASSERT_OK(shval_create_guarded(seg, "x", "q", lk, NULL, 0, &x));
+	ASSERT_OK(shval_create_guarded(seg, "y", "q", lk, NULL, 0, &y));
+	pid_t kids[3];
+	for (int k = 0; k < 3; k++) {
+		kids[k] = fork();
+		ASSERT(kids[k] >= 0);
+		if (kids[k] == 0) {
+			for (int i = 0; i < 200; i++) {
+				ASSERT_OK(shval_add_i64(a, 1, NULL));
+				if (i % 20 == 0) {
+					ASSERT_OK(shval_lock(lk));
+					ASSERT_OK(shval_add_i64(x, 1, NULL));
+					ASSERT_OK(shval_add_i64(y, -1, NULL));
+					ASSERT_OK(shval_unlock(lk));
+				}
+			}
+			exit(0);
+		}
+	}
+	pid_t killer = fork();
+	ASSERT(killer >= 0);
+	if (killer == 0) {
+		redisContext *c = redisConnectUnix(rd.sock);
+		ASSERT(c && !c->err);
+		for (;;) {
+			redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal");
+			ASSERT(r);
+			freeReplyObject(r);
+			usleep(15000);
+		}
+	}
+	for (int k = 0; k < 3; k++)
+		test_wait_ok(kids[k]);
+	kill(killer, SIGKILL);
+	waitpid(killer, NULL, 0);
+	redisReply *r = tredis_cmd(&rd, "INFO stats");
+	ASSERT(strstr(r->str, "total_connections_received:"));
+	long conns = atol(strstr(r->str, "total_connections_received:") + 27);
+	freeReplyObject(r);
+	ASSERT_GT(conns, 10); /* connections were cut indeed */
+	int64_t v;
+	ASSERT_OK(shval_get_i64(a, &v));
+	ASSERT_EQ(v, 600);
+	ASSERT_OK(shval_get_i64(x, &v));
+	ASSERT_EQ(v, 30);
+	ASSERT_OK(shval_get_i64(y, &v));
+	ASSERT_EQ(v, -30);
+	shval_close(a);
+	shval_close(lk);
+	shval_close(x);
+	shval_close(y);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 /* A pipe to know when a child is inside its section. */
 static void child_ready(int fd)
 {
