@@ -34,11 +34,13 @@
  * commit; a locker that finds a holder but no lease knows the owner died:
  * SHVAL_EOWNERDEAD, with the last committed state.
  *
- * Waiting: every change, unlock and removal appends to the value's stream
- * (P:e:NAME) and the segment's (P:ev).  A waiter reads the version and the
- * stream's last id in one call (shval1_peek), then XREAD BLOCKs from that
- * id on a connection of its own: a change between the two is in the stream,
- * so no wake-up is lost; after a reconnect it peeks again.
+ * Waiting: every creation, change, unlock and removal appends to the
+ * segment's stream (P:ev; its last id is the segment's version).  A waiter
+ * reads the version and the stream's last id in one call (shval1_peek),
+ * then XREAD BLOCKs from that id on a connection of its own: a change
+ * between the two is in the stream, so no wake-up is lost; on any entry
+ * (perhaps another value's: one stream keeps writes cheap) and after a
+ * reconnect it peeks again.
  *
  * Connections: one per segment handle for requests (serialised by rs->mu),
  * one per blocking wait, one for the lease renewer.  A request whose
@@ -970,6 +972,8 @@ int shval__r_seg_unlink(const char *name)
 	return 0;
 }
 
+static int r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap);
+
 int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 {
 	struct shval__rseg *rs = seg->rs;
@@ -985,7 +989,6 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	ra_add(&a, "magic");
 	ra_add(&a, "created");
 	ra_add(&a, "pid");
-	ra_add(&a, "ver");
 	int r = r_run(seg, &a, &rep);
 	if (!r) {
 		if (!el(rep, 0, NULL)[0])
@@ -993,7 +996,6 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 		info->format_major = 1;
 		info->created = strtoll(el(rep, 1, NULL), NULL, 10);
 		info->creator_pid = (pid_t)strtol(el(rep, 2, NULL), NULL, 10);
-		info->version = strtoull(el(rep, 3, NULL), NULL, 10);
 		freeReplyObject(rep);
 	}
 	if (!r) {
@@ -1009,6 +1011,9 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	}
 	info->owner = getuid();
 	r_leave(rs);
+	char id[64];
+	if (!r)
+		r = r_segpeek(seg, &info->version, id, sizeof id);
 	return r;
 }
 
@@ -1332,7 +1337,7 @@ int shval__r_remove(shval_seg *seg, const char *name)
 		r_leave(rs);
 		if (r != 1)
 			break;
-		snprintf(key, sizeof key, "%s:e:%s", rs->prefix, name);
+		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 		int b = r_block(seg, &bc, key, id, ms_until(deadline) + 1);
 		if (b && (b = r_block_failed(deadline, b)) != 0) {
 			r = b;
@@ -1641,10 +1646,13 @@ static int r_op(shval *v, struct rop *o)
 			break;
 		struct rargs a;
 		redisReply *rep;
-		ra_fcall(&a, rs, "shval1_write", true);
+		ra_fcall(&a, rs, "shval1_write", false);
+		ra_fmt(&a, "%016llx", (unsigned long long)rs->client_id);
+		ra_fmt(&a, "%llu", (unsigned long long)++rs->reqseq);
 		ra_add(&a, rv->name);
 		ra_add(&a, rv->serial);
 		ra_add(&a, rv->cver);
+		ra_fmt(&a, "%llu", strtoull(rv->cver, NULL, 10) + 1);
 		ra_bin(&a, rv->sh->data, v->size);
 		ra_add(&a, rv->lock);
 		int resent = a.n;
@@ -1690,7 +1698,7 @@ static int r_op(shval *v, struct rop *o)
 		/* Another owner's section: wait for its unlock (or its
 		 * lease's end), as a local write waits for the lock. */
 		char key[SHVAL_NAME_MAX + 220], id[64];
-		snprintf(key, sizeof key, "%s:e:%s", rs->prefix, rv->lock);
+		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 		snprintf(id, sizeof id, "%s", el(rep, 1, NULL));
 		long long pttl =
 			rep->elements > 2 ? rep->element[2]->integer : 10;
@@ -1904,6 +1912,16 @@ int shval__r_info(shval *v, struct shval_info *info)
 	return 0;
 }
 
+/* The segment's version: its stream's last id "MS-SEQ" as MS * 2^20 + SEQ
+ * (ids only grow; fewer than 2^20 entries a millisecond). */
+static uint64_t id_version(const char *id)
+{
+	char *end;
+	uint64_t ms = strtoull(id, &end, 10);
+	uint64_t seq = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+	return (ms << 20) + (seq < (1u << 20) ? seq : (1u << 20) - 1);
+}
+
 static int r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap)
 {
 	struct shval__rseg *rs = seg->rs;
@@ -1921,8 +1939,8 @@ static int r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap)
 		freeReplyObject(rep);
 		return r;
 	}
-	*ver = strtoull(el(rep, 1, NULL), NULL, 10);
-	snprintf(id, idcap, "%s", el(rep, 2, NULL));
+	snprintf(id, idcap, "%s", el(rep, 1, NULL));
+	*ver = id_version(id);
 	freeReplyObject(rep);
 	return 0;
 }
@@ -1944,7 +1962,7 @@ int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns)
 	redisContext *bc = NULL;
 	char key[SHVAL_NAME_MAX + 220];
 	if (v)
-		snprintf(key, sizeof key, "%s:e:%s", rs->prefix, v->r->name);
+		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 	else
 		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 	int r;
@@ -2162,7 +2180,7 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 			break;
 		}
 		char key[SHVAL_NAME_MAX + 220];
-		snprintf(key, sizeof key, "%s:e:%s", rs->prefix, rv->lock);
+		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 		if (pttl > 0 && pttl + 1 < ms)
 			ms = pttl + 1;
 		int b = r_block(seg, &bc, key, id, ms);

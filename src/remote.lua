@@ -6,8 +6,8 @@ Not API.  Every change to a value goes through one of these functions, so
 each is one atomic step on the server.
 
 Keys of the segment "redis://host:port/P" (P is [A-Za-z0-9._-]{1,200}):
-  P:seg      hash   magic, created, pid, ver (segment version), next (the
-                    counter of serials and lock tokens)
+  P:seg      hash   magic, created, pid, next (the counter of serials and
+                    lock tokens)
   P:dir      hash   value name -> serial
   P:v:NAME   hash   kind ("v" value, "l" lock entry), type (canonical),
                     mode, serial, ver (version), data (the value's exact
@@ -16,11 +16,16 @@ Keys of the segment "redis://host:port/P" (P is [A-Za-z0-9._-]{1,200}):
                     entry), holder (token of the lease holder while a
                     section is open; left behind by a dead owner)
   P:l:NAME   string the lease: the holder's fencing token, expires (PX)
-  P:e:NAME   stream one entry per change / unlock / removal of NAME
-  P:ev       stream one entry per change of any value (segment watchers)
-  P:q:REQ    string the reply of an applied request (REQ = client id and
-                    sequence number), 120 s: a request retried after a lost
-                    connection is answered from here, never applied twice.
+  P:ev       stream one entry per creation, change, removal or unlock
+                    (n = name, w = c/w/r/u), trimmed to about 256 entries.
+                    Its last entry id is the segment's version; every waiter
+                    (value, segment, lock) blocks on it (XREAD) from the id
+                    it read with the version, so no wake-up is lost.
+  P:q:CLIENT string the sequence number of the client's last applied
+                    write (10 min): a write resent after a lost connection
+                    is recognised, never applied twice.
+  P:q:REQ    string the reply of another applied request (REQ = client id
+                    and sequence number), 120 s, for the same purpose.
 
 Numbers: versions, serials and tokens are counted with HINCRBY (exact
 64-bit integers on the server); Lua compares them as strings or as doubles
@@ -34,7 +39,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '3'
+local REV = '4'
 
 local function key(p, kind, name)
 	if name then
@@ -51,12 +56,10 @@ local function lastid(k)
 	return r[1][1]
 end
 
--- A change of NAME: wake its waiters and the segment's watchers.
+-- A change of NAME (or its unlock): wake the waiters.
 local function changed(p, name, what)
-	redis.call('XADD', key(p, 'e', name), 'MAXLEN', '~', '16', '*', 'w', what)
-	redis.call('XADD', key(p, 'ev'), 'MAXLEN', '~', '256', '*', 'n', name,
+	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
 		'w', what)
-	redis.call('HINCRBY', key(p, 'seg'), 'ver', 1)
 end
 
 -- Requests that change something carry an id; the reply of an applied one
@@ -105,7 +108,7 @@ local function f_segopen(_, a)
 		return { 'NOSEG' }
 	end
 	redis.call('HSET', key(p, 'seg'), 'magic', MAGIC, 'created', a[4],
-		'pid', a[5], 'ver', 0, 'next', 0)
+		'pid', a[5], 'next', 0)
 	return { 'OK', '1' }
 end
 
@@ -140,7 +143,6 @@ local function f_create(_, a)
 			'serial', serial, 'ver', 1, 'data', a[7], 'guard', g,
 			'users', 0, 'holder', '')
 		redis.call('HSET', key(p, 'dir'), name, serial)
-		redis.call('PERSIST', key(p, 'e', name))
 		changed(p, name, 'c')
 		return { 'OK', tostring(serial) }
 	end)
@@ -165,7 +167,7 @@ local function f_remove(_, a)
 		end
 		local l = key(p, 'l', lk)
 		if a[4] ~= '1' and redis.call('EXISTS', l) == 1 then
-			return { 'BUSY', lastid(key(p, 'e', lk)), redis.call('PTTL', l) }
+			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
 		end
 		if r[2] and r[2] ~= '' then
 			redis.call('HINCRBY', key(p, 'v', r[2]), 'users', -1)
@@ -173,49 +175,48 @@ local function f_remove(_, a)
 		redis.call('DEL', h, key(p, 'l', name))
 		redis.call('HDEL', key(p, 'dir'), name)
 		changed(p, name, 'r')
-		redis.call('PEXPIRE', key(p, 'e', name), 60000)
 		return { 'OK' }
 	end)
 end
 
--- write(P, req, name, serial, expver, data, lock, resent): store data if
--- the version is still expver and no one else holds the lease of lock (""
--- for raw and atomic values).  The hot path, so no reply record: a client
--- sends one request at a time, so P:q:CLIENT holds the sequence number of
--- its last applied write (10 min), which a resent request (resent = "1",
+-- write(P, client, seq, name, serial, expver, newver, data, lock, resent):
+-- store data as version newver if the version is still expver and no one
+-- else holds the lease of lock ("" for raw and atomic values).  The hot
+-- path, kept lean (every redis.call and string costs): no reply record; a
+-- client sends one request at a time, so P:q:CLIENT holds the sequence
+-- number of its last applied write, which a resent request (resent = "1",
 -- after a lost connection) compares with its own.
 local function f_write(_, a)
-	local p, req, name, lk = a[1], a[2], a[3], a[7]
-	local dot = string.find(req, '.', 1, true)
-	local qk = p .. ':q:' .. string.sub(req, 1, dot - 1)
-	local seq = string.sub(req, dot + 1)
+	local p, name = a[1], a[4]
 	local h = p .. ':v:' .. name
 	local r = redis.call('HMGET', h, 'serial', 'ver')
-	if r[1] ~= a[4] then
+	if r[1] ~= a[5] then
 		return { 'STALE' }
 	end
-	if a[8] == '1' and redis.call('GET', qk) == seq then
+	local qk = p .. ':q:' .. a[2]
+	if a[10] == '1' and redis.call('GET', qk) == a[3] then
 		return { 'OK', '' } -- applied before the connection broke
 	end
+	local lk = a[9]
 	if lk ~= '' then
 		local l = p .. ':l:' .. lk
 		if redis.call('EXISTS', l) == 1 then
-			return { 'BUSY', lastid(key(p, 'e', lk)), redis.call('PTTL', l) }
+			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
 		end
 	end
-	if r[2] ~= a[5] then
+	if r[2] ~= a[6] then
 		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
 	end
-	local nv = string.format('%d', tonumber(r[2]) + 1)
 	if lk ~= '' then
 		-- a dead owner's lease expired: this write recovers (the
 		-- next shval_lock no longer reports it)
 		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
 	end
-	redis.call('HSET', h, 'data', a[6], 'ver', nv)
-	redis.call('SET', qk, seq, 'PX', 600000)
-	changed(p, name, 'w')
-	return { 'OK', nv }
+	redis.call('HSET', h, 'data', a[8], 'ver', a[7])
+	redis.call('SET', qk, a[3], 'PX', 600000)
+	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
+		'w', 'w')
+	return { 'OK', a[7] }
 end
 
 -- lock(P, req, lock, serial, lease_ms)
@@ -230,7 +231,7 @@ local function f_lock(_, a)
 		end
 		local l = key(p, 'l', lk)
 		if redis.call('EXISTS', l) == 1 then
-			return { 'BUSY', lastid(key(p, 'e', lk)), redis.call('PTTL', l) }
+			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
 		end
 		local tok = tostring(redis.call('HINCRBY', key(p, 'seg'), 'next', 1))
 		redis.call('SET', l, tok, 'PX', a[5])
@@ -281,7 +282,7 @@ local function f_commit(_, a)
 		if redis.call('EXISTS', key(p, 'v', lk)) == 1 then
 			redis.call('HSET', key(p, 'v', lk), 'holder', '')
 		end
-		redis.call('XADD', key(p, 'e', lk), 'MAXLEN', '~', '16', '*', 'w', 'u')
+		changed(p, lk, 'u')
 		return { 'OK' }
 	end)
 end
@@ -293,7 +294,7 @@ local function f_peek(_, a)
 	if r[1] ~= a[3] then
 		return { 'STALE' }
 	end
-	return { 'OK', r[2], lastid(key(p, 'e', a[2])) }
+	return { 'OK', r[2], lastid(p .. ':ev') }
 end
 
 -- segpeek(P): the segment's version and its stream's last id.
@@ -303,7 +304,7 @@ local function f_segpeek(_, a)
 	if e then
 		return { e }
 	end
-	return { 'OK', redis.call('HGET', key(p, 'seg'), 'ver'), lastid(key(p, 'ev')) }
+	return { 'OK', lastid(p .. ':ev') }
 end
 
 redis.register_function('shval1_segopen', f_segopen)
