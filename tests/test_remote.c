@@ -667,6 +667,32 @@ TEST(server_restart)
 	tredis_stop(&rd);
 }
 
+/* A server restarted without its data (no persistence): handles say the
+ * value is gone (SHVAL_ESTALE), opens say the segment is (-ENOENT); a
+ * server stopped for good gives -ECONNREFUSED after timeout_ms. */
+TEST(server_lost_data)
+{
+	struct tredis rd;
+	tredis_start(&rd, "lost", "timeout_ms=3000");
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *v;
+	ASSERT_OK(shval_create(seg, "v", "q", SHVAL_ATOMIC, NULL, 0, &v));
+	ASSERT_OK(shval_set_i64(v, 5));
+	tredis_restart(&rd); /* appendonly no: empty again */
+	int64_t x;
+	ASSERT_ERR(shval_get_i64(v, &x), SHVAL_ESTALE);
+	ASSERT_ERR(shval_add_i64(v, 1, NULL), SHVAL_ESTALE);
+	shval_seg *s2;
+	ASSERT_ERR(shval_seg_open(rd.url, 0, NULL, &s2), -ENOENT);
+	tredis_kill(&rd, SIGKILL);
+	ASSERT_ERR(shval_get_i64(v, &x), -ECONNREFUSED);
+	ASSERT(strstr(shval_errmsg(seg), "cannot connect"));
+	shval_close(v);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 /* Refusals: clear codes, nothing half-written. */
 TEST(refusals)
 {
