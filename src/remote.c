@@ -108,6 +108,8 @@ struct shval__rseg {
 	redisContext *c;
 	pid_t pid;
 	shval_seg *shadow; /* this process's (a fork child makes its own) */
+	shval_seg **old_shadows; /* a fork child's: the parents' */
+	size_t nold;
 	struct rheld *held;
 	pthread_t renewer;
 	bool renew_on, renew_stop;
@@ -428,6 +430,12 @@ static void r_after_fork(struct shval__rseg *rs)
 		/* the parent's shadow segment is shared memory (a memfd):
 		 * left to it, never changed here (its handles and types stay
 		 * valid for reading); this process makes its own on use */
+		shval_seg **o =
+			realloc(rs->old_shadows, (rs->nold + 1) * sizeof *o);
+		if (o) { /* closed (process-local) with the segment handle */
+			rs->old_shadows = o;
+			o[rs->nold++] = rs->shadow;
+		}
 		rs->shadow = NULL;
 		rs->client_id ^= (uint64_t)getpid() << 32;
 		rs->pid = getpid();
@@ -743,6 +751,9 @@ static void r_seg_free(shval_seg *seg)
 		free(rs->names);
 		if (rs->shadow)
 			shval_seg_close(rs->shadow);
+		for (size_t i = 0; i < rs->nold; i++)
+			shval_seg_close(rs->old_shadows[i]);
+		free(rs->old_shadows);
 		pthread_mutex_destroy(&rs->mu);
 		pthread_cond_destroy(&rs->renew_cv);
 		free(rs);
@@ -1079,8 +1090,8 @@ void shval__r_close(shval *v)
 		struct shval_info in;
 		if (shval_info(rv->sh, &in) == 0)
 			(void)shval_remove(rs->shadow, in.name);
-		shval_close(rv->sh);
 	}
+	shval_close(rv->sh); /* the handle is this process's either way */
 	r_leave(rs);
 	free(rv->cdata);
 	free(rv);
@@ -1225,6 +1236,15 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 	unsigned mode = flags & SHVAL_MODE_MASK;
 	if (guard)
 		mode = guard->mode;
+	size_t tsize = 0;
+	char canon[SHVAL_TYPE_MAX + 1];
+	if (!lock_entry && type &&
+	    shval_type_canonical(type, canon, sizeof canon, &tsize) == 0 &&
+	    tsize > R_MAX_VALUE)
+		return rfail(seg, SHVAL_ETOOBIG,
+			     "value %s: %zu bytes, over the %u bytes a Redis "
+			     "segment takes",
+			     name, tsize, R_MAX_VALUE);
 	r_enter(rs);
 	shval *sh;
 	int r = r_shadow(seg, type, lock_entry ? flags : mode, lock_entry, init,
@@ -1232,14 +1252,6 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 	if (r) {
 		r_leave(rs);
 		return r;
-	}
-	if (sh->size > R_MAX_VALUE) {
-		r_shadow_drop(seg, sh);
-		r_leave(rs);
-		return rfail(seg, SHVAL_ETOOBIG,
-			     "value %s: %zu bytes, over the %u bytes a Redis "
-			     "segment takes",
-			     name, sh->size, R_MAX_VALUE);
 	}
 	struct rargs a;
 	redisReply *rep;
@@ -1587,6 +1599,7 @@ static int r_own_shadow(shval *v)
 			 old->mode, lock_entry, NULL, 0, &sh);
 	if (r)
 		return r;
+	shval_close(old); /* this process's handle; the value stays */
 	rv->sh = sh;
 	rv->sh_pid = getpid();
 	v->type = sh->type;
