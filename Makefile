@@ -88,7 +88,7 @@ sanitize: asan tsan valgrind
 # Benchmarks (not tests): installs libboost-dev when missing (as root),
 # builds build-bench (Release), runs bench/, prints the table, writes
 # bench/results.json.  BENCH_ARGS e.g. "--reps 9 --min-sec 0.5 --only find"
-bench:
+bench: deps
 	sh bench/run.sh $(BENCH_ARGS)
 
 # libFuzzer targets, FUZZ_SECONDS each (fuzz/README.md).

@@ -37,6 +37,17 @@ for i in $(seq 100); do
 	sleep 0.05
 done
 
+# Wait until a waiter sleeps on SEG.
+blocked() {
+	case $1 in
+	redis*)
+		for i in $(seq 200); do
+			redis-cli -s "$DIR/sock" client list 2>/dev/null | grep -q 'cmd=xread' && return
+			sleep 0.05
+		done ;;
+	*) sleep 1 ;;
+	esac
+}
 ok() { PASS=$((PASS + 1)); echo "ok   - $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; shift; for l in "$@"; do echo "       $l"; done; }
 
@@ -77,12 +88,13 @@ for SEG in "/shval_cli_remote_$$" "redis://127.0.0.1:$PORT/clit$$" \
 	got=$(timeout 20 "$BIN" ls "$SEG" | awk 'NR==2 {print $1, $3}')
 	[ "$got" = "$SEG 3" ] && ok "$K ls" || bad "$K ls" "$got"
 	timeout 20 "$BIN" info "$SEG" | grep -q "values: *3" && ok "$K info" || bad "$K info"
-	# wait: a writer changes the value after the waiter sleeps
-	(sleep 0.3; "$BIN" add "$SEG" n 1 >/dev/null) &
+	# wait: a writer changes the value once the waiter sleeps (a Redis
+	# waiter shows as a client blocked in XREAD; a local one: 1 s)
+	(blocked "$SEG"; "$BIN" add "$SEG" n 1 >/dev/null) &
 	BGPIDS+=($!)
 	t "$K wait" 0 "9" wait "$SEG" n --timeout 10
 	t "$K wait timeout" 3 "" wait "$SEG" n --timeout 0.2
-	(sleep 0.3; "$BIN" add "$SEG" n 1 >/dev/null; "$BIN" set "$SEG" p x=2 >/dev/null) &
+	(blocked "$SEG"; "$BIN" add "$SEG" n 1 >/dev/null; "$BIN" set "$SEG" p x=2 >/dev/null) &
 	BGPIDS+=($!)
 	t "$K watch" 0 $'n=10\np=x=2 name="yo"' watch "$SEG" n p --count 2 --timeout 10
 	t "$K check" 0 "$SEG: 3 values checked"$'\n'"ok" check "$SEG"
