@@ -370,6 +370,14 @@ static int r_load_lib(shval_seg *seg, redisContext *c)
 	bool same =
 		rep->type == REDIS_REPLY_STRING && strcmp(rep->str, rev) == 0;
 	if (rep->type == REDIS_REPLY_ERROR &&
+	    (strncmp(rep->str, "LOADING", 7) == 0 ||
+	     strncmp(rep->str, "BUSY", 4) == 0)) {
+		/* a restarted server reading its files: try again */
+		int r = rfail(seg, -EAGAIN, "server not ready: %s", rep->str);
+		freeReplyObject(rep);
+		return r;
+	}
+	if (rep->type == REDIS_REPLY_ERROR &&
 	    (strncmp(rep->str, "NOAUTH", 6) == 0 ||
 	     strncmp(rep->str, "NOPERM", 6) == 0)) {
 		int r = rfail(seg, -EACCES, "refused: %s", rep->str);

@@ -101,12 +101,39 @@ static void tredis_spawn(struct tredis *t)
 	FAIL("redis-server did not answer within 10 s; see %s", log);
 }
 
-/* Start a server; urls get prefix and the options (e.g. "lease_ms=300"). */
-static void tredis_start(struct tredis *t, const char *prefix,
-			 const char *opts)
+static void tredis_rmdir(const char *dir);
+
+/* Directories left by earlier runs whose test failed (a FAIL aborts before
+ * tredis_stop; the harness kills the server with the case's process
+ * group): removed when their process is gone. */
+static void tredis_clean_stale(void)
+{
+	DIR *d = opendir(SHVAL_TEST_REDIS_DIR);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int pid;
+		if (sscanf(e->d_name, "r.%d.", &pid) != 1 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char p[1024];
+		snprintf(p, sizeof p, "%s/%s", SHVAL_TEST_REDIS_DIR, e->d_name);
+		tredis_rmdir(p);
+	}
+	closedir(d);
+}
+
+/* Start a server; urls get prefix and the options (e.g. "lease_ms=300");
+ * persist: appendonly with appendfsync always (kept across restarts). */
+static void tredis_start_p(struct tredis *t, const char *prefix,
+			   const char *opts, bool persist)
 {
 	memset(t, 0, sizeof *t);
+	t->persist = persist;
 	mkdir(SHVAL_TEST_REDIS_DIR, 0700);
+	tredis_clean_stale();
 	snprintf(t->dir, sizeof t->dir, "%s/r.%d.%ld", SHVAL_TEST_REDIS_DIR,
 		 (int)getpid(), (long)time(NULL));
 	ASSERT(mkdir(t->dir, 0700) == 0);
@@ -129,6 +156,12 @@ static void tredis_kill(struct tredis *t, int sig)
 	}
 }
 
+static void tredis_start(struct tredis *t, const char *prefix,
+			 const char *opts)
+{
+	tredis_start_p(t, prefix, opts, false);
+}
+
 /* Kill the server and start it again on the same port and socket. */
 static void tredis_restart(struct tredis *t)
 {
@@ -137,27 +170,28 @@ static void tredis_restart(struct tredis *t)
 	tredis_spawn(t);
 }
 
-static void tredis_stop(struct tredis *t)
+static void tredis_rmdir(const char *dir)
 {
-	tredis_kill(t, SIGTERM);
-	DIR *d = opendir(t->dir);
+	DIR *d = opendir(dir);
 	if (d) {
 		struct dirent *e;
 		while ((e = readdir(d))) {
 			if (e->d_name[0] == '.')
 				continue;
 			char p[1200];
-			snprintf(p, sizeof p, "%s/%s", t->dir, e->d_name);
-			if (unlink(p) != 0) { /* appendonlydir */
-				char q[1500];
-				snprintf(q, sizeof q, "rm -rf '%s'", p);
-				if (system(q) != 0)
-					fprintf(stderr, "could not remove %s\n", p);
-			}
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			if (unlink(p) != 0) /* appendonlydir */
+				tredis_rmdir(p);
 		}
 		closedir(d);
 	}
-	rmdir(t->dir);
+	rmdir(dir);
+}
+
+static void tredis_stop(struct tredis *t)
+{
+	tredis_kill(t, SIGTERM);
+	tredis_rmdir(t->dir);
 }
 
 /* A raw command on the server (for tests that look behind the library). */

@@ -630,11 +630,7 @@ TEST(wait_wake)
 TEST(server_restart)
 {
 	struct tredis rd;
-	memset(&rd, 0, sizeof rd);
-	rd.persist = true;
-	tredis_start(&rd, "rs", "timeout_ms=10000");
-	rd.persist = true;
-	tredis_restart(&rd); /* now with appendonly */
+	tredis_start_p(&rd, "rs", "timeout_ms=10000", true);
 	shval_seg *seg;
 	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
 	shval *v;
