@@ -398,6 +398,52 @@ TEST(exact_while_connections_cut)
 	tredis_stop(&rd);
 }
 
+/* The holder's connection dropped inside a section: the unlock reconnects
+ * and commits (the lease is still its own); dropped again for longer than
+ * the lease (the server stopped), the section is refused, not half-done. */
+TEST(connection_dropped_in_section)
+{
+	struct tredis rd;
+	tredis_start_p(&rd, "drop", "lease_ms=300&timeout_ms=5000", true);
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *lk, *x, *y;
+	ASSERT_OK(shval_lock_create(seg, "lk", SHVAL_RLOCK, &lk));
+	ASSERT_OK(shval_create_guarded(seg, "x", "q", lk, NULL, 0, &x));
+	ASSERT_OK(shval_create_guarded(seg, "y", "q", lk, NULL, 0, &y));
+	ASSERT_OK(shval_lock(lk));
+	ASSERT_OK(shval_set_i64(x, 1));
+	freeReplyObject(tredis_cmd(&rd, "CLIENT KILL TYPE normal"));
+	ASSERT_OK(shval_set_i64(y, 2));
+	ASSERT_OK(shval_unlock(lk));
+	int64_t v;
+	ASSERT_OK(shval_get_i64(x, &v));
+	ASSERT_EQ(v, 1);
+	ASSERT_OK(shval_get_i64(y, &v));
+	ASSERT_EQ(v, 2);
+	/* the server gone for more than the lease: the commit is refused */
+	ASSERT_OK(shval_lock(lk));
+	ASSERT_OK(shval_set_i64(x, 10));
+	ASSERT_OK(shval_set_i64(y, 20));
+	tredis_kill(&rd, SIGKILL);
+	unlink(rd.sock);
+	usleep(600 * 1000);
+	tredis_spawn(&rd); /* same port, its append-only file */
+	usleep(400 * 1000); /* the lease's time runs on the server */
+	ASSERT_ERR(shval_unlock(lk), SHVAL_ENOTOWNER);
+	ASSERT_OK(shval_get_i64(x, &v));
+	ASSERT_EQ(v, 1);
+	ASSERT_OK(shval_get_i64(y, &v));
+	ASSERT_EQ(v, 2);
+	ASSERT_ERR(shval_lock(lk), SHVAL_EOWNERDEAD); /* its own dead lease */
+	ASSERT_OK(shval_unlock(lk));
+	shval_close(lk);
+	shval_close(x);
+	shval_close(y);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 /* A pipe to know when a child is inside its section. */
 static void child_ready(int fd)
 {
