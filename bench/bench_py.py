@@ -16,6 +16,7 @@ Rows (ratio = shval s/op / multiprocessing s/op; "N x faster" = 1/ratio):
   py_add_2p         shval: v.add(1) on Value('i'), 2 processes, exact total,
                     vs multiprocessing's locked increment (as above)
   py_add_2p_atomic  the same with shval.RawValue('i') (an atomic value)
+  py_slice_1000     a[:] on Array('i', 1000) both sides (the list of 1000 ints)
   py_wake_pingpong  2 processes alternately set v.value and v.wait() for the
                     other's number  vs  two multiprocessing.Event ping-pong
 Two-process rows fork with os.fork() on both sides; ns/op counts the
@@ -167,6 +168,17 @@ def make_write(v):
         k = loop(n, op)
         t1 = now()
         return t1 - t0, k, v.value == (k - 1) & 0xffff
+    return run
+
+
+def make_slice(a):
+    def op(_i):
+        a[:]
+
+    def run(n):
+        t0 = now()
+        k = loop(n, op)
+        return now() - t0, k, len(a[:]) == 1000
     return run
 
 
@@ -329,6 +341,11 @@ def main():
     compare('py_write', "v.value = i on Value('i')",
             'shval.Value', sv and make_write(sv),
             'multiprocessing.Value', make_write(mv), 0.25,
+            'target >= 4x faster', q)
+    sa1k = shval.Array('i', 1000) if shval else None
+    compare('py_slice_1000', "a[:] on Array('i', 1000)",
+            'shval.Array', sa1k and make_slice(sa1k),
+            'multiprocessing.Array', make_slice(mpctx.Array('i', 1000)), 0.25,
             'target >= 4x faster', q)
     compare('py_locked_inc_2p', "with v.get_lock(): v.value += 1, 2 processes, "
             'exact total', 'shval.Value', sv and make_locked_inc2(sv),

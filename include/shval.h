@@ -749,35 +749,60 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
 			     int64_t timeout_ns);
 
 /* ---- Inline fast paths ---------------------------------------------------
- * shval_read() of a locked value and shval_add_i64() of a 64-bit atomic
- * value are inlined into the caller (as liburing inlines its ring
- * operations): a call costs more than the work.  They do exactly what the
- * functions do on their common path (the stale-handle check, the seqlock
- * read, the wake-up check) and call the functions for everything else.
- * (shval_read)(v, buf, cap) with parentheses, or -DSHVAL_NO_INLINE,
- * calls the function itself.  Nothing below is API: the layout of
- * struct shval__fast is private to one build of the library and may change
- * with any release (the soname changes with it). */
-/* The first bytes of every handle (src/internal.h keeps them up to date). */
+ * shval_read() of a locked value, shval_write() of a value with its own
+ * lock, and shval_add_i64() of a 64-bit atomic or own-lock value or of a
+ * 32-bit ('i', 'I') atomic value are
+ * inlined into the caller (as liburing inlines its ring operations): a
+ * call costs more than the work.  They do exactly what the functions do on
+ * their common path (the stale-handle check, the seqlock read, the locked
+ * section with its undo copy and commit, the wake-up check) and call the
+ * functions for everything else (contention, a held or damaged lock, an
+ * owner's death, a removed value).  (shval_read)(v, buf, cap) with
+ * parentheses, or -DSHVAL_NO_INLINE, calls the function itself.  Nothing
+ * below is API: the layout of struct shval__fast is private to one build
+ * of the library and may change with any release (the soname changes with
+ * it).  The protocol is src/section.h's (tag-seqlock, tag-waiters). */
+/* The first bytes of every handle (src/handle.c keeps them up to date). */
 struct shval__fast {
 	unsigned flags; /* SHVAL__F_* */
 	unsigned size;  /* of the value */
 	void *data;
-	const uint64_t *version;     /* the value's version word */
+	uint64_t *version;           /* the value's version word */
 	const uint64_t *serial;      /* the entry's serial ... */
 	uint64_t serial_want;        /* ... while it is the handle's value */
 	const uint8_t *state;        /* the entry's state (1 = live) */
-	const uint32_t *waiters;     /* the entry's waiters word */
+	const uint8_t *waiters;      /* the entry's waiters byte */
 	const uint64_t *seg_version; /* bit 0: a segment watcher */
+	void *lock;                  /* own lock (pthread_mutex_t) ... */
+	const int *lock_kind;        /* ... its kind word, and the one */
+	int lock_kind_want;          /* every shval lock has */
+	void *undo;                  /* the undo copy */
 };
-#define SHVAL__F_SEQREAD 0x1u  /* a locked value with an undo copy */
-#define SHVAL__F_ATOMIC64 0x2u /* a writable 64-bit integer atomic value */
+/* What the inline paths may do with a handle (else: the function):
+ *   SEQREAD   read: a locked value with an undo copy
+ *   ATOMIC64  add: a writable 64-bit integer atomic value
+ *   OWNWRITE  write: writable, own lock, undo copy, no byte check needed
+ *   LOCKED64  add: writable, own lock, undo copy, 64-bit integer
+ *   ATOMIC32S add: a writable 'i' atomic value (32-bit, signed)
+ *   ATOMIC32U add: a writable 'I' atomic value (32-bit, unsigned) */
+#define SHVAL__F_SEQREAD 0x1u
+#define SHVAL__F_ATOMIC64 0x2u
+#define SHVAL__F_OWNWRITE 0x4u
+#define SHVAL__F_LOCKED64 0x8u
+#define SHVAL__F_ATOMIC32S 0x10u
+#define SHVAL__F_ATOMIC32U 0x20u
 
-/** Not API: wakes waiters after an inline atomic add (the slow part). */
-SHVAL_API void shval__fast_wake(shval *v);
+/** Not API: wakes waiters after an inline change (the slow part);
+ *  committed: a locked section's commit, else an atomic add. */
+SHVAL_API void shval__fast_wake(shval *v, int committed);
+/** Not API: an inline section's trylock returned EOWNERDEAD: recover (roll
+ *  back) and release the lock. */
+SHVAL_API void shval__fast_recover(shval *v);
 
 #if !defined(SHVAL_NO_INLINE) && !defined(SHVAL_BUILDING) && \
 	defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#include <errno.h>
+#include <pthread.h>
 
 static inline int shval__fast_live(const struct shval__fast *f)
 {
@@ -805,11 +830,83 @@ static inline int shval__read_inline(shval *v, void *buf, size_t cap)
 	return (shval_read)(v, buf, cap);
 }
 
+/* Open a section on a value's own lock (src/section.h's shval__chg_begin):
+ * 0, or the trylock's error (EOWNERDEAD: taken, the caller must call
+ * shval__fast_recover), or -1 (not here: the function's path). */
+static inline int shval__sec_open(const struct shval__fast *f)
+{
+	if (__atomic_load_n(f->serial, __ATOMIC_RELAXED) != f->serial_want ||
+	    __atomic_load_n(f->lock_kind, __ATOMIC_RELAXED) !=
+		    f->lock_kind_want)
+		return -1; /* a reused block, or a damaged kind word */
+	int r = pthread_mutex_trylock((pthread_mutex_t *)f->lock);
+	if (r)
+		return r;
+	if (__atomic_load_n(f->state, __ATOMIC_ACQUIRE) == 1 &&
+	    !(__atomic_load_n(f->version, __ATOMIC_RELAXED) & 2))
+		return 0;
+	pthread_mutex_unlock((pthread_mutex_t *)f->lock);
+	return -1; /* removed, or a stuck WRITING bit */
+}
+
+/* Before the first change: the undo copy, then WRITING (release: the copy
+ * before the bit; the fence: the bit before the data). */
+static inline void shval__sec_dirty(const struct shval__fast *f, size_t n)
+{
+	uint64_t ver = __atomic_load_n(f->version, __ATOMIC_RELAXED);
+	__builtin_memcpy(f->undo, f->data, n);
+	__atomic_store_n(f->version, ver | 2, __ATOMIC_RELEASE);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+/* Commit (release), unlock, then look for waiters: the unlock's locked
+ * instruction is the barrier on x86-64. */
+static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
+{
+	uint64_t ver = __atomic_load_n(f->version, __ATOMIC_RELAXED);
+	/* removed while held (a section preempted for over a second): the
+	 * version word then holds the removal time */
+	int live = __atomic_load_n(f->state, __ATOMIC_RELAXED) == 1;
+	if (live)
+		__atomic_store_n(f->version, (ver & ~2ull) + 4,
+				 __ATOMIC_RELEASE);
+	pthread_mutex_unlock((pthread_mutex_t *)f->lock);
+	if (live) {
+#if defined(__x86_64__) || defined(__i386__)
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+#else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+			shval__fast_wake(v, 1);
+	}
+}
+
+static inline int shval__write_inline(shval *v, const void *buf, size_t len)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
+	if (v && (f->flags & SHVAL__F_OWNWRITE) && f->size == len && buf) {
+		int r = shval__sec_open(f);
+		if (r == 0) {
+			shval__sec_dirty(f, len);
+			__builtin_memcpy(f->data, buf, len);
+			shval__sec_commit(v, f);
+			return 0;
+		}
+		if (r == EOWNERDEAD)
+			shval__fast_recover(v);
+	}
+	return (shval_write)(v, buf, len);
+}
+
 static inline int shval__add_i64_inline(shval *v, int64_t delta,
 					int64_t *result)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
-	if (v && (f->flags & SHVAL__F_ATOMIC64) && shval__fast_live(f)) {
+	if (!v)
+		return (shval_add_i64)(v, delta, result);
+	if ((f->flags & SHVAL__F_ATOMIC64) && shval__fast_live(f)) {
 		int64_t o = __atomic_fetch_add((int64_t *)f->data, delta,
 					       __ATOMIC_SEQ_CST);
 #if !defined(__x86_64__) && !defined(__i386__)
@@ -819,15 +916,50 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 		 * and segment watchers. */
 		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
 		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
-			shval__fast_wake(v);
+			shval__fast_wake(v, 0);
 		if (result)
 			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
 		return 0;
+	}
+	if ((f->flags & (SHVAL__F_ATOMIC32S | SHVAL__F_ATOMIC32U)) &&
+	    shval__fast_live(f)) {
+		/* wraps at 32 bits, as the function does */
+		uint32_t o = __atomic_fetch_add(
+			(uint32_t *)f->data, (uint32_t)delta, __ATOMIC_SEQ_CST);
+#if !defined(__x86_64__) && !defined(__i386__)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* tag-waiters */
+#endif
+		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+			shval__fast_wake(v, 0);
+		uint32_t nw = o + (uint32_t)delta;
+		if (result)
+			*result = (f->flags & SHVAL__F_ATOMIC32S)
+					  ? (int64_t)(int32_t)nw
+					  : (int64_t)nw;
+		return 0;
+	}
+	if (f->flags & SHVAL__F_LOCKED64) {
+		int r = shval__sec_open(f);
+		if (r == 0) {
+			uint64_t x;
+			__builtin_memcpy(&x, f->data, 8);
+			x += (uint64_t)delta; /* wraps, as the function's */
+			shval__sec_dirty(f, 8);
+			__builtin_memcpy(f->data, &x, 8);
+			shval__sec_commit(v, f);
+			if (result)
+				*result = (int64_t)x;
+			return 0;
+		}
+		if (r == EOWNERDEAD)
+			shval__fast_recover(v);
 	}
 	return (shval_add_i64)(v, delta, result);
 }
 
 #define shval_read(v, buf, cap) shval__read_inline((v), (buf), (cap))
+#define shval_write(v, buf, len) shval__write_inline((v), (buf), (len))
 #define shval_add_i64(v, delta, result) \
 	shval__add_i64_inline((v), (delta), (result))
 #endif /* inline fast paths */

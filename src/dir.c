@@ -46,19 +46,22 @@ uint64_t shval__hash(const char *name, size_t len)
 
 /* The layout rule of an entry's first bytes, in one place (entry.c's
  * create_locked builds entries with it, shval__entry_at checks them
- * against it): the
- * header, the name, then, 8-aligned, the entry's own lock block (locked
- * values that are not guarded by a shared lock, and lock entries), then the
- * data, 8-aligned (no type needs more).  Returns the lock block's offset
+ * against it): the header, the name, then, 8-aligned, the entry's own lock
+ * block (locked values that are not guarded by a shared lock, and lock
+ * entries), then the data, 8-aligned (no type needs more), or at the next
+ * line boundary with SHVAL__EF_LINEDATA.  Returns the lock block's offset
  * in the entry; *data_rel receives the data's. */
 uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
-			     uint64_t *data_rel)
+			     bool line_data, uint64_t *data_rel)
 {
 	uint64_t lk_rel = (sizeof(shval__entry) + nlen + 7) / 8 * 8;
 	if (lock_entry)
 		*data_rel = lk_rel; /* a lock entry's data is its lock block */
 	else
 		*data_rel = own_lock ? lk_rel + sizeof(shval__lockblk) : lk_rel;
+	if (line_data)
+		*data_rel = (*data_rel + SHVAL__LINE - 1) / SHVAL__LINE *
+			    SHVAL__LINE;
 	return lk_rel;
 }
 
@@ -71,8 +74,8 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
 	if (e->nlines == 0 || !shval__in(seg, off, bytes))
 		return NULL;
-	if (e->name_len == 0 || e->name_len > SHVAL_NAME_MAX ||
-	    sizeof(shval__entry) + e->name_len > bytes || e->data_rel > bytes ||
+	if (e->name_len == 0 || sizeof(shval__entry) + e->name_len > bytes ||
+	    e->data_rel > bytes ||
 	    e->data_rel < sizeof(shval__entry) + e->name_len)
 		return NULL;
 	/* The header's small fields take few values, and the lock block and
@@ -80,7 +83,7 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	 * flags, data_rel or lock_off is caught here, before anybody reads
 	 * data from the wrong place. */
 	if (e->mode > 3 || e->kind == 0 || e->kind > SHVAL_KIND_LOCK ||
-	    (e->flags & ~SHVAL__EF_PARTIAL))
+	    (e->flags & ~(SHVAL__EF_PARTIAL | SHVAL__EF_LINEDATA)))
 		return NULL;
 	bool locked = e->mode <= 1, lock_entry = e->kind == SHVAL_KIND_LOCK;
 	if (lock_entry && (!locked || e->type_line != 0 || e->flags))
@@ -90,8 +93,9 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	uint64_t lo = e->lock_off;
 	bool own = locked && lo >= off && lo < off + bytes;
 	uint64_t data_rel;
-	uint64_t lk_rel =
-		shval__entry_layout(e->name_len, own, lock_entry, &data_rel);
+	uint64_t lk_rel = shval__entry_layout(
+		e->name_len, own, lock_entry,
+		(e->flags & SHVAL__EF_LINEDATA) != 0, &data_rel);
 	if (e->data_rel != data_rel)
 		return NULL;
 	if (lock_entry || own) {

@@ -38,6 +38,41 @@ static int check_name(shval_seg *seg, const char *name, size_t *len)
 
 /* Create under the segment lock.  If exists_ok and the name exists, *off is
  * the existing entry and *created = false. */
+/* Lines of a block whose data starts at data_rel (after it: the undo copy
+ * of a locked value; a lock entry's data is its lock block). */
+static uint64_t block_lines(uint64_t data_rel, uint64_t size, bool locked,
+			    bool lock_entry)
+{
+	uint64_t end = data_rel + size;
+	if (lock_entry)
+		end = data_rel + sizeof(shval__lockblk);
+	else if (locked && size <= SHVAL__UNDO_MAX)
+		end = shval__undo_rel(data_rel, size) + size;
+	return (end + SHVAL__LINE - 1) / SHVAL__LINE;
+}
+
+/* Does a value's data start at the next line (SHVAL__EF_LINEDATA)?  When
+ * its 8-aligned place makes it span more lines than it needs (a reader
+ * then touches one more line; a 64-byte struct two instead of one), and
+ * either it is 64 bytes or more, or the block does not grow by it. */
+static bool want_line_data(uint64_t nlen, bool own_lock, bool locked,
+			   uint64_t size)
+{
+	uint64_t packed, aligned;
+	shval__entry_layout(nlen, own_lock, false, false, &packed);
+	shval__entry_layout(nlen, own_lock, false, true, &aligned);
+	if (size == 0 || packed == aligned)
+		return false;
+	uint64_t need = (size + SHVAL__LINE - 1) / SHVAL__LINE;
+	uint64_t span =
+		(packed + size - 1) / SHVAL__LINE - packed / SHVAL__LINE + 1;
+	if (span <= need)
+		return false;
+	return size >= SHVAL__LINE ||
+	       block_lines(aligned, size, locked, false) ==
+		       block_lines(packed, size, locked, false);
+}
+
 /* t == NULL creates a lock entry; shared_lk != 0 creates a value guarded by
  * the lock block at that offset (mode is then the lock's). */
 static int create_locked(shval_seg *seg, const char *name, size_t nlen,
@@ -59,25 +94,20 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 		return r;
 	bool locked = mode == SHVAL_RLOCK || mode == SHVAL_LOCK;
 	bool own_lock = locked && !shared_lk;
+	if (t && t->align > 8) /* shval__entry_layout aligns data to 8 */
+		return shval__failf(seg, SHVAL_EBADTYPE,
+				    "type %s: alignment %zu", t->canon,
+				    (size_t)t->align);
+	bool line_data = t && want_line_data(nlen, own_lock, locked, t->size);
 	uint64_t data_rel;
-	size_t lk_rel =
-		(size_t)shval__entry_layout(nlen, own_lock, !t, &data_rel);
-	size_t pos = own_lock ? lk_rel + sizeof(shval__lockblk) : lk_rel;
+	size_t lk_rel = (size_t)shval__entry_layout(nlen, own_lock, !t,
+						    line_data, &data_rel);
 	size_t undo_rel = 0;
 	if (!own_lock)
 		lk_rel = 0;
-	if (t) {
-		if (t->align > 8) /* shval__entry_layout aligns data to 8 */
-			return shval__failf(seg, SHVAL_EBADTYPE,
-					    "type %s: alignment %zu", t->canon,
-					    (size_t)t->align);
-		pos = data_rel + t->size;
-		if (locked && t->size <= SHVAL__UNDO_MAX) {
-			undo_rel = shval__undo_rel(data_rel, t->size);
-			pos = undo_rel + t->size;
-		}
-	}
-	uint64_t nlines = (pos + SHVAL__LINE - 1) / SHVAL__LINE;
+	uint64_t nlines = block_lines(data_rel, t ? t->size : 0, locked, !t);
+	if (t && locked && t->size <= SHVAL__UNDO_MAX)
+		undo_rel = shval__undo_rel(data_rel, t->size);
 	uint32_t tline = 0;
 	if (t && (r = shval__type_intern(seg, t, &tline)) != 0)
 		return r;
@@ -90,7 +120,8 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	shval__entry *e = (shval__entry *)b;
 	e->mode = (uint8_t)(mode >> 8);
 	e->kind = t ? t->kind : SHVAL_KIND_LOCK;
-	e->name_len = (uint16_t)nlen;
+	e->name_len = (uint8_t)nlen;
+	e->flags = line_data ? SHVAL__EF_LINEDATA : 0;
 	e->data_rel = (uint16_t)data_rel;
 	e->type_line = tline;
 	e->nlines = (uint32_t)nlines;

@@ -76,9 +76,9 @@
  * (all-zero lines left out):
  *
  *   00000000: 5348 5641 4c53 4701  magic "SHVALSG\1"
- *             0200 0000            format 2.0
+ *             0300 0000            format 3.0
  *             0014 0000            header size 0x1400 = 5120
- *   00000010: 2050 0038 3040 0828  layout signature (entry 0x30 = 48 bytes)
+ *   00000010: 2050 0038 2840 0828  layout signature (entry 0x28 = 40 bytes)
  *             0100 0000            init_state READY
  *             d33a 0000            creator pid 15059
  *   00000020: 96a7 0a6b 0000 0000  created (unix seconds)
@@ -107,28 +107,26 @@
  *   00001500: 0000 0000 0000 0000  entry "hits" (line 0x54): version 0
  *             0100 0000 0000 0000  serial 1
  *   00001510: 01 03 01 00          LIVE, ATOMIC, SCALAR, flags 0
- *             0400 3800            name_len 4, data_rel 0x38
+ *             04 00 3000           name_len 4, waiters 0, data_rel 0x30
  *             5300 0000 0100 0000  type line 0x53, 1 line
  *   00001520: 0000 0000 0000 0000  lock_off 0 (atomic: no lock)
- *             0000 0000 0000 0000  waiters 0, reserved
- *   00001530: 6869 7473            "hits"
- *   00001538: 0500 0000 0000 0000  data: 5
+ *             6869 7473            "hits"
+ *   00001530: 0500 0000 0000 0000  data: 5
  *   00001540: 5348 5654 5950 4500  type record "d", next = 0x14c0
- *   00001580: 0400 0000 0000 0000  entry "temp" (line 0x56): version 4
+ *   00001580: 0800 0000 0000 0000  entry "temp" (line 0x56): version 8
+ *                                  (two writes, +4 each)
  *             0200 0000 0000 0000  serial 2
  *   00001590: 01 00 01 00          LIVE, RLOCK, SCALAR
- *             0400 7000            name_len 4, data_rel 0x70
+ *             04 00 6800           name_len 4, waiters 0, data_rel 0x68
  *             5500 0000 0200 0000  type line 0x55, 2 lines
- *   000015a0: b815 0000 0000 0000  lock_off 0x15b8 (its own lock block)
- *             0000 0000 0000 0000  waiters 0, reserved
- *   000015b0: 7465 6d70            "temp"
- *   000015b8: (56 bytes)           lock block: mutex (kind 0x92 at
- *                                  0x15c8), reserved, committing, users
- *   000015f0: 0000 0000 0080 3540  data: 21.5
- *   000015f8: 0000 0000 0000 0000  undo copy: 0, the state before the last
+ *   000015a0: b015 0000 0000 0000  lock_off 0x15b0 (its own lock block)
+ *             7465 6d70            "temp"
+ *   000015b0: (56 bytes)           lock block: mutex (kind 0x92 at
+ *                                  0x15c0), reserved, committing, users
+ *   000015e8: 0000 0000 0080 3540  data: 21.5
+ *   000015f0: 0000 0000 0000 0000  undo copy: 0, the state before the last
  *                                  write; it is refreshed when a section
  *                                  starts changing data and read only while
- *                                  the WRITING bit is set
  *                                  the WRITING bit is set
  *
  */
@@ -143,7 +141,7 @@
 #define SHVAL__LINE 64u
 #define SHVAL__MAGIC 0x0147534c41564853ull /* "SHVALSG\1" little-endian */
 #define SHVAL__MAGIC_SWAPPED 0x5348564c53474701ull
-#define SHVAL__FORMAT_MAJOR 2
+#define SHVAL__FORMAT_MAJOR 3
 #define SHVAL__FORMAT_MINOR 0
 
 #define SHVAL__INIT_CREATING 0u
@@ -160,7 +158,7 @@
  *            it with fetch_or; value writers then bump the segment version
  *            and a bumper that sees it clears it and calls futex_wake).
  *            Always 0 in an entry's version: an entry's waiters announce
- *            themselves in the entry's own waiters word (see shval__entry),
+ *            themselves in the entry's own waiters byte (see shval__entry),
  *            so that a locked value's version is written by its lock holder
  *            alone, with plain stores.
  *   bit 1    write in progress (locked values): the data is being changed;
@@ -315,23 +313,33 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
     16     1  state       0 free, 1 live, 2 removed, 3 limbo
     17     1  mode        0 rlock, 1 lock, 2 raw, 3 atomic (SHVAL_x >> 8)
     18     1  kind        SHVAL_KIND_*
-    19     1  flags       SHVAL__EF_PARTIAL (under the value's lock)
-    20     2  name_len    1..255
+    19     1  flags       SHVAL__EF_PARTIAL (under the value's lock);
+                          SHVAL__EF_LINEDATA (set at creation, never
+                          changed: the data starts on a line, see below)
+    20     1  name_len    1..255
+    21     1  waiters     1 while somebody may sleep on the version (futex);
+                          set by waiters (seq_cst fetch_or, then they
+                          re-read the version), read by writers after their
+                          change and a full barrier, cleared by the writer
+                          that wakes them (tag-waiters, wait.c).  A byte of
+                          its own, so that the version word is written by
+                          the lock holder alone (locked values)
     22     2  data_rel    data offset from the entry start
     24     4  type_line   line of the type record (0 for lock entries)
     28     4  nlines      block size in lines
     32     8  lock_off    offset of the shval__lockblk guarding the value
                           (own, or a lock entry's); 0 for raw and atomic.
                           In free/limbo blocks: the next block of the list.
-    40     4  waiters     1 while somebody may sleep on the version (futex);
-                          set by waiters (seq_cst fetch_or, then they
-                          re-read the version), read by writers after their
-                          change and a full barrier, cleared by the writer
-                          that wakes them (tag-waiters, wait.c)
-    44     4  reserved    0
-    48     n  name        name bytes, no NUL
+    40     n  name        name bytes, no NUL
     ...       lockblk     own lock (locked modes), 8-aligned after the name
-    ...       data        at data_rel, aligned for the type
+    ...       data        at data_rel: 8-aligned after the lock block (or
+                          the name), or, with SHVAL__EF_LINEDATA, at the
+                          next line (64-byte) boundary.  The creator sets
+                          LINEDATA when the 8-aligned place would make the
+                          data span more lines than it needs and either the
+                          value is 64 bytes or more or the block does not
+                          grow by it (a 64-byte struct is then read from
+                          one line, not two: shval__entry_layout)
     ...       undo        at undo_rel = data_rel + size rounded to 8, when
                           size <= SHVAL__UNDO_MAX (locked modes)
    In a limbo block, version holds the CLOCK_MONOTONIC time of removal.
@@ -346,13 +354,12 @@ typedef struct shval__entry {
 	uint8_t mode;
 	uint8_t kind;
 	uint8_t flags;
-	uint16_t name_len;
+	uint8_t name_len;
+	_Atomic uint8_t waiters;
 	uint16_t data_rel;
 	uint32_t type_line;
 	uint32_t nlines;
 	uint64_t lock_off;
-	_Atomic uint32_t waiters;
-	uint32_t reserved;
 	char name[];
 } shval__entry;
 
@@ -362,20 +369,21 @@ _Static_assert(offsetof(shval__entry, mode) == 17, "entry");
 _Static_assert(offsetof(shval__entry, kind) == 18, "entry");
 _Static_assert(offsetof(shval__entry, flags) == 19, "entry");
 _Static_assert(offsetof(shval__entry, name_len) == 20, "entry");
+_Static_assert(offsetof(shval__entry, waiters) == 21, "entry");
 _Static_assert(offsetof(shval__entry, data_rel) == 22, "entry");
 _Static_assert(offsetof(shval__entry, type_line) == 24, "entry");
 _Static_assert(offsetof(shval__entry, nlines) == 28, "entry");
 _Static_assert(offsetof(shval__entry, lock_off) == 32, "entry");
-_Static_assert(offsetof(shval__entry, waiters) == 40, "entry");
-_Static_assert(offsetof(shval__entry, reserved) == 44, "entry");
-_Static_assert(sizeof(shval__entry) == 48, "entry");
+_Static_assert(offsetof(shval__entry, name) == 40, "entry");
+_Static_assert(sizeof(shval__entry) == 40, "entry");
 
 #define SHVAL__ST_FREE 0
 #define SHVAL__ST_LIVE 1
 #define SHVAL__ST_REMOVED 2
 #define SHVAL__ST_LIMBO 3
 
-#define SHVAL__EF_PARTIAL 0x1 /* owner died mid-update, no undo copy */
+#define SHVAL__EF_PARTIAL 0x1  /* owner died mid-update, no undo copy */
+#define SHVAL__EF_LINEDATA 0x2 /* the data starts at a line boundary */
 
 /* Where a locked value's undo copy lives in its entry (see the diagram):
  * right after the data, 8-aligned; only values up to SHVAL__UNDO_MAX have
@@ -388,8 +396,9 @@ static inline uint64_t shval__undo_rel(uint64_t data_rel, uint64_t size)
 /* ---- A lock block (inside a value entry, or a lock entry's data) --------
 
    off  size  field       protection
-     0    40  mutex       robust, process-shared; RECURSIVE (rlock) or
-                          ERRORCHECK (lock)
+     0    40  mutex       robust, process-shared, ERRORCHECK (both
+                          modes: an rlock's depth is counted in the
+                          holder's held list, lock.c)
     40     4  reserved    0 (ownership and recursion depth are kept by
                           each thread, process-locally: lock.c)
     44     4  committing  1 while the holder commits the values it changed

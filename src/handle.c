@@ -71,23 +71,41 @@ static void fast_init(shval *v)
 	struct shval__fast *f = &v->fast;
 	shval__entry *e = v->e;
 	f->flags = 0;
-	if (v->undo && v->kind != SHVAL_KIND_LOCK && v->size <= UINT32_MAX)
+	bool value = v->kind != SHVAL_KIND_LOCK && v->size <= UINT32_MAX;
+	if (v->undo && value)
 		f->flags |= SHVAL__F_SEQREAD;
 	if (v->fast_add)
 		f->flags |= SHVAL__F_ATOMIC64;
+	if (v->fast_add32)
+		f->flags |= v->fast_add32 == 's' ? SHVAL__F_ATOMIC32S
+						 : SHVAL__F_ATOMIC32U;
+	if (v->undo && value && v->fast_sec) {
+		if (!v->needs_check)
+			f->flags |= SHVAL__F_OWNWRITE;
+		if (v->int64)
+			f->flags |= SHVAL__F_LOCKED64;
+	}
 	f->size = (unsigned)v->size;
 	f->data = v->data;
-	f->version = (const uint64_t *)(void *)&e->version;
+	f->version = (uint64_t *)(void *)&e->version;
 	f->serial = (const uint64_t *)(void *)&e->serial;
 	f->serial_want = v->serial;
 	f->state = (const uint8_t *)(void *)&e->state;
-	f->waiters = (const uint32_t *)(void *)&e->waiters;
+	f->waiters = (const uint8_t *)(void *)&e->waiters;
 	f->seg_version = (const uint64_t *)(void *)&v->seg->hdr->version;
+	f->lock = v->lk ? &v->lk->mutex : NULL;
+	f->lock_kind = v->lk ? &v->lk->mutex.__data.__kind : NULL;
+	f->lock_kind_want = shval__lock_kind;
+	f->undo = v->undo;
 }
 
-SHVAL_API void shval__fast_wake(shval *v)
+SHVAL_API void shval__fast_wake(shval *v, int committed)
 {
-	if (v)
+	if (!v)
+		return;
+	if (committed)
+		shval__wake_after_commit(v->seg, v->e);
+	else
 		shval__wake_after_change(v->seg, v->e, false);
 }
 
@@ -177,6 +195,11 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 	}
 	v->fast_add = v->int64 && mode == SHVAL_ATOMIC &&
 		      !(seg->flags & SHVAL_RDONLY);
+	if (v->kind == SHVAL_KIND_SCALAR && v->size == 4 &&
+	    mode == SHVAL_ATOMIC && !(seg->flags & SHVAL_RDONLY)) {
+		char c = v->type->fields[0].code;
+		v->fast_add32 = c == 'i' ? 's' : c == 'I' ? 'u' : 0;
+	}
 	fast_init(v);
 	shval__seg_ref(seg);
 	if (shval__check(v) != 0) {

@@ -89,6 +89,9 @@ struct shval {
 	bool needs_check; /* type has bool or string bytes */
 	bool int64;       /* an 8-byte integer scalar (q l n Q L N) */
 	bool fast_add;    /* int64, atomic, writable */
+	char fast_add32;  /* a 4-byte integer ('i', 'I'), atomic,
+	                               writable: 's' signed, 'u' unsigned;
+	                               else 0 */
 	bool own_lock;    /* lk is in the value's own entry */
 	bool fast_sec;    /* own lock, writable: section.h's fast
 	                               path applies */
@@ -177,9 +180,10 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash);
 /* Re-count entries, finish interrupted removals; under the segment lock. */
 void shval__dir_recount(shval_seg *seg);
 /* The layout rule of an entry's first bytes: returns its lock block's
- * offset in the entry, *data_rel the data's. */
+ * offset in the entry, *data_rel the data's (line_data: the entry has
+ * SHVAL__EF_LINEDATA). */
 uint64_t shval__entry_layout(uint64_t nlen, bool own_lock, bool lock_entry,
-			     uint64_t *data_rel);
+			     bool line_data, uint64_t *data_rel);
 /* Validate the entry at off (bounds, layout, header sanity); NULL if
  * damaged. */
 shval__entry *shval__entry_at(shval_seg *seg, uint64_t off);

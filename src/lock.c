@@ -37,7 +37,7 @@
  *   commit (end of the outermost section, shval__commit_unlock):
  *       version = (ver & ~WRITING) + ONE   (release: publishes the data)
  *       unlock; then, after the unlock's locked instruction (a full
- *       barrier: smp_mb__after_atomic), read the entry's waiters word and
+ *       barrier: smp_mb__after_atomic), read the entry's waiters byte and
  *       wake sleepers if it is set (tag-waiters in wait.c).
  * Readers (value.c, read_consistent) never take the lock: they read the
  * data, or the undo copy while WRITING is set, and re-check the version.
@@ -590,6 +590,8 @@ static void recover(shval *v)
  * SHVAL_EOWNERDEAD (taken, state recovered), -ETIMEDOUT/-EBUSY, or another
  * error.  push: a user section (shval_lock), kept on the held list; a
  * library call's section is not (see section.h). */
+static int sec_taken(shval *v, int r, bool push);
+
 static int sec_take(shval *v, uint64_t deadline_rt, bool push)
 {
 	assert_order();
@@ -599,6 +601,12 @@ static int sec_take(shval *v, uint64_t deadline_rt, bool push)
 		return -r;
 	if (r < 0)
 		return r;
+	return sec_taken(v, r, push);
+}
+
+/* The rest of sec_take, with the mutex just taken (r: 0 or EOWNERDEAD). */
+static int sec_taken(shval *v, int r, bool push)
+{
 	if (push && held_push(v) != 0) {
 		if (r == EOWNERDEAD)
 			recover(v);
@@ -684,6 +692,28 @@ int shval__chg_begin_slow(shval *v, int *how)
 		return 0;
 	}
 	return r;
+}
+
+/* section.h's fast path took v's own lock and got EOWNERDEAD, or found
+ * the value removed or its WRITING bit stuck (r = 0). */
+int shval__chg_begin_taken(shval *v, int *how, int r)
+{
+	r = sec_taken(v, r, false);
+	if (r == 0 || r == SHVAL_EOWNERDEAD) {
+		*how = SHVAL__CHG_OUTER;
+		return 0;
+	}
+	return r;
+}
+
+/* The header's inline section (include/shval.h) took v's own lock and got
+ * EOWNERDEAD: recover as any locker does, and let go; the caller then
+ * calls the function, which takes the lock again. */
+SHVAL_API void shval__fast_recover(shval *v)
+{
+	int r = sec_taken(v, EOWNERDEAD, false);
+	if (r == 0 || r == SHVAL_EOWNERDEAD)
+		pthread_mutex_unlock(&v->lk->mutex);
 }
 
 void shval__sec_dirty_shared(shval *v)

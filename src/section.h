@@ -24,6 +24,7 @@
 #ifndef SHVAL_SECTION_H
 #define SHVAL_SECTION_H
 
+#include <errno.h>
 #include <string.h>
 
 #include "internal.h"
@@ -37,6 +38,7 @@
 /* lock.c: the kind word of every shval lock (set by a constructor). */
 extern int shval__lock_kind;
 int shval__chg_begin_slow(shval *v, int *how);
+int shval__chg_begin_taken(shval *v, int *how, int r);
 void shval__sec_dirty_shared(shval *v);
 void shval__commit_unlock(shval *v);
 
@@ -58,9 +60,10 @@ static inline int shval__chg_begin(shval *v, int *how)
 	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) ==
 		    v->serial &&
 	    __atomic_load_n(&v->lk->mutex.__data.__kind, __ATOMIC_RELAXED) ==
-		    shval__lock_kind &&
-	    pthread_mutex_trylock(&v->lk->mutex) == 0) {
-		if (atomic_load_explicit(&v->e->state, memory_order_acquire) ==
+		    shval__lock_kind) {
+		int r = pthread_mutex_trylock(&v->lk->mutex);
+		if (r == 0 &&
+		    atomic_load_explicit(&v->e->state, memory_order_acquire) ==
 			    SHVAL__ST_LIVE &&
 		    !(atomic_load_explicit(&v->e->version,
 					   memory_order_relaxed) &
@@ -68,7 +71,11 @@ static inline int shval__chg_begin(shval *v, int *how)
 			*how = SHVAL__CHG_OUTER;
 			return 0;
 		}
-		pthread_mutex_unlock(&v->lk->mutex);
+		/* Taken, but after an owner's death, or removed, or with
+		 * WRITING stuck: recovery, with the lock held (unlocking a
+		 * robust mutex after EOWNERDEAD would make it unusable). */
+		if (r == 0 || r == EOWNERDEAD)
+			return shval__chg_begin_taken(v, how, r);
 	}
 	return shval__chg_begin_slow(v, how);
 }
@@ -109,23 +116,6 @@ static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e)
 	atomic_signal_fence(memory_order_seq_cst);
 #else
 	atomic_thread_fence(memory_order_seq_cst);
-	/* After an atomic RMW or store on v's data: wake its waiters and the
- * segment's watchers, if any. */
-	static inline void shval__atomic_changed(shval * v)
-	{
-		/* tag-waiters: the RMW just done on the data is the barrier (x86-64;
-	 * wait.c adds the fence elsewhere before it looks again). */
-#if defined(__x86_64__) || defined(__i386__)
-		atomic_signal_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&v->e->waiters,
-					 memory_order_relaxed) ||
-		    (atomic_load_explicit(&v->seg->hdr->version,
-					  memory_order_relaxed) &
-		     SHVAL__V_WAITERS))
-#endif
-			shval__wake_after_change(v->seg, v->e, false);
-	}
-
 #endif
 	if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||
 	    (atomic_load_explicit(&seg->hdr->version, memory_order_relaxed) &

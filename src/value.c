@@ -6,7 +6,7 @@
  * Every public call checks the handle's serial first (SHVAL_ESTALE), and
  * dispatches on the value's mode:
  *   atomic  atomic.h on the data, of the value's width; waiters are woken
- *           only when the entry's waiters word is set;
+ *           only when the entry's waiters byte is set;
  *   locked  reads: shval__read_consistent() (seqlock, no lock, lock.c);
  *           writes: a change (section.h: shval__chg_begin/dirty/end);
  *   raw     plain copies; writes through the API still move the version

@@ -35,7 +35,7 @@ static void problem(struct vctx *c, int code, const shval__entry *e,
 	p.code = code;
 	p.offset = off;
 	p.repaired = repaired;
-	if (e && e->name_len <= SHVAL_NAME_MAX)
+	if (e)
 		memcpy(p.name, e->name, e->name_len);
 	va_list ap;
 	va_start(ap, fmt);

@@ -2,13 +2,13 @@
  * src/wait.c — futex wait/wake and wait-for-change.
  *
  * Value waiters (tag-waiters):
- *   waiter: sets the entry's waiters word (seq_cst RMW), re-reads what it
+ *   waiter: sets the entry's waiters byte (seq_cst RMW), re-reads what it
  *           waits on (seq_cst), and sleeps with FUTEX_WAIT on the low 32
  *           bits of the version word only if nothing changed (the kernel
  *           re-checks the word against the version it read).
  *   writer: changes the value (a locked holder: stores the version, then
  *           unlocks; raw: an atomic add on the version; atomic: the RMW on
- *           the data), then, after a full barrier, loads the waiters word;
+ *           the data), then, after a full barrier, loads the waiters byte;
  *           if set, clears it and calls FUTEX_WAKE.
  * Either the writer sees the waiter's flag, or the waiter sees the
  * writer's change: the barrier and the seq_cst accesses on each side make a

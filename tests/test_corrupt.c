@@ -641,8 +641,8 @@ TEST(damaged_header_and_directory)
 		{ "slot -> past file", 4, 0, 8, slot_tag | 0xffffffffull, OP_FIND,
 		  SHVAL_ECORRUPT },
 		/* v's entry */
-		{ "entry name_len 0", 1, 20, 2, 0, OP_FIND, SHVAL_ECORRUPT },
-		{ "entry name_len 0xffff", 1, 20, 2, 0xffff, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry name_len 0", 1, 20, 1, 0, OP_FIND, SHVAL_ECORRUPT },
+		{ "entry name_len 255", 1, 20, 1, 255, OP_FIND, SHVAL_ECORRUPT },
 		{ "entry data_rel 0", 1, 22, 2, 0, OP_FIND, SHVAL_ECORRUPT },
 		{ "entry data_rel unaligned", 1, 22, 2, 100, OP_FIND, SHVAL_ECORRUPT },
 		{ "entry data_rel past block", 1, 22, 2, 0xfff0, OP_FIND,

@@ -1,0 +1,303 @@
+/*
+ * python/lock.c — shval.Lock and shval.RLock: a lock entry, or a value's own lock.
+ * Part of the CPython extension shval._shval (see shval_py.h).
+ */
+#include "shval_py.h"
+
+#include <pthread.h>
+
+/* The fork generation: a LockObject's holder record is only believed in
+ * the process that made it (a child does not hold its parent's locks). */
+unsigned long fork_gen;
+
+static void fork_gen_bump(void)
+{
+	fork_gen++;
+}
+
+void fork_gen_init(void)
+{
+	static int done;
+	if (!done) {
+		done = 1;
+		(void)pthread_atfork(NULL, NULL, fork_gen_bump);
+	}
+}
+
+void note_acquired(LockObject *l)
+{
+	unsigned long t = PyThread_get_thread_ident();
+	if (l->depth && l->holder_gen == fork_gen && l->holder == t) {
+		l->depth++;
+	} else {
+		l->holder = t;
+		l->holder_gen = fork_gen;
+		l->depth = 1;
+	}
+}
+
+void note_released(LockObject *l)
+{
+	if (held_here(l))
+		l->depth--;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lock / RLock                                                              */
+
+int is_lock(PyObject *o)
+{
+	return PyObject_TypeCheck(o, &LockType) || PyObject_TypeCheck(o, &RLockType);
+}
+
+PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
+			   int own_value_lock)
+{
+	LockObject *l = PyObject_New(LockObject, recursive ? &RLockType : &LockType);
+	if (!l) {
+		shval_close(h);
+		return NULL;
+	}
+	l->h = h;
+	Py_INCREF(seg);
+	l->seg = seg;
+	l->owner = 0;
+	l->owner_pid = 0;
+	l->shared_out = 0;
+	l->own_value_lock = own_value_lock;
+	l->holder = 0;
+	l->holder_gen = 0;
+	l->depth = 0;
+	struct shval_info info;
+	l->name[0] = '\0';
+	if (shval_info(h, &info) == 0)
+		snprintf(l->name, sizeof l->name, "%s", info.name);
+	return (PyObject *)l;
+}
+
+static void lock_dealloc(LockObject *l)
+{
+	shval_close(l->h);
+	if (l->owner && !l->shared_out && l->owner_pid == getpid() && l->seg &&
+	    l->seg->seg)
+		(void)shval_remove(l->seg->seg, l->name); /* EMISUSE if in use */
+	Py_XDECREF(l->seg);
+	PyObject_Free(l);
+}
+
+PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"ctx", NULL};
+	PyObject *ctx = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:Lock", kwlist, &ctx))
+		return NULL;
+	SegObject *seg = anon_segobj();
+	if (!seg)
+		return NULL;
+	char name[64];
+	snprintf(name, sizeof name, "pylock.%ld.%lu", (long)getpid(), ++name_counter);
+	shval *h;
+	int recursive = tp == &RLockType;
+	int r = shval_lock_create(seg->seg, name, recursive ? SHVAL_RLOCK : SHVAL_LOCK, &h);
+	if (r) {
+		seg_error(seg->seg, r);
+		return NULL;
+	}
+	LockObject *l = (LockObject *)lock_wrap(h, seg, recursive, 0);
+	if (!l)
+		return NULL;
+	l->owner = 1;
+	l->owner_pid = getpid();
+	return (PyObject *)l;
+}
+
+/* 1 acquired, 0 not (timeout / non-blocking), -1 error;
+ * nested_ok: 2 if this thread already holds a non-recursive lock (the
+ * library's own calls nest inside it) */
+int acquire_handle2(shval *h, int block, int64_t tmo, int nested_ok)
+{
+	int r = shval_trylock(h);
+	if (r == -EBUSY) {
+		if (!block)
+			return 0;
+		int64_t deadline = tmo < 0 ? -1 : now_ns() + tmo;
+		for (;;) {
+			int64_t slice = LOCK_SLICE_NS;
+			if (deadline >= 0) {
+				int64_t left = deadline - now_ns();
+				if (left <= 0)
+					return 0;
+				if (left < slice)
+					slice = left;
+			}
+			Py_BEGIN_ALLOW_THREADS
+			r = shval_timedlock(h, slice);
+			Py_END_ALLOW_THREADS
+			if (r == SHVAL_EMISUSE && nested_ok)
+				return 2;
+			if (r == SHVAL_EMISUSE && deadline >= 0) {
+				/* a non-recursive lock this thread holds: as
+				 * multiprocessing, time out (a blocking acquire
+				 * raises instead of hanging forever) */
+				struct timespec ts = {0, (long)slice};
+				Py_BEGIN_ALLOW_THREADS
+				nanosleep(&ts, NULL);
+				Py_END_ALLOW_THREADS
+				r = -ETIMEDOUT;
+			}
+			if (r != -ETIMEDOUT)
+				break;
+			if (PyErr_CheckSignals() < 0)
+				return -1;
+		}
+	}
+	if (r == SHVAL_EOWNERDEAD) {
+		if (PyErr_WarnEx(OwnerDiedWarning,
+				 "the previous owner of a shval lock died holding "
+				 "it; the value was rolled back to its last "
+				 "committed state and the lock is now held",
+				 1) < 0) {
+			shval_unlock(h);
+			return -1;
+		}
+		return 1;
+	}
+	if (r) {
+		seg_error(shval_segment(h), r);
+		return -1;
+	}
+	return 1;
+}
+
+int acquire_handle(shval *h, int block, int64_t tmo)
+{
+	return acquire_handle2(h, block, tmo, 0);
+}
+
+PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"block", "timeout", NULL};
+	int block = 1;
+	PyObject *tmo = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO:acquire", kwlist, &block, &tmo))
+		return NULL;
+	int64_t t = timeout_ns(tmo);
+	if (t == -2)
+		return NULL;
+	int r = acquire_handle(l->h, block, t);
+	if (r < 0)
+		return NULL;
+	if (r)
+		note_acquired(l);
+	return PyBool_FromLong(r);
+}
+
+static int release_handle(shval *h, int recursive)
+{
+	int r = shval_unlock(h);
+	if (r == SHVAL_ENOTOWNER) {
+		if (recursive)
+			PyErr_SetString(PyExc_AssertionError,
+					"attempt to release recursive lock not owned by thread");
+		else
+			PyErr_SetString(PyExc_ValueError,
+					"semaphore or lock released too many times");
+		return -1;
+	}
+	if (r) {
+		seg_error(shval_segment(h), r);
+		return -1;
+	}
+	return 0;
+}
+
+PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a))
+{
+	if (release_handle(l->h, Py_IS_TYPE(l, &RLockType)) < 0)
+		return NULL;
+	note_released(l);
+	Py_RETURN_NONE;
+}
+
+PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a))
+{
+	int r = acquire_handle(l->h, 1, -1);
+	if (r < 0)
+		return NULL;
+	note_acquired(l);
+	return PyBool_FromLong(r);
+}
+
+static PyObject *lock_reduce(LockObject *l, PyObject *Py_UNUSED(a))
+{
+	if (check_open(l->seg) < 0)
+		return NULL;
+	PyObject *ref = Py_NewRef((PyObject *)l->seg);
+	l->shared_out = 1;
+	PyObject *mod = PyImport_ImportModule("shval._shval");
+	if (!mod) {
+		Py_DECREF(ref);
+		return NULL;
+	}
+	PyObject *fn = PyObject_GetAttrString(mod, "_rebuild_lock");
+	Py_DECREF(mod);
+	if (!fn) {
+		Py_DECREF(ref);
+		return NULL;
+	}
+	return Py_BuildValue("(N(Nsi))", fn, ref, l->name, Py_IS_TYPE(l, &RLockType));
+}
+
+static PyObject *lock_repr(LockObject *l)
+{
+	return PyUnicode_FromFormat("<shval.%s %s>", Py_IS_TYPE(l, &RLockType) ? "RLock" : "Lock",
+				    l->name);
+}
+
+/* __exit__(*exc_info): METH_FASTCALL, no argument tuple on every `with` */
+static PyObject *lock_exit_fast(LockObject *l, PyObject *const *Py_UNUSED(args),
+				Py_ssize_t Py_UNUSED(n))
+{
+	return lock_release(l, NULL);
+}
+
+static PyMethodDef lock_methods[] = {
+	{"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_VARARGS | METH_KEYWORDS,
+	 "acquire($self, /, block=True, timeout=None)\n--\n\n"
+	 "Take the lock; True when taken, False after timeout seconds or at once\n"
+	 "when block is false.  A dead owner's lock is taken over with\n"
+	 "OwnerDiedWarning."},
+	{"release", (PyCFunction)lock_release, METH_NOARGS,
+	 "release($self, /)\n--\n\nRelease the lock (ValueError / AssertionError if not held)."},
+	{"__enter__", (PyCFunction)lock_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nacquire() for `with`."},
+	{"__exit__", (PyCFunction)(void (*)(void))lock_exit_fast, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\nrelease() for `with`."},
+	{"__reduce__", (PyCFunction)lock_reduce, METH_NOARGS,
+	 "__reduce__($self, /)\n--\n\nPickle by reference (the segment and the lock's name)."},
+	{NULL, NULL, 0, NULL}
+};
+
+PyTypeObject LockType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "shval.Lock",
+	.tp_basicsize = sizeof(LockObject),
+	.tp_dealloc = (destructor)lock_dealloc,
+	.tp_repr = (reprfunc)lock_repr,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Lock(ctx=None)\n--\n\nA non-recursive lock shared between processes.",
+	.tp_methods = lock_methods,
+	.tp_new = lock_new_common,
+};
+
+PyTypeObject RLockType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "shval.RLock",
+	.tp_basicsize = sizeof(LockObject),
+	.tp_dealloc = (destructor)lock_dealloc,
+	.tp_repr = (reprfunc)lock_repr,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "RLock(ctx=None)\n--\n\nA recursive lock shared between processes.",
+	.tp_methods = lock_methods,
+	.tp_new = lock_new_common,
+};

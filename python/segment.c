@@ -1,0 +1,474 @@
+/*
+ * python/segment.c — shval.Segment: a named shared-memory segment of named values.
+ * Part of the CPython extension shval._shval (see shval_py.h).
+ */
+#include "shval_py.h"
+
+/* ------------------------------------------------------------------------ */
+/* Segment                                                                   */
+
+SegObject *seg_wrap(shval_seg *seg, int borrowed)
+{
+	SegObject *s = PyObject_New(SegObject, &SegmentType);
+	if (!s) {
+		if (!borrowed)
+			shval_seg_close(seg);
+		return NULL;
+	}
+	s->seg = seg;
+	s->borrowed = borrowed;
+	s->anon = shval_seg_name(seg)[0] == '\0';
+	s->dev = 0;
+	s->ino = 0;
+	struct stat st;
+	if (fstat(shval_seg_fd(seg), &st) == 0) {
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+	}
+	return s;
+}
+
+PyObject *devino_key(dev_t d, ino_t i)
+{
+	return Py_BuildValue("(KK)", (unsigned long long)d, (unsigned long long)i);
+}
+
+/* The library's anonymous segment as a Segment (borrowed reference). */
+SegObject *anon_segobj(void)
+{
+	shval_seg *seg;
+	int r = shval_anon_segment(&seg);
+	if (r) {
+		set_error(r, shval_errmsg(NULL));
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(shval_seg_fd(seg), &st) != 0) {
+		PyErr_SetFromErrno(PyExc_OSError);
+		return NULL;
+	}
+	PyObject *key = devino_key(st.st_dev, st.st_ino);
+	if (!key)
+		return NULL;
+	PyObject *s = PyDict_GetItemWithError(anon_cache, key);
+	if (s && ((SegObject *)s)->seg == seg) {
+		Py_DECREF(key);
+		return (SegObject *)s;
+	}
+	if (PyErr_Occurred()) {
+		Py_DECREF(key);
+		return NULL;
+	}
+	SegObject *n = seg_wrap(seg, 1);
+	if (!n || PyDict_SetItem(anon_cache, key, (PyObject *)n) < 0) {
+		Py_XDECREF(n);
+		Py_DECREF(key);
+		return NULL;
+	}
+	Py_DECREF(key);
+	Py_DECREF(n); /* the cache holds it */
+	return n;
+}
+
+int check_open(SegObject *s)
+{
+	if (!s->seg) {
+		PyErr_SetString(PyExc_ValueError, "operation on a closed segment");
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Segment type                                                              */
+
+static PyObject *seg_new(PyTypeObject *Py_UNUSED(tp), PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"name", "create", "size", "mode", "temp", "readonly", NULL};
+	const char *name;
+	int create = 0, temp = 0, rdonly = 0;
+	PyObject *size = Py_None;
+	unsigned mode = 0600;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|pOIpp:Segment", kwlist, &name, &create,
+					 &size, &mode, &temp, &rdonly))
+		return NULL;
+	char full[4096];
+	if (name[0] != '/' && strncmp(name, "file:", 5) != 0 &&
+	    strncmp(name, "redis://", 8) != 0 && strncmp(name, "redis+unix://", 13) != 0)
+		snprintf(full, sizeof full, "/%s", name);
+	else
+		snprintf(full, sizeof full, "%s", name);
+	shval_seg_opts o;
+	memset(&o, 0, sizeof o);
+	o.struct_size = sizeof o;
+	o.mode = mode;
+	if (size != Py_None) {
+		o.max_size = PyLong_AsUnsignedLongLong(size);
+		if (o.max_size == (uint64_t)-1 && PyErr_Occurred())
+			return NULL;
+	}
+	unsigned flags = (create ? SHVAL_CREATE : 0) | (temp ? SHVAL_TEMP : 0) |
+			 (rdonly ? SHVAL_RDONLY : 0);
+	shval_seg *seg;
+	int r;
+	Py_BEGIN_ALLOW_THREADS
+	r = shval_seg_open(full, flags, &o, &seg);
+	Py_END_ALLOW_THREADS
+	if (r) {
+		set_error(r, shval_errmsg(NULL));
+		return NULL;
+	}
+	return (PyObject *)seg_wrap(seg, 0);
+}
+
+static void seg_dealloc(SegObject *s)
+{
+	if (!s->borrowed)
+		shval_seg_close(s->seg);
+	PyObject_Free(s);
+}
+
+static PyObject *seg_close(SegObject *s, PyObject *Py_UNUSED(a))
+{
+	if (s->seg && !s->borrowed)
+		shval_seg_close(s->seg);
+	s->seg = NULL;
+	Py_RETURN_NONE;
+}
+
+static PyObject *seg_enter(SegObject *s, PyObject *Py_UNUSED(a))
+{
+	Py_INCREF(s);
+	return (PyObject *)s;
+}
+
+static PyObject *seg_exit(SegObject *s, PyObject *Py_UNUSED(a))
+{
+	return seg_close(s, NULL);
+}
+
+static PyObject *wrap_found(SegObject *s, shval *h)
+{
+	struct shval_info info;
+	int r = shval_info(h, &info);
+	if (r) {
+		shval_close(h);
+		seg_error(s->seg, r);
+		return NULL;
+	}
+	if (info.kind == SHVAL_KIND_LOCK)
+		return lock_wrap(h, s, info.mode == SHVAL_RLOCK, 0);
+	size_t tl = strlen(info.type);
+	int sync = info.mode == SHVAL_RLOCK || info.mode == SHVAL_LOCK;
+	return val_wrap(pick_type(info.kind, tl ? info.type[tl - 1] : 0, sync), h, s, NULL, NULL, NULL, 0);
+}
+
+static PyObject *seg_getitem(SegObject *s, PyObject *key)
+{
+	if (check_open(s) < 0)
+		return NULL;
+	const char *name = PyUnicode_AsUTF8(key);
+	if (!name)
+		return NULL;
+	shval *h;
+	int r = shval_find(s->seg, name, NULL, &h);
+	if (r) {
+		seg_error(s->seg, r);
+		return NULL;
+	}
+	return wrap_found(s, h);
+}
+
+static int seg_delitem(SegObject *s, PyObject *key, PyObject *val)
+{
+	if (val) {
+		PyErr_SetString(PyExc_TypeError, "use seg.value(name, type, init) to create values");
+		return -1;
+	}
+	if (check_open(s) < 0)
+		return -1;
+	const char *name = PyUnicode_AsUTF8(key);
+	if (!name)
+		return -1;
+	int r = shval_remove(s->seg, name);
+	if (r) {
+		seg_error(s->seg, r);
+		return -1;
+	}
+	return 0;
+}
+
+static int seg_contains(SegObject *s, PyObject *key)
+{
+	if (check_open(s) < 0)
+		return -1;
+	const char *name = PyUnicode_AsUTF8(key);
+	if (!name)
+		return -1;
+	shval *h;
+	int r = shval_find(s->seg, name, NULL, &h);
+	if (r == 0) {
+		shval_close(h);
+		return 1;
+	}
+	if (r == SHVAL_ENOTFOUND || r == SHVAL_EBADNAME)
+		return 0;
+	seg_error(s->seg, r);
+	return -1;
+}
+
+static PyObject *seg_names(SegObject *s, PyObject *args)
+{
+	const char *prefix = NULL;
+	if (!PyArg_ParseTuple(args, "|z:names", &prefix))
+		return NULL;
+	if (check_open(s) < 0)
+		return NULL;
+	PyObject *l = PyList_New(0);
+	if (!l)
+		return NULL;
+	uint64_t cur = 0;
+	struct shval_info *info = PyMem_Malloc(sizeof *info);
+	if (!info) {
+		Py_DECREF(l);
+		return PyErr_NoMemory();
+	}
+	int r;
+	while ((r = shval_seg_next(s->seg, &cur, prefix, info)) == 0) {
+		PyObject *n = PyUnicode_FromString(info->name);
+		if (!n || PyList_Append(l, n) < 0) {
+			Py_XDECREF(n);
+			Py_DECREF(l);
+			PyMem_Free(info);
+			return NULL;
+		}
+		Py_DECREF(n);
+	}
+	PyMem_Free(info);
+	if (r != SHVAL_ENOTFOUND) {
+		Py_DECREF(l);
+		seg_error(s->seg, r);
+		return NULL;
+	}
+	return l;
+}
+
+/* find (any mode) or create a named value of type ti */
+static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
+				   const void *init, size_t init_len, PyObject *late_init,
+				   int lock)
+{
+	shval *h;
+	int r = shval_find(s->seg, name, ti->type, &h);
+	int created = 0;
+	if (r == SHVAL_ENOTFOUND) {
+		bool c = false;
+		unsigned mode = lock ? SHVAL_RLOCK : raw_mode(ti->type);
+		Py_BEGIN_ALLOW_THREADS
+		r = shval_find_or_create(s->seg, name, ti->type, mode, init, init_len, &h, &c);
+		Py_END_ALLOW_THREADS
+		created = c;
+	}
+	if (r) {
+		seg_error(s->seg, r);
+		return NULL;
+	}
+	PyObject *v = wrap_found(s, h);
+	if (v && ti->ctype)
+		((ValObject *)v)->ctype = Py_NewRef(ti->ctype);
+	if (v && created && late_init && PyObject_SetAttrString(v, "value", late_init) < 0)
+		Py_CLEAR(v);
+	return v;
+}
+
+static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
+{
+	int lock = 1;
+	if (kw) {
+		PyObject *k, *x;
+		Py_ssize_t pos = 0;
+		while (PyDict_Next(kw, &pos, &k, &x)) {
+			if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, "lock") == 0) {
+				lock = PyObject_IsTrue(x);
+				if (lock < 0)
+					return NULL;
+			} else {
+				PyErr_Format(PyExc_TypeError, "value() got an unexpected keyword argument %R", k);
+				return NULL;
+			}
+		}
+	}
+	Py_ssize_t na = PyTuple_GET_SIZE(args);
+	if (na < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+		PyErr_SetString(PyExc_TypeError, "value(name, typecode=None, *init, lock=True)");
+		return NULL;
+	}
+	if (check_open(s) < 0)
+		return NULL;
+	PyObject *key = PyTuple_GET_ITEM(args, 0);
+	if (na == 1 || PyTuple_GET_ITEM(args, 1) == Py_None)
+		return seg_getitem(s, key);
+	const char *name = PyUnicode_AsUTF8(key);
+	if (!name)
+		return NULL;
+	tinfo ti;
+	if (resolve_type(PyTuple_GET_ITEM(args, 1), &ti, 0) < 0)
+		return NULL;
+	PyObject *rest = PyTuple_GetSlice(args, 2, na);
+	if (!rest)
+		return NULL;
+	PyObject *res = NULL;
+	if (ti.is_ctypes_composite) {
+		PyObject *b = ctypes_init(ti.ctype, rest);
+		if (b) {
+			res = seg_get_or_create(s, name, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), NULL, lock);
+			Py_DECREF(b);
+		}
+	} else if (ti.letter && strlen(ti.type) == 1) {
+		unsigned char b[16] = {0};
+		if (PyTuple_GET_SIZE(rest) > 1)
+			PyErr_SetString(PyExc_TypeError, "a scalar takes at most 1 initializer");
+		else if (PyTuple_GET_SIZE(rest) == 0 || elem_from_py(ti.letter, PyTuple_GET_ITEM(rest, 0), b) == 0)
+			res = seg_get_or_create(s, name, &ti, b, letter_size(ti.letter), NULL, lock);
+	} else {
+		if (PyTuple_GET_SIZE(rest) > 1)
+			PyErr_SetString(PyExc_TypeError, "takes at most 1 initializer");
+		else
+			res = seg_get_or_create(s, name, &ti, NULL, 0,
+						PyTuple_GET_SIZE(rest) ? PyTuple_GET_ITEM(rest, 0) : NULL, lock);
+	}
+	Py_DECREF(rest);
+	return res;
+}
+
+static PyObject *seg_array(SegObject *s, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"name", "typecode", "size_or_initializer", "lock", NULL};
+	const char *name;
+	PyObject *t, *init;
+	int lock = 1;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|$p:array", kwlist, &name, &t, &init, &lock))
+		return NULL;
+	if (check_open(s) < 0)
+		return NULL;
+	tinfo ti;
+	size_t n;
+	PyObject *bytes = array_init(t, init, &ti, &n);
+	if (!bytes)
+		return NULL;
+	Py_ssize_t bl = PyBytes_GET_SIZE(bytes);
+	PyObject *res = seg_get_or_create(s, name, &ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, NULL, lock);
+	Py_DECREF(bytes);
+	return res;
+}
+
+static PyObject *seg_lock(SegObject *s, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"name", "recursive", NULL};
+	const char *name;
+	int recursive = 1;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|p:lock", kwlist, &name, &recursive))
+		return NULL;
+	if (check_open(s) < 0)
+		return NULL;
+	shval *h;
+	int r = shval_find(s->seg, name, NULL, &h);
+	if (r == SHVAL_ENOTFOUND) {
+		r = shval_lock_create(s->seg, name, recursive ? SHVAL_RLOCK : SHVAL_LOCK, &h);
+		if (r == SHVAL_EEXIST)
+			r = shval_find(s->seg, name, NULL, &h);
+	}
+	if (r) {
+		seg_error(s->seg, r);
+		return NULL;
+	}
+	return wrap_found(s, h);
+}
+
+static PyObject *seg_name_get(SegObject *s, void *Py_UNUSED(c))
+{
+	if (check_open(s) < 0)
+		return NULL;
+	return PyUnicode_FromString(shval_seg_name(s->seg));
+}
+
+static PyObject *seg_closed_get(SegObject *s, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(s->seg == NULL);
+}
+
+static PyObject *seg_reduce(SegObject *s, PyObject *Py_UNUSED(a))
+{
+	PyObject *ref = seg_ref(s);
+	if (!ref)
+		return NULL;
+	PyObject *fn = module_attr("_rebuild_segment");
+	if (!fn) {
+		Py_DECREF(ref);
+		return NULL;
+	}
+	return Py_BuildValue("(N(N))", fn, ref);
+}
+
+PyObject *m_rebuild_segment(PyObject *Py_UNUSED(m), PyObject *ref)
+{
+	return (PyObject *)resolve_segref(ref);
+}
+
+static PyObject *seg_repr(SegObject *s)
+{
+	if (!s->seg)
+		return PyUnicode_FromString("<shval.Segment (closed)>");
+	return PyUnicode_FromFormat("<shval.Segment %s>", s->anon ? "(anonymous)" : shval_seg_name(s->seg));
+}
+
+static PyMethodDef seg_methods[] = {
+	{"value", (PyCFunction)(void (*)(void))seg_value, METH_VARARGS | METH_KEYWORDS,
+	 "value($self, name, typecode=None, *init, lock=True)\n--\n\n"
+	 "Find the named value, or create it with typecode and init."},
+	{"array", (PyCFunction)(void (*)(void))seg_array, METH_VARARGS | METH_KEYWORDS,
+	 "array($self, /, name, typecode, size_or_initializer, *, lock=True)\n--\n\n"
+	 "Find or create a named array."},
+	{"lock", (PyCFunction)(void (*)(void))seg_lock, METH_VARARGS | METH_KEYWORDS,
+	 "lock($self, /, name, recursive=True)\n--\n\nFind or create a named shared lock."},
+	{"names", (PyCFunction)seg_names, METH_VARARGS,
+	 "names($self, prefix=None, /)\n--\n\nThe names in the segment (starting with prefix)."},
+	{"close", (PyCFunction)seg_close, METH_NOARGS,
+	 "close($self, /)\n--\n\nClose the segment (values keep their own references)."},
+	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe segment itself, for `with`."},
+	{"__exit__", (PyCFunction)seg_exit, METH_VARARGS,
+	 "__exit__($self, /, *exc_info)\n--\n\nclose() after `with`."},
+	{"__reduce__", (PyCFunction)seg_reduce, METH_NOARGS, REDUCE_DOC},
+	{NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef seg_getset[] = {
+	{"name", (getter)seg_name_get, NULL, "the segment's name", NULL},
+	{"closed", (getter)seg_closed_get, NULL, "True after close()", NULL},
+	{NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyMappingMethods seg_as_mapping = {
+	NULL, (binaryfunc)seg_getitem, (objobjargproc)seg_delitem
+};
+
+static PySequenceMethods seg_as_sequence = {
+	.sq_contains = (objobjproc)seg_contains,
+};
+
+PyTypeObject SegmentType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "shval.Segment",
+	.tp_basicsize = sizeof(SegObject),
+	.tp_dealloc = (destructor)seg_dealloc,
+	.tp_repr = (reprfunc)seg_repr,
+	.tp_as_mapping = &seg_as_mapping,
+	.tp_as_sequence = &seg_as_sequence,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Segment(name, create=False, size=None, mode=0o600, temp=False, readonly=False)\n--\n\n"
+		  "A named shared-memory segment of named values.",
+	.tp_methods = seg_methods,
+	.tp_getset = seg_getset,
+	.tp_new = seg_new,
+};
