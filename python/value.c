@@ -749,7 +749,12 @@ static int val_getbuffer(ValObject *v, Py_buffer *view, int flags)
 {
 	void *p = shval_data(v->h);
 	if (!p) {
-		set_error(SHVAL_ESTALE, "the value was removed");
+		/* a live value without memory (a Redis segment's): EMODE */
+		struct shval_info in;
+		if (shval_info(v->h, &in) == 0)
+			set_error(SHVAL_EMODE, shval_errmsg(shval_segment(v->h)));
+		else
+			set_error(SHVAL_ESTALE, "the value was removed");
 		view->obj = NULL;
 		return -1;
 	}

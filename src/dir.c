@@ -520,6 +520,10 @@ void shval__dir_recount(shval_seg *seg)
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 			     const char *prefix, struct shval_info *info)
 {
+	if (SHVAL__RSEG(seg))
+		return cursor && info
+			       ? shval__r_seg_next(seg, cursor, prefix, info)
+			       : -EINVAL;
 	if (!seg || !cursor || !info)
 		return -EINVAL;
 	shval__hdr *h = seg->hdr;
