@@ -387,6 +387,17 @@ static int give_name(int fd, const char *tmp, const char *path)
 	return r == 0 ? 0 : -errno;
 }
 
+static const char *file_kind(mode_t m)
+{
+	return S_ISFIFO(m)   ? "FIFO"
+	       : S_ISDIR(m)  ? "directory"
+	       : S_ISCHR(m)  ? "character device"
+	       : S_ISBLK(m)  ? "block device"
+	       : S_ISSOCK(m) ? "socket"
+	       : S_ISLNK(m)  ? "symbolic link"
+			     : "special file";
+}
+
 /* Open an existing segment file: validate, map, attach. Returns 1 when the
  * caller should retry (a stale temporary segment was removed). */
 static int seg_attach_fd(shval_seg *seg)
@@ -396,9 +407,17 @@ static int seg_attach_fd(shval_seg *seg)
 	if (fstat(seg->fd, &st) != 0)
 		return shval__failf(NULL, -errno, "segment %s: fstat: %s", what,
 				    strerror(errno));
+	bool shm = seg->kind == SHVAL__SEG_SHM;
 	if (!S_ISREG(st.st_mode))
 		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "segment %s is not a regular file", what);
+				    "segment %s%s%s%s is a %s, not a regular "
+				    "file (refused)",
+				    what, shm ? " (" : "", shm ? seg->path : "",
+				    shm ? ")" : "", file_kind(st.st_mode));
+	/* Opened with O_NONBLOCK (open_existing): back to blocking I/O. */
+	int fl = fcntl(seg->fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		fcntl(seg->fd, F_SETFL, fl & ~O_NONBLOCK);
 	if (st.st_uid != geteuid() && !(seg->flags & SHVAL_FOREIGN))
 		return shval__failf(
 			NULL, SHVAL_EFOREIGN,
@@ -550,8 +569,13 @@ fail:
 static int open_existing(const char *name, int kind, const char *path,
 			 unsigned flags, shval_seg **out)
 {
+	/* O_NONBLOCK: a FIFO (or a device) squatting on the name must not
+	 * block the open; seg_attach_fd refuses whatever is not a regular
+	 * file, then the flag is cleared.  O_NOCTTY: nor become our
+	 * terminal. */
 	int fd = open(path, ((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
-				    O_NOFOLLOW | O_CLOEXEC);
+				    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+				    O_NOCTTY);
 	if (fd < 0) {
 		if (errno == ELOOP)
 			return shval__failf(
