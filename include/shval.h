@@ -405,10 +405,14 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 
 /** Remove a value by name.  Handles to it then get SHVAL_ESTALE; its space
  *  is reused after a second.  If another thread or process is inside a
- *  locked section of the value, remove first waits for it to end (at most
- *  a second).  A lock entry still guarding values is refused
- *  (SHVAL_EMISUSE).  @return 0, SHVAL_ENOTFOUND, SHVAL_EBADNAME,
- *  SHVAL_ERDONLY, SHVAL_EMISUSE. */
+ *  locked section of the value (holds its lock, or the shared lock that
+ *  guards it), remove first waits for it to end, at most a second; a live
+ *  holder that keeps the lock longer gets the removal refused with -EBUSY
+ *  (nothing removed; its message names the holder's thread), so that a
+ *  section's pointers never write into a block reused by another value.
+ *  A dead holder's lock is recovered and the value removed.  A lock entry
+ *  still guarding values is refused (SHVAL_EMISUSE).  @return 0,
+ *  SHVAL_ENOTFOUND, SHVAL_EBADNAME, SHVAL_ERDONLY, SHVAL_EMISUSE, -EBUSY. */
 SHVAL_API int shval_remove(shval_seg *seg, const char *name);
 
 /** Free a handle.  NULL is a no-op; does not remove the value. */

@@ -360,16 +360,28 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 		return r;
 	/* Take the value's lock first (before the segment lock: a section may
 	 * create values, which takes the segment lock), so that nobody is
-	 * mid-section in the block we remove.  Bounded: after a second we go
-	 * on without it (a section that long finishes in the block while it
-	 * waits in limbo), which also rules out deadlocks between sections
-	 * that remove each other's values. */
+	 * mid-section in the block we remove.  Bounded: a live holder that
+	 * keeps it for a second gets the removal refused with -EBUSY (its
+	 * block must not be reused under its writes: a section's pointers
+	 * would land in the next value created there), which also rules out
+	 * deadlocks between sections that remove each other's values.  A
+	 * dead holder's lock is taken (EOWNERDEAD: rolled back). */
 	shval *held = NULL;
 	uint64_t off;
 	if (!(seg->flags & SHVAL_RDONLY) &&
 	    shval__dir_find(seg, name, nlen, &off) == 0 &&
 	    shval__handle_make(seg, off, &held) == 0) {
 		int lr = held->lk ? shval_timedlock(held, SHVAL_SEC) : -1;
+		if (lr == -ETIMEDOUT) {
+			uint32_t tid = shval__mutex_owner(&held->lk->mutex);
+			shval_close(held);
+			return shval__failf(
+				seg, -EBUSY,
+				"segment %s: value %s is locked by thread %u "
+				"(a section in progress for over a second): "
+				"not removed",
+				seg->name, name, (unsigned)tid);
+		}
 		if (lr != 0 && lr != SHVAL_EOWNERDEAD) {
 			shval_close(held);
 			held = NULL;
