@@ -71,7 +71,11 @@
  * - Sizing: each process maps the segment's maximum size (default 1 GiB of
  *   address space, not memory) up front; the segment's backing store grows
  *   as values are created, up to that maximum (SHVAL_EFULL beyond it,
- *   -ENOSPC when the file system is full — never SIGBUS).  A process that
+ *   -ENOSPC when the file system is full — never SIGBUS).  A writable
+ *   open backs the whole file first, so a sparse copy of a segment file
+ *   (cp, rsync -S, a restore) gets -ENOSPC at open, not SIGBUS later; a
+ *   read-only open of one on a tmpfs with less room than its holes gets
+ *   -ENOSPC too (reading a tmpfs hole takes a page).  A process that
  *   shrinks a segment file under others (ftruncate) can still crash them:
  *   only give write access to processes you trust to that extent.
  * - Names: value names are 1..255 bytes of printable ASCII or UTF-8, no

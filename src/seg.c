@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -398,6 +400,57 @@ static const char *file_kind(mode_t m)
 			     : "special file";
 }
 
+/* A writable open backs the whole file, as creation and growth do: a
+ * segment file copied sparsely (cp, rsync -S, a restore) has holes below
+ * its size, and a write there on a full file system would raise SIGBUS
+ * instead of failing.  fallocate(2) itself, not posix_fallocate: glibc's
+ * emulation, where the file system has no fallocate, writes zero bytes
+ * into blocks and could race with a writer of the live segment; there we
+ * cannot do better than before and go on.  Blocks already there are left
+ * as they are (mode 0 does not change the size or the data). */
+static int back_whole(shval_seg *seg, const struct stat *st)
+{
+	if (st->st_size <= 0)
+		return 0;
+	int r;
+	do
+		r = fallocate(seg->fd, 0, 0, st->st_size);
+	while (r != 0 && errno == EINTR);
+	if (r == 0 || errno == EOPNOTSUPP || errno == ENOSYS || errno == ENODEV)
+		return 0;
+	return shval__failf(NULL, -errno,
+			    "segment %s: backing its %lld bytes (holes in a "
+			    "sparse copy?): %s",
+			    seg->name[0] ? seg->name : "(anonymous)",
+			    (long long)st->st_size, strerror(errno));
+}
+
+/* A read-only open cannot back the file.  On tmpfs even a read of a hole
+ * takes a page of the file system (shared mappings get no zero page), so
+ * a sparse copy there is refused when the file system has less room than
+ * its holes (best effort: checked once, at open). */
+static int holes_readable(shval_seg *seg, const struct stat *st)
+{
+	uint64_t have = (uint64_t)st->st_blocks * 512;
+	if (st->st_size <= 0 || have >= (uint64_t)st->st_size)
+		return 0;
+	struct statfs fs;
+	if (fstatfs(seg->fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC)
+		return 0;
+	uint64_t holes = (uint64_t)st->st_size - have;
+	uint64_t room = (uint64_t)fs.f_bavail * (uint64_t)fs.f_bsize;
+	if (room >= holes)
+		return 0;
+	return shval__failf(
+		NULL, -ENOSPC,
+		"segment %s: %llu bytes of it are holes (a sparse "
+		"copy?) and its tmpfs has %llu bytes free: reading "
+		"them would raise SIGBUS (a writable open with room "
+		"backs them)",
+		seg->name[0] ? seg->name : "(anonymous)",
+		(unsigned long long)holes, (unsigned long long)room);
+}
+
 /* Open an existing segment file: validate, map, attach. Returns 1 when the
  * caller should retry (a stale temporary segment was removed). */
 static int seg_attach_fd(shval_seg *seg)
@@ -437,6 +490,10 @@ static int seg_attach_fd(shval_seg *seg)
 		return shval__failf(NULL, n < 0 ? -errno : SHVAL_ECORRUPT,
 				    "segment %s: cannot read header", what);
 	int r = validate_header(&h, (uint64_t)st.st_size, what);
+	if (r)
+		return r;
+	r = (seg->flags & SHVAL_RDONLY) ? holes_readable(seg, &st)
+					: back_whole(seg, &st);
 	if (r)
 		return r;
 	r = seg_map(seg, h.max_size, (uint64_t)st.st_size);

@@ -260,4 +260,151 @@ TEST(check_finds_foreign_lock_block)
 	ASSERT_OK(shval_seg_unlink(name));
 }
 
+/* ---- 4. a sparse segment file on a full file system ---- */
+
+static int write_proc(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, s, strlen(s));
+	int e = errno;
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -e;
+}
+
+/* A mount namespace of our own with a tmpfs of size_k KiB at *dir (a
+ * user namespace too when not root, as test_access does); skips when that
+ * is not possible. */
+static void own_tmpfs(char *dir, unsigned size_k)
+{
+	if (geteuid() != 0) {
+		uid_t uid = geteuid();
+		gid_t gid = getegid();
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			SKIP("no user namespace to mount a tmpfs in: %s",
+			     strerror(errno));
+		char map[64];
+		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid,
+			 (unsigned)uid);
+		ASSERT_EQ(write_proc("/proc/self/uid_map", map), 0);
+		ASSERT_EQ(write_proc("/proc/self/setgroups", "deny"), 0);
+		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid,
+			 (unsigned)gid);
+		ASSERT_EQ(write_proc("/proc/self/gid_map", map), 0);
+	} else if (unshare(CLONE_NEWNS) != 0) {
+		SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		SKIP("make mounts private: %s", strerror(errno));
+	ASSERT(mkdtemp(dir));
+	char opt[32];
+	snprintf(opt, sizeof opt, "size=%uk", size_k);
+	if (mount("tmpfs", dir, "tmpfs", 0, opt) != 0) {
+		rmdir(dir);
+		SKIP("mount tmpfs: %s", strerror(errno));
+	}
+}
+
+struct sparse_arg {
+	const char *name;
+};
+
+static void write_everything(void *p)
+{
+	struct sparse_arg *a = p;
+	shval_seg *s;
+	int r = shval_seg_open(a->name, 0, NULL, &s);
+	if (r) {
+		printf("open: %s\n", shval_errmsg(NULL));
+		_exit(r == -ENOSPC ? 10 : 11);
+	}
+	shval *v;
+	if (shval_find(s, "big", "100000d", &v))
+		_exit(12);
+	static double d[100000];
+	for (int i = 0; i < 100000; i++)
+		d[i] = i + 1;
+	/* the pages of the data are holes: SIGBUS here if not backed */
+	_exit(shval_write(v, d, sizeof d) == 0 ? 0 : 13);
+}
+
+TEST(sparse_copy_full_disk_enospc)
+{
+	/* The segment is built on /tmp, copied sparsely (only the blocks that
+	 * are not all zeros) into a 2 MiB tmpfs, which is then filled up: the
+	 * data of the 800 KB value is a hole the file system has no room
+	 * for.  Before the fix, the writable open succeeded and the first
+	 * write into the hole killed the process with SIGBUS. */
+	char src[] = "/tmp/shvaltest.XXXXXX";
+	ASSERT(mkdtemp(src));
+	char spath[300], sname[320];
+	snprintf(spath, sizeof spath, "%s/seg", src);
+	snprintf(sname, sizeof sname, "file:%s", spath);
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(sname, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	shval *v;
+	ASSERT_OK(shval_create(s, "big", "100000d", 0, NULL, 0, &v));
+	shval_close(v);
+	shval_seg_close(s);
+
+	char dir[] = "/tmp/shvaltest.XXXXXX";
+	own_tmpfs(dir, 2048);
+	char dpath[300], dname[320], filler[300];
+	snprintf(dpath, sizeof dpath, "%s/seg", dir);
+	snprintf(dname, sizeof dname, "file:%s", dpath);
+	snprintf(filler, sizeof filler, "%s/filler", dir);
+	int in = open(spath, O_RDONLY | O_CLOEXEC);
+	int out = open(dpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ASSERT(in >= 0 && out >= 0);
+	static unsigned char blk[4096], zero[4096];
+	off_t off = 0, holes = 0;
+	ssize_t n;
+	while ((n = pread(in, blk, sizeof blk, off)) > 0) {
+		if (memcmp(blk, zero, (size_t)n) != 0)
+			ASSERT_EQ(pwrite(out, blk, (size_t)n, off), n);
+		else
+			holes += n;
+		off += n;
+	}
+	ASSERT_EQ(ftruncate(out, off), 0);
+	close(in);
+	close(out);
+	ASSERT_GT(holes, 700000);
+	unlink(spath);
+	rmdir(src);
+	/* fill the file system */
+	int fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	ASSERT(fd >= 0);
+	while (write(fd, zero, sizeof zero) > 0)
+		;
+	ASSERT_EQ(errno, ENOSPC);
+	close(fd);
+
+	struct sparse_arg a = { dname };
+	int st = in_child(write_everything, &a, 20);
+	if (st == 128 + SIGBUS)
+		FAIL("the writable open of a sparse copy succeeded and a write "
+		     "into a hole raised SIGBUS");
+	ASSERT_EQ(st, 10); /* open: -ENOSPC */
+	/* a read-only open cannot back it: on a full tmpfs, where reading a
+	 * hole takes a page too, it is refused */
+	ASSERT_ERR(shval_seg_open(dname, SHVAL_RDONLY, NULL, &s), -ENOSPC);
+	ASSERT(strstr(shval_errmsg(NULL), "holes"));
+	unlink(filler);
+	/* with room, it reads (a hole reads as zeros) */
+	ASSERT_OK(shval_seg_open(dname, SHVAL_RDONLY, NULL, &s));
+	ASSERT_OK(shval_find(s, "big", "100000d", &v));
+	double x = 1;
+	ASSERT_OK(shval_array_get(v, 5000, 1, &x));
+	ASSERT(x == 0);
+	shval_close(v);
+	shval_seg_close(s);
+	/* the writable open backs it and writes work */
+	ASSERT_EQ(in_child(write_everything, &a, 20), 0);
+	unlink(dpath);
+	umount(dir);
+	rmdir(dir);
+}
+
 TEST_MAIN()
