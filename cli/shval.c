@@ -50,6 +50,7 @@ enum opt_id {
 	O_TIMEOUT,
 	O_COUNT,
 	O_REPAIR,
+	O_FORCE,
 	O_HELP,
 	O_N
 };
@@ -64,7 +65,7 @@ static const struct {
 	[O_LOCK] = { "lock", false },     [O_RLOCK] = { "rlock", false },
 	[O_ATOMIC] = { "atomic", false }, [O_TIMEOUT] = { "timeout", true },
 	[O_COUNT] = { "count", true },    [O_REPAIR] = { "repair", false },
-	[O_HELP] = { "help", false },
+	[O_FORCE] = { "force", false },   [O_HELP] = { "help", false },
 };
 
 #define OPT(x) (1u << (x))
@@ -176,8 +177,12 @@ static const struct cmd cmds[] = {
 	  "prints the result.  Integers wrap modulo the type's width.\n" },
 	{ "rm", cmd_rm, 2, 2, 0, "SEG NAME", "remove a value",
 	  "Removes value NAME from SEG.\n" },
-	{ "unlink", cmd_unlink, 1, 1, 0, "SEG", "remove a segment's name",
-	  "Removes the segment's name; processes that have it open keep it.\n" },
+	{ "unlink", cmd_unlink, 1, 1, OPT(O_FORCE), "SEG [--force]",
+	  "remove a segment's name",
+	  "Removes the segment's name; processes that have it open keep it.\n"
+	  "Only a shval segment is removed: another file of that name is\n"
+	  "refused and left alone.\n"
+	  "  --force  remove the name whatever it is\n" },
 	{ "wait", cmd_wait, 2, 2, OPT(O_TIMEOUT) | OPT(O_JSON),
 	  "SEG NAME [--timeout SEC] [--json]",
 	  "wait until a value changes; print it",
@@ -1314,7 +1319,8 @@ static int cmd_rm(struct args *a)
 
 static int cmd_unlink(struct args *a)
 {
-	int r = shval_seg_unlink(a->pos[0]);
+	int r = shval_seg_unlink_ex(a->pos[0],
+				    has(a, O_FORCE) ? SHVAL_UNLINK_FORCE : 0);
 	return r ? fail(a, NULL, r, NULL) : EX_OK;
 }
 

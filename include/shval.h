@@ -259,8 +259,18 @@ typedef struct shval_seg_opts {
  *  @param[out] out   the segment; set to NULL on failure.
  *  @return 0; -EINVAL (unknown flag, bad opts); SHVAL_EBADNAME; -ENOENT (no
  *  such segment, no SHVAL_CREATE); -EEXIST (SHVAL_EXCL); -EACCES; -ELOOP
- *  (file: path is a symlink); SHVAL_EFOREIGN; SHVAL_ECORRUPT; SHVAL_EVERSION;
- *  -ENOSPC; -ENOMEM; other -errno.
+ *  (file: path is a symlink); SHVAL_EFOREIGN (another user's segment, or
+ *  a file: path through a directory others control, see below);
+ *  SHVAL_ECORRUPT (also: the name is a FIFO, device or other non-regular
+ *  file; the open never blocks on one); SHVAL_EVERSION; -ENOSPC; -ENOMEM;
+ *  other -errno.
+ *  file: paths: every directory on the path (resolved, from "/" down) must
+ *  belong to the caller or root and not be writable by group or others
+ *  unless sticky (like OpenSSH's StrictModes), and every symbolic link
+ *  among the directories as written must belong to the caller or root;
+ *  else SHVAL_EFOREIGN naming the directory (SHVAL_FOREIGN skips the
+ *  check).  Whoever controls a directory on the path could otherwise
+ *  redirect the open, or the creation, elsewhere.
  *  Creation is race-free: of two processes creating the same name at once,
  *  one creates and both end up with the same fully initialised segment.
  *  After a failure there is nothing to close.  Thread-safe. Since 0.1. */
@@ -287,8 +297,20 @@ SHVAL_API const char *shval_seg_name(const shval_seg *seg);
 SHVAL_API int shval_seg_close(shval_seg *seg);
 
 /** Remove a segment's name (shm_unlink / unlink).  Processes that have it
- *  open keep using it.  @return 0, SHVAL_EBADNAME, -ENOENT, -EACCES, ... */
+ *  open keep using it.  Only a shval segment (a regular file starting with
+ *  a segment's magic, of any format version) is removed: anything else is
+ *  refused with SHVAL_ECORRUPT ("not a shval segment") and left alone; a
+ *  symbolic link is removed itself (never its target).  file: paths are
+ *  checked as by shval_seg_open().  @return 0, SHVAL_EBADNAME, -ENOENT,
+ *  -EACCES, SHVAL_ECORRUPT, SHVAL_EFOREIGN, ... */
 SHVAL_API int shval_seg_unlink(const char *name);
+
+#define SHVAL_UNLINK_FORCE \
+	0x100u /**< shval_seg_unlink_ex: remove whatever the name is */
+/** shval_seg_unlink() with flags: SHVAL_UNLINK_FORCE (remove the name even
+ *  if it is not a shval segment), SHVAL_FOREIGN (a file: path through
+ *  directories others control).  Since 0.1. */
+SHVAL_API int shval_seg_unlink_ex(const char *name, unsigned flags);
 
 /** One attached process. */
 typedef struct shval_proc {

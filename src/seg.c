@@ -178,6 +178,102 @@ static int parse_name(const char *name, int *kind, char *path, size_t cap)
 	return 0;
 }
 
+/* ---- paths through directories others control ---- */
+
+/* Is the directory st (at path p) one that only the caller or root
+ * controls?  Like OpenSSH's StrictModes: owned by the caller or by root,
+ * and not writable by group or others unless sticky (/tmp, /dev/shm: there
+ * nobody can rename or remove another's entries).  Stricter than "unless
+ * the caller owns it": a group-writable directory of the caller's own
+ * still lets the group swap its entries. */
+static int dir_safe(const char *name, const char *p, const struct stat *st)
+{
+	uid_t me = geteuid();
+	if (st->st_uid != me && st->st_uid != 0)
+		return shval__failf(NULL, SHVAL_EFOREIGN,
+				    "segment %s: directory %s on its path "
+				    "belongs to uid %u, who could redirect it "
+				    "(pass SHVAL_FOREIGN to open it anyway)",
+				    name, p, (unsigned)st->st_uid);
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX))
+		return shval__failf(
+			NULL, SHVAL_EFOREIGN,
+			"segment %s: directory %s on its path is "
+			"writable by %s (mode %04o) and not sticky: "
+			"others could redirect it (pass "
+			"SHVAL_FOREIGN to open it anyway)",
+			name, p,
+			(st->st_mode & S_IWOTH) ? "others" : "its group",
+			(unsigned)(st->st_mode & 07777));
+	return 0;
+}
+
+/* A file: path must not lead through directories that someone else
+ * could change under us (O_NOFOLLOW covers only the last component):
+ * every symbolic link among the directories as written must belong to
+ * the caller or root, and every directory of the resolved path, from "/"
+ * down, must pass dir_safe.  Once that holds nobody else can swap a
+ * component, so the check and the open that follows do not race. */
+static int check_dirs(const char *name, const char *path)
+{
+	char dir[SHVAL__PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	struct stat st;
+	/* the components as written: links */
+	for (char *q = dir + 1;; q++) {
+		if (*q != '/' && *q != 0)
+			continue;
+		char c = *q;
+		*q = 0;
+		if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) &&
+		    st.st_uid != geteuid() && st.st_uid != 0) {
+			int r = shval__failf(
+				NULL, SHVAL_EFOREIGN,
+				"segment %s: %s on its path is a symbolic "
+				"link of uid %u (pass SHVAL_FOREIGN to open it "
+				"anyway)",
+				name, dir, (unsigned)st.st_uid);
+			*q = c;
+			return r;
+		}
+		*q = c;
+		if (!c)
+			break;
+	}
+	/* the directories as resolved, from the root down */
+	char *real = realpath(dir, NULL);
+	if (!real)
+		return shval__failf(NULL, -errno,
+				    "segment %s: directory %s: %s", name, dir,
+				    strerror(errno));
+	int r = 0;
+	for (char *q = real + 1; r == 0; q++) {
+		if (*q != '/' && *q != 0)
+			continue;
+		char c = *q;
+		*q = 0;
+		const char *p = real[0] ? real : "/";
+		if (stat(p, &st) != 0)
+			r = shval__failf(NULL, -errno,
+					 "segment %s: directory %s: %s", name,
+					 p, strerror(errno));
+		else
+			r = dir_safe(name, p, &st);
+		*q = c;
+		if (!c)
+			break;
+	}
+	free(real);
+	return r;
+}
+
 /* ---- validation ---- */
 
 static int validate_header(const shval__hdr *h, uint64_t fsize,
@@ -733,6 +829,10 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 	if (r)
 		return r;
 
+	if (kind == SHVAL__SEG_FILE && !(flags & SHVAL_FOREIGN) &&
+	    (r = check_dirs(name, path)) != 0)
+		return r;
+
 	shval_seg *seg = NULL;
 	if (kind == SHVAL__SEG_ANON) {
 		r = open_anon(flags, initial, max, &seg);
@@ -833,8 +933,47 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 	return 0;
 }
 
-SHVAL_API int shval_seg_unlink(const char *name)
+/* Does path name a shval segment (any format version or byte order)?
+ * 0, or an error with its message; *st: the file checked. */
+static int is_segment(const char *name, const char *path, struct stat *st)
 {
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+				    O_NOCTTY);
+	if (fd < 0)
+		return shval__failf(NULL, -errno,
+				    "unlink %s: cannot check that it is a "
+				    "shval segment: %s (force to remove it "
+				    "anyway)",
+				    name, strerror(errno));
+	uint64_t magic = 0;
+	int r = 0;
+	if (fstat(fd, st) != 0)
+		r = -errno;
+	else if (!S_ISREG(st->st_mode))
+		r = shval__failf(NULL, SHVAL_ECORRUPT,
+				 "unlink %s: it is a %s, not a shval segment "
+				 "(force to remove it anyway)",
+				 name, file_kind(st->st_mode));
+	else if (pread(fd, &magic, sizeof magic, 0) != sizeof magic ||
+		 (magic != SHVAL__MAGIC && magic != SHVAL__MAGIC_SWAPPED))
+		r = shval__failf(NULL, SHVAL_ECORRUPT,
+				 "unlink %s: not a shval segment (%lld bytes, "
+				 "magic 0x%016llx; force to remove it anyway)",
+				 name, (long long)st->st_size,
+				 (unsigned long long)magic);
+	close(fd);
+	return r;
+}
+
+SHVAL_API int shval_seg_unlink_ex(const char *name, unsigned flags)
+{
+	shval__clear_err(NULL);
+	if (flags & ~(SHVAL_UNLINK_FORCE | SHVAL_FOREIGN))
+		return shval__failf(
+			NULL, -EINVAL,
+			"shval_seg_unlink_ex: unknown flag bits "
+			"0x%x",
+			flags & ~(SHVAL_UNLINK_FORCE | SHVAL_FOREIGN));
 	int kind = SHVAL__SEG_ANON;
 	char path[SHVAL__PATH_MAX];
 	int r = parse_name(name, &kind, path, sizeof path);
@@ -844,10 +983,33 @@ SHVAL_API int shval_seg_unlink(const char *name)
 		return shval__failf(
 			NULL, SHVAL_EBADNAME,
 			"an anonymous segment has no name to unlink");
+	if (kind == SHVAL__SEG_FILE && !(flags & SHVAL_FOREIGN) &&
+	    (r = check_dirs(name, path)) != 0)
+		return r;
+	struct stat st, now;
+	if (lstat(path, &now) != 0)
+		return shval__failf(NULL, -errno, "unlink %s: %s", name,
+				    strerror(errno));
+	/* A symbolic link is removed as it is (its target is untouched). */
+	if (!(flags & SHVAL_UNLINK_FORCE) && !S_ISLNK(now.st_mode)) {
+		if ((r = is_segment(name, path, &st)) != 0)
+			return r;
+		if (lstat(path, &now) != 0 || now.st_dev != st.st_dev ||
+		    now.st_ino != st.st_ino)
+			return shval__failf(NULL, -EAGAIN,
+					    "unlink %s: the name changed while "
+					    "it was checked",
+					    name);
+	}
 	if (unlink(path) != 0)
 		return shval__failf(NULL, -errno, "unlink %s: %s", name,
 				    strerror(errno));
 	return 0;
+}
+
+SHVAL_API int shval_seg_unlink(const char *name)
+{
+	return shval_seg_unlink_ex(name, 0);
 }
 
 /* Cheap consistency of the header's sizes and counters, as a process

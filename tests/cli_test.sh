@@ -526,7 +526,10 @@ EOF
 		ok "ctypes helper: a temporary segment left by a dead process" ||
 		bad "ctypes helper: a temporary segment left by a dead process"
 	run "$BIN" ls
-	[ "$RC" -eq 0 ] && ! grep -q "_tmp" "$OUT" && [ ! -e /dev/shm/shval_cli_test_$$_tmp ] &&
+	# (the exact name: a bare "_tmp" also matched the temporary segments of
+	# other cli_test runs on the machine, alive at that moment)
+	[ "$RC" -eq 0 ] && ! grep -q "^/shval_cli_test_$$_tmp " "$OUT" &&
+		[ ! -e /dev/shm/shval_cli_test_$$_tmp ] &&
 		ok "ls cleans up a dead temporary segment" ||
 		bad "ls cleans up a dead temporary segment" "status $RC" "$(cat "$OUT" "$ERR")"
 else
@@ -538,6 +541,32 @@ fi
 t_ok "new --temp" "" new /shval_cli_test_$$_tmp --temp
 check_true "a temporary segment goes with its last process" \
 	test ! -e /dev/shm/shval_cli_test_$$_tmp
+
+# ---- hostile names and files (issue 11) -------------------------------------
+
+HF=/shval_cli_test_$$_fifo
+mkfifo /dev/shm${HF}
+run "$BIN" ls
+[ "$RC" -eq 0 ] && ! grep -q "_fifo" "$OUT" && ok "ls skips a FIFO squatting in /dev/shm" ||
+	bad "ls skips a FIFO squatting in /dev/shm" "status $RC (124: hung)" "$(cat "$OUT" "$ERR")"
+t_fail "info on a FIFO fails at once" 1 "is a FIFO, not a regular file" info "$HF"
+t_fail "get on a FIFO fails at once" 1 "is a FIFO" get "$HF" x
+t_fail "show on a FIFO fails at once" 1 "is a FIFO" show "$HF"
+t_fail "unlink refuses a FIFO" 1 "not a shval segment" unlink "$HF"
+check_true "the FIFO is still there" test -p /dev/shm${HF}
+t_ok "unlink --force removes it" "" unlink "$HF" --force
+check_true "the FIFO is gone" test ! -e /dev/shm${HF}
+echo "precious" >"$TMPD/plain"
+t_fail "unlink refuses a file that is not a segment" 1 "not a shval segment" unlink "file:$TMPD/plain"
+check_true "the file is still there" test -e "$TMPD/plain"
+t_ok "unlink --force removes it" "" unlink "file:$TMPD/plain" --force
+check_true "the file is gone" test ! -e "$TMPD/plain"
+if [ "$(id -u)" = 0 ]; then
+	mkdir -m 0777 "$TMPD/open" && chmod 0777 "$TMPD/open"
+	t_fail "new through a world-writable directory is refused" 1 "writable by others" new "file:$TMPD/open/seg"
+	check_true "nothing was created there" test ! -e "$TMPD/open/seg"
+	rmdir "$TMPD/open"
+fi
 
 # ---- output errors --------------------------------------------------------
 

@@ -407,4 +407,115 @@ TEST(sparse_copy_full_disk_enospc)
 	rmdir(dir);
 }
 
+/* ---- 12. file: paths through directories others control; unlink ---- */
+
+TEST(paths_through_others_dirs_refused)
+{
+	if (geteuid() != 0)
+		SKIP("needs root to make directories of another user");
+	char top[] = "/tmp/shvaltest.XXXXXX";
+	ASSERT(mkdtemp(top));
+	char d[300], name[400], real[300], lnk[300];
+	snprintf(d, sizeof d, "%s/shared", top);
+	ASSERT_EQ(mkdir(d, 0755), 0);
+	ASSERT_EQ(chmod(d, 0777), 0); /* world-writable, not sticky */
+	snprintf(name, sizeof name, "file:%s/seg", d);
+	shval_seg *s;
+	ASSERT_ERR(shval_seg_open(name, SHVAL_CREATE, NULL, &s),
+		   SHVAL_EFOREIGN);
+	ASSERT(strstr(shval_errmsg(NULL), d));
+	ASSERT(strstr(shval_errmsg(NULL), "writable by others"));
+	char seg[320];
+	snprintf(seg, sizeof seg, "%s/seg", d);
+	ASSERT(!exists(seg)); /* nothing created */
+	/* sticky: others cannot swap our entries */
+	ASSERT_EQ(chmod(d, 01777), 0);
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE, NULL, &s));
+	shval_seg_close(s);
+	/* group-writable, not sticky: refused for reads and writes alike */
+	ASSERT_EQ(chmod(d, 0775), 0);
+	ASSERT_ERR(shval_seg_open(name, SHVAL_RDONLY, NULL, &s),
+		   SHVAL_EFOREIGN);
+	ASSERT(strstr(shval_errmsg(NULL), "its group"));
+	ASSERT_ERR(shval_seg_unlink(name), SHVAL_EFOREIGN);
+	/* SHVAL_FOREIGN opens it anyway */
+	ASSERT_OK(shval_seg_open(name, SHVAL_RDONLY | SHVAL_FOREIGN, NULL, &s));
+	shval_seg_close(s);
+	/* a directory owned by another user, even 0755 */
+	ASSERT_EQ(chmod(d, 0755), 0);
+	ASSERT_EQ(chown(d, 65534, 65534), 0);
+	ASSERT_ERR(shval_seg_open(name, 0, NULL, &s), SHVAL_EFOREIGN);
+	ASSERT(strstr(shval_errmsg(NULL), "belongs to uid 65534"));
+	ASSERT_EQ(chown(d, 0, 0), 0);
+	ASSERT_OK(shval_seg_open(name, 0, NULL, &s));
+	shval_seg_close(s);
+	/* a symbolic link on the path owned by another user */
+	snprintf(real, sizeof real, "%s/real", top);
+	snprintf(lnk, sizeof lnk, "%s/lnk", top);
+	ASSERT_EQ(mkdir(real, 0755), 0);
+	ASSERT_EQ(symlink(real, lnk), 0);
+	snprintf(name, sizeof name, "file:%s/seg", lnk);
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE, NULL, &s)); /* root's */
+	shval_seg_close(s);
+	ASSERT_EQ(lchown(lnk, 65534, 65534), 0);
+	ASSERT_ERR(shval_seg_open(name, 0, NULL, &s), SHVAL_EFOREIGN);
+	ASSERT(strstr(shval_errmsg(NULL), "symbolic link of uid 65534"));
+	/* relative paths are resolved against the working directory */
+	char cwd[300];
+	ASSERT(getcwd(cwd, sizeof cwd));
+	ASSERT_EQ(chdir(d), 0);
+	ASSERT_EQ(chmod(d, 0777), 0);
+	ASSERT_ERR(shval_seg_open("file:seg", 0, NULL, &s), SHVAL_EFOREIGN);
+	ASSERT_EQ(chmod(d, 0755), 0);
+	ASSERT_OK(shval_seg_open("file:seg", 0, NULL, &s));
+	shval_seg_close(s);
+	ASSERT_EQ(chdir(cwd), 0);
+	ASSERT_OK(shval_seg_unlink_ex(name, SHVAL_FOREIGN));
+	snprintf(name, sizeof name, "file:%s/seg", d);
+	ASSERT_OK(shval_seg_unlink(name));
+	unlink(lnk);
+	ASSERT_EQ(rmdir(real), 0);
+	ASSERT_EQ(rmdir(d), 0);
+	ASSERT_EQ(rmdir(top), 0);
+}
+
+TEST(unlink_only_segments)
+{
+	char dir[] = "/tmp/shvaltest.XXXXXX";
+	ASSERT(mkdtemp(dir));
+	char f[300], name[320];
+	snprintf(f, sizeof f, "%s/precious", dir);
+	snprintf(name, sizeof name, "file:%s", f);
+	int fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT(fd >= 0);
+	ASSERT_EQ(write(fd, "not a segment, but data\n", 24), 24);
+	close(fd);
+	ASSERT_ERR(shval_seg_unlink(name), SHVAL_ECORRUPT);
+	ASSERT(strstr(shval_errmsg(NULL), "not a shval segment"));
+	ASSERT(exists(f));
+	ASSERT_OK(shval_seg_unlink_ex(name, SHVAL_UNLINK_FORCE));
+	ASSERT(!exists(f));
+	/* an empty file, a FIFO in /dev/shm */
+	fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	close(fd);
+	ASSERT_ERR(shval_seg_unlink(name), SHVAL_ECORRUPT);
+	ASSERT(exists(f));
+	unlink(f);
+	const char *fifo = test_segname("ufifo");
+	ASSERT_EQ(mkfifo(shm_path(fifo), 0600), 0);
+	ASSERT_ERR(shval_seg_unlink(fifo), SHVAL_ECORRUPT);
+	ASSERT(strstr(shval_errmsg(NULL), "FIFO"));
+	ASSERT(exists(shm_path(fifo)));
+	ASSERT_OK(shval_seg_unlink_ex(fifo, SHVAL_UNLINK_FORCE));
+	ASSERT(!exists(shm_path(fifo)));
+	/* a segment is removed; flags are checked */
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	shval_seg_close(s);
+	ASSERT_ERR(shval_seg_unlink_ex(name, 0x4000), -EINVAL);
+	ASSERT_OK(shval_seg_unlink(name));
+	ASSERT(!exists(f));
+	ASSERT_EQ(rmdir(dir), 0);
+}
+
 TEST_MAIN()
