@@ -212,7 +212,8 @@ static const struct cmd cmds[] = {
 	  "lock: a lock held by a dead process is recovered (the value rolls\n"
 	  "back to its last committed state) and reported; partly written\n"
 	  "values are rewritten whole.  Exit status 1 if problems remain.\n"
-	  "  --repair  recover dead locks and partial values\n"
+	  "  --repair  recover dead locks and partial values, free the attach\n"
+	  "            slots of dead processes\n"
 	  "  --json    one JSON document\n" },
 	{ "help", cmd_help, 0, 1, 0, "[COMMAND]", "show help",
 	  "Shows the list of commands, or the help of COMMAND.\n" },
@@ -1014,8 +1015,19 @@ static int cmd_show(struct args *a)
 	size_t n = 0, cap = 0;
 	uint64_t cursor = 0;
 	int r, rc = EX_OK;
+	bool bad_rows = false; /* reported on stderr; the others are shown */
 	struct shval_info info;
-	while ((r = shval_seg_next(seg, &cursor, prefix, &info)) == 0) {
+	for (;;) {
+		uint64_t was = cursor;
+		r = shval_seg_next(seg, &cursor, prefix, &info);
+		/* a damaged slot: the cursor is past it */
+		if (r == SHVAL_ECORRUPT && cursor > was) {
+			fail(a, NULL, r, seg);
+			bad_rows = true;
+			continue;
+		}
+		if (r)
+			break;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 16;
 			rows = xrealloc(rows, cap * sizeof *rows);
@@ -1037,9 +1049,10 @@ static int cmd_show(struct args *a)
 			}
 			if (r == SHVAL_ESTALE)
 				continue;
-			if (r) {
-				rc = fail(a, info.name, r, seg);
-				break;
+			if (r) { /* only this row fails */
+				fail(a, info.name, r, seg);
+				bad_rows = true;
+				continue;
 			}
 		}
 		n++;
@@ -1110,7 +1123,7 @@ static int cmd_show(struct args *a)
 		free(rows[i].text);
 	free(rows);
 	shval_seg_close(seg);
-	return rc;
+	return rc == EX_OK && bad_rows ? EX_RUNTIME : rc;
 }
 
 /* ---- create, get, set, add, rm, unlink --------------------------------- */
@@ -1599,6 +1612,7 @@ struct problem {
 	char *message;
 	bool error; /* false: a warning, does not fail the check */
 	bool repaired;
+	pid_t pid; /* dead_process: the process */
 };
 
 struct check {
@@ -1626,6 +1640,7 @@ static void problem(struct check *c, const char *value, const char *kind,
 	p->kind = kind;
 	p->error = error;
 	p->repaired = repaired;
+	p->pid = 0;
 }
 
 /* Detail for a failed call: the library's message, else the code's text. */
@@ -1705,12 +1720,14 @@ static int cmd_check(struct args *a)
 		struct procs p;
 		get_procs(seg, &p);
 		for (size_t i = 0; i < p.n; i++)
-			if (!p.list[i].alive)
+			if (!p.list[i].alive) {
 				problem(&c, NULL, "dead_process", false, false,
 					"process %d died while attached; locks it "
 					"held are recovered by the next locker%s",
 					(int)p.list[i].pid,
 					repair ? "" : " (see --repair)");
+				c.p[c.n - 1].pid = p.list[i].pid;
+			}
 		free(p.list);
 		/* The library's deep verification: bounds of every entry, type
 		 * record, lock and list; locks held by dead owners (seen in the
@@ -1724,6 +1741,26 @@ static int cmd_check(struct args *a)
 		if (r && r != SHVAL_ECORRUPT)
 			problem(&c, NULL, "damaged", true, false, "verify: %s",
 				detail(seg, r));
+		if (repair) { /* the repair freed dead processes' slots */
+			get_procs(seg, &p);
+			for (size_t i = 0; i < c.n; i++) {
+				if (!c.p[i].pid)
+					continue;
+				bool still = false;
+				for (size_t k = 0; k < p.n; k++)
+					still |= p.list[k].pid == c.p[i].pid;
+				if (still)
+					continue;
+				c.p[i].repaired = true;
+				free(c.p[i].message);
+				c.p[i].message = xmalloc(80);
+				snprintf(c.p[i].message, 80,
+					 "process %d died while attached; its "
+					 "attach slot freed",
+					 (int)c.p[i].pid);
+			}
+			free(p.list);
+		}
 		uint64_t cursor = 0;
 		struct shval_info info;
 		while ((r = shval_seg_next(seg, &cursor, NULL, &info)) == 0) {

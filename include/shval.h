@@ -355,7 +355,10 @@ SHVAL_API const char *shval_errmsg(const shval_seg *seg);
 	0x2u /**< also fix what can be fixed safely:
                                       take locks left by dead owners (which
                                       rolls their values back), finish
-                                      interrupted removals, recount */
+                                      interrupted removals, recount, free
+                                      the attach slots of processes that
+                                      died attached (reported as repaired
+                                      warnings, code 0) */
 
 /** One finding of shval_seg_verify(). */
 typedef struct shval_problem {
@@ -490,7 +493,9 @@ SHVAL_API int shval_info(shval *v, struct shval_info *info);
  *  SHVAL_ENOTFOUND when there are no more.  Values created or removed
  *  during an iteration may or may not be seen; none is seen twice unless
  *  the directory was resized meanwhile.  -EAGAIN if the directory was
- *  resized a thousand times during one call. */
+ *  resized a thousand times during one call.  SHVAL_ECORRUPT for a damaged
+ *  directory slot or entry: *cursor is then past it, so that a caller may
+ *  report it and go on with the next call. */
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 			     const char *prefix, struct shval_info *info);
 

@@ -635,7 +635,7 @@ static int seg_attach_fd(shval_seg *seg)
 		shval__seg_unlock(seg);
 		return 1;
 	}
-	shval__attach_claim(seg);
+	shval__attach_claim_reaping(seg);
 	shval__seg_unlock(seg);
 	return 0;
 }

@@ -228,6 +228,18 @@ static int walk_list(struct vctx *c, uint64_t head, uint8_t state,
 	return 0;
 }
 
+struct reaped {
+	pid_t pid[SHVAL__ATTACH_CAP];
+	unsigned n;
+};
+
+static void note_reaped(pid_t pid, void *arg)
+{
+	struct reaped *r = arg;
+	if (r->n < SHVAL__ATTACH_CAP)
+		r->pid[r->n++] = pid;
+}
+
 SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			       void (*report)(const shval_problem *, void *),
 			       void *arg, size_t *nproblems)
@@ -412,6 +424,20 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 				(unsigned long long)(brk0 - sizeof(shval__hdr)),
 				fixed ? ": count set" : "");
 		}
+	}
+	if (flags & SHVAL_VERIFY_REPAIR) {
+		/* Attach slots of processes that died attached: a non-TEMP
+		 * segment's table would otherwise fill up for good. */
+		struct reaped rp = { { 0 }, 0 };
+		if (shval__seg_lock(seg) == 0) {
+			shval__attach_reap(seg, note_reaped, &rp);
+			shval__seg_unlock(seg);
+		}
+		for (unsigned i = 0; i < rp.n; i++)
+			problem(&c, 0, NULL, offsetof(shval__hdr, attach), true,
+				"process %d died while attached: its attach "
+				"slot freed",
+				(int)rp.pid[i]);
 	}
 	if ((flags & SHVAL_VERIFY_REPAIR) && c.unrepaired) {
 		/* Counters and interrupted removals: redo them under the lock. */

@@ -30,8 +30,9 @@ BGPIDS=()
 
 cleanup() {
 	for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for s in "$SEG" "$SEG2" /shval_cli_test_$$_tmp /shval_cli_test_$$_ro "$FSEG"; do
-		"$BIN" unlink "$s" >/dev/null 2>&1
+	for s in "$SEG" "$SEG2" /shval_cli_test_$$_tmp /shval_cli_test_$$_ro "$FSEG" \
+		/shval_cli_test_$$_dmg; do
+		"$BIN" unlink --force "$s" >/dev/null 2>&1
 	done
 	rm -rf "$TMPD"
 }
@@ -506,9 +507,10 @@ EOF
 		ok "check reports the dead process and its lock, leaves the lock alone" ||
 		bad "check reports the dead process and its lock, leaves the lock alone" "status $RC" "$(cat "$OUT" "$ERR")"
 	t_ok "check did not touch the value" "42" get "$SEG" held
-	t_json "check --repair recovers the dead lock owner" \
-		'.ok == true and .repaired == 1 and ([.problems[] | select(.kind == "dead_lock_owner" and .value == "held" and .repaired)] | length) == 1' \
+	t_json "check --repair recovers the dead lock owner, frees dead processes' attach slots" \
+		'.ok == true and ([.problems[] | select(.kind == "dead_lock_owner" and .value == "held" and .repaired)] | length) == 1 and ([.problems[] | select(.kind == "dead_process" and .repaired and (.message | test("attach slot freed")))] | length) >= 1 and .repaired == ([.problems[] | select(.repaired)] | length)' \
 		check "$SEG" --repair --json
+	t_json "no dead process attached after --repair" '.dead == 0' info "$SEG" --json
 	t_json "check --repair again: nothing to repair" '.ok == true and .repaired == 0' check "$SEG" --repair --json
 	t_ok "value rolled back to the last commit" "42" get "$SEG" held
 	t_ok "the lock works again" "43" add "$SEG" held 1
@@ -567,6 +569,29 @@ if [ "$(id -u)" = 0 ]; then
 	check_true "nothing was created there" test ! -e "$TMPD/open/seg"
 	rmdir "$TMPD/open"
 fi
+
+# one damaged name fails its row of show, not the others
+DS=/shval_cli_test_$$_dmg
+"$BIN" new "$DS" && "$BIN" create "$DS" alpha q 1 && "$BIN" create "$DS" victim_name q 2 &&
+	"$BIN" create "$DS" omega q 3
+python3 - /dev/shm$DS <<'EOF'
+import mmap, sys
+with open(sys.argv[1], "r+b") as f:
+    m = mmap.mmap(f.fileno(), 0)
+    i = m.find(b"victim_name")
+    assert i > 0
+    m[i:i + 1] = b"W"   # the name no longer matches its directory slot
+EOF
+run "$BIN" show "$DS"
+[ "$RC" -eq 1 ] && grep -q "^alpha " "$OUT" && grep -q "^omega " "$OUT" &&
+	grep -q "^shval: show $DS: segment is damaged" "$ERR" &&
+	ok "show: a damaged entry fails its row only" ||
+	bad "show: a damaged entry fails its row only" "status $RC" "$(cat "$OUT" "$ERR")"
+run "$BIN" show "$DS" --json
+[ "$RC" -eq 1 ] && jq -e '[.values[].name] == ["alpha", "omega"] or [.values[].name] == ["omega", "alpha"]' "$OUT" >/dev/null &&
+	ok "show --json: valid JSON of the readable rows" ||
+	bad "show --json: valid JSON of the readable rows" "status $RC" "$(cat "$OUT" "$ERR")"
+"$BIN" unlink "$DS"
 
 # ---- output errors --------------------------------------------------------
 

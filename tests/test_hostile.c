@@ -518,4 +518,64 @@ TEST(unlink_only_segments)
 	ASSERT_EQ(rmdir(dir), 0);
 }
 
+/* ---- 13. attach slots of killed processes ---- */
+
+static void die_attached(const char *name, int n)
+{
+	for (int i = 0; i < n; i++) {
+		pid_t p = fork();
+		ASSERT(p >= 0);
+		if (p == 0) {
+			shval_seg *s;
+			_exit(shval_seg_open(name, 0, NULL, &s) == 0 ? 0 : 1);
+		}
+		ASSERT_EQ(wait_status(p), 0);
+	}
+}
+
+TEST(dead_attach_slots_freed)
+{
+	const char *name = test_segname("slots");
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	shval_seg_close(s);
+	/* a non-TEMP segment: nobody frees the slots of killed users */
+	die_attached(name, SHVAL__ATTACH_CAP);
+	ASSERT_OK(shval_seg_open(name, SHVAL_RDONLY, NULL, &s));
+	struct shval_seg_info si;
+	ASSERT_OK(shval_seg_info(s, &si));
+	ASSERT_EQ(si.nattached, SHVAL__ATTACH_CAP);
+	ASSERT_EQ(si.nalive, 0);
+	shval_seg_close(s);
+	/* the table is full: a writable open frees the dead ones first */
+	ASSERT_OK(shval_seg_open(name, 0, NULL, &s));
+	ASSERT_OK(shval_seg_info(s, &si));
+	ASSERT_EQ(si.nattached, 1);
+	ASSERT_EQ(si.nalive, 1);
+	size_t n;
+	shval_proc pr[4];
+	ASSERT_OK(shval_seg_procs(s, pr, 4, &n));
+	ASSERT_EQ(n, 1);
+	ASSERT_EQ(pr[0].pid, getpid());
+	/* shval_seg_verify's repair frees them too, reporting each */
+	die_attached(name, 5); /* 2 slots each: the inherited one, its own */
+	ASSERT_OK(shval_seg_info(s, &si));
+	ASSERT_EQ(si.nattached, 11);
+	struct found f = { 0 };
+	ASSERT_OK(shval_seg_verify(s, SHVAL_VERIFY_DEEP, collect, &f, NULL));
+	ASSERT_EQ(f.n, 0); /* without repair: left alone */
+	ASSERT_OK(shval_seg_info(s, &si));
+	ASSERT_EQ(si.nattached, 11);
+	size_t np = 0;
+	ASSERT_OK(shval_seg_verify(s, SHVAL_VERIFY_DEEP | SHVAL_VERIFY_REPAIR,
+				   collect, &f, &np));
+	ASSERT_EQ(f.n, 10);
+	ASSERT_EQ(np, 10);
+	ASSERT(found_has(&f, "died while attached: its attach slot freed"));
+	ASSERT_OK(shval_seg_info(s, &si));
+	ASSERT_EQ(si.nattached, 1);
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
 TEST_MAIN()
