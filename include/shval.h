@@ -632,6 +632,11 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 
 /* ---- Locks and versions ----------------------------------------------- */
 
+/* Timeouts are relative, in nanoseconds: 0 does not wait (one try),
+ * SHVAL_FOREVER (-1) waits forever, any other negative timeout is refused
+ * with -EINVAL (a computed timeout gone negative is a bug, not "forever").
+ * A timeout too far away for the clock waits forever.  (Bindings refuse
+ * NaN and negative floating-point timeouts the same way.) */
 #define SHVAL_SEC 1000000000LL /**< timeouts are in nanoseconds */
 #define SHVAL_MSEC 1000000LL
 #define SHVAL_FOREVER (-1LL)
@@ -654,7 +659,8 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 SHVAL_API int shval_lock(shval *v);
 /** As shval_lock(), but -EBUSY instead of waiting. */
 SHVAL_API int shval_trylock(shval *v);
-/** As shval_lock(), waiting at most timeout_ns (relative); -ETIMEDOUT. */
+/** As shval_lock(), waiting at most timeout_ns (relative); -ETIMEDOUT;
+ *  -EINVAL for a negative timeout other than SHVAL_FOREVER. */
 SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns);
 /** Release; commits changes made through shval_data() (the version moves
  *  and waiters wake).  SHVAL_ENOTOWNER if the caller does not hold it. */
@@ -705,7 +711,8 @@ SHVAL_API uint64_t shval_value_version(shval *v);
 
 /** Sleep until the value's version differs from *seen (then update *seen
  *  and return 0), or timeout_ns passes (-ETIMEDOUT; SHVAL_FOREVER waits
- *  forever).  No polling: a futex.  -EINTR if a signal interrupted it. */
+ *  forever; another negative timeout: -EINVAL).  No polling: a futex.
+ *  -EINTR if a signal interrupted it. */
 SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns);
 
 /** The segment-wide version, for watching every value at once.  It moves

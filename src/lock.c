@@ -797,8 +797,13 @@ SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
 {
 	if (!v)
 		return -EINVAL;
-	if (timeout_ns < 0)
+	if (timeout_ns == SHVAL_FOREVER)
 		return shval_lock(v);
+	if (timeout_ns < 0)
+		return shval__failf(v->seg, -EINVAL,
+				    "shval_timedlock: negative timeout %lld ns "
+				    "(SHVAL_FOREVER, -1, waits forever)",
+				    (long long)timeout_ns);
 	return user_lock(v, rt_deadline(timeout_ns));
 }
 

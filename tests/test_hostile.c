@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
@@ -574,6 +575,46 @@ TEST(dead_attach_slots_freed)
 	ASSERT(found_has(&f, "died while attached: its attach slot freed"));
 	ASSERT_OK(shval_seg_info(s, &si));
 	ASSERT_EQ(si.nattached, 1);
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
+/* ---- 10. timeouts ---- */
+
+TEST(negative_timeouts_refused)
+{
+	const char *name = test_segname("tmo");
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	shval *v;
+	ASSERT_OK(shval_create(s, "v", "q", SHVAL_RLOCK, NULL, 0, &v));
+	uint64_t seen = shval_value_version(v);
+	int64_t bad[] = { -2, -1000000000LL, INT64_MIN };
+	for (int i = 0; i < 3; i++) {
+		ASSERT_ERR(shval_timedlock(v, bad[i]), -EINVAL);
+		ASSERT(strstr(shval_errmsg(s), "negative timeout"));
+		ASSERT_ERR(shval_wait(v, &seen, bad[i]), -EINVAL);
+		ASSERT(strstr(shval_errmsg(s), "shval_wait"));
+		uint64_t ss = shval_seg_version(s);
+		ASSERT_ERR(shval_seg_wait(s, &ss, bad[i]), -EINVAL);
+	}
+	/* 0 tries once; SHVAL_FOREVER and a timeout beyond the clock wait */
+	ASSERT_ERR(shval_wait(v, &seen, 0), -ETIMEDOUT);
+	ASSERT_OK(shval_timedlock(v, 0));
+	ASSERT_OK(shval_unlock(v));
+	ASSERT_OK(shval_timedlock(v, SHVAL_FOREVER));
+	ASSERT_OK(shval_unlock(v));
+	ASSERT_OK(shval_timedlock(v, INT64_MAX));
+	ASSERT_OK(shval_unlock(v));
+	pid_t p = fork();
+	if (p == 0) {
+		usleep(100000);
+		shval_set_i64(v, 5);
+		_exit(0);
+	}
+	ASSERT_OK(shval_wait(v, &seen, INT64_MAX)); /* woken, not a timeout */
+	ASSERT_EQ(wait_status(p), 0);
+	shval_close(v);
 	shval_seg_close(s);
 	ASSERT_OK(shval_seg_unlink(name));
 }
