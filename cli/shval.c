@@ -384,11 +384,47 @@ static void put_display(FILE *f, const char *s, size_t n)
 	}
 }
 
-/* A JSON string literal. */
+/* Length of the well-formed UTF-8 character at s (up to its NUL), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t len;
+	uint32_t cp, min;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07, min = 0x10000;
+	else
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A JSON string literal.  Valid UTF-8 as is; each byte of invalid UTF-8
+ * as \u00XX, as the library's JSON text does (the output stays valid
+ * JSON and UTF-8 whatever a name or path holds). */
 static void put_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		size_t k;
+		if (*p >= 0x80 && (k = utf8_len(p)) > 0) {
+			fwrite(p, 1, k, f);
+			p += k - 1;
+			continue;
+		}
+		if (*p >= 0x80) {
+			fprintf(f, "\\u%04x", *p);
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			fputs("\\\"", f);

@@ -10,6 +10,61 @@
 
 #include "internal.h"
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left) that
+ * encodes a character other than a C1 control (U+0080..U+009F), or 0:
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len;
+	uint32_t cp, min;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    cp <= 0x9f)
+		return 0;
+	return len;
+}
+
+/* Names being created must be printable ASCII or UTF-8 (as documented):
+ * lookups and removals accept any bytes but spaces and controls, so that
+ * a name made before this check, or by a damaged segment, can still be
+ * found and removed. */
+static int check_utf8(shval_seg *seg, const char *name, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)name;
+	for (size_t i = 0; i < n;) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k = utf8_char(p + i, n - i);
+		if (!k)
+			return shval__failf(
+				seg, SHVAL_EBADNAME,
+				"value name: byte 0x%02x at position "
+				"%zu is not part of a well-formed "
+				"UTF-8 character (or is a C1 "
+				"control)",
+				p[i], i);
+		i += k;
+	}
+	return 0;
+}
+
 static int check_name(shval_seg *seg, const char *name, size_t *len)
 {
 	if (!name)
@@ -139,6 +194,8 @@ static int check_create_args(shval_seg *seg, const char *name, const char *type,
 				    "segment %s was opened read-only",
 				    seg->name);
 	int r = check_name(seg, name, nlen);
+	if (r == 0)
+		r = check_utf8(seg, name, *nlen);
 	if (r)
 		return r;
 	shval__err err = { "" };
@@ -424,6 +481,8 @@ SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 				    seg->name);
 	size_t nlen;
 	int r = check_name(seg, name, &nlen);
+	if (r == 0)
+		r = check_utf8(seg, name, nlen);
 	if (r)
 		return r;
 	if ((r = shval__seg_lock(seg)) != 0)

@@ -570,6 +570,16 @@ if [ "$(id -u)" = 0 ]; then
 	rmdir "$TMPD/open"
 fi
 
+# names and paths that are not UTF-8
+t_fail "create refuses a name that is not UTF-8" 1 "UTF-8" create "$SEG" $'bad\xff' q
+t_fail "create refuses a C1 control in a name" 1 "UTF-8" create "$SEG" $'x\xc2\x9b31m' q
+t_ok "create accepts a UTF-8 name" "" create "$SEG" $'caf\xc3\xa9' q 5
+t_json "show --json with a UTF-8 name" '[.values[] | select(.name == "caf\u00e9")] | length == 1' show "$SEG" --json
+U8SEG="file:$TMPD/"$'seg\xff'
+t_ok "new file: segment whose path is not UTF-8" "" new "$U8SEG"
+t_json "info --json of it stays valid JSON" '.segment == "file:'"$TMPD"'/seg\u00ff"' info "$U8SEG" --json
+"$BIN" unlink "$U8SEG"
+
 # one damaged name fails its row of show, not the others
 DS=/shval_cli_test_$$_dmg
 "$BIN" new "$DS" && "$BIN" create "$DS" alpha q 1 && "$BIN" create "$DS" victim_name q 2 &&

@@ -619,4 +619,47 @@ TEST(negative_timeouts_refused)
 	ASSERT_OK(shval_seg_unlink(name));
 }
 
+/* ---- 9. names that are not UTF-8 ---- */
+
+TEST(invalid_utf8_names_refused)
+{
+	const char *name = test_segname("utf8");
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *bad[] = {
+		"a\xff",	     /* not UTF-8 at all */
+		"a\xc3",	     /* truncated */
+		"\xc3(",	     /* bad continuation */
+		"\xc0\xaf",	     /* overlong "/" */
+		"\xe0\x80\xaf",	     /* overlong */
+		"\xed\xa0\x80",	     /* a surrogate */
+		"\xf4\x90\x80\x80",  /* above U+10FFFF */
+		"x\xc2\x9b" "31m",   /* C1 control CSI */
+		"\x80",		     /* a lone continuation byte */
+	};
+	shval *v;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ASSERT_ERR(shval_create(s, bad[i], "q", 0, NULL, 0, &v),
+			   SHVAL_EBADNAME);
+		ASSERT(strstr(shval_errmsg(s), "UTF-8"));
+		ASSERT_ERR(shval_lock_create(s, bad[i], SHVAL_RLOCK, &v),
+			   SHVAL_EBADNAME);
+		ASSERT_ERR(shval_find_or_create(s, bad[i], "q", 0, NULL, 0, &v,
+						NULL),
+			   SHVAL_EBADNAME);
+	}
+	const char *good[] = { "h\xc3\xa9llo", "\xe6\x97\xa5\xe6\x9c\xac",
+			       "\xf0\x9f\x98\x80", "\xef\xbf\xbd",
+			       "\xf4\x8f\xbf\xbf" };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		ASSERT_OK(shval_create(s, good[i], "q", 0, NULL, 0, &v));
+		shval_close(v);
+	}
+	struct shval_seg_info si;
+	ASSERT_OK(shval_seg_info(s, &si));
+	ASSERT_EQ(si.nvalues, 5);
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
 TEST_MAIN()
