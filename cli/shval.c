@@ -357,6 +357,85 @@ static int value_text(shval *v, unsigned flags, char **out, size_t *len)
 	return r;
 }
 
+static size_t utf8_len(const unsigned char *s);
+
+/* get and wait print a string value as its raw bytes, which set takes
+ * back as they are, except when the bytes could not come back through an
+ * argument (a NUL) or would read as the quoted form (a leading quote):
+ * then they print in the quoted form of a struct's string field, "..."
+ * with C escapes, which set parses (src/text.c).  So `set` parses what
+ * `get` prints, for every type. */
+static bool needs_quotes(shval *v, const char *text, size_t len)
+{
+	struct shval_info in;
+	return len > 0 && shval_info(v, &in) == 0 &&
+	       in.kind == SHVAL_KIND_STRING &&
+	       (text[0] == '"' || memchr(text, 0, len));
+}
+
+static void put_quoted(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c >= 0x20 && c < 0x7f)
+			fputc(c, f);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c == 0 &&
+			 !(i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9'))
+			fputs("\\0", f);
+		else if (c >= 0x80 && i + 1 < n &&
+			 (k = utf8_len((const unsigned char *)s + i)) > 0 &&
+			 i + k <= n) {
+			fwrite(s + i, 1, k, f);
+			i += k;
+			continue;
+		} else
+			fprintf(f, "\\x%02x", c);
+		i++;
+	}
+	fputc('"', f);
+}
+
+/* A value's plain or JSON text as get prints it (no newline). */
+static void put_value(FILE *f, shval *v, const char *text, size_t len,
+		      bool json)
+{
+	if (!json && needs_quotes(v, text, len))
+		put_quoted(f, text, len);
+	else
+		fwrite(text, 1, len, f);
+}
+
+/* Set v from text arguments as set does: a string value given in the
+ * quoted form ("..." with C escapes, as get prints some) is unquoted;
+ * everything else is the library's text form.  err: the reason, for
+ * failures found here (else the library's message applies). */
+static int text_set(shval *v, int argc, char **argv, char *err, size_t cap)
+{
+	struct shval_info in;
+	err[0] = 0;
+	if (argc == 1 && argv[0][0] == '"' && shval_info(v, &in) == 0 &&
+	    in.kind == SHVAL_KIND_STRING) {
+		size_t n = strlen(argv[0]), len;
+		unsigned char *b = xmalloc(n);
+		int r = shval__text_unquote(argv[0], b, &len, err, cap);
+		if (r == 0)
+			r = shval_set_str(v, (const char *)b, len);
+		free(b);
+		return r;
+	}
+	return shval_from_text(v, argc, (const char *const *)argv);
+}
+
 /* Write bytes with control characters as C escapes (one-line display). */
 static void put_display(FILE *f, const char *s, size_t n)
 {
@@ -1186,12 +1265,14 @@ static int initial_bytes(struct args *a, const char *type, int argc,
 	}
 	int rc = EX_OK;
 	void *buf = xmalloc(*size);
-	r = shval_from_text(tmp, argc, (const char *const *)argv);
+	char err[256];
+	r = text_set(tmp, argc, argv, err, sizeof err);
 	if (r == 0)
 		r = shval_read(tmp, buf, *size);
 	if (r) {
 		rc = fail_detail(a, a->pos[0], a->pos[1], errtext(r),
-				 shval_errmsg(shval_segment(tmp)));
+				 err[0] ? err
+					: shval_errmsg(shval_segment(tmp)));
 		free(buf);
 		buf = NULL;
 	}
@@ -1258,7 +1339,7 @@ static int cmd_get(struct args *a)
 	if (r) {
 		rc = fail(a, a->pos[1], r, seg);
 	} else {
-		fwrite(text, 1, len, stdout);
+		put_value(stdout, v, text, len, has(a, O_JSON));
 		putchar('\n');
 		free(text);
 	}
@@ -1274,10 +1355,12 @@ static int cmd_set(struct args *a)
 	if (open_value(a, 0, &seg, &v))
 		return EX_RUNTIME;
 	int rc = EX_OK;
-	int r = shval_from_text(v, a->npos - 2,
-				(const char *const *)a->pos + 2);
+	char err[256];
+	int r = text_set(v, a->npos - 2, a->pos + 2, err, sizeof err);
 	if (r)
-		rc = fail(a, a->pos[1], r, seg);
+		rc = err[0] ? fail_detail(a, a->pos[0], a->pos[1], errtext(r),
+					  err)
+			    : fail(a, a->pos[1], r, seg);
 	shval_close(v);
 	shval_seg_close(seg);
 	return rc;
@@ -1425,7 +1508,7 @@ static int cmd_wait(struct args *a)
 		if (r) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
-			fwrite(text, 1, len, stdout);
+			put_value(stdout, v, text, len, has(a, O_JSON));
 			putchar('\n');
 			free(text);
 		}

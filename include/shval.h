@@ -618,7 +618,9 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 /** Set the value from text arguments: a scalar or string takes one
  *  argument; an array takes one per element (exactly count); a struct takes
  *  field=value arguments (unnamed fields by index, "0=..."), fields not
- *  given keep their values.  All arguments are parsed before anything is
+ *  given keep their values; a string field's value that starts with a
+ *  double quote is read in the quoted form shval_to_text prints ("..."
+ *  with \" \\ \n \t \r \0 \xHH), any other as raw bytes.  All arguments are parsed before anything is
  *  written: on error the value is unchanged.  @return 0, SHVAL_EPARSE,
  *  SHVAL_ERANGE, SHVAL_ETOOBIG, SHVAL_ENOFIELD, SHVAL_EINDEX (wrong number
  *  of array elements), SHVAL_ESTALE. */

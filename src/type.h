@@ -193,4 +193,12 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 			   size_t errcap);
 
+/* The quoted form of a string (a struct's string field in plain text, see
+ * text.c): text must be "..." with the escapes \" \\ \n \t \r \0 \xHH
+ * (exactly two hex digits) and no other backslash or bare quote.  The
+ * bytes go to out (room for strlen(text) bytes), their count to *len.
+ * Returns 0 or SHVAL_EPARSE with err. */
+int shval__text_unquote(const char *text, unsigned char *out, size_t *len,
+			char *err, size_t errcap);
+
 #endif

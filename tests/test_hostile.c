@@ -662,4 +662,46 @@ TEST(invalid_utf8_names_refused)
 	ASSERT_OK(shval_seg_unlink(name));
 }
 
+/* ---- 6. text round trip of struct string fields ---- */
+
+TEST(struct_string_field_text_round_trip)
+{
+	shval *v;
+	ASSERT_OK(shval_new("name:16s x:i", SHVAL_RLOCK, NULL, 0, &v));
+	const char *args[] = { "name=\"a\\0b\\x01\\\"q\\\\ \\n\"", "x=3" };
+	ASSERT_OK(shval_from_text(v, 2, args));
+	struct {
+		SHVAL_STR(16) name;
+		int32_t x;
+	} st;
+	ASSERT_OK(shval_read(v, &st, sizeof st));
+	ASSERT_EQ(st.name.len, 9);
+	ASSERT_MEMEQ(st.name.bytes, "a\0b\x01\"q\\ \n", 9);
+	char text[200];
+	ASSERT_OK(shval_to_text(v, 0, text, sizeof text, NULL));
+	ASSERT_STREQ(text, "name=\"a\\0b\\x01\\\"q\\\\ \\n\" x=3");
+	/* what to_text printed parses back to the same bytes */
+	const char *back[] = { "name=\"a\\0b\\x01\\\"q\\\\ \\n\"" };
+	memset(&st, 0, sizeof st);
+	ASSERT_OK(shval_write(v, &st, sizeof st));
+	ASSERT_OK(shval_from_text(v, 1, back));
+	char text2[200];
+	ASSERT_OK(shval_to_text(v, 0, text2, sizeof text2, NULL));
+	ASSERT_STREQ(text2, "name=\"a\\0b\\x01\\\"q\\\\ \\n\" x=0");
+	/* a value without a leading quote is raw bytes, as before */
+	const char *raw[] = { "name=plain \"x\"" };
+	ASSERT_OK(shval_from_text(v, 1, raw));
+	ASSERT_OK(shval_read(v, &st, sizeof st));
+	ASSERT_EQ(st.name.len, 9);
+	/* malformed quoted forms are refused, the value unchanged */
+	const char *bad[] = { "name=\"abc", "name=\"a\"b\"", "name=\"\\q\"",
+			      "name=\"\\x4\"", "name=\"abc\\\"" };
+	for (int i = 0; i < 5; i++) {
+		ASSERT_ERR(shval_from_text(v, 1, &bad[i]), SHVAL_EPARSE);
+		ASSERT_OK(shval_read(v, &st, sizeof st));
+		ASSERT_EQ(st.name.len, 9);
+	}
+	shval_close(v);
+}
+
 TEST_MAIN()
