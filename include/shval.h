@@ -536,7 +536,9 @@ SHVAL_API int shval_set_f64(shval *v, double x);
 
 /** Add delta; *result (may be NULL) receives the new value.  Integer
  *  arithmetic wraps modulo the type's width, as the hardware's atomic add
- *  does.  Atomic values: one hardware atomic.  Locked values: under the
+ *  does; except on a 'u' value (a code point), where a result outside
+ *  0..0x10FFFF (of add, sub, and, or, xor) is SHVAL_ERANGE and the value is
+ *  unchanged (atomic 'u' values use a compare-and-swap loop).  Atomic values: one hardware atomic.  Locked values: under the
  *  lock.  Raw values: unsynchronised.  Float values: exact float add
  *  (a compare-and-swap loop when atomic). */
 SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result);

@@ -154,6 +154,11 @@ int shval__bytes_check(const shval__type *t, size_t off, size_t len,
 		       const void *src, char *err, size_t errcap);
 int shval__type_check(const shval__type *t, const void *data, char *err,
 		      size_t errcap);
+/* Code points ('u' elements) of a stored value within 0..0x10FFFF, for
+ * shval_seg_verify (writes may store any bits: the text form prints those
+ * as \u{HEX}).  0 or SHVAL_ERANGE naming the field and element in err. */
+int shval__codepoints_check(const shval__type *t, const void *data, char *err,
+			    size_t errcap);
 
 /* ---- text (src/text.c) ------------------------------------------------ */
 

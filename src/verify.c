@@ -147,7 +147,10 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 				"type record size %llu / kind %u disagree with \"%s\"",
 				(unsigned long long)size, e->kind, t->canon);
 		else if (shval__type_check(t, (unsigned char *)e + e->data_rel,
-					   err.msg, sizeof err.msg) != 0)
+					   err.msg, sizeof err.msg) != 0 ||
+			 shval__codepoints_check(
+				 t, (unsigned char *)e + e->data_rel, err.msg,
+				 sizeof err.msg) != 0)
 			problem(c, SHVAL_ECORRUPT, e, off, false, "%s",
 				err.msg);
 		shval__type_free(t);

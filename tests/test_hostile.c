@@ -704,4 +704,50 @@ TEST(struct_string_field_text_round_trip)
 	shval_close(v);
 }
 
+/* ---- 11. code points ---- */
+
+TEST(codepoint_add_no_wrap_and_check)
+{
+	const char *name = test_segname("cp");
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	unsigned modes[] = { SHVAL_RLOCK, SHVAL_ATOMIC, SHVAL_RAW };
+	for (int m = 0; m < 3; m++) {
+		char vn[16];
+		snprintf(vn, sizeof vn, "u%d", m);
+		shval *v;
+		ASSERT_OK(shval_create(s, vn, "u", modes[m], NULL, 0, &v));
+		ASSERT_OK(shval_set_i64(v, 0x10fffe));
+		int64_t res;
+		ASSERT_OK(shval_add_i64(v, 1, &res));
+		ASSERT_EQ(res, 0x10ffff);
+		ASSERT_ERR(shval_add_i64(v, 1, &res), SHVAL_ERANGE);
+		ASSERT(strstr(shval_errmsg(s), "out of range"));
+		ASSERT_ERR(shval_add_i64(v, INT64_MAX, &res), SHVAL_ERANGE);
+		ASSERT_ERR(shval_or_u64(v, 0x200000, NULL), SHVAL_ERANGE);
+		int64_t x;
+		ASSERT_OK(shval_get_i64(v, &x));
+		ASSERT_EQ(x, 0x10ffff); /* unchanged */
+		ASSERT_OK(shval_set_i64(v, 3));
+		ASSERT_ERR(shval_sub_i64(v, 4, &res), SHVAL_ERANGE); /* below 0 */
+		ASSERT_OK(shval_sub_i64(v, 3, &res));
+		ASSERT_EQ(res, 0);
+		ASSERT_OK(shval_set_i64(v, 0x10ffff));
+		shval_close(v);
+	}
+	/* a code point above U+10FFFF (written as raw bits) is damage to check */
+	shval *a;
+	ASSERT_OK(shval_create(s, "arr", "c:3u", SHVAL_RLOCK, NULL, 0, &a));
+	uint32_t bad[3] = { 'a', 0x110000, 'b' };
+	ASSERT_OK(shval_write(a, bad, sizeof bad));
+	struct found f = { 0 };
+	ASSERT_ERR(shval_seg_verify(s, SHVAL_VERIFY_DEEP, collect, &f, NULL),
+		   SHVAL_ECORRUPT);
+	ASSERT_EQ(f.n, 1);
+	ASSERT(found_has(&f, "arr: field \"c\": code point element 1 is 0x110000"));
+	shval_close(a);
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
 TEST_MAIN()
