@@ -256,14 +256,21 @@ static void cmd_usage(const struct cmd *c, FILE *f)
 	fprintf(f, "usage: shval %s %s\n", c->name, c->synopsis);
 }
 
+static void put_safe(FILE *f, const char *s);
+
 /* A usage error: message, synopsis, exit status 2. */
 static int usage_error(const struct cmd *c, const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "shval%s%s: ", c ? " " : "", c ? c->name : "");
+	char *msg = NULL;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
+	if (n >= 0) {
+		put_safe(stderr, msg); /* arguments may hold anything */
+		free(msg);
+	}
 	fputc('\n', stderr);
 	if (c) {
 		cmd_usage(c, stderr);
@@ -289,14 +296,24 @@ static const char *errtext(int code)
 static int fail_detail(const struct args *a, const char *seg, const char *value,
 		       const char *text, const char *detail)
 {
+	/* names, paths and the library's message (which quotes them) go
+	 * through put_safe: no terminal control sequence gets through */
 	fprintf(stderr, "shval: %s", a->cmd->name);
-	if (seg)
-		fprintf(stderr, " %s", seg);
-	if (value)
-		fprintf(stderr, " %s", value);
-	fprintf(stderr, ": %s", text);
-	if (detail && detail[0] && !strstr(detail, text))
-		fprintf(stderr, " (%s)", detail);
+	if (seg) {
+		fputc(' ', stderr);
+		put_safe(stderr, seg);
+	}
+	if (value) {
+		fputc(' ', stderr);
+		put_safe(stderr, value);
+	}
+	fputs(": ", stderr);
+	put_safe(stderr, text);
+	if (detail && detail[0] && strcmp(detail, text) != 0) {
+		fputs(" (", stderr);
+		put_safe(stderr, detail);
+		fputc(')', stderr);
+	}
 	fputc('\n', stderr);
 	return EX_RUNTIME;
 }
@@ -358,6 +375,7 @@ static int value_text(shval *v, unsigned flags, char **out, size_t *len)
 }
 
 static size_t utf8_len(const unsigned char *s);
+static size_t utf8_len_n(const unsigned char *s, size_t n);
 
 /* get and wait print a string value as its raw bytes, which set takes
  * back as they are, except when the bytes could not come back through an
@@ -436,11 +454,16 @@ static int text_set(shval *v, int argc, char **argv, char *err, size_t cap)
 	return shval_from_text(v, argc, (const char *const *)argv);
 }
 
-/* Write bytes with control characters as C escapes (one-line display). */
+/* Write bytes with control characters as C escapes (one-line display).
+ * Nothing that a terminal takes as a control reaches it: C0 controls and
+ * DEL, C1 controls (U+0080..U+009F: CSI, OSC...) and bytes that are not
+ * well-formed UTF-8 (a lone 0x9b is CSI to an 8-bit terminal) print as
+ * \xHH; well-formed UTF-8 as is. */
 static void put_display(FILE *f, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		size_t k;
 		switch (c) {
 		case '\n':
 			fputs("\\n", f);
@@ -455,12 +478,42 @@ static void put_display(FILE *f, const char *s, size_t n)
 			fputs("\\0", f);
 			break;
 		default:
-			if (c < 0x20 || c == 0x7f)
+			if (c < 0x20 || c == 0x7f) {
 				fprintf(f, "\\x%02x", c);
-			else
+			} else if (c < 0x80) {
 				fputc(c, f);
+			} else if ((k = utf8_len_n((const unsigned char *)s + i,
+						   n - i)) > 0 &&
+				   !(c == 0xc2 &&
+				     (unsigned char)s[i + 1] < 0xa0)) {
+				fwrite(s + i, 1, k, f);
+				i += k - 1;
+			} else {
+				fprintf(f, "\\x%02x", c);
+			}
 		}
 	}
+}
+
+/* A NUL-terminated string for a terminal (put_display). */
+static void put_safe(FILE *f, const char *s)
+{
+	put_display(f, s, strlen(s));
+}
+
+/* The escaped form of s (put_display), malloc'ed. */
+static char *safe_dup(const char *s)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&out, &len);
+	if (!m) {
+		fprintf(stderr, "shval: out of memory\n");
+		exit(EX_RUNTIME);
+	}
+	put_safe(m, s);
+	fclose(m);
+	return out;
 }
 
 /* Length of the well-formed UTF-8 character at s (up to its NUL), or 0. */
@@ -485,6 +538,15 @@ static size_t utf8_len(const unsigned char *s)
 	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return len;
+}
+
+/* utf8_len for a buffer of n bytes that need not end with a NUL. */
+static size_t utf8_len_n(const unsigned char *s, size_t n)
+{
+	unsigned char b[4] = { 0 };
+	memcpy(b, s, n < 4 ? n : 4);
+	size_t k = utf8_len(b[0] ? b : (const unsigned char *)"");
+	return k <= n ? k : 0;
 }
 
 /* A JSON string literal.  Valid UTF-8 as is; each byte of invalid UTF-8
@@ -530,19 +592,22 @@ static void put_json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* Display width of a UTF-8 string (code points, good enough for names). */
+/* Display width of a string as put_safe shows it (code points of its
+ * escaped form, good enough for names). */
 static size_t width_of(const char *s)
 {
+	char *e = safe_dup(s);
 	size_t w = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
+	for (const char *p = e; *p; p++)
+		if (((unsigned char)*p & 0xc0) != 0x80)
 			w++;
+	free(e);
 	return w;
 }
 
 static void put_padded(const char *s, size_t width)
 {
-	fputs(s, stdout);
+	put_safe(stdout, s);
 	for (size_t w = width_of(s); w < width; w++)
 		fputc(' ', stdout);
 }
@@ -967,8 +1032,10 @@ static int cmd_ls(struct args *a)
 			struct ls_row *row = &rows[i];
 			put_padded(row->name, wname);
 			if (row->error) {
-				printf("  %-13s %6s %5s %4s %8s %5s  %s\n", "-",
-				       "-", "-", "-", "-", "-", row->error);
+				printf("  %-13s %6s %5s %4s %8s %5s  ", "-",
+				       "-", "-", "-", "-", "-");
+				put_safe(stdout, row->error);
+				putchar('\n');
 				continue;
 			}
 			const struct shval_seg_info *s = &row->info;
@@ -1086,7 +1153,9 @@ static int cmd_info(struct args *a)
 		fmt_size(s.used, b2, sizeof b2);
 		fmt_size(s.max_size, b3, sizeof b3);
 		fmt_age(age, agebuf, sizeof agebuf);
-		printf("segment:    %s\n", a->pos[0]);
+		fputs("segment:    ", stdout);
+		put_safe(stdout, a->pos[0]);
+		putchar('\n');
 		printf("format:     %u.%u\n", s.format_major, s.format_minor);
 		printf("size:       %" PRIu64 " (%s)\n", s.size, b1);
 		printf("used:       %" PRIu64 " (%s)\n", s.used, b2);
@@ -1608,7 +1677,8 @@ static int watch_one(struct watch *st, struct watched *e, uint64_t ver_hint,
 			fwrite(text, 1, len, stdout);
 			printf("}\n");
 		} else {
-			printf("%s=", e->name);
+			put_safe(stdout, e->name);
+			putchar('=');
 			put_display(stdout, text, len);
 			putchar('\n');
 		}
@@ -1932,15 +2002,21 @@ static int cmd_check(struct args *a)
 		}
 		printf("%s]}\n", c.n ? "\n" : "");
 	} else {
-		printf("%s: %" PRIu64 " values checked\n", a->pos[0], checked);
-		for (size_t i = 0; i < c.n; i++)
-			printf("%s: %s%s%s%s\n",
+		put_safe(stdout, a->pos[0]);
+		printf(": %" PRIu64 " values checked\n", checked);
+		for (size_t i = 0; i < c.n; i++) {
+			printf("%s: %s",
 			       c.p[i].repaired ? "repaired"
 			       : c.p[i].error  ? "error"
 					       : "warning",
-			       c.p[i].value ? "value " : "",
-			       c.p[i].value ? c.p[i].value : "",
-			       c.p[i].value ? ": " : "", c.p[i].message);
+			       c.p[i].value ? "value " : "");
+			if (c.p[i].value) {
+				put_safe(stdout, c.p[i].value);
+				fputs(": ", stdout);
+			}
+			put_safe(stdout, c.p[i].message);
+			putchar('\n');
+		}
 		if (note)
 			printf("note: %s\n", note);
 		if (errors)

@@ -676,18 +676,48 @@ with open(sys.argv[1], "r+b") as f:
     m = mmap.mmap(f.fileno(), 0)
     i = m.find(b"victim_name")
     assert i > 0
-    m[i:i + 1] = b"W"   # the name no longer matches its directory slot
+    m[i:i + 1] = b"\x1b"  # ESC: no longer matches its directory slot
 EOF
 run "$BIN" show "$DS"
 [ "$RC" -eq 1 ] && grep -q "^alpha " "$OUT" && grep -q "^omega " "$OUT" &&
 	grep -q "^shval: show $DS: segment is damaged" "$ERR" &&
 	ok "show: a damaged entry fails its row only" ||
 	bad "show: a damaged entry fails its row only" "status $RC" "$(cat "$OUT" "$ERR")"
+run "$BIN" check "$DS"
+[ "$RC" -eq 1 ] && grep -q 'value \\x1bictim_name: name does not match' "$OUT" &&
+	! grep -q $'\x1b' "$OUT" "$ERR" &&
+	ok "check shows a damaged name's ESC byte escaped" ||
+	bad "check shows a damaged name's ESC byte escaped" "status $RC" "$(od -c "$OUT" | head -20)"
 run "$BIN" show "$DS" --json
 [ "$RC" -eq 1 ] && jq -e '[.values[].name] == ["alpha", "omega"] or [.values[].name] == ["omega", "alpha"]' "$OUT" >/dev/null &&
 	ok "show --json: valid JSON of the readable rows" ||
 	bad "show --json: valid JSON of the readable rows" "status $RC" "$(cat "$OUT" "$ERR")"
 "$BIN" unlink "$DS"
+
+# terminal escapes in names never reach the terminal raw (issue 11)
+run "$BIN" get "$SEG" $'\e]2;pwned\a'
+[ "$RC" -eq 1 ] && ! grep -q $'\x1b' "$ERR" && grep -qF '\x1b]2;pwned\x07' "$ERR" &&
+	ok "get: an OSC sequence in a name is escaped in the message" ||
+	bad "get: an OSC sequence in a name is escaped in the message" "$(od -c "$ERR" | head)"
+run "$BIN" info $'file:/nonexistent/\e[31mred\xc2\x9b1m'
+[ "$RC" -eq 1 ] && ! grep -q $'\x1b' "$ERR" && ! grep -q $'\xc2\x9b' "$ERR" &&
+	grep -qF '\x1b[31mred\xc2\x9b1m' "$ERR" &&
+	ok "info: ESC and C1 CSI in a path are escaped in the message" ||
+	bad "info: ESC and C1 CSI in a path are escaped in the message" "$(od -c "$ERR" | head)"
+run "$BIN" $'\e[2J'
+[ "$RC" -eq 2 ] && ! grep -q $'\x1b' "$ERR" &&
+	ok "usage error: an ESC in an unknown command is escaped" ||
+	bad "usage error: an ESC in an unknown command is escaped" "$(od -c "$ERR" | head)"
+run "$BIN" set "$SEG" counter $'\e[1m'
+[ "$RC" -eq 1 ] && ! grep -q $'\x1b' "$ERR" &&
+	ok "set: an ESC in a bad value is escaped in the message" ||
+	bad "set: an ESC in a bad value is escaped in the message" "$(od -c "$ERR" | head)"
+
+# the library's detail is kept, also when it repeats the error's text
+run bash -c 'ulimit -v 300000; exec "$0" info "$1"' "$BIN" "$SEG"
+[ "$RC" -eq 1 ] && grep -q "mmap of 1073741824 bytes" "$ERR" &&
+	ok "ENOMEM keeps the library's detail (mmap of N bytes)" ||
+	bad "ENOMEM keeps the library's detail (mmap of N bytes)" "status $RC" "$(cat "$ERR")"
 
 # ---- output errors --------------------------------------------------------
 
