@@ -750,4 +750,53 @@ TEST(codepoint_add_no_wrap_and_check)
 	ASSERT_OK(shval_seg_unlink(name));
 }
 
+/* ---- the damaged-image campaign's find: a lock word with only flag bits */
+
+struct lockw_arg {
+	shval *v;
+	shval_seg *s;
+};
+
+static void lock_it(void *p)
+{
+	struct lockw_arg *a = p;
+	int r = shval_lock(a->v);
+	if (r != SHVAL_EOWNERDEAD)
+		_exit(1);
+	if (shval_unlock(a->v))
+		_exit(2);
+	shval_seg *s2;
+	/* the segment lock too: a writable open takes it */
+	if (shval_seg_open(shval_seg_name(a->s), 0, NULL, &s2))
+		_exit(3);
+	shval_seg_close(s2);
+}
+
+TEST(lock_word_waiters_bit_without_owner)
+{
+	const char *name = test_segname("lockw");
+	shval_seg *s;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	shval *v;
+	ASSERT_OK(shval_create(s, "v", "q", SHVAL_RLOCK, NULL, 0, &v));
+	size_t len;
+	unsigned char *b = map_shm(name, &len);
+	shval__entry *e = entry_of(b, len, "v");
+	shval__lockblk *lk = (shval__lockblk *)(b + e->lock_off);
+	/* FUTEX_WAITERS and no owner: glibc waits for a wake-up nobody sends */
+	__atomic_store_n(&lk->mutex.__data.__lock, (int)0x80000000u,
+			 __ATOMIC_SEQ_CST);
+	__atomic_store_n(&((shval__hdr *)b)->lock.__data.__lock,
+			 (int)0x80000000u, __ATOMIC_SEQ_CST);
+	struct lockw_arg a = { v, s };
+	int st = in_child(lock_it, &a, 10);
+	if (st != 0)
+		FAIL("child status %d%s", st,
+		     st == 128 + SIGALRM ? " (hung on the lock)" : "");
+	munmap(b, len);
+	shval_close(v);
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
 TEST_MAIN()
