@@ -598,3 +598,29 @@ int shval__type_check(const shval__type *t, const void *data, char *err,
 {
 	return shval__bytes_check(t, 0, t->size, data, err, errcap);
 }
+
+int shval__codepoints_check(const shval__type *t, const void *data, char *err,
+			    size_t errcap)
+{
+	const unsigned char *p = data;
+	for (size_t k = 0; k < t->nfields; k++) {
+		const shval__field *f = &t->fields[k];
+		if (f->code != 'u')
+			continue;
+		for (uint32_t i = 0; i < f->count; i++) {
+			uint32_t cp;
+			memcpy(&cp, p + f->offset + (size_t)i * f->elem_size,
+			       sizeof cp);
+			if (cp <= 0x10ffff)
+				continue;
+			if (err && errcap > 0)
+				snprintf(err, errcap,
+					 "%s%s%scode point element %" PRIu32
+					 " is 0x%" PRIX32 ", above U+10FFFF",
+					 f->name[0] ? "field \"" : "", f->name,
+					 f->name[0] ? "\": " : "", i, cp);
+			return SHVAL_ERANGE;
+		}
+	}
+	return 0;
+}
