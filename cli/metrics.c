@@ -13,7 +13,9 @@
  *   "_" ("app.hits" -> "app_hits"; ":" too: colons are for recording
  *   rules), and a leading digit gets a "_" in front.  Label names likewise
  *   ([A-Za-z0-9_], no leading digit, "__" prefix refused).  Label values
- *   are unescaped (\\ \" \n) and escaped again on output.  Labels are
+ *   are unescaped (\\ \" \n, and \xHH for any byte: value names
+ *   cannot hold spaces or control characters) and escaped again on
+ *   output; a label value holding a NUL byte is refused.  Labels are
  *   sorted by name, so {a="1",b="2"} and {b="2",a="1"} are one series.
  * - Type: a string value "BASE#type" holding counter, gauge, histogram or
  *   untyped; without one, a BASE ending in "_total" is a counter and the
@@ -38,6 +40,7 @@
  * value; different values are not one snapshot).
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -228,10 +231,21 @@ static const char *parse_name(const char *name, struct parsed *p)
 					val[k++] = '\n';
 				else if (*c == '\\' || *c == '"')
 					val[k++] = *c;
-				else {
+				else if (*c == 'x' && end - c > 2 &&
+					 isxdigit((unsigned char)c[1]) &&
+					 isxdigit((unsigned char)c[2])) {
+					char hx[3] = { c[1], c[2], 0 };
+					val[k] = (char)strtol(hx, NULL, 16);
+					if (!val[k++]) {
+						free(val);
+						return "a label value holding a "
+						       "NUL byte (\\x00)";
+					}
+					c += 2;
+				} else {
 					free(val);
 					return "a label value has an escape "
-					       "other than \\\\ \\\" \\n";
+					       "other than \\\\ \\\" \\n \\xHH";
 				}
 			} else {
 				val[k++] = *c;
