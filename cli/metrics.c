@@ -80,6 +80,7 @@ struct sample {
 	int type;
 	int mode;
 	bool contrib; /* an @PID/@dead contribution */
+	size_t seq;   /* order of reading: ties go to the first read */
 	const char *help;
 	bool help_owned;
 };
@@ -449,6 +450,7 @@ static void add_sample(struct render *r, const char *family, const char *name,
 	s->type = type;
 	s->mode = m && m->mode >= 0 ? m->mode : M_SUM;
 	s->contrib = contrib;
+	s->seq = r->n - 1;
 	if (m && m->help) {
 		s->help = m->help;
 	} else {
@@ -658,7 +660,9 @@ static int sample_cmp(const void *a, const void *b)
 	if (x->le && y->le && (c = strcmp(x->le, y->le)))
 		return c;
 	/* plain values before contributions, for the clash check */
-	return (int)x->contrib - (int)y->contrib;
+	if (x->contrib != y->contrib)
+		return (int)x->contrib - (int)y->contrib;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static void fmt_num(FILE *f, double v)
