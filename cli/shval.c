@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ext.h" /* export, serve, top: cli/ext.c */
 #include "shval.h"
 #include "type.h" /* letters and text forms: linked statically */
 
@@ -244,6 +245,12 @@ static void usage_table(FILE *f)
 				cmds[i].summary);
 		else
 			fprintf(f, "  %-34s %s\n", left, cmds[i].summary);
+	}
+	for (size_t i = 0; i < shval_ext_ncmds; i++) {
+		char left[128];
+		snprintf(left, sizeof left, "%s %s", shval_ext_cmds[i].name,
+			 shval_ext_cmds[i].synopsis);
+		fprintf(f, "  %-34s %s\n", left, shval_ext_cmds[i].summary);
 	}
 	fprintf(f, "\nSEG is \"/name\" (in " SHM_DIR "), \"file:PATH\" or\n"
 		   "\"redis://[user:password@]host:port/prefix\" (also\n"
@@ -2062,6 +2069,8 @@ static int cmd_help(struct args *a)
 		return EX_OK;
 	}
 	const struct cmd *c = find_cmd(a->pos[0]);
+	if (!c && shval_ext_help(a->pos[0]) == EX_OK)
+		return EX_OK;
 	if (!c)
 		return usage_error(a->cmd, "unknown command '%s'", a->pos[0]);
 	cmd_help_of(c);
@@ -2086,6 +2095,9 @@ int main(int argc, char **argv)
 		name = "help";
 	else if (strcmp(name, "--version") == 0)
 		name = "version";
+	for (size_t i = 0; i < shval_ext_ncmds; i++)
+		if (strcmp(shval_ext_cmds[i].name, name) == 0)
+			return shval_ext_cmds[i].run(argc - 2, argv + 2);
 	const struct cmd *c = find_cmd(name);
 	if (!c)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
