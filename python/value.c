@@ -85,6 +85,7 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->owner = 0;
 	v->owner_pid = 0;
 	v->shared_out = 0;
+	v->fork_mark = 0;
 	v->kind = info.kind;
 	v->mode = info.mode;
 	v->size = info.size;
@@ -133,8 +134,7 @@ void val_dealloc(ValObject *v)
 {
 	if (!v->base) {
 		shval_close(v->h);
-		if (v->owner && !v->shared_out && v->owner_pid == getpid() &&
-		    v->seg && v->seg->seg)
+		if (PRIVATE_OWNED(v))
 			(void)shval_remove(v->seg->seg, v->name);
 	}
 	Py_XDECREF(v->base);
