@@ -194,9 +194,14 @@ static int release_handle(shval *h, int recursive)
 		if (recursive)
 			PyErr_SetString(PyExc_AssertionError,
 					"attempt to release recursive lock not owned by thread");
-		else
+		else /* issue 12 item 11: a robust mutex has an owner */
 			PyErr_SetString(PyExc_ValueError,
-					"semaphore or lock released too many times");
+					"release of a shval.Lock not held by this thread: "
+					"a shval lock is owned by the thread that acquired "
+					"it (a robust mutex, so that its owner's death can "
+					"be recovered) and only that thread can release it; "
+					"for a lock released by another thread or process "
+					"use shval.Semaphore(1)");
 		return -1;
 	}
 	if (r) {

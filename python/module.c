@@ -287,6 +287,20 @@ static PyObject *m_rebuild_value(PyObject *Py_UNUSED(m), PyObject *args)
 	return res;
 }
 
+/* _add_method(type, name, function): put a Python-level method (shval/_aio.py:
+ * wait_async, __aenter__, ...) into one of the module's types. */
+static PyObject *m_add_method(PyObject *Py_UNUSED(m), PyObject *args)
+{
+	PyTypeObject *tp;
+	PyObject *name, *fn;
+	if (!PyArg_ParseTuple(args, "O!UO:_add_method", &PyType_Type, &tp, &name, &fn))
+		return NULL;
+	if (!tp->tp_dict || PyDict_SetItem(tp->tp_dict, name, fn) < 0)
+		return NULL;
+	PyType_Modified(tp);
+	Py_RETURN_NONE;
+}
+
 static PyObject *m_rebuild_lock(PyObject *Py_UNUSED(m), PyObject *args)
 {
 	PyObject *ref;
@@ -337,6 +351,8 @@ static PyMethodDef module_methods[] = {
 	 "Unpickling of a value (internal)."},
 	{"_rebuild_lock", (PyCFunction)m_rebuild_lock, METH_VARARGS,
 	 "_rebuild_lock(segment, name, recursive, /)\n--\n\nUnpickling of a lock (internal)."},
+	{"_add_method", (PyCFunction)m_add_method, METH_VARARGS,
+	 "_add_method(type, name, function, /)\n--\n\nAdd a Python-level method to a type (internal)."},
 	{"_rebuild_segment", (PyCFunction)m_rebuild_segment, METH_O,
 	 "_rebuild_segment(ref, /)\n--\n\nUnpickling of a segment (internal)."},
 	{NULL, NULL, 0, NULL}
