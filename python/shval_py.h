@@ -5,7 +5,8 @@
  * Modules/_multiprocessing/: one file per type and this header for what
  * the files share.
  *   module.c    module functions (Value, Array, RawValue, ...), init
- *   create.c    creation of values in the anonymous segment
+ *   create.c    creation of values in anonymous segments (their own, or
+ *               a per-process pool: lifetime and sizes, issue 12)
  *   convert.c   errors, element conversion, type resolution (ctypes)
  *   segment.c   shval.Segment
  *   lock.c      shval.Lock / shval.RLock

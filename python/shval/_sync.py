@@ -181,8 +181,12 @@ class Condition:
                 return True
 
     def wait(self, timeout=None):
-        self._waiting.add(1)
-        depth = self._release_all()
+        self._waiting.add(1)           # under the lock: no notify is lost
+        try:
+            depth = self._release_all()
+        except BaseException:
+            self._waiting.add(-1)
+            raise
         deadline = _deadline(timeout)
         got = False
         try:

@@ -65,6 +65,15 @@ def test_condition_notify_one_and_timeout():
     th.join(TIMEOUT)
     assert got == [True]
     assert cond._waiting.value == 0 and cond._tokens.value == 0
+    with pytest.raises(RuntimeError, match='un-acquired'):
+        cond.wait(0.01)
+    assert cond._waiting.value == 0
+    rc = shval.Condition(shval.RLock())
+    with rc, rc:                              # held twice: released twice
+        assert rc.wait(0.01) is False
+        rc.notify()                           # still held twice afterwards
+    with pytest.raises(AssertionError):
+        rc.release()
 
 
 def test_standard_condition_refuses_but_threading_accepts():
