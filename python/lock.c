@@ -64,6 +64,7 @@ PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 	l->owner = 0;
 	l->owner_pid = 0;
 	l->shared_out = 0;
+	l->fork_mark = 0;
 	l->own_value_lock = own_value_lock;
 	l->holder = 0;
 	l->holder_gen = 0;
@@ -78,8 +79,7 @@ PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 static void lock_dealloc(LockObject *l)
 {
 	shval_close(l->h);
-	if (l->owner && !l->shared_out && l->owner_pid == getpid() && l->seg &&
-	    l->seg->seg)
+	if (PRIVATE_OWNED(l))
 		(void)shval_remove(l->seg->seg, l->name); /* EMISUSE if in use */
 	Py_XDECREF(l->seg);
 	PyObject_Free(l);
@@ -91,23 +91,18 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	PyObject *ctx = NULL;
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:Lock", kwlist, &ctx))
 		return NULL;
-	SegObject *seg = anon_segobj();
-	if (!seg)
-		return NULL;
-	char name[64];
-	snprintf(name, sizeof name, "pylock.%ld.%lu", (long)getpid(), ++name_counter);
 	shval *h;
+	SegObject *seg;
 	int recursive = tp == &RLockType;
-	int r = shval_lock_create(seg->seg, name, recursive ? SHVAL_RLOCK : SHVAL_LOCK, &h);
-	if (r) {
-		seg_error(seg->seg, r);
+	if (anon_lock_create(recursive, &h, &seg) < 0)
 		return NULL;
-	}
 	LockObject *l = (LockObject *)lock_wrap(h, seg, recursive, 0);
+	Py_DECREF(seg); /* l holds it */
 	if (!l)
 		return NULL;
 	l->owner = 1;
 	l->owner_pid = getpid();
+	l->fork_mark = fork_count;
 	return (PyObject *)l;
 }
 
@@ -199,9 +194,14 @@ static int release_handle(shval *h, int recursive)
 		if (recursive)
 			PyErr_SetString(PyExc_AssertionError,
 					"attempt to release recursive lock not owned by thread");
-		else
+		else /* issue 12 item 11: a robust mutex has an owner */
 			PyErr_SetString(PyExc_ValueError,
-					"semaphore or lock released too many times");
+					"release of a shval.Lock not held by this thread: "
+					"a shval lock is owned by the thread that acquired "
+					"it (a robust mutex, so that its owner's death can "
+					"be recovered) and only that thread can release it; "
+					"for a lock released by another thread or process "
+					"use shval.Semaphore(1)");
 		return -1;
 	}
 	if (r) {

@@ -208,36 +208,11 @@ SegObject *resolve_segref(PyObject *ref)
 	unsigned long long dev, ino;
 	if (!PyArg_ParseTuple(ref, "OKK:segref", &dup, &dev, &ino))
 		return NULL;
-	if (!anon_segobj()) /* registers our own anonymous segment */
-		return NULL;
 	PyObject *key = devino_key((dev_t)dev, (ino_t)ino);
 	if (!key)
 		return NULL;
-	PyObject *tpmod = PyObject_GetAttrString((PyObject *)Py_TYPE(dup), "__module__");
-	int from_sharer = tpmod && PyUnicode_Check(tpmod) &&
-			  PyUnicode_CompareWithASCIIString(tpmod, "multiprocessing.resource_sharer") == 0;
-	Py_XDECREF(tpmod);
-	PyErr_Clear();
-	PyObject *s = PyDict_GetItemWithError(anon_cache, key);
-	if (s) {
-		Py_INCREF(s);
-		Py_DECREF(key);
-		if (from_sharer) { /* release the sender's copy */
-			PyObject *fd = PyObject_CallMethod(dup, "detach", NULL);
-			if (fd) {
-				long f = PyLong_AsLong(fd);
-				if (f >= 0)
-					close((int)f);
-				Py_DECREF(fd);
-			}
-			PyErr_Clear();
-		}
-		return (SegObject *)s;
-	}
-	if (PyErr_Occurred()) {
-		Py_DECREF(key);
-		return NULL;
-	}
+	/* The fd is taken in every case: a passed fd (spawn, forkserver) or
+	 * the sender's copy (resource_sharer) is not left behind. */
 	PyObject *fdo = PyObject_CallMethod(dup, "detach", NULL);
 	if (!fdo) {
 		Py_DECREF(key);
@@ -249,22 +224,30 @@ SegObject *resolve_segref(PyObject *ref)
 		Py_DECREF(key);
 		return NULL;
 	}
-	shval_seg *seg;
-	int r = shval_seg_open_fd((int)fd, 0, &seg);
-	if (from_sharer)
-		close((int)fd);
-	if (r) {
-		set_error(r, shval_errmsg(NULL));
+	SegObject *s = anon_cache_get(key); /* weak: see segment.c */
+	if (s && s->seg) {
 		Py_DECREF(key);
-		return NULL;
+		if (fd != shval_seg_fd(s->seg)) /* never our own */
+			close((int)fd);
+		return s;
 	}
-	SegObject *so = seg_wrap(seg, 0);
-	if (!so || PyDict_SetItem(anon_cache, key, (PyObject *)so) < 0) {
-		Py_XDECREF(so);
+	Py_XDECREF(s);
+	if (PyErr_Occurred()) {
 		Py_DECREF(key);
+		close((int)fd);
 		return NULL;
 	}
 	Py_DECREF(key);
+	shval_seg *seg;
+	int r = shval_seg_open_fd((int)fd, 0, &seg);
+	close((int)fd); /* shval_seg_open_fd keeps its own duplicate */
+	if (r) {
+		set_error(r, shval_errmsg(NULL));
+		return NULL;
+	}
+	SegObject *so = seg_wrap(seg, 0);
+	if (so && anon_cache_put(so) < 0)
+		Py_CLEAR(so);
 	return so;
 }
 
@@ -302,6 +285,20 @@ static PyObject *m_rebuild_value(PyObject *Py_UNUSED(m), PyObject *args)
 				 lock == Py_None ? NULL : lock, extlock);
 	Py_DECREF(seg);
 	return res;
+}
+
+/* _add_method(type, name, function): put a Python-level method (shval/_aio.py:
+ * wait_async, __aenter__, ...) into one of the module's types. */
+static PyObject *m_add_method(PyObject *Py_UNUSED(m), PyObject *args)
+{
+	PyTypeObject *tp;
+	PyObject *name, *fn;
+	if (!PyArg_ParseTuple(args, "O!UO:_add_method", &PyType_Type, &tp, &name, &fn))
+		return NULL;
+	if (!tp->tp_dict || PyDict_SetItem(tp->tp_dict, name, fn) < 0)
+		return NULL;
+	PyType_Modified(tp);
+	Py_RETURN_NONE;
 }
 
 static PyObject *m_rebuild_lock(PyObject *Py_UNUSED(m), PyObject *args)
@@ -354,6 +351,8 @@ static PyMethodDef module_methods[] = {
 	 "Unpickling of a value (internal)."},
 	{"_rebuild_lock", (PyCFunction)m_rebuild_lock, METH_VARARGS,
 	 "_rebuild_lock(segment, name, recursive, /)\n--\n\nUnpickling of a lock (internal)."},
+	{"_add_method", (PyCFunction)m_add_method, METH_VARARGS,
+	 "_add_method(type, name, function, /)\n--\n\nAdd a Python-level method to a type (internal)."},
 	{"_rebuild_segment", (PyCFunction)m_rebuild_segment, METH_O,
 	 "_rebuild_segment(ref, /)\n--\n\nUnpickling of a segment (internal)."},
 	{NULL, NULL, 0, NULL}

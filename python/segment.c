@@ -33,41 +33,45 @@ PyObject *devino_key(dev_t d, ino_t i)
 	return Py_BuildValue("(KK)", (unsigned long long)d, (unsigned long long)i);
 }
 
-/* The library's anonymous segment as a Segment (borrowed reference). */
-SegObject *anon_segobj(void)
+/* anon_cache maps an anonymous segment's (st_dev, st_ino) to the address
+ * of its Segment object (an int): a weak map, so that the cache never keeps
+ * a segment mapped (issue 12: the kernel frees a memfd when its last holder
+ * closes it); seg_dealloc takes the entry out. */
+SegObject *anon_cache_get(PyObject *key)
 {
-	shval_seg *seg;
-	int r = shval_anon_segment(&seg);
-	if (r) {
-		set_error(r, shval_errmsg(NULL));
+	PyObject *a = PyDict_GetItemWithError(anon_cache, key);
+	if (!a)
 		return NULL;
-	}
-	struct stat st;
-	if (fstat(shval_seg_fd(seg), &st) != 0) {
-		PyErr_SetFromErrno(PyExc_OSError);
+	SegObject *s = PyLong_AsVoidPtr(a);
+	if (!s)
 		return NULL;
-	}
-	PyObject *key = devino_key(st.st_dev, st.st_ino);
-	if (!key)
-		return NULL;
-	PyObject *s = PyDict_GetItemWithError(anon_cache, key);
-	if (s && ((SegObject *)s)->seg == seg) {
-		Py_DECREF(key);
-		return (SegObject *)s;
-	}
-	if (PyErr_Occurred()) {
-		Py_DECREF(key);
-		return NULL;
-	}
-	SegObject *n = seg_wrap(seg, 1);
-	if (!n || PyDict_SetItem(anon_cache, key, (PyObject *)n) < 0) {
-		Py_XDECREF(n);
-		Py_DECREF(key);
-		return NULL;
-	}
-	Py_DECREF(key);
-	Py_DECREF(n); /* the cache holds it */
-	return n;
+	Py_INCREF(s);
+	return s;
+}
+
+int anon_cache_put(SegObject *s)
+{
+	PyObject *key = devino_key(s->dev, s->ino);
+	PyObject *addr = key ? PyLong_FromVoidPtr(s) : NULL;
+	int r = addr ? PyDict_SetItem(anon_cache, key, addr) : -1;
+	Py_XDECREF(key);
+	Py_XDECREF(addr);
+	return r;
+}
+
+void anon_cache_forget(SegObject *s)
+{
+	if (!s->anon || !anon_cache)
+		return;
+	PyObject *et, *ev, *tb;
+	PyErr_Fetch(&et, &ev, &tb);
+	PyObject *key = devino_key(s->dev, s->ino);
+	PyObject *a = key ? PyDict_GetItemWithError(anon_cache, key) : NULL;
+	if (a && PyLong_AsVoidPtr(a) == (void *)s)
+		(void)PyDict_DelItem(anon_cache, key);
+	Py_XDECREF(key);
+	PyErr_Clear();
+	PyErr_Restore(et, ev, tb);
 }
 
 int check_open(SegObject *s)
@@ -123,6 +127,7 @@ static PyObject *seg_new(PyTypeObject *Py_UNUSED(tp), PyObject *args, PyObject *
 
 static void seg_dealloc(SegObject *s)
 {
+	anon_cache_forget(s);
 	if (!s->borrowed)
 		shval_seg_close(s->seg);
 	PyObject_Free(s);

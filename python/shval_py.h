@@ -5,7 +5,8 @@
  * Modules/_multiprocessing/: one file per type and this header for what
  * the files share.
  *   module.c    module functions (Value, Array, RawValue, ...), init
- *   create.c    creation of values in the anonymous segment
+ *   create.c    creation of values in anonymous segments (their own, or
+ *               a per-process pool: lifetime and sizes, issue 12)
  *   convert.c   errors, element conversion, type resolution (ctypes)
  *   segment.c   shval.Segment
  *   lock.c      shval.Lock / shval.RLock
@@ -115,6 +116,7 @@ typedef struct {
 	unsigned long holder_gen;
 	unsigned depth;
 	char name[SHVAL_NAME_MAX + 1];
+	unsigned long fork_mark; /* fork_count at creation (create.c) */
 } LockObject;
 
 typedef struct {
@@ -140,9 +142,16 @@ typedef struct {
 	size_t nfields;
 	char name[SHVAL_NAME_MAX + 1];
 	char type[SHVAL_TYPE_MAX + 1];
+	unsigned long fork_mark; /* fork_count at creation (create.c) */
 } ValObject;
 
 #define LOCKED(v) ((v)->mode == SHVAL_RLOCK || (v)->mode == SHVAL_LOCK)
+
+/* Created here, never pickled, no fork since: no other process can hold
+ * it, so its entry is removed when the object goes (create.c). */
+#define PRIVATE_OWNED(o)                                              \
+	((o)->owner && !(o)->shared_out && (o)->owner_pid == getpid() && \
+	 (o)->fork_mark == fork_count && (o)->seg && (o)->seg->seg)
 
 /* Calls on locked values: take the lock first through acquire_handle()
  * (uncontended: a trylock, no GIL release; contended: waits with the GIL
@@ -190,7 +199,9 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only);
 /* segment.c */
 SegObject *seg_wrap(shval_seg *seg, int borrowed);
 PyObject *devino_key(dev_t d, ino_t i);
-SegObject *anon_segobj(void);
+SegObject *anon_cache_get(PyObject *key);
+int anon_cache_put(SegObject *s);
+void anon_cache_forget(SegObject *s);
 int check_open(SegObject *s);
 PyObject *m_rebuild_segment(PyObject *Py_UNUSED(m), PyObject *ref);
 
@@ -250,6 +261,8 @@ int arr_value_set(ValObject *v, PyObject *o);
 /* create.c */
 int parse_lock(PyObject *lock, enum lockmode *m);
 unsigned raw_mode(const char *type);
+extern unsigned long fork_count;
+int anon_lock_create(int recursive, shval **h, SegObject **segp);
 PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj);
 PyObject *ctypes_init(PyObject *ctype, PyObject *args);

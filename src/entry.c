@@ -167,11 +167,20 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	if (t && (r = shval__type_intern(seg, t, &tline)) != 0)
 		return r;
 	uint64_t eoff;
+	uint64_t brk0 = h->brk;
 	r = shval__alloc(seg, nlines, &eoff);
 	if (r)
 		return r;
 	unsigned char *b = shval__at(seg, eoff);
-	memset(b, 0, nlines * SHVAL__LINE);
+	/* A block carved past the old brk has never been written since the
+	 * file grew (posix_fallocate gives zeros): the data of a big value
+	 * there is not cleared again, so that creating a multi-GiB value
+	 * does not write (and wait for) every page of it.  Blocks from the
+	 * free lists and small values are cleared whole. */
+	size_t clear = nlines * SHVAL__LINE;
+	if (eoff >= brk0 && t && t->size > SHVAL__UNDO_MAX && !init)
+		clear = (size_t)data_rel;
+	memset(b, 0, clear);
 	shval__entry *e = (shval__entry *)b;
 	e->mode = (uint8_t)(mode >> 8);
 	e->kind = t ? t->kind : SHVAL_KIND_LOCK;

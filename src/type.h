@@ -14,7 +14,8 @@
  *   ("1d" is an array of one, distinct from the scalar "d").
  * Rules: either every field is named or none is; names are unique; byte
  * order / alignment prefixes (@ = < > !) are rejected; total size and every
- * count are limited (size <= 1 GiB, canonical text <= SHVAL_TYPE_MAX).
+ * count are limited (size <= 256 GiB, count <= UINT32_MAX, canonical text
+ * <= SHVAL_TYPE_MAX).
  *
  * Canonical form: fields separated by exactly one space, "name:" prefix when
  * named, count in decimal when present ("16s", "100d").  Parsing a canonical
