@@ -44,7 +44,9 @@ setup(
     libraries=[('shval_static', {
         'sources': library_sources(),
         'include_dirs': [INCLUDE],
-        'macros': [('SHVAL_BUILDING', None), ('_GNU_SOURCE', None)],
+        'macros': [('SHVAL_BUILDING', None), ('_GNU_SOURCE', None),
+                   # src/remote.c embeds its Lua functions (.incbin)
+                   ('SHVAL_LUA_PATH', '"%s"' % os.path.join(SRC, 'remote.lua'))],
         'cflags': WARN + TLS + ['-fPIC', '-fvisibility=hidden'],
     })],
     ext_modules=[Extension(
@@ -52,7 +54,7 @@ setup(
         sources=BINDING,
         include_dirs=[INCLUDE, SRC],
         extra_compile_args=WARN + ['-fvisibility=hidden'],
-        libraries=['shval_static', 'm'],
+        libraries=['shval_static', 'hiredis', 'm'],
         extra_link_args=['-pthread', '-Wl,--exclude-libs,ALL'],
     )],
 )
