@@ -860,16 +860,21 @@ static inline int shval__read_inline(shval *v, void *buf, size_t cap)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
 	if (v && (f->flags & SHVAL__F_SEQREAD) && f->size == cap && buf) {
+		/* The handle's fields in registers before the copy (buf may
+		 * alias the handle, as far as the compiler knows). */
+		const uint64_t *ver = f->version, *ser = f->serial;
+		const uint8_t *state = f->state;
+		uint64_t want = f->serial_want;
 		/* tag-seqlock: acquire pairs with the lock holder's release
 		 * stores (src/section.h); a version with WRITING (bit 1) goes
 		 * to the function, which reads the undo copy. */
-		uint64_t v1 = __atomic_load_n(f->version, __ATOMIC_ACQUIRE);
+		uint64_t v1 = __atomic_load_n(ver, __ATOMIC_ACQUIRE);
 		if (!(v1 & 2)) {
 			__builtin_memcpy(buf, f->data, cap);
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
-			if (__atomic_load_n(f->version, __ATOMIC_RELAXED) ==
-				    v1 &&
-			    shval__fast_live(f))
+			if (__atomic_load_n(ver, __ATOMIC_RELAXED) == v1 &&
+			    __atomic_load_n(ser, __ATOMIC_RELAXED) == want &&
+			    __atomic_load_n(state, __ATOMIC_ACQUIRE) == 1)
 				return 0;
 		}
 	}

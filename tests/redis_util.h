@@ -179,7 +179,9 @@ static void tredis_rmdir(const char *dir)
 			if (e->d_name[0] == '.')
 				continue;
 			char p[1200];
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >=
+			    (int)sizeof p)
+				continue; /* not ours: our names are short */
 			if (unlink(p) != 0) /* appendonlydir */
 				tredis_rmdir(p);
 		}
