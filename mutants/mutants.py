@@ -56,7 +56,7 @@ LOCKS = [
         id="seqlock-no-recheck-inline",
         file="include/shval.h",
         edits=[(
-            """if (__atomic_load_n(f->version, __ATOMIC_RELAXED) == v1 &&""",
+            """if (__atomic_load_n(ver, __ATOMIC_RELAXED) == v1 &&""",
             """if (/* MUTANT: no version re-check */""")],
         breaks="readers never see a torn value: the header's inline "
                "shval_read does not re-check the version after its copy",
@@ -327,6 +327,43 @@ LOCKS = [
         breaks="waiters wake on every committed change: the header's inline "
                "section commits without looking for waiters",
         kill=r"^test_wake\.",
+    ),
+    dict(
+        id="redis-commit-token-unchecked",
+        file="src/remote.lua",
+        edits=[(
+            """		if redis.call('GET', l) ~= tok then
+			return { 'LOST' }
+		end""",
+            """		if false then -- MUTANT: the fencing token not checked
+			return { 'LOST' }
+		end""")],
+        breaks="Redis: a section whose lease lapsed (a paused owner) is "
+               "refused at commit by the fencing token, nothing applied: "
+               "the commit does not compare the token",
+        kill=r"^test_remote\.paused_owner_refused$",
+    ),
+    dict(
+        id="redis-resend-applied-twice",
+        file="src/remote.lua",
+        edits=[(
+            """	if a[10] == '1' and redis.call('GET', qk) == a[3] then""",
+            """	if false then -- MUTANT: a resent write applied again""")],
+        breaks="Redis: a change resent after a lost connection is applied "
+               "once: the server does not recognise the resend",
+        kill=r"^test_remote\.exact_while_connections_cut$",
+    ),
+    dict(
+        id="redis-write-version-unchecked",
+        file="src/remote.lua",
+        edits=[(
+            """	if r[2] ~= a[6] then
+		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
+	end""",
+            """	-- MUTANT: the compare-and-swap on the version dropped""")],
+        breaks="Redis: no lost updates: a change computed on a stale copy "
+               "is refused (compare-and-swap on the version) and redone",
+        kill=r"^test_remote\.(exact_totals|exact_while_connections_cut)$",
     ),
     dict(
         id="stuck-writing-ignored",
