@@ -277,7 +277,7 @@ static int arr_ass_subscript(ValObject *v, PyObject *key, PyObject *value)
 			PyErr_NoMemory();
 			goto out;
 		}
-		int locked = LOCKED(v) && !v->extlock ? acquire_handle2(v->h, 1, -1, 1) : 0;
+		int locked = LOCKED(v) && !v->extlock ? acquire_handle2(v->st, v->h, 1, -1, 1) : 0;
 		if (locked < 0) {
 			PyMem_Free(all);
 			goto out;
@@ -452,48 +452,65 @@ static PyMethodDef arr_methods[] = {
 	{NULL, NULL, 0, NULL}
 };
 
-static PySequenceMethods arr_as_sequence = {
-	.sq_length = (lenfunc)arr_len,
-	.sq_item = (ssizeargfunc)arr_item,
+static PyType_Slot arr_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_repr, val_repr},
+	{Py_sq_length, arr_len},
+	{Py_sq_item, arr_item},
+	{Py_mp_length, arr_len},
+	{Py_mp_subscript, arr_subscript},
+	{Py_mp_ass_subscript, arr_ass_subscript},
+	{Py_bf_getbuffer, val_getbuffer},
+	{Py_bf_releasebuffer, val_releasebuffer},
+	{Py_tp_iter, arr_iter},
+	{Py_tp_doc, "An array in shared memory (RawArray, Array(lock=False))."},
+	{Py_tp_methods, arr_methods},
+	{Py_tp_getset, arr_getset},
+	{0, NULL}
 };
 
-static PyMappingMethods arr_as_mapping = {
-	(lenfunc)arr_len, (binaryfunc)arr_subscript, (objobjargproc)arr_ass_subscript
+#define ARR_FLAGS                                                        \
+	(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | \
+	 Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+PyType_Spec arr_spec = {
+	.name = "shval.SharedArray",
+	.basicsize = sizeof(ValObject),
+	.flags = ARR_FLAGS,
+	.slots = arr_slots,
 };
 
-PyTypeObject SharedArrayType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SharedArray",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_as_sequence = &arr_as_sequence,
-	.tp_as_mapping = &arr_as_mapping,
-	.tp_as_buffer = &val_as_buffer,
-	.tp_iter = (getiterfunc)arr_iter,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "An array in shared memory (RawArray, Array(lock=False)).",
-	.tp_methods = arr_methods,
-	.tp_getset = arr_getset,
+/* SynchronizedArray: a subtype of SharedArray (module.c passes the base) */
+static PyType_Slot sync_arr_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_doc, "An array with a lock (Array())."},
+	{Py_tp_methods, sync_methods},
+	{0, NULL}
 };
 
-PyTypeObject SynchronizedArrayType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SynchronizedArray",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "An array with a lock (Array()).",
-	.tp_methods = sync_methods,
+PyType_Spec sync_arr_spec = {
+	.name = "shval.SynchronizedArray",
+	.basicsize = sizeof(ValObject),
+	.flags = ARR_FLAGS,
+	.slots = sync_arr_slots,
 };
 
-PyTypeObject SynchronizedStringType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SynchronizedString",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "A char array with a lock (Array('c', n)).",
+/* SynchronizedString: a subtype of SynchronizedArray */
+static PyType_Slot sync_str_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_doc, "A char array with a lock (Array('c', n))."},
+	{0, NULL}
+};
+
+PyType_Spec sync_str_spec = {
+	.name = "shval.SynchronizedString",
+	.basicsize = sizeof(ValObject),
+	.flags = ARR_FLAGS,
+	.slots = sync_str_slots,
 };

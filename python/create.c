@@ -9,7 +9,7 @@
 /* creation                                                                  */
 
 /* lock argument as multiprocessing.Value/Array treat it */
-int parse_lock(PyObject *lock, enum lockmode *m)
+int parse_lock(shval_state *st, PyObject *lock, enum lockmode *m)
 {
 	if (lock == Py_False) {
 		*m = LK_RAW;
@@ -24,7 +24,7 @@ int parse_lock(PyObject *lock, enum lockmode *m)
 		return 0;
 	}
 	PyErr_Clear();
-	if (is_lock(lock)) {
+	if (is_lock(st, lock)) {
 		*m = LK_SHARED;
 		return 0;
 	}
@@ -46,17 +46,18 @@ unsigned raw_mode(const char *type)
 }
 
 /* Create a value in the anonymous segment and wrap it. */
-PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
+PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj)
 {
-	SegObject *seg = anon_segobj();
+	SegObject *seg = anon_segobj(st);
 	if (!seg)
 		return NULL;
 	shval *h;
 	int r;
 	if (lm == LK_SHARED) {
 		char name[64];
-		snprintf(name, sizeof name, "pyval.%ld.%lu", (long)getpid(), ++name_counter);
+		snprintf(name, sizeof name, "pyval.%ld.%lu.%lu", (long)getpid(), st->id,
+			 ++st->name_counter);
 		r = shval_create_guarded(seg->seg, name, ti->type, ((LockObject *)lockobj)->h,
 					 init, init_len, &h);
 	} else {
@@ -64,7 +65,7 @@ PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 		r = shval_new(ti->type, mode, init, init_len, &h);
 	}
 	if (r) {
-		seg_error(seg->seg, r);
+		seg_error(st, seg->seg, r);
 		return NULL;
 	}
 	struct shval_info info;
@@ -72,7 +73,7 @@ PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 		info.kind = SHVAL_KIND_SCALAR;
 	size_t tl = strlen(info.type);
 	char letter = tl ? info.type[tl - 1] : 0;
-	PyTypeObject *tp = pick_type(info.kind, letter, lm != LK_RAW);
+	PyTypeObject *tp = pick_type(st, info.kind, letter, lm != LK_RAW);
 	ValObject *v = (ValObject *)val_wrap(tp, h, seg, NULL, ti->ctype,
 					     lm == LK_SHARED ? lockobj : NULL, 0);
 	if (!v) {
@@ -101,17 +102,17 @@ PyObject *ctypes_init(PyObject *ctype, PyObject *args)
 	return res;
 }
 
-PyObject *make_value(PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj)
+PyObject *make_value(shval_state *st, PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj)
 {
 	tinfo ti;
-	if (resolve_type(t, &ti, 0) < 0)
+	if (resolve_type(st, t, &ti, 0) < 0)
 		return NULL;
 	Py_ssize_t na = PyTuple_GET_SIZE(args);
 	if (ti.is_ctypes_composite) {
 		PyObject *b = ctypes_init(ti.ctype, args);
 		if (!b)
 			return NULL;
-		PyObject *res = create_anon(&ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), lm, lockobj);
+		PyObject *res = create_anon(st, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), lm, lockobj);
 		Py_DECREF(b);
 		return res;
 	}
@@ -123,27 +124,27 @@ PyObject *make_value(PyObject *t, PyObject *args, enum lockmode lm, PyObject *lo
 		}
 		if (na == 1 && elem_from_py(ti.letter, PyTuple_GET_ITEM(args, 0), b) < 0)
 			return NULL;
-		return create_anon(&ti, b, letter_size(ti.letter), lm, lockobj);
+		return create_anon(st, &ti, b, letter_size(ti.letter), lm, lockobj);
 	}
 	if (na > 1) {
 		PyErr_Format(PyExc_TypeError, "a '%s' value takes at most 1 initializer", ti.type);
 		return NULL;
 	}
-	PyObject *v = create_anon(&ti, NULL, 0, lm, lockobj);
+	PyObject *v = create_anon(st, &ti, NULL, 0, lm, lockobj);
 	if (v && na == 1 && PyObject_SetAttrString(v, "value", PyTuple_GET_ITEM(args, 0)) < 0)
 		Py_CLEAR(v);
 	return v;
 }
 
 /* Array type string and init bytes from (typecode, size_or_initializer) */
-PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
+PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 {
 	tinfo et;
-	if (PyType_Check(t) && issub(t, ct_struct) && !issub(t, ct_union)) {
+	if (PyType_Check(t) && issub(t, st->ct_struct) && !issub(t, st->ct_union)) {
 		/* array of ctypes Structures: stored as bytes, elements are
 		 * ctypes views (checked by struct_type for supported fields) */
-		tinfo st;
-		if (struct_type(t, &st) < 0)
+		tinfo sti;
+		if (struct_type(st, t, &sti) < 0)
 			return NULL;
 		memset(&et, 0, sizeof et);
 		et.letter = 'B';
@@ -181,7 +182,7 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 			return NULL;
 		char buf[64];
 		snprintf(buf, sizeof buf, "%zuB", n * ssz);
-		if (canonical(buf, ti) < 0) {
+		if (canonical(st, buf, ti) < 0) {
 			Py_DECREF(bytes);
 			return NULL;
 		}
@@ -190,7 +191,7 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 		*count = n;
 		return bytes;
 	}
-	if (resolve_type(t, &et, 1) < 0)
+	if (resolve_type(st, t, &et, 1) < 0)
 		return NULL;
 	size_t es = letter_size(et.letter);
 	PyObject *bytes = NULL;
@@ -231,7 +232,7 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 	}
 	char buf[64];
 	snprintf(buf, sizeof buf, "%zu%c", n, et.letter);
-	if (canonical(buf, ti) < 0) {
+	if (canonical(st, buf, ti) < 0) {
 		Py_XDECREF(bytes);
 		return NULL;
 	}
@@ -241,15 +242,15 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 	return bytes;
 }
 
-PyObject *make_array(PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj)
+PyObject *make_array(shval_state *st, PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj)
 {
 	tinfo ti;
 	size_t n;
-	PyObject *bytes = array_init(t, init, &ti, &n);
+	PyObject *bytes = array_init(st, t, init, &ti, &n);
 	if (!bytes)
 		return NULL;
 	Py_ssize_t bl = PyBytes_GET_SIZE(bytes);
-	PyObject *res = create_anon(&ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, lm, lockobj);
+	PyObject *res = create_anon(st, &ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, lm, lockobj);
 	Py_DECREF(bytes);
 	return res;
 }

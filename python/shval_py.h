@@ -46,25 +46,48 @@
  * calls is there, so nothing is bound weakly. */
 
 /* ------------------------------------------------------------------------ */
-/* globals (module.c)                                                        */
+/* module state (module.c)                                                  */
 
-extern PyObject *ShvalError;       /* shval.Error */
-extern PyObject *OwnerDiedWarning; /* shval.OwnerDiedWarning */
-extern PyObject *anon_cache;       /* (st_dev, st_ino) -> Segment */
-extern PyObject *named_cache;      /* name -> Segment (for unpickling) */
-extern PyObject *ct_simple, *ct_array, *ct_struct, *ct_union, *ct_pointer,
-	*ct_funcptr;
-extern unsigned long name_counter;
+/* Everything that was a C global lives here, one per module object
+ * (multi-phase init, PEP 489).  Objects cache a pointer to it (`st`): an
+ * object holds its heap type, the type holds the module, so the state
+ * outlives every object that points at it; hot paths never look it up.
+ * Module functions get it from their module (PyModule_GetState), tp_new
+ * from its type (PyType_GetModuleByDef). */
+typedef struct shval_state {
+	PyObject *Error;            /* shval.Error */
+	PyObject *OwnerDiedWarning; /* shval.OwnerDiedWarning */
+	PyObject *anon_cache;       /* (st_dev, st_ino) -> Segment */
+	PyObject *named_cache;      /* name -> Segment (for unpickling) */
+	PyObject *ct_simple, *ct_array, *ct_struct, *ct_union, *ct_pointer,
+		*ct_funcptr;        /* ctypes base classes */
+	PyTypeObject *SegmentType, *SharedValueType, *SynchronizedType,
+		*SharedArrayType, *SynchronizedArrayType,
+		*SynchronizedStringType, *LockType, *RLockType;
+	/* names of anonymous values and locks: pyval.<pid>.<id>.<n>; id is
+	 * per module object so that two module objects in one process (a
+	 * re-import after `del sys.modules[...]`) never make the same name */
+	unsigned long name_counter;
+	unsigned long id;
+} shval_state;
 
-extern PyTypeObject SegmentType, SharedValueType, SynchronizedType,
-	SharedArrayType, SynchronizedArrayType, SynchronizedStringType,
-	LockType, RLockType;
+extern PyModuleDef shval_moduledef;
+shval_state *state_of_type(PyTypeObject *tp); /* NULL + error if none */
+
+/* type specs (one per file); module.c builds the types from them */
+extern PyType_Spec seg_spec, val_spec, sync_spec, arr_spec, sync_arr_spec,
+	sync_str_spec, lock_spec, rlock_spec;
 
 /* value.c: shared with the array types */
-extern PyBufferProcs val_as_buffer;
 extern PyMethodDef sync_methods[];
+int val_getbuffer(PyObject *o, Py_buffer *view, int flags);
+void val_releasebuffer(PyObject *o, Py_buffer *view);
+int val_traverse(PyObject *o, visitproc visit, void *arg);
+int val_clear(PyObject *o);
 
-/* lock.c: the fork generation (bumped in the child of every fork) */
+/* lock.c: the fork generation (bumped in the child of every fork).  The
+ * one process-wide variable left: a fork is an event of the process, not
+ * of a module object, and pthread_atfork() handlers cannot be removed. */
 extern unsigned long fork_gen;
 
 /* docstrings shared by several types */
@@ -92,6 +115,7 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
+	shval_state *st;
 	shval_seg *seg;
 	int borrowed; /* the library's own anonymous segment: never closed */
 	int anon;     /* pickles by file descriptor */
@@ -101,8 +125,10 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
+	shval_state *st;
 	shval *h;
 	SegObject *seg;
+	int recursive;      /* an RLock */
 	int owner;          /* created here: remove the entry on dealloc */
 	pid_t owner_pid;
 	int shared_out;     /* pickled: never removed */
@@ -119,9 +145,12 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
+	shval_state *st;
 	shval *h;
 	SegObject *seg;
 	PyObject *base;  /* a value owning h (get_obj(), synchronized()) */
+	int owns_h;      /* h is this object's (no base): closed on dealloc;
+			  * not `!base`, which tp_clear may have cleared */
 	PyObject *lock;  /* Synchronized: the lock object (lazily for own) */
 	PyObject *ctype; /* ctypes type (element type for arrays) or NULL */
 	int extlock;     /* take `lock` around every access */
@@ -152,7 +181,7 @@ typedef struct {
 #define CALL(v, expr)                                                  \
 	do {                                                           \
 		if (LOCKED(v) && !held_here((LockObject *)(v)->lock)) { \
-			int a_ = acquire_handle2((v)->h, 1, -1, 1);    \
+			int a_ = acquire_handle2((v)->st, (v)->h, 1, -1, 1);    \
 			if (a_ < 0) {                                  \
 				r = PYERR;                             \
 			} else {                                       \
@@ -171,8 +200,8 @@ enum lockmode { LK_RAW, LK_OWN, LK_SHARED };
 /* functions shared between the files                                        */
 
 /* convert.c */
-void set_error(int code, const char *detail);
-void seg_error(shval_seg *seg, int code);
+void set_error(shval_state *st, int code, const char *detail);
+void seg_error(shval_state *st, shval_seg *seg, int code);
 int64_t now_ns(void);
 int64_t timeout_ns(PyObject *t);
 size_t letter_size(char c);
@@ -183,35 +212,35 @@ PyObject *elem_to_py(char c, const void *src);
 PyObject *i64_to_py(char c, int64_t x);
 int py_to_i64(char c, PyObject *o, int64_t *out);
 int issub(PyObject *t, PyObject *base);
-int canonical(const char *in, tinfo *ti);
-int struct_type(PyObject *t, tinfo *ti);
-int resolve_type(PyObject *t, tinfo *ti, int elem_only);
+int canonical(shval_state *st, const char *in, tinfo *ti);
+int struct_type(shval_state *st, PyObject *t, tinfo *ti);
+int resolve_type(shval_state *st, PyObject *t, tinfo *ti, int elem_only);
 
 /* segment.c */
-SegObject *seg_wrap(shval_seg *seg, int borrowed);
+SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed);
 PyObject *devino_key(dev_t d, ino_t i);
-SegObject *anon_segobj(void);
+SegObject *anon_segobj(shval_state *st);
 int check_open(SegObject *s);
-PyObject *m_rebuild_segment(PyObject *Py_UNUSED(m), PyObject *ref);
+PyObject *m_rebuild_segment(PyObject *m, PyObject *ref);
 
 /* lock.c */
 void note_acquired(LockObject *l);
 void note_released(LockObject *l);
 void fork_gen_init(void);
-int is_lock(PyObject *o);
+int is_lock(shval_state *st, PyObject *o);
 PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 			   int own_value_lock);
 PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw);
-int acquire_handle2(shval *h, int block, int64_t tmo, int nested_ok);
-int acquire_handle(shval *h, int block, int64_t tmo);
+int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok);
+int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo);
 PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw);
 PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a));
 PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a));
 
 /* value.c */
-int is_val(PyObject *o);
-int is_sync(PyObject *o);
-PyTypeObject *pick_type(unsigned kind, char letter, int sync);
+int is_val(shval_state *st, PyObject *o);
+int is_sync(shval_state *st, PyObject *o);
+PyTypeObject *pick_type(shval_state *st, unsigned kind, char letter, int sync);
 size_t ctypes_sizeof(PyObject *t);
 PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 			  PyObject *base, PyObject *ctype, PyObject *lock, int extlock);
@@ -248,17 +277,17 @@ PyObject *arr_value_get(ValObject *v);
 int arr_value_set(ValObject *v, PyObject *o);
 
 /* create.c */
-int parse_lock(PyObject *lock, enum lockmode *m);
+int parse_lock(shval_state *st, PyObject *lock, enum lockmode *m);
 unsigned raw_mode(const char *type);
-PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
+PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj);
 PyObject *ctypes_init(PyObject *ctype, PyObject *args);
-PyObject *make_value(PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj);
-PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count);
-PyObject *make_array(PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj);
+PyObject *make_value(shval_state *st, PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj);
+PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, size_t *count);
+PyObject *make_array(shval_state *st, PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj);
 
 /* module.c */
-SegObject *resolve_segref(PyObject *ref);
+SegObject *resolve_segref(shval_state *st, PyObject *ref);
 
 
 /* Does this thread hold l (taken through l, in this process)?  A false

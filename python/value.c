@@ -9,25 +9,26 @@
 /* ------------------------------------------------------------------------ */
 /* values                                                                    */
 
-int is_val(PyObject *o)
+int is_val(shval_state *st, PyObject *o)
 {
-	return PyObject_TypeCheck(o, &SharedValueType) || PyObject_TypeCheck(o, &SharedArrayType);
+	return PyObject_TypeCheck(o, st->SharedValueType) ||
+	       PyObject_TypeCheck(o, st->SharedArrayType);
 }
 
-int is_sync(PyObject *o)
+int is_sync(shval_state *st, PyObject *o)
 {
-	return PyObject_TypeCheck(o, &SynchronizedType) ||
-	       PyObject_TypeCheck(o, &SynchronizedArrayType);
+	return PyObject_TypeCheck(o, st->SynchronizedType) ||
+	       PyObject_TypeCheck(o, st->SynchronizedArrayType);
 }
 
-PyTypeObject *pick_type(unsigned kind, char letter, int sync)
+PyTypeObject *pick_type(shval_state *st, unsigned kind, char letter, int sync)
 {
 	if (kind == SHVAL_KIND_ARRAY) {
 		if (!sync)
-			return &SharedArrayType;
-		return letter == 'c' ? &SynchronizedStringType : &SynchronizedArrayType;
+			return st->SharedArrayType;
+		return letter == 'c' ? st->SynchronizedStringType : st->SynchronizedArrayType;
 	}
-	return sync ? &SynchronizedType : &SharedValueType;
+	return sync ? st->SynchronizedType : st->SharedValueType;
 }
 
 size_t ctypes_sizeof(PyObject *t)
@@ -52,10 +53,11 @@ size_t ctypes_sizeof(PyObject *t)
 PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 			  PyObject *base, PyObject *ctype, PyObject *lock, int extlock)
 {
+	shval_state *st = seg->st;
 	struct shval_info info;
 	int r = shval_info(h, &info);
 	if (r) {
-		seg_error(shval_segment(h), r);
+		seg_error(st, shval_segment(h), r);
 		if (!base)
 			shval_close(h);
 		return NULL;
@@ -66,13 +68,15 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 		PyErr_SetString(PyExc_TypeError, "that name is a lock, not a value");
 		return NULL;
 	}
-	ValObject *v = PyObject_New(ValObject, tp);
+	ValObject *v = (ValObject *)tp->tp_alloc(tp, 0); /* zeroed, tracked */
 	if (!v) {
 		if (!base)
 			shval_close(h);
 		return NULL;
 	}
+	v->st = st;
 	v->h = h;
+	v->owns_h = base == NULL;
 	Py_INCREF(seg);
 	v->seg = seg;
 	v->base = base;
@@ -116,7 +120,7 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 		}
 	}
 	v->selem = 0;
-	if (ctype && v->kind == SHVAL_KIND_ARRAY && issub(ctype, ct_struct)) {
+	if (ctype && v->kind == SHVAL_KIND_ARRAY && issub(ctype, st->ct_struct)) {
 		v->selem = ctypes_sizeof(ctype);
 		if (!v->selem || v->size % v->selem) {
 			Py_DECREF(v);
@@ -129,20 +133,45 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	return (PyObject *)v;
 }
 
+int val_traverse(PyObject *o, visitproc visit, void *arg)
+{
+	ValObject *v = (ValObject *)o;
+	Py_VISIT(Py_TYPE(o));
+	Py_VISIT(v->seg);
+	Py_VISIT(v->base);
+	Py_VISIT(v->lock);
+	Py_VISIT(v->ctype);
+	return 0;
+}
+
+/* Breaks cycles through base, lock and ctype.  `seg` stays (a Segment
+ * refers to nothing, and dealloc needs it to remove an entry it created);
+ * the handle is closed by dealloc if and only if owns_h, whatever was
+ * cleared here. */
+int val_clear(PyObject *o)
+{
+	ValObject *v = (ValObject *)o;
+	Py_CLEAR(v->base);
+	Py_CLEAR(v->lock);
+	Py_CLEAR(v->ctype);
+	return 0;
+}
+
 void val_dealloc(ValObject *v)
 {
-	if (!v->base) {
+	PyTypeObject *tp = Py_TYPE(v);
+	PyObject_GC_UnTrack(v);
+	if (v->owns_h) {
 		shval_close(v->h);
 		if (v->owner && !v->shared_out && v->owner_pid == getpid() &&
 		    v->seg && v->seg->seg)
 			(void)shval_remove(v->seg->seg, v->name);
 	}
-	Py_XDECREF(v->base);
-	Py_XDECREF(v->lock);
-	Py_XDECREF(v->ctype);
+	(void)val_clear((PyObject *)v);
 	Py_XDECREF(v->seg);
 	PyMem_Free(v->fields);
-	Py_TYPE(v)->tp_free((PyObject *)v);
+	tp->tp_free((PyObject *)v);
+	Py_DECREF(tp);
 }
 
 /* The value's own lock object (a second handle on the value). */
@@ -159,7 +188,7 @@ static PyObject *own_lock(ValObject *v)
 	shval *h;
 	int r = shval_find(v->seg->seg, v->name, NULL, &h);
 	if (r) {
-		seg_error(v->seg->seg, r);
+		seg_error(v->st, v->seg->seg, r);
 		return NULL;
 	}
 	v->lock = lock_wrap(h, v->seg, v->mode == SHVAL_RLOCK, 1);
@@ -172,7 +201,7 @@ int ext_enter(ValObject *v)
 {
 	if (!v->extlock)
 		return 0;
-	int r = acquire_handle(((LockObject *)v->lock)->h, 1, -1);
+	int r = acquire_handle(v->st, ((LockObject *)v->lock)->h, 1, -1);
 	return r < 0 ? -1 : 0;
 }
 
@@ -194,12 +223,12 @@ int handle_rc(ValObject *v, int r)
 		return -1;
 	if (r == SHVAL_EOWNERDEAD) {
 		/* the library recovered and completed the operation */
-		return PyErr_WarnEx(OwnerDiedWarning,
+		return PyErr_WarnEx(v->st->OwnerDiedWarning,
 				    "the previous owner of the value's lock died "
 				    "holding it; the value was rolled back",
 				    1);
 	}
-	seg_error(shval_segment(v->h), r);
+	seg_error(v->st, shval_segment(v->h), r);
 	return -1;
 }
 
@@ -548,7 +577,7 @@ PyObject *val_wait(ValObject *v, PyObject *args, PyObject *kw)
 				return NULL;
 			continue;
 		}
-		seg_error(shval_segment(v->h), r);
+		seg_error(v->st, shval_segment(v->h), r);
 		return NULL;
 	}
 }
@@ -562,7 +591,7 @@ static PyObject *sync_get_lock(ValObject *v, PyObject *Py_UNUSED(a))
 
 static PyObject *sync_get_obj(ValObject *v, PyObject *Py_UNUSED(a))
 {
-	PyTypeObject *tp = pick_type(v->kind, v->letter, 0);
+	PyTypeObject *tp = pick_type(v->st, v->kind, v->letter, 0);
 	PyObject *owner = v->base ? v->base : (PyObject *)v;
 	return val_wrap(tp, v->h, v->seg, owner, v->ctype, NULL, 0);
 }
@@ -672,7 +701,7 @@ PyObject *val_repr(ValObject *v)
 	} else {
 		inner = raw_repr(v);
 	}
-	if (!inner || !is_sync((PyObject *)v))
+	if (!inner || !is_sync(v->st, (PyObject *)v))
 		return inner;
 	const char *tn = Py_TYPE(v)->tp_name;
 	const char *dot = strrchr(tn, '.');
@@ -723,7 +752,7 @@ PyObject *val_reduce(ValObject *v, PyObject *Py_UNUSED(a))
 		return NULL;
 	}
 	PyObject *lk = Py_None;
-	int sync = is_sync((PyObject *)v);
+	int sync = is_sync(v->st, (PyObject *)v);
 	if (sync && v->lock && !((LockObject *)v->lock)->own_value_lock)
 		lk = v->lock;
 	return Py_BuildValue("(N(NsiOOi))", fn, ref, v->name, sync,
@@ -745,11 +774,12 @@ static const char *buf_format(ValObject *v)
 	return "B";
 }
 
-static int val_getbuffer(ValObject *v, Py_buffer *view, int flags)
+int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 {
+	ValObject *v = (ValObject *)o;
 	void *p = shval_data(v->h);
 	if (!p) {
-		set_error(SHVAL_ESTALE, "the value was removed");
+		set_error(v->st, SHVAL_ESTALE, "the value was removed");
 		view->obj = NULL;
 		return -1;
 	}
@@ -787,15 +817,12 @@ static int val_getbuffer(ValObject *v, Py_buffer *view, int flags)
 	return 0;
 }
 
-static void val_releasebuffer(ValObject *v, Py_buffer *view)
+void val_releasebuffer(PyObject *o, Py_buffer *view)
 {
+	ValObject *v = (ValObject *)o;
 	PyMem_Free(view->internal);
 	v->exports--;
 }
-
-PyBufferProcs val_as_buffer = {
-	(getbufferproc)val_getbuffer, (releasebufferproc)val_releasebuffer
-};
 
 /* ------------------------------------------------------------------------ */
 /* value types                                                               */
@@ -859,30 +886,47 @@ PyMethodDef sync_methods[] = {
 	{NULL, NULL, 0, NULL}
 };
 
-PyTypeObject SharedValueType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SharedValue",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_getattro = val_getattro,
-	.tp_setattro = val_setattro,
-	.tp_as_buffer = &val_as_buffer,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "A value in shared memory (RawValue, Value(lock=False), get_obj()).",
-	.tp_methods = val_methods,
-	.tp_getset = val_getset,
+static PyType_Slot val_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_repr, val_repr},
+	{Py_tp_getattro, val_getattro},
+	{Py_tp_setattro, val_setattro},
+	{Py_bf_getbuffer, val_getbuffer},
+	{Py_bf_releasebuffer, val_releasebuffer},
+	{Py_tp_doc, "A value in shared memory (RawValue, Value(lock=False), get_obj())."},
+	{Py_tp_methods, val_methods},
+	{Py_tp_getset, val_getset},
+	{0, NULL}
 };
 
-PyTypeObject SynchronizedType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.Synchronized",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_getattro = val_getattro,
-	.tp_setattro = val_setattro,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "A value with a lock (Value()).",
-	.tp_methods = sync_methods,
+/* No tp_new: values are made by the module's functions (as the static
+ * types before, which could not be instantiated either). */
+#define VAL_FLAGS                                                        \
+	(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | \
+	 Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+PyType_Spec val_spec = {
+	.name = "shval.SharedValue",
+	.basicsize = sizeof(ValObject),
+	.flags = VAL_FLAGS,
+	.slots = val_slots,
+};
+
+/* Synchronized: a subtype of SharedValue (module.c passes the base) */
+static PyType_Slot sync_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_doc, "A value with a lock (Value())."},
+	{Py_tp_methods, sync_methods},
+	{0, NULL}
+};
+
+PyType_Spec sync_spec = {
+	.name = "shval.Synchronized",
+	.basicsize = sizeof(ValObject),
+	.flags = VAL_FLAGS,
+	.slots = sync_slots,
 };
