@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import shval
+from conftest import child_env
 
 HEAPTYPE = 1 << 9
 HAVE_GC = 1 << 14
@@ -54,3 +55,26 @@ def test_cycle_through_ctype_is_collected(segname):
         assert seg['cyc'].x == 0
     shval.unlink(segname)
 
+
+
+def test_reimport_makes_a_new_state():
+    code = textwrap.dedent('''
+        import sys, importlib
+        import shval._shval as a
+        del sys.modules['shval._shval']
+        b = importlib.import_module('shval._shval')
+        assert a is not b
+        assert a.Error is not b.Error and a.Lock is not b.Lock
+        va, vb = a.Value('i', 1), b.Value('i', 2)
+        la, lb = a.Lock(), b.Lock()      # distinct names in one segment
+        assert la.acquire() and lb.acquire()
+        assert isinstance(va, a.Synchronized) and not isinstance(va, b.Synchronized)
+        with va.get_lock():
+            va.value += 1
+        assert (va.value, vb.value) == (2, 2)
+        print('ok')
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=60, env=child_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'ok'
