@@ -447,7 +447,7 @@ static PyGetSetDef arr_getset[] = {
 };
 
 static PyMethodDef arr_methods[] = {
-	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS, WAIT_DOC},
+	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_FASTCALL | METH_KEYWORDS, WAIT_DOC},
 	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };

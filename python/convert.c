@@ -551,3 +551,51 @@ int resolve_type(shval_state *st, PyObject *t, tinfo *ti, int elem_only)
 	PyErr_SetString(PyExc_TypeError, BAD_TYPECODE_MSG);
 	return -1;
 }
+
+/* ------------------------------------------------------------------------ */
+/* METH_FASTCALL | METH_KEYWORDS argument parsing                            */
+
+/* Sort the arguments of a vectorcall into out[] by the parameter names
+ * names[] (NULL-terminated): the first npos may be given by position,
+ * the first nreq are required; out[] must be NULL-initialised (a missing
+ * optional argument stays NULL).  No private CPython API. */
+int fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+	      const char *const *names, Py_ssize_t npos, Py_ssize_t nreq, PyObject **out)
+{
+	Py_ssize_t nnames = 0;
+	while (names[nnames])
+		nnames++;
+	if (nargs > npos) {
+		PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional argument%s (%zd given)",
+			     fname, npos, npos == 1 ? "" : "s", nargs);
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < nargs; i++)
+		out[i] = args[i];
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+	for (Py_ssize_t k = 0; k < nkw; k++) {
+		PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+		Py_ssize_t i = 0;
+		for (; i < nnames; i++)
+			if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+				break;
+		if (i == nnames) {
+			PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+				     fname, key);
+			return -1;
+		}
+		if (out[i]) {
+			PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+				     fname, names[i]);
+			return -1;
+		}
+		out[i] = args[nargs + k];
+	}
+	for (Py_ssize_t i = 0; i < nreq; i++)
+		if (!out[i]) {
+			PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (pos %zd)",
+				     fname, names[i], i + 1);
+			return -1;
+		}
+	return 0;
+}

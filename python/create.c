@@ -86,9 +86,9 @@ PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t
 }
 
 /* init bytes from a ctypes composite constructed with args */
-PyObject *ctypes_init(PyObject *ctype, PyObject *args)
+PyObject *ctypes_init(PyObject *ctype, PyObject *const *args, Py_ssize_t na)
 {
-	PyObject *obj = PyObject_CallObject(ctype, args);
+	PyObject *obj = PyObject_Vectorcall(ctype, args, (size_t)na, NULL);
 	if (!obj)
 		return NULL;
 	Py_buffer view;
@@ -102,14 +102,14 @@ PyObject *ctypes_init(PyObject *ctype, PyObject *args)
 	return res;
 }
 
-PyObject *make_value(shval_state *st, PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj)
+PyObject *make_value(shval_state *st, PyObject *t, PyObject *const *args, Py_ssize_t na,
+		     enum lockmode lm, PyObject *lockobj)
 {
 	tinfo ti;
 	if (resolve_type(st, t, &ti, 0) < 0)
 		return NULL;
-	Py_ssize_t na = PyTuple_GET_SIZE(args);
 	if (ti.is_ctypes_composite) {
-		PyObject *b = ctypes_init(ti.ctype, args);
+		PyObject *b = ctypes_init(ti.ctype, args, na);
 		if (!b)
 			return NULL;
 		PyObject *res = create_anon(st, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), lm, lockobj);
@@ -122,7 +122,7 @@ PyObject *make_value(shval_state *st, PyObject *t, PyObject *args, enum lockmode
 			PyErr_Format(PyExc_TypeError, "function takes at most 1 argument (%zd given)", na);
 			return NULL;
 		}
-		if (na == 1 && elem_from_py(ti.letter, PyTuple_GET_ITEM(args, 0), b) < 0)
+		if (na == 1 && elem_from_py(ti.letter, args[0], b) < 0)
 			return NULL;
 		return create_anon(st, &ti, b, letter_size(ti.letter), lm, lockobj);
 	}
@@ -131,7 +131,7 @@ PyObject *make_value(shval_state *st, PyObject *t, PyObject *args, enum lockmode
 		return NULL;
 	}
 	PyObject *v = create_anon(st, &ti, NULL, 0, lm, lockobj);
-	if (v && na == 1 && PyObject_SetAttrString(v, "value", PyTuple_GET_ITEM(args, 0)) < 0)
+	if (v && na == 1 && PyObject_SetAttrString(v, "value", args[0]) < 0)
 		Py_CLEAR(v);
 	return v;
 }

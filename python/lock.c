@@ -195,14 +195,20 @@ int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo)
 	return acquire_handle2(st, h, block, tmo, 0);
 }
 
-PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw)
+PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
+			PyObject *kwnames)
 {
-	static char *kwlist[] = {"block", "timeout", NULL};
 	int block = 1;
-	PyObject *tmo = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO:acquire", kwlist, &block, &tmo))
-		return NULL;
-	int64_t t = timeout_ns(tmo);
+	int64_t t = -1;
+	if (nargs || kwnames) {
+		static const char *const names[] = {"block", "timeout", NULL};
+		PyObject *a[2] = {NULL, NULL};
+		if (fast_args("acquire", args, nargs, kwnames, names, 2, 0, a) < 0)
+			return NULL;
+		if (a[0] && (block = PyObject_IsTrue(a[0])) < 0)
+			return NULL;
+		t = timeout_ns(a[1]);
+	}
 	if (t == -2)
 		return NULL;
 	int r = acquire_handle(l->st, l->h, block, t);
@@ -283,7 +289,7 @@ static PyObject *lock_exit_fast(LockObject *l, PyObject *const *Py_UNUSED(args),
 }
 
 static PyMethodDef lock_methods[] = {
-	{"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_VARARGS | METH_KEYWORDS,
+	{"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_FASTCALL | METH_KEYWORDS,
 	 "acquire($self, /, block=True, timeout=None)\n--\n\n"
 	 "Take the lock; True when taken, False after timeout seconds or at once\n"
 	 "when block is false.  A dead owner's lock is taken over with\n"

@@ -24,60 +24,51 @@ shval_state *state_of_type(PyTypeObject *tp)
 /* ------------------------------------------------------------------------ */
 /* module functions                                                          */
 
-static PyObject *m_Value(PyObject *m, PyObject *args, PyObject *kw)
+/* Value(typecode_or_type, *args, lock=True, ctx=None) */
+static PyObject *m_Value(PyObject *m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
 	shval_state *st = mstate(m);
 	PyObject *lock = Py_True;
-	if (PyTuple_GET_SIZE(args) < 1) {
+	if (nargs < 1) {
 		PyErr_SetString(PyExc_TypeError, "Value() missing required argument 'typecode_or_type'");
 		return NULL;
 	}
-	if (kw) {
-		PyObject *k, *x;
-		Py_ssize_t pos = 0;
-		while (PyDict_Next(kw, &pos, &k, &x)) {
-			if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, "lock") == 0)
-				lock = x;
-			else if (!(PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, "ctx") == 0)) {
-				PyErr_Format(PyExc_TypeError, "Value() got an unexpected keyword argument %R", k);
-				return NULL;
-			}
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+	for (Py_ssize_t k = 0; k < nkw; k++) {
+		PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+		if (PyUnicode_CompareWithASCIIString(key, "lock") == 0) {
+			lock = args[nargs + k];
+		} else if (PyUnicode_CompareWithASCIIString(key, "ctx") != 0) {
+			PyErr_Format(PyExc_TypeError, "Value() got an unexpected keyword argument %R", key);
+			return NULL;
 		}
 	}
 	enum lockmode lm;
-	PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
-	if (!rest)
-		return NULL;
-	PyObject *res = NULL;
 	tinfo probe;
 	/* typecode errors first, as multiprocessing (RawValue runs first) */
-	if (resolve_type(st, PyTuple_GET_ITEM(args, 0), &probe, 0) == 0 && parse_lock(st, lock, &lm) == 0)
-		res = make_value(st, PyTuple_GET_ITEM(args, 0), rest, lm, lock);
-	Py_DECREF(rest);
-	return res;
+	if (resolve_type(st, args[0], &probe, 0) < 0 || parse_lock(st, lock, &lm) < 0)
+		return NULL;
+	return make_value(st, args[0], args + 1, nargs - 1, lm, lock);
 }
 
-static PyObject *m_RawValue(PyObject *m, PyObject *args)
+static PyObject *m_RawValue(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-	if (PyTuple_GET_SIZE(args) < 1) {
+	if (nargs < 1) {
 		PyErr_SetString(PyExc_TypeError, "RawValue() missing required argument 'typecode_or_type'");
 		return NULL;
 	}
-	PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
-	if (!rest)
-		return NULL;
-	PyObject *res = make_value(mstate(m), PyTuple_GET_ITEM(args, 0), rest, LK_RAW, NULL);
-	Py_DECREF(rest);
-	return res;
+	return make_value(mstate(m), args[0], args + 1, nargs - 1, LK_RAW, NULL);
 }
 
-static PyObject *m_Array(PyObject *m, PyObject *args, PyObject *kw)
+static PyObject *m_Array(PyObject *m, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
 	shval_state *st = mstate(m);
-	static char *kwlist[] = {"typecode_or_type", "size_or_initializer", "lock", "ctx", NULL};
-	PyObject *t, *init, *lock = Py_True, *ctx = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OO:Array", kwlist, &t, &init, &lock, &ctx))
+	static const char *const names[] = {"typecode_or_type", "size_or_initializer", "lock", "ctx",
+					    NULL};
+	PyObject *a[4] = {NULL, NULL, NULL, NULL};
+	if (fast_args("Array", args, nargs, kwnames, names, 2, 2, a) < 0)
 		return NULL;
+	PyObject *t = a[0], *init = a[1], *lock = a[2] ? a[2] : Py_True;
 	tinfo probe;
 	if (!(PyType_Check(t) && issub(t, st->ct_struct)) && resolve_type(st, t, &probe, 1) < 0)
 		return NULL;
@@ -87,12 +78,13 @@ static PyObject *m_Array(PyObject *m, PyObject *args, PyObject *kw)
 	return make_array(st, t, init, lm, lock);
 }
 
-static PyObject *m_RawArray(PyObject *m, PyObject *args)
+static PyObject *m_RawArray(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-	PyObject *t, *init;
-	if (!PyArg_ParseTuple(args, "OO:RawArray", &t, &init))
+	if (nargs != 2) {
+		PyErr_Format(PyExc_TypeError, "RawArray expected 2 arguments, got %zd", nargs);
 		return NULL;
-	return make_array(mstate(m), t, init, LK_RAW, NULL);
+	}
+	return make_array(mstate(m), args[0], args[1], LK_RAW, NULL);
 }
 
 static PyObject *m_copy(PyObject *m, PyObject *obj)
@@ -344,16 +336,16 @@ static PyObject *m_rebuild_lock(PyObject *m, PyObject *args)
 /* module                                                                    */
 
 static PyMethodDef module_methods[] = {
-	{"Value", (PyCFunction)(void (*)(void))m_Value, METH_VARARGS | METH_KEYWORDS,
+	{"Value", (PyCFunction)(void (*)(void))m_Value, METH_FASTCALL | METH_KEYWORDS,
 	 "Value(typecode_or_type, *args, lock=True, ctx=None)\n--\n\n"
 	 "A shared value with a lock (lock=False: a raw value), as multiprocessing.Value."},
-	{"Array", (PyCFunction)(void (*)(void))m_Array, METH_VARARGS | METH_KEYWORDS,
+	{"Array", (PyCFunction)(void (*)(void))m_Array, METH_FASTCALL | METH_KEYWORDS,
 	 "Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None)\n--\n\n"
 	 "A shared array with a lock, as multiprocessing.Array."},
-	{"RawValue", (PyCFunction)m_RawValue, METH_VARARGS,
+	{"RawValue", (PyCFunction)(void (*)(void))m_RawValue, METH_FASTCALL,
 	 "RawValue(typecode_or_type, *args)\n--\n\n"
 	 "A shared value without a lock (scalars are atomic), as multiprocessing.RawValue."},
-	{"RawArray", (PyCFunction)m_RawArray, METH_VARARGS,
+	{"RawArray", (PyCFunction)(void (*)(void))m_RawArray, METH_FASTCALL,
 	 "RawArray(typecode_or_type, size_or_initializer, /)\n--\n\n"
 	 "A shared array without a lock, as multiprocessing.RawArray."},
 	{"copy", (PyCFunction)m_copy, METH_O,

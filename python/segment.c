@@ -335,7 +335,7 @@ static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 		return NULL;
 	PyObject *res = NULL;
 	if (ti.is_ctypes_composite) {
-		PyObject *b = ctypes_init(ti.ctype, rest);
+		PyObject *b = ctypes_init(ti.ctype, PySequence_Fast_ITEMS(rest), PyTuple_GET_SIZE(rest));
 		if (b) {
 			res = seg_get_or_create(s, name, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), NULL, lock);
 			Py_DECREF(b);

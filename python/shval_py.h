@@ -204,6 +204,8 @@ void set_error(shval_state *st, int code, const char *detail);
 void seg_error(shval_state *st, shval_seg *seg, int code);
 int64_t now_ns(void);
 int64_t timeout_ns(PyObject *t);
+int fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+	      const char *const *names, Py_ssize_t npos, Py_ssize_t nreq, PyObject **out);
 size_t letter_size(char c);
 int is_scalar_letter(char c);
 int is_float(char c);
@@ -233,7 +235,8 @@ PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw);
 int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok);
 int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo);
-PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw);
+PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
+			PyObject *kwnames);
 PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a));
 PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a));
 
@@ -251,7 +254,8 @@ int handle_rc(ValObject *v, int r);
 PyObject *read_bytes(ValObject *v);
 int val_value_set(ValObject *v, PyObject *o, void *Py_UNUSED(c));
 PyObject *val_version(ValObject *v, void *Py_UNUSED(c));
-PyObject *val_wait(ValObject *v, PyObject *args, PyObject *kw);
+PyObject *val_wait(ValObject *v, PyObject *const *args, Py_ssize_t nargs,
+		    PyObject *kwnames);
 PyObject *val_repr(ValObject *v);
 PyObject *seg_ref(SegObject *s);
 PyObject *module_attr(const char *name);
@@ -281,8 +285,9 @@ int parse_lock(shval_state *st, PyObject *lock, enum lockmode *m);
 unsigned raw_mode(const char *type);
 PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj);
-PyObject *ctypes_init(PyObject *ctype, PyObject *args);
-PyObject *make_value(shval_state *st, PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj);
+PyObject *ctypes_init(PyObject *ctype, PyObject *const *args, Py_ssize_t na);
+PyObject *make_value(shval_state *st, PyObject *t, PyObject *const *args, Py_ssize_t na,
+		     enum lockmode lm, PyObject *lockobj);
 PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, size_t *count);
 PyObject *make_array(shval_state *st, PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj);
 

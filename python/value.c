@@ -463,11 +463,13 @@ out:
 	return res;
 }
 
-static PyObject *val_cas(ValObject *v, PyObject *args)
+static PyObject *val_cas(ValObject *v, PyObject *const *args, Py_ssize_t nargs)
 {
-	PyObject *exp, *des;
-	if (!PyArg_ParseTuple(args, "OO:cas", &exp, &des))
+	if (nargs != 2) {
+		PyErr_Format(PyExc_TypeError, "cas expected 2 arguments, got %zd", nargs);
 		return NULL;
+	}
+	PyObject *exp = args[0], *des = args[1];
 	if (need_scalar(v) < 0)
 		return NULL;
 	int r;
@@ -539,12 +541,14 @@ PyObject *val_version(ValObject *v, void *Py_UNUSED(c))
 	return PyLong_FromUnsignedLongLong(shval_value_version(v->h));
 }
 
-PyObject *val_wait(ValObject *v, PyObject *args, PyObject *kw)
+PyObject *val_wait(ValObject *v, PyObject *const *args, Py_ssize_t nargs,
+		    PyObject *kwnames)
 {
-	static char *kwlist[] = {"timeout", "version", NULL};
-	PyObject *tmo = Py_None, *ver = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:wait", kwlist, &tmo, &ver))
+	static const char *const names[] = {"timeout", "version", NULL};
+	PyObject *a[2] = {NULL, NULL};
+	if (fast_args("wait", args, nargs, kwnames, names, 2, 0, a) < 0)
 		return NULL;
+	PyObject *tmo = a[0], *ver = a[1] ? a[1] : Py_None;
 	int64_t t = timeout_ns(tmo);
 	if (t == -2)
 		return NULL;
@@ -596,12 +600,13 @@ static PyObject *sync_get_obj(ValObject *v, PyObject *Py_UNUSED(a))
 	return val_wrap(tp, v->h, v->seg, owner, v->ctype, NULL, 0);
 }
 
-static PyObject *sync_acquire(ValObject *v, PyObject *args, PyObject *kw)
+static PyObject *sync_acquire(ValObject *v, PyObject *const *args, Py_ssize_t nargs,
+			      PyObject *kwnames)
 {
 	PyObject *l = own_lock(v);
 	if (!l)
 		return NULL;
-	PyObject *res = lock_acquire((LockObject *)l, args, kw);
+	PyObject *res = lock_acquire((LockObject *)l, args, nargs, kwnames);
 	Py_DECREF(l);
 	return res;
 }
@@ -854,11 +859,11 @@ static PyGetSetDef val_getset[] = {
 static PyMethodDef val_methods[] = {
 	{"add", (PyCFunction)val_add, METH_O,
 	 "add($self, delta, /)\n--\n\nAdd delta (atomically, or under the value's lock); the new value."},
-	{"cas", (PyCFunction)val_cas, METH_VARARGS,
+	{"cas", (PyCFunction)(void (*)(void))val_cas, METH_FASTCALL,
 	 "cas($self, expected, new, /)\n--\n\nCompare-and-swap: store new if the value equals expected; True if stored."},
 	{"exchange", (PyCFunction)val_exchange, METH_O,
 	 "exchange($self, new, /)\n--\n\nStore new; the old value."},
-	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS, WAIT_DOC},
+	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_FASTCALL | METH_KEYWORDS, WAIT_DOC},
 	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };
@@ -875,7 +880,7 @@ PyMethodDef sync_methods[] = {
 	 "get_lock($self, /)\n--\n\nThe lock guarding the value (its own lock, or the shared one)."},
 	{"get_obj", (PyCFunction)sync_get_obj, METH_NOARGS,
 	 "get_obj($self, /)\n--\n\nThe raw value without the lock wrapper."},
-	{"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_VARARGS | METH_KEYWORDS,
+	{"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_FASTCALL | METH_KEYWORDS,
 	 "acquire($self, /, block=True, timeout=None)\n--\n\nget_lock().acquire()."},
 	{"release", (PyCFunction)sync_release, METH_NOARGS,
 	 "release($self, /)\n--\n\nget_lock().release()."},
