@@ -689,7 +689,8 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
 
 /* ---- Inline fast paths ---------------------------------------------------
  * shval_read() of a locked value, shval_write() of a value with its own
- * lock, and shval_add_i64() of a 64-bit atomic or own-lock value are
+ * lock, and shval_add_i64() of a 64-bit atomic or own-lock value or of a
+ * 32-bit ('i', 'I') atomic value are
  * inlined into the caller (as liburing inlines its ring operations): a
  * call costs more than the work.  They do exactly what the functions do on
  * their common path (the stale-handle check, the seqlock read, the locked
@@ -716,14 +717,19 @@ struct shval__fast {
 	int lock_kind_want;          /* every shval lock has */
 	void *undo;                  /* the undo copy */
 };
-#define SHVAL__F_SEQREAD 0x1u  /* a locked value with an undo copy */
-#define SHVAL__F_ATOMIC64 0x2u /* a writable 64-bit integer atomic value */
-#define SHVAL__F_OWNWRITE \
-	0x4u /* writable, own lock, undo copy, no byte \
-				  check on writes */
-#define SHVAL__F_LOCKED64 \
-	0x8u /* writable, own lock, undo copy, 64-bit \
-				  integer */
+/* What the inline paths may do with a handle (else: the function):
+ *   SEQREAD   read: a locked value with an undo copy
+ *   ATOMIC64  add: a writable 64-bit integer atomic value
+ *   OWNWRITE  write: writable, own lock, undo copy, no byte check needed
+ *   LOCKED64  add: writable, own lock, undo copy, 64-bit integer
+ *   ATOMIC32S add: a writable 'i' atomic value (32-bit, signed)
+ *   ATOMIC32U add: a writable 'I' atomic value (32-bit, unsigned) */
+#define SHVAL__F_SEQREAD 0x1u
+#define SHVAL__F_ATOMIC64 0x2u
+#define SHVAL__F_OWNWRITE 0x4u
+#define SHVAL__F_LOCKED64 0x8u
+#define SHVAL__F_ATOMIC32S 0x10u
+#define SHVAL__F_ATOMIC32U 0x20u
 
 /** Not API: wakes waiters after an inline change (the slow part);
  *  committed: a locked section's commit, else an atomic add. */
@@ -852,6 +858,24 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 			shval__fast_wake(v, 0);
 		if (result)
 			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
+		return 0;
+	}
+	if ((f->flags & (SHVAL__F_ATOMIC32S | SHVAL__F_ATOMIC32U)) &&
+	    shval__fast_live(f)) {
+		/* wraps at 32 bits, as the function does */
+		uint32_t o = __atomic_fetch_add(
+			(uint32_t *)f->data, (uint32_t)delta, __ATOMIC_SEQ_CST);
+#if !defined(__x86_64__) && !defined(__i386__)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* tag-waiters */
+#endif
+		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+			shval__fast_wake(v, 0);
+		uint32_t nw = o + (uint32_t)delta;
+		if (result)
+			*result = (f->flags & SHVAL__F_ATOMIC32S)
+					  ? (int64_t)(int32_t)nw
+					  : (int64_t)nw;
 		return 0;
 	}
 	if (f->flags & SHVAL__F_LOCKED64) {

@@ -76,6 +76,9 @@ static void fast_init(shval *v)
 		f->flags |= SHVAL__F_SEQREAD;
 	if (v->fast_add)
 		f->flags |= SHVAL__F_ATOMIC64;
+	if (v->fast_add32)
+		f->flags |= v->fast_add32 == 's' ? SHVAL__F_ATOMIC32S
+						 : SHVAL__F_ATOMIC32U;
 	if (v->undo && value && v->fast_sec) {
 		if (!v->needs_check)
 			f->flags |= SHVAL__F_OWNWRITE;
@@ -192,6 +195,11 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 	}
 	v->fast_add = v->int64 && mode == SHVAL_ATOMIC &&
 		      !(seg->flags & SHVAL_RDONLY);
+	if (v->kind == SHVAL_KIND_SCALAR && v->size == 4 &&
+	    mode == SHVAL_ATOMIC && !(seg->flags & SHVAL_RDONLY)) {
+		char c = v->type->fields[0].code;
+		v->fast_add32 = c == 'i' ? 's' : c == 'I' ? 'u' : 0;
+	}
 	fast_init(v);
 	shval__seg_ref(seg);
 	if (shval__check(v) != 0) {

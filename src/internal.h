@@ -85,6 +85,9 @@ struct shval {
 	bool needs_check; /* type has bool or string bytes */
 	bool int64;       /* an 8-byte integer scalar (q l n Q L N) */
 	bool fast_add;    /* int64, atomic, writable */
+	char fast_add32;  /* a 4-byte integer ('i', 'I'), atomic,
+	                               writable: 's' signed, 'u' unsigned;
+	                               else 0 */
 	bool own_lock;    /* lk is in the value's own entry */
 	bool fast_sec;    /* own lock, writable: section.h's fast
 	                               path applies */

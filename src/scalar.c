@@ -349,6 +349,22 @@ SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
 			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
 		return 0;
 	}
+	if (v->fast_add32 &&
+	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) ==
+		    v->serial &&
+	    atomic_load_explicit(&v->e->state, memory_order_acquire) ==
+		    SHVAL__ST_LIVE) {
+		/* A 4-byte integer atomic ('i', 'I': Python's Value('i')):
+		 * wraps at its width, as rmw_int does. */
+		uint32_t o = __atomic_fetch_add(
+			(uint32_t *)v->data, (uint32_t)delta, __ATOMIC_SEQ_CST);
+		shval__atomic_changed(v);
+		uint32_t nw = o + (uint32_t)delta;
+		if (result)
+			*result = v->fast_add32 == 's' ? (int64_t)(int32_t)nw
+						       : (int64_t)nw;
+		return 0;
+	}
 	if (v->int64 && v->mode != SHVAL_ATOMIC) {
 		/* Locked (or raw) 64-bit counter: one change, no letter logic. */
 		int how;

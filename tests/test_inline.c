@@ -13,6 +13,7 @@
  *   - a damaged kind word: SHVAL_ECORRUPT before any pthread call;
  *   - a removed value, and its block reused by another value: SHVAL_ESTALE,
  *     the other value untouched.
+ * And the 32-bit atomic add ('i', 'I') against the function's results.
  * The robust-list check also covers the library's own section fast path
  * (src/section.h, through shval_set_i64).
  * The inline paths are compiled in here (this file includes only
@@ -327,6 +328,73 @@ TEST(inline_writes_whole_under_kills)
 		ASSERT_OK(shval_write(s, w, sizeof w));
 	}
 	shval_close(s);
+	shval_seg_close(seg);
+}
+
+/* The inline 32-bit atomic add and the function give the same results
+ * (wrapping at 32 bits, sign-extended for 'i'), for deltas of any size. */
+TEST(atomic32_add_same_as_function)
+{
+	shval_seg *seg = new_seg("a32");
+	static const int64_t deltas[] = { 0, 1, -1, 7, INT32_MAX, INT32_MIN,
+					  (int64_t)1 << 32, ((int64_t)1 << 40) + 3,
+					  INT64_MAX, INT64_MIN, -123456789 };
+	static const char *const types[] = { "i", "I" };
+	for (int t = 0; t < 2; t++) {
+		shval *a, *b;
+		char na[8], nb[8];
+		snprintf(na, sizeof na, "a%d", t);
+		snprintf(nb, sizeof nb, "b%d", t);
+		ASSERT_OK(shval_create(seg, na, types[t], SHVAL_ATOMIC, NULL, 0,
+				       &a));
+		ASSERT_OK(shval_create(seg, nb, types[t], SHVAL_ATOMIC, NULL, 0,
+				       &b));
+		ASSERT(fastof(a)->flags &
+		       (SHVAL__F_ATOMIC32S | SHVAL__F_ATOMIC32U));
+		for (size_t i = 0; i < sizeof deltas / sizeof *deltas; i++) {
+			int64_t ra, rb, ga, gb;
+			ASSERT_OK(shval_add_i64(a, deltas[i], &ra));
+			ASSERT_OK((shval_add_i64)(b, deltas[i], &rb));
+			ASSERT_EQ(ra, rb);
+			ASSERT_OK(shval_get_i64(a, &ga));
+			ASSERT_OK(shval_get_i64(b, &gb));
+			ASSERT_EQ(ga, ra);
+			ASSERT_EQ(gb, rb);
+		}
+		shval_close(a);
+		shval_close(b);
+	}
+	shval *w;
+	int32_t max = INT32_MAX;
+	int64_t r;
+	ASSERT_OK(shval_create(seg, "w", "i", SHVAL_ATOMIC, &max, 4, &w));
+	ASSERT_OK(shval_add_i64(w, 1, &r));
+	ASSERT_EQ(r, INT32_MIN);
+	shval_close(w);
+	shval_seg_close(seg);
+}
+
+/* Two processes adding to one 'i' atomic: the exact total. */
+TEST(atomic32_add_two_processes_exact)
+{
+	shval_seg *seg = new_seg("a32p");
+	shval *a;
+	ASSERT_OK(shval_create(seg, "a", "i", SHVAL_ATOMIC, NULL, 0, &a));
+	enum { N = 200000 };
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (int i = 0; i < N; i++)
+			if (shval_add_i64(a, 1, NULL))
+				_exit(3);
+		_exit(0);
+	}
+	for (int i = 0; i < N; i++)
+		ASSERT_OK(shval_add_i64(a, 1, NULL));
+	test_wait_ok(pid);
+	int64_t got;
+	ASSERT_OK(shval_get_i64(a, &got));
+	ASSERT_EQ(got, 2 * N);
+	shval_close(a);
 	shval_seg_close(seg);
 }
 
