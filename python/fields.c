@@ -214,6 +214,8 @@ out:
 PyObject *val_getattro(PyObject *o, PyObject *name)
 {
 	ValObject *v = (ValObject *)o;
+	if (!v->nfields) /* not a struct: .value etc. without a detour */
+		return PyObject_GenericGetAttr(o, name);
 	const shval_field_info *f = find_field(v, name);
 	if (f)
 		return field_get(v, f);
@@ -223,6 +225,8 @@ PyObject *val_getattro(PyObject *o, PyObject *name)
 int val_setattro(PyObject *o, PyObject *name, PyObject *value)
 {
 	ValObject *v = (ValObject *)o;
+	if (!v->nfields)
+		return PyObject_GenericSetAttr(o, name, value);
 	const shval_field_info *f = find_field(v, name);
 	if (f)
 		return field_set(v, f, value);

@@ -161,6 +161,7 @@ typedef struct {
 	char letter;     /* scalar / array element letter */
 	char numeric;    /* a scalar add/cas/exchange accept */
 	char isfloat;    /* 'f' or 'd' */
+	char fastint;    /* an integer letter fast_add() may add to */
 	size_t esize, count, size;
 	size_t selem;    /* array of ctypes Structures: element size */
 	Py_ssize_t exports;
@@ -302,5 +303,106 @@ static inline int held_here(const LockObject *l)
 	return l && l->depth && l->holder_gen == fork_gen &&
 	       l->holder == PyThread_get_thread_ident();
 }
+
+/* ---- Own-lock sections inline (hot paths) ----
+ * include/shval.h's inline shval_write() and locked shval_add_i64() fall
+ * back to the functions when the trylock fails, and the functions block
+ * in pthread_mutex_lock() with the GIL held: a thread of this process
+ * holding the lock through `with v.get_lock():` could then never run to
+ * release it.  So the binding runs the same section (the header's
+ * shval__sec_open / _dirty / _commit, from the same build of the library:
+ * it links the static library) and leaves everything else (contention, a
+ * lock this thread holds, a removed value) to the general path, which
+ * waits with the GIL released (acquire_handle2).  None of this touches
+ * the library's thread-locals (its held-lock list), which the module,
+ * dlopen'ed, reaches through _dl_tlsdesc_dynamic.
+ * Returns 0 (done), FAST_SLOW (take the general path) or SHVAL_EOWNERDEAD
+ * (a dead owner's section was rolled back and the lock released: warn,
+ * then take the general path). */
+#define FAST_SLOW 1
+#if defined(shval_write) && defined(shval_add_i64) /* the header's inline paths */
+/* n is a constant in every caller below (always inlined): the copies are
+ * moves, not calls of memcpy */
+static inline __attribute__((always_inline)) int fast_write_n(ValObject *v, const void *buf,
+							      size_t n)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	int r = shval__sec_open(f);
+	if (r == 0) {
+		shval__sec_dirty(f, n);
+		memcpy(f->data, buf, n);
+		shval__sec_commit(v->h, f);
+		return 0;
+	}
+	if (r == EOWNERDEAD) {
+		shval__fast_recover(v->h);
+		return SHVAL_EOWNERDEAD;
+	}
+	return FAST_SLOW;
+}
+
+static inline int fast_write(ValObject *v, const void *buf, size_t len)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	if (!(f->flags & SHVAL__F_OWNWRITE) || f->size != len)
+		return FAST_SLOW;
+	switch (len) {
+	case 1: return fast_write_n(v, buf, 1);
+	case 2: return fast_write_n(v, buf, 2);
+	case 4: return fast_write_n(v, buf, 4);
+	case 8: return fast_write_n(v, buf, 8);
+	}
+	return fast_write_n(v, buf, len);
+}
+
+/* An own-lock integer value of 1, 2, 4 or 8 bytes: wraps and stores the
+ * low bytes, as the library's rmw_int(); *out: the new low bytes. */
+static inline __attribute__((always_inline)) int fast_add_n(ValObject *v, int64_t d,
+							    int64_t *out, size_t n)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	int r = shval__sec_open(f);
+	if (r == 0) {
+		uint64_t x = 0;
+		memcpy(&x, f->data, n); /* little-endian: low bytes */
+		x += (uint64_t)d;
+		shval__sec_dirty(f, n);
+		memcpy(f->data, &x, n);
+		shval__sec_commit(v->h, f);
+		*out = (int64_t)x;
+		return 0;
+	}
+	if (r == EOWNERDEAD) {
+		shval__fast_recover(v->h);
+		return SHVAL_EOWNERDEAD;
+	}
+	return FAST_SLOW;
+}
+
+static inline int fast_add(ValObject *v, int64_t d, int64_t *out)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	if (!(f->flags & SHVAL__F_OWNWRITE) || !v->fastint)
+		return FAST_SLOW;
+	switch (f->size) {
+	case 1: return fast_add_n(v, d, out, 1);
+	case 2: return fast_add_n(v, d, out, 2);
+	case 4: return fast_add_n(v, d, out, 4);
+	case 8: return fast_add_n(v, d, out, 8);
+	}
+	return FAST_SLOW;
+}
+#else
+static inline int fast_write(ValObject *v, const void *buf, size_t len)
+{
+	(void)v, (void)buf, (void)len;
+	return FAST_SLOW;
+}
+static inline int fast_add(ValObject *v, int64_t d, int64_t *out)
+{
+	(void)v, (void)d, (void)out;
+	return FAST_SLOW;
+}
+#endif
 
 #endif /* SHVAL_PY_H */

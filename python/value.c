@@ -104,6 +104,8 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->numeric = v->kind == SHVAL_KIND_SCALAR && v->letter &&
 		     strchr("bBhHiIlLqQnNfdcu?", v->letter) != NULL;
 	v->isfloat = v->numeric && is_float(v->letter);
+	v->fastint = v->numeric && strchr("bBhHiIlLqQnN", v->letter) != NULL &&
+		     (v->size == 1 || v->size == 2 || v->size == 4 || v->size == 8);
 	if (v->kind == SHVAL_KIND_STRING)
 		v->letter = 's';
 	if (v->kind == SHVAL_KIND_STRUCT) {
@@ -291,7 +293,13 @@ static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 		uint64_t b[2];
 		int r;
 		if (!v->extlock) {
-			r = shval_read(v->h, b, v->size); /* never blocks */
+			/* never blocks; a constant size: the copy is a move */
+			if (v->size == 4)
+				r = shval_read(v->h, b, 4);
+			else if (v->size == 8)
+				r = shval_read(v->h, b, 8);
+			else
+				r = shval_read(v->h, b, v->size);
 		} else {
 			if (ext_enter(v) < 0)
 				return NULL;
@@ -327,6 +335,18 @@ static int write_bytes(ValObject *v, const void *b, size_t n)
 {
 	int r;
 	if (!v->extlock) {
+		if (LOCKED(v)) {
+			if (held_here((LockObject *)v->lock)) {
+				/* inside `with v.get_lock():`: a nested write */
+				r = (shval_write)(v->h, b, n);
+				goto done;
+			}
+			r = fast_write(v, b, n);
+			if (r == 0)
+				goto done;
+			if (r != FAST_SLOW && handle_rc(v, r) < 0) /* owner died */
+				return -1;
+		}
 		CALL(v, shval_write(v->h, b, n));
 	} else {
 		if (ext_enter(v) < 0)
@@ -334,7 +354,8 @@ static int write_bytes(ValObject *v, const void *b, size_t n)
 		CALL(v, shval_write(v->h, b, n));
 		ext_exit(v);
 	}
-	if (handle_rc(v, r) < 0)
+done:
+	if (r && handle_rc(v, r) < 0)
 		return -1;
 	v->seen = shval_value_version(v->h);
 	return 0;
@@ -418,8 +439,14 @@ static PyObject *val_add(ValObject *v, PyObject *delta)
 		long long d = PyLong_AsLongLongAndOverflow(delta, &of);
 		if (!of && !(d == -1 && PyErr_Occurred())) {
 			int64_t out = 0;
-			int r;
-			CALL(v, shval_add_i64(v->h, d, &out));
+			int r = FAST_SLOW;
+			if (LOCKED(v) && !held_here((LockObject *)v->lock)) {
+				r = fast_add(v, d, &out);
+				if (r != 0 && r != FAST_SLOW && handle_rc(v, r) < 0)
+					return NULL; /* owner died: warned */
+			}
+			if (r != 0)
+				CALL(v, shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)
 				return NULL;
 			if (v->letter == 'i')
