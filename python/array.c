@@ -73,12 +73,33 @@ static PyObject *elems_to_py(ValObject *v, const unsigned char *b, size_t n)
 		PyList_SET_ITEM(l, (Py_ssize_t)i, e_);                  \
 	}                                                               \
 	return l
+	/* small ints from the module's table (the objects CPython keeps for
+	 * -5..256 anyway) without a call per element */
+	PyObject *const *small = v->st->small_ints;
+#define FILL_INT(T, conv)                                                       \
+	for (size_t i = 0; i < n; i++) {                                        \
+		T x_;                                                           \
+		memcpy(&x_, b + i * sizeof(T), sizeof(T));                      \
+		PyObject *e_;                                                   \
+		/* unsigned: no overflow near the type's limits */             \
+		uint64_t k_ = (uint64_t)(int64_t)x_ - (uint64_t)SMALL_INT_MIN;  \
+		if (k_ < SMALL_INT_N) {                                         \
+			e_ = small[k_];                                         \
+			Py_INCREF(e_);                                          \
+		} else if (!(e_ = conv(x_))) {                                  \
+			Py_DECREF(l);                                           \
+			return NULL;                                            \
+		}                                                               \
+		PyList_SET_ITEM(l, (Py_ssize_t)i, e_);                          \
+	}                                                                       \
+	return l
 	switch (v->letter) {
-	case 'i': FILL(int32_t, PyLong_FromLong);
-	case 'q': case 'l': case 'n': FILL(int64_t, PyLong_FromLongLong);
+	case 'i': FILL_INT(int32_t, PyLong_FromLong);
+	case 'q': case 'l': case 'n': FILL_INT(int64_t, PyLong_FromLongLong);
 	case 'd': FILL(double, PyFloat_FromDouble);
 	}
 #undef FILL
+#undef FILL_INT
 	for (size_t i = 0; i < n; i++) {
 		PyObject *e = elem_to_py(v->letter, b + i * v->esize);
 		if (!e) {

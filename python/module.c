@@ -424,6 +424,9 @@ static int shval_exec(PyObject *m)
 	get_ctypes_attr(ct, "_Pointer", &st->ct_pointer);
 	get_ctypes_attr(ct, "_CFuncPtr", &st->ct_funcptr);
 	Py_DECREF(ct);
+	for (int i = 0; i < SMALL_INT_N; i++)
+		if (!(st->small_ints[i] = PyLong_FromLong(SMALL_INT_MIN + i)))
+			return -1;
 	fork_gen_init();
 	if (PyModule_AddStringConstant(m, "library_version", shval_version_string()) < 0 ||
 	    PyModule_AddIntConstant(m, "HAVE_SHARED_LOCKS", 1) < 0)
@@ -452,6 +455,8 @@ static int shval_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->SynchronizedStringType);
 	Py_VISIT(st->LockType);
 	Py_VISIT(st->RLockType);
+	for (int i = 0; i < SMALL_INT_N; i++)
+		Py_VISIT(st->small_ints[i]);
 	return 0;
 }
 
@@ -476,6 +481,8 @@ static int shval_clear(PyObject *m)
 	Py_CLEAR(st->SynchronizedStringType);
 	Py_CLEAR(st->LockType);
 	Py_CLEAR(st->RLockType);
+	for (int i = 0; i < SMALL_INT_N; i++)
+		Py_CLEAR(st->small_ints[i]);
 	return 0;
 }
 

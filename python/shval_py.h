@@ -54,6 +54,8 @@
  * outlives every object that points at it; hot paths never look it up.
  * Module functions get it from their module (PyModule_GetState), tp_new
  * from its type (PyType_GetModuleByDef). */
+#define SMALL_INT_MIN (-5)
+#define SMALL_INT_N 262
 typedef struct shval_state {
 	PyObject *Error;            /* shval.Error */
 	PyObject *OwnerDiedWarning; /* shval.OwnerDiedWarning */
@@ -69,6 +71,7 @@ typedef struct shval_state {
 	 * re-import after `del sys.modules[...]`) never make the same name */
 	unsigned long name_counter;
 	unsigned long id;
+	PyObject *small_ints[SMALL_INT_N]; /* SMALL_INT_MIN.. (array slices) */
 } shval_state;
 
 extern PyModuleDef shval_moduledef;
