@@ -427,6 +427,8 @@ static int shval_exec(PyObject *m)
 	for (int i = 0; i < SMALL_INT_N; i++)
 		if (!(st->small_ints[i] = PyLong_FromLong(SMALL_INT_MIN + i)))
 			return -1;
+	if (!(st->str_value = PyUnicode_InternFromString("value")))
+		return -1;
 	fork_gen_init();
 	if (PyModule_AddStringConstant(m, "library_version", shval_version_string()) < 0 ||
 	    PyModule_AddIntConstant(m, "HAVE_SHARED_LOCKS", 1) < 0)
@@ -457,6 +459,7 @@ static int shval_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->RLockType);
 	for (int i = 0; i < SMALL_INT_N; i++)
 		Py_VISIT(st->small_ints[i]);
+	Py_VISIT(st->str_value);
 	return 0;
 }
 
@@ -483,6 +486,7 @@ static int shval_clear(PyObject *m)
 	Py_CLEAR(st->RLockType);
 	for (int i = 0; i < SMALL_INT_N; i++)
 		Py_CLEAR(st->small_ints[i]);
+	Py_CLEAR(st->str_value);
 	return 0;
 }
 

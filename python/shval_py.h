@@ -15,6 +15,25 @@
  *   array.c     SharedArray / SynchronizedArray / SynchronizedString
  * See python/README.md for the behaviour and its documented differences.
  *
+ * CPython structure (issue 13):
+ *   - Every type is a heap type made by PyType_FromModuleAndSpec() from a
+ *     PyType_Spec in its file (the *_spec below), immutable, GC-tracked:
+ *     tp_traverse visits the type and every object reference; values also
+ *     have tp_clear (base, lock, ctype), and close their handle in dealloc
+ *     only if owns_h (not "if no base": tp_clear may have cleared base).
+ *     Value types have no tp_new (Py_TPFLAGS_DISALLOW_INSTANTIATION, as
+ *     the static types before).
+ *   - Multi-phase init (PyModuleDef_Init + Py_mod_exec); what were C
+ *     globals is the module state (shval_state, module.c).  Objects cache
+ *     a pointer to it, so no hot path looks it up.
+ *   - Hot calls are METH_O / METH_NOARGS / METH_FASTCALL (| METH_KEYWORDS,
+ *     parsed by fast_args() in convert.c: no private CPython API).
+ *   - Hot paths use the library header's inline fast paths: the seqlock
+ *     read (shval_read with cap == size, a constant for 4 and 8 bytes),
+ *     the 64- and 32-bit atomic add (shval_add_i64), and the own-lock
+ *     section of shval_write / the locked add (fast_write / fast_add at
+ *     the end of this file: why not the macros themselves is said there).
+ *
  * Object model:
  *   Segment             a shval_seg (named, or an anonymous one).
  *   SharedValue         a raw value (RawValue, Value(lock=False), get_obj()).
@@ -72,6 +91,7 @@ typedef struct shval_state {
 	unsigned long name_counter;
 	unsigned long id;
 	PyObject *small_ints[SMALL_INT_N]; /* SMALL_INT_MIN.. (array slices) */
+	PyObject *str_value; /* "value", interned (val_getattro's shortcut) */
 } shval_state;
 
 extern PyModuleDef shval_moduledef;

@@ -430,7 +430,9 @@ static int need_scalar(ValObject *v)
 	return 0;
 }
 
-static PyObject *val_add(ValObject *v, PyObject *delta)
+/* flatten: the header's inline add is inlined here (GCC keeps it out of line
+ * otherwise) */
+__attribute__((flatten)) static PyObject *val_add(ValObject *v, PyObject *delta)
 {
 	if (!v->isfloat && v->numeric && !v->extlock && PyLong_CheckExact(delta)) {
 		/* the common case: an int delta on an integer value; a 64-bit
