@@ -3,7 +3,9 @@
 #     bench/py_profile_loop.py BUILD/python {empty|read|write|locked_inc|add|add_atomic|slice}
 # and the same loops on multiprocessing's objects (mp_read, mp_write,
 # mp_locked_inc, mp_slice) and on a __slots__ attribute (slots_read,
-# slots_store: the interpreter's floor under any C getter/setter).
+# slots_store: the interpreter's floor under any C getter/setter), a C
+# getset read and a C METH_NOARGS call (getset_read, meth_noargs), and the
+# bench's op(i) call (call).
 # Instructions per operation = (total of the loop - total of "empty") / N.
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -22,6 +24,7 @@ class S:
     __slots__ = ('x',)
 o = S()
 o.x = 0
+f = 1.5
 def nop(_i):
     pass
 def main():
@@ -53,6 +56,10 @@ def main():
         for i in range(N): o.x
     elif what == 'slots_store':
         for i in range(N): o.x = i & 0xffff
+    elif what == 'getset_read':  # a C getset descriptor (float.real)
+        for i in range(N): f.real
+    elif what == 'meth_noargs':  # a C METH_NOARGS method (float.conjugate)
+        for i in range(N): f.conjugate()
     elif what == 'call':  # bench_py.py's op(i): a Python call per op
         for i in range(N): nop(i)
     elif what == 'empty':
