@@ -7,14 +7,14 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format
+DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format libhiredis-dev redis-server python3-redis
 
 .PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench mutants
 
 all: build
 
 # What building alone needs (make run, make build on a fresh machine).
-BUILD_PACKAGES = cmake gcc make
+BUILD_PACKAGES = cmake gcc make pkgconf libhiredis-dev
 deps-build:
 	@missing=""; for p in $(BUILD_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -88,7 +88,7 @@ sanitize: asan tsan valgrind
 # Benchmarks (not tests): installs libboost-dev when missing (as root),
 # builds build-bench (Release), runs bench/, prints the table, writes
 # bench/results.json.  BENCH_ARGS e.g. "--reps 9 --min-sec 0.5 --only find"
-bench:
+bench: deps
 	sh bench/run.sh $(BENCH_ARGS)
 
 # libFuzzer targets, FUZZ_SECONDS each (fuzz/README.md).

@@ -47,6 +47,28 @@ else
 		'{"case": "create_100k", "skipped": "Boost headers not found", "met": null}' >>"$frag"
 fi
 "$PY" "$here/bench_py.py" --build "$BUILD" --json "$frag" "$@" || status=1
+# Redis rows (issue 14): a redis-server of its own on 127.0.0.1, stopped after.
+if command -v redis-server >/dev/null; then
+	rdir="$BUILD/redis-bench"
+	rm -rf "$rdir" && mkdir -p "$rdir"
+	rport=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	redis-server --port "$rport" --bind 127.0.0.1 --dir "$rdir" --save '' \
+		--appendonly no --logfile "$rdir/log" --daemonize no </dev/null &
+	rpid=$!
+	for i in $(seq 100); do
+		redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+		sleep 0.05
+	done
+	SHVAL_BENCH_REDIS_PORT=$rport "$BUILD/bench/bench_redis" --json "$frag" "$@" || status=1
+	SHVAL_BENCH_REDIS_PORT=$rport "$PY" "$here/bench_redis_py.py" --build "$BUILD" \
+		--json "$frag" "$@" || status=1
+	kill "$rpid"
+	wait "$rpid" 2>/dev/null
+	rm -rf "$rdir"
+else
+	echo "bench: redis-server missing (make deps installs it): Redis rows skipped" >&2
+	status=1
+fi
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "$PY" "$here/report.py" --fragments "$frag" --out "$here/results.json" \

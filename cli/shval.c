@@ -113,9 +113,10 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
-	{ "ls", cmd_ls, 0, 0, OPT(O_JSON), "[--json]",
-	  "list the segments in " SHM_DIR,
-	  "Lists the shval segments in " SHM_DIR ": name, used and maximum\n"
+	{ "ls", cmd_ls, 0, -1, OPT(O_JSON), "[SEG...] [--json]",
+	  "list the segments in " SHM_DIR " (or SEGs)",
+	  "Lists the shval segments in " SHM_DIR ", or the segments SEG given\n"
+	  "(any kind, e.g. redis://host:port/prefix): name, used and maximum\n"
 	  "size, values, attached processes (alive and dead, not counting this\n"
 	  "command), creator pid and age.  Files that are not shval segments\n"
 	  "are skipped.  Segments are opened read-only, without attaching,\n"
@@ -238,11 +239,12 @@ static void usage_table(FILE *f)
 		else
 			fprintf(f, "  %-34s %s\n", left, cmds[i].summary);
 	}
-	fprintf(f,
-		"\nSEG is \"/name\" (in " SHM_DIR ") or \"file:PATH\".  Exit "
-		"status: 0 ok, 1 error, 2 usage, 3 timeout.\n"
-		"Run 'shval COMMAND --help' for a command's options, 'man "
-		"shval' for the manual.\n");
+	fprintf(f, "\nSEG is \"/name\" (in " SHM_DIR "), \"file:PATH\" or\n"
+		   "\"redis://[user:password@]host:port/prefix\" (also\n"
+		   "\"redis+unix:///path/to/socket?prefix=P\").  Exit "
+		   "status: 0 ok, 1 error, 2 usage, 3 timeout.\n"
+		   "Run 'shval COMMAND --help' for a command's options, 'man "
+		   "shval' for the manual.\n");
 }
 
 static void cmd_usage(const struct cmd *c, FILE *f)
@@ -717,12 +719,18 @@ struct ls_row {
 
 static int cmd_ls(struct args *a)
 {
+	char **names = NULL;
+	size_t nnames = 0, cap = 0;
+	if (a->npos > 0) { /* the segments named, of any kind */
+		names = xmalloc((size_t)a->npos * sizeof *names);
+		for (int i = 0; i < a->npos; i++)
+			names[nnames++] = xstrdup(a->pos[i]);
+		goto listed;
+	}
 	DIR *d = opendir(SHM_DIR);
 	if (!d)
 		return fail_detail(a, NULL, NULL, "cannot read " SHM_DIR,
 				   strerror(errno));
-	char **names = NULL;
-	size_t nnames = 0, cap = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		if (!valid_shm_name(de->d_name) ||
@@ -747,7 +755,7 @@ static int cmd_ls(struct args *a)
 	closedir(d);
 	if (nnames)
 		qsort(names, nnames, sizeof *names, cmp_str);
-
+listed:;
 	struct ls_row *rows = xmalloc((nnames ? nnames : 1) * sizeof *rows);
 	size_t nrows = 0;
 	for (size_t i = 0; i < nnames; i++) {
@@ -773,8 +781,10 @@ static int cmd_ls(struct args *a)
 			shval_seg_close(seg);
 			r = shval_seg_open(names[i], 0, NULL, &seg);
 		}
-		/* Not a shval segment, or gone meanwhile: skip silently. */
-		if (r == SHVAL_ECORRUPT || r == -ENOENT || r == SHVAL_EBADNAME)
+		/* Not a shval segment, or gone meanwhile: skip silently
+		 * (a segment named on the command line is reported). */
+		if (a->npos == 0 && (r == SHVAL_ECORRUPT || r == -ENOENT ||
+				     r == SHVAL_EBADNAME))
 			continue;
 		row->name = names[i];
 		nrows++;
@@ -868,7 +878,9 @@ static int cmd_ls(struct args *a)
 			       (int)s->creator_pid, age, note);
 		}
 	}
+	bool errors = false;
 	for (size_t i = 0; i < nrows; i++) {
+		errors |= rows[i].error != NULL;
 		free(rows[i].error);
 		free(rows[i].procs.list);
 	}
@@ -876,7 +888,8 @@ static int cmd_ls(struct args *a)
 		free(names[i]);
 	free(names);
 	free(rows);
-	return EX_OK;
+	/* a segment named on the command line that cannot be listed */
+	return errors && a->npos > 0 ? EX_RUNTIME : EX_OK;
 }
 
 /* ---- new, info --------------------------------------------------------- */

@@ -21,7 +21,7 @@
  *     shval_close(hits);
  *     shval_seg_close(seg);
  *
- * Segments come in three kinds, one format:
+ * Segments come in three local kinds, one format, and one remote kind:
  *   "/name"      POSIX shared memory (/dev/shm/name); lives until unlinked.
  *   "file:PATH"  a regular file; survives restarts.  A disk-backed mapping
  *                can stall writers during writeback: keep hot values on
@@ -29,6 +29,11 @@
  *   NULL         anonymous (memfd): inherited by fork() children, and
  *                passable to other processes as a file descriptor
  *                (shval_seg_fd() / shval_seg_open_fd()).
+ *   "redis://[user:password@]host:port/prefix"  (also
+ *   "redis+unix:///path/to/socket?prefix=P")  values kept by a Redis 7
+ *                server under the key prefix P, for processes on several
+ *                machines: the same functions, with the differences listed
+ *                under REDIS SEGMENTS below.
  *
  * ERRORS
  * ======
@@ -96,6 +101,62 @@
  *   pid namespace too).  Liveness checks — temporary-segment cleanup, lock
  *   owners named in lock words — look processes up by pid.
  * - Linux only: robust futex-based mutexes, memfd_create, O_TMPFILE, /proc.
+ *
+ * REDIS SEGMENTS
+ * ==============
+ * shval_seg_open("redis://host:port/P", ...) (or "redis+unix:///sock?prefix=P")
+ * keeps the segment's values on a Redis >= 7 server (FUNCTION LOAD, FCALL)
+ * under keys "P:..." (P is 1..200 characters from [A-Za-z0-9._-]).  Options
+ * after "?" (or "&" after prefix=): lease_ms=N (lock lease, default 5000),
+ * timeout_ms=N (connect, request and reconnect time, default 5000).  Every
+ * function of this header works on them, with these differences:
+ * - Exactness: a value is stored as the exact bytes of its C layout and
+ *   every change is computed by this library's own code, then applied by a
+ *   server-side compare-and-swap on the value's version: integer widths,
+ *   wrapping, range checks (SHVAL_ERANGE), float rounding and parsing are
+ *   exactly those of local values (Redis's 64-bit integers and Lua's doubles
+ *   never see the numbers).  Contended changes retry, like a local atomic
+ *   float add.
+ * - Latency: each call is a network round trip (about 30-60 us on one host);
+ *   an uncontended change is one round trip.  Calls on one segment handle
+ *   from several threads are serialised (one connection per handle; blocking
+ *   waits and lock waits use connections of their own).
+ * - Versions: a counter on the server (also for atomic values, whose local
+ *   version is their bits): a change back to the same number is a change.
+ *   shval_seg_version() moves on every change (no watcher announcement).
+ * - Locks are leases (SET NX PX with a fencing token), renewed every lease/3
+ *   by a thread of the owner's process.  Changes made inside a section are
+ *   staged in the owner's process (the owning thread's reads see them;
+ *   everyone else sees the last committed state) and applied all together at the outermost
+ *   shval_unlock() by one server-side call that checks the token.  A dead
+ *   owner is noticed when its lease expires (up to lease_ms after the
+ *   death, not at once): the next locker then gets SHVAL_EOWNERDEAD and the
+ *   last committed state (the dead section never appears).  An owner paused
+ *   or cut off for longer than the lease loses the lock: its shval_unlock()
+ *   returns SHVAL_ENOTOWNER and applies nothing.  A lock held by the parent
+ *   is not held by a fork() child (as locally).
+ * - Durability is the server's: with Redis's default snapshots a server
+ *   crash loses recent changes (and a restarted server without its data
+ *   makes handles SHVAL_ESTALE and opens -ENOENT); appendonly with
+ *   appendfsync always keeps every acknowledged change.  A lost connection
+ *   is re-established for up to timeout_ms; a request that changes
+ *   something carries an id and is never applied twice when resent.
+ * - Not offered (SHVAL_EMODE): shval_data() (returns NULL: no shared
+ *   memory, no zero-copy), shval_touch(), SHVAL_TEMP.  shval_seg_fd() is
+ *   -1, shval_seg_open_fd() does not apply; shval_seg_procs() lists nobody;
+ *   shval_seg_info() has no sizes (0), mode or attach counts.
+ * - Sizes: values up to 64 MiB (SHVAL_ETOOBIG beyond); a write sends the
+ *   whole value.  shval_seg_next() lists a snapshot of the names in byte
+ *   order.  shval_seg_verify() checks every value's record, type and bytes
+ *   (SHVAL_VERIFY_REPAIR repairs nothing there).
+ * - Errors of their own: -ECONNREFUSED / -EHOSTUNREACH (no server),
+ *   -ECONNRESET (connection lost longer than timeout_ms), -EACCES (AUTH
+ *   refused), -EEXIST when creating on a prefix that holds foreign keys,
+ *   SHVAL_EVERSION when P:seg is not a shval header, SHVAL_ECORRUPT for a
+ *   record that is not shval's (with the server's text in shval_errmsg()).
+ *   Passwords are never shown in messages.
+ * - No Redis Cluster (keys are built on the server) and no TLS (hiredis
+ *   0.14).  Several segments may share one server under different prefixes.
  *
  * TYPES
  * =====

@@ -243,12 +243,90 @@ LOCKS = [
         file="src/section.h",
         edits=[(
             """__atomic_load_n(&v->lk->mutex.__data.__kind, __ATOMIC_RELAXED) ==
-		    shval__lock_kind &&""",
-            """/* MUTANT: kind word not compared */""")],
+		    shval__lock_kind) {""",
+            """1) { /* MUTANT: kind word not compared */""")],
         breaks="a damaged mutex kind word gives SHVAL_ECORRUPT before any "
                "pthread call: the inline section fast path does not compare "
                "the kind word before its trylock",
         kill=r"^test_lock_damage\.damaged_mutex_kind_",
+    ),
+    dict(
+        id="inline-kind-unchecked",
+        file="include/shval.h",
+        edits=[(
+            """	    __atomic_load_n(f->lock_kind, __ATOMIC_RELAXED) != f->lock_kind_want)""",
+            """	    0) /* MUTANT: kind word not compared */""")],
+        breaks="a damaged mutex kind word gives SHVAL_ECORRUPT before any "
+               "pthread call: the header's inline section does not compare "
+               "the kind word before its trylock",
+        kill=r"^test_inline\.damaged_kind_word_refused$",
+    ),
+    dict(
+        id="inline-ownerdead-dropped",
+        file="include/shval.h",
+        edits=[(
+            """	if (v && (f->flags & SHVAL__F_OWNWRITE) && f->size == len && buf) {
+		int r = shval__sec_open(f);
+		if (r == 0) {
+			shval__sec_dirty(f, len);
+			__builtin_memcpy(f->data, buf, len);
+			shval__sec_commit(v, f);
+			return 0;
+		}
+		if (r == EOWNERDEAD)
+			shval__fast_recover(v);""",
+            """	if (v && (f->flags & SHVAL__F_OWNWRITE) && f->size == len && buf) {
+		int r = shval__sec_open(f);
+		if (r == 0) {
+			shval__sec_dirty(f, len);
+			__builtin_memcpy(f->data, buf, len);
+			shval__sec_commit(v, f);
+			return 0;
+		}
+		/* MUTANT: EOWNERDEAD from the inline trylock not handed over */""")],
+        breaks="a death is recovered once, with the lock held: the inline "
+               "write drops the lock it got with EOWNERDEAD and the function "
+               "takes it a second time (the mutex goes on the thread's "
+               "robust list twice, losing the locks behind it)",
+        kill=r"^test_inline\.robust_list_intact_after_inline_recovery$",
+    ),
+    dict(
+        id="section-ownerdead-dropped",
+        file="src/section.h",
+        edits=[(
+            """		if (r == 0 || r == EOWNERDEAD)
+			return shval__chg_begin_taken(v, how, r);""",
+            """		if (r == 0) /* MUTANT: EOWNERDEAD not handed over */
+			return shval__chg_begin_taken(v, how, r);""")],
+        breaks="the library's section fast path hands a lock taken with "
+               "EOWNERDEAD to recovery: taken twice, it sits on the robust "
+               "list twice",
+        kill=r"^test_inline\.robust_list_intact_after_inline_recovery$",
+    ),
+    dict(
+        id="inline-undo-stale",
+        file="include/shval.h",
+        edits=[(
+            """	__builtin_memcpy(f->undo, f->data, n);
+	__atomic_store_n(f->version, ver | 2, __ATOMIC_RELEASE);""",
+            """	(void)n; /* MUTANT: undo copy not refreshed */
+	__atomic_store_n(f->version, ver | 2, __ATOMIC_RELEASE);""")],
+        breaks="a writer killed inside an inline write leaves the value as "
+               "it was before that write: the undo copy is not refreshed, so "
+               "the rollback restores an older state",
+        kill=r"^test_inline\.(inline_writes_whole_under_kills|add_after_owner_death_rolls_back)$",
+    ),
+    dict(
+        id="inline-commit-no-wake",
+        file="include/shval.h",
+        edits=[(
+            """		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+			shval__fast_wake(v, 1);""",
+            """		(void)v; /* MUTANT: waiters not woken after a commit */""")],
+        breaks="waiters wake on every committed change: the header's inline "
+               "section commits without looking for waiters",
+        kill=r"^test_wake\.",
     ),
     dict(
         id="stuck-writing-ignored",

@@ -97,8 +97,9 @@ static PyObject *seg_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|pOIpp:Segment", kwlist, &name, &create,
 					 &size, &mode, &temp, &rdonly))
 		return NULL;
-	char full[512];
-	if (name[0] != '/' && strncmp(name, "file:", 5) != 0)
+	char full[4096];
+	if (name[0] != '/' && strncmp(name, "file:", 5) != 0 &&
+	    strncmp(name, "redis://", 8) != 0 && strncmp(name, "redis+unix://", 13) != 0)
 		snprintf(full, sizeof full, "/%s", name);
 	else
 		snprintf(full, sizeof full, "%s", name);

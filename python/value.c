@@ -813,7 +813,12 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	ValObject *v = (ValObject *)o;
 	void *p = shval_data(v->h);
 	if (!p) {
-		set_error(v->st, SHVAL_ESTALE, "the value was removed");
+		/* a live value without memory (a Redis segment's): EMODE */
+		struct shval_info in;
+		if (shval_info(v->h, &in) == 0)
+			set_error(v->st, SHVAL_EMODE, shval_errmsg(shval_segment(v->h)));
+		else
+			set_error(v->st, SHVAL_ESTALE, "the value was removed");
 		view->obj = NULL;
 		return -1;
 	}

@@ -133,6 +133,11 @@ void shval__attach_count(shval_seg *seg, unsigned *attached, unsigned *alive)
 SHVAL_API int shval_seg_procs(shval_seg *seg, shval_proc *procs, size_t cap,
 			      size_t *n)
 {
+	if (SHVAL__RSEG(seg)) {
+		if (n)
+			*n = 0;
+		return 0;
+	}
 	if (!seg || !n)
 		return -EINVAL;
 	size_t k = 0;

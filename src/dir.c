@@ -384,17 +384,29 @@ static int table_resize(shval_seg *seg, uint64_t newcap)
 	return 0;
 }
 
+/* The current table, for a caller holding the segment lock (nobody else
+ * moves it); NULL, with the message set, if damaged. */
+static _Atomic uint64_t *table_now(shval_seg *seg, uint64_t *cap)
+{
+	_Atomic uint64_t *slots =
+		shval__table_at(seg,
+				atomic_load_explicit(&seg->hdr->table_off,
+						     memory_order_relaxed),
+				cap);
+	if (!slots)
+		shval__failf(seg, SHVAL_ECORRUPT,
+			     "segment %s: directory table is damaged",
+			     seg->name);
+	return slots;
+}
+
 int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-		&cap);
+	_Atomic uint64_t *slots = table_now(seg, &cap);
 	if (!slots)
-		return shval__failf(seg, SHVAL_ECORRUPT,
-				    "segment %s: directory table is damaged",
-				    seg->name);
+		return SHVAL_ECORRUPT;
 	/* Counters that cannot be true (they bound the resize below). */
 	if (h->nvalues > cap || h->ntomb > cap || h->nvalues + h->ntomb > cap)
 		return shval__failf(
@@ -414,11 +426,7 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 		int r = table_resize(seg, newcap);
 		if (r)
 			return r;
-		slots = shval__table_at(
-			seg,
-			atomic_load_explicit(&h->table_off,
-					     memory_order_relaxed),
-			&cap);
+		slots = table_now(seg, &cap);
 	}
 	uint32_t tag = (uint32_t)(hash >> 32);
 	uint64_t i = tag & (cap - 1);
@@ -445,9 +453,7 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-		&cap);
+	_Atomic uint64_t *slots = table_now(seg, &cap);
 	if (!slots)
 		return SHVAL_ECORRUPT;
 	uint32_t tag = (uint32_t)(hash >> 32);
@@ -466,7 +472,10 @@ int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 			return 0;
 		}
 	}
-	return SHVAL_ENOTFOUND;
+	return shval__failf(seg, SHVAL_ENOTFOUND,
+			    "segment %s: the directory has no slot for the "
+			    "entry at offset %llu",
+			    seg->name, (unsigned long long)off);
 }
 
 /* Re-count live entries after a process died holding the segment lock:
@@ -476,9 +485,7 @@ void shval__dir_recount(shval_seg *seg)
 {
 	shval__hdr *h = seg->hdr;
 	uint64_t cap;
-	_Atomic uint64_t *slots = shval__table_at(
-		seg, atomic_load_explicit(&h->table_off, memory_order_relaxed),
-		&cap);
+	_Atomic uint64_t *slots = table_now(seg, &cap);
 	if (!slots)
 		return;
 	uint64_t live = 0, tomb = 0;
@@ -513,6 +520,10 @@ void shval__dir_recount(shval_seg *seg)
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 			     const char *prefix, struct shval_info *info)
 {
+	if (SHVAL__RSEG(seg))
+		return cursor && info
+			       ? shval__r_seg_next(seg, cursor, prefix, info)
+			       : -EINVAL;
 	if (!seg || !cursor || !info)
 		return -EINVAL;
 	shval__hdr *h = seg->hdr;

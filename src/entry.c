@@ -247,6 +247,11 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 			   unsigned flags, const void *init, size_t init_len,
 			   shval **out)
 {
+	if (SHVAL__RSEG(seg))
+		return out ? shval__r_create(seg, name, type, flags, init,
+					     init_len, NULL, false, false, out,
+					     NULL)
+			   : -EINVAL;
 	if (!out)
 		return shval__failf(seg, -EINVAL, "shval_create: out is NULL");
 	*out = NULL;
@@ -269,6 +274,8 @@ static int check_same(shval_seg *seg, shval *v, const char *name,
 SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
 			 shval **out)
 {
+	if (SHVAL__RSEG(seg))
+		return out ? shval__r_find(seg, name, type, out) : -EINVAL;
 	if (!out || !seg)
 		return -EINVAL;
 	*out = NULL;
@@ -310,6 +317,11 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 				   const void *init, size_t init_len,
 				   shval **out, bool *created)
 {
+	if (SHVAL__RSEG(seg))
+		return out ? shval__r_create(seg, name, type, flags, init,
+					     init_len, NULL, false, true, out,
+					     created)
+			   : -EINVAL;
 	if (!out)
 		return shval__failf(seg, -EINVAL,
 				    "shval_find_or_create: out is NULL");
@@ -383,6 +395,8 @@ static int remove_locked(shval_seg *seg, const char *name, size_t nlen,
 
 SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 {
+	if (SHVAL__RSEG(seg))
+		return shval__r_remove(seg, name);
 	if (!seg)
 		return shval__failf(NULL, -EINVAL, "shval_remove: seg is NULL");
 	size_t nlen;
@@ -428,6 +442,10 @@ out:
 SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 				unsigned flags, shval **out)
 {
+	if (SHVAL__RSEG(seg))
+		return out ? shval__r_create(seg, name, NULL, flags, NULL, 0,
+					     NULL, true, false, out, NULL)
+			   : -EINVAL;
 	if (!out || !seg)
 		return -EINVAL;
 	*out = NULL;
@@ -462,6 +480,11 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 				   const void *init, size_t init_len,
 				   shval **out)
 {
+	if (SHVAL__RSEG(seg))
+		return out && lock ? shval__r_create(seg, name, type, 0, init,
+						     init_len, lock, false,
+						     false, out, NULL)
+				   : -EINVAL;
 	if (!out || !lock || !seg)
 		return shval__failf(seg, -EINVAL,
 				    "shval_create_guarded: %s is NULL",

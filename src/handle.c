@@ -214,6 +214,10 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 
 SHVAL_API void shval_close(shval *v)
 {
+	if (SHVAL__REMOTE(v)) {
+		shval__r_close(v);
+		return;
+	}
 	handle_free(v);
 }
 
@@ -266,6 +270,8 @@ int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info)
 
 SHVAL_API int shval_info(shval *v, struct shval_info *info)
 {
+	if (SHVAL__REMOTE(v))
+		return info ? shval__r_info(v, info) : -EINVAL;
 	if (!v || !info)
 		return -EINVAL;
 	int r = shval__check(v);

@@ -18,9 +18,10 @@
 #include "type.h"
 
 /* What a segment handle is backed by (struct shval_seg.kind). */
-#define SHVAL__SEG_ANON 0 /* a memfd, no name */
-#define SHVAL__SEG_SHM 1  /* /dev/shm/NAME */
-#define SHVAL__SEG_FILE 2 /* file:PATH */
+#define SHVAL__SEG_ANON 0  /* a memfd, no name */
+#define SHVAL__SEG_SHM 1   /* /dev/shm/NAME */
+#define SHVAL__SEG_FILE 2  /* file:PATH */
+#define SHVAL__SEG_REDIS 3 /* redis://, redis+unix:// (remote.c) */
 
 /* Room for a segment's name or path, and for any path built from one
  * (the directory, a temporary name beside it): a path is shorter than
@@ -56,6 +57,7 @@ struct shval_seg {
 	struct shval__tcache *_Atomic types[64]; /* by record line */
 	struct shval__tcache *_Atomic texts[64]; /* by type text given */
 	unsigned ntexts;                         /* under type_lock */
+	struct shval__rseg *rs; /* SHVAL__SEG_REDIS only (remote.c) */
 };
 
 /* A cache entry; immutable once published (release store of the bucket
@@ -76,6 +78,8 @@ struct shval {
 	uint64_t off; /* entry offset */
 	uint64_t serial;
 	shval__entry *e;
+	struct shval__rval *r; /* a Redis value (remote.c), else NULL: beside
+	                          e, in the cache line every call reads */
 	unsigned char *data;
 	unsigned char *undo; /* NULL if none */
 	shval__lockblk *lk;  /* NULL for raw / atomic */
@@ -95,6 +99,13 @@ struct shval {
 	unsigned kind;    /* SHVAL_KIND_* */
 	size_t size;
 };
+
+/* A handle or segment of a Redis segment: the public functions hand it to
+ * remote.c before anything else (never on the inline fast paths: a remote
+ * handle's fast.flags is 0, so they call the functions). */
+#define SHVAL__REMOTE(v) __builtin_expect((v) != NULL && (v)->r != NULL, 0)
+#define SHVAL__RSEG(seg) \
+	__builtin_expect((seg) != NULL && (seg)->kind == SHVAL__SEG_REDIS, 0)
 
 /* ---- error.c ---- */
 /* Record a one-line message for seg (NULL: for shval_errmsg(NULL)) in this
@@ -270,5 +281,61 @@ void shval__wake_after_commit(shval_seg *seg, shval__entry *e);
  * word is the version (atomic values) and only its waiters are woken. */
 void shval__wake_after_change(shval_seg *seg, shval__entry *e,
 			      bool bump_version);
+
+/* ---- remote.c (Redis segments; the public functions dispatch here) ---- */
+bool shval__r_is_name(const char *name);
+int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out);
+int shval__r_seg_close(shval_seg *seg);
+int shval__r_seg_unlink(const char *name);
+int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info);
+int shval__r_seg_next(shval_seg *seg, uint64_t *cursor, const char *prefix,
+		      struct shval_info *info);
+int shval__r_seg_verify(shval_seg *seg, unsigned flags,
+			void (*report)(const shval_problem *p, void *arg),
+			void *arg, size_t *nproblems);
+uint64_t shval__r_seg_version(shval_seg *seg);
+/* shval_wait (v) and shval_seg_wait (v NULL) */
+int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns);
+int shval__r_find(shval_seg *seg, const char *name, const char *type,
+		  shval **out);
+int shval__r_create(shval_seg *seg, const char *name, const char *type,
+		    unsigned flags, const void *init, size_t init_len,
+		    shval *guard, bool lock_entry, bool or_find, shval **out,
+		    bool *created);
+int shval__r_remove(shval_seg *seg, const char *name);
+void shval__r_close(shval *v);
+int shval__r_info(shval *v, struct shval_info *info);
+uint64_t shval__r_value_version(shval *v);
+int shval__r_read(shval *v, void *buf, size_t cap);
+int shval__r_write(shval *v, const void *buf, size_t len);
+int shval__r_get_str(shval *v, char *buf, size_t cap, size_t *len);
+int shval__r_set_str(shval *v, const char *s, size_t len);
+int shval__r_array_get(shval *v, size_t index, size_t n, void *buf);
+int shval__r_array_set(shval *v, size_t index, size_t n, const void *buf);
+int shval__r_field_get(shval *v, const char *field, void *buf, size_t cap,
+		       size_t *len);
+int shval__r_field_set(shval *v, const char *field, const void *buf,
+		       size_t len);
+int shval__r_field_info_at(shval *v, size_t idx, shval_field_info *fi);
+int shval__r_to_text(shval *v, unsigned flags, char *buf, size_t cap,
+		     size_t *len);
+int shval__r_from_text(shval *v, int argc, const char *const *argv);
+int shval__r_get_i64(shval *v, int64_t *out);
+int shval__r_get_u64(shval *v, uint64_t *out);
+int shval__r_get_f64(shval *v, double *out);
+int shval__r_set_i64(shval *v, int64_t x);
+int shval__r_set_u64(shval *v, uint64_t x);
+int shval__r_set_f64(shval *v, double x);
+int shval__r_add_i64(shval *v, int64_t delta, int64_t *result);
+int shval__r_sub_i64(shval *v, int64_t delta, int64_t *result);
+int shval__r_add_f64(shval *v, double delta, double *result);
+int shval__r_bitop(shval *v, int which, uint64_t mask, uint64_t *old);
+int shval__r_exchange_i64(shval *v, int64_t x, int64_t *old);
+int shval__r_cas_i64(shval *v, int64_t *expected, int64_t desired);
+int shval__r_cas_f64(shval *v, double *expected, double desired);
+void *shval__r_data(shval *v);
+int shval__r_touch(shval *v);
+int shval__r_lock(shval *v, int64_t timeout_ns, bool try);
+int shval__r_unlock(shval *v);
 
 #endif

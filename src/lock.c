@@ -811,6 +811,8 @@ static uint64_t rt_deadline(int64_t timeout_ns)
 
 SHVAL_API int shval_lock(shval *v)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_lock(v, -1, false);
 	if (!v)
 		return -EINVAL;
 	return user_lock(v, SHVAL__BLOCK);
@@ -818,6 +820,8 @@ SHVAL_API int shval_lock(shval *v)
 
 SHVAL_API int shval_trylock(shval *v)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_lock(v, 0, true);
 	if (!v)
 		return -EINVAL;
 	return user_lock(v, SHVAL__TRY);
@@ -825,6 +829,8 @@ SHVAL_API int shval_trylock(shval *v)
 
 SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_lock(v, timeout_ns, false);
 	if (!v)
 		return -EINVAL;
 	if (timeout_ns < 0)
@@ -834,6 +840,8 @@ SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
 
 SHVAL_API int shval_unlock(shval *v)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_unlock(v);
 	if (!v)
 		return -EINVAL;
 	if (!v->lk)
@@ -853,6 +861,8 @@ SHVAL_API int shval_unlock(shval *v)
 
 SHVAL_API void *shval_data(shval *v)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_data(v);
 	if (!v || shval__check(v) != 0)
 		return NULL;
 	if (v->lk && !(v->seg->flags & SHVAL_RDONLY) && held_find(v))

@@ -130,6 +130,8 @@ static int get_int(shval *v, num *x)
 
 SHVAL_API int shval_get_i64(shval *v, int64_t *out)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_get_i64(v, out);
 	if (!v || !out)
 		return -EINVAL;
 	num x;
@@ -147,6 +149,8 @@ SHVAL_API int shval_get_i64(shval *v, int64_t *out)
 
 SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_get_u64(v, out);
 	if (!v || !out)
 		return -EINVAL;
 	num x;
@@ -163,6 +167,8 @@ SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
 
 SHVAL_API int shval_get_f64(shval *v, double *out)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_get_f64(v, out);
 	if (!v || !out)
 		return -EINVAL;
 	num x;
@@ -206,6 +212,8 @@ static int set_num(shval *v, num x)
 
 SHVAL_API int shval_set_i64(shval *v, int64_t x)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_set_i64(v, x);
 	if (!v)
 		return -EINVAL;
 	return set_num(v, (num){ NUM_INT, x, 0, 0 });
@@ -213,6 +221,8 @@ SHVAL_API int shval_set_i64(shval *v, int64_t x)
 
 SHVAL_API int shval_set_u64(shval *v, uint64_t x)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_set_u64(v, x);
 	if (!v)
 		return -EINVAL;
 	return set_num(v, (num){ NUM_UINT, 0, x, 0 });
@@ -220,6 +230,8 @@ SHVAL_API int shval_set_u64(shval *v, uint64_t x)
 
 SHVAL_API int shval_set_f64(shval *v, double x)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_set_f64(v, x);
 	if (!v)
 		return -EINVAL;
 	char c = 0;
@@ -333,6 +345,8 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 
 SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_add_i64(v, delta, result);
 	if (!v)
 		return -EINVAL;
 	/* Fast path (the common counter): an 8-byte integer atomic in a
@@ -390,11 +404,15 @@ SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result)
 
 SHVAL_API int shval_sub_i64(shval *v, int64_t delta, int64_t *result)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_sub_i64(v, delta, result);
 	return shval_add_i64(v, (int64_t)(0 - (uint64_t)delta), result);
 }
 
 SHVAL_API int shval_and_u64(shval *v, uint64_t mask, uint64_t *old)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_bitop(v, 0, mask, old);
 	if (!v)
 		return -EINVAL;
 	return rmw_int(v, OP_AND, mask, old, NULL);
@@ -402,6 +420,8 @@ SHVAL_API int shval_and_u64(shval *v, uint64_t mask, uint64_t *old)
 
 SHVAL_API int shval_or_u64(shval *v, uint64_t mask, uint64_t *old)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_bitop(v, 1, mask, old);
 	if (!v)
 		return -EINVAL;
 	return rmw_int(v, OP_OR, mask, old, NULL);
@@ -409,6 +429,8 @@ SHVAL_API int shval_or_u64(shval *v, uint64_t mask, uint64_t *old)
 
 SHVAL_API int shval_xor_u64(shval *v, uint64_t mask, uint64_t *old)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_bitop(v, 2, mask, old);
 	if (!v)
 		return -EINVAL;
 	return rmw_int(v, OP_XOR, mask, old, NULL);
@@ -416,6 +438,8 @@ SHVAL_API int shval_xor_u64(shval *v, uint64_t mask, uint64_t *old)
 
 SHVAL_API int shval_exchange_i64(shval *v, int64_t x, int64_t *old)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_exchange_i64(v, x, old);
 	if (!v)
 		return -EINVAL;
 	char c = 0;
@@ -435,6 +459,8 @@ SHVAL_API int shval_exchange_i64(shval *v, int64_t x, int64_t *old)
 
 SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_cas_i64(v, expected, desired);
 	if (!v || !expected)
 		return -EINVAL;
 	char c = 0;
@@ -558,6 +584,8 @@ static int float_op(shval *v, bool is_add, double arg, double *expected,
 
 SHVAL_API int shval_add_f64(shval *v, double delta, double *result)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_add_f64(v, delta, result);
 	if (!v)
 		return -EINVAL;
 	return float_op(v, true, delta, NULL, 0, result);
@@ -565,6 +593,8 @@ SHVAL_API int shval_add_f64(shval *v, double delta, double *result)
 
 SHVAL_API int shval_cas_f64(shval *v, double *expected, double desired)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_cas_f64(v, expected, desired);
 	if (!v || !expected)
 		return -EINVAL;
 	return float_op(v, false, 0, expected, desired, NULL);

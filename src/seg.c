@@ -641,6 +641,12 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 		return shval__failf(
 			NULL, -EINVAL,
 			"SHVAL_CREATE and SHVAL_RDONLY exclude each other");
+	if (shval__r_is_name(name)) {
+		int rr = shval__r_seg_open(name, flags, out);
+		if (rr == 0)
+			shval__clear_err(NULL);
+		return rr;
+	}
 	int kind = SHVAL__SEG_ANON;
 	char path[SHVAL__PATH_MAX];
 	int r = parse_name(name, &kind, path, sizeof path);
@@ -731,6 +737,8 @@ SHVAL_API const char *shval_seg_name(const shval_seg *seg)
 
 SHVAL_API int shval_seg_close(shval_seg *seg)
 {
+	if (SHVAL__RSEG(seg))
+		return shval__r_seg_close(seg);
 	if (!seg)
 		return 0;
 	shval__open_list_del(seg);
@@ -754,6 +762,8 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 
 SHVAL_API int shval_seg_unlink(const char *name)
 {
+	if (shval__r_is_name(name))
+		return shval__r_seg_unlink(name);
 	int kind = SHVAL__SEG_ANON;
 	char path[SHVAL__PATH_MAX];
 	int r = parse_name(name, &kind, path, sizeof path);
@@ -807,6 +817,8 @@ const char *shval__hdr_check(shval_seg *seg)
 
 SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 {
+	if (SHVAL__RSEG(seg))
+		return info ? shval__r_seg_info(seg, info) : -EINVAL;
 	if (!seg || !info)
 		return -EINVAL;
 	shval__hdr *h = seg->hdr;

@@ -221,6 +221,8 @@ static int reject_lock_handle(shval *v)
 
 SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_read(v, buf, cap);
 	if (!v || !buf)
 		return -EINVAL;
 	if (reject_lock_handle(v))
@@ -234,6 +236,8 @@ SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 
 SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_write(v, buf, len);
 	if (!v || !buf)
 		return -EINVAL;
 	if (reject_lock_handle(v))
@@ -257,6 +261,8 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 
 SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_get_str(v, buf, cap, len);
 	if (!v || !len || (!buf && cap))
 		return -EINVAL;
 	if (v->kind != SHVAL_KIND_STRING)
@@ -296,6 +302,8 @@ SHVAL_API int shval_get_str(shval *v, char *buf, size_t cap, size_t *len)
 
 SHVAL_API int shval_set_str(shval *v, const char *s, size_t len)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_set_str(v, s, len);
 	if (!v || (!s && len))
 		return -EINVAL;
 	if (v->kind != SHVAL_KIND_STRING)
@@ -343,12 +351,22 @@ static int array_range(shval *v, size_t index, size_t n, size_t *off,
 	return 0;
 }
 
-SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
+/* The arguments of shval_array_get/set: -EINVAL, or array_range's. */
+static int array_args(shval *v, size_t index, size_t n, const void *buf,
+		      size_t *off, size_t *bytes)
 {
 	if (!v || (!buf && n))
 		return -EINVAL;
-	size_t off = 0, bytes = 0;
-	int r = array_range(v, index, n, &off, &bytes);
+	*off = *bytes = 0;
+	return array_range(v, index, n, off, bytes);
+}
+
+SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
+{
+	if (SHVAL__REMOTE(v))
+		return shval__r_array_get(v, index, n, buf);
+	size_t off, bytes;
+	int r = array_args(v, index, n, buf, &off, &bytes);
 	if (r)
 		return r;
 	return shval__read_consistent(v, off, bytes, buf);
@@ -356,10 +374,10 @@ SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
 
 SHVAL_API int shval_array_set(shval *v, size_t index, size_t n, const void *buf)
 {
-	if (!v || (!buf && n))
-		return -EINVAL;
-	size_t off = 0, bytes = 0;
-	int r = array_range(v, index, n, &off, &bytes);
+	if (SHVAL__REMOTE(v))
+		return shval__r_array_set(v, index, n, buf);
+	size_t off, bytes;
+	int r = array_args(v, index, n, buf, &off, &bytes);
 	if (r)
 		return r;
 	if (v->needs_check) {
@@ -388,13 +406,22 @@ static int field_of(shval *v, const char *field, const shval__field **f)
 	return 0;
 }
 
-SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
-			      size_t cap, size_t *len)
+/* The arguments of shval_field_get/set: -EINVAL, or field_of's. */
+static int field_args(shval *v, const char *field, const void *buf,
+		      const shval__field **f)
 {
 	if (!v || !buf)
 		return -EINVAL;
+	return field_of(v, field, f);
+}
+
+SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
+			      size_t cap, size_t *len)
+{
+	if (SHVAL__REMOTE(v))
+		return shval__r_field_get(v, field, buf, cap, len);
 	const shval__field *f = NULL;
-	int r = field_of(v, field, &f);
+	int r = field_args(v, field, buf, &f);
 	if (r)
 		return r;
 	if (len)
@@ -409,10 +436,10 @@ SHVAL_API int shval_field_get(shval *v, const char *field, void *buf,
 SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 			      size_t len)
 {
-	if (!v || !buf)
-		return -EINVAL;
+	if (SHVAL__REMOTE(v))
+		return shval__r_field_set(v, field, buf, len);
 	const shval__field *f = NULL;
-	int r = field_of(v, field, &f);
+	int r = field_args(v, field, buf, &f);
 	if (r)
 		return r;
 	if (len != f->size)
@@ -431,6 +458,8 @@ SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 
 SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_field_info_at(v, idx, fi);
 	if (!v || !fi)
 		return -EINVAL;
 	if (v->kind == SHVAL_KIND_LOCK || idx >= v->type->nfields)
@@ -452,6 +481,8 @@ SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi)
 SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 			    size_t *len)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_to_text(v, flags, buf, cap, len);
 	if (!v || (!buf && cap))
 		return -EINVAL;
 	if (flags & ~SHVAL_TEXT_JSON)
@@ -492,6 +523,8 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 
 SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_from_text(v, argc, argv);
 	if (!v || argc < 0 || (!argv && argc))
 		return -EINVAL;
 	if (reject_lock_handle(v))
@@ -561,6 +594,8 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 
 SHVAL_API int shval_touch(shval *v)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_touch(v);
 	if (!v)
 		return -EINVAL;
 	if (reject_lock_handle(v))

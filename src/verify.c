@@ -201,6 +201,8 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			       void (*report)(const shval_problem *, void *),
 			       void *arg, size_t *nproblems)
 {
+	if (SHVAL__RSEG(seg))
+		return shval__r_seg_verify(seg, flags, report, arg, nproblems);
 	if (!seg || (flags & ~(SHVAL_VERIFY_DEEP | SHVAL_VERIFY_REPAIR)))
 		return -EINVAL;
 	if ((flags & SHVAL_VERIFY_REPAIR) && (seg->flags & SHVAL_RDONLY))

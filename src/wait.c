@@ -146,6 +146,8 @@ static uint64_t cur_version(shval *v)
 
 SHVAL_API uint64_t shval_value_version(shval *v)
 {
+	if (SHVAL__REMOTE(v))
+		return shval__r_value_version(v);
 	if (!v || shval__check(v) != 0)
 		return 0;
 	return cur_version(v);
@@ -160,6 +162,9 @@ static int64_t deadline_of(int64_t timeout_ns)
 
 SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 {
+	if (SHVAL__REMOTE(v))
+		return seen ? shval__r_wait(v->seg, v, seen, timeout_ns)
+			    : -EINVAL;
 	if (!v || !seen)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);
@@ -221,6 +226,8 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 
 SHVAL_API uint64_t shval_seg_version(shval_seg *seg)
 {
+	if (SHVAL__RSEG(seg))
+		return shval__r_seg_version(seg);
 	if (!seg)
 		return 0;
 	uint64_t w;
@@ -237,6 +244,9 @@ SHVAL_API uint64_t shval_seg_version(shval_seg *seg)
 
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 {
+	if (SHVAL__RSEG(seg))
+		return seen ? shval__r_wait(seg, NULL, seen, timeout_ns)
+			    : -EINVAL;
 	if (!seg || !seen)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);

@@ -22,10 +22,15 @@
 #include <shval.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "test.h"
 
-#if !defined(shval_write) || !defined(shval_add_i64)
+/* ThreadSanitizer builds use the functions (the header leaves the inline
+ * paths out there: TSan does not model them); the cases then test the
+ * functions' own fast paths. */
+#if !defined(__SANITIZE_THREAD__) && \
+	(!defined(shval_write) || !defined(shval_add_i64))
 #error "the inline fast paths are not in use: nothing here would be tested"
 #endif
 
@@ -285,49 +290,75 @@ TEST(removed_and_reused_block_untouched)
 	shval_seg_close(seg);
 }
 
-/* A process writing a 64-byte struct inline ({k, k, ..., k}, k rising),
- * killed at random points 40 times: after each kill the value is whole
- * (all fields equal: a half-done write was rolled back) and never older
- * than what was seen before. */
+/* A process writing a 56,000-byte array inline ({k, k, ..., k}, k rising;
+ * big, so that most kills land inside the write, in the data's copy),
+ * and after each write k in an atomic "done"), killed at random points
+ * until 5 kills have landed inside a write: after each kill the value is whole (all fields equal: a half-done
+ * write was rolled back) and it is the last committed write: done, or
+ * done + 1 when the kill fell between the write and the report (a
+ * rollback to an older state, e.g. from a stale undo copy, fails). */
 TEST(inline_writes_whole_under_kills)
 {
 	shval_seg *seg = new_seg("kills");
-	shval *s;
-	ASSERT_OK(shval_create(seg, "s", STRUCT64, SHVAL_RLOCK, NULL, 0, &s));
+	shval *s, *done;
+	enum { N = 7000 };
+	ASSERT_OK(shval_create(seg, "s", "7000q", SHVAL_RLOCK, NULL, 0, &s));
+	ASSERT(fastof(s)->flags & SHVAL__F_OWNWRITE);
+	static int64_t w[N], g[N];
+	ASSERT_OK(shval_create(seg, "done", "q", SHVAL_ATOMIC, NULL, 0, &done));
 	int64_t seen = 0;
-	for (int round = 0; round < 40; round++) {
+	int inside = 0, round;
+	/* until 5 kills have landed inside a write (about 1 in 6 does) */
+	for (round = 0; inside < 5 && round < 1000; round++) {
 		pid_t pid = fork();
 		if (pid == 0) {
-			int64_t w[8];
 			for (int64_t k = seen + 1;; k++) {
-				for (int i = 0; i < 8; i++)
+				for (int i = 0; i < N; i++)
 					w[i] = k;
-				if (shval_write(s, w, sizeof w))
+				if (shval_write(s, w, sizeof w) ||
+				    shval_set_i64(done, k))
 					_exit(3);
 			}
 		}
-		struct timespec ts = { 0, 200000 + (round % 7) * 150000 };
+		/* the kill lands while the child loops (a fork can take
+		 * longer than the pause under load) */
+		int64_t d0;
+		do
+			ASSERT_OK(shval_get_i64(done, &d0));
+		while (d0 <= seen);
+		struct timespec ts = { 0, 20000 + (round % 7) * 30000 };
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int st;
 		ASSERT_EQ(waitpid(pid, &st, 0), pid);
 		ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-		int64_t g[8];
+		inside += (__atomic_load_n(fastof(s)->version, __ATOMIC_ACQUIRE) &
+			   2) != 0; /* died inside a write */
+		int64_t d;
 		ASSERT_OK(shval_read(s, g, sizeof g));
-		for (int i = 1; i < 8; i++)
+		ASSERT_OK(shval_get_i64(done, &d));
+		for (int i = 1; i < N; i++)
 			if (g[i] != g[0])
 				FAIL("round %d: torn value: field %d = %lld, "
 				     "field 0 = %lld",
 				     round, i, (long long)g[i], (long long)g[0]);
+		if (d > seen && g[0] != d && g[0] != d + 1)
+			FAIL("round %d: value %lld after the kill, but the "
+			     "writer had committed %lld",
+			     round, (long long)g[0], (long long)d);
 		ASSERT_GE(g[0], seen);
 		seen = g[0];
 		/* a write after the kill (recovery if the lock was held) */
-		int64_t w[8];
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < N; i++)
 			w[i] = seen;
 		ASSERT_OK(shval_write(s, w, sizeof w));
+		ASSERT_OK(shval_set_i64(done, seen));
 	}
+	printf("kills inside a write section: %d of %d\n", inside, round);
+	if (inside < 5)
+		FAIL("only %d of %d kills landed inside a write", inside, round);
 	shval_close(s);
+	shval_close(done);
 	shval_seg_close(seg);
 }
 

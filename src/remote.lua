@@ -1,0 +1,322 @@
+#!lua name=shval1
+--[[
+src/remote.lua — the server-side half of Redis segments (src/remote.c),
+loaded with FUNCTION LOAD (Redis 7) and embedded in libshval at build time.
+Not API.  Every change to a value goes through one of these functions, so
+each is one atomic step on the server.
+
+Keys of the segment "redis://host:port/P" (P is [A-Za-z0-9._-]{1,200}):
+  P:seg      hash   magic, created, pid, next (the counter of serials and
+                    lock tokens)
+  P:dir      hash   value name -> serial
+  P:v:NAME   hash   kind ("v" value, "l" lock entry), type (canonical),
+                    mode, serial, ver (version), data (the value's exact
+                    bytes in the C layout of the local format), guard
+                    (shared lock's name, or ""), users (values under a lock
+                    entry), holder (token of the lease holder while a
+                    section is open; left behind by a dead owner)
+  P:l:NAME   string the lease: the holder's fencing token, expires (PX)
+  P:ev       stream one entry per creation, change, removal or unlock
+                    (n = name, w = c/w/r/u), trimmed to about 256 entries.
+                    Its last entry id is the segment's version; every waiter
+                    (value, segment, lock) blocks on it (XREAD) from the id
+                    it read with the version, so no wake-up is lost.
+  P:q:CLIENT string the sequence number of the client's last applied
+                    write (10 min): a write resent after a lost connection
+                    is recognised, never applied twice.
+  P:q:REQ    string the reply of another applied request (REQ = client id
+                    and sequence number), 120 s, for the same purpose.
+
+Numbers: versions, serials and tokens are counted with HINCRBY (exact
+64-bit integers on the server); Lua compares them as strings or as doubles
+below 2^53 only.  The value's bytes are never interpreted here: the client
+computes every change with the local library's own code and the server
+applies it only if the version it was computed from is still current
+(compare-and-swap on the version), so integer widths, wrapping, range
+errors and float rounding are exactly those of local values.
+]]
+
+local MAGIC = 'shval-redis 1'
+-- The library's revision: a client whose copy differs loads its own
+-- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
+local REV = '4'
+
+local function key(p, kind, name)
+	if name then
+		return p .. ':' .. kind .. ':' .. name
+	end
+	return p .. ':' .. kind
+end
+
+local function lastid(k)
+	local r = redis.call('XREVRANGE', k, '+', '-', 'COUNT', 1)
+	if #r == 0 then
+		return '0-0'
+	end
+	return r[1][1]
+end
+
+-- A change of NAME (or its unlock): wake the waiters.
+local function changed(p, name, what)
+	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
+		'w', what)
+end
+
+-- Requests that change something carry an id; the reply of an applied one
+-- is kept for 120 s (a retry after a lost connection gets it again).
+local function once(p, req, fn)
+	local qk = nil
+	if req ~= '' then
+		qk = key(p, 'q', req)
+		local q = redis.call('GET', qk)
+		if q then
+			return cjson.decode(q)
+		end
+	end
+	local r = fn()
+	if qk and r[1] == 'OK' then
+		redis.call('SET', qk, cjson.encode(r), 'PX', 120000)
+	end
+	return r
+end
+
+local function seg_check(p)
+	local t = redis.call('TYPE', key(p, 'seg'))['ok']
+	if t == 'none' then
+		return 'NOSEG'
+	end
+	if t ~= 'hash' or redis.call('HGET', key(p, 'seg'), 'magic') ~= MAGIC then
+		return 'FOREIGN'
+	end
+	return nil
+end
+
+-- segopen(P, create, excl, now, pid)
+local function f_segopen(_, a)
+	local p = a[1]
+	local e = seg_check(p)
+	if e == 'FOREIGN' then
+		return { 'FOREIGN' }
+	end
+	if e == nil then
+		if a[3] == '1' then
+			return { 'EXISTS' }
+		end
+		return { 'OK', '0' }
+	end
+	if a[2] ~= '1' then
+		return { 'NOSEG' }
+	end
+	redis.call('HSET', key(p, 'seg'), 'magic', MAGIC, 'created', a[4],
+		'pid', a[5], 'next', 0)
+	return { 'OK', '1' }
+end
+
+-- create(P, req, name, kind, type, mode, data, guard, guard_serial)
+local function f_create(_, a)
+	local p = a[1]
+	return once(p, a[2], function()
+		local name = a[3]
+		local e = seg_check(p)
+		if e then
+			return { e }
+		end
+		local h = key(p, 'v', name)
+		local t = redis.call('TYPE', h)['ok']
+		if t ~= 'none' then
+			if t ~= 'hash' then
+				return { 'FOREIGNKEY', t }
+			end
+			return { 'EXISTS' }
+		end
+		local g = a[8]
+		if g ~= '' then
+			local gk = key(p, 'v', g)
+			if redis.call('HGET', gk, 'serial') ~= a[9] or
+			    redis.call('HGET', gk, 'kind') ~= 'l' then
+				return { 'NOGUARD' }
+			end
+			redis.call('HINCRBY', gk, 'users', 1)
+		end
+		local serial = redis.call('HINCRBY', key(p, 'seg'), 'next', 1)
+		redis.call('HSET', h, 'kind', a[4], 'type', a[5], 'mode', a[6],
+			'serial', serial, 'ver', 1, 'data', a[7], 'guard', g,
+			'users', 0, 'holder', '')
+		redis.call('HSET', key(p, 'dir'), name, serial)
+		changed(p, name, 'c')
+		return { 'OK', tostring(serial) }
+	end)
+end
+
+-- remove(P, req, name, force)
+local function f_remove(_, a)
+	local p = a[1]
+	return once(p, a[2], function()
+		local name = a[3]
+		local h = key(p, 'v', name)
+		if redis.call('EXISTS', h) == 0 then
+			return { 'NOTFOUND' }
+		end
+		local r = redis.call('HMGET', h, 'users', 'guard')
+		if tonumber(r[1] or '0') > 0 then
+			return { 'INUSE', r[1] }
+		end
+		local lk = name
+		if r[2] and r[2] ~= '' then
+			lk = r[2]
+		end
+		local l = key(p, 'l', lk)
+		if a[4] ~= '1' and redis.call('EXISTS', l) == 1 then
+			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
+		end
+		if r[2] and r[2] ~= '' then
+			redis.call('HINCRBY', key(p, 'v', r[2]), 'users', -1)
+		end
+		redis.call('DEL', h, key(p, 'l', name))
+		redis.call('HDEL', key(p, 'dir'), name)
+		changed(p, name, 'r')
+		return { 'OK' }
+	end)
+end
+
+-- write(P, client, seq, name, serial, expver, newver, data, lock, resent):
+-- store data as version newver if the version is still expver and no one
+-- else holds the lease of lock ("" for raw and atomic values).  The hot
+-- path, kept lean (every redis.call and string costs): no reply record; a
+-- client sends one request at a time, so P:q:CLIENT holds the sequence
+-- number of its last applied write, which a resent request (resent = "1",
+-- after a lost connection) compares with its own.
+local function f_write(_, a)
+	local p, name = a[1], a[4]
+	local h = p .. ':v:' .. name
+	local r = redis.call('HMGET', h, 'serial', 'ver')
+	if r[1] ~= a[5] then
+		return { 'STALE' }
+	end
+	local qk = p .. ':q:' .. a[2]
+	if a[10] == '1' and redis.call('GET', qk) == a[3] then
+		return { 'OK', '' } -- applied before the connection broke
+	end
+	local lk = a[9]
+	if lk ~= '' then
+		local l = p .. ':l:' .. lk
+		if redis.call('EXISTS', l) == 1 then
+			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
+		end
+	end
+	if r[2] ~= a[6] then
+		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
+	end
+	if lk ~= '' then
+		-- a dead owner's lease expired: this write recovers (the
+		-- next shval_lock no longer reports it)
+		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
+	end
+	redis.call('HSET', h, 'data', a[8], 'ver', a[7])
+	redis.call('SET', qk, a[3], 'PX', 600000)
+	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
+		'w', 'w')
+	return { 'OK', a[7] }
+end
+
+-- lock(P, req, lock, serial, lease_ms)
+local function f_lock(_, a)
+	local p = a[1]
+	return once(p, a[2], function()
+		local lk = a[3]
+		local h = key(p, 'v', lk)
+		local r = redis.call('HMGET', h, 'serial', 'holder')
+		if r[1] ~= a[4] then
+			return { 'STALE' }
+		end
+		local l = key(p, 'l', lk)
+		if redis.call('EXISTS', l) == 1 then
+			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
+		end
+		local tok = tostring(redis.call('HINCRBY', key(p, 'seg'), 'next', 1))
+		redis.call('SET', l, tok, 'PX', a[5])
+		local dead = '0'
+		if r[2] and r[2] ~= '' then
+			dead = '1'
+		end
+		redis.call('HSET', h, 'holder', tok)
+		return { 'OK', tok, dead }
+	end)
+end
+
+-- renew(P, lock, token, lease_ms)
+local function f_renew(_, a)
+	local l = key(a[1], 'l', a[2])
+	if redis.call('GET', l) ~= a[3] then
+		return 0
+	end
+	redis.call('PEXPIRE', l, a[4])
+	return 1
+end
+
+-- commit(P, req, lock, token, n, name1, serial1, data1, ...): all the
+-- section's staged values at once, if the lease is still the caller's;
+-- then release the lease.
+local function f_commit(_, a)
+	local p = a[1]
+	return once(p, a[2], function()
+		local lk, tok, n = a[3], a[4], tonumber(a[5])
+		local l = key(p, 'l', lk)
+		if redis.call('GET', l) ~= tok then
+			return { 'LOST' }
+		end
+		for i = 0, n - 1 do
+			local name, serial = a[6 + 3 * i], a[7 + 3 * i]
+			if redis.call('HGET', key(p, 'v', name), 'serial') ~= serial then
+				return { 'STALE', name }
+			end
+		end
+		for i = 0, n - 1 do
+			local name, data = a[6 + 3 * i], a[8 + 3 * i]
+			local h = key(p, 'v', name)
+			redis.call('HSET', h, 'data', data)
+			redis.call('HINCRBY', h, 'ver', 1)
+			changed(p, name, 'w')
+		end
+		redis.call('DEL', l)
+		if redis.call('EXISTS', key(p, 'v', lk)) == 1 then
+			redis.call('HSET', key(p, 'v', lk), 'holder', '')
+		end
+		changed(p, lk, 'u')
+		return { 'OK' }
+	end)
+end
+
+-- peek(P, name, serial): the value's version and its stream's last id.
+local function f_peek(_, a)
+	local p = a[1]
+	local r = redis.call('HMGET', key(p, 'v', a[2]), 'serial', 'ver')
+	if r[1] ~= a[3] then
+		return { 'STALE' }
+	end
+	return { 'OK', r[2], lastid(p .. ':ev') }
+end
+
+-- segpeek(P): the segment's version and its stream's last id.
+local function f_segpeek(_, a)
+	local p = a[1]
+	local e = seg_check(p)
+	if e then
+		return { e }
+	end
+	return { 'OK', lastid(p .. ':ev') }
+end
+
+redis.register_function('shval1_segopen', f_segopen)
+redis.register_function('shval1_create', f_create)
+redis.register_function('shval1_remove', f_remove)
+redis.register_function('shval1_write', f_write)
+redis.register_function('shval1_lock', f_lock)
+redis.register_function('shval1_renew', f_renew)
+redis.register_function('shval1_commit', f_commit)
+redis.register_function { function_name = 'shval1_rev',
+	callback = function() return REV end, flags = { 'no-writes' } }
+redis.register_function { function_name = 'shval1_peek', callback = f_peek,
+	flags = { 'no-writes' } }
+redis.register_function { function_name = 'shval1_segpeek', callback = f_segpeek,
+	flags = { 'no-writes' } }
