@@ -7,14 +7,14 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format libhiredis-dev redis-server python3-redis
+DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format libhiredis-dev redis-server python3-redis libmicrohttpd-dev prometheus python3-venv python3-setuptools python3-pip
 
 .PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench mutants
 
 all: build
 
 # What building alone needs (make run, make build on a fresh machine).
-BUILD_PACKAGES = cmake gcc make pkgconf libhiredis-dev
+BUILD_PACKAGES = cmake gcc make pkgconf libhiredis-dev libmicrohttpd-dev
 deps-build:
 	@missing=""; for p in $(BUILD_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -110,8 +110,11 @@ MUTANTS_ARGS ?=
 mutants: deps
 	python3 mutants/run --jobs $(JOBS) $(MUTANTS_ARGS)
 
+# make install [PREFIX=/opt/shval] [DESTDIR=/stage]: the library, headers,
+# CLI and the Python package (under PREFIX/lib/python3.X/... when PREFIX
+# is given, else the interpreter's /usr/local dist-packages).
 install: build
-	cmake --install $(BUILD)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) $(if $(PREFIX),--prefix "$(PREFIX)")
 
 clean:
 	rm -rf $(BUILD)

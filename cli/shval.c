@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ext.h" /* export, serve, top: cli/ext.c */
 #include "shval.h"
 #include "type.h" /* letters and text forms: linked statically */
 
@@ -50,6 +51,7 @@ enum opt_id {
 	O_TIMEOUT,
 	O_COUNT,
 	O_REPAIR,
+	O_FORCE,
 	O_HELP,
 	O_N
 };
@@ -64,7 +66,7 @@ static const struct {
 	[O_LOCK] = { "lock", false },     [O_RLOCK] = { "rlock", false },
 	[O_ATOMIC] = { "atomic", false }, [O_TIMEOUT] = { "timeout", true },
 	[O_COUNT] = { "count", true },    [O_REPAIR] = { "repair", false },
-	[O_HELP] = { "help", false },
+	[O_FORCE] = { "force", false },   [O_HELP] = { "help", false },
 };
 
 #define OPT(x) (1u << (x))
@@ -177,8 +179,12 @@ static const struct cmd cmds[] = {
 	  "prints the result.  Integers wrap modulo the type's width.\n" },
 	{ "rm", cmd_rm, 2, 2, 0, "SEG NAME", "remove a value",
 	  "Removes value NAME from SEG.\n" },
-	{ "unlink", cmd_unlink, 1, 1, 0, "SEG", "remove a segment's name",
-	  "Removes the segment's name; processes that have it open keep it.\n" },
+	{ "unlink", cmd_unlink, 1, 1, OPT(O_FORCE), "SEG [--force]",
+	  "remove a segment's name",
+	  "Removes the segment's name; processes that have it open keep it.\n"
+	  "Only a shval segment is removed: another file of that name is\n"
+	  "refused and left alone.\n"
+	  "  --force  remove the name whatever it is\n" },
 	{ "wait", cmd_wait, 2, 2, OPT(O_TIMEOUT) | OPT(O_JSON),
 	  "SEG NAME [--timeout SEC] [--json]",
 	  "wait until a value changes; print it",
@@ -208,7 +214,8 @@ static const struct cmd cmds[] = {
 	  "lock: a lock held by a dead process is recovered (the value rolls\n"
 	  "back to its last committed state) and reported; partly written\n"
 	  "values are rewritten whole.  Exit status 1 if problems remain.\n"
-	  "  --repair  recover dead locks and partial values\n"
+	  "  --repair  recover dead locks and partial values, free the attach\n"
+	  "            slots of dead processes\n"
 	  "  --json    one JSON document\n" },
 	{ "help", cmd_help, 0, 1, 0, "[COMMAND]", "show help",
 	  "Shows the list of commands, or the help of COMMAND.\n" },
@@ -239,6 +246,12 @@ static void usage_table(FILE *f)
 		else
 			fprintf(f, "  %-34s %s\n", left, cmds[i].summary);
 	}
+	for (size_t i = 0; i < shval_ext_ncmds; i++) {
+		char left[128];
+		snprintf(left, sizeof left, "%s %s", shval_ext_cmds[i].name,
+			 shval_ext_cmds[i].synopsis);
+		fprintf(f, "  %-34s %s\n", left, shval_ext_cmds[i].summary);
+	}
 	fprintf(f, "\nSEG is \"/name\" (in " SHM_DIR "), \"file:PATH\" or\n"
 		   "\"redis://[user:password@]host:port/prefix\" (also\n"
 		   "\"redis+unix:///path/to/socket?prefix=P\").  Exit "
@@ -252,14 +265,21 @@ static void cmd_usage(const struct cmd *c, FILE *f)
 	fprintf(f, "usage: shval %s %s\n", c->name, c->synopsis);
 }
 
+static void put_safe(FILE *f, const char *s);
+
 /* A usage error: message, synopsis, exit status 2. */
 static int usage_error(const struct cmd *c, const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "shval%s%s: ", c ? " " : "", c ? c->name : "");
+	char *msg = NULL;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
+	if (n >= 0) {
+		put_safe(stderr, msg); /* arguments may hold anything */
+		free(msg);
+	}
 	fputc('\n', stderr);
 	if (c) {
 		cmd_usage(c, stderr);
@@ -285,14 +305,24 @@ static const char *errtext(int code)
 static int fail_detail(const struct args *a, const char *seg, const char *value,
 		       const char *text, const char *detail)
 {
+	/* names, paths and the library's message (which quotes them) go
+	 * through put_safe: no terminal control sequence gets through */
 	fprintf(stderr, "shval: %s", a->cmd->name);
-	if (seg)
-		fprintf(stderr, " %s", seg);
-	if (value)
-		fprintf(stderr, " %s", value);
-	fprintf(stderr, ": %s", text);
-	if (detail && detail[0] && !strstr(detail, text))
-		fprintf(stderr, " (%s)", detail);
+	if (seg) {
+		fputc(' ', stderr);
+		put_safe(stderr, seg);
+	}
+	if (value) {
+		fputc(' ', stderr);
+		put_safe(stderr, value);
+	}
+	fputs(": ", stderr);
+	put_safe(stderr, text);
+	if (detail && detail[0] && strcmp(detail, text) != 0) {
+		fputs(" (", stderr);
+		put_safe(stderr, detail);
+		fputc(')', stderr);
+	}
 	fputc('\n', stderr);
 	return EX_RUNTIME;
 }
@@ -353,11 +383,96 @@ static int value_text(shval *v, unsigned flags, char **out, size_t *len)
 	return r;
 }
 
-/* Write bytes with control characters as C escapes (one-line display). */
+static size_t utf8_len(const unsigned char *s);
+static size_t utf8_len_n(const unsigned char *s, size_t n);
+
+/* get and wait print a string value as its raw bytes, which set takes
+ * back as they are, except when the bytes could not come back through an
+ * argument (a NUL) or would read as the quoted form (a leading quote):
+ * then they print in the quoted form of a struct's string field, "..."
+ * with C escapes, which set parses (src/text.c).  So `set` parses what
+ * `get` prints, for every type. */
+static bool needs_quotes(shval *v, const char *text, size_t len)
+{
+	struct shval_info in;
+	return len > 0 && shval_info(v, &in) == 0 &&
+	       in.kind == SHVAL_KIND_STRING &&
+	       (text[0] == '"' || memchr(text, 0, len));
+}
+
+static void put_quoted(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c >= 0x20 && c < 0x7f)
+			fputc(c, f);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c == 0 &&
+			 !(i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9'))
+			fputs("\\0", f);
+		else if (c >= 0x80 && i + 1 < n &&
+			 (k = utf8_len((const unsigned char *)s + i)) > 0 &&
+			 i + k <= n) {
+			fwrite(s + i, 1, k, f);
+			i += k;
+			continue;
+		} else
+			fprintf(f, "\\x%02x", c);
+		i++;
+	}
+	fputc('"', f);
+}
+
+/* A value's plain or JSON text as get prints it (no newline). */
+static void put_value(FILE *f, shval *v, const char *text, size_t len,
+		      bool json)
+{
+	if (!json && needs_quotes(v, text, len))
+		put_quoted(f, text, len);
+	else
+		fwrite(text, 1, len, f);
+}
+
+/* Set v from text arguments as set does: a string value given in the
+ * quoted form ("..." with C escapes, as get prints some) is unquoted;
+ * everything else is the library's text form.  err: the reason, for
+ * failures found here (else the library's message applies). */
+static int text_set(shval *v, int argc, char **argv, char *err, size_t cap)
+{
+	struct shval_info in;
+	err[0] = 0;
+	if (argc == 1 && argv[0][0] == '"' && shval_info(v, &in) == 0 &&
+	    in.kind == SHVAL_KIND_STRING) {
+		size_t n = strlen(argv[0]), len;
+		unsigned char *b = xmalloc(n);
+		int r = shval__text_unquote(argv[0], b, &len, err, cap);
+		if (r == 0)
+			r = shval_set_str(v, (const char *)b, len);
+		free(b);
+		return r;
+	}
+	return shval_from_text(v, argc, (const char *const *)argv);
+}
+
+/* Write bytes with control characters as C escapes (one-line display).
+ * Nothing that a terminal takes as a control reaches it: C0 controls and
+ * DEL, C1 controls (U+0080..U+009F: CSI, OSC...) and bytes that are not
+ * well-formed UTF-8 (a lone 0x9b is CSI to an 8-bit terminal) print as
+ * \xHH; well-formed UTF-8 as is. */
 static void put_display(FILE *f, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		size_t k;
 		switch (c) {
 		case '\n':
 			fputs("\\n", f);
@@ -372,19 +487,94 @@ static void put_display(FILE *f, const char *s, size_t n)
 			fputs("\\0", f);
 			break;
 		default:
-			if (c < 0x20 || c == 0x7f)
+			if (c < 0x20 || c == 0x7f) {
 				fprintf(f, "\\x%02x", c);
-			else
+			} else if (c < 0x80) {
 				fputc(c, f);
+			} else if ((k = utf8_len_n((const unsigned char *)s + i,
+						   n - i)) > 0 &&
+				   !(c == 0xc2 &&
+				     (unsigned char)s[i + 1] < 0xa0)) {
+				fwrite(s + i, 1, k, f);
+				i += k - 1;
+			} else {
+				fprintf(f, "\\x%02x", c);
+			}
 		}
 	}
 }
 
-/* A JSON string literal. */
+/* A NUL-terminated string for a terminal (put_display). */
+static void put_safe(FILE *f, const char *s)
+{
+	put_display(f, s, strlen(s));
+}
+
+/* The escaped form of s (put_display), malloc'ed. */
+static char *safe_dup(const char *s)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&out, &len);
+	if (!m) {
+		fprintf(stderr, "shval: out of memory\n");
+		exit(EX_RUNTIME);
+	}
+	put_safe(m, s);
+	fclose(m);
+	return out;
+}
+
+/* Length of the well-formed UTF-8 character at s (up to its NUL), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t len;
+	uint32_t cp, min;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07, min = 0x10000;
+	else
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* utf8_len for a buffer of n bytes that need not end with a NUL. */
+static size_t utf8_len_n(const unsigned char *s, size_t n)
+{
+	unsigned char b[4] = { 0 };
+	memcpy(b, s, n < 4 ? n : 4);
+	size_t k = utf8_len(b[0] ? b : (const unsigned char *)"");
+	return k <= n ? k : 0;
+}
+
+/* A JSON string literal.  Valid UTF-8 as is; each byte of invalid UTF-8
+ * as \u00XX, as the library's JSON text does (the output stays valid
+ * JSON and UTF-8 whatever a name or path holds). */
 static void put_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		size_t k;
+		if (*p >= 0x80 && (k = utf8_len(p)) > 0) {
+			fwrite(p, 1, k, f);
+			p += k - 1;
+			continue;
+		}
+		if (*p >= 0x80) {
+			fprintf(f, "\\u%04x", *p);
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			fputs("\\\"", f);
@@ -411,19 +601,22 @@ static void put_json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* Display width of a UTF-8 string (code points, good enough for names). */
+/* Display width of a string as put_safe shows it (code points of its
+ * escaped form, good enough for names). */
 static size_t width_of(const char *s)
 {
+	char *e = safe_dup(s);
 	size_t w = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
+	for (const char *p = e; *p; p++)
+		if (((unsigned char)*p & 0xc0) != 0x80)
 			w++;
+	free(e);
 	return w;
 }
 
 static void put_padded(const char *s, size_t width)
 {
-	fputs(s, stdout);
+	put_safe(stdout, s);
 	for (size_t w = width_of(s); w < width; w++)
 		fputc(' ', stdout);
 }
@@ -856,8 +1049,10 @@ listed:;
 			struct ls_row *row = &rows[i];
 			put_padded(row->name, wname);
 			if (row->error) {
-				printf("  %-13s %6s %5s %4s %8s %5s  %s\n", "-",
-				       "-", "-", "-", "-", "-", row->error);
+				printf("  %-13s %6s %5s %4s %8s %5s  ", "-",
+				       "-", "-", "-", "-", "-");
+				put_safe(stdout, row->error);
+				putchar('\n');
 				continue;
 			}
 			const struct shval_seg_info *s = &row->info;
@@ -978,7 +1173,9 @@ static int cmd_info(struct args *a)
 		fmt_size(s.used, b2, sizeof b2);
 		fmt_size(s.max_size, b3, sizeof b3);
 		fmt_age(age, agebuf, sizeof agebuf);
-		printf("segment:    %s\n", a->pos[0]);
+		fputs("segment:    ", stdout);
+		put_safe(stdout, a->pos[0]);
+		putchar('\n');
 		printf("format:     %u.%u\n", s.format_major, s.format_minor);
 		printf("size:       %" PRIu64 " (%s)\n", s.size, b1);
 		printf("used:       %" PRIu64 " (%s)\n", s.used, b2);
@@ -1022,8 +1219,19 @@ static int cmd_show(struct args *a)
 	size_t n = 0, cap = 0;
 	uint64_t cursor = 0;
 	int r, rc = EX_OK;
+	bool bad_rows = false; /* reported on stderr; the others are shown */
 	struct shval_info info;
-	while ((r = shval_seg_next(seg, &cursor, prefix, &info)) == 0) {
+	for (;;) {
+		uint64_t was = cursor;
+		r = shval_seg_next(seg, &cursor, prefix, &info);
+		/* a damaged slot: the cursor is past it */
+		if (r == SHVAL_ECORRUPT && cursor > was) {
+			fail(a, NULL, r, seg);
+			bad_rows = true;
+			continue;
+		}
+		if (r)
+			break;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 16;
 			rows = xrealloc(rows, cap * sizeof *rows);
@@ -1045,9 +1253,10 @@ static int cmd_show(struct args *a)
 			}
 			if (r == SHVAL_ESTALE)
 				continue;
-			if (r) {
-				rc = fail(a, info.name, r, seg);
-				break;
+			if (r) { /* only this row fails */
+				fail(a, info.name, r, seg);
+				bad_rows = true;
+				continue;
 			}
 		}
 		n++;
@@ -1118,7 +1327,7 @@ static int cmd_show(struct args *a)
 		free(rows[i].text);
 	free(rows);
 	shval_seg_close(seg);
-	return rc;
+	return rc == EX_OK && bad_rows ? EX_RUNTIME : rc;
 }
 
 /* ---- create, get, set, add, rm, unlink --------------------------------- */
@@ -1145,12 +1354,14 @@ static int initial_bytes(struct args *a, const char *type, int argc,
 	}
 	int rc = EX_OK;
 	void *buf = xmalloc(*size);
-	r = shval_from_text(tmp, argc, (const char *const *)argv);
+	char err[256];
+	r = text_set(tmp, argc, argv, err, sizeof err);
 	if (r == 0)
 		r = shval_read(tmp, buf, *size);
 	if (r) {
 		rc = fail_detail(a, a->pos[0], a->pos[1], errtext(r),
-				 shval_errmsg(shval_segment(tmp)));
+				 err[0] ? err
+					: shval_errmsg(shval_segment(tmp)));
 		free(buf);
 		buf = NULL;
 	}
@@ -1217,7 +1428,7 @@ static int cmd_get(struct args *a)
 	if (r) {
 		rc = fail(a, a->pos[1], r, seg);
 	} else {
-		fwrite(text, 1, len, stdout);
+		put_value(stdout, v, text, len, has(a, O_JSON));
 		putchar('\n');
 		free(text);
 	}
@@ -1233,10 +1444,12 @@ static int cmd_set(struct args *a)
 	if (open_value(a, 0, &seg, &v))
 		return EX_RUNTIME;
 	int rc = EX_OK;
-	int r = shval_from_text(v, a->npos - 2,
-				(const char *const *)a->pos + 2);
+	char err[256];
+	int r = text_set(v, a->npos - 2, a->pos + 2, err, sizeof err);
 	if (r)
-		rc = fail(a, a->pos[1], r, seg);
+		rc = err[0] ? fail_detail(a, a->pos[0], a->pos[1], errtext(r),
+					  err)
+			    : fail(a, a->pos[1], r, seg);
 	shval_close(v);
 	shval_seg_close(seg);
 	return rc;
@@ -1327,7 +1540,8 @@ static int cmd_rm(struct args *a)
 
 static int cmd_unlink(struct args *a)
 {
-	int r = shval_seg_unlink(a->pos[0]);
+	int r = shval_seg_unlink_ex(a->pos[0],
+				    has(a, O_FORCE) ? SHVAL_UNLINK_FORCE : 0);
 	return r ? fail(a, NULL, r, NULL) : EX_OK;
 }
 
@@ -1383,7 +1597,7 @@ static int cmd_wait(struct args *a)
 		if (r) {
 			rc = fail(a, a->pos[1], r, seg);
 		} else {
-			fwrite(text, 1, len, stdout);
+			put_value(stdout, v, text, len, has(a, O_JSON));
 			putchar('\n');
 			free(text);
 		}
@@ -1483,7 +1697,8 @@ static int watch_one(struct watch *st, struct watched *e, uint64_t ver_hint,
 			fwrite(text, 1, len, stdout);
 			printf("}\n");
 		} else {
-			printf("%s=", e->name);
+			put_safe(stdout, e->name);
+			putchar('=');
 			put_display(stdout, text, len);
 			putchar('\n');
 		}
@@ -1606,6 +1821,7 @@ struct problem {
 	char *message;
 	bool error; /* false: a warning, does not fail the check */
 	bool repaired;
+	pid_t pid; /* dead_process: the process */
 };
 
 struct check {
@@ -1633,6 +1849,7 @@ static void problem(struct check *c, const char *value, const char *kind,
 	p->kind = kind;
 	p->error = error;
 	p->repaired = repaired;
+	p->pid = 0;
 }
 
 /* Detail for a failed call: the library's message, else the code's text. */
@@ -1712,12 +1929,14 @@ static int cmd_check(struct args *a)
 		struct procs p;
 		get_procs(seg, &p);
 		for (size_t i = 0; i < p.n; i++)
-			if (!p.list[i].alive)
+			if (!p.list[i].alive) {
 				problem(&c, NULL, "dead_process", false, false,
 					"process %d died while attached; locks it "
 					"held are recovered by the next locker%s",
 					(int)p.list[i].pid,
 					repair ? "" : " (see --repair)");
+				c.p[c.n - 1].pid = p.list[i].pid;
+			}
 		free(p.list);
 		/* The library's deep verification: bounds of every entry, type
 		 * record, lock and list; locks held by dead owners (seen in the
@@ -1731,6 +1950,26 @@ static int cmd_check(struct args *a)
 		if (r && r != SHVAL_ECORRUPT)
 			problem(&c, NULL, "damaged", true, false, "verify: %s",
 				detail(seg, r));
+		if (repair) { /* the repair freed dead processes' slots */
+			get_procs(seg, &p);
+			for (size_t i = 0; i < c.n; i++) {
+				if (!c.p[i].pid)
+					continue;
+				bool still = false;
+				for (size_t k = 0; k < p.n; k++)
+					still |= p.list[k].pid == c.p[i].pid;
+				if (still)
+					continue;
+				c.p[i].repaired = true;
+				free(c.p[i].message);
+				c.p[i].message = xmalloc(80);
+				snprintf(c.p[i].message, 80,
+					 "process %d died while attached; its "
+					 "attach slot freed",
+					 (int)c.p[i].pid);
+			}
+			free(p.list);
+		}
 		uint64_t cursor = 0;
 		struct shval_info info;
 		while ((r = shval_seg_next(seg, &cursor, NULL, &info)) == 0) {
@@ -1783,15 +2022,21 @@ static int cmd_check(struct args *a)
 		}
 		printf("%s]}\n", c.n ? "\n" : "");
 	} else {
-		printf("%s: %" PRIu64 " values checked\n", a->pos[0], checked);
-		for (size_t i = 0; i < c.n; i++)
-			printf("%s: %s%s%s%s\n",
+		put_safe(stdout, a->pos[0]);
+		printf(": %" PRIu64 " values checked\n", checked);
+		for (size_t i = 0; i < c.n; i++) {
+			printf("%s: %s",
 			       c.p[i].repaired ? "repaired"
 			       : c.p[i].error  ? "error"
 					       : "warning",
-			       c.p[i].value ? "value " : "",
-			       c.p[i].value ? c.p[i].value : "",
-			       c.p[i].value ? ": " : "", c.p[i].message);
+			       c.p[i].value ? "value " : "");
+			if (c.p[i].value) {
+				put_safe(stdout, c.p[i].value);
+				fputs(": ", stdout);
+			}
+			put_safe(stdout, c.p[i].message);
+			putchar('\n');
+		}
 		if (note)
 			printf("note: %s\n", note);
 		if (errors)
@@ -1824,6 +2069,8 @@ static int cmd_help(struct args *a)
 		return EX_OK;
 	}
 	const struct cmd *c = find_cmd(a->pos[0]);
+	if (!c && shval_ext_help(a->pos[0]) == EX_OK)
+		return EX_OK;
 	if (!c)
 		return usage_error(a->cmd, "unknown command '%s'", a->pos[0]);
 	cmd_help_of(c);
@@ -1848,6 +2095,9 @@ int main(int argc, char **argv)
 		name = "help";
 	else if (strcmp(name, "--version") == 0)
 		name = "version";
+	for (size_t i = 0; i < shval_ext_ncmds; i++)
+		if (strcmp(shval_ext_cmds[i].name, name) == 0)
+			return shval_ext_cmds[i].run(argc - 2, argv + 2);
 	const struct cmd *c = find_cmd(name);
 	if (!c)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);

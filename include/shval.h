@@ -76,7 +76,11 @@
  * - Sizing: each process maps the segment's maximum size (default 1 GiB of
  *   address space, not memory) up front; the segment's backing store grows
  *   as values are created, up to that maximum (SHVAL_EFULL beyond it,
- *   -ENOSPC when the file system is full — never SIGBUS).  A process that
+ *   -ENOSPC when the file system is full — never SIGBUS).  A writable
+ *   open backs the whole file first, so a sparse copy of a segment file
+ *   (cp, rsync -S, a restore) gets -ENOSPC at open, not SIGBUS later; a
+ *   read-only open of one on a tmpfs with less room than its holes gets
+ *   -ENOSPC too (reading a tmpfs hole takes a page).  A process that
  *   shrinks a segment file under others (ftruncate) can still crash them:
  *   only give write access to processes you trust to that extent.
  * - Names: value names are 1..255 bytes of printable ASCII or UTF-8, no
@@ -316,8 +320,18 @@ typedef struct shval_seg_opts {
  *  @param[out] out   the segment; set to NULL on failure.
  *  @return 0; -EINVAL (unknown flag, bad opts); SHVAL_EBADNAME; -ENOENT (no
  *  such segment, no SHVAL_CREATE); -EEXIST (SHVAL_EXCL); -EACCES; -ELOOP
- *  (file: path is a symlink); SHVAL_EFOREIGN; SHVAL_ECORRUPT; SHVAL_EVERSION;
- *  -ENOSPC; -ENOMEM; other -errno.
+ *  (file: path is a symlink); SHVAL_EFOREIGN (another user's segment, or
+ *  a file: path through a directory others control, see below);
+ *  SHVAL_ECORRUPT (also: the name is a FIFO, device or other non-regular
+ *  file; the open never blocks on one); SHVAL_EVERSION; -ENOSPC; -ENOMEM;
+ *  other -errno.
+ *  file: paths: every directory on the path (resolved, from "/" down) must
+ *  belong to the caller or root and not be writable by group or others
+ *  unless sticky (like OpenSSH's StrictModes), and every symbolic link
+ *  among the directories as written must belong to the caller or root;
+ *  else SHVAL_EFOREIGN naming the directory (SHVAL_FOREIGN skips the
+ *  check).  Whoever controls a directory on the path could otherwise
+ *  redirect the open, or the creation, elsewhere.
  *  Creation is race-free: of two processes creating the same name at once,
  *  one creates and both end up with the same fully initialised segment.
  *  After a failure there is nothing to close.  Thread-safe. Since 0.1. */
@@ -344,8 +358,20 @@ SHVAL_API const char *shval_seg_name(const shval_seg *seg);
 SHVAL_API int shval_seg_close(shval_seg *seg);
 
 /** Remove a segment's name (shm_unlink / unlink).  Processes that have it
- *  open keep using it.  @return 0, SHVAL_EBADNAME, -ENOENT, -EACCES, ... */
+ *  open keep using it.  Only a shval segment (a regular file starting with
+ *  a segment's magic, of any format version) is removed: anything else is
+ *  refused with SHVAL_ECORRUPT ("not a shval segment") and left alone; a
+ *  symbolic link is removed itself (never its target).  file: paths are
+ *  checked as by shval_seg_open().  @return 0, SHVAL_EBADNAME, -ENOENT,
+ *  -EACCES, SHVAL_ECORRUPT, SHVAL_EFOREIGN, ... */
 SHVAL_API int shval_seg_unlink(const char *name);
+
+#define SHVAL_UNLINK_FORCE \
+	0x100u /**< shval_seg_unlink_ex: remove whatever the name is */
+/** shval_seg_unlink() with flags: SHVAL_UNLINK_FORCE (remove the name even
+ *  if it is not a shval segment), SHVAL_FOREIGN (a file: path through
+ *  directories others control).  Since 0.1. */
+SHVAL_API int shval_seg_unlink_ex(const char *name, unsigned flags);
 
 /** One attached process. */
 typedef struct shval_proc {
@@ -390,7 +416,10 @@ SHVAL_API const char *shval_errmsg(const shval_seg *seg);
 	0x2u /**< also fix what can be fixed safely:
                                       take locks left by dead owners (which
                                       rolls their values back), finish
-                                      interrupted removals, recount */
+                                      interrupted removals, recount, free
+                                      the attach slots of processes that
+                                      died attached (reported as repaired
+                                      warnings, code 0) */
 
 /** One finding of shval_seg_verify(). */
 typedef struct shval_problem {
@@ -466,10 +495,14 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 
 /** Remove a value by name.  Handles to it then get SHVAL_ESTALE; its space
  *  is reused after a second.  If another thread or process is inside a
- *  locked section of the value, remove first waits for it to end (at most
- *  a second).  A lock entry still guarding values is refused
- *  (SHVAL_EMISUSE).  @return 0, SHVAL_ENOTFOUND, SHVAL_EBADNAME,
- *  SHVAL_ERDONLY, SHVAL_EMISUSE. */
+ *  locked section of the value (holds its lock, or the shared lock that
+ *  guards it), remove first waits for it to end, at most a second; a live
+ *  holder that keeps the lock longer gets the removal refused with -EBUSY
+ *  (nothing removed; its message names the holder's thread), so that a
+ *  section's pointers never write into a block reused by another value.
+ *  A dead holder's lock is recovered and the value removed.  A lock entry
+ *  still guarding values is refused (SHVAL_EMISUSE).  @return 0,
+ *  SHVAL_ENOTFOUND, SHVAL_EBADNAME, SHVAL_ERDONLY, SHVAL_EMISUSE, -EBUSY. */
 SHVAL_API int shval_remove(shval_seg *seg, const char *name);
 
 /** Free a handle.  NULL is a no-op; does not remove the value. */
@@ -521,7 +554,9 @@ SHVAL_API int shval_info(shval *v, struct shval_info *info);
  *  SHVAL_ENOTFOUND when there are no more.  Values created or removed
  *  during an iteration may or may not be seen; none is seen twice unless
  *  the directory was resized meanwhile.  -EAGAIN if the directory was
- *  resized a thousand times during one call. */
+ *  resized a thousand times during one call.  SHVAL_ECORRUPT for a damaged
+ *  directory slot or entry: *cursor is then past it, so that a caller may
+ *  report it and go on with the next call. */
 SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 			     const char *prefix, struct shval_info *info);
 
@@ -562,7 +597,9 @@ SHVAL_API int shval_set_f64(shval *v, double x);
 
 /** Add delta; *result (may be NULL) receives the new value.  Integer
  *  arithmetic wraps modulo the type's width, as the hardware's atomic add
- *  does.  Atomic values: one hardware atomic.  Locked values: under the
+ *  does; except on a 'u' value (a code point), where a result outside
+ *  0..0x10FFFF (of add, sub, and, or, xor) is SHVAL_ERANGE and the value is
+ *  unchanged (atomic 'u' values use a compare-and-swap loop).  Atomic values: one hardware atomic.  Locked values: under the
  *  lock.  Raw values: unsynchronised.  Float values: exact float add
  *  (a compare-and-swap loop when atomic). */
 SHVAL_API int shval_add_i64(shval *v, int64_t delta, int64_t *result);
@@ -644,7 +681,9 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 /** Set the value from text arguments: a scalar or string takes one
  *  argument; an array takes one per element (exactly count); a struct takes
  *  field=value arguments (unnamed fields by index, "0=..."), fields not
- *  given keep their values.  All arguments are parsed before anything is
+ *  given keep their values; a string field's value that starts with a
+ *  double quote is read in the quoted form shval_to_text prints ("..."
+ *  with \" \\ \n \t \r \0 \xHH), any other as raw bytes.  All arguments are parsed before anything is
  *  written: on error the value is unchanged.  @return 0, SHVAL_EPARSE,
  *  SHVAL_ERANGE, SHVAL_ETOOBIG, SHVAL_ENOFIELD, SHVAL_EINDEX (wrong number
  *  of array elements), SHVAL_ESTALE. */
@@ -658,6 +697,11 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 
 /* ---- Locks and versions ----------------------------------------------- */
 
+/* Timeouts are relative, in nanoseconds: 0 does not wait (one try),
+ * SHVAL_FOREVER (-1) waits forever, any other negative timeout is refused
+ * with -EINVAL (a computed timeout gone negative is a bug, not "forever").
+ * A timeout too far away for the clock waits forever.  (Bindings refuse
+ * NaN and negative floating-point timeouts the same way.) */
 #define SHVAL_SEC 1000000000LL /**< timeouts are in nanoseconds */
 #define SHVAL_MSEC 1000000LL
 #define SHVAL_FOREVER (-1LL)
@@ -680,7 +724,8 @@ SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 SHVAL_API int shval_lock(shval *v);
 /** As shval_lock(), but -EBUSY instead of waiting. */
 SHVAL_API int shval_trylock(shval *v);
-/** As shval_lock(), waiting at most timeout_ns (relative); -ETIMEDOUT. */
+/** As shval_lock(), waiting at most timeout_ns (relative); -ETIMEDOUT;
+ *  -EINVAL for a negative timeout other than SHVAL_FOREVER. */
 SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns);
 /** Release; commits changes made through shval_data() (the version moves
  *  and waiters wake).  SHVAL_ENOTOWNER if the caller does not hold it. */
@@ -731,7 +776,8 @@ SHVAL_API uint64_t shval_value_version(shval *v);
 
 /** Sleep until the value's version differs from *seen (then update *seen
  *  and return 0), or timeout_ns passes (-ETIMEDOUT; SHVAL_FOREVER waits
- *  forever).  No polling: a futex.  -EINTR if a signal interrupted it. */
+ *  forever; another negative timeout: -EINVAL).  No polling: a futex.
+ *  -EINTR if a signal interrupted it. */
 SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns);
 
 /** The segment-wide version, for watching every value at once.  It moves

@@ -489,12 +489,45 @@ STABLE = [
         file="src/seg.c",
         edits=[(
             """((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
-					      O_NOFOLLOW | O_CLOEXEC);""",
+				    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |""",
             """((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
-					      O_CLOEXEC); /* MUTANT: no O_NOFOLLOW */""")],
+				    O_CLOEXEC | O_NONBLOCK | /* MUTANT: no O_NOFOLLOW */""")],
         breaks="file: paths are opened with O_NOFOLLOW (a symlink is refused, "
                "-ELOOP)",
         kill=r"^test_access\.symlinks_refused$",
+    ),
+    dict(
+        id="fifo-blocks",
+        file="src/seg.c",
+        edits=[(
+            """O_RDWR) |
+				    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |""",
+            """O_RDWR) |
+				    O_NOFOLLOW | O_CLOEXEC | /* MUTANT: blocks */""")],
+        breaks="an open never blocks on a FIFO squatting on a segment's name",
+        kill=r"^test_hostile\.fifo_squatting_refused$",
+    ),
+    dict(
+        id="sparse-not-backed",
+        file="src/seg.c",
+        edits=[(
+            """	if (st->st_size <= 0)
+		return 0;
+	int r;""",
+            """	if (st->st_size >= 0) /* MUTANT: never backs */
+		return 0;
+	int r;""")],
+        breaks="a writable open backs a sparse segment file (-ENOSPC, not SIGBUS)",
+        kill=r"^test_hostile\.sparse_copy_full_disk_enospc$",
+    ),
+    dict(
+        id="remove-under-holder",
+        file="src/entry.c",
+        edits=[(
+            """		if (lr == -ETIMEDOUT) {""",
+            """		if (lr == -ETIMEDOUT && 0) { /* MUTANT */""")],
+        breaks="shval_remove refuses (-EBUSY) while a live process holds the value's lock",
+        kill=r"^test_hostile\.remove_refused_while_lock_held$",
     ),
     # shval__temp_orphaned() serves both paths: the open of a segment (the
     # next open after its processes were killed) and shval_seg_close (the

@@ -45,29 +45,217 @@ unsigned raw_mode(const char *type)
 	return SHVAL_RAW;
 }
 
-/* Create a value in the anonymous segment and wrap it. */
+/* ------------------------------------------------------------------------ */
+/* where anonymous values live (issue 12; python/README.md, "Lifetime and   */
+/* sizes")                                                                   */
+/*
+ * Every Value/Array/RawValue/RawArray/Lock lives in an anonymous (memfd)
+ * segment that this module creates itself (not the library's one 1 GiB
+ * process-wide segment of shval_new()):
+ *
+ *  - solo: a value of more than SOLO_MIN bytes gets a segment of its own,
+ *    sized to fit it (initial = maximum size = the value plus the segment's
+ *    own overhead).  Nothing is ever removed from it: the kernel counts the
+ *    holders.  Every process that holds the value has the memfd mapped
+ *    (fork children inherit the mapping, unpickled copies attach the fd),
+ *    and the memory goes back to the system when the last of them closes
+ *    it or dies.  The ceiling is what the machine can back (checked
+ *    against MemAvailable first) and the library's 256 GiB value limit.
+ *  - pool: smaller values and locks share a pool segment per process
+ *    (POOL_MAX of address space, backed as it fills).  A new pool is
+ *    started when the current one has POOL_ROLL bytes in use, so a pool is
+ *    a bounded unit of memory that is reclaimed, by the kernel, once no
+ *    process holds any value in it.  Inside a pool the creating process
+ *    removes a value when it drops it, if the value never escaped: never
+ *    pickled (shared_out), and no fork since it was created (fork_mark ==
+ *    fork_count, counted by a pthread_atfork prepare handler in lock.c:
+ *    process-wide, as fork_gen).  An escaped small value stays until its
+ *    whole pool goes.  The pool (cur_pool) and the name counter are the
+ *    module state's (shval_py.h), one per module object.
+ *  - a value guarded by a shval.Lock (lock=Lock()) must live in the lock's
+ *    segment (shval_create_guarded): the lock's pool, whatever its size.
+ *
+ * Segments are looked up by (st_dev, st_ino) in the module state's
+ * anon_cache when unpickled; the cache is weak (segment.c), so it never
+ * keeps a segment mapped.
+ */
+#define SOLO_MIN ((size_t)65536)      /* larger values: their own segment */
+#define SOLO_OVERHEAD ((uint64_t)32768) /* header, directory, entry, type */
+#define POOL_ROLL ((uint64_t)1 << 20)  /* start a new pool past this */
+#define POOL_MAX ((uint64_t)1 << 30)   /* a pool's address space */
+#define MEMCHECK_MIN ((size_t)16 << 20) /* check MemAvailable from here */
+
+/* A new anonymous segment, registered in anon_cache (new reference). */
+static SegObject *new_anon_seg(shval_state *st, uint64_t initial, uint64_t max)
+{
+	shval_seg_opts o;
+	memset(&o, 0, sizeof o);
+	o.struct_size = sizeof o;
+	o.initial_size = initial;
+	o.max_size = max;
+	shval_seg *seg;
+	int r;
+	Py_BEGIN_ALLOW_THREADS
+	r = shval_seg_open(NULL, SHVAL_CREATE, &o, &seg);
+	Py_END_ALLOW_THREADS
+	if (r) {
+		if (r == -ENOMEM || r == -ENOSPC)
+			PyErr_Format(PyExc_MemoryError,
+				     "cannot create a shared-memory segment of %llu "
+				     "bytes: %s",
+				     (unsigned long long)initial, shval_errmsg(NULL));
+		else
+			set_error(st, r, shval_errmsg(NULL));
+		return NULL;
+	}
+	SegObject *so = seg_wrap(st, seg, 0);
+	if (so && anon_cache_put(so) < 0)
+		Py_CLEAR(so);
+	return so;
+}
+
+/* This process's current pool (borrowed: st->cur_pool holds it), a new
+ * one if roll. */
+static SegObject *pool(shval_state *st, int roll)
+{
+	SegObject *cur = (SegObject *)st->cur_pool;
+	if (cur && cur->seg && !roll) {
+		struct shval_seg_info si;
+		if (shval_seg_info(cur->seg, &si) == 0 && si.used < POOL_ROLL)
+			return cur;
+	}
+	SegObject *n = new_anon_seg(st, 0, POOL_MAX);
+	if (!n)
+		return NULL;
+	Py_XSETREF(st->cur_pool, (PyObject *)n);
+	return n;
+}
+
+/* Bytes the machine can still give (MemAvailable), or UINT64_MAX. */
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return UINT64_MAX;
+	char line[128];
+	unsigned long long kb;
+	uint64_t res = UINT64_MAX;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+			res = (uint64_t)kb * 1024;
+			break;
+		}
+	fclose(f);
+	return res;
+}
+
+static int is_memory_error(int r)
+{
+	return r == -ENOMEM || r == -ENOSPC || r == SHVAL_EFULL;
+}
+
+static void create_error(shval_state *st, shval_seg *seg, int r, const char *type, size_t size)
+{
+	if (is_memory_error(r))
+		PyErr_Format(PyExc_MemoryError,
+			     "cannot allocate a shared value of %zu bytes "
+			     "(type '%.60s'): %s",
+			     size, type, shval_errmsg(seg));
+	else
+		seg_error(st, seg, r);
+}
+
+/* Create a value (or, with type NULL, a lock: mode SHVAL_LOCK/RLOCK) in a
+ * new anonymous place as described above.  *segp: new reference. */
+static int anon_create(shval_state *st, const char *type, size_t size, unsigned mode,
+		       shval *guard, SegObject *guard_seg, const void *init,
+		       size_t init_len, shval **h, SegObject **segp)
+{
+	char name[64];
+	snprintf(name, sizeof name, "%s.%ld.%lu.%lu", type ? "v" : "lock",
+		 (long)getpid(), st->id, ++st->name_counter);
+	*segp = NULL;
+	if (guard) {
+		int r = shval_create_guarded(guard_seg->seg, name, type, guard,
+					     init, init_len, h);
+		if (r) {
+			create_error(st, guard_seg->seg, r, type, size);
+			return -1;
+		}
+		*segp = (SegObject *)Py_NewRef((PyObject *)guard_seg);
+		return 0;
+	}
+	if (type && size > SOLO_MIN) {
+		if (size >= MEMCHECK_MIN) {
+			uint64_t avail = mem_available();
+			if (size > avail) {
+				PyErr_Format(PyExc_MemoryError,
+					     "cannot allocate a shared value of %zu "
+					     "bytes (type '%.60s'): the machine has "
+					     "%llu bytes available (MemAvailable)",
+					     size, type, (unsigned long long)avail);
+				return -1;
+			}
+		}
+		uint64_t want = ((uint64_t)size + SOLO_OVERHEAD + 4095) / 4096 * 4096;
+		SegObject *s = new_anon_seg(st, want, want);
+		if (!s)
+			return -1;
+		int r = shval_create(s->seg, name, type, mode, init, init_len, h);
+		if (r) {
+			create_error(st, s->seg, r, type, size);
+			Py_DECREF(s);
+			return -1;
+		}
+		*segp = s;
+		return 0;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		SegObject *p = pool(st, attempt);
+		if (!p)
+			return -1;
+		int r = type ? shval_create(p->seg, name, type, mode, init,
+					    init_len, h)
+			     : shval_lock_create(p->seg, name, mode, h);
+		if (r == 0) {
+			*segp = (SegObject *)Py_NewRef((PyObject *)p);
+			return 0;
+		}
+		if (r != SHVAL_EFULL || attempt) {
+			create_error(st, p->seg, r, type ? type : "lock", size);
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/* A new lock entry (Lock(), RLock()): *segp a new reference. */
+int anon_lock_create(shval_state *st, int recursive, shval **h, SegObject **segp)
+{
+	return anon_create(st, NULL, 0, recursive ? SHVAL_RLOCK : SHVAL_LOCK, NULL,
+			   NULL, NULL, 0, h, segp);
+}
+
+/* Create a value in an anonymous segment and wrap it. */
 PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj)
 {
-	SegObject *seg = anon_segobj(st);
-	if (!seg)
-		return NULL;
-	shval *h;
-	int r;
-	if (lm == LK_SHARED) {
-		char name[64];
-		snprintf(name, sizeof name, "pyval.%ld.%lu.%lu", (long)getpid(), st->id,
-			 ++st->name_counter);
-		r = shval_create_guarded(seg->seg, name, ti->type, ((LockObject *)lockobj)->h,
-					 init, init_len, &h);
-	} else {
-		unsigned mode = lm == LK_RAW ? raw_mode(ti->type) : SHVAL_RLOCK;
-		r = shval_new(ti->type, mode, init, init_len, &h);
-	}
+	size_t size = 0;
+	char canon[SHVAL_TYPE_MAX + 1];
+	int r = shval_type_canonical(ti->type, canon, sizeof canon, &size);
 	if (r) {
-		seg_error(st, seg->seg, r);
+		set_error(st, r, shval_errmsg(NULL));
 		return NULL;
 	}
+	shval *h;
+	SegObject *seg;
+	LockObject *guard = lm == LK_SHARED ? (LockObject *)lockobj : NULL;
+	if (guard && check_open(guard->seg) < 0)
+		return NULL;
+	unsigned mode = lm == LK_RAW ? raw_mode(ti->type) : SHVAL_RLOCK;
+	if (anon_create(st, ti->type, size, mode, guard ? guard->h : NULL,
+			guard ? guard->seg : NULL, init, init_len, &h, &seg) < 0)
+		return NULL;
 	struct shval_info info;
 	if (shval_info(h, &info) != 0)
 		info.kind = SHVAL_KIND_SCALAR;
@@ -78,10 +266,13 @@ PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t
 					     lm == LK_SHARED ? lockobj : NULL, 0);
 	if (!v) {
 		(void)shval_remove(seg->seg, info.name);
+		Py_DECREF(seg);
 		return NULL;
 	}
+	Py_DECREF(seg); /* v holds it */
 	v->owner = 1;
 	v->owner_pid = getpid();
+	v->fork_mark = fork_count;
 	return (PyObject *)v;
 }
 
@@ -136,6 +327,19 @@ PyObject *make_value(shval_state *st, PyObject *t, PyObject *const *args, Py_ssi
 	return v;
 }
 
+/* The library stores array lengths in 32 bits (src/type.c): a longer
+ * array is refused here with its size rather than as a bad type string. */
+static int check_count(size_t n, size_t esize)
+{
+	if (n <= UINT32_MAX)
+		return 0;
+	PyErr_Format(PyExc_MemoryError,
+		     "cannot allocate a shared array of %zu elements (%zu bytes): "
+		     "at most %u elements per array",
+		     n, n * esize, (unsigned)UINT32_MAX);
+	return -1;
+}
+
 /* Array type string and init bytes from (typecode, size_or_initializer) */
 PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 {
@@ -162,6 +366,11 @@ PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, si
 				return NULL;
 			}
 			n = (size_t)k;
+			if (n > SIZE_MAX / ssz) {
+				PyErr_Format(PyExc_MemoryError, "cannot allocate a shared "
+					     "array of %zu structures", n);
+				return NULL;
+			}
 			bytes = PyBytes_FromStringAndSize(NULL, 0);
 		} else {
 			PyObject *seq = PySequence_Fast(init, "size_or_initializer must be an int or a sequence");
@@ -180,6 +389,10 @@ PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, si
 		}
 		if (!bytes)
 			return NULL;
+		if (check_count(n * ssz, 1) < 0) {
+			Py_DECREF(bytes);
+			return NULL;
+		}
 		char buf[64];
 		snprintf(buf, sizeof buf, "%zuB", n * ssz);
 		if (canonical(st, buf, ti) < 0) {
@@ -205,6 +418,8 @@ PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, si
 			return NULL;
 		}
 		n = (size_t)k;
+		if (check_count(n, es) < 0)
+			return NULL;
 		bytes = PyBytes_FromStringAndSize(NULL, 0);
 	} else {
 		PyObject *seq;
@@ -215,6 +430,10 @@ PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, si
 		if (!seq)
 			return NULL;
 		n = (size_t)PySequence_Fast_GET_SIZE(seq);
+		if (check_count(n, es) < 0) {
+			Py_DECREF(seq);
+			return NULL;
+		}
 		bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * es));
 		if (!bytes) {
 			Py_DECREF(seq);

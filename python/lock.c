@@ -10,17 +10,29 @@
  * the process that made it (a child does not hold its parent's locks). */
 unsigned long fork_gen;
 
+/* The fork count (shval_py.h): bumped before every fork, so that both the
+ * parent and the child see that a value created before it may have
+ * escaped (PRIVATE_OWNED, create.c).  Bumped atomically: the prepare
+ * handler runs in whatever thread forks, which need not hold the GIL. */
+unsigned long fork_count;
+
 static void fork_gen_bump(void)
 {
 	fork_gen++;
 }
 
+static void fork_count_bump(void)
+{
+	__atomic_fetch_add(&fork_count, 1, __ATOMIC_RELAXED);
+}
+
+/* Registers both handlers, once per process (module exec calls it). */
 void fork_gen_init(void)
 {
 	static int done;
 	if (!done) {
 		done = 1;
-		(void)pthread_atfork(NULL, NULL, fork_gen_bump);
+		(void)pthread_atfork(fork_count_bump, NULL, fork_gen_bump);
 	}
 }
 
@@ -68,6 +80,7 @@ PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 	l->owner = 0;
 	l->owner_pid = 0;
 	l->shared_out = 0;
+	l->fork_mark = 0;
 	l->own_value_lock = own_value_lock;
 	l->holder = 0;
 	l->holder_gen = 0;
@@ -84,8 +97,7 @@ static void lock_dealloc(LockObject *l)
 	PyTypeObject *tp = Py_TYPE(l);
 	PyObject_GC_UnTrack(l);
 	shval_close(l->h);
-	if (l->owner && !l->shared_out && l->owner_pid == getpid() && l->seg &&
-	    l->seg->seg)
+	if (PRIVATE_OWNED(l))
 		(void)shval_remove(l->seg->seg, l->name); /* EMISUSE if in use */
 	Py_XDECREF(l->seg);
 	tp->tp_free(l);
@@ -111,24 +123,18 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	shval_state *st = state_of_type(tp);
 	if (!st)
 		return NULL;
-	SegObject *seg = anon_segobj(st);
-	if (!seg)
-		return NULL;
-	char name[64];
-	snprintf(name, sizeof name, "pylock.%ld.%lu.%lu", (long)getpid(), st->id,
-		 ++st->name_counter);
 	shval *h;
+	SegObject *seg;
 	int recursive = PyType_IsSubtype(tp, st->RLockType);
-	int r = shval_lock_create(seg->seg, name, recursive ? SHVAL_RLOCK : SHVAL_LOCK, &h);
-	if (r) {
-		seg_error(st, seg->seg, r);
+	if (anon_lock_create(st, recursive, &h, &seg) < 0)
 		return NULL;
-	}
 	LockObject *l = (LockObject *)lock_wrap(h, seg, recursive, 0);
+	Py_DECREF(seg); /* l holds it */
 	if (!l)
 		return NULL;
 	l->owner = 1;
 	l->owner_pid = getpid();
+	l->fork_mark = fork_count;
 	return (PyObject *)l;
 }
 
@@ -226,9 +232,14 @@ static int release_handle(shval_state *st, shval *h, int recursive)
 		if (recursive)
 			PyErr_SetString(PyExc_AssertionError,
 					"attempt to release recursive lock not owned by thread");
-		else
+		else /* issue 12 item 11: a robust mutex has an owner */
 			PyErr_SetString(PyExc_ValueError,
-					"semaphore or lock released too many times");
+					"release of a shval.Lock not held by this thread: "
+					"a shval lock is owned by the thread that acquired "
+					"it (a robust mutex, so that its owner's death can "
+					"be recovered) and only that thread can release it; "
+					"for a lock released by another thread or process "
+					"use shval.Semaphore(1)");
 		return -1;
 	}
 	if (r) {

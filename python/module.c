@@ -212,36 +212,11 @@ SegObject *resolve_segref(shval_state *st, PyObject *ref)
 	unsigned long long dev, ino;
 	if (!PyArg_ParseTuple(ref, "OKK:segref", &dup, &dev, &ino))
 		return NULL;
-	if (!anon_segobj(st)) /* registers our own anonymous segment */
-		return NULL;
 	PyObject *key = devino_key((dev_t)dev, (ino_t)ino);
 	if (!key)
 		return NULL;
-	PyObject *tpmod = PyObject_GetAttrString((PyObject *)Py_TYPE(dup), "__module__");
-	int from_sharer = tpmod && PyUnicode_Check(tpmod) &&
-			  PyUnicode_CompareWithASCIIString(tpmod, "multiprocessing.resource_sharer") == 0;
-	Py_XDECREF(tpmod);
-	PyErr_Clear();
-	PyObject *s = PyDict_GetItemWithError(st->anon_cache, key);
-	if (s) {
-		Py_INCREF(s);
-		Py_DECREF(key);
-		if (from_sharer) { /* release the sender's copy */
-			PyObject *fd = PyObject_CallMethod(dup, "detach", NULL);
-			if (fd) {
-				long f = PyLong_AsLong(fd);
-				if (f >= 0)
-					close((int)f);
-				Py_DECREF(fd);
-			}
-			PyErr_Clear();
-		}
-		return (SegObject *)s;
-	}
-	if (PyErr_Occurred()) {
-		Py_DECREF(key);
-		return NULL;
-	}
+	/* The fd is taken in every case: a passed fd (spawn, forkserver) or
+	 * the sender's copy (resource_sharer) is not left behind. */
 	PyObject *fdo = PyObject_CallMethod(dup, "detach", NULL);
 	if (!fdo) {
 		Py_DECREF(key);
@@ -253,22 +228,30 @@ SegObject *resolve_segref(shval_state *st, PyObject *ref)
 		Py_DECREF(key);
 		return NULL;
 	}
-	shval_seg *seg;
-	int r = shval_seg_open_fd((int)fd, 0, &seg);
-	if (from_sharer)
-		close((int)fd);
-	if (r) {
-		set_error(st, r, shval_errmsg(NULL));
+	SegObject *s = anon_cache_get(st, key); /* weak: see segment.c */
+	if (s && s->seg) {
 		Py_DECREF(key);
-		return NULL;
+		if (fd != shval_seg_fd(s->seg)) /* never our own */
+			close((int)fd);
+		return s;
 	}
-	SegObject *so = seg_wrap(st, seg, 0);
-	if (!so || PyDict_SetItem(st->anon_cache, key, (PyObject *)so) < 0) {
-		Py_XDECREF(so);
+	Py_XDECREF(s);
+	if (PyErr_Occurred()) {
 		Py_DECREF(key);
+		close((int)fd);
 		return NULL;
 	}
 	Py_DECREF(key);
+	shval_seg *seg;
+	int r = shval_seg_open_fd((int)fd, 0, &seg);
+	close((int)fd); /* shval_seg_open_fd keeps its own duplicate */
+	if (r) {
+		set_error(st, r, shval_errmsg(NULL));
+		return NULL;
+	}
+	SegObject *so = seg_wrap(st, seg, 0);
+	if (so && anon_cache_put(so) < 0)
+		Py_CLEAR(so);
 	return so;
 }
 
@@ -307,6 +290,32 @@ static PyObject *m_rebuild_value(PyObject *m, PyObject *args)
 				 lock == Py_None ? NULL : lock, extlock);
 	Py_DECREF(seg);
 	return res;
+}
+
+/* _add_method(type, name, function): put a Python-level method (shval/_aio.py:
+ * wait_async, __aenter__, ...) into one of the module's types. */
+static PyObject *m_add_method(PyObject *m, PyObject *args)
+{
+	shval_state *st = mstate(m);
+	PyTypeObject *tp;
+	PyObject *name, *fn;
+	if (!PyArg_ParseTuple(args, "O!UO:_add_method", &PyType_Type, &tp, &name, &fn))
+		return NULL;
+	PyTypeObject *own[] = {st->SegmentType, st->SharedValueType, st->SynchronizedType,
+			       st->SharedArrayType, st->SynchronizedArrayType,
+			       st->SynchronizedStringType, st->LockType, st->RLockType};
+	size_t i = 0;
+	while (i < sizeof own / sizeof own[0] && own[i] != tp)
+		i++;
+	if (i == sizeof own / sizeof own[0])
+		return PyErr_Format(PyExc_TypeError,
+				    "_add_method: %R is not one of the module's types", tp);
+	/* The types are immutable (Py_TPFLAGS_IMMUTABLETYPE) to Python code;
+	 * this is the module completing its own types at import. */
+	if (!tp->tp_dict || PyDict_SetItem(tp->tp_dict, name, fn) < 0)
+		return NULL;
+	PyType_Modified(tp);
+	Py_RETURN_NONE;
 }
 
 static PyObject *m_rebuild_lock(PyObject *m, PyObject *args)
@@ -360,6 +369,8 @@ static PyMethodDef module_methods[] = {
 	 "Unpickling of a value (internal)."},
 	{"_rebuild_lock", (PyCFunction)m_rebuild_lock, METH_VARARGS,
 	 "_rebuild_lock(segment, name, recursive, /)\n--\n\nUnpickling of a lock (internal)."},
+	{"_add_method", (PyCFunction)m_add_method, METH_VARARGS,
+	 "_add_method(type, name, function, /)\n--\n\nAdd a Python-level method to a type (internal)."},
 	{"_rebuild_segment", (PyCFunction)m_rebuild_segment, METH_O,
 	 "_rebuild_segment(ref, /)\n--\n\nUnpickling of a segment (internal)."},
 	{NULL, NULL, 0, NULL}
@@ -442,6 +453,7 @@ static int shval_traverse(PyObject *m, visitproc visit, void *arg)
 	Py_VISIT(st->Error);
 	Py_VISIT(st->OwnerDiedWarning);
 	Py_VISIT(st->anon_cache);
+	Py_VISIT(st->cur_pool);
 	Py_VISIT(st->named_cache);
 	Py_VISIT(st->ct_simple);
 	Py_VISIT(st->ct_array);
@@ -468,6 +480,7 @@ static int shval_clear(PyObject *m)
 	shval_state *st = mstate(m);
 	Py_CLEAR(st->Error);
 	Py_CLEAR(st->OwnerDiedWarning);
+	Py_CLEAR(st->cur_pool); /* before anon_cache: its dealloc forgets it */
 	Py_CLEAR(st->anon_cache);
 	Py_CLEAR(st->named_cache);
 	Py_CLEAR(st->ct_simple);

@@ -35,41 +35,45 @@ PyObject *devino_key(dev_t d, ino_t i)
 	return Py_BuildValue("(KK)", (unsigned long long)d, (unsigned long long)i);
 }
 
-/* The library's anonymous segment as a Segment (borrowed reference). */
-SegObject *anon_segobj(shval_state *st)
+/* anon_cache maps an anonymous segment's (st_dev, st_ino) to the address
+ * of its Segment object (an int): a weak map, so that the cache never keeps
+ * a segment mapped (issue 12: the kernel frees a memfd when its last holder
+ * closes it); seg_dealloc takes the entry out. */
+SegObject *anon_cache_get(shval_state *st, PyObject *key)
 {
-	shval_seg *seg;
-	int r = shval_anon_segment(&seg);
-	if (r) {
-		set_error(st, r, shval_errmsg(NULL));
+	PyObject *a = PyDict_GetItemWithError(st->anon_cache, key);
+	if (!a)
 		return NULL;
-	}
-	struct stat sb;
-	if (fstat(shval_seg_fd(seg), &sb) != 0) {
-		PyErr_SetFromErrno(PyExc_OSError);
+	SegObject *s = PyLong_AsVoidPtr(a);
+	if (!s)
 		return NULL;
-	}
-	PyObject *key = devino_key(sb.st_dev, sb.st_ino);
-	if (!key)
-		return NULL;
-	PyObject *s = PyDict_GetItemWithError(st->anon_cache, key);
-	if (s && ((SegObject *)s)->seg == seg) {
-		Py_DECREF(key);
-		return (SegObject *)s;
-	}
-	if (PyErr_Occurred()) {
-		Py_DECREF(key);
-		return NULL;
-	}
-	SegObject *n = seg_wrap(st, seg, 1);
-	if (!n || PyDict_SetItem(st->anon_cache, key, (PyObject *)n) < 0) {
-		Py_XDECREF(n);
-		Py_DECREF(key);
-		return NULL;
-	}
-	Py_DECREF(key);
-	Py_DECREF(n); /* the cache holds it */
-	return n;
+	Py_INCREF(s);
+	return s;
+}
+
+int anon_cache_put(SegObject *s)
+{
+	PyObject *key = devino_key(s->dev, s->ino);
+	PyObject *addr = key ? PyLong_FromVoidPtr(s) : NULL;
+	int r = addr ? PyDict_SetItem(s->st->anon_cache, key, addr) : -1;
+	Py_XDECREF(key);
+	Py_XDECREF(addr);
+	return r;
+}
+
+void anon_cache_forget(SegObject *s)
+{
+	if (!s->anon || !s->st || !s->st->anon_cache)
+		return;
+	PyObject *et, *ev, *tb;
+	PyErr_Fetch(&et, &ev, &tb);
+	PyObject *key = devino_key(s->dev, s->ino);
+	PyObject *a = key ? PyDict_GetItemWithError(s->st->anon_cache, key) : NULL;
+	if (a && PyLong_AsVoidPtr(a) == (void *)s)
+		(void)PyDict_DelItem(s->st->anon_cache, key);
+	Py_XDECREF(key);
+	PyErr_Clear();
+	PyErr_Restore(et, ev, tb);
 }
 
 int check_open(SegObject *s)
@@ -130,6 +134,7 @@ static void seg_dealloc(SegObject *s)
 {
 	PyTypeObject *tp = Py_TYPE(s);
 	PyObject_GC_UnTrack(s);
+	anon_cache_forget(s);
 	if (!s->borrowed && s->seg)
 		shval_seg_close(s->seg);
 	tp->tp_free(s);
@@ -137,8 +142,8 @@ static void seg_dealloc(SegObject *s)
 }
 
 /* A Segment holds no object but its type; it is GC-tracked so that the
- * collector sees that reference (module -> anon_cache -> Segment -> type
- * -> module is a cycle). */
+ * collector sees that reference (module state -> cur_pool -> Segment ->
+ * type -> module is a cycle; anon_cache is weak and holds no Segment). */
 static int seg_traverse(SegObject *s, visitproc visit, void *arg)
 {
 	Py_VISIT(Py_TYPE(s));

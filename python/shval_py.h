@@ -5,7 +5,8 @@
  * Modules/_multiprocessing/: one file per type and this header for what
  * the files share.
  *   module.c    module functions (Value, Array, RawValue, ...), init
- *   create.c    creation of values in the anonymous segment
+ *   create.c    creation of values in anonymous segments (their own, or
+ *               a per-process pool: lifetime and sizes, issue 12)
  *   convert.c   errors, element conversion, type resolution (ctypes)
  *   segment.c   shval.Segment
  *   lock.c      shval.Lock / shval.RLock
@@ -78,14 +79,18 @@
 typedef struct shval_state {
 	PyObject *Error;            /* shval.Error */
 	PyObject *OwnerDiedWarning; /* shval.OwnerDiedWarning */
-	PyObject *anon_cache;       /* (st_dev, st_ino) -> Segment */
+	PyObject *anon_cache;       /* (st_dev, st_ino) -> Segment address
+				     * (weak: segment.c, anon_cache_get) */
+	PyObject *cur_pool;         /* this process's pool segment, a Segment
+				     * (strong; create.c) */
 	PyObject *named_cache;      /* name -> Segment (for unpickling) */
 	PyObject *ct_simple, *ct_array, *ct_struct, *ct_union, *ct_pointer,
 		*ct_funcptr;        /* ctypes base classes */
 	PyTypeObject *SegmentType, *SharedValueType, *SynchronizedType,
 		*SharedArrayType, *SynchronizedArrayType,
 		*SynchronizedStringType, *LockType, *RLockType;
-	/* names of anonymous values and locks: pyval.<pid>.<id>.<n>; id is
+	/* names of anonymous values and locks: v.<pid>.<id>.<n> and
+	 * lock.<pid>.<id>.<n> (create.c); id is
 	 * per module object so that two module objects in one process (a
 	 * re-import after `del sys.modules[...]`) never make the same name */
 	unsigned long name_counter;
@@ -108,10 +113,16 @@ void val_releasebuffer(PyObject *o, Py_buffer *view);
 int val_traverse(PyObject *o, visitproc visit, void *arg);
 int val_clear(PyObject *o);
 
-/* lock.c: the fork generation (bumped in the child of every fork).  The
- * one process-wide variable left: a fork is an event of the process, not
- * of a module object, and pthread_atfork() handlers cannot be removed. */
+/* lock.c: the fork counters, the process-wide variables left: a fork is
+ * an event of the process, not of a module object, and pthread_atfork()
+ * handlers cannot be removed.  Both are registered by fork_gen_init().
+ *   fork_gen    bumped in the child of every fork (a lock's holder record
+ *               is only believed in the process that made it);
+ *   fork_count  bumped before every fork, so in the parent and the child
+ *               (create.c: a value created before a fork may be held by
+ *               the child, so neither side removes it on dealloc). */
 extern unsigned long fork_gen;
+extern unsigned long fork_count;
 
 /* docstrings shared by several types */
 #define WAIT_DOC                                                          \
@@ -164,6 +175,7 @@ typedef struct {
 	unsigned long holder_gen;
 	unsigned depth;
 	char name[SHVAL_NAME_MAX + 1];
+	unsigned long fork_mark; /* fork_count at creation (create.c) */
 } LockObject;
 
 typedef struct {
@@ -193,9 +205,16 @@ typedef struct {
 	size_t nfields;
 	char name[SHVAL_NAME_MAX + 1];
 	char type[SHVAL_TYPE_MAX + 1];
+	unsigned long fork_mark; /* fork_count at creation (create.c) */
 } ValObject;
 
 #define LOCKED(v) ((v)->mode == SHVAL_RLOCK || (v)->mode == SHVAL_LOCK)
+
+/* Created here, never pickled, no fork since: no other process can hold
+ * it, so its entry is removed when the object goes (create.c). */
+#define PRIVATE_OWNED(o)                                              \
+	((o)->owner && !(o)->shared_out && (o)->owner_pid == getpid() && \
+	 (o)->fork_mark == fork_count && (o)->seg && (o)->seg->seg)
 
 /* Calls on locked values: take the lock first through acquire_handle()
  * (uncontended: a trylock, no GIL release; contended: waits with the GIL
@@ -245,7 +264,9 @@ int resolve_type(shval_state *st, PyObject *t, tinfo *ti, int elem_only);
 /* segment.c */
 SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed);
 PyObject *devino_key(dev_t d, ino_t i);
-SegObject *anon_segobj(shval_state *st);
+SegObject *anon_cache_get(shval_state *st, PyObject *key);
+int anon_cache_put(SegObject *s);
+void anon_cache_forget(SegObject *s);
 int check_open(SegObject *s);
 PyObject *m_rebuild_segment(PyObject *m, PyObject *ref);
 
@@ -307,6 +328,7 @@ int arr_value_set(ValObject *v, PyObject *o);
 /* create.c */
 int parse_lock(shval_state *st, PyObject *lock, enum lockmode *m);
 unsigned raw_mode(const char *type);
+int anon_lock_create(shval_state *st, int recursive, shval **h, SegObject **segp);
 PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj);
 PyObject *ctypes_init(PyObject *ctype, PyObject *const *args, Py_ssize_t na);

@@ -89,6 +89,7 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->owner = 0;
 	v->owner_pid = 0;
 	v->shared_out = 0;
+	v->fork_mark = 0;
 	v->kind = info.kind;
 	v->mode = info.mode;
 	v->size = info.size;
@@ -165,8 +166,7 @@ void val_dealloc(ValObject *v)
 	PyObject_GC_UnTrack(v);
 	if (v->owns_h) {
 		shval_close(v->h);
-		if (v->owner && !v->shared_out && v->owner_pid == getpid() &&
-		    v->seg && v->seg->seg)
+		if (PRIVATE_OWNED(v))
 			(void)shval_remove(v->seg->seg, v->name);
 	}
 	(void)val_clear((PyObject *)v);
@@ -626,7 +626,19 @@ static PyObject *sync_get_obj(ValObject *v, PyObject *Py_UNUSED(a))
 {
 	PyTypeObject *tp = pick_type(v->st, v->kind, v->letter, 0);
 	PyObject *owner = v->base ? v->base : (PyObject *)v;
-	return val_wrap(tp, v->h, v->seg, owner, v->ctype, NULL, 0);
+	PyObject *raw = val_wrap(tp, v->h, v->seg, owner, v->ctype, NULL, 0);
+	if (!raw)
+		return NULL;
+	/* issue 12 item 8: a ctypes object over the shared memory, as
+	 * multiprocessing returns, where the type has a ctypes equivalent
+	 * (shval/_views.py); else the raw shval object. */
+	PyObject *mod = PyImport_ImportModule("shval._views");
+	PyObject *res = mod ? PyObject_CallMethod(mod, "ctypes_view", "OO", raw,
+						 v->ctype ? v->ctype : Py_None)
+			    : NULL;
+	Py_XDECREF(mod);
+	Py_DECREF(raw);
+	return res;
 }
 
 static PyObject *sync_acquire(ValObject *v, PyObject *const *args, Py_ssize_t nargs,

@@ -64,7 +64,26 @@ void shval__open_list_del(shval_seg *seg)
 
 /* ---- attach table ---- */
 
+static int claim(shval_seg *seg);
+
 int shval__attach_claim(shval_seg *seg)
+{
+	if (claim(seg) == 0)
+		return 0;
+	atomic_fetch_add(&seg->hdr->attach_overflow, 1);
+	return -1;
+}
+
+int shval__attach_claim_reaping(shval_seg *seg)
+{
+	if (claim(seg) == 0 ||
+	    (shval__attach_reap(seg, NULL, NULL) > 0 && claim(seg) == 0))
+		return 0;
+	atomic_fetch_add(&seg->hdr->attach_overflow, 1);
+	return -1;
+}
+
+static int claim(shval_seg *seg)
 {
 	shval__hdr *h = seg->hdr;
 	pid_t me = getpid();
@@ -83,9 +102,31 @@ int shval__attach_claim(shval_seg *seg)
 			return 0;
 		}
 	}
-	atomic_fetch_add(&h->attach_overflow, 1);
 	seg->attach_slot = -1;
 	return -1;
+}
+
+unsigned shval__attach_reap(shval_seg *seg, void (*fn)(pid_t, void *),
+			    void *arg)
+{
+	shval__hdr *h = seg->hdr;
+	unsigned n = 0;
+	for (unsigned i = 0; i < SHVAL__ATTACH_CAP; i++) {
+		uint32_t pid = atomic_load(&h->attach[i].pid);
+		if (pid == 0 ||
+		    ((int)i == seg->attach_slot && seg->attach_pid == getpid()))
+			continue;
+		if (shval__proc_alive((pid_t)pid, h->attach[i].start_time))
+			continue;
+		/* only if the slot still names that pid (a claim is a CAS) */
+		if (atomic_compare_exchange_strong(&h->attach[i].pid, &pid,
+						   0)) {
+			n++;
+			if (fn)
+				fn((pid_t)pid, arg);
+		}
+	}
+	return n;
 }
 
 /* Free slots of dead processes; returns the number of live ones other

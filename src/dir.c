@@ -597,13 +597,16 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 		 * only if the table moved. */
 		if (dir_moved(h, d.seq, d.toff))
 			continue;
-		if (bad)
+		if (bad) {
+			/* past the damaged slot: an iteration may go on */
+			*cursor = i + 1;
 			return shval__failf(
 				seg, SHVAL_ECORRUPT,
 				"segment %s: directory slot %llu points "
 				"to %s (offset %llu)",
 				seg->name, (unsigned long long)i, bad,
 				(unsigned long long)bad_off);
+		}
 		if (i < d.cap) {
 			*cursor = i + 1;
 			return 0;

@@ -10,6 +10,61 @@
 
 #include "internal.h"
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left) that
+ * encodes a character other than a C1 control (U+0080..U+009F), or 0:
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len;
+	uint32_t cp, min;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    cp <= 0x9f)
+		return 0;
+	return len;
+}
+
+/* Names being created must be printable ASCII or UTF-8 (as documented):
+ * lookups and removals accept any bytes but spaces and controls, so that
+ * a name made before this check, or by a damaged segment, can still be
+ * found and removed. */
+static int check_utf8(shval_seg *seg, const char *name, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)name;
+	for (size_t i = 0; i < n;) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k = utf8_char(p + i, n - i);
+		if (!k)
+			return shval__failf(
+				seg, SHVAL_EBADNAME,
+				"value name: byte 0x%02x at position "
+				"%zu is not part of a well-formed "
+				"UTF-8 character (or is a C1 "
+				"control)",
+				p[i], i);
+		i += k;
+	}
+	return 0;
+}
+
 static int check_name(shval_seg *seg, const char *name, size_t *len)
 {
 	if (!name)
@@ -112,11 +167,20 @@ static int create_locked(shval_seg *seg, const char *name, size_t nlen,
 	if (t && (r = shval__type_intern(seg, t, &tline)) != 0)
 		return r;
 	uint64_t eoff;
+	uint64_t brk0 = h->brk;
 	r = shval__alloc(seg, nlines, &eoff);
 	if (r)
 		return r;
 	unsigned char *b = shval__at(seg, eoff);
-	memset(b, 0, nlines * SHVAL__LINE);
+	/* A block carved past the old brk has never been written since the
+	 * file grew (posix_fallocate gives zeros): the data of a big value
+	 * there is not cleared again, so that creating a multi-GiB value
+	 * does not write (and wait for) every page of it.  Blocks from the
+	 * free lists and small values are cleared whole. */
+	size_t clear = nlines * SHVAL__LINE;
+	if (eoff >= brk0 && t && t->size > SHVAL__UNDO_MAX && !init)
+		clear = (size_t)data_rel;
+	memset(b, 0, clear);
 	shval__entry *e = (shval__entry *)b;
 	e->mode = (uint8_t)(mode >> 8);
 	e->kind = t ? t->kind : SHVAL_KIND_LOCK;
@@ -170,6 +234,8 @@ static int check_create_args(shval_seg *seg, const char *name, const char *type,
 				    "segment %s was opened read-only",
 				    seg->name);
 	int r = check_name(seg, name, nlen);
+	if (r == 0)
+		r = check_utf8(seg, name, *nlen);
 	if (r)
 		return r;
 	shval__err err = { "" };
@@ -405,16 +471,28 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 		return r;
 	/* Take the value's lock first (before the segment lock: a section may
 	 * create values, which takes the segment lock), so that nobody is
-	 * mid-section in the block we remove.  Bounded: after a second we go
-	 * on without it (a section that long finishes in the block while it
-	 * waits in limbo), which also rules out deadlocks between sections
-	 * that remove each other's values. */
+	 * mid-section in the block we remove.  Bounded: a live holder that
+	 * keeps it for a second gets the removal refused with -EBUSY (its
+	 * block must not be reused under its writes: a section's pointers
+	 * would land in the next value created there), which also rules out
+	 * deadlocks between sections that remove each other's values.  A
+	 * dead holder's lock is taken (EOWNERDEAD: rolled back). */
 	shval *held = NULL;
 	uint64_t off;
 	if (!(seg->flags & SHVAL_RDONLY) &&
 	    shval__dir_find(seg, name, nlen, &off) == 0 &&
 	    shval__handle_make(seg, off, &held) == 0) {
 		int lr = held->lk ? shval_timedlock(held, SHVAL_SEC) : -1;
+		if (lr == -ETIMEDOUT) {
+			uint32_t tid = shval__mutex_owner(&held->lk->mutex);
+			shval_close(held);
+			return shval__failf(
+				seg, -EBUSY,
+				"segment %s: value %s is locked by thread %u "
+				"(a section in progress for over a second): "
+				"not removed",
+				seg->name, name, (unsigned)tid);
+		}
 		if (lr != 0 && lr != SHVAL_EOWNERDEAD) {
 			shval_close(held);
 			held = NULL;
@@ -461,6 +539,8 @@ SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 				    seg->name);
 	size_t nlen;
 	int r = check_name(seg, name, &nlen);
+	if (r == 0)
+		r = check_utf8(seg, name, nlen);
 	if (r)
 		return r;
 	if ((r = shval__seg_lock(seg)) != 0)

@@ -145,6 +145,14 @@ uint64_t shval__now_ns(void); /* CLOCK_MONOTONIC */
 /* ---- attach.c (attach table, open-segment list for fork) ---- */
 /* Claim a free attach slot for this process (lock-free); -1 if full. */
 int shval__attach_claim(shval_seg *seg);
+/* The same under the segment lock: when the table is full, first free the
+ * slots of dead processes (a non-TEMP segment's killed users would
+ * otherwise fill it for good). */
+int shval__attach_claim_reaping(shval_seg *seg);
+/* Free the slots of dead processes (not ours), calling fn (may be NULL)
+ * with each pid; the number freed.  Under the segment lock. */
+unsigned shval__attach_reap(shval_seg *seg, void (*fn)(pid_t, void *),
+			    void *arg);
 /* A temporary segment whose processes all died (frees their slots)?
  * Under the segment lock. */
 bool shval__temp_orphaned(shval_seg *seg);

@@ -321,8 +321,13 @@ void shval__order_seg(int delta)
 static bool owner_stale(shval_seg *seg, uint32_t w)
 {
 	pid_t tid = (pid_t)(w & FUTEX_TID_MASK);
-	if (tid == 0 || (w & FUTEX_OWNER_DIED))
-		return false; /* free, or already marked for recovery */
+	if (w & FUTEX_OWNER_DIED)
+		return false; /* already marked for recovery */
+	if (tid == 0)
+		/* free; or flag bits with no owner (FUTEX_WAITERS alone: a
+		 * damaged word, never one glibc leaves), which nobody would
+		 * ever wake us from: recovered as a death */
+		return w != 0;
 	if (tid == my_tid())
 		return true; /* we do not hold it (held list): not ours */
 	pid_t pid = shval__tid_process(tid);
@@ -833,8 +838,13 @@ SHVAL_API int shval_timedlock(shval *v, int64_t timeout_ns)
 		return shval__r_lock(v, timeout_ns, false);
 	if (!v)
 		return -EINVAL;
-	if (timeout_ns < 0)
+	if (timeout_ns == SHVAL_FOREVER)
 		return shval_lock(v);
+	if (timeout_ns < 0)
+		return shval__failf(v->seg, -EINVAL,
+				    "shval_timedlock: negative timeout %lld ns "
+				    "(SHVAL_FOREVER, -1, waits forever)",
+				    (long long)timeout_ns);
 	return user_lock(v, rt_deadline(timeout_ns));
 }
 

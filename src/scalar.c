@@ -293,6 +293,25 @@ static uint64_t apply(enum rmw_op op, uint64_t a, uint64_t b)
 	}
 }
 
+/* The result of op on old for a letter narrower than its bits (max < all
+ * ones): false if it falls outside 0..max.  An add is taken as true
+ * integer arithmetic (a delta never wraps into range); masks keep their
+ * bits within the type's width, as for every letter. */
+static bool ranged_apply(enum rmw_op op, uint64_t old, uint64_t arg,
+			 uint64_t max, uint64_t wmask, uint64_t *nw)
+{
+	if (op == OP_ADD) {
+		int64_t d = (int64_t)arg;
+		if (d >= 0 ? (uint64_t)d > max - old
+			   : (uint64_t)(-(d + 1)) + 1 > old)
+			return false;
+		*nw = old + arg;
+		return true;
+	}
+	*nw = apply(op, old, op == OP_XCHG ? arg : arg & wmask);
+	return *nw <= max;
+}
+
 /* Integer read-modify-write; *before and *after get the raw bits. */
 static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 		   uint64_t *after)
@@ -309,7 +328,27 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "arithmetic on a bool value");
 	uint64_t old = 0, nw;
-	if (v->mode == SHVAL_ATOMIC) {
+	const shval__letter *lt = shval__letter_info(c);
+	uint64_t wmask = v->size == 8 ? ~0ull : ((1ull << (8 * v->size)) - 1);
+	/* A letter narrower than its bits ('u': code points up to U+10FFFF in
+	 * 4 bytes) does not wrap: a result outside its range is refused, the
+	 * value unchanged (an atomic one through a compare-and-swap loop). */
+	bool ranged = !lt->is_signed && lt->max < wmask && c != '?';
+	if (v->mode == SHVAL_ATOMIC && ranged) {
+		if ((r = shval__check_writable(v)) != 0)
+			return r;
+		old = shval__atomic_load(v->data, v->size);
+		do {
+			if (old > lt->max ||
+			    !ranged_apply(op, old, arg, lt->max, wmask, &nw))
+				return shval__failf(
+					v->seg, SHVAL_ERANGE,
+					"the result is out of range for "
+					"type %c (0..0x%llx): value unchanged",
+					c, (unsigned long long)lt->max);
+		} while (!shval__atomic_cas(v->data, v->size, &old, nw));
+		shval__atomic_changed(v);
+	} else if (v->mode == SHVAL_ATOMIC) {
 		if ((r = shval__check_writable(v)) != 0)
 			return r;
 		old = shval__atomic_rmw(v->data, v->size, (enum shval__rmw)op,
@@ -331,6 +370,16 @@ static int rmw_int(shval *v, enum rmw_op op, uint64_t arg, uint64_t *before,
 		shval__copy(&old, v->data,
 			    v->size); /* little-endian: low bytes */
 		nw = apply(op, old, arg);
+		if (ranged &&
+		    (old > lt->max ||
+		     !ranged_apply(op, old, arg, lt->max, wmask, &nw))) {
+			shval__chg_end(v, how, false);
+			return shval__failf(v->seg, SHVAL_ERANGE,
+					    "the result is out of range for "
+					    "type %c (0..0x%llx): value "
+					    "unchanged",
+					    c, (unsigned long long)lt->max);
+		}
 		shval__chg_dirty(v, how);
 		shval__int_store(shval__letter_info(c), v->data, nw);
 		shval__chg_end(v, how, true);

@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -174,6 +176,102 @@ static int parse_name(const char *name, int *kind, char *path, size_t cap)
 	*kind = SHVAL__SEG_SHM;
 	snprintf(path, cap, "%s%s", SHM_DIR, name);
 	return 0;
+}
+
+/* ---- paths through directories others control ---- */
+
+/* Is the directory st (at path p) one that only the caller or root
+ * controls?  Like OpenSSH's StrictModes: owned by the caller or by root,
+ * and not writable by group or others unless sticky (/tmp, /dev/shm: there
+ * nobody can rename or remove another's entries).  Stricter than "unless
+ * the caller owns it": a group-writable directory of the caller's own
+ * still lets the group swap its entries. */
+static int dir_safe(const char *name, const char *p, const struct stat *st)
+{
+	uid_t me = geteuid();
+	if (st->st_uid != me && st->st_uid != 0)
+		return shval__failf(NULL, SHVAL_EFOREIGN,
+				    "segment %s: directory %s on its path "
+				    "belongs to uid %u, who could redirect it "
+				    "(pass SHVAL_FOREIGN to open it anyway)",
+				    name, p, (unsigned)st->st_uid);
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX))
+		return shval__failf(
+			NULL, SHVAL_EFOREIGN,
+			"segment %s: directory %s on its path is "
+			"writable by %s (mode %04o) and not sticky: "
+			"others could redirect it (pass "
+			"SHVAL_FOREIGN to open it anyway)",
+			name, p,
+			(st->st_mode & S_IWOTH) ? "others" : "its group",
+			(unsigned)(st->st_mode & 07777));
+	return 0;
+}
+
+/* A file: path must not lead through directories that someone else
+ * could change under us (O_NOFOLLOW covers only the last component):
+ * every symbolic link among the directories as written must belong to
+ * the caller or root, and every directory of the resolved path, from "/"
+ * down, must pass dir_safe.  Once that holds nobody else can swap a
+ * component, so the check and the open that follows do not race. */
+static int check_dirs(const char *name, const char *path)
+{
+	char dir[SHVAL__PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	struct stat st;
+	/* the components as written: links */
+	for (char *q = dir + 1;; q++) {
+		if (*q != '/' && *q != 0)
+			continue;
+		char c = *q;
+		*q = 0;
+		if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) &&
+		    st.st_uid != geteuid() && st.st_uid != 0) {
+			int r = shval__failf(
+				NULL, SHVAL_EFOREIGN,
+				"segment %s: %s on its path is a symbolic "
+				"link of uid %u (pass SHVAL_FOREIGN to open it "
+				"anyway)",
+				name, dir, (unsigned)st.st_uid);
+			*q = c;
+			return r;
+		}
+		*q = c;
+		if (!c)
+			break;
+	}
+	/* the directories as resolved, from the root down */
+	char *real = realpath(dir, NULL);
+	if (!real)
+		return shval__failf(NULL, -errno,
+				    "segment %s: directory %s: %s", name, dir,
+				    strerror(errno));
+	int r = 0;
+	for (char *q = real + 1; r == 0; q++) {
+		if (*q != '/' && *q != 0)
+			continue;
+		char c = *q;
+		*q = 0;
+		const char *p = real[0] ? real : "/";
+		if (stat(p, &st) != 0)
+			r = shval__failf(NULL, -errno,
+					 "segment %s: directory %s: %s", name,
+					 p, strerror(errno));
+		else
+			r = dir_safe(name, p, &st);
+		*q = c;
+		if (!c)
+			break;
+	}
+	free(real);
+	return r;
 }
 
 /* ---- validation ---- */
@@ -387,6 +485,68 @@ static int give_name(int fd, const char *tmp, const char *path)
 	return r == 0 ? 0 : -errno;
 }
 
+static const char *file_kind(mode_t m)
+{
+	return S_ISFIFO(m)   ? "FIFO"
+	       : S_ISDIR(m)  ? "directory"
+	       : S_ISCHR(m)  ? "character device"
+	       : S_ISBLK(m)  ? "block device"
+	       : S_ISSOCK(m) ? "socket"
+	       : S_ISLNK(m)  ? "symbolic link"
+			     : "special file";
+}
+
+/* A writable open backs the whole file, as creation and growth do: a
+ * segment file copied sparsely (cp, rsync -S, a restore) has holes below
+ * its size, and a write there on a full file system would raise SIGBUS
+ * instead of failing.  fallocate(2) itself, not posix_fallocate: glibc's
+ * emulation, where the file system has no fallocate, writes zero bytes
+ * into blocks and could race with a writer of the live segment; there we
+ * cannot do better than before and go on.  Blocks already there are left
+ * as they are (mode 0 does not change the size or the data). */
+static int back_whole(shval_seg *seg, const struct stat *st)
+{
+	if (st->st_size <= 0)
+		return 0;
+	int r;
+	do
+		r = fallocate(seg->fd, 0, 0, st->st_size);
+	while (r != 0 && errno == EINTR);
+	if (r == 0 || errno == EOPNOTSUPP || errno == ENOSYS || errno == ENODEV)
+		return 0;
+	return shval__failf(NULL, -errno,
+			    "segment %s: backing its %lld bytes (holes in a "
+			    "sparse copy?): %s",
+			    seg->name[0] ? seg->name : "(anonymous)",
+			    (long long)st->st_size, strerror(errno));
+}
+
+/* A read-only open cannot back the file.  On tmpfs even a read of a hole
+ * takes a page of the file system (shared mappings get no zero page), so
+ * a sparse copy there is refused when the file system has less room than
+ * its holes (best effort: checked once, at open). */
+static int holes_readable(shval_seg *seg, const struct stat *st)
+{
+	uint64_t have = (uint64_t)st->st_blocks * 512;
+	if (st->st_size <= 0 || have >= (uint64_t)st->st_size)
+		return 0;
+	struct statfs fs;
+	if (fstatfs(seg->fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC)
+		return 0;
+	uint64_t holes = (uint64_t)st->st_size - have;
+	uint64_t room = (uint64_t)fs.f_bavail * (uint64_t)fs.f_bsize;
+	if (room >= holes)
+		return 0;
+	return shval__failf(
+		NULL, -ENOSPC,
+		"segment %s: %llu bytes of it are holes (a sparse "
+		"copy?) and its tmpfs has %llu bytes free: reading "
+		"them would raise SIGBUS (a writable open with room "
+		"backs them)",
+		seg->name[0] ? seg->name : "(anonymous)",
+		(unsigned long long)holes, (unsigned long long)room);
+}
+
 /* Open an existing segment file: validate, map, attach. Returns 1 when the
  * caller should retry (a stale temporary segment was removed). */
 static int seg_attach_fd(shval_seg *seg)
@@ -396,9 +556,17 @@ static int seg_attach_fd(shval_seg *seg)
 	if (fstat(seg->fd, &st) != 0)
 		return shval__failf(NULL, -errno, "segment %s: fstat: %s", what,
 				    strerror(errno));
+	bool shm = seg->kind == SHVAL__SEG_SHM;
 	if (!S_ISREG(st.st_mode))
 		return shval__failf(NULL, SHVAL_ECORRUPT,
-				    "segment %s is not a regular file", what);
+				    "segment %s%s%s%s is a %s, not a regular "
+				    "file (refused)",
+				    what, shm ? " (" : "", shm ? seg->path : "",
+				    shm ? ")" : "", file_kind(st.st_mode));
+	/* Opened with O_NONBLOCK (open_existing): back to blocking I/O. */
+	int fl = fcntl(seg->fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		fcntl(seg->fd, F_SETFL, fl & ~O_NONBLOCK);
 	if (st.st_uid != geteuid() && !(seg->flags & SHVAL_FOREIGN))
 		return shval__failf(
 			NULL, SHVAL_EFOREIGN,
@@ -418,6 +586,10 @@ static int seg_attach_fd(shval_seg *seg)
 		return shval__failf(NULL, n < 0 ? -errno : SHVAL_ECORRUPT,
 				    "segment %s: cannot read header", what);
 	int r = validate_header(&h, (uint64_t)st.st_size, what);
+	if (r)
+		return r;
+	r = (seg->flags & SHVAL_RDONLY) ? holes_readable(seg, &st)
+					: back_whole(seg, &st);
 	if (r)
 		return r;
 	r = seg_map(seg, h.max_size, (uint64_t)st.st_size);
@@ -463,7 +635,7 @@ static int seg_attach_fd(shval_seg *seg)
 		shval__seg_unlock(seg);
 		return 1;
 	}
-	shval__attach_claim(seg);
+	shval__attach_claim_reaping(seg);
 	shval__seg_unlock(seg);
 	return 0;
 }
@@ -550,8 +722,13 @@ fail:
 static int open_existing(const char *name, int kind, const char *path,
 			 unsigned flags, shval_seg **out)
 {
+	/* O_NONBLOCK: a FIFO (or a device) squatting on the name must not
+	 * block the open; seg_attach_fd refuses whatever is not a regular
+	 * file, then the flag is cleared.  O_NOCTTY: nor become our
+	 * terminal. */
 	int fd = open(path, ((flags & SHVAL_RDONLY) ? O_RDONLY : O_RDWR) |
-				    O_NOFOLLOW | O_CLOEXEC);
+				    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+				    O_NOCTTY);
 	if (fd < 0) {
 		if (errno == ELOOP)
 			return shval__failf(
@@ -658,6 +835,10 @@ SHVAL_API int shval_seg_open(const char *name, unsigned flags,
 	if (r)
 		return r;
 
+	if (kind == SHVAL__SEG_FILE && !(flags & SHVAL_FOREIGN) &&
+	    (r = check_dirs(name, path)) != 0)
+		return r;
+
 	shval_seg *seg = NULL;
 	if (kind == SHVAL__SEG_ANON) {
 		r = open_anon(flags, initial, max, &seg);
@@ -760,8 +941,47 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 	return 0;
 }
 
-SHVAL_API int shval_seg_unlink(const char *name)
+/* Does path name a shval segment (any format version or byte order)?
+ * 0, or an error with its message; *st: the file checked. */
+static int is_segment(const char *name, const char *path, struct stat *st)
 {
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+				    O_NOCTTY);
+	if (fd < 0)
+		return shval__failf(NULL, -errno,
+				    "unlink %s: cannot check that it is a "
+				    "shval segment: %s (force to remove it "
+				    "anyway)",
+				    name, strerror(errno));
+	uint64_t magic = 0;
+	int r = 0;
+	if (fstat(fd, st) != 0)
+		r = -errno;
+	else if (!S_ISREG(st->st_mode))
+		r = shval__failf(NULL, SHVAL_ECORRUPT,
+				 "unlink %s: it is a %s, not a shval segment "
+				 "(force to remove it anyway)",
+				 name, file_kind(st->st_mode));
+	else if (pread(fd, &magic, sizeof magic, 0) != sizeof magic ||
+		 (magic != SHVAL__MAGIC && magic != SHVAL__MAGIC_SWAPPED))
+		r = shval__failf(NULL, SHVAL_ECORRUPT,
+				 "unlink %s: not a shval segment (%lld bytes, "
+				 "magic 0x%016llx; force to remove it anyway)",
+				 name, (long long)st->st_size,
+				 (unsigned long long)magic);
+	close(fd);
+	return r;
+}
+
+SHVAL_API int shval_seg_unlink_ex(const char *name, unsigned flags)
+{
+	shval__clear_err(NULL);
+	if (flags & ~(SHVAL_UNLINK_FORCE | SHVAL_FOREIGN))
+		return shval__failf(
+			NULL, -EINVAL,
+			"shval_seg_unlink_ex: unknown flag bits "
+			"0x%x",
+			flags & ~(SHVAL_UNLINK_FORCE | SHVAL_FOREIGN));
 	if (shval__r_is_name(name))
 		return shval__r_seg_unlink(name);
 	int kind = SHVAL__SEG_ANON;
@@ -773,10 +993,33 @@ SHVAL_API int shval_seg_unlink(const char *name)
 		return shval__failf(
 			NULL, SHVAL_EBADNAME,
 			"an anonymous segment has no name to unlink");
+	if (kind == SHVAL__SEG_FILE && !(flags & SHVAL_FOREIGN) &&
+	    (r = check_dirs(name, path)) != 0)
+		return r;
+	struct stat st, now;
+	if (lstat(path, &now) != 0)
+		return shval__failf(NULL, -errno, "unlink %s: %s", name,
+				    strerror(errno));
+	/* A symbolic link is removed as it is (its target is untouched). */
+	if (!(flags & SHVAL_UNLINK_FORCE) && !S_ISLNK(now.st_mode)) {
+		if ((r = is_segment(name, path, &st)) != 0)
+			return r;
+		if (lstat(path, &now) != 0 || now.st_dev != st.st_dev ||
+		    now.st_ino != st.st_ino)
+			return shval__failf(NULL, -EAGAIN,
+					    "unlink %s: the name changed while "
+					    "it was checked",
+					    name);
+	}
 	if (unlink(path) != 0)
 		return shval__failf(NULL, -errno, "unlink %s: %s", name,
 				    strerror(errno));
 	return 0;
+}
+
+SHVAL_API int shval_seg_unlink(const char *name)
+{
+	return shval_seg_unlink_ex(name, 0);
 }
 
 /* Cheap consistency of the header's sizes and counters, as a process

@@ -27,7 +27,10 @@
  *   plain, struct field  "..." with C escapes: \" \\ \n \t \r, \0 (or \x00
  *                        when a digit follows, to stay unambiguous), other
  *                        control bytes and invalid UTF-8 as \xHH; valid
- *                        UTF-8 as is
+ *                        UTF-8 as is.  Parsed back exactly: a field=value
+ *                        argument whose value starts with a quote is read
+ *                        in this form (shval__text_unquote); one that does
+ *                        not is taken as raw bytes.
  *   JSON                 escaped exactly: \" \\ \b \f \n \r \t, other
  *                        control bytes and DEL as \u00XX (NUL is \u0000);
  *                        valid UTF-8 as is; each byte of invalid UTF-8
@@ -668,6 +671,120 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 	}
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+int shval__text_unquote(const char *text, unsigned char *out, size_t *len,
+			char *err, size_t errcap)
+{
+	size_t n = strlen(text), k = 0;
+	char q[200];
+	if (n < 2 || text[0] != '"' || text[n - 1] != '"') {
+		shval__quote(q, sizeof q, text, n);
+		return fail(err, errcap, SHVAL_EPARSE,
+			    "\"%s\" is not a quoted string (\"...\")", q);
+	}
+	for (size_t i = 1; i < n - 1; i++) {
+		char c = text[i];
+		if (c == '"') {
+			shval__quote(q, sizeof q, text, n);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "\"%s\": a quote inside a quoted string "
+				    "must be escaped (\\\")",
+				    q);
+		}
+		if (c != '\\') {
+			out[k++] = (unsigned char)c;
+			continue;
+		}
+		if (i + 1 >= n - 1) {
+			shval__quote(q, sizeof q, text, n);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "\"%s\": a backslash ends the string", q);
+		}
+		c = text[++i];
+		int h1, h2;
+		switch (c) {
+		case '"':
+		case '\\':
+			out[k++] = (unsigned char)c;
+			break;
+		case 'n':
+			out[k++] = '\n';
+			break;
+		case 't':
+			out[k++] = '\t';
+			break;
+		case 'r':
+			out[k++] = '\r';
+			break;
+		case '0':
+			out[k++] = 0;
+			break;
+		case 'x':
+			if (i + 2 < n - 1 && (h1 = hexval(text[i + 1])) >= 0 &&
+			    (h2 = hexval(text[i + 2])) >= 0) {
+				out[k++] = (unsigned char)(h1 * 16 + h2);
+				i += 2;
+				break;
+			}
+			/* fall through */
+		default:
+			shval__quote(q, sizeof q, text, n);
+			return fail(err, errcap, SHVAL_EPARSE,
+				    "\"%s\": unknown escape at byte %zu "
+				    "(known: \\\" \\\\ \\n \\t \\r \\0 "
+				    "\\xHH)",
+				    q, i);
+		}
+	}
+	*len = k;
+	return 0;
+}
+
+/* Set a string field to n bytes, zeroing the rest of the capacity. */
+static int set_string_bytes(const shval__field *f, unsigned char *base,
+			    const void *bytes, size_t n, char *err,
+			    size_t errcap)
+{
+	uint32_t len;
+	if (n > f->count)
+		return fail(err, errcap, SHVAL_ETOOBIG,
+			    "string of %zu bytes "
+			    "exceeds capacity %" PRIu32,
+			    n, f->count);
+	len = (uint32_t)n;
+	memcpy(base + f->offset, &len, sizeof len);
+	memcpy(base + f->offset + 4, bytes, n);
+	memset(base + f->offset + 4 + n, 0, f->count - n);
+	return 0;
+}
+
+/* A struct's string field: the quoted form plain text prints ("..." with
+ * C escapes) when the text starts with a quote, else the raw bytes. */
+static int set_string_field(const shval__field *f, unsigned char *base,
+			    const char *text, char *err, size_t errcap)
+{
+	if (text[0] != '"')
+		return set_string_bytes(f, base, text, strlen(text), err,
+					errcap);
+	size_t n = strlen(text), len;
+	unsigned char small[256], *tmp = small;
+	if (n > sizeof small && !(tmp = malloc(n)))
+		return fail(err, errcap, -ENOMEM, "out of memory");
+	int rc = shval__text_unquote(text, tmp, &len, err, errcap);
+	if (rc == 0)
+		rc = set_string_bytes(f, base, tmp, len, err, errcap);
+	if (tmp != small)
+		free(tmp);
+	return rc;
+}
+
 /* Set a string field: raw bytes, zeroing the rest of the capacity. */
 static int set_string(const shval__field *f, unsigned char *base,
 		      const char *text, char *err, size_t errcap)
@@ -832,7 +949,7 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 		f = &t->fields[idx];
 		switch (f->kind) {
 		case SHVAL_KIND_STRING:
-			rc = set_string(f, base, eq + 1, err, errcap);
+			rc = set_string_field(f, base, eq + 1, err, errcap);
 			break;
 		case SHVAL_KIND_ARRAY:
 			rc = set_array_csv(f, base, eq + 1, err, errcap);

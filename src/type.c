@@ -6,8 +6,9 @@
  * (type strings come from users, the CLI and other processes' segments) and
  * is fuzzed, so:
  *   - it only ever walks forward over the input and stops at its NUL;
- *   - every count is bounded before it is multiplied, and every size stays
- *     <= SHVAL__SIZE_LIMIT (1 GiB), so no arithmetic can overflow;
+ *   - every count is bounded (<= UINT32_MAX) before it is multiplied, and
+ *     every size stays <= SHVAL__SIZE_LIMIT (256 GiB), so no arithmetic can
+ *     overflow in a 64-bit size_t;
  *   - the canonical form is capped at SHVAL_TYPE_MAX characters, which also
  *     caps the number of fields (each takes >= 2 characters with its
  *     separator, so at most 512 fields);
@@ -25,10 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Largest value, field or array, in bytes: 1 GiB (the default segment
- * maximum).  Keeping every count * size below this makes all the layout
- * arithmetic overflow-free in size_t. */
-#define SHVAL__SIZE_LIMIT ((size_t)1 << 30)
+/* Largest value, field or array, in bytes: 256 GiB, the largest segment
+ * (SHVAL__MAX_SIZE_LIMIT in format.h), so that the only ceiling on a value
+ * is the segment it is created in (a segment sized to fit it, as the
+ * Python binding does, holds one as large as the machine can back).
+ * Counts (array lengths, string capacities) are stored in 32 bits, so they
+ * are limited to UINT32_MAX.  Keeping every count * size below this makes
+ * all the layout arithmetic overflow-free in a 64-bit size_t. */
+#define SHVAL__SIZE_LIMIT ((size_t)1 << 38)
+#define SHVAL__COUNT_LIMIT ((uint64_t)UINT32_MAX)
+_Static_assert(sizeof(size_t) >= 8, "the size limit needs a 64-bit size_t");
 
 /* The letter table, indexed by the letter (ASCII). */
 static const shval__letter letters[128] = {
@@ -310,13 +317,11 @@ static int parse_fields(struct tparser *p, size_t *total_out, size_t *align_out,
 						: "count 0");
 			while (is_digit(s[i])) {
 				count = count * 10 + (uint64_t)(s[i] - '0');
-				if (count > SHVAL__SIZE_LIMIT)
-					return tfail(
-						p, cstart,
-						"count too "
-						"large (values are limited "
-						"to %zu bytes)",
-						SHVAL__SIZE_LIMIT);
+				if (count > SHVAL__COUNT_LIMIT)
+					return tfail(p, cstart,
+						     "count too large (at most "
+						     "%" PRIu64 ")",
+						     SHVAL__COUNT_LIMIT);
 				i++;
 			}
 			has_count = true;
@@ -346,12 +351,8 @@ static int parse_fields(struct tparser *p, size_t *total_out, size_t *align_out,
 			f.count = has_count ? (uint32_t)count : 1;
 			f.elem_size = 1;
 			f.align = 4;
-			if (f.count > SHVAL__SIZE_LIMIT - 4)
-				return tfail(p, start,
-					     "string capacity %u too "
-					     "large (values are limited to %zu "
-					     "bytes)",
-					     f.count, SHVAL__SIZE_LIMIT);
+			/* count <= UINT32_MAX: 4 + count rounded up stays far
+			 * below SHVAL__SIZE_LIMIT */
 			f.size = round_up(4 + (size_t)f.count, 4);
 			has_count =
 				true; /* the canonical form always shows it */
@@ -484,7 +485,7 @@ int shval__type_parse(const char *text, shval__type **out, char *err,
 	}
 	t->kind = (p.n == 1 && !named) ? p.fields[0].kind : SHVAL_KIND_STRUCT;
 	t->align = max_align;
-	/* total <= 1 GiB, a multiple of every alignment: no overflow */
+	/* total <= 256 GiB, a multiple of every alignment: no overflow */
 	t->size = round_up(total, max_align);
 	t->nfields = p.n;
 	t->fields = p.fields;
@@ -597,4 +598,30 @@ int shval__type_check(const shval__type *t, const void *data, char *err,
 		      size_t errcap)
 {
 	return shval__bytes_check(t, 0, t->size, data, err, errcap);
+}
+
+int shval__codepoints_check(const shval__type *t, const void *data, char *err,
+			    size_t errcap)
+{
+	const unsigned char *p = data;
+	for (size_t k = 0; k < t->nfields; k++) {
+		const shval__field *f = &t->fields[k];
+		if (f->code != 'u')
+			continue;
+		for (uint32_t i = 0; i < f->count; i++) {
+			uint32_t cp;
+			memcpy(&cp, p + f->offset + (size_t)i * f->elem_size,
+			       sizeof cp);
+			if (cp <= 0x10ffff)
+				continue;
+			if (err && errcap > 0)
+				snprintf(err, errcap,
+					 "%s%s%scode point element %" PRIu32
+					 " is 0x%" PRIX32 ", above U+10FFFF",
+					 f->name[0] ? "field \"" : "", f->name,
+					 f->name[0] ? "\": " : "", i, cp);
+			return SHVAL_ERANGE;
+		}
+	}
+	return 0;
 }

@@ -14,7 +14,8 @@
  *   ("1d" is an array of one, distinct from the scalar "d").
  * Rules: either every field is named or none is; names are unique; byte
  * order / alignment prefixes (@ = < > !) are rejected; total size and every
- * count are limited (size <= 1 GiB, canonical text <= SHVAL_TYPE_MAX).
+ * count are limited (size <= 256 GiB, count <= UINT32_MAX, canonical text
+ * <= SHVAL_TYPE_MAX).
  *
  * Canonical form: fields separated by exactly one space, "name:" prefix when
  * named, count in decimal when present ("16s", "100d").  Parsing a canonical
@@ -154,6 +155,11 @@ int shval__bytes_check(const shval__type *t, size_t off, size_t len,
 		       const void *src, char *err, size_t errcap);
 int shval__type_check(const shval__type *t, const void *data, char *err,
 		      size_t errcap);
+/* Code points ('u' elements) of a stored value within 0..0x10FFFF, for
+ * shval_seg_verify (writes may store any bits: the text form prints those
+ * as \u{HEX}).  0 or SHVAL_ERANGE naming the field and element in err. */
+int shval__codepoints_check(const shval__type *t, const void *data, char *err,
+			    size_t errcap);
 
 /* ---- text (src/text.c) ------------------------------------------------ */
 
@@ -192,5 +198,13 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
  * 'c': exactly one byte.  'u': exactly one UTF-8 character. */
 int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 			   size_t errcap);
+
+/* The quoted form of a string (a struct's string field in plain text, see
+ * text.c): text must be "..." with the escapes \" \\ \n \t \r \0 \xHH
+ * (exactly two hex digits) and no other backslash or bare quote.  The
+ * bytes go to out (room for strlen(text) bytes), their count to *len.
+ * Returns 0 or SHVAL_EPARSE with err. */
+int shval__text_unquote(const char *text, unsigned char *out, size_t *len,
+			char *err, size_t errcap);
 
 #endif

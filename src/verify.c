@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,12 +17,21 @@
 /* seg.c (declared here while internal.h is being reworked elsewhere) */
 const char *shval__hdr_check(shval_seg *seg);
 
+/* A lock entry found in the directory: the values that name its lock
+ * block are counted against its users word. */
+struct vlock {
+	uint64_t lock_off, entry_off;
+	uint64_t count;
+};
+
 struct vctx {
 	shval_seg *seg;
 	unsigned flags;
 	void (*report)(const shval_problem *, void *);
 	void *arg;
 	size_t found, unrepaired;
+	struct vlock *locks;
+	size_t nlocks;
 };
 
 static void problem(struct vctx *c, int code, const shval__entry *e,
@@ -137,7 +147,10 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 				"type record size %llu / kind %u disagree with \"%s\"",
 				(unsigned long long)size, e->kind, t->canon);
 		else if (shval__type_check(t, (unsigned char *)e + e->data_rel,
-					   err.msg, sizeof err.msg) != 0)
+					   err.msg, sizeof err.msg) != 0 ||
+			 shval__codepoints_check(
+				 t, (unsigned char *)e + e->data_rel, err.msg,
+				 sizeof err.msg) != 0)
 			problem(c, SHVAL_ECORRUPT, e, off, false, "%s",
 				err.msg);
 		shval__type_free(t);
@@ -155,6 +168,27 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 				"lock offset %llu outside the segment",
 				(unsigned long long)lo);
 			return;
+		}
+		bool own = lo >= off && lo < off + bytes;
+		if (!own && e->kind != SHVAL_KIND_LOCK) {
+			/* Guarded by a shared lock: lo must be the lock block
+			 * of a lock entry in the directory.  Anything else is
+			 * a lock that belongs to no entry (damage, or a write
+			 * through a stale pointer into a reused block): its
+			 * holder would not exclude the lock entry's. */
+			struct vlock *l = NULL;
+			for (size_t i = 0; i < c->nlocks && !l; i++)
+				if (c->locks[i].lock_off == lo)
+					l = &c->locks[i];
+			if (!l) {
+				problem(c, SHVAL_ECORRUPT, e, off, false,
+					"lock offset %llu is not the lock of "
+					"any lock entry (the lock block does "
+					"not belong to it)",
+					(unsigned long long)lo);
+				return;
+			}
+			l->count++;
 		}
 		shval__lockblk *lk = shval__at(seg, lo);
 		check_lock(c, e, off, lk);
@@ -197,6 +231,18 @@ static int walk_list(struct vctx *c, uint64_t head, uint8_t state,
 	return 0;
 }
 
+struct reaped {
+	pid_t pid[SHVAL__ATTACH_CAP];
+	unsigned n;
+};
+
+static void note_reaped(pid_t pid, void *arg)
+{
+	struct reaped *r = arg;
+	if (r->n < SHVAL__ATTACH_CAP)
+		r->pid[r->n++] = pid;
+}
+
 SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			       void (*report)(const shval_problem *, void *),
 			       void *arg, size_t *nproblems)
@@ -209,7 +255,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 		return shval__failf(seg, SHVAL_ERDONLY,
 				    "repair needs a writable open of %s",
 				    seg->name);
-	struct vctx c = { seg, flags, report, arg, 0, 0 };
+	struct vctx c = { seg, flags, report, arg, 0, 0, NULL, 0 };
 	shval__hdr *h = seg->hdr;
 	const char *bad = shval__hdr_check(seg);
 	if (bad)
@@ -251,6 +297,30 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 				(unsigned long long)toff);
 		} else {
 			uint64_t live = 0;
+			/* First the lock entries, whose lock blocks the values
+			 * guarded by shared locks must name. */
+			for (uint64_t i = 0; i < cap; i++) {
+				uint64_t s = atomic_load(&slots[i]);
+				if (s == SHVAL__SLOT_EMPTY ||
+				    s == SHVAL__SLOT_TOMB)
+					continue;
+				uint64_t eoff =
+					(s & 0xffffffffull) * SHVAL__LINE;
+				shval__entry *e = shval__entry_at(seg, eoff);
+				if (!e || e->kind != SHVAL_KIND_LOCK ||
+				    atomic_load(&e->state) != SHVAL__ST_LIVE)
+					continue;
+				if (c.nlocks % 64 == 0) {
+					struct vlock *n = realloc(
+						c.locks,
+						(c.nlocks + 64) * sizeof *n);
+					if (!n)
+						break;
+					c.locks = n;
+				}
+				c.locks[c.nlocks++] =
+					(struct vlock){ e->lock_off, eoff, 0 };
+			}
 			for (uint64_t i = 0; i < cap; i++) {
 				uint64_t s = atomic_load(&slots[i]);
 				if (s == SHVAL__SLOT_EMPTY ||
@@ -285,6 +355,31 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 						"slot's hash");
 				live++;
 				check_entry(&c, e, eoff);
+			}
+			for (size_t i = 0; i < c.nlocks; i++) {
+				struct vlock *l = &c.locks[i];
+				shval__lockblk *lk =
+					shval__at(seg, l->lock_off);
+				if (lk->users == l->count)
+					continue;
+				bool fixed = false;
+				uint64_t was = lk->users;
+				if ((flags & SHVAL_VERIFY_REPAIR) &&
+				    shval__seg_lock(seg) == 0) {
+					if (lk->users == was) {
+						lk->users = l->count;
+						fixed = true;
+					}
+					shval__seg_unlock(seg);
+				}
+				problem(&c, SHVAL_ECORRUPT,
+					shval__at(seg, l->entry_off),
+					l->entry_off, fixed,
+					"lock counts %llu user(s), %llu "
+					"value(s) name it%s",
+					(unsigned long long)was,
+					(unsigned long long)l->count,
+					fixed ? ": count set" : "");
 			}
 			if (live != h->nvalues)
 				problem(&c, SHVAL_ECORRUPT, NULL, 216, false,
@@ -335,6 +430,20 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 				fixed ? ": count set" : "");
 		}
 	}
+	if (flags & SHVAL_VERIFY_REPAIR) {
+		/* Attach slots of processes that died attached: a non-TEMP
+		 * segment's table would otherwise fill up for good. */
+		struct reaped rp = { { 0 }, 0 };
+		if (shval__seg_lock(seg) == 0) {
+			shval__attach_reap(seg, note_reaped, &rp);
+			shval__seg_unlock(seg);
+		}
+		for (unsigned i = 0; i < rp.n; i++)
+			problem(&c, 0, NULL, offsetof(shval__hdr, attach), true,
+				"process %d died while attached: its attach "
+				"slot freed",
+				(int)rp.pid[i]);
+	}
 	if ((flags & SHVAL_VERIFY_REPAIR) && c.unrepaired) {
 		/* Counters and interrupted removals: redo them under the lock. */
 		if (shval__seg_lock(seg) == 0) {
@@ -342,6 +451,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			shval__seg_unlock(seg);
 		}
 	}
+	free(c.locks);
 	if (nproblems)
 		*nproblems = c.found;
 	return c.unrepaired ? shval__failf(seg, SHVAL_ECORRUPT,

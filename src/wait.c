@@ -21,6 +21,7 @@
  * 0 is the watchers' flag (many writers: atomic adds, only while watched).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -153,11 +154,27 @@ SHVAL_API uint64_t shval_value_version(shval *v)
 	return cur_version(v);
 }
 
+/* The absolute deadline of a relative timeout: -1 forever (SHVAL_FOREVER,
+ * or a timeout beyond the clock's range), -2 for a negative timeout (the
+ * callers refuse it with -EINVAL). */
 static int64_t deadline_of(int64_t timeout_ns)
 {
-	if (timeout_ns < 0)
+	if (timeout_ns == SHVAL_FOREVER)
 		return -1;
-	return (int64_t)shval__now_ns() + timeout_ns;
+	if (timeout_ns < 0)
+		return -2;
+	int64_t now = (int64_t)shval__now_ns();
+	if (timeout_ns > INT64_MAX - now)
+		return -1;
+	return now + timeout_ns;
+}
+
+static int bad_timeout(shval_seg *seg, const char *fn, int64_t timeout_ns)
+{
+	return shval__failf(seg, -EINVAL,
+			    "%s: negative timeout %lld ns (SHVAL_FOREVER, -1, "
+			    "waits forever)",
+			    fn, (long long)timeout_ns);
 }
 
 SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
@@ -168,6 +185,8 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 	if (!v || !seen)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);
+	if (deadline == -2)
+		return bad_timeout(v->seg, "shval_wait", timeout_ns);
 	unsigned budget = timeout_ns == 0 ? 1 : spin_budget;
 	uint64_t t0 = 0;
 	for (unsigned i = 0; i < budget; i++) {
@@ -250,6 +269,8 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 	if (!seg || !seen)
 		return -EINVAL;
 	int64_t deadline = deadline_of(timeout_ns);
+	if (deadline == -2)
+		return bad_timeout(seg, "shval_seg_wait", timeout_ns);
 	if (seg->flags & SHVAL_RDONLY)
 		return shval__failf(seg, SHVAL_ERDONLY,
 				    "shval_seg_wait needs a writable mapping");

@@ -30,8 +30,9 @@ BGPIDS=()
 
 cleanup() {
 	for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for s in "$SEG" "$SEG2" /shval_cli_test_$$_tmp /shval_cli_test_$$_ro "$FSEG"; do
-		"$BIN" unlink "$s" >/dev/null 2>&1
+	for s in "$SEG" "$SEG2" /shval_cli_test_$$_tmp /shval_cli_test_$$_ro "$FSEG" \
+		/shval_cli_test_$$_dmg; do
+		"$BIN" unlink --force "$s" >/dev/null 2>&1
 	done
 	rm -rf "$TMPD"
 }
@@ -474,10 +475,9 @@ assert lib.shval_find(seg, b"nul", None, ctypes.byref(v)) == 0
 assert lib.shval_set_str(v, b"a\0b\0", ctypes.c_size_t(4)) == 0
 EOF
 	[ $? -eq 0 ] && ok "ctypes helper: set a string with NULs" || bad "ctypes helper: set a string with NULs"
-	run "$BIN" get "$SEG" nul
-	[ "$RC" -eq 0 ] && [ "$(od -An -c "$OUT" | tr -s ' ')" = " a \0 b \0 \n" ] &&
-		ok "get prints a string's NULs as bytes" ||
-		bad "get prints a string's NULs as bytes" "$(od -c "$OUT")"
+	# (a NUL cannot come back through an argument: get prints such a
+	# string in the quoted form that set parses; --json has the bytes)
+	t_ok "get prints a string with NULs quoted, as set parses it" '"a\0b\0"' get "$SEG" nul
 	t_json "get --json keeps NULs as \\u0000" '. == "a\u0000b\u0000"' get "$SEG" nul --json
 	grep -qF '"a\u0000b\u0000"' "$OUT" && ok "JSON text has \\u0000" || bad "JSON text has \\u0000" "$(cat "$OUT")"
 	run "$BIN" show "$SEG" nul
@@ -506,9 +506,10 @@ EOF
 		ok "check reports the dead process and its lock, leaves the lock alone" ||
 		bad "check reports the dead process and its lock, leaves the lock alone" "status $RC" "$(cat "$OUT" "$ERR")"
 	t_ok "check did not touch the value" "42" get "$SEG" held
-	t_json "check --repair recovers the dead lock owner" \
-		'.ok == true and .repaired == 1 and ([.problems[] | select(.kind == "dead_lock_owner" and .value == "held" and .repaired)] | length) == 1' \
+	t_json "check --repair recovers the dead lock owner, frees dead processes' attach slots" \
+		'.ok == true and ([.problems[] | select(.kind == "dead_lock_owner" and .value == "held" and .repaired)] | length) == 1 and ([.problems[] | select(.kind == "dead_process" and .repaired and (.message | test("attach slot freed")))] | length) >= 1 and .repaired == ([.problems[] | select(.repaired)] | length)' \
 		check "$SEG" --repair --json
+	t_json "no dead process attached after --repair" '.dead == 0' info "$SEG" --json
 	t_json "check --repair again: nothing to repair" '.ok == true and .repaired == 0' check "$SEG" --repair --json
 	t_ok "value rolled back to the last commit" "42" get "$SEG" held
 	t_ok "the lock works again" "43" add "$SEG" held 1
@@ -526,7 +527,10 @@ EOF
 		ok "ctypes helper: a temporary segment left by a dead process" ||
 		bad "ctypes helper: a temporary segment left by a dead process"
 	run "$BIN" ls
-	[ "$RC" -eq 0 ] && ! grep -q "_tmp" "$OUT" && [ ! -e /dev/shm/shval_cli_test_$$_tmp ] &&
+	# (the exact name: a bare "_tmp" also matched the temporary segments of
+	# other cli_test runs on the machine, alive at that moment)
+	[ "$RC" -eq 0 ] && ! grep -q "^/shval_cli_test_$$_tmp " "$OUT" &&
+		[ ! -e /dev/shm/shval_cli_test_$$_tmp ] &&
 		ok "ls cleans up a dead temporary segment" ||
 		bad "ls cleans up a dead temporary segment" "status $RC" "$(cat "$OUT" "$ERR")"
 else
@@ -538,6 +542,182 @@ fi
 t_ok "new --temp" "" new /shval_cli_test_$$_tmp --temp
 check_true "a temporary segment goes with its last process" \
 	test ! -e /dev/shm/shval_cli_test_$$_tmp
+
+# ---- hostile names and files (issue 11) -------------------------------------
+
+HF=/shval_cli_test_$$_fifo
+mkfifo /dev/shm${HF}
+run "$BIN" ls
+[ "$RC" -eq 0 ] && ! grep -q "_fifo" "$OUT" && ok "ls skips a FIFO squatting in /dev/shm" ||
+	bad "ls skips a FIFO squatting in /dev/shm" "status $RC (124: hung)" "$(cat "$OUT" "$ERR")"
+t_fail "info on a FIFO fails at once" 1 "is a FIFO, not a regular file" info "$HF"
+t_fail "get on a FIFO fails at once" 1 "is a FIFO" get "$HF" x
+t_fail "show on a FIFO fails at once" 1 "is a FIFO" show "$HF"
+t_fail "unlink refuses a FIFO" 1 "not a shval segment" unlink "$HF"
+check_true "the FIFO is still there" test -p /dev/shm${HF}
+t_ok "unlink --force removes it" "" unlink "$HF" --force
+check_true "the FIFO is gone" test ! -e /dev/shm${HF}
+echo "precious" >"$TMPD/plain"
+t_fail "unlink refuses a file that is not a segment" 1 "not a shval segment" unlink "file:$TMPD/plain"
+check_true "the file is still there" test -e "$TMPD/plain"
+t_ok "unlink --force removes it" "" unlink "file:$TMPD/plain" --force
+check_true "the file is gone" test ! -e "$TMPD/plain"
+if [ "$(id -u)" = 0 ]; then
+	mkdir -m 0777 "$TMPD/open" && chmod 0777 "$TMPD/open"
+	t_fail "new through a world-writable directory is refused" 1 "writable by others" new "file:$TMPD/open/seg"
+	check_true "nothing was created there" test ! -e "$TMPD/open/seg"
+	rmdir "$TMPD/open"
+fi
+
+# set parses what get prints: every letter, arrays, strings holding NULs,
+# quotes and invalid UTF-8, struct string fields (issue 11)
+python3 - "$BIN" "$SEG" <<'PYRT'
+import json, subprocess, sys
+BIN, SEG = sys.argv[1].encode(), sys.argv[2].encode()
+
+def sh(*args, ok=True):
+    p = subprocess.run([BIN] + [a if isinstance(a, bytes) else a.encode() for a in args],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    if ok and p.returncode != 0:
+        raise SystemExit("shval %r: status %d: %r" % (args, p.returncode, p.stderr))
+    return p
+
+def split_fields(b):
+    # get's struct text: field=value separated by spaces, a quoted string
+    # ("..." with C escapes) may hold spaces
+    out, cur, inq, esc = [], b"", False, False
+    for ch in b:
+        c = bytes([ch])
+        if inq:
+            cur += c
+            if esc: esc = False
+            elif c == b"\\": esc = True
+            elif c == b'"': inq = False
+        elif c == b'"':
+            cur += c; inq = True
+        elif c == b" ":
+            out.append(cur); cur = b""
+        else:
+            cur += c
+    out.append(cur)
+    return out
+
+cases = [  # type, set arguments (as a user types them), expected JSON
+    ("c", ["x"], "x"), ("c", [" "], " "), ("b", ["-128"], -128), ("B", ["255"], 255),
+    ("h", ["-32768"], -32768), ("H", ["65535"], 65535), ("i", ["-5"], -5),
+    ("I", ["4294967295"], 4294967295), ("l", ["-9223372036854775808"], -9223372036854775808),
+    ("L", ["18446744073709551615"], 18446744073709551615), ("q", ["42"], 42),
+    ("Q", ["0x10"], 16), ("n", ["-1"], -1), ("N", ["7"], 7), ("?", ["true"], True),
+    ("f", ["0.1"], 0.1), ("f", ["-inf"], "-inf"), ("d", ["1e-300"], 1e-300),
+    ("d", ["nan"], "nan"), ("d", ["-0"], -0.0), ("u", ["\u00e9"], "\u00e9"),
+    ("u", ["\U0001f600"], "\U0001f600"),
+    ("3d", ["1.5", "-2", "inf"], [1.5, -2, "inf"]), ("3c", ["a", "b", "c"], ["a", "b", "c"]),
+    ("2?", ["true", "false"], [True, False]),
+    ("16s", ["hello world"], "hello world"), ("16s", [b"caf\xc3\xa9 \\ x"], "caf\u00e9 \\ x"),
+    ("16s", ['"a\\0b\\x01"'], "a\u0000b\u0001"), ("16s", ['"\\"quoted\\""'], '"quoted"'),
+    ("16s", ['"\\xff\\n"'], "\u00ff\n"), ("16s", ['""'], ""), ("16s", ["tab\there"], "tab\there"),
+    ("name:16s x:d", ['name="start"', "x=1.5"], {"name": "start", "x": 1.5}),
+    ("name:16s n:3i", ['name="a\\0b\\x01"', "n=1,2,3"], {"name": "a\u0000b\u0001", "n": [1, 2, 3]}),
+    ("name:16s c:c u:u f:?", ['name=say "hi"', "c=z", "u=\u00e9", "f=1"],
+     {"name": 'say "hi"', "c": "z", "u": "\u00e9", "f": True}),
+    ("name:16s", ['name="x y\\tz\\\\"'], {"name": "x y\tz\\"}),
+    ("16s 16s", ['0="a b"', '1="\\"\\0"'], ["a b", '"\u0000']),
+]
+bad = 0
+for i, (typ, args, want) in enumerate(cases):
+    name = "rt%d" % i
+    sh("create", SEG, name, typ, *args)
+    got = json.loads(sh("get", SEG, name, "--json").stdout)
+    same = got == want or (want == "nan" and got == "nan") or (
+        isinstance(want, float) and str(got) == str(want))
+    if not same:
+        print("FAIL - created %s %r: JSON %r, want %r" % (typ, args, got, want)); bad += 1
+        continue
+    text = sh("get", SEG, name).stdout
+    assert text.endswith(b"\n")
+    text = text[:-1]
+    if ":" in typ or typ == "16s 16s":
+        back = split_fields(text)          # a struct: field=value each
+    elif typ[0].isdigit() and not typ.endswith("s"):
+        back = text.split(b" ")            # an array: one per element
+    else:
+        back = [text]                      # a scalar or a string
+    # set from get's text, then get again: the same, to the byte
+    p = sh("set", SEG, name, *back, ok=False)
+    again = sh("get", SEG, name).stdout[:-1]
+    jagain = json.loads(sh("get", SEG, name, "--json").stdout)
+    if p.returncode != 0 or again != text or jagain != got and not (got != got):
+        print("FAIL - %s: get printed %r, set %r -> status %d %r, get then %r" %
+              (typ, text, back, p.returncode, p.stderr, again)); bad += 1
+    else:
+        print("ok   - round trip %s: %r" % (typ, text))
+    sh("rm", SEG, name)
+sys.exit(1 if bad else 0)
+PYRT
+[ $? -eq 0 ] && ok "get/set round trip of every type" || bad "get/set round trip of every type"
+
+# names and paths that are not UTF-8
+t_fail "create refuses a name that is not UTF-8" 1 "UTF-8" create "$SEG" $'bad\xff' q
+t_fail "create refuses a C1 control in a name" 1 "UTF-8" create "$SEG" $'x\xc2\x9b31m' q
+t_ok "create accepts a UTF-8 name" "" create "$SEG" $'caf\xc3\xa9' q 5
+t_json "show --json with a UTF-8 name" '[.values[] | select(.name == "caf\u00e9")] | length == 1' show "$SEG" --json
+U8SEG="file:$TMPD/"$'seg\xff'
+t_ok "new file: segment whose path is not UTF-8" "" new "$U8SEG"
+t_json "info --json of it stays valid JSON" '.segment == "file:'"$TMPD"'/seg\u00ff"' info "$U8SEG" --json
+"$BIN" unlink "$U8SEG"
+
+# one damaged name fails its row of show, not the others
+DS=/shval_cli_test_$$_dmg
+"$BIN" new "$DS" && "$BIN" create "$DS" alpha q 1 && "$BIN" create "$DS" victim_name q 2 &&
+	"$BIN" create "$DS" omega q 3
+python3 - /dev/shm$DS <<'EOF'
+import mmap, sys
+with open(sys.argv[1], "r+b") as f:
+    m = mmap.mmap(f.fileno(), 0)
+    i = m.find(b"victim_name")
+    assert i > 0
+    m[i:i + 1] = b"\x1b"  # ESC: no longer matches its directory slot
+EOF
+run "$BIN" show "$DS"
+[ "$RC" -eq 1 ] && grep -q "^alpha " "$OUT" && grep -q "^omega " "$OUT" &&
+	grep -q "^shval: show $DS: segment is damaged" "$ERR" &&
+	ok "show: a damaged entry fails its row only" ||
+	bad "show: a damaged entry fails its row only" "status $RC" "$(cat "$OUT" "$ERR")"
+run "$BIN" check "$DS"
+[ "$RC" -eq 1 ] && grep -q 'value \\x1bictim_name: name does not match' "$OUT" &&
+	! grep -q $'\x1b' "$OUT" "$ERR" &&
+	ok "check shows a damaged name's ESC byte escaped" ||
+	bad "check shows a damaged name's ESC byte escaped" "status $RC" "$(od -c "$OUT" | head -20)"
+run "$BIN" show "$DS" --json
+[ "$RC" -eq 1 ] && jq -e '[.values[].name] == ["alpha", "omega"] or [.values[].name] == ["omega", "alpha"]' "$OUT" >/dev/null &&
+	ok "show --json: valid JSON of the readable rows" ||
+	bad "show --json: valid JSON of the readable rows" "status $RC" "$(cat "$OUT" "$ERR")"
+"$BIN" unlink "$DS"
+
+# terminal escapes in names never reach the terminal raw (issue 11)
+run "$BIN" get "$SEG" $'\e]2;pwned\a'
+[ "$RC" -eq 1 ] && ! grep -q $'\x1b' "$ERR" && grep -qF '\x1b]2;pwned\x07' "$ERR" &&
+	ok "get: an OSC sequence in a name is escaped in the message" ||
+	bad "get: an OSC sequence in a name is escaped in the message" "$(od -c "$ERR" | head)"
+run "$BIN" info $'file:/nonexistent/\e[31mred\xc2\x9b1m'
+[ "$RC" -eq 1 ] && ! grep -q $'\x1b' "$ERR" && ! grep -q $'\xc2\x9b' "$ERR" &&
+	grep -qF '\x1b[31mred\xc2\x9b1m' "$ERR" &&
+	ok "info: ESC and C1 CSI in a path are escaped in the message" ||
+	bad "info: ESC and C1 CSI in a path are escaped in the message" "$(od -c "$ERR" | head)"
+run "$BIN" $'\e[2J'
+[ "$RC" -eq 2 ] && ! grep -q $'\x1b' "$ERR" &&
+	ok "usage error: an ESC in an unknown command is escaped" ||
+	bad "usage error: an ESC in an unknown command is escaped" "$(od -c "$ERR" | head)"
+run "$BIN" set "$SEG" counter $'\e[1m'
+[ "$RC" -eq 1 ] && ! grep -q $'\x1b' "$ERR" &&
+	ok "set: an ESC in a bad value is escaped in the message" ||
+	bad "set: an ESC in a bad value is escaped in the message" "$(od -c "$ERR" | head)"
+
+# the library's detail is kept, also when it repeats the error's text
+run bash -c 'ulimit -v 300000; exec "$0" info "$1"' "$BIN" "$SEG"
+[ "$RC" -eq 1 ] && grep -q "mmap of 1073741824 bytes" "$ERR" &&
+	ok "ENOMEM keeps the library's detail (mmap of N bytes)" ||
+	bad "ENOMEM keeps the library's detail (mmap of N bytes)" "status $RC" "$(cat "$ERR")"
 
 # ---- output errors --------------------------------------------------------
 

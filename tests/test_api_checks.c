@@ -103,7 +103,7 @@ TEST(bad_type_strings)
 		{ ":d", "position 0" },
 		{ "16", "position" },
 		{ "x:d,y:d", "position 3" },
-		{ "134217729d", "position" },
+		{ "4294967296d", "position" },
 		{ "99999999999999999999q", "position" },
 		{ "q\x01", "position 1" },
 		{ "q\xff", "position 1" },

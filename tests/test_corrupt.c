@@ -428,6 +428,8 @@ struct layout {
 	uint64_t ent_v;    /* v: "q" RLOCK */
 	uint64_t ent_s;    /* s: "8s" RLOCK */
 	uint64_t type_v;   /* v's type record */
+	uint64_t lock_v;   /* v's lock block */
+	uint64_t lock_s;   /* s's lock block */
 };
 
 static uint64_t find_entry(const unsigned char *base, const char *name,
@@ -478,6 +480,8 @@ static unsigned char *make_damage_seg(const char *n, struct layout *L)
 	L->ent_v = find_entry(img, "v", &L->slot_v);
 	L->ent_s = find_entry(img, "s", NULL);
 	L->type_v = (uint64_t)((shval__entry *)(img + L->ent_v))->type_line * 64;
+	L->lock_v = ((shval__entry *)(img + L->ent_v))->lock_off;
+	L->lock_s = ((shval__entry *)(img + L->ent_s))->lock_off;
 	return img;
 }
 
@@ -728,23 +732,38 @@ TEST(damaged_header_and_directory)
 TEST(damaged_random_no_crash)
 {
 	const char *n = test_segname("fuzz");
-	enum { NFUZZ = 3000 };
+	enum { NFUZZ = 1500 };
 	struct layout L;
 	unsigned char *img = make_damage_seg(n, &L);
 	struct shared *sh = shared_page();
-	/* regions to damage: [off, len) */
-	uint64_t reg[][2] = {
-		{ 0, 64 },                 /* identity line */
-		{ 192, 96 },               /* size .. used */
-		{ 512, 512 },              /* free lists */
-		{ L.table_off, 64 + 16 * 8 },
-		{ L.ent_v + 16, 24 },      /* entry fields after the serial */
-		{ L.ent_s + 16, 24 },
-		{ L.type_v, 40 },
+	/* regions to damage: [off, len), and a class for the counts */
+	struct {
+		uint64_t off, len;
+		int cls;
+	} reg[] = {
+		{ 0, 64, 0 },			      /* identity line */
+		{ 192, 96, 0 },			      /* size .. used */
+		{ 512, 512, 1 },		      /* free lists */
+		{ L.table_off, 64 + 16 * 8, 2 },      /* directory */
+		{ L.ent_v + 16, 24, 3 },	      /* entry fields after */
+		{ L.ent_s + 16, 24, 3 },	      /* the serial */
+		{ L.type_v, 40, 4 },		      /* type record */
+		{ offsetof(shval__hdr, lock), sizeof(pthread_mutex_t), 5 },
+		{ L.lock_v, sizeof(shval__lockblk), 5 }, /* lock words */
+		{ L.lock_s, sizeof(shval__lockblk), 5 },
+		{ offsetof(shval__hdr, version), 8, 6 }, /* version words */
+		{ L.ent_v + offsetof(shval__entry, version), 8, 6 },
+		{ L.ent_s + offsetof(shval__entry, version), 8, 6 },
+		{ offsetof(shval__hdr, attach), 4 * sizeof(shval__attach), 7 },
 	};
+	static const char *cls_name[] = { "header", "free lists", "directory",
+					  "entries", "type records",
+					  "lock words", "version words",
+					  "attach slots" };
+	int per_cls[8] = { 0 };
 	size_t nreg = sizeof reg / sizeof reg[0];
 	unsigned seed = (unsigned)getpid();
-	int crashes = 0, opened = 0;
+	int crashes = 0, opened = 0, live_owner = 0;
 	double t0 = now_s();
 	for (int it = 0; it < NFUZZ; it++) {
 		restore(n, img, L.fsize);
@@ -752,7 +771,8 @@ TEST(damaged_random_no_crash)
 		char desc[256] = "";
 		for (int f = 0; f < nflip; f++) {
 			size_t ri = (size_t)rand_r(&seed) % nreg;
-			uint64_t off = reg[ri][0] + (uint64_t)rand_r(&seed) % reg[ri][1];
+			uint64_t off = reg[ri].off + (uint64_t)rand_r(&seed) % reg[ri].len;
+			per_cls[reg[ri].cls]++;
 			uint64_t b;
 			size_t width = 1;
 			switch (rand_r(&seed) % 4) {
@@ -771,8 +791,43 @@ TEST(damaged_random_no_crash)
 			snprintf(desc + dl, sizeof desc - dl, " [%llu]=0x%02llx",
 				 (unsigned long long)off, (unsigned long long)b);
 		}
+		/* A lock word that names a live thread (one we cannot judge:
+		 * doubt counts as alive, e.g. pid 1 when /proc/1/maps is not
+		 * readable) is a live owner by design: blocking calls would
+		 * wait for it forever.  Then only the non-blocking calls run,
+		 * on a read-only open. */
+		bool live = false;
+		uint64_t lw[] = { offsetof(shval__hdr, lock), L.lock_v, L.lock_s };
+		for (int k = 0; k < 3; k++) {
+			uint32_t w;
+			int fd = open(shm_path(n), O_RDONLY);
+			ASSERT(fd >= 0);
+			ASSERT_EQ(pread(fd, &w, 4, (off_t)lw[k]), 4);
+			close(fd);
+			pid_t t = (pid_t)(w & 0x3fffffffu);
+			if (!(w & 0x40000000u) && t &&
+			    (kill(t, 0) == 0 || errno == EPERM))
+				live = true;
+		}
+		live_owner += live;
 		pid_t pid = fork();
 		ASSERT(pid >= 0);
+		if (pid == 0 && live) {
+			alarm(10);
+			shval_seg *s;
+			if (shval_seg_open(n, SHVAL_RDONLY, NULL, &s) != 0)
+				_exit(shval_errmsg(NULL)[0] ? 0 : 3);
+			shval *v;
+			if (shval_find(s, "v", NULL, &v) == 0) {
+				unsigned char buf[64];
+				shval_read(v, buf, sizeof buf);
+				shval_close(v);
+			}
+			size_t np;
+			shval_seg_verify(s, SHVAL_VERIFY_DEEP, NULL, NULL, &np);
+			shval_seg_close(s);
+			_exit(0);
+		}
 		if (pid == 0) {
 			alarm(10);
 			shval_seg *s;
@@ -791,9 +846,24 @@ TEST(damaged_random_no_crash)
 					shval_read(v, buf, sizeof buf);
 					shval_info(v, &in);
 					shval_to_text(v, 0, (char *)buf, sizeof buf, NULL);
+					/* through the (maybe damaged) lock and
+					 * version words */
+					shval_add_i64(v, 1, NULL);
+					int lr = shval_trylock(v);
+					if (lr != 0 && lr != SHVAL_EOWNERDEAD)
+						lr = shval_timedlock(
+							v, 100 * SHVAL_MSEC);
+					if (lr == 0 || lr == SHVAL_EOWNERDEAD)
+						shval_unlock(v);
+					uint64_t seen = shval_value_version(v);
+					shval_wait(v, &seen, 0);
 					shval_close(v);
 				}
 			}
+			size_t np;
+			shval_seg_verify(s, SHVAL_VERIFY_REPAIR, NULL, NULL, &np);
+			shval_proc pr[8];
+			shval_seg_procs(s, pr, 8, &np);
 			uint64_t cur = 0;
 			struct shval_info in;
 			for (int k = 0; k < 100 && shval_seg_next(s, &cur, NULL, &in) == 0; k++)
@@ -815,8 +885,13 @@ TEST(damaged_random_no_crash)
 				st == 128 + SIGALRM ? " (hang)" : st > 128 ? " (signal)" : "");
 		}
 	}
-	printf("%d random damages in %.2f s (%ld opened), %d crashes/hangs\n",
-	       NFUZZ, now_s() - t0, (long)sh->counter, crashes);
+	printf("%d random damages in %.2f s (%ld opened writable, %d with a "
+	       "lock word naming a live thread: read-only calls only), %d "
+	       "crashes/hangs\n",
+	       NFUZZ, now_s() - t0, (long)sh->counter, live_owner, crashes);
+	for (int c = 0; c < 8; c++)
+		printf("  %d damaged bytes/words in %s\n", per_cls[c],
+		       cls_name[c]);
 	free(img);
 	ASSERT_OK(shval_seg_unlink(n));
 	ASSERT_EQ(crashes, 0);

@@ -191,4 +191,34 @@ if cmake -S "$tmp/cm" -B "$tmp/cm/b2" -DCMAKE_PREFIX_PATH="$prefix" \
 else
 	ok "find_package(shval $next.0) refused (SameMajorVersion)"
 fi
+# ---- the Python package follows the prefix and DESTDIR (issue 12 item 5) --
+if [ -d "$build/python/shval" ]; then
+	pyinit=$(find "$prefix" -path '*/shval/__init__.py' | head -n 1)
+	if [ -n "$pyinit" ]; then
+		ok "Python package installed under the prefix: ${pyinit#$prefix/}"
+		pydir=$(dirname "$(dirname "$pyinit")")
+		py=$(cache Python3_EXECUTABLE)
+		[ -n "$py" ] || py=python3
+		if out=$(cd "$tmp" && PYTHONPATH="$pydir" "$py" -c \
+			'import shval; v = shval.Value("q", 41); v.value += 1; print(shval.__file__, v.value)' 2>&1) &&
+			case $out in "$pydir"/*" 42") true ;; *) false ;; esac; then
+			ok "installed Python package imports from the prefix"
+		else
+			bad "installed Python package: $out"
+		fi
+	else
+		bad "no shval/__init__.py under $prefix"
+	fi
+	dest=$tmp/destdir
+	if DESTDIR=$dest cmake --install "$build" --prefix /opt/shval-test >"$tmp/dest.log" 2>&1; then
+		outside=$(grep -E '^-- (Installing|Up-to-date): ' "$tmp/dest.log" | sed 's/^-- [A-Za-z-]*: //' | grep -v "^$dest/opt/shval-test/" || true)
+		if [ -z "$outside" ] && [ -n "$(find "$dest/opt/shval-test" -path '*/shval/_shval*')" ]; then
+			ok "DESTDIR + --prefix: everything (the Python module too) under DESTDIR/prefix"
+		else
+			bad "DESTDIR install wrote outside $dest/opt/shval-test: $outside"
+		fi
+	else
+		bad "DESTDIR install failed:"; sed 's/^/       /' "$tmp/dest.log"
+	fi
+fi
 finish

@@ -462,7 +462,7 @@ static void wait_ready(int fd)
 TEST(owner_killed)
 {
 	struct tredis rd;
-	tredis_start(&rd, "kill", "lease_ms=300");
+	tredis_start(&rd, "kill", "lease_ms=800"); /* renewals every ~270 ms */
 	shval_seg *seg;
 	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
 	shval *lk, *x, *y, *own;
@@ -493,7 +493,7 @@ TEST(owner_killed)
 	ASSERT_EQ(v, 10);
 	/* the lease is renewed while the owner lives: still held after
 	 * several leases */
-	usleep(1000 * 1000);
+	usleep(2500 * 1000); /* three leases */
 	ASSERT_ERR(shval_trylock(lk), -EBUSY);
 	ASSERT_ERR(shval_timedlock(own, 100 * SHVAL_MSEC), -ETIMEDOUT);
 	kill(kid, SIGKILL);

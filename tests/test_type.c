@@ -81,12 +81,20 @@ TEST(type_arrays)
 	ASSERT_UEQ(t->align, 1);
 	shval__type_free(t);
 
-	/* exactly at the 1 GiB limit */
-	t = tp("134217728d");
-	ASSERT_UEQ(t->size, (size_t)1 << 30);
+	/* past the old 1 GiB limit; at the count limit (UINT32_MAX) */
+	t = tp("134217729d");
+	ASSERT_UEQ(t->size, ((size_t)1 << 30) + 8);
 	shval__type_free(t);
-	t = tp("1073741824B");
-	ASSERT_UEQ(t->size, (size_t)1 << 30);
+	t = tp("4294967295B");
+	ASSERT_UEQ(t->size, (size_t)UINT32_MAX);
+	shval__type_free(t);
+	t = tp("4294967295d");
+	ASSERT_UEQ(t->size, (size_t)UINT32_MAX * 8);
+	shval__type_free(t);
+	/* exactly at the 256 GiB size limit: 8 * (32 GiB - 8) + 8 * 8 */
+	t = tp("4294967295d 4294967295d 4294967295d 4294967295d 4294967295d "
+	       "4294967295d 4294967295d 4294967295d d d d d d d d d");
+	ASSERT_UEQ(t->size, (size_t)1 << 38);
 	shval__type_free(t);
 }
 
@@ -121,11 +129,11 @@ TEST(type_strings)
 	shval__type_free(t);
 	canon_is("a:s b:s", "a:1s b:1s");
 
-	/* 4 + capacity rounded up to 4, at most 1 GiB */
-	t = tp("1073741820s");
-	ASSERT_UEQ(t->size, (size_t)1 << 30);
+	/* 4 + capacity rounded up to 4; capacity at most UINT32_MAX */
+	t = tp("4294967295s");
+	ASSERT_UEQ(t->size, (size_t)4294967300u);
 	shval__type_free(t);
-	reject("1073741821s", "too large");
+	reject("4294967296s", "count too large");
 
 	/* the layout is SHVAL_STR(N) = { uint32_t len; char bytes[N]; } */
 	struct str5 { uint32_t len; char bytes[5]; };
@@ -291,13 +299,17 @@ TEST(type_rejects)
 	reject(name, "longer than 63");
 
 	/* huge counts: never overflow, always a clean error */
-	reject("134217729d", "too large");
-	reject("1073741825B", "too large");
-	reject("2000000000d", "too large");
-	reject("4294967296d", "too large");
+	reject("4294967296d", "count too large");
+	reject("4294967296B", "count too large");
 	reject("99999999999999999999999999999999q", "count too large");
-	reject("134217728d c", "too large");
-	reject("x:536870912h y:536870912h z:c", "too large");
+	/* one byte past the 256 GiB size limit, in fields */
+	reject("4294967295d 4294967295d 4294967295d 4294967295d 4294967295d "
+	       "4294967295d 4294967295d 4294967295d d d d d d d d d c",
+	       "too large");
+	reject("x:4294967295Q y:4294967295Q z:4294967295Q w:4294967295Q "
+	       "v:4294967295Q u:4294967295Q t:4294967295Q s:4294967295Q "
+	       "r:4294967295Q",
+	       "too large");
 
 	/* canonical form longer than SHVAL_TYPE_MAX */
 	char big[4096];

@@ -139,3 +139,26 @@ def test_lock_example(tmp_path, method):
 @pytest.mark.parametrize('method', START_METHODS)
 def test_counter_example(tmp_path, method):
     assert _run(tmp_path, EXAMPLE_COUNTER, method) == '2000\n'
+
+
+def _readme_examples():
+    """The examples of python/README.md: ```python blocks starting with
+    '# example: NAME'."""
+    import re
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+    with open(readme) as f:
+        text = f.read()
+    return re.findall(r'```python\n# example: (\S+)\n(.*?)```', text, re.S)
+
+
+README_EXAMPLES = _readme_examples()
+
+
+def test_readme_has_examples():
+    assert {n for n, _ in README_EXAMPLES} >= {'lifetime', 'context', 'primitives', 'asyncio'}
+
+
+@pytest.mark.parametrize('method', START_METHODS)
+@pytest.mark.parametrize('name,source', README_EXAMPLES, ids=[n for n, _ in README_EXAMPLES])
+def test_readme_example(tmp_path, method, name, source):
+    _run(tmp_path, source, method)
