@@ -627,7 +627,7 @@ STABLE = [
         id="py-with-lock-noop",
         file="python/lock.c",
         edits=[(
-            """int r = acquire_handle(l->h, 1, -1);
+            """int r = acquire_handle(l->st, l->h, 1, -1);
 	if (r < 0)
 		return NULL;
 	note_acquired(l);
@@ -648,12 +648,17 @@ STABLE = [
         id="py-add-load-store",
         file="python/value.c",
         edits=[(
-            """CALL(v, shval_add_i64(v->h, d, &out));
+            """r = fast_add(v, d, &out);""",
+            """r = FAST_SLOW; /* MUTANT: not the inline section */"""), (
+            """			if (r != 0)
+				CALL(v, shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)""",
-            """CALL(v, shval_get_i64(v->h, &out)); /* MUTANT: add as get + set */
-			out = (int64_t)((uint64_t)out + (uint64_t)d);
-			if (r == 0)
-				CALL(v, shval_set_i64(v->h, out));
+            """			if (r != 0) { /* MUTANT: add as get + set */
+				CALL(v, shval_get_i64(v->h, &out));
+				out = (int64_t)((uint64_t)out + (uint64_t)d);
+				if (r == 0)
+					CALL(v, shval_set_i64(v->h, out));
+			}
 			if (r && handle_rc(v, r) < 0)""")],
         breaks="Python: Value.add() is one atomic (or locked) add, never "
                "loses updates",

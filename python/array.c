@@ -73,12 +73,33 @@ static PyObject *elems_to_py(ValObject *v, const unsigned char *b, size_t n)
 		PyList_SET_ITEM(l, (Py_ssize_t)i, e_);                  \
 	}                                                               \
 	return l
+	/* small ints from the module's table (the objects CPython keeps for
+	 * -5..256 anyway) without a call per element */
+	PyObject *const *small = v->st->small_ints;
+#define FILL_INT(T, conv)                                                       \
+	for (size_t i = 0; i < n; i++) {                                        \
+		T x_;                                                           \
+		memcpy(&x_, b + i * sizeof(T), sizeof(T));                      \
+		PyObject *e_;                                                   \
+		/* unsigned: no overflow near the type's limits */             \
+		uint64_t k_ = (uint64_t)(int64_t)x_ - (uint64_t)SMALL_INT_MIN;  \
+		if (k_ < SMALL_INT_N) {                                         \
+			e_ = small[k_];                                         \
+			Py_INCREF(e_);                                          \
+		} else if (!(e_ = conv(x_))) {                                  \
+			Py_DECREF(l);                                           \
+			return NULL;                                            \
+		}                                                               \
+		PyList_SET_ITEM(l, (Py_ssize_t)i, e_);                          \
+	}                                                                       \
+	return l
 	switch (v->letter) {
-	case 'i': FILL(int32_t, PyLong_FromLong);
-	case 'q': case 'l': case 'n': FILL(int64_t, PyLong_FromLongLong);
+	case 'i': FILL_INT(int32_t, PyLong_FromLong);
+	case 'q': case 'l': case 'n': FILL_INT(int64_t, PyLong_FromLongLong);
 	case 'd': FILL(double, PyFloat_FromDouble);
 	}
 #undef FILL
+#undef FILL_INT
 	for (size_t i = 0; i < n; i++) {
 		PyObject *e = elem_to_py(v->letter, b + i * v->esize);
 		if (!e) {
@@ -277,7 +298,7 @@ static int arr_ass_subscript(ValObject *v, PyObject *key, PyObject *value)
 			PyErr_NoMemory();
 			goto out;
 		}
-		int locked = LOCKED(v) && !v->extlock ? acquire_handle2(v->h, 1, -1, 1) : 0;
+		int locked = LOCKED(v) && !v->extlock ? acquire_handle2(v->st, v->h, 1, -1, 1) : 0;
 		if (locked < 0) {
 			PyMem_Free(all);
 			goto out;
@@ -447,53 +468,70 @@ static PyGetSetDef arr_getset[] = {
 };
 
 static PyMethodDef arr_methods[] = {
-	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS, WAIT_DOC},
+	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_FASTCALL | METH_KEYWORDS, WAIT_DOC},
 	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };
 
-static PySequenceMethods arr_as_sequence = {
-	.sq_length = (lenfunc)arr_len,
-	.sq_item = (ssizeargfunc)arr_item,
+static PyType_Slot arr_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_repr, val_repr},
+	{Py_sq_length, arr_len},
+	{Py_sq_item, arr_item},
+	{Py_mp_length, arr_len},
+	{Py_mp_subscript, arr_subscript},
+	{Py_mp_ass_subscript, arr_ass_subscript},
+	{Py_bf_getbuffer, val_getbuffer},
+	{Py_bf_releasebuffer, val_releasebuffer},
+	{Py_tp_iter, arr_iter},
+	{Py_tp_doc, "An array in shared memory (RawArray, Array(lock=False))."},
+	{Py_tp_methods, arr_methods},
+	{Py_tp_getset, arr_getset},
+	{0, NULL}
 };
 
-static PyMappingMethods arr_as_mapping = {
-	(lenfunc)arr_len, (binaryfunc)arr_subscript, (objobjargproc)arr_ass_subscript
+#define ARR_FLAGS                                                        \
+	(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | \
+	 Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+PyType_Spec arr_spec = {
+	.name = "shval.SharedArray",
+	.basicsize = sizeof(ValObject),
+	.flags = ARR_FLAGS,
+	.slots = arr_slots,
 };
 
-PyTypeObject SharedArrayType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SharedArray",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_as_sequence = &arr_as_sequence,
-	.tp_as_mapping = &arr_as_mapping,
-	.tp_as_buffer = &val_as_buffer,
-	.tp_iter = (getiterfunc)arr_iter,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "An array in shared memory (RawArray, Array(lock=False)).",
-	.tp_methods = arr_methods,
-	.tp_getset = arr_getset,
+/* SynchronizedArray: a subtype of SharedArray (module.c passes the base) */
+static PyType_Slot sync_arr_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_doc, "An array with a lock (Array())."},
+	{Py_tp_methods, sync_methods},
+	{0, NULL}
 };
 
-PyTypeObject SynchronizedArrayType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SynchronizedArray",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "An array with a lock (Array()).",
-	.tp_methods = sync_methods,
+PyType_Spec sync_arr_spec = {
+	.name = "shval.SynchronizedArray",
+	.basicsize = sizeof(ValObject),
+	.flags = ARR_FLAGS,
+	.slots = sync_arr_slots,
 };
 
-PyTypeObject SynchronizedStringType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SynchronizedString",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "A char array with a lock (Array('c', n)).",
+/* SynchronizedString: a subtype of SynchronizedArray */
+static PyType_Slot sync_str_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_doc, "A char array with a lock (Array('c', n))."},
+	{0, NULL}
+};
+
+PyType_Spec sync_str_spec = {
+	.name = "shval.SynchronizedString",
+	.basicsize = sizeof(ValObject),
+	.flags = ARR_FLAGS,
+	.slots = sync_str_slots,
 };

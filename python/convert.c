@@ -8,7 +8,7 @@
 /* ------------------------------------------------------------------------ */
 /* errors                                                                    */
 
-void set_error(int code, const char *detail)
+void set_error(shval_state *st, int code, const char *detail)
 {
 	char buf[1400];
 	const char *gen = shval_strerror(code);
@@ -32,7 +32,7 @@ void set_error(int code, const char *detail)
 		case SHVAL_EINDEX: tp = PyExc_IndexError; break;
 		case SHVAL_ENOFIELD: tp = PyExc_AttributeError; break;
 		case SHVAL_ERDONLY: tp = PyExc_PermissionError; break;
-		default: tp = ShvalError; break;
+		default: tp = st->Error; break;
 		}
 		exc = PyObject_CallFunction(tp, "s", buf);
 	}
@@ -53,9 +53,9 @@ void set_error(int code, const char *detail)
 	Py_DECREF(exc);
 }
 
-void seg_error(shval_seg *seg, int code)
+void seg_error(shval_state *st, shval_seg *seg, int code)
 {
-	set_error(code, seg ? shval_errmsg(seg) : "");
+	set_error(st, code, seg ? shval_errmsg(seg) : "");
 }
 
 int64_t now_ns(void)
@@ -332,13 +332,13 @@ int issub(PyObject *t, PyObject *base)
 }
 
 /* a ctypes simple type -> letter; 0 with an exception set on failure */
-static char ctypes_letter(PyObject *t)
+static char ctypes_letter(shval_state *st, PyObject *t)
 {
-	if (issub(t, ct_pointer) || issub(t, ct_funcptr)) {
+	if (issub(t, st->ct_pointer) || issub(t, st->ct_funcptr)) {
 		pointer_error(t);
 		return 0;
 	}
-	if (!issub(t, ct_simple)) {
+	if (!issub(t, st->ct_simple)) {
 		PyErr_Format(PyExc_TypeError, "unsupported ctypes type %R", t);
 		return 0;
 	}
@@ -368,20 +368,20 @@ static char ctypes_letter(PyObject *t)
 	return c;
 }
 
-int canonical(const char *in, tinfo *ti)
+int canonical(shval_state *st, const char *in, tinfo *ti)
 {
 	size_t sz;
 	int r = shval_type_canonical(in, ti->type, sizeof ti->type, &sz);
 	if (r) {
-		set_error(r, shval_errmsg(NULL));
+		set_error(st, r, shval_errmsg(NULL));
 		return -1;
 	}
 	return 0;
 }
 
-int struct_type(PyObject *t, tinfo *ti)
+int struct_type(shval_state *st, PyObject *t, tinfo *ti)
 {
-	if (issub(t, ct_union)) {
+	if (issub(t, st->ct_union)) {
 		PyErr_Format(PyExc_TypeError, "ctypes Union %R is not supported", t);
 		return -1;
 	}
@@ -411,7 +411,7 @@ int struct_type(PyObject *t, tinfo *ti)
 			goto out;
 		PyObject *ft = PyTuple_GET_ITEM(f, 1);
 		char part[128];
-		if (issub(ft, ct_array)) {
+		if (issub(ft, st->ct_array)) {
 			PyObject *et = PyObject_GetAttrString(ft, "_type_");
 			PyObject *ln = PyObject_GetAttrString(ft, "_length_");
 			if (!et || !ln) {
@@ -419,7 +419,7 @@ int struct_type(PyObject *t, tinfo *ti)
 				Py_XDECREF(ln);
 				goto out;
 			}
-			char c = issub(et, ct_struct) ? 0 : ctypes_letter(et);
+			char c = issub(et, st->ct_struct) ? 0 : ctypes_letter(st, et);
 			if (!c && !PyErr_Occurred())
 				PyErr_Format(PyExc_TypeError, "arrays of structures are not supported (field %s)", fname);
 			long n = PyLong_AsLong(ln);
@@ -428,11 +428,11 @@ int struct_type(PyObject *t, tinfo *ti)
 			if (!c || (n == -1 && PyErr_Occurred()))
 				goto out;
 			snprintf(part, sizeof part, "%s:%ld%c", fname, n, c);
-		} else if (issub(ft, ct_struct) || issub(ft, ct_union)) {
+		} else if (issub(ft, st->ct_struct) || issub(ft, st->ct_union)) {
 			PyErr_Format(PyExc_TypeError, "nested structures are not supported (field %s)", fname);
 			goto out;
 		} else {
-			char c = ctypes_letter(ft);
+			char c = ctypes_letter(st, ft);
 			if (!c)
 				goto out;
 			snprintf(part, sizeof part, "%s:%c", fname, c);
@@ -450,7 +450,7 @@ int struct_type(PyObject *t, tinfo *ti)
 	size_t sz = 0;
 	int r = shval_type_canonical(buf, ti->type, sizeof ti->type, &sz);
 	if (r) {
-		set_error(r, shval_errmsg(NULL));
+		set_error(st, r, shval_errmsg(NULL));
 		goto out;
 	}
 	PyObject *ctypes = PyImport_ImportModule("ctypes");
@@ -476,7 +476,7 @@ out:
 }
 
 /* elem_only: Array element type (a scalar letter or simple ctypes type) */
-int resolve_type(PyObject *t, tinfo *ti, int elem_only)
+int resolve_type(shval_state *st, PyObject *t, tinfo *ti, int elem_only)
 {
 	memset(ti, 0, sizeof *ti);
 	if (PyUnicode_Check(t)) {
@@ -501,10 +501,10 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 		PyErr_SetString(PyExc_TypeError, BAD_TYPECODE_MSG);
 		return -1;
 	}
-	if (issub(t, ct_pointer) || issub(t, ct_funcptr))
+	if (issub(t, st->ct_pointer) || issub(t, st->ct_funcptr))
 		return pointer_error(t);
-	if (issub(t, ct_simple)) {
-		char c = ctypes_letter(t);
+	if (issub(t, st->ct_simple)) {
+		char c = ctypes_letter(st, t);
 		if (!c)
 			return -1;
 		ti->letter = c;
@@ -513,13 +513,13 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 		return 0;
 	}
 	if (elem_only) {
-		if (issub(t, ct_struct))
+		if (issub(t, st->ct_struct))
 			PyErr_Format(PyExc_TypeError, "arrays of structures are not supported (%R)", t);
 		else
 			PyErr_SetString(PyExc_TypeError, BAD_TYPECODE_MSG);
 		return -1;
 	}
-	if (issub(t, ct_array)) {
+	if (issub(t, st->ct_array)) {
 		PyObject *et = PyObject_GetAttrString(t, "_type_");
 		PyObject *ln = PyObject_GetAttrString(t, "_length_");
 		if (!et || !ln) {
@@ -527,7 +527,7 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 			Py_XDECREF(ln);
 			return -1;
 		}
-		char c = ctypes_letter(et);
+		char c = ctypes_letter(st, et);
 		long n = PyLong_AsLong(ln);
 		Py_DECREF(et);
 		Py_DECREF(ln);
@@ -535,14 +535,14 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 			return -1;
 		char buf[64];
 		snprintf(buf, sizeof buf, "%ld%c", n, c);
-		if (canonical(buf, ti) < 0)
+		if (canonical(st, buf, ti) < 0)
 			return -1;
 		ti->ctype = t;
 		ti->is_ctypes_composite = 1;
 		return 0;
 	}
-	if (issub(t, ct_struct) || issub(t, ct_union)) {
-		if (struct_type(t, ti) < 0)
+	if (issub(t, st->ct_struct) || issub(t, st->ct_union)) {
+		if (struct_type(st, t, ti) < 0)
 			return -1;
 		ti->ctype = t;
 		ti->is_ctypes_composite = 1;
@@ -550,4 +550,52 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 	}
 	PyErr_SetString(PyExc_TypeError, BAD_TYPECODE_MSG);
 	return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* METH_FASTCALL | METH_KEYWORDS argument parsing                            */
+
+/* Sort the arguments of a vectorcall into out[] by the parameter names
+ * names[] (NULL-terminated): the first npos may be given by position,
+ * the first nreq are required; out[] must be NULL-initialised (a missing
+ * optional argument stays NULL).  No private CPython API. */
+int fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+	      const char *const *names, Py_ssize_t npos, Py_ssize_t nreq, PyObject **out)
+{
+	Py_ssize_t nnames = 0;
+	while (names[nnames])
+		nnames++;
+	if (nargs > npos) {
+		PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional argument%s (%zd given)",
+			     fname, npos, npos == 1 ? "" : "s", nargs);
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < nargs; i++)
+		out[i] = args[i];
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+	for (Py_ssize_t k = 0; k < nkw; k++) {
+		PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+		Py_ssize_t i = 0;
+		for (; i < nnames; i++)
+			if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+				break;
+		if (i == nnames) {
+			PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+				     fname, key);
+			return -1;
+		}
+		if (out[i]) {
+			PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+				     fname, names[i]);
+			return -1;
+		}
+		out[i] = args[nargs + k];
+	}
+	for (Py_ssize_t i = 0; i < nreq; i++)
+		if (!out[i]) {
+			PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (pos %zd)",
+				     fname, names[i], i + 1);
+			return -1;
+		}
+	return 0;
 }

@@ -5,13 +5,11 @@
  */
 #include "shval_py.h"
 
-#include <pthread.h>
-
 /* ------------------------------------------------------------------------ */
 /* creation                                                                  */
 
 /* lock argument as multiprocessing.Value/Array treat it */
-int parse_lock(PyObject *lock, enum lockmode *m)
+int parse_lock(shval_state *st, PyObject *lock, enum lockmode *m)
 {
 	if (lock == Py_False) {
 		*m = LK_RAW;
@@ -26,7 +24,7 @@ int parse_lock(PyObject *lock, enum lockmode *m)
 		return 0;
 	}
 	PyErr_Clear();
-	if (is_lock(lock)) {
+	if (is_lock(st, lock)) {
 		*m = LK_SHARED;
 		return 0;
 	}
@@ -70,13 +68,16 @@ unsigned raw_mode(const char *type)
  *    process holds any value in it.  Inside a pool the creating process
  *    removes a value when it drops it, if the value never escaped: never
  *    pickled (shared_out), and no fork since it was created (fork_mark ==
- *    fork_count, counted by a pthread_atfork prepare handler).  An escaped
- *    small value stays until its whole pool goes.
+ *    fork_count, counted by a pthread_atfork prepare handler in lock.c:
+ *    process-wide, as fork_gen).  An escaped small value stays until its
+ *    whole pool goes.  The pool (cur_pool) and the name counter are the
+ *    module state's (shval_py.h), one per module object.
  *  - a value guarded by a shval.Lock (lock=Lock()) must live in the lock's
  *    segment (shval_create_guarded): the lock's pool, whatever its size.
  *
- * Segments are looked up by (st_dev, st_ino) in anon_cache when unpickled;
- * the cache is weak (segment.c), so it never keeps a segment mapped.
+ * Segments are looked up by (st_dev, st_ino) in the module state's
+ * anon_cache when unpickled; the cache is weak (segment.c), so it never
+ * keeps a segment mapped.
  */
 #define SOLO_MIN ((size_t)65536)      /* larger values: their own segment */
 #define SOLO_OVERHEAD ((uint64_t)32768) /* header, directory, entry, type */
@@ -84,26 +85,8 @@ unsigned raw_mode(const char *type)
 #define POOL_MAX ((uint64_t)1 << 30)   /* a pool's address space */
 #define MEMCHECK_MIN ((size_t)16 << 20) /* check MemAvailable from here */
 
-unsigned long fork_count;
-static SegObject *cur_pool; /* this process's pool (strong reference) */
-
-static void count_fork(void)
-{
-	__atomic_fetch_add(&fork_count, 1, __ATOMIC_RELAXED);
-}
-
-static void anon_init(void)
-{
-	static int done;
-	if (!done) {
-		done = 1;
-		(void)pthread_atfork(count_fork, NULL, NULL);
-		fork_gen_init();
-	}
-}
-
 /* A new anonymous segment, registered in anon_cache (new reference). */
-static SegObject *new_anon_seg(uint64_t initial, uint64_t max)
+static SegObject *new_anon_seg(shval_state *st, uint64_t initial, uint64_t max)
 {
 	shval_seg_opts o;
 	memset(&o, 0, sizeof o);
@@ -122,29 +105,30 @@ static SegObject *new_anon_seg(uint64_t initial, uint64_t max)
 				     "bytes: %s",
 				     (unsigned long long)initial, shval_errmsg(NULL));
 		else
-			set_error(r, shval_errmsg(NULL));
+			set_error(st, r, shval_errmsg(NULL));
 		return NULL;
 	}
-	SegObject *so = seg_wrap(seg, 0);
+	SegObject *so = seg_wrap(st, seg, 0);
 	if (so && anon_cache_put(so) < 0)
 		Py_CLEAR(so);
 	return so;
 }
 
-/* This process's current pool (borrowed), a new one if roll. */
-static SegObject *pool(int roll)
+/* This process's current pool (borrowed: st->cur_pool holds it), a new
+ * one if roll. */
+static SegObject *pool(shval_state *st, int roll)
 {
-	anon_init();
-	if (cur_pool && !roll) {
+	SegObject *cur = (SegObject *)st->cur_pool;
+	if (cur && cur->seg && !roll) {
 		struct shval_seg_info si;
-		if (shval_seg_info(cur_pool->seg, &si) == 0 && si.used < POOL_ROLL)
-			return cur_pool;
+		if (shval_seg_info(cur->seg, &si) == 0 && si.used < POOL_ROLL)
+			return cur;
 	}
-	SegObject *n = new_anon_seg(0, POOL_MAX);
+	SegObject *n = new_anon_seg(st, 0, POOL_MAX);
 	if (!n)
 		return NULL;
-	Py_XSETREF(cur_pool, n);
-	return cur_pool;
+	Py_XSETREF(st->cur_pool, (PyObject *)n);
+	return n;
 }
 
 /* Bytes the machine can still give (MemAvailable), or UINT64_MAX. */
@@ -170,7 +154,7 @@ static int is_memory_error(int r)
 	return r == -ENOMEM || r == -ENOSPC || r == SHVAL_EFULL;
 }
 
-static void create_error(shval_seg *seg, int r, const char *type, size_t size)
+static void create_error(shval_state *st, shval_seg *seg, int r, const char *type, size_t size)
 {
 	if (is_memory_error(r))
 		PyErr_Format(PyExc_MemoryError,
@@ -178,31 +162,30 @@ static void create_error(shval_seg *seg, int r, const char *type, size_t size)
 			     "(type '%.60s'): %s",
 			     size, type, shval_errmsg(seg));
 	else
-		seg_error(seg, r);
+		seg_error(st, seg, r);
 }
 
 /* Create a value (or, with type NULL, a lock: mode SHVAL_LOCK/RLOCK) in a
  * new anonymous place as described above.  *segp: new reference. */
-static int anon_create(const char *type, size_t size, unsigned mode,
+static int anon_create(shval_state *st, const char *type, size_t size, unsigned mode,
 		       shval *guard, SegObject *guard_seg, const void *init,
 		       size_t init_len, shval **h, SegObject **segp)
 {
 	char name[64];
-	snprintf(name, sizeof name, "%s.%ld.%lu", type ? "v" : "lock",
-		 (long)getpid(), ++name_counter);
+	snprintf(name, sizeof name, "%s.%ld.%lu.%lu", type ? "v" : "lock",
+		 (long)getpid(), st->id, ++st->name_counter);
 	*segp = NULL;
 	if (guard) {
 		int r = shval_create_guarded(guard_seg->seg, name, type, guard,
 					     init, init_len, h);
 		if (r) {
-			create_error(guard_seg->seg, r, type, size);
+			create_error(st, guard_seg->seg, r, type, size);
 			return -1;
 		}
 		*segp = (SegObject *)Py_NewRef((PyObject *)guard_seg);
 		return 0;
 	}
 	if (type && size > SOLO_MIN) {
-		anon_init();
 		if (size >= MEMCHECK_MIN) {
 			uint64_t avail = mem_available();
 			if (size > avail) {
@@ -215,12 +198,12 @@ static int anon_create(const char *type, size_t size, unsigned mode,
 			}
 		}
 		uint64_t want = ((uint64_t)size + SOLO_OVERHEAD + 4095) / 4096 * 4096;
-		SegObject *s = new_anon_seg(want, want);
+		SegObject *s = new_anon_seg(st, want, want);
 		if (!s)
 			return -1;
 		int r = shval_create(s->seg, name, type, mode, init, init_len, h);
 		if (r) {
-			create_error(s->seg, r, type, size);
+			create_error(st, s->seg, r, type, size);
 			Py_DECREF(s);
 			return -1;
 		}
@@ -228,7 +211,7 @@ static int anon_create(const char *type, size_t size, unsigned mode,
 		return 0;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		SegObject *p = pool(attempt);
+		SegObject *p = pool(st, attempt);
 		if (!p)
 			return -1;
 		int r = type ? shval_create(p->seg, name, type, mode, init,
@@ -239,7 +222,7 @@ static int anon_create(const char *type, size_t size, unsigned mode,
 			return 0;
 		}
 		if (r != SHVAL_EFULL || attempt) {
-			create_error(p->seg, r, type ? type : "lock", size);
+			create_error(st, p->seg, r, type ? type : "lock", size);
 			return -1;
 		}
 	}
@@ -247,21 +230,21 @@ static int anon_create(const char *type, size_t size, unsigned mode,
 }
 
 /* A new lock entry (Lock(), RLock()): *segp a new reference. */
-int anon_lock_create(int recursive, shval **h, SegObject **segp)
+int anon_lock_create(shval_state *st, int recursive, shval **h, SegObject **segp)
 {
-	return anon_create(NULL, 0, recursive ? SHVAL_RLOCK : SHVAL_LOCK, NULL,
+	return anon_create(st, NULL, 0, recursive ? SHVAL_RLOCK : SHVAL_LOCK, NULL,
 			   NULL, NULL, 0, h, segp);
 }
 
 /* Create a value in an anonymous segment and wrap it. */
-PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
+PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj)
 {
 	size_t size = 0;
 	char canon[SHVAL_TYPE_MAX + 1];
 	int r = shval_type_canonical(ti->type, canon, sizeof canon, &size);
 	if (r) {
-		set_error(r, shval_errmsg(NULL));
+		set_error(st, r, shval_errmsg(NULL));
 		return NULL;
 	}
 	shval *h;
@@ -270,7 +253,7 @@ PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 	if (guard && check_open(guard->seg) < 0)
 		return NULL;
 	unsigned mode = lm == LK_RAW ? raw_mode(ti->type) : SHVAL_RLOCK;
-	if (anon_create(ti->type, size, mode, guard ? guard->h : NULL,
+	if (anon_create(st, ti->type, size, mode, guard ? guard->h : NULL,
 			guard ? guard->seg : NULL, init, init_len, &h, &seg) < 0)
 		return NULL;
 	struct shval_info info;
@@ -278,7 +261,7 @@ PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 		info.kind = SHVAL_KIND_SCALAR;
 	size_t tl = strlen(info.type);
 	char letter = tl ? info.type[tl - 1] : 0;
-	PyTypeObject *tp = pick_type(info.kind, letter, lm != LK_RAW);
+	PyTypeObject *tp = pick_type(st, info.kind, letter, lm != LK_RAW);
 	ValObject *v = (ValObject *)val_wrap(tp, h, seg, NULL, ti->ctype,
 					     lm == LK_SHARED ? lockobj : NULL, 0);
 	if (!v) {
@@ -294,9 +277,9 @@ PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
 }
 
 /* init bytes from a ctypes composite constructed with args */
-PyObject *ctypes_init(PyObject *ctype, PyObject *args)
+PyObject *ctypes_init(PyObject *ctype, PyObject *const *args, Py_ssize_t na)
 {
-	PyObject *obj = PyObject_CallObject(ctype, args);
+	PyObject *obj = PyObject_Vectorcall(ctype, args, (size_t)na, NULL);
 	if (!obj)
 		return NULL;
 	Py_buffer view;
@@ -310,17 +293,17 @@ PyObject *ctypes_init(PyObject *ctype, PyObject *args)
 	return res;
 }
 
-PyObject *make_value(PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj)
+PyObject *make_value(shval_state *st, PyObject *t, PyObject *const *args, Py_ssize_t na,
+		     enum lockmode lm, PyObject *lockobj)
 {
 	tinfo ti;
-	if (resolve_type(t, &ti, 0) < 0)
+	if (resolve_type(st, t, &ti, 0) < 0)
 		return NULL;
-	Py_ssize_t na = PyTuple_GET_SIZE(args);
 	if (ti.is_ctypes_composite) {
-		PyObject *b = ctypes_init(ti.ctype, args);
+		PyObject *b = ctypes_init(ti.ctype, args, na);
 		if (!b)
 			return NULL;
-		PyObject *res = create_anon(&ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), lm, lockobj);
+		PyObject *res = create_anon(st, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), lm, lockobj);
 		Py_DECREF(b);
 		return res;
 	}
@@ -330,16 +313,16 @@ PyObject *make_value(PyObject *t, PyObject *args, enum lockmode lm, PyObject *lo
 			PyErr_Format(PyExc_TypeError, "function takes at most 1 argument (%zd given)", na);
 			return NULL;
 		}
-		if (na == 1 && elem_from_py(ti.letter, PyTuple_GET_ITEM(args, 0), b) < 0)
+		if (na == 1 && elem_from_py(ti.letter, args[0], b) < 0)
 			return NULL;
-		return create_anon(&ti, b, letter_size(ti.letter), lm, lockobj);
+		return create_anon(st, &ti, b, letter_size(ti.letter), lm, lockobj);
 	}
 	if (na > 1) {
 		PyErr_Format(PyExc_TypeError, "a '%s' value takes at most 1 initializer", ti.type);
 		return NULL;
 	}
-	PyObject *v = create_anon(&ti, NULL, 0, lm, lockobj);
-	if (v && na == 1 && PyObject_SetAttrString(v, "value", PyTuple_GET_ITEM(args, 0)) < 0)
+	PyObject *v = create_anon(st, &ti, NULL, 0, lm, lockobj);
+	if (v && na == 1 && PyObject_SetAttrString(v, "value", args[0]) < 0)
 		Py_CLEAR(v);
 	return v;
 }
@@ -358,14 +341,14 @@ static int check_count(size_t n, size_t esize)
 }
 
 /* Array type string and init bytes from (typecode, size_or_initializer) */
-PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
+PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 {
 	tinfo et;
-	if (PyType_Check(t) && issub(t, ct_struct) && !issub(t, ct_union)) {
+	if (PyType_Check(t) && issub(t, st->ct_struct) && !issub(t, st->ct_union)) {
 		/* array of ctypes Structures: stored as bytes, elements are
 		 * ctypes views (checked by struct_type for supported fields) */
-		tinfo st;
-		if (struct_type(t, &st) < 0)
+		tinfo sti;
+		if (struct_type(st, t, &sti) < 0)
 			return NULL;
 		memset(&et, 0, sizeof et);
 		et.letter = 'B';
@@ -412,7 +395,7 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 		}
 		char buf[64];
 		snprintf(buf, sizeof buf, "%zuB", n * ssz);
-		if (canonical(buf, ti) < 0) {
+		if (canonical(st, buf, ti) < 0) {
 			Py_DECREF(bytes);
 			return NULL;
 		}
@@ -421,7 +404,7 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 		*count = n;
 		return bytes;
 	}
-	if (resolve_type(t, &et, 1) < 0)
+	if (resolve_type(st, t, &et, 1) < 0)
 		return NULL;
 	size_t es = letter_size(et.letter);
 	PyObject *bytes = NULL;
@@ -468,7 +451,7 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 	}
 	char buf[64];
 	snprintf(buf, sizeof buf, "%zu%c", n, et.letter);
-	if (canonical(buf, ti) < 0) {
+	if (canonical(st, buf, ti) < 0) {
 		Py_XDECREF(bytes);
 		return NULL;
 	}
@@ -478,15 +461,15 @@ PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count)
 	return bytes;
 }
 
-PyObject *make_array(PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj)
+PyObject *make_array(shval_state *st, PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj)
 {
 	tinfo ti;
 	size_t n;
-	PyObject *bytes = array_init(t, init, &ti, &n);
+	PyObject *bytes = array_init(st, t, init, &ti, &n);
 	if (!bytes)
 		return NULL;
 	Py_ssize_t bl = PyBytes_GET_SIZE(bytes);
-	PyObject *res = create_anon(&ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, lm, lockobj);
+	PyObject *res = create_anon(st, &ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, lm, lockobj);
 	Py_DECREF(bytes);
 	return res;
 }

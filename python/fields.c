@@ -211,9 +211,27 @@ out:
 	return ret;
 }
 
+/* `v.value` of a scalar value of our own exact types goes straight to the
+ * getter/setter: the attribute name in compiled code is interned, so one
+ * pointer comparison stands in for the generic lookup (the type cache, the
+ * descriptor's type check and call), which is about a fifth of a read's
+ * instructions.  Subclasses (which may redefine `value`) and structs
+ * (fields come first) take the generic path. */
+static inline int value_shortcut(ValObject *v, PyObject *name)
+{
+	shval_state *st = v->st;
+	PyTypeObject *tp = Py_TYPE(v);
+	return name == st->str_value && !v->nfields &&
+	       (tp == st->SynchronizedType || tp == st->SharedValueType);
+}
+
 PyObject *val_getattro(PyObject *o, PyObject *name)
 {
 	ValObject *v = (ValObject *)o;
+	if (value_shortcut(v, name))
+		return val_value_get_any(v, NULL);
+	if (!v->nfields) /* not a struct: .value etc. without a detour */
+		return PyObject_GenericGetAttr(o, name);
 	const shval_field_info *f = find_field(v, name);
 	if (f)
 		return field_get(v, f);
@@ -223,6 +241,10 @@ PyObject *val_getattro(PyObject *o, PyObject *name)
 int val_setattro(PyObject *o, PyObject *name, PyObject *value)
 {
 	ValObject *v = (ValObject *)o;
+	if (value_shortcut(v, name))
+		return val_value_set(v, value, NULL);
+	if (!v->nfields)
+		return PyObject_GenericSetAttr(o, name, value);
 	const shval_field_info *f = find_field(v, name);
 	if (f)
 		return field_set(v, f, value);

@@ -10,17 +10,29 @@
  * the process that made it (a child does not hold its parent's locks). */
 unsigned long fork_gen;
 
+/* The fork count (shval_py.h): bumped before every fork, so that both the
+ * parent and the child see that a value created before it may have
+ * escaped (PRIVATE_OWNED, create.c).  Bumped atomically: the prepare
+ * handler runs in whatever thread forks, which need not hold the GIL. */
+unsigned long fork_count;
+
 static void fork_gen_bump(void)
 {
 	fork_gen++;
 }
 
+static void fork_count_bump(void)
+{
+	__atomic_fetch_add(&fork_count, 1, __ATOMIC_RELAXED);
+}
+
+/* Registers both handlers, once per process (module exec calls it). */
 void fork_gen_init(void)
 {
 	static int done;
 	if (!done) {
 		done = 1;
-		(void)pthread_atfork(NULL, NULL, fork_gen_bump);
+		(void)pthread_atfork(fork_count_bump, NULL, fork_gen_bump);
 	}
 }
 
@@ -45,19 +57,23 @@ void note_released(LockObject *l)
 /* ------------------------------------------------------------------------ */
 /* Lock / RLock                                                              */
 
-int is_lock(PyObject *o)
+int is_lock(shval_state *st, PyObject *o)
 {
-	return PyObject_TypeCheck(o, &LockType) || PyObject_TypeCheck(o, &RLockType);
+	return PyObject_TypeCheck(o, st->LockType) || PyObject_TypeCheck(o, st->RLockType);
 }
 
 PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 			   int own_value_lock)
 {
-	LockObject *l = PyObject_New(LockObject, recursive ? &RLockType : &LockType);
+	shval_state *st = seg->st;
+	PyTypeObject *tp = recursive ? st->RLockType : st->LockType;
+	LockObject *l = (LockObject *)tp->tp_alloc(tp, 0);
 	if (!l) {
 		shval_close(h);
 		return NULL;
 	}
+	l->st = st;
+	l->recursive = recursive;
 	l->h = h;
 	Py_INCREF(seg);
 	l->seg = seg;
@@ -78,11 +94,24 @@ PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 
 static void lock_dealloc(LockObject *l)
 {
+	PyTypeObject *tp = Py_TYPE(l);
+	PyObject_GC_UnTrack(l);
 	shval_close(l->h);
 	if (PRIVATE_OWNED(l))
 		(void)shval_remove(l->seg->seg, l->name); /* EMISUSE if in use */
 	Py_XDECREF(l->seg);
-	PyObject_Free(l);
+	tp->tp_free(l);
+	Py_DECREF(tp);
+}
+
+/* No tp_clear: a lock refers to its segment (which refers to nothing) and
+ * to its type, so it is never the object that has to break a cycle; the
+ * segment stays until dealloc, which needs it to remove the entry. */
+static int lock_traverse(LockObject *l, visitproc visit, void *arg)
+{
+	Py_VISIT(Py_TYPE(l));
+	Py_VISIT(l->seg);
+	return 0;
 }
 
 PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
@@ -91,10 +120,13 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	PyObject *ctx = NULL;
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:Lock", kwlist, &ctx))
 		return NULL;
+	shval_state *st = state_of_type(tp);
+	if (!st)
+		return NULL;
 	shval *h;
 	SegObject *seg;
-	int recursive = tp == &RLockType;
-	if (anon_lock_create(recursive, &h, &seg) < 0)
+	int recursive = PyType_IsSubtype(tp, st->RLockType);
+	if (anon_lock_create(st, recursive, &h, &seg) < 0)
 		return NULL;
 	LockObject *l = (LockObject *)lock_wrap(h, seg, recursive, 0);
 	Py_DECREF(seg); /* l holds it */
@@ -109,7 +141,7 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 /* 1 acquired, 0 not (timeout / non-blocking), -1 error;
  * nested_ok: 2 if this thread already holds a non-recursive lock (the
  * library's own calls nest inside it) */
-int acquire_handle2(shval *h, int block, int64_t tmo, int nested_ok)
+int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok)
 {
 	int r = shval_trylock(h);
 	if (r == -EBUSY) {
@@ -147,7 +179,7 @@ int acquire_handle2(shval *h, int block, int64_t tmo, int nested_ok)
 		}
 	}
 	if (r == SHVAL_EOWNERDEAD) {
-		if (PyErr_WarnEx(OwnerDiedWarning,
+		if (PyErr_WarnEx(st->OwnerDiedWarning,
 				 "the previous owner of a shval lock died holding "
 				 "it; the value was rolled back to its last "
 				 "committed state and the lock is now held",
@@ -158,28 +190,34 @@ int acquire_handle2(shval *h, int block, int64_t tmo, int nested_ok)
 		return 1;
 	}
 	if (r) {
-		seg_error(shval_segment(h), r);
+		seg_error(st, shval_segment(h), r);
 		return -1;
 	}
 	return 1;
 }
 
-int acquire_handle(shval *h, int block, int64_t tmo)
+int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo)
 {
-	return acquire_handle2(h, block, tmo, 0);
+	return acquire_handle2(st, h, block, tmo, 0);
 }
 
-PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw)
+PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
+			PyObject *kwnames)
 {
-	static char *kwlist[] = {"block", "timeout", NULL};
 	int block = 1;
-	PyObject *tmo = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|pO:acquire", kwlist, &block, &tmo))
-		return NULL;
-	int64_t t = timeout_ns(tmo);
+	int64_t t = -1;
+	if (nargs || kwnames) {
+		static const char *const names[] = {"block", "timeout", NULL};
+		PyObject *a[2] = {NULL, NULL};
+		if (fast_args("acquire", args, nargs, kwnames, names, 2, 0, a) < 0)
+			return NULL;
+		if (a[0] && (block = PyObject_IsTrue(a[0])) < 0)
+			return NULL;
+		t = timeout_ns(a[1]);
+	}
 	if (t == -2)
 		return NULL;
-	int r = acquire_handle(l->h, block, t);
+	int r = acquire_handle(l->st, l->h, block, t);
 	if (r < 0)
 		return NULL;
 	if (r)
@@ -187,7 +225,7 @@ PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw)
 	return PyBool_FromLong(r);
 }
 
-static int release_handle(shval *h, int recursive)
+static int release_handle(shval_state *st, shval *h, int recursive)
 {
 	int r = shval_unlock(h);
 	if (r == SHVAL_ENOTOWNER) {
@@ -205,7 +243,7 @@ static int release_handle(shval *h, int recursive)
 		return -1;
 	}
 	if (r) {
-		seg_error(shval_segment(h), r);
+		seg_error(st, shval_segment(h), r);
 		return -1;
 	}
 	return 0;
@@ -213,7 +251,7 @@ static int release_handle(shval *h, int recursive)
 
 PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a))
 {
-	if (release_handle(l->h, Py_IS_TYPE(l, &RLockType)) < 0)
+	if (release_handle(l->st, l->h, l->recursive) < 0)
 		return NULL;
 	note_released(l);
 	Py_RETURN_NONE;
@@ -221,7 +259,7 @@ PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a))
 
 PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a))
 {
-	int r = acquire_handle(l->h, 1, -1);
+	int r = acquire_handle(l->st, l->h, 1, -1);
 	if (r < 0)
 		return NULL;
 	note_acquired(l);
@@ -245,12 +283,12 @@ static PyObject *lock_reduce(LockObject *l, PyObject *Py_UNUSED(a))
 		Py_DECREF(ref);
 		return NULL;
 	}
-	return Py_BuildValue("(N(Nsi))", fn, ref, l->name, Py_IS_TYPE(l, &RLockType));
+	return Py_BuildValue("(N(Nsi))", fn, ref, l->name, l->recursive);
 }
 
 static PyObject *lock_repr(LockObject *l)
 {
-	return PyUnicode_FromFormat("<shval.%s %s>", Py_IS_TYPE(l, &RLockType) ? "RLock" : "Lock",
+	return PyUnicode_FromFormat("<shval.%s %s>", l->recursive ? "RLock" : "Lock",
 				    l->name);
 }
 
@@ -262,7 +300,7 @@ static PyObject *lock_exit_fast(LockObject *l, PyObject *const *Py_UNUSED(args),
 }
 
 static PyMethodDef lock_methods[] = {
-	{"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_VARARGS | METH_KEYWORDS,
+	{"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_FASTCALL | METH_KEYWORDS,
 	 "acquire($self, /, block=True, timeout=None)\n--\n\n"
 	 "Take the lock; True when taken, False after timeout seconds or at once\n"
 	 "when block is false.  A dead owner's lock is taken over with\n"
@@ -278,26 +316,36 @@ static PyMethodDef lock_methods[] = {
 	{NULL, NULL, 0, NULL}
 };
 
-PyTypeObject LockType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.Lock",
-	.tp_basicsize = sizeof(LockObject),
-	.tp_dealloc = (destructor)lock_dealloc,
-	.tp_repr = (reprfunc)lock_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Lock(ctx=None)\n--\n\nA non-recursive lock shared between processes.",
-	.tp_methods = lock_methods,
-	.tp_new = lock_new_common,
+static PyType_Slot lock_slots[] = {
+	{Py_tp_dealloc, lock_dealloc},
+	{Py_tp_traverse, lock_traverse},
+	{Py_tp_repr, lock_repr},
+	{Py_tp_doc, "Lock(ctx=None)\n--\n\nA non-recursive lock shared between processes."},
+	{Py_tp_methods, lock_methods},
+	{Py_tp_new, lock_new_common},
+	{0, NULL}
 };
 
-PyTypeObject RLockType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.RLock",
-	.tp_basicsize = sizeof(LockObject),
-	.tp_dealloc = (destructor)lock_dealloc,
-	.tp_repr = (reprfunc)lock_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "RLock(ctx=None)\n--\n\nA recursive lock shared between processes.",
-	.tp_methods = lock_methods,
-	.tp_new = lock_new_common,
+PyType_Spec lock_spec = {
+	.name = "shval.Lock",
+	.basicsize = sizeof(LockObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = lock_slots,
+};
+
+static PyType_Slot rlock_slots[] = {
+	{Py_tp_dealloc, lock_dealloc},
+	{Py_tp_traverse, lock_traverse},
+	{Py_tp_repr, lock_repr},
+	{Py_tp_doc, "RLock(ctx=None)\n--\n\nA recursive lock shared between processes."},
+	{Py_tp_methods, lock_methods},
+	{Py_tp_new, lock_new_common},
+	{0, NULL}
+};
+
+PyType_Spec rlock_spec = {
+	.name = "shval.RLock",
+	.basicsize = sizeof(LockObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = rlock_slots,
 };

@@ -7,23 +7,25 @@
 /* ------------------------------------------------------------------------ */
 /* Segment                                                                   */
 
-SegObject *seg_wrap(shval_seg *seg, int borrowed)
+SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed)
 {
-	SegObject *s = PyObject_New(SegObject, &SegmentType);
+	PyTypeObject *tp = st->SegmentType;
+	SegObject *s = (SegObject *)tp->tp_alloc(tp, 0);
 	if (!s) {
 		if (!borrowed)
 			shval_seg_close(seg);
 		return NULL;
 	}
+	s->st = st;
 	s->seg = seg;
 	s->borrowed = borrowed;
 	s->anon = shval_seg_name(seg)[0] == '\0';
 	s->dev = 0;
 	s->ino = 0;
-	struct stat st;
-	if (fstat(shval_seg_fd(seg), &st) == 0) {
-		s->dev = st.st_dev;
-		s->ino = st.st_ino;
+	struct stat sb;
+	if (fstat(shval_seg_fd(seg), &sb) == 0) {
+		s->dev = sb.st_dev;
+		s->ino = sb.st_ino;
 	}
 	return s;
 }
@@ -37,9 +39,9 @@ PyObject *devino_key(dev_t d, ino_t i)
  * of its Segment object (an int): a weak map, so that the cache never keeps
  * a segment mapped (issue 12: the kernel frees a memfd when its last holder
  * closes it); seg_dealloc takes the entry out. */
-SegObject *anon_cache_get(PyObject *key)
+SegObject *anon_cache_get(shval_state *st, PyObject *key)
 {
-	PyObject *a = PyDict_GetItemWithError(anon_cache, key);
+	PyObject *a = PyDict_GetItemWithError(st->anon_cache, key);
 	if (!a)
 		return NULL;
 	SegObject *s = PyLong_AsVoidPtr(a);
@@ -53,7 +55,7 @@ int anon_cache_put(SegObject *s)
 {
 	PyObject *key = devino_key(s->dev, s->ino);
 	PyObject *addr = key ? PyLong_FromVoidPtr(s) : NULL;
-	int r = addr ? PyDict_SetItem(anon_cache, key, addr) : -1;
+	int r = addr ? PyDict_SetItem(s->st->anon_cache, key, addr) : -1;
 	Py_XDECREF(key);
 	Py_XDECREF(addr);
 	return r;
@@ -61,14 +63,14 @@ int anon_cache_put(SegObject *s)
 
 void anon_cache_forget(SegObject *s)
 {
-	if (!s->anon || !anon_cache)
+	if (!s->anon || !s->st || !s->st->anon_cache)
 		return;
 	PyObject *et, *ev, *tb;
 	PyErr_Fetch(&et, &ev, &tb);
 	PyObject *key = devino_key(s->dev, s->ino);
-	PyObject *a = key ? PyDict_GetItemWithError(anon_cache, key) : NULL;
+	PyObject *a = key ? PyDict_GetItemWithError(s->st->anon_cache, key) : NULL;
 	if (a && PyLong_AsVoidPtr(a) == (void *)s)
-		(void)PyDict_DelItem(anon_cache, key);
+		(void)PyDict_DelItem(s->st->anon_cache, key);
 	Py_XDECREF(key);
 	PyErr_Clear();
 	PyErr_Restore(et, ev, tb);
@@ -86,8 +88,11 @@ int check_open(SegObject *s)
 /* ------------------------------------------------------------------------ */
 /* Segment type                                                              */
 
-static PyObject *seg_new(PyTypeObject *Py_UNUSED(tp), PyObject *args, PyObject *kw)
+static PyObject *seg_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
+	shval_state *st = state_of_type(tp);
+	if (!st)
+		return NULL;
 	static char *kwlist[] = {"name", "create", "size", "mode", "temp", "readonly", NULL};
 	const char *name;
 	int create = 0, temp = 0, rdonly = 0;
@@ -119,18 +124,30 @@ static PyObject *seg_new(PyTypeObject *Py_UNUSED(tp), PyObject *args, PyObject *
 	r = shval_seg_open(full, flags, &o, &seg);
 	Py_END_ALLOW_THREADS
 	if (r) {
-		set_error(r, shval_errmsg(NULL));
+		set_error(st, r, shval_errmsg(NULL));
 		return NULL;
 	}
-	return (PyObject *)seg_wrap(seg, 0);
+	return (PyObject *)seg_wrap(st, seg, 0);
 }
 
 static void seg_dealloc(SegObject *s)
 {
+	PyTypeObject *tp = Py_TYPE(s);
+	PyObject_GC_UnTrack(s);
 	anon_cache_forget(s);
-	if (!s->borrowed)
+	if (!s->borrowed && s->seg)
 		shval_seg_close(s->seg);
-	PyObject_Free(s);
+	tp->tp_free(s);
+	Py_DECREF(tp);
+}
+
+/* A Segment holds no object but its type; it is GC-tracked so that the
+ * collector sees that reference (module state -> cur_pool -> Segment ->
+ * type -> module is a cycle; anon_cache is weak and holds no Segment). */
+static int seg_traverse(SegObject *s, visitproc visit, void *arg)
+{
+	Py_VISIT(Py_TYPE(s));
+	return 0;
 }
 
 static PyObject *seg_close(SegObject *s, PyObject *Py_UNUSED(a))
@@ -158,14 +175,14 @@ static PyObject *wrap_found(SegObject *s, shval *h)
 	int r = shval_info(h, &info);
 	if (r) {
 		shval_close(h);
-		seg_error(s->seg, r);
+		seg_error(s->st, s->seg, r);
 		return NULL;
 	}
 	if (info.kind == SHVAL_KIND_LOCK)
 		return lock_wrap(h, s, info.mode == SHVAL_RLOCK, 0);
 	size_t tl = strlen(info.type);
 	int sync = info.mode == SHVAL_RLOCK || info.mode == SHVAL_LOCK;
-	return val_wrap(pick_type(info.kind, tl ? info.type[tl - 1] : 0, sync), h, s, NULL, NULL, NULL, 0);
+	return val_wrap(pick_type(s->st, info.kind, tl ? info.type[tl - 1] : 0, sync), h, s, NULL, NULL, NULL, 0);
 }
 
 static PyObject *seg_getitem(SegObject *s, PyObject *key)
@@ -178,7 +195,7 @@ static PyObject *seg_getitem(SegObject *s, PyObject *key)
 	shval *h;
 	int r = shval_find(s->seg, name, NULL, &h);
 	if (r) {
-		seg_error(s->seg, r);
+		seg_error(s->st, s->seg, r);
 		return NULL;
 	}
 	return wrap_found(s, h);
@@ -197,7 +214,7 @@ static int seg_delitem(SegObject *s, PyObject *key, PyObject *val)
 		return -1;
 	int r = shval_remove(s->seg, name);
 	if (r) {
-		seg_error(s->seg, r);
+		seg_error(s->st, s->seg, r);
 		return -1;
 	}
 	return 0;
@@ -218,7 +235,7 @@ static int seg_contains(SegObject *s, PyObject *key)
 	}
 	if (r == SHVAL_ENOTFOUND || r == SHVAL_EBADNAME)
 		return 0;
-	seg_error(s->seg, r);
+	seg_error(s->st, s->seg, r);
 	return -1;
 }
 
@@ -252,7 +269,7 @@ static PyObject *seg_names(SegObject *s, PyObject *args)
 	PyMem_Free(info);
 	if (r != SHVAL_ENOTFOUND) {
 		Py_DECREF(l);
-		seg_error(s->seg, r);
+		seg_error(s->st, s->seg, r);
 		return NULL;
 	}
 	return l;
@@ -275,7 +292,7 @@ static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 		created = c;
 	}
 	if (r) {
-		seg_error(s->seg, r);
+		seg_error(s->st, s->seg, r);
 		return NULL;
 	}
 	PyObject *v = wrap_found(s, h);
@@ -317,14 +334,14 @@ static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 	if (!name)
 		return NULL;
 	tinfo ti;
-	if (resolve_type(PyTuple_GET_ITEM(args, 1), &ti, 0) < 0)
+	if (resolve_type(s->st, PyTuple_GET_ITEM(args, 1), &ti, 0) < 0)
 		return NULL;
 	PyObject *rest = PyTuple_GetSlice(args, 2, na);
 	if (!rest)
 		return NULL;
 	PyObject *res = NULL;
 	if (ti.is_ctypes_composite) {
-		PyObject *b = ctypes_init(ti.ctype, rest);
+		PyObject *b = ctypes_init(ti.ctype, PySequence_Fast_ITEMS(rest), PyTuple_GET_SIZE(rest));
 		if (b) {
 			res = seg_get_or_create(s, name, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), NULL, lock);
 			Py_DECREF(b);
@@ -358,7 +375,7 @@ static PyObject *seg_array(SegObject *s, PyObject *args, PyObject *kw)
 		return NULL;
 	tinfo ti;
 	size_t n;
-	PyObject *bytes = array_init(t, init, &ti, &n);
+	PyObject *bytes = array_init(s->st, t, init, &ti, &n);
 	if (!bytes)
 		return NULL;
 	Py_ssize_t bl = PyBytes_GET_SIZE(bytes);
@@ -384,7 +401,7 @@ static PyObject *seg_lock(SegObject *s, PyObject *args, PyObject *kw)
 			r = shval_find(s->seg, name, NULL, &h);
 	}
 	if (r) {
-		seg_error(s->seg, r);
+		seg_error(s->st, s->seg, r);
 		return NULL;
 	}
 	return wrap_found(s, h);
@@ -415,9 +432,9 @@ static PyObject *seg_reduce(SegObject *s, PyObject *Py_UNUSED(a))
 	return Py_BuildValue("(N(N))", fn, ref);
 }
 
-PyObject *m_rebuild_segment(PyObject *Py_UNUSED(m), PyObject *ref)
+PyObject *m_rebuild_segment(PyObject *m, PyObject *ref)
 {
-	return (PyObject *)resolve_segref(ref);
+	return (PyObject *)resolve_segref(PyModule_GetState(m), ref);
 }
 
 static PyObject *seg_repr(SegObject *s)
@@ -454,26 +471,24 @@ static PyGetSetDef seg_getset[] = {
 	{NULL, NULL, NULL, NULL, NULL}
 };
 
-static PyMappingMethods seg_as_mapping = {
-	NULL, (binaryfunc)seg_getitem, (objobjargproc)seg_delitem
+static PyType_Slot seg_slots[] = {
+	{Py_tp_dealloc, seg_dealloc},
+	{Py_tp_traverse, seg_traverse},
+	{Py_tp_repr, seg_repr},
+	{Py_mp_subscript, seg_getitem},
+	{Py_mp_ass_subscript, seg_delitem},
+	{Py_sq_contains, seg_contains},
+	{Py_tp_doc, "Segment(name, create=False, size=None, mode=0o600, temp=False, readonly=False)\n--\n\n"
+		    "A named shared-memory segment of named values."},
+	{Py_tp_methods, seg_methods},
+	{Py_tp_getset, seg_getset},
+	{Py_tp_new, seg_new},
+	{0, NULL}
 };
 
-static PySequenceMethods seg_as_sequence = {
-	.sq_contains = (objobjproc)seg_contains,
-};
-
-PyTypeObject SegmentType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.Segment",
-	.tp_basicsize = sizeof(SegObject),
-	.tp_dealloc = (destructor)seg_dealloc,
-	.tp_repr = (reprfunc)seg_repr,
-	.tp_as_mapping = &seg_as_mapping,
-	.tp_as_sequence = &seg_as_sequence,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Segment(name, create=False, size=None, mode=0o600, temp=False, readonly=False)\n--\n\n"
-		  "A named shared-memory segment of named values.",
-	.tp_methods = seg_methods,
-	.tp_getset = seg_getset,
-	.tp_new = seg_new,
+PyType_Spec seg_spec = {
+	.name = "shval.Segment",
+	.basicsize = sizeof(SegObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = seg_slots,
 };

@@ -16,6 +16,25 @@
  *   array.c     SharedArray / SynchronizedArray / SynchronizedString
  * See python/README.md for the behaviour and its documented differences.
  *
+ * CPython structure (issue 13):
+ *   - Every type is a heap type made by PyType_FromModuleAndSpec() from a
+ *     PyType_Spec in its file (the *_spec below), immutable, GC-tracked:
+ *     tp_traverse visits the type and every object reference; values also
+ *     have tp_clear (base, lock, ctype), and close their handle in dealloc
+ *     only if owns_h (not "if no base": tp_clear may have cleared base).
+ *     Value types have no tp_new (Py_TPFLAGS_DISALLOW_INSTANTIATION, as
+ *     the static types before).
+ *   - Multi-phase init (PyModuleDef_Init + Py_mod_exec); what were C
+ *     globals is the module state (shval_state, module.c).  Objects cache
+ *     a pointer to it, so no hot path looks it up.
+ *   - Hot calls are METH_O / METH_NOARGS / METH_FASTCALL (| METH_KEYWORDS,
+ *     parsed by fast_args() in convert.c: no private CPython API).
+ *   - Hot paths use the library header's inline fast paths: the seqlock
+ *     read (shval_read with cap == size, a constant for 4 and 8 bytes),
+ *     the 64- and 32-bit atomic add (shval_add_i64), and the own-lock
+ *     section of shval_write / the locked add (fast_write / fast_add at
+ *     the end of this file: why not the macros themselves is said there).
+ *
  * Object model:
  *   Segment             a shval_seg (named, or an anonymous one).
  *   SharedValue         a raw value (RawValue, Value(lock=False), get_obj()).
@@ -47,26 +66,63 @@
  * calls is there, so nothing is bound weakly. */
 
 /* ------------------------------------------------------------------------ */
-/* globals (module.c)                                                        */
+/* module state (module.c)                                                  */
 
-extern PyObject *ShvalError;       /* shval.Error */
-extern PyObject *OwnerDiedWarning; /* shval.OwnerDiedWarning */
-extern PyObject *anon_cache;       /* (st_dev, st_ino) -> Segment */
-extern PyObject *named_cache;      /* name -> Segment (for unpickling) */
-extern PyObject *ct_simple, *ct_array, *ct_struct, *ct_union, *ct_pointer,
-	*ct_funcptr;
-extern unsigned long name_counter;
+/* Everything that was a C global lives here, one per module object
+ * (multi-phase init, PEP 489).  Objects cache a pointer to it (`st`): an
+ * object holds its heap type, the type holds the module, so the state
+ * outlives every object that points at it; hot paths never look it up.
+ * Module functions get it from their module (PyModule_GetState), tp_new
+ * from its type (PyType_GetModuleByDef). */
+#define SMALL_INT_MIN (-5)
+#define SMALL_INT_N 262
+typedef struct shval_state {
+	PyObject *Error;            /* shval.Error */
+	PyObject *OwnerDiedWarning; /* shval.OwnerDiedWarning */
+	PyObject *anon_cache;       /* (st_dev, st_ino) -> Segment address
+				     * (weak: segment.c, anon_cache_get) */
+	PyObject *cur_pool;         /* this process's pool segment, a Segment
+				     * (strong; create.c) */
+	PyObject *named_cache;      /* name -> Segment (for unpickling) */
+	PyObject *ct_simple, *ct_array, *ct_struct, *ct_union, *ct_pointer,
+		*ct_funcptr;        /* ctypes base classes */
+	PyTypeObject *SegmentType, *SharedValueType, *SynchronizedType,
+		*SharedArrayType, *SynchronizedArrayType,
+		*SynchronizedStringType, *LockType, *RLockType;
+	/* names of anonymous values and locks: v.<pid>.<id>.<n> and
+	 * lock.<pid>.<id>.<n> (create.c); id is
+	 * per module object so that two module objects in one process (a
+	 * re-import after `del sys.modules[...]`) never make the same name */
+	unsigned long name_counter;
+	unsigned long id;
+	PyObject *small_ints[SMALL_INT_N]; /* SMALL_INT_MIN.. (array slices) */
+	PyObject *str_value; /* "value", interned (val_getattro's shortcut) */
+} shval_state;
 
-extern PyTypeObject SegmentType, SharedValueType, SynchronizedType,
-	SharedArrayType, SynchronizedArrayType, SynchronizedStringType,
-	LockType, RLockType;
+extern PyModuleDef shval_moduledef;
+shval_state *state_of_type(PyTypeObject *tp); /* NULL + error if none */
+
+/* type specs (one per file); module.c builds the types from them */
+extern PyType_Spec seg_spec, val_spec, sync_spec, arr_spec, sync_arr_spec,
+	sync_str_spec, lock_spec, rlock_spec;
 
 /* value.c: shared with the array types */
-extern PyBufferProcs val_as_buffer;
 extern PyMethodDef sync_methods[];
+int val_getbuffer(PyObject *o, Py_buffer *view, int flags);
+void val_releasebuffer(PyObject *o, Py_buffer *view);
+int val_traverse(PyObject *o, visitproc visit, void *arg);
+int val_clear(PyObject *o);
 
-/* lock.c: the fork generation (bumped in the child of every fork) */
+/* lock.c: the fork counters, the process-wide variables left: a fork is
+ * an event of the process, not of a module object, and pthread_atfork()
+ * handlers cannot be removed.  Both are registered by fork_gen_init().
+ *   fork_gen    bumped in the child of every fork (a lock's holder record
+ *               is only believed in the process that made it);
+ *   fork_count  bumped before every fork, so in the parent and the child
+ *               (create.c: a value created before a fork may be held by
+ *               the child, so neither side removes it on dealloc). */
 extern unsigned long fork_gen;
+extern unsigned long fork_count;
 
 /* docstrings shared by several types */
 #define WAIT_DOC                                                          \
@@ -93,6 +149,7 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
+	shval_state *st;
 	shval_seg *seg;
 	int borrowed; /* the library's own anonymous segment: never closed */
 	int anon;     /* pickles by file descriptor */
@@ -102,8 +159,10 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
+	shval_state *st;
 	shval *h;
 	SegObject *seg;
+	int recursive;      /* an RLock */
 	int owner;          /* created here: remove the entry on dealloc */
 	pid_t owner_pid;
 	int shared_out;     /* pickled: never removed */
@@ -121,9 +180,12 @@ typedef struct {
 
 typedef struct {
 	PyObject_HEAD
+	shval_state *st;
 	shval *h;
 	SegObject *seg;
 	PyObject *base;  /* a value owning h (get_obj(), synchronized()) */
+	int owns_h;      /* h is this object's (no base): closed on dealloc;
+			  * not `!base`, which tp_clear may have cleared */
 	PyObject *lock;  /* Synchronized: the lock object (lazily for own) */
 	PyObject *ctype; /* ctypes type (element type for arrays) or NULL */
 	int extlock;     /* take `lock` around every access */
@@ -134,6 +196,7 @@ typedef struct {
 	char letter;     /* scalar / array element letter */
 	char numeric;    /* a scalar add/cas/exchange accept */
 	char isfloat;    /* 'f' or 'd' */
+	char fastint;    /* an integer letter fast_add() may add to */
 	size_t esize, count, size;
 	size_t selem;    /* array of ctypes Structures: element size */
 	Py_ssize_t exports;
@@ -161,7 +224,7 @@ typedef struct {
 #define CALL(v, expr)                                                  \
 	do {                                                           \
 		if (LOCKED(v) && !held_here((LockObject *)(v)->lock)) { \
-			int a_ = acquire_handle2((v)->h, 1, -1, 1);    \
+			int a_ = acquire_handle2((v)->st, (v)->h, 1, -1, 1);    \
 			if (a_ < 0) {                                  \
 				r = PYERR;                             \
 			} else {                                       \
@@ -180,10 +243,12 @@ enum lockmode { LK_RAW, LK_OWN, LK_SHARED };
 /* functions shared between the files                                        */
 
 /* convert.c */
-void set_error(int code, const char *detail);
-void seg_error(shval_seg *seg, int code);
+void set_error(shval_state *st, int code, const char *detail);
+void seg_error(shval_state *st, shval_seg *seg, int code);
 int64_t now_ns(void);
 int64_t timeout_ns(PyObject *t);
+int fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+	      const char *const *names, Py_ssize_t npos, Py_ssize_t nreq, PyObject **out);
 size_t letter_size(char c);
 int is_scalar_letter(char c);
 int is_float(char c);
@@ -192,37 +257,38 @@ PyObject *elem_to_py(char c, const void *src);
 PyObject *i64_to_py(char c, int64_t x);
 int py_to_i64(char c, PyObject *o, int64_t *out);
 int issub(PyObject *t, PyObject *base);
-int canonical(const char *in, tinfo *ti);
-int struct_type(PyObject *t, tinfo *ti);
-int resolve_type(PyObject *t, tinfo *ti, int elem_only);
+int canonical(shval_state *st, const char *in, tinfo *ti);
+int struct_type(shval_state *st, PyObject *t, tinfo *ti);
+int resolve_type(shval_state *st, PyObject *t, tinfo *ti, int elem_only);
 
 /* segment.c */
-SegObject *seg_wrap(shval_seg *seg, int borrowed);
+SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed);
 PyObject *devino_key(dev_t d, ino_t i);
-SegObject *anon_cache_get(PyObject *key);
+SegObject *anon_cache_get(shval_state *st, PyObject *key);
 int anon_cache_put(SegObject *s);
 void anon_cache_forget(SegObject *s);
 int check_open(SegObject *s);
-PyObject *m_rebuild_segment(PyObject *Py_UNUSED(m), PyObject *ref);
+PyObject *m_rebuild_segment(PyObject *m, PyObject *ref);
 
 /* lock.c */
 void note_acquired(LockObject *l);
 void note_released(LockObject *l);
 void fork_gen_init(void);
-int is_lock(PyObject *o);
+int is_lock(shval_state *st, PyObject *o);
 PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 			   int own_value_lock);
 PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw);
-int acquire_handle2(shval *h, int block, int64_t tmo, int nested_ok);
-int acquire_handle(shval *h, int block, int64_t tmo);
-PyObject *lock_acquire(LockObject *l, PyObject *args, PyObject *kw);
+int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok);
+int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo);
+PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
+			PyObject *kwnames);
 PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a));
 PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a));
 
 /* value.c */
-int is_val(PyObject *o);
-int is_sync(PyObject *o);
-PyTypeObject *pick_type(unsigned kind, char letter, int sync);
+int is_val(shval_state *st, PyObject *o);
+int is_sync(shval_state *st, PyObject *o);
+PyTypeObject *pick_type(shval_state *st, unsigned kind, char letter, int sync);
 size_t ctypes_sizeof(PyObject *t);
 PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 			  PyObject *base, PyObject *ctype, PyObject *lock, int extlock);
@@ -233,7 +299,8 @@ int handle_rc(ValObject *v, int r);
 PyObject *read_bytes(ValObject *v);
 int val_value_set(ValObject *v, PyObject *o, void *Py_UNUSED(c));
 PyObject *val_version(ValObject *v, void *Py_UNUSED(c));
-PyObject *val_wait(ValObject *v, PyObject *args, PyObject *kw);
+PyObject *val_wait(ValObject *v, PyObject *const *args, Py_ssize_t nargs,
+		    PyObject *kwnames);
 PyObject *val_repr(ValObject *v);
 PyObject *seg_ref(SegObject *s);
 PyObject *module_attr(const char *name);
@@ -259,19 +326,19 @@ PyObject *arr_value_get(ValObject *v);
 int arr_value_set(ValObject *v, PyObject *o);
 
 /* create.c */
-int parse_lock(PyObject *lock, enum lockmode *m);
+int parse_lock(shval_state *st, PyObject *lock, enum lockmode *m);
 unsigned raw_mode(const char *type);
-extern unsigned long fork_count;
-int anon_lock_create(int recursive, shval **h, SegObject **segp);
-PyObject *create_anon(const tinfo *ti, const void *init, size_t init_len,
+int anon_lock_create(shval_state *st, int recursive, shval **h, SegObject **segp);
+PyObject *create_anon(shval_state *st, const tinfo *ti, const void *init, size_t init_len,
 			     enum lockmode lm, PyObject *lockobj);
-PyObject *ctypes_init(PyObject *ctype, PyObject *args);
-PyObject *make_value(PyObject *t, PyObject *args, enum lockmode lm, PyObject *lockobj);
-PyObject *array_init(PyObject *t, PyObject *init, tinfo *ti, size_t *count);
-PyObject *make_array(PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj);
+PyObject *ctypes_init(PyObject *ctype, PyObject *const *args, Py_ssize_t na);
+PyObject *make_value(shval_state *st, PyObject *t, PyObject *const *args, Py_ssize_t na,
+		     enum lockmode lm, PyObject *lockobj);
+PyObject *array_init(shval_state *st, PyObject *t, PyObject *init, tinfo *ti, size_t *count);
+PyObject *make_array(shval_state *st, PyObject *t, PyObject *init, enum lockmode lm, PyObject *lockobj);
 
 /* module.c */
-SegObject *resolve_segref(PyObject *ref);
+SegObject *resolve_segref(shval_state *st, PyObject *ref);
 
 
 /* Does this thread hold l (taken through l, in this process)?  A false
@@ -281,5 +348,106 @@ static inline int held_here(const LockObject *l)
 	return l && l->depth && l->holder_gen == fork_gen &&
 	       l->holder == PyThread_get_thread_ident();
 }
+
+/* ---- Own-lock sections inline (hot paths) ----
+ * include/shval.h's inline shval_write() and locked shval_add_i64() fall
+ * back to the functions when the trylock fails, and the functions block
+ * in pthread_mutex_lock() with the GIL held: a thread of this process
+ * holding the lock through `with v.get_lock():` could then never run to
+ * release it.  So the binding runs the same section (the header's
+ * shval__sec_open / _dirty / _commit, from the same build of the library:
+ * it links the static library) and leaves everything else (contention, a
+ * lock this thread holds, a removed value) to the general path, which
+ * waits with the GIL released (acquire_handle2).  None of this touches
+ * the library's thread-locals (its held-lock list), which the module,
+ * dlopen'ed, reaches through _dl_tlsdesc_dynamic.
+ * Returns 0 (done), FAST_SLOW (take the general path) or SHVAL_EOWNERDEAD
+ * (a dead owner's section was rolled back and the lock released: warn,
+ * then take the general path). */
+#define FAST_SLOW 1
+#if defined(shval_write) && defined(shval_add_i64) /* the header's inline paths */
+/* n is a constant in every caller below (always inlined): the copies are
+ * moves, not calls of memcpy */
+static inline __attribute__((always_inline)) int fast_write_n(ValObject *v, const void *buf,
+							      size_t n)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	int r = shval__sec_open(f);
+	if (r == 0) {
+		shval__sec_dirty(f, n);
+		memcpy(f->data, buf, n);
+		shval__sec_commit(v->h, f);
+		return 0;
+	}
+	if (r == EOWNERDEAD) {
+		shval__fast_recover(v->h);
+		return SHVAL_EOWNERDEAD;
+	}
+	return FAST_SLOW;
+}
+
+static inline int fast_write(ValObject *v, const void *buf, size_t len)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	if (!(f->flags & SHVAL__F_OWNWRITE) || f->size != len)
+		return FAST_SLOW;
+	switch (len) {
+	case 1: return fast_write_n(v, buf, 1);
+	case 2: return fast_write_n(v, buf, 2);
+	case 4: return fast_write_n(v, buf, 4);
+	case 8: return fast_write_n(v, buf, 8);
+	}
+	return fast_write_n(v, buf, len);
+}
+
+/* An own-lock integer value of 1, 2, 4 or 8 bytes: wraps and stores the
+ * low bytes, as the library's rmw_int(); *out: the new low bytes. */
+static inline __attribute__((always_inline)) int fast_add_n(ValObject *v, int64_t d,
+							    int64_t *out, size_t n)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	int r = shval__sec_open(f);
+	if (r == 0) {
+		uint64_t x = 0;
+		memcpy(&x, f->data, n); /* little-endian: low bytes */
+		x += (uint64_t)d;
+		shval__sec_dirty(f, n);
+		memcpy(f->data, &x, n);
+		shval__sec_commit(v->h, f);
+		*out = (int64_t)x;
+		return 0;
+	}
+	if (r == EOWNERDEAD) {
+		shval__fast_recover(v->h);
+		return SHVAL_EOWNERDEAD;
+	}
+	return FAST_SLOW;
+}
+
+static inline int fast_add(ValObject *v, int64_t d, int64_t *out)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	if (!(f->flags & SHVAL__F_OWNWRITE) || !v->fastint)
+		return FAST_SLOW;
+	switch (f->size) {
+	case 1: return fast_add_n(v, d, out, 1);
+	case 2: return fast_add_n(v, d, out, 2);
+	case 4: return fast_add_n(v, d, out, 4);
+	case 8: return fast_add_n(v, d, out, 8);
+	}
+	return FAST_SLOW;
+}
+#else
+static inline int fast_write(ValObject *v, const void *buf, size_t len)
+{
+	(void)v, (void)buf, (void)len;
+	return FAST_SLOW;
+}
+static inline int fast_add(ValObject *v, int64_t d, int64_t *out)
+{
+	(void)v, (void)d, (void)out;
+	return FAST_SLOW;
+}
+#endif
 
 #endif /* SHVAL_PY_H */

@@ -9,25 +9,26 @@
 /* ------------------------------------------------------------------------ */
 /* values                                                                    */
 
-int is_val(PyObject *o)
+int is_val(shval_state *st, PyObject *o)
 {
-	return PyObject_TypeCheck(o, &SharedValueType) || PyObject_TypeCheck(o, &SharedArrayType);
+	return PyObject_TypeCheck(o, st->SharedValueType) ||
+	       PyObject_TypeCheck(o, st->SharedArrayType);
 }
 
-int is_sync(PyObject *o)
+int is_sync(shval_state *st, PyObject *o)
 {
-	return PyObject_TypeCheck(o, &SynchronizedType) ||
-	       PyObject_TypeCheck(o, &SynchronizedArrayType);
+	return PyObject_TypeCheck(o, st->SynchronizedType) ||
+	       PyObject_TypeCheck(o, st->SynchronizedArrayType);
 }
 
-PyTypeObject *pick_type(unsigned kind, char letter, int sync)
+PyTypeObject *pick_type(shval_state *st, unsigned kind, char letter, int sync)
 {
 	if (kind == SHVAL_KIND_ARRAY) {
 		if (!sync)
-			return &SharedArrayType;
-		return letter == 'c' ? &SynchronizedStringType : &SynchronizedArrayType;
+			return st->SharedArrayType;
+		return letter == 'c' ? st->SynchronizedStringType : st->SynchronizedArrayType;
 	}
-	return sync ? &SynchronizedType : &SharedValueType;
+	return sync ? st->SynchronizedType : st->SharedValueType;
 }
 
 size_t ctypes_sizeof(PyObject *t)
@@ -52,10 +53,11 @@ size_t ctypes_sizeof(PyObject *t)
 PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 			  PyObject *base, PyObject *ctype, PyObject *lock, int extlock)
 {
+	shval_state *st = seg->st;
 	struct shval_info info;
 	int r = shval_info(h, &info);
 	if (r) {
-		seg_error(shval_segment(h), r);
+		seg_error(st, shval_segment(h), r);
 		if (!base)
 			shval_close(h);
 		return NULL;
@@ -66,13 +68,15 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 		PyErr_SetString(PyExc_TypeError, "that name is a lock, not a value");
 		return NULL;
 	}
-	ValObject *v = PyObject_New(ValObject, tp);
+	ValObject *v = (ValObject *)tp->tp_alloc(tp, 0); /* zeroed, tracked */
 	if (!v) {
 		if (!base)
 			shval_close(h);
 		return NULL;
 	}
+	v->st = st;
 	v->h = h;
+	v->owns_h = base == NULL;
 	Py_INCREF(seg);
 	v->seg = seg;
 	v->base = base;
@@ -101,6 +105,8 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->numeric = v->kind == SHVAL_KIND_SCALAR && v->letter &&
 		     strchr("bBhHiIlLqQnNfdcu?", v->letter) != NULL;
 	v->isfloat = v->numeric && is_float(v->letter);
+	v->fastint = v->numeric && strchr("bBhHiIlLqQnN", v->letter) != NULL &&
+		     (v->size == 1 || v->size == 2 || v->size == 4 || v->size == 8);
 	if (v->kind == SHVAL_KIND_STRING)
 		v->letter = 's';
 	if (v->kind == SHVAL_KIND_STRUCT) {
@@ -117,7 +123,7 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 		}
 	}
 	v->selem = 0;
-	if (ctype && v->kind == SHVAL_KIND_ARRAY && issub(ctype, ct_struct)) {
+	if (ctype && v->kind == SHVAL_KIND_ARRAY && issub(ctype, st->ct_struct)) {
 		v->selem = ctypes_sizeof(ctype);
 		if (!v->selem || v->size % v->selem) {
 			Py_DECREF(v);
@@ -130,19 +136,44 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	return (PyObject *)v;
 }
 
+int val_traverse(PyObject *o, visitproc visit, void *arg)
+{
+	ValObject *v = (ValObject *)o;
+	Py_VISIT(Py_TYPE(o));
+	Py_VISIT(v->seg);
+	Py_VISIT(v->base);
+	Py_VISIT(v->lock);
+	Py_VISIT(v->ctype);
+	return 0;
+}
+
+/* Breaks cycles through base, lock and ctype.  `seg` stays (a Segment
+ * refers to nothing, and dealloc needs it to remove an entry it created);
+ * the handle is closed by dealloc if and only if owns_h, whatever was
+ * cleared here. */
+int val_clear(PyObject *o)
+{
+	ValObject *v = (ValObject *)o;
+	Py_CLEAR(v->base);
+	Py_CLEAR(v->lock);
+	Py_CLEAR(v->ctype);
+	return 0;
+}
+
 void val_dealloc(ValObject *v)
 {
-	if (!v->base) {
+	PyTypeObject *tp = Py_TYPE(v);
+	PyObject_GC_UnTrack(v);
+	if (v->owns_h) {
 		shval_close(v->h);
 		if (PRIVATE_OWNED(v))
 			(void)shval_remove(v->seg->seg, v->name);
 	}
-	Py_XDECREF(v->base);
-	Py_XDECREF(v->lock);
-	Py_XDECREF(v->ctype);
+	(void)val_clear((PyObject *)v);
 	Py_XDECREF(v->seg);
 	PyMem_Free(v->fields);
-	Py_TYPE(v)->tp_free((PyObject *)v);
+	tp->tp_free((PyObject *)v);
+	Py_DECREF(tp);
 }
 
 /* The value's own lock object (a second handle on the value). */
@@ -159,7 +190,7 @@ static PyObject *own_lock(ValObject *v)
 	shval *h;
 	int r = shval_find(v->seg->seg, v->name, NULL, &h);
 	if (r) {
-		seg_error(v->seg->seg, r);
+		seg_error(v->st, v->seg->seg, r);
 		return NULL;
 	}
 	v->lock = lock_wrap(h, v->seg, v->mode == SHVAL_RLOCK, 1);
@@ -172,7 +203,7 @@ int ext_enter(ValObject *v)
 {
 	if (!v->extlock)
 		return 0;
-	int r = acquire_handle(((LockObject *)v->lock)->h, 1, -1);
+	int r = acquire_handle(v->st, ((LockObject *)v->lock)->h, 1, -1);
 	return r < 0 ? -1 : 0;
 }
 
@@ -194,12 +225,12 @@ int handle_rc(ValObject *v, int r)
 		return -1;
 	if (r == SHVAL_EOWNERDEAD) {
 		/* the library recovered and completed the operation */
-		return PyErr_WarnEx(OwnerDiedWarning,
+		return PyErr_WarnEx(v->st->OwnerDiedWarning,
 				    "the previous owner of the value's lock died "
 				    "holding it; the value was rolled back",
 				    1);
 	}
-	seg_error(shval_segment(v->h), r);
+	seg_error(v->st, shval_segment(v->h), r);
 	return -1;
 }
 
@@ -262,7 +293,13 @@ static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 		uint64_t b[2];
 		int r;
 		if (!v->extlock) {
-			r = shval_read(v->h, b, v->size); /* never blocks */
+			/* never blocks; a constant size: the copy is a move */
+			if (v->size == 4)
+				r = shval_read(v->h, b, 4);
+			else if (v->size == 8)
+				r = shval_read(v->h, b, 8);
+			else
+				r = shval_read(v->h, b, v->size);
 		} else {
 			if (ext_enter(v) < 0)
 				return NULL;
@@ -298,6 +335,18 @@ static int write_bytes(ValObject *v, const void *b, size_t n)
 {
 	int r;
 	if (!v->extlock) {
+		if (LOCKED(v)) {
+			if (held_here((LockObject *)v->lock)) {
+				/* inside `with v.get_lock():`: a nested write */
+				r = (shval_write)(v->h, b, n);
+				goto done;
+			}
+			r = fast_write(v, b, n);
+			if (r == 0)
+				goto done;
+			if (r != FAST_SLOW && handle_rc(v, r) < 0) /* owner died */
+				return -1;
+		}
 		CALL(v, shval_write(v->h, b, n));
 	} else {
 		if (ext_enter(v) < 0)
@@ -305,7 +354,8 @@ static int write_bytes(ValObject *v, const void *b, size_t n)
 		CALL(v, shval_write(v->h, b, n));
 		ext_exit(v);
 	}
-	if (handle_rc(v, r) < 0)
+done:
+	if (r && handle_rc(v, r) < 0)
 		return -1;
 	v->seen = shval_value_version(v->h);
 	return 0;
@@ -380,7 +430,9 @@ static int need_scalar(ValObject *v)
 	return 0;
 }
 
-static PyObject *val_add(ValObject *v, PyObject *delta)
+/* flatten: the header's inline add is inlined here (GCC keeps it out of line
+ * otherwise) */
+__attribute__((flatten)) static PyObject *val_add(ValObject *v, PyObject *delta)
 {
 	if (!v->isfloat && v->numeric && !v->extlock && PyLong_CheckExact(delta)) {
 		/* the common case: an int delta on an integer value; a 64-bit
@@ -389,8 +441,14 @@ static PyObject *val_add(ValObject *v, PyObject *delta)
 		long long d = PyLong_AsLongLongAndOverflow(delta, &of);
 		if (!of && !(d == -1 && PyErr_Occurred())) {
 			int64_t out = 0;
-			int r;
-			CALL(v, shval_add_i64(v->h, d, &out));
+			int r = FAST_SLOW;
+			if (LOCKED(v) && !held_here((LockObject *)v->lock)) {
+				r = fast_add(v, d, &out);
+				if (r != 0 && r != FAST_SLOW && handle_rc(v, r) < 0)
+					return NULL; /* owner died: warned */
+			}
+			if (r != 0)
+				CALL(v, shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)
 				return NULL;
 			if (v->letter == 'i')
@@ -434,11 +492,13 @@ out:
 	return res;
 }
 
-static PyObject *val_cas(ValObject *v, PyObject *args)
+static PyObject *val_cas(ValObject *v, PyObject *const *args, Py_ssize_t nargs)
 {
-	PyObject *exp, *des;
-	if (!PyArg_ParseTuple(args, "OO:cas", &exp, &des))
+	if (nargs != 2) {
+		PyErr_Format(PyExc_TypeError, "cas expected 2 arguments, got %zd", nargs);
 		return NULL;
+	}
+	PyObject *exp = args[0], *des = args[1];
 	if (need_scalar(v) < 0)
 		return NULL;
 	int r;
@@ -510,12 +570,14 @@ PyObject *val_version(ValObject *v, void *Py_UNUSED(c))
 	return PyLong_FromUnsignedLongLong(shval_value_version(v->h));
 }
 
-PyObject *val_wait(ValObject *v, PyObject *args, PyObject *kw)
+PyObject *val_wait(ValObject *v, PyObject *const *args, Py_ssize_t nargs,
+		    PyObject *kwnames)
 {
-	static char *kwlist[] = {"timeout", "version", NULL};
-	PyObject *tmo = Py_None, *ver = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:wait", kwlist, &tmo, &ver))
+	static const char *const names[] = {"timeout", "version", NULL};
+	PyObject *a[2] = {NULL, NULL};
+	if (fast_args("wait", args, nargs, kwnames, names, 2, 0, a) < 0)
 		return NULL;
+	PyObject *tmo = a[0], *ver = a[1] ? a[1] : Py_None;
 	int64_t t = timeout_ns(tmo);
 	if (t == -2)
 		return NULL;
@@ -548,7 +610,7 @@ PyObject *val_wait(ValObject *v, PyObject *args, PyObject *kw)
 				return NULL;
 			continue;
 		}
-		seg_error(shval_segment(v->h), r);
+		seg_error(v->st, shval_segment(v->h), r);
 		return NULL;
 	}
 }
@@ -562,7 +624,7 @@ static PyObject *sync_get_lock(ValObject *v, PyObject *Py_UNUSED(a))
 
 static PyObject *sync_get_obj(ValObject *v, PyObject *Py_UNUSED(a))
 {
-	PyTypeObject *tp = pick_type(v->kind, v->letter, 0);
+	PyTypeObject *tp = pick_type(v->st, v->kind, v->letter, 0);
 	PyObject *owner = v->base ? v->base : (PyObject *)v;
 	PyObject *raw = val_wrap(tp, v->h, v->seg, owner, v->ctype, NULL, 0);
 	if (!raw)
@@ -579,12 +641,13 @@ static PyObject *sync_get_obj(ValObject *v, PyObject *Py_UNUSED(a))
 	return res;
 }
 
-static PyObject *sync_acquire(ValObject *v, PyObject *args, PyObject *kw)
+static PyObject *sync_acquire(ValObject *v, PyObject *const *args, Py_ssize_t nargs,
+			      PyObject *kwnames)
 {
 	PyObject *l = own_lock(v);
 	if (!l)
 		return NULL;
-	PyObject *res = lock_acquire((LockObject *)l, args, kw);
+	PyObject *res = lock_acquire((LockObject *)l, args, nargs, kwnames);
 	Py_DECREF(l);
 	return res;
 }
@@ -684,7 +747,7 @@ PyObject *val_repr(ValObject *v)
 	} else {
 		inner = raw_repr(v);
 	}
-	if (!inner || !is_sync((PyObject *)v))
+	if (!inner || !is_sync(v->st, (PyObject *)v))
 		return inner;
 	const char *tn = Py_TYPE(v)->tp_name;
 	const char *dot = strrchr(tn, '.');
@@ -735,7 +798,7 @@ PyObject *val_reduce(ValObject *v, PyObject *Py_UNUSED(a))
 		return NULL;
 	}
 	PyObject *lk = Py_None;
-	int sync = is_sync((PyObject *)v);
+	int sync = is_sync(v->st, (PyObject *)v);
 	if (sync && v->lock && !((LockObject *)v->lock)->own_value_lock)
 		lk = v->lock;
 	return Py_BuildValue("(N(NsiOOi))", fn, ref, v->name, sync,
@@ -757,16 +820,17 @@ static const char *buf_format(ValObject *v)
 	return "B";
 }
 
-static int val_getbuffer(ValObject *v, Py_buffer *view, int flags)
+int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 {
+	ValObject *v = (ValObject *)o;
 	void *p = shval_data(v->h);
 	if (!p) {
 		/* a live value without memory (a Redis segment's): EMODE */
 		struct shval_info in;
 		if (shval_info(v->h, &in) == 0)
-			set_error(SHVAL_EMODE, shval_errmsg(shval_segment(v->h)));
+			set_error(v->st, SHVAL_EMODE, shval_errmsg(shval_segment(v->h)));
 		else
-			set_error(SHVAL_ESTALE, "the value was removed");
+			set_error(v->st, SHVAL_ESTALE, "the value was removed");
 		view->obj = NULL;
 		return -1;
 	}
@@ -804,15 +868,12 @@ static int val_getbuffer(ValObject *v, Py_buffer *view, int flags)
 	return 0;
 }
 
-static void val_releasebuffer(ValObject *v, Py_buffer *view)
+void val_releasebuffer(PyObject *o, Py_buffer *view)
 {
+	ValObject *v = (ValObject *)o;
 	PyMem_Free(view->internal);
 	v->exports--;
 }
-
-PyBufferProcs val_as_buffer = {
-	(getbufferproc)val_getbuffer, (releasebufferproc)val_releasebuffer
-};
 
 /* ------------------------------------------------------------------------ */
 /* value types                                                               */
@@ -844,11 +905,11 @@ static PyGetSetDef val_getset[] = {
 static PyMethodDef val_methods[] = {
 	{"add", (PyCFunction)val_add, METH_O,
 	 "add($self, delta, /)\n--\n\nAdd delta (atomically, or under the value's lock); the new value."},
-	{"cas", (PyCFunction)val_cas, METH_VARARGS,
+	{"cas", (PyCFunction)(void (*)(void))val_cas, METH_FASTCALL,
 	 "cas($self, expected, new, /)\n--\n\nCompare-and-swap: store new if the value equals expected; True if stored."},
 	{"exchange", (PyCFunction)val_exchange, METH_O,
 	 "exchange($self, new, /)\n--\n\nStore new; the old value."},
-	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_VARARGS | METH_KEYWORDS, WAIT_DOC},
+	{"wait", (PyCFunction)(void (*)(void))val_wait, METH_FASTCALL | METH_KEYWORDS, WAIT_DOC},
 	{"__reduce__", (PyCFunction)val_reduce, METH_NOARGS, REDUCE_DOC},
 	{NULL, NULL, 0, NULL}
 };
@@ -865,7 +926,7 @@ PyMethodDef sync_methods[] = {
 	 "get_lock($self, /)\n--\n\nThe lock guarding the value (its own lock, or the shared one)."},
 	{"get_obj", (PyCFunction)sync_get_obj, METH_NOARGS,
 	 "get_obj($self, /)\n--\n\nThe raw value without the lock wrapper."},
-	{"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_VARARGS | METH_KEYWORDS,
+	{"acquire", (PyCFunction)(void (*)(void))sync_acquire, METH_FASTCALL | METH_KEYWORDS,
 	 "acquire($self, /, block=True, timeout=None)\n--\n\nget_lock().acquire()."},
 	{"release", (PyCFunction)sync_release, METH_NOARGS,
 	 "release($self, /)\n--\n\nget_lock().release()."},
@@ -876,30 +937,47 @@ PyMethodDef sync_methods[] = {
 	{NULL, NULL, 0, NULL}
 };
 
-PyTypeObject SharedValueType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.SharedValue",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_getattro = val_getattro,
-	.tp_setattro = val_setattro,
-	.tp_as_buffer = &val_as_buffer,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "A value in shared memory (RawValue, Value(lock=False), get_obj()).",
-	.tp_methods = val_methods,
-	.tp_getset = val_getset,
+static PyType_Slot val_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_repr, val_repr},
+	{Py_tp_getattro, val_getattro},
+	{Py_tp_setattro, val_setattro},
+	{Py_bf_getbuffer, val_getbuffer},
+	{Py_bf_releasebuffer, val_releasebuffer},
+	{Py_tp_doc, "A value in shared memory (RawValue, Value(lock=False), get_obj())."},
+	{Py_tp_methods, val_methods},
+	{Py_tp_getset, val_getset},
+	{0, NULL}
 };
 
-PyTypeObject SynchronizedType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "shval.Synchronized",
-	.tp_basicsize = sizeof(ValObject),
-	.tp_dealloc = (destructor)val_dealloc,
-	.tp_repr = (reprfunc)val_repr,
-	.tp_getattro = val_getattro,
-	.tp_setattro = val_setattro,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "A value with a lock (Value()).",
-	.tp_methods = sync_methods,
+/* No tp_new: values are made by the module's functions (as the static
+ * types before, which could not be instantiated either). */
+#define VAL_FLAGS                                                        \
+	(Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | \
+	 Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+PyType_Spec val_spec = {
+	.name = "shval.SharedValue",
+	.basicsize = sizeof(ValObject),
+	.flags = VAL_FLAGS,
+	.slots = val_slots,
+};
+
+/* Synchronized: a subtype of SharedValue (module.c passes the base) */
+static PyType_Slot sync_slots[] = {
+	{Py_tp_dealloc, val_dealloc},
+	{Py_tp_traverse, val_traverse},
+	{Py_tp_clear, val_clear},
+	{Py_tp_doc, "A value with a lock (Value())."},
+	{Py_tp_methods, sync_methods},
+	{0, NULL}
+};
+
+PyType_Spec sync_spec = {
+	.name = "shval.Synchronized",
+	.basicsize = sizeof(ValObject),
+	.flags = VAL_FLAGS,
+	.slots = sync_slots,
 };
