@@ -1083,7 +1083,7 @@ SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 		~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 	info->creator_pid = (pid_t)h->creator_pid;
 	info->created = (int64_t)h->created;
-	info->flags = h->seg_flags & SHVAL_TEMP;
+	info->flags = (h->seg_flags & SHVAL_TEMP) | (seg->flags & SHVAL_RDONLY);
 	struct stat st;
 	if (fstat(seg->fd, &st) == 0) {
 		info->mode = st.st_mode & 07777;
