@@ -551,3 +551,18 @@ int resolve_type(PyObject *t, tinfo *ti, int elem_only)
 	PyErr_SetString(PyExc_TypeError, BAD_TYPECODE_MSG);
 	return -1;
 }
+
+/* A name (of a value, lock or segment) as UTF-8 for the library: an
+ * embedded NUL would end the C string early and name something else, so
+ * it is a ValueError, as for os.open() (issue 11). */
+const char *name_utf8(PyObject *o)
+{
+	Py_ssize_t n;
+	const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+	if (s && strlen(s) != (size_t)n) {
+		PyErr_Format(PyExc_ValueError,
+			     "embedded null character in the name %R", o);
+		return NULL;
+	}
+	return s;
+}

@@ -166,7 +166,7 @@ static PyObject *m_synchronized(PyObject *Py_UNUSED(m), PyObject *args, PyObject
 
 static PyObject *m_unlink(PyObject *Py_UNUSED(m), PyObject *arg)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
+	const char *name = name_utf8(arg);
 	if (!name)
 		return NULL;
 	int r = shval_seg_unlink(name);
@@ -188,7 +188,7 @@ SegObject *resolve_segref(PyObject *ref)
 		}
 		if (PyErr_Occurred())
 			return NULL;
-		const char *name = PyUnicode_AsUTF8(ref);
+		const char *name = name_utf8(ref);
 		if (!name)
 			return NULL;
 		shval_seg *seg;

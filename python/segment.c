@@ -96,12 +96,21 @@ static PyObject *seg_new(PyTypeObject *Py_UNUSED(tp), PyObject *args, PyObject *
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|pOIpp:Segment", kwlist, &name, &create,
 					 &size, &mode, &temp, &rdonly))
 		return NULL;
-	char full[4096];
+	/* Room for any name the library takes (a file: path up to
+	 * PATH_MAX - 1 bytes); a longer one is refused here, never cut. */
+	char full[PATH_MAX + 16];
+	int fl;
 	if (name[0] != '/' && strncmp(name, "file:", 5) != 0 &&
 	    strncmp(name, "redis://", 8) != 0 && strncmp(name, "redis+unix://", 13) != 0)
-		snprintf(full, sizeof full, "/%s", name);
+		fl = snprintf(full, sizeof full, "/%s", name);
 	else
-		snprintf(full, sizeof full, "%s", name);
+		fl = snprintf(full, sizeof full, "%s", name);
+	if (fl < 0 || (size_t)fl >= sizeof full) {
+		PyErr_Format(PyExc_ValueError,
+			     "segment name of %zu bytes is too long (a file: path is at "
+			     "most %d bytes, PATH_MAX - 1)", strlen(name), PATH_MAX - 1);
+		return NULL;
+	}
 	shval_seg_opts o;
 	memset(&o, 0, sizeof o);
 	o.struct_size = sizeof o;
@@ -172,7 +181,7 @@ static PyObject *seg_getitem(SegObject *s, PyObject *key)
 {
 	if (check_open(s) < 0)
 		return NULL;
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return NULL;
 	shval *h;
@@ -192,7 +201,7 @@ static int seg_delitem(SegObject *s, PyObject *key, PyObject *val)
 	}
 	if (check_open(s) < 0)
 		return -1;
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return -1;
 	int r = shval_remove(s->seg, name);
@@ -207,7 +216,7 @@ static int seg_contains(SegObject *s, PyObject *key)
 {
 	if (check_open(s) < 0)
 		return -1;
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return -1;
 	shval *h;
@@ -313,7 +322,7 @@ static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 	PyObject *key = PyTuple_GET_ITEM(args, 0);
 	if (na == 1 || PyTuple_GET_ITEM(args, 1) == Py_None)
 		return seg_getitem(s, key);
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return NULL;
 	tinfo ti;

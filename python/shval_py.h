@@ -195,6 +195,7 @@ int issub(PyObject *t, PyObject *base);
 int canonical(const char *in, tinfo *ti);
 int struct_type(PyObject *t, tinfo *ti);
 int resolve_type(PyObject *t, tinfo *ti, int elem_only);
+const char *name_utf8(PyObject *o);
 
 /* segment.c */
 SegObject *seg_wrap(shval_seg *seg, int borrowed);

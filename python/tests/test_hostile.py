@@ -70,3 +70,38 @@ def test_readonly_segment_write_through_view_raises_not_crashes(segname):
     assert out.startswith('refused:'), out
     with shval.Segment(segname) as seg:
         assert seg['x'].value == 7
+
+
+# ---- item 8: no silent truncation of names and paths ------------------------
+
+@pytest.mark.parametrize('n', [511, 600, 4096, 4200, 10000])
+def test_long_file_path_refused_naming_the_limit(tmp_path, n):
+    d = str(tmp_path)
+    path = d + '/' + 'p' * (n - len(d) - 1)
+    assert len(path) == n
+    short = path[:500]  # what a cut at 511 bytes of 'file:' + path opens
+    if n < 4096:
+        # under the limit: not cut; the OS refuses the too long component
+        with pytest.raises(OSError) as e:
+            shval.Segment('file:' + path, create=True)
+    else:
+        with pytest.raises(ValueError, match='4095'):
+            shval.Segment('file:' + path, create=True)
+    assert not os.path.exists(short) and os.listdir(d) == []
+
+
+def test_names_with_nul_refused(segname, tmp_path):
+    with pytest.raises(ValueError, match='null'):
+        shval.Segment(segname + '\0x', create=True)
+    with pytest.raises(ValueError, match='null'):
+        shval.Segment('file:' + str(tmp_path / 'a') + '\0b', create=True)
+    assert os.listdir(tmp_path) == []
+    with shval.Segment(segname, create=True) as seg:
+        seg.value('a', 'q', 1)
+        for call in (lambda: seg.value('a\0b', 'q', 2), lambda: seg.value('a\0b'),
+                     lambda: seg['a\0b'], lambda: seg.__delitem__('a\0b'),
+                     lambda: 'a\0b' in seg, lambda: seg.array('a\0b', 'i', 3),
+                     lambda: seg.lock('a\0b'), lambda: shval.unlink(segname + '\0x')):
+            with pytest.raises(ValueError, match='null'):
+                call()
+        assert seg.names() == ['a'] and seg['a'].value == 1
