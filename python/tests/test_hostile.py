@@ -105,3 +105,49 @@ def test_names_with_nul_refused(segname, tmp_path):
             with pytest.raises(ValueError, match='null'):
                 call()
         assert seg.names() == ['a'] and seg['a'].value == 1
+
+
+# ---- item 10: timeouts follow threading.Lock.acquire's rules ----------------
+
+def _outcome(f):
+    try:
+        return f()
+    except Exception as e:  # noqa: BLE001 - the type is the outcome
+        return type(e)
+
+
+BAD_TIMEOUTS = [float('nan'), -0.5, -2, -1e300, float('inf'), -float('inf'), 1e300, 2 ** 70]
+
+
+@pytest.mark.parametrize('t', BAD_TIMEOUTS, ids=repr)
+def test_timeouts_as_threading(segname, t):
+    expect = _outcome(lambda: threading.Lock().acquire(timeout=t))
+    assert expect in (ValueError, OverflowError)
+    with shval.Segment(segname, create=True) as seg:
+        lk = seg.lock('L', recursive=False)
+        v = seg.value('x', 'q', 0)
+        raw = seg.value('r', 'q', 0, lock=False)
+        for f in (lambda: lk.acquire(timeout=t), lambda: lk.acquire(True, t),
+                  lambda: v.get_lock().acquire(timeout=t), lambda: v.acquire(timeout=t),
+                  lambda: shval.Lock().acquire(timeout=t), lambda: shval.RLock().acquire(timeout=t),
+                  lambda: v.wait(t), lambda: raw.wait(timeout=t)):
+            assert _outcome(f) is expect
+        assert lk.acquire(timeout=0) is True  # nothing was left held
+        lk.release()
+
+
+def test_timeout_minus_one_is_forever_as_threading(segname):
+    assert threading.Lock().acquire(timeout=-1) is True
+    with shval.Segment(segname, create=True) as seg:
+        lk = seg.lock('L', recursive=False)
+        assert lk.acquire(timeout=-1) is True
+        lk.release()
+        raw = seg.value('r', 'q', 0, lock=False)
+        done = []
+        t = threading.Thread(target=lambda: done.append(raw.wait(-1)))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive()  # still waiting: -1 is no timeout
+        raw.value = 1
+        t.join(30)
+        assert done == [True]
