@@ -206,8 +206,22 @@ SegObject *resolve_segref(PyObject *ref)
 	}
 	PyObject *dup;
 	unsigned long long dev, ino;
+	if (!PyTuple_Check(ref) || PyTuple_GET_SIZE(ref) != 3) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_segment: the reference must be a segment name (str) or "
+			     "a (fd holder, st_dev, st_ino) tuple, not %.100s",
+			     Py_TYPE(ref)->tp_name);
+		return NULL;
+	}
 	if (!PyArg_ParseTuple(ref, "OKK:segref", &dup, &dev, &ino))
 		return NULL;
+	if (!PyObject_HasAttrString(dup, "detach")) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_segment: the fd holder must have detach() "
+			     "(multiprocessing.reduction.DupFd), not %.100s",
+			     Py_TYPE(dup)->tp_name);
+		return NULL;
+	}
 	PyObject *key = devino_key((dev_t)dev, (ino_t)ino);
 	if (!key)
 		return NULL;
@@ -261,6 +275,26 @@ static PyObject *m_rebuild_value(PyObject *Py_UNUSED(m), PyObject *args)
 	if (!PyObject_TypeCheck(ref, &SegmentType) || check_open((SegObject *)ref) < 0) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_TypeError, "_rebuild_value: a Segment is required");
+		return NULL;
+	}
+	/* The lock and ctype are used as such later: anything else would be
+	 * read as a LockObject (a crash) or fail far from here (issue 11). */
+	if (lock != Py_None && !is_lock(lock)) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_value: lock must be a shval Lock or RLock or None, not %.100s",
+			     Py_TYPE(lock)->tp_name);
+		return NULL;
+	}
+	if (extlock && lock == Py_None) {
+		PyErr_SetString(PyExc_ValueError, "_rebuild_value: extlock needs a lock");
+		return NULL;
+	}
+	if (ctype != Py_None &&
+	    (!PyType_Check(ctype) ||
+	     !(issub(ctype, ct_simple) || issub(ctype, ct_array) || issub(ctype, ct_struct) ||
+	       issub(ctype, ct_union)))) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_value: ctype must be a ctypes type or None, not %R", ctype);
 		return NULL;
 	}
 	SegObject *seg = (SegObject *)Py_NewRef(ref);

@@ -151,3 +151,54 @@ def test_timeout_minus_one_is_forever_as_threading(segname):
         raw.value = 1
         t.join(30)
         assert done == [True]
+
+
+# ---- item 15: the pickling helpers refuse bad arguments clearly -------------
+
+def test_rebuild_helpers_refuse_bad_arguments(segname):
+    import ctypes
+    from shval import _shval as m
+    with shval.Segment(segname, create=True) as seg:
+        seg.value('x', 'q', 1)
+        seg.lock('L')
+        good_v = [seg, 'x', 1, None, None, 0]
+        good_l = [seg, 'L', 1]
+        assert m._rebuild_value(*good_v).value == 1
+        assert m._rebuild_value(seg, 'x', 1, ctypes.c_longlong, shval.Lock(), 1).value == 1
+        m._rebuild_lock(*good_l)
+        bad = [None, 1, 'x', b'x', object(), (), 1.5, ctypes.c_int(1)]
+        calls = []
+        for i in range(6):
+            for x in bad:
+                a = list(good_v)
+                a[i] = x
+                calls.append((m._rebuild_value, a))
+        for i in range(3):
+            for x in bad:
+                a = list(good_l)
+                a[i] = x
+                calls.append((m._rebuild_lock, a))
+        for x in bad + [('x',), ('x', 1, 2), (object(), 1, 2), (None, 'a', 'b')]:
+            calls.append((m._rebuild_segment, [x]))
+        calls.append((m._rebuild_value, [seg, 'x', 1, None, None, 1]))  # extlock, no lock
+        calls.append((m._rebuild_value, [seg, 'x', 1, int, None, 0]))   # not a ctypes type
+        raised = 0
+        for fn, a in calls:
+            try:
+                r = fn(*a)
+            except SystemError as e:
+                pytest.fail('%s%r: SystemError %s' % (fn.__name__, tuple(a), e))
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
+                assert str(e), (fn, a)
+                raised += 1
+            else:
+                # accepted: it must be usable (ints and str-likes that mean something)
+                if fn is m._rebuild_value:
+                    r.value = r.value
+        assert raised >= len(calls) - 12
+        with pytest.raises(ValueError, match='extlock needs a lock'):
+            m._rebuild_value(seg, 'x', 1, None, None, 1)
+        with pytest.raises(TypeError, match='lock must be'):
+            m._rebuild_value(seg, 'x', 1, None, 'x', 0)
+        with pytest.raises(TypeError, match='segment name'):
+            m._rebuild_segment(5)
