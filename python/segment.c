@@ -275,6 +275,23 @@ static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 	shval *h;
 	int r = shval_find(s->seg, name, ti->type, &h);
 	int created = 0;
+	PyObject *lb = NULL;
+	if (r == SHVAL_ENOTFOUND && late_init) {
+		/* All or nothing (issue 11): convert the initialiser into the
+		 * value's bytes in a private scratch value first, so that a bad
+		 * one creates nothing, and a good one is the creation's init
+		 * (never a created value set afterwards, half or not at all). */
+		PyObject *tmp = create_anon(ti, NULL, 0, LK_RAW, NULL);
+		if (!tmp)
+			return NULL;
+		if (PyObject_SetAttrString(tmp, "value", late_init) == 0)
+			lb = read_bytes((ValObject *)tmp);
+		Py_DECREF(tmp);
+		if (!lb)
+			return NULL;
+		init = PyBytes_AS_STRING(lb);
+		init_len = (size_t)PyBytes_GET_SIZE(lb);
+	}
 	if (r == SHVAL_ENOTFOUND) {
 		bool c = false;
 		unsigned mode = lock ? SHVAL_RLOCK : raw_mode(ti->type);
@@ -283,6 +300,8 @@ static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 		Py_END_ALLOW_THREADS
 		created = c;
 	}
+	Py_XDECREF(lb);
+	(void)created;
 	if (r) {
 		seg_error(s->seg, r);
 		return NULL;
@@ -290,8 +309,6 @@ static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 	PyObject *v = wrap_found(s, h);
 	if (v && ti->ctype)
 		((ValObject *)v)->ctype = Py_NewRef(ti->ctype);
-	if (v && created && late_init && PyObject_SetAttrString(v, "value", late_init) < 0)
-		Py_CLEAR(v);
 	return v;
 }
 

@@ -202,3 +202,33 @@ def test_rebuild_helpers_refuse_bad_arguments(segname):
             m._rebuild_value(seg, 'x', 1, None, 'x', 0)
         with pytest.raises(TypeError, match='segment name'):
             m._rebuild_segment(5)
+
+
+# ---- item 7: creation with an initialiser is all or nothing -----------------
+
+@pytest.mark.parametrize('lock', [True, False])
+def test_failed_initialiser_creates_nothing(segname, lock):
+    cases = [
+        ('st', 'x:i y:d n:8s', {'x': 1, 'y': 'bad', 'n': b'a'}, {'x': 7, 'y': 2.5, 'n': b'ok'}),
+        ('st2', 'x:i y:d', {'x': 1, 'nofield': 2}, {'x': 3, 'y': 1.5}),
+        ('st3', 'x:i y:d', b'12', {'x': 4, 'y': 0.5}),
+        ('s', '8s', 123, b'abc'),
+        ('s2', '8s', b'123456789', b'12345678'),
+        ('w', '4u', 5, 'ab'),
+        ('q', 'q', 'x', 42),
+        ('c', 'i', 2 ** 40, -5),
+    ]
+    with shval.Segment(segname, create=True) as seg:
+        for name, t, bad, good in cases:
+            with pytest.raises((TypeError, ValueError, AttributeError)):
+                seg.value(name, t, bad, lock=lock)
+            assert name not in seg, name
+            v = seg.value(name, t, good, lock=lock)
+            assert v.value == good, name
+        for name, t, bad, good in [('a', 'i', [1, 'x'], [1, 2]), ('d', 'd', [1.0, None], [0.5]),
+                                   ('b', 'b', [1, 300], [1, -1])]:
+            with pytest.raises((TypeError, ValueError)):
+                seg.array(name, t, bad, lock=lock)
+            assert name not in seg, name
+            assert list(seg.array(name, t, good, lock=lock)) == good
+        assert seg.value('st', 'x:i y:d n:8s', {'x': 0}).value['x'] == 7  # init only if created
