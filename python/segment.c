@@ -288,7 +288,7 @@ static int seg_lock_arg(SegObject *s, PyObject *x, int *lock, PyObject **glock)
 		return -1;
 	}
 	LockObject *l = (LockObject *)x;
-	if (check_open(l->seg) < 0)
+	if (check_open(s) < 0 || check_open(l->seg) < 0)
 		return -1;
 	if (l->own_value_lock) {
 		PyErr_Format(PyExc_TypeError,
