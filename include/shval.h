@@ -389,7 +389,8 @@ struct shval_seg_info {
 	uint64_t version;  /**< segment-wide version (see shval_seg_wait) */
 	pid_t creator_pid;
 	int64_t created;    /**< creation time, seconds since the epoch */
-	unsigned flags;     /**< SHVAL_TEMP if temporary */
+	unsigned flags;     /**< SHVAL_TEMP if temporary; SHVAL_RDONLY if
+				 this handle was opened read-only */
 	unsigned mode;      /**< permission bits of the backing file */
 	uid_t owner;        /**< owner of the backing file */
 	unsigned nattached; /**< processes attached (alive or not) */

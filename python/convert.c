@@ -70,11 +70,27 @@ int64_t timeout_ns(PyObject *t)
 {
 	if (!t || t == Py_None)
 		return -1;
+	/* threading.Lock.acquire()'s rules (issue 11): -1 is forever, NaN
+	 * and other negatives are ValueError, more than threading.TIMEOUT_MAX
+	 * (infinity included) OverflowError.  A timeout over 31 years is
+	 * forever (the deadline must not overflow). */
 	double d = PyFloat_AsDouble(t);
 	if (d == -1.0 && PyErr_Occurred())
 		return -2;
-	if (d < 0)
-		d = 0;
+	if (isnan(d)) {
+		PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+		return -2;
+	}
+	if (d > 9223372036.0 || d < -9223372036.0) { /* threading.TIMEOUT_MAX */
+		PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+		return -2;
+	}
+	if (d == -1.0)
+		return -1;
+	if (d < 0) {
+		PyErr_SetString(PyExc_ValueError, "timeout value must be positive");
+		return -2;
+	}
 	if (d > 1e9)
 		return -1;
 	return (int64_t)(d * 1e9);
@@ -598,4 +614,19 @@ int fast_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObje
 			return -1;
 		}
 	return 0;
+}
+
+/* A name (of a value, lock or segment) as UTF-8 for the library: an
+ * embedded NUL would end the C string early and name something else, so
+ * it is a ValueError, as for os.open() (issue 11). */
+const char *name_utf8(PyObject *o)
+{
+	Py_ssize_t n;
+	const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+	if (s && strlen(s) != (size_t)n) {
+		PyErr_Format(PyExc_ValueError,
+			     "embedded null character in the name %R", o);
+		return NULL;
+	}
+	return s;
 }

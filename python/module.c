@@ -170,7 +170,7 @@ static PyObject *m_synchronized(PyObject *m, PyObject *args, PyObject *kw)
 
 static PyObject *m_unlink(PyObject *m, PyObject *arg)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
+	const char *name = name_utf8(arg);
 	if (!name)
 		return NULL;
 	int r = shval_seg_unlink(name);
@@ -192,7 +192,7 @@ SegObject *resolve_segref(shval_state *st, PyObject *ref)
 		}
 		if (PyErr_Occurred())
 			return NULL;
-		const char *name = PyUnicode_AsUTF8(ref);
+		const char *name = name_utf8(ref);
 		if (!name)
 			return NULL;
 		shval_seg *seg;
@@ -210,8 +210,22 @@ SegObject *resolve_segref(shval_state *st, PyObject *ref)
 	}
 	PyObject *dup;
 	unsigned long long dev, ino;
+	if (!PyTuple_Check(ref) || PyTuple_GET_SIZE(ref) != 3) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_segment: the reference must be a segment name (str) or "
+			     "a (fd holder, st_dev, st_ino) tuple, not %.100s",
+			     Py_TYPE(ref)->tp_name);
+		return NULL;
+	}
 	if (!PyArg_ParseTuple(ref, "OKK:segref", &dup, &dev, &ino))
 		return NULL;
+	if (!PyObject_HasAttrString(dup, "detach")) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_segment: the fd holder must have detach() "
+			     "(multiprocessing.reduction.DupFd), not %.100s",
+			     Py_TYPE(dup)->tp_name);
+		return NULL;
+	}
 	PyObject *key = devino_key((dev_t)dev, (ino_t)ino);
 	if (!key)
 		return NULL;
@@ -266,6 +280,27 @@ static PyObject *m_rebuild_value(PyObject *m, PyObject *args)
 	if (!PyObject_TypeCheck(ref, st->SegmentType) || check_open((SegObject *)ref) < 0) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_TypeError, "_rebuild_value: a Segment is required");
+		return NULL;
+	}
+	/* The lock and ctype are used as such later: anything else would be
+	 * read as a LockObject (a crash) or fail far from here (issue 11). */
+	if (lock != Py_None && !is_lock(st, lock)) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_value: lock must be a shval Lock or RLock or None, not %.100s",
+			     Py_TYPE(lock)->tp_name);
+		return NULL;
+	}
+	if (extlock && lock == Py_None) {
+		PyErr_SetString(PyExc_ValueError, "_rebuild_value: extlock needs a lock");
+		return NULL;
+	}
+	if (ctype != Py_None &&
+	    (!PyType_Check(ctype) ||
+	     !(issub(ctype, st->ct_simple) || issub(ctype, st->ct_array) ||
+	       issub(ctype, st->ct_struct) ||
+	       issub(ctype, st->ct_union)))) {
+		PyErr_Format(PyExc_TypeError,
+			     "_rebuild_value: ctype must be a ctypes type or None, not %R", ctype);
 		return NULL;
 	}
 	SegObject *seg = (SegObject *)Py_NewRef(ref);

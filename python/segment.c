@@ -101,12 +101,21 @@ static PyObject *seg_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|pOIpp:Segment", kwlist, &name, &create,
 					 &size, &mode, &temp, &rdonly))
 		return NULL;
-	char full[4096];
+	/* Room for any name the library takes (a file: path up to
+	 * PATH_MAX - 1 bytes); a longer one is refused here, never cut. */
+	char full[PATH_MAX + 16];
+	int fl;
 	if (name[0] != '/' && strncmp(name, "file:", 5) != 0 &&
 	    strncmp(name, "redis://", 8) != 0 && strncmp(name, "redis+unix://", 13) != 0)
-		snprintf(full, sizeof full, "/%s", name);
+		fl = snprintf(full, sizeof full, "/%s", name);
 	else
-		snprintf(full, sizeof full, "%s", name);
+		fl = snprintf(full, sizeof full, "%s", name);
+	if (fl < 0 || (size_t)fl >= sizeof full) {
+		PyErr_Format(PyExc_ValueError,
+			     "segment name of %zu bytes is too long (a file: path is at "
+			     "most %d bytes, PATH_MAX - 1)", strlen(name), PATH_MAX - 1);
+		return NULL;
+	}
 	shval_seg_opts o;
 	memset(&o, 0, sizeof o);
 	o.struct_size = sizeof o;
@@ -189,7 +198,7 @@ static PyObject *seg_getitem(SegObject *s, PyObject *key)
 {
 	if (check_open(s) < 0)
 		return NULL;
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return NULL;
 	shval *h;
@@ -209,7 +218,7 @@ static int seg_delitem(SegObject *s, PyObject *key, PyObject *val)
 	}
 	if (check_open(s) < 0)
 		return -1;
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return -1;
 	int r = shval_remove(s->seg, name);
@@ -224,7 +233,7 @@ static int seg_contains(SegObject *s, PyObject *key)
 {
 	if (check_open(s) < 0)
 		return -1;
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return -1;
 	shval *h;
@@ -276,14 +285,79 @@ static PyObject *seg_names(SegObject *s, PyObject *args)
 }
 
 /* find (any mode) or create a named value of type ti */
+/* lock=: True (own lock), False (raw/atomic), or a shval Lock/RLock of
+ * this segment that is to guard the value (*glock).  Anything else is a
+ * TypeError (issue 11: a foreign lock's truth value was taken, and the
+ * value got its own lock, so `with L:` guarded nothing). */
+static int seg_lock_arg(SegObject *s, PyObject *x, int *lock, PyObject **glock)
+{
+	*glock = NULL;
+	if (PyLong_Check(x)) { /* True, False, 0, 1 as before */
+		*lock = PyObject_IsTrue(x);
+		return *lock < 0 ? -1 : 0;
+	}
+	if (!is_lock(s->st, x)) {
+		PyErr_Format(PyExc_TypeError,
+			     "lock must be True, False or a shval.Lock/RLock of this segment "
+			     "(seg.lock(name)), not %.100s: a shval value can only be "
+			     "guarded by a shval lock",
+			     Py_TYPE(x)->tp_name);
+		return -1;
+	}
+	LockObject *l = (LockObject *)x;
+	if (check_open(s) < 0 || check_open(l->seg) < 0)
+		return -1;
+	if (l->own_value_lock) {
+		PyErr_Format(PyExc_TypeError,
+			     "lock %R is a value's own lock; guard values with a lock "
+			     "entry (seg.lock(name))", x);
+		return -1;
+	}
+	if (l->seg->seg != s->seg) {
+		PyErr_Format(PyExc_ValueError,
+			     "lock %R is in another segment: a value can only be "
+			     "guarded by a lock of its own segment", x);
+		return -1;
+	}
+	*lock = 1;
+	*glock = x;
+	return 0;
+}
+
 static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 				   const void *init, size_t init_len, PyObject *late_init,
-				   int lock)
+				   int lock, PyObject *glock)
 {
 	shval *h;
 	int r = shval_find(s->seg, name, ti->type, &h);
 	int created = 0;
-	if (r == SHVAL_ENOTFOUND) {
+	PyObject *lb = NULL;
+	if (r == SHVAL_ENOTFOUND && late_init) {
+		/* All or nothing (issue 11): convert the initialiser into the
+		 * value's bytes in a private scratch value first, so that a bad
+		 * one creates nothing, and a good one is the creation's init
+		 * (never a created value set afterwards, half or not at all). */
+		PyObject *tmp = create_anon(s->st, ti, NULL, 0, LK_RAW, NULL);
+		if (!tmp)
+			return NULL;
+		if (PyObject_SetAttrString(tmp, "value", late_init) == 0)
+			lb = read_bytes((ValObject *)tmp);
+		Py_DECREF(tmp);
+		if (!lb)
+			return NULL;
+		init = PyBytes_AS_STRING(lb);
+		init_len = (size_t)PyBytes_GET_SIZE(lb);
+	}
+	if (r == SHVAL_ENOTFOUND && glock) {
+		shval *gh = ((LockObject *)glock)->h;
+		Py_BEGIN_ALLOW_THREADS
+		r = shval_create_guarded(s->seg, name, ti->type, gh, init, init_len, &h);
+		Py_END_ALLOW_THREADS
+		if (r == 0)
+			created = 1;
+		else if (r == SHVAL_EEXIST)
+			r = shval_find(s->seg, name, ti->type, &h);
+	} else if (r == SHVAL_ENOTFOUND) {
 		bool c = false;
 		unsigned mode = lock ? SHVAL_RLOCK : raw_mode(ti->type);
 		Py_BEGIN_ALLOW_THREADS
@@ -291,6 +365,7 @@ static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 		Py_END_ALLOW_THREADS
 		created = c;
 	}
+	Py_XDECREF(lb);
 	if (r) {
 		seg_error(s->st, s->seg, r);
 		return NULL;
@@ -298,21 +373,24 @@ static PyObject *seg_get_or_create(SegObject *s, const char *name, tinfo *ti,
 	PyObject *v = wrap_found(s, h);
 	if (v && ti->ctype)
 		((ValObject *)v)->ctype = Py_NewRef(ti->ctype);
-	if (v && created && late_init && PyObject_SetAttrString(v, "value", late_init) < 0)
-		Py_CLEAR(v);
+	/* created under glock: get_lock() is that lock, as multiprocessing's
+	 * Value(lock=L); a value found keeps its own guard (get_lock() gives
+	 * a handle on it) */
+	if (v && created && glock && is_sync(s->st, v))
+		Py_XSETREF(((ValObject *)v)->lock, Py_NewRef(glock));
 	return v;
 }
 
 static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 {
 	int lock = 1;
+	PyObject *glock = NULL;
 	if (kw) {
 		PyObject *k, *x;
 		Py_ssize_t pos = 0;
 		while (PyDict_Next(kw, &pos, &k, &x)) {
 			if (PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, "lock") == 0) {
-				lock = PyObject_IsTrue(x);
-				if (lock < 0)
+				if (seg_lock_arg(s, x, &lock, &glock) < 0)
 					return NULL;
 			} else {
 				PyErr_Format(PyExc_TypeError, "value() got an unexpected keyword argument %R", k);
@@ -330,7 +408,7 @@ static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 	PyObject *key = PyTuple_GET_ITEM(args, 0);
 	if (na == 1 || PyTuple_GET_ITEM(args, 1) == Py_None)
 		return seg_getitem(s, key);
-	const char *name = PyUnicode_AsUTF8(key);
+	const char *name = name_utf8(key);
 	if (!name)
 		return NULL;
 	tinfo ti;
@@ -343,7 +421,7 @@ static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 	if (ti.is_ctypes_composite) {
 		PyObject *b = ctypes_init(ti.ctype, PySequence_Fast_ITEMS(rest), PyTuple_GET_SIZE(rest));
 		if (b) {
-			res = seg_get_or_create(s, name, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), NULL, lock);
+			res = seg_get_or_create(s, name, &ti, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), NULL, lock, glock);
 			Py_DECREF(b);
 		}
 	} else if (ti.letter && strlen(ti.type) == 1) {
@@ -351,13 +429,14 @@ static PyObject *seg_value(SegObject *s, PyObject *args, PyObject *kw)
 		if (PyTuple_GET_SIZE(rest) > 1)
 			PyErr_SetString(PyExc_TypeError, "a scalar takes at most 1 initializer");
 		else if (PyTuple_GET_SIZE(rest) == 0 || elem_from_py(ti.letter, PyTuple_GET_ITEM(rest, 0), b) == 0)
-			res = seg_get_or_create(s, name, &ti, b, letter_size(ti.letter), NULL, lock);
+			res = seg_get_or_create(s, name, &ti, b, letter_size(ti.letter), NULL, lock, glock);
 	} else {
 		if (PyTuple_GET_SIZE(rest) > 1)
 			PyErr_SetString(PyExc_TypeError, "takes at most 1 initializer");
 		else
 			res = seg_get_or_create(s, name, &ti, NULL, 0,
-						PyTuple_GET_SIZE(rest) ? PyTuple_GET_ITEM(rest, 0) : NULL, lock);
+						PyTuple_GET_SIZE(rest) ? PyTuple_GET_ITEM(rest, 0) : NULL, lock,
+						glock);
 	}
 	Py_DECREF(rest);
 	return res;
@@ -367,11 +446,11 @@ static PyObject *seg_array(SegObject *s, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"name", "typecode", "size_or_initializer", "lock", NULL};
 	const char *name;
-	PyObject *t, *init;
+	PyObject *t, *init, *lockarg = Py_True, *glock;
 	int lock = 1;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|$p:array", kwlist, &name, &t, &init, &lock))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|$O:array", kwlist, &name, &t, &init, &lockarg))
 		return NULL;
-	if (check_open(s) < 0)
+	if (check_open(s) < 0 || seg_lock_arg(s, lockarg, &lock, &glock) < 0)
 		return NULL;
 	tinfo ti;
 	size_t n;
@@ -379,7 +458,7 @@ static PyObject *seg_array(SegObject *s, PyObject *args, PyObject *kw)
 	if (!bytes)
 		return NULL;
 	Py_ssize_t bl = PyBytes_GET_SIZE(bytes);
-	PyObject *res = seg_get_or_create(s, name, &ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, NULL, lock);
+	PyObject *res = seg_get_or_create(s, name, &ti, bl ? PyBytes_AS_STRING(bytes) : NULL, (size_t)bl, NULL, lock, glock);
 	Py_DECREF(bytes);
 	return res;
 }

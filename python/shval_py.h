@@ -260,6 +260,7 @@ int issub(PyObject *t, PyObject *base);
 int canonical(shval_state *st, const char *in, tinfo *ti);
 int struct_type(shval_state *st, PyObject *t, tinfo *ti);
 int resolve_type(shval_state *st, PyObject *t, tinfo *ti, int elem_only);
+const char *name_utf8(PyObject *o);
 
 /* segment.c */
 SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed);

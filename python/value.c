@@ -834,12 +834,29 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 		view->obj = NULL;
 		return -1;
 	}
+	/* A read-only segment's pages are mapped PROT_READ: a writable view
+	 * would let a write through it kill the interpreter (issue 11). */
+	struct shval_seg_info si;
+	int r = shval_seg_info(shval_segment(v->h), &si);
+	if (r) {
+		set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
+		view->obj = NULL;
+		return -1;
+	}
+	int rdonly = (si.flags & SHVAL_RDONLY) != 0;
+	if (rdonly && (flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
+		PyErr_Format(PyExc_TypeError,
+			     "value '%s' is in a segment opened read-only: "
+			     "no writable buffer", v->name);
+		view->obj = NULL;
+		return -1;
+	}
 	int structured = v->kind == SHVAL_KIND_STRUCT || v->kind == SHVAL_KIND_STRING;
 	view->buf = p;
 	view->obj = (PyObject *)v;
 	Py_INCREF(v);
 	view->len = (Py_ssize_t)v->size;
-	view->readonly = 0;
+	view->readonly = rdonly;
 	view->itemsize = structured ? 1 : (Py_ssize_t)v->esize;
 	view->format = (flags & PyBUF_FORMAT) ? (char *)(structured ? "B" : buf_format(v)) : NULL;
 	view->ndim = v->kind == SHVAL_KIND_SCALAR ? 0 : 1;

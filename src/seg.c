@@ -131,11 +131,19 @@ static int parse_name(const char *name, int *kind, char *path, size_t cap)
 	if (strncmp(name, "file:", 5) == 0) {
 		const char *p = name + 5;
 		size_t n = strlen(p);
-		if (n == 0 || n >= PATH_MAX)
-			return shval__failf(NULL, SHVAL_EBADNAME,
-					    "bad segment name \"%s\": %s", name,
-					    n == 0 ? "empty path after file:"
-						   : "path too long");
+		if (n == 0)
+			return shval__failf(
+				NULL, SHVAL_EBADNAME,
+				"bad segment name \"%s\": empty path "
+				"after file:",
+				name);
+		if (n >= PATH_MAX)
+			return shval__failf(
+				NULL, SHVAL_EBADNAME,
+				"bad segment name \"file:%.32s...\": path "
+				"of %zu bytes is too long (the limit is "
+				"%d bytes, PATH_MAX - 1)",
+				p, n, PATH_MAX - 1);
 		if (p[n - 1] == '/')
 			return shval__failf(
 				NULL, SHVAL_EBADNAME,
@@ -1083,7 +1091,7 @@ SHVAL_API int shval_seg_info(shval_seg *seg, struct shval_seg_info *info)
 		~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
 	info->creator_pid = (pid_t)h->creator_pid;
 	info->created = (int64_t)h->created;
-	info->flags = h->seg_flags & SHVAL_TEMP;
+	info->flags = (h->seg_flags & SHVAL_TEMP) | (seg->flags & SHVAL_RDONLY);
 	struct stat st;
 	if (fstat(seg->fd, &st) == 0) {
 		info->mode = st.st_mode & 07777;
