@@ -285,7 +285,8 @@ static char *render_labels(struct parsed *p, const char *x1, const char *v1,
 {
 	size_t n = p->nl;
 	struct label *all = xrealloc_(NULL, (n + 2) * sizeof *all);
-	memcpy(all, p->l, n * sizeof *all);
+	if (n) /* p->l may be NULL */
+		memcpy(all, p->l, n * sizeof *all);
 	if (x1)
 		all[n++] = (struct label){ (char *)x1, (char *)v1 };
 	if (x2)
@@ -747,7 +748,8 @@ int shval_metrics_render(shval_seg *const *segs, int nseg, char **out,
 		rc = -ENOMEM;
 	}
 	if (!rc) {
-		qsort(r.s, r.n, sizeof *r.s, sample_cmp);
+		if (r.n) /* r.s may be NULL */
+			qsort(r.s, r.n, sizeof *r.s, sample_cmp);
 		/* combine contributions; clashes are skipped */
 		size_t k = 0;
 		for (size_t i = 0; i < r.n; i++) {
