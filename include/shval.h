@@ -819,7 +819,7 @@ struct shval__fast {
 	uint64_t serial_want;        /* ... while it is the handle's value */
 	const uint8_t *state;        /* the entry's state (1 = live) */
 	const uint8_t *waiters;      /* the entry's waiters byte */
-	const uint64_t *seg_version; /* bit 0: a segment watcher */
+	const uint64_t *seg_version; /* bits 0, 1: a segment watcher */
 	void *lock;                  /* own lock (pthread_mutex_t) ... */
 	const int *lock_kind;        /* ... its kind word, and the one */
 	int lock_kind_want;          /* every shval lock has */
@@ -930,7 +930,7 @@ static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 #endif
 		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
-		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
 			shval__fast_wake(v, 1);
 	}
 }
@@ -967,7 +967,7 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 		/* tag-waiters (src/wait.c): after the RMW, look for waiters
 		 * and segment watchers. */
 		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
-		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
 			shval__fast_wake(v, 0);
 		if (result)
 			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
@@ -982,7 +982,7 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* tag-waiters */
 #endif
 		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
-		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
 			shval__fast_wake(v, 0);
 		uint32_t nw = o + (uint32_t)delta;
 		if (result)

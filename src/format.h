@@ -154,9 +154,9 @@
 #define SHVAL__MAX_SIZE_LIMIT (1ull << 38) /* 256 GiB: line numbers fit u32 */
 
 /* Version words (entry and segment):  an event count.
- *   bit 0    segment version only: a watcher is present (a watcher sets
- *            it with fetch_or; value writers then bump the segment version
- *            and a bumper that sees it clears it and calls futex_wake).
+ *   bit 0    segment version only: a watcher sleeps on it (it sets the
+ *            bit with fetch_or; a bumper that sees it clears it and calls
+ *            futex_wake).  Bit 1 of the segment version is WATCHED (below).
  *            Always 0 in an entry's version: an entry's waiters announce
  *            themselves in the entry's own waiters byte (see shval__entry),
  *            so that a locked value's version is written by its lock holder
@@ -167,6 +167,14 @@
  * The futex word is the low 32 bits (little-endian: same address). */
 #define SHVAL__V_WAITERS 1ull
 #define SHVAL__V_WRITING 2ull
+/* Segment version only: bit 1 is WATCHED, set by every watcher (shval_seg_
+ * version, shval_seg_wait) and never cleared: from then on every value
+ * change moves the segment version.  Bit 0 (WAITERS) says somebody sleeps
+ * on it; the bumper that sees it clears it and wakes them.  (One bit for
+ * both, cleared by bumpers, lost wake-ups: a watcher that read the version
+ * just after a bump had its announcement cleared by that bump, and the
+ * next change then moved nothing.) */
+#define SHVAL__V_WATCHED 2ull
 #define SHVAL__V_ONE 4ull
 
 /* ---- The header -------------------------------------------------------

@@ -119,7 +119,7 @@ static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e)
 #endif
 	if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||
 	    (atomic_load_explicit(&seg->hdr->version, memory_order_relaxed) &
-	     SHVAL__V_WAITERS))
+	     (SHVAL__V_WAITERS | SHVAL__V_WATCHED)))
 		shval__wake_after_commit(seg, e);
 }
 
@@ -164,7 +164,7 @@ static inline void shval__atomic_changed(shval *v)
 	atomic_signal_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&v->e->waiters, memory_order_relaxed) ||
 	    (atomic_load_explicit(&v->seg->hdr->version, memory_order_relaxed) &
-	     SHVAL__V_WAITERS))
+	     (SHVAL__V_WAITERS | SHVAL__V_WATCHED)))
 #endif
 		shval__wake_after_change(v->seg, v->e, false);
 }

@@ -107,10 +107,11 @@ void shval__seg_notify(shval_seg *seg)
 {
 	/* seq_cst: Dekker pair with the watcher's fetch_or of WAITERS in
 	 * shval_seg_version()/shval_seg_wait() (tag-waiters).  Value changes
-	 * move the segment version only while someone watches, so that
-	 * writers of different values do not all write one cache line. */
+	 * move the segment version only once someone watched it (WATCHED is
+	 * sticky), so that writers of different values in an unwatched
+	 * segment do not all write one cache line. */
 	if (atomic_load_explicit(&seg->hdr->version, memory_order_seq_cst) &
-	    SHVAL__V_WAITERS)
+	    (SHVAL__V_WAITERS | SHVAL__V_WATCHED))
 		shval__seg_bump(seg);
 }
 

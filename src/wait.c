@@ -253,12 +253,12 @@ SHVAL_API uint64_t shval_seg_version(shval_seg *seg)
 	if (seg->flags & SHVAL_RDONLY)
 		w = atomic_load_explicit(&seg->hdr->version,
 					 memory_order_seq_cst);
-	else /* announce a watcher: atomic writers bump the segment version
-	      * from now on (tag-waiters) */
+	else /* announce a watcher: value writers bump the segment version
+	      * from now on (tag-waiters; sticky, see SHVAL__V_WATCHED) */
 		w = atomic_fetch_or_explicit(&seg->hdr->version,
-					     SHVAL__V_WAITERS,
+					     SHVAL__V_WATCHED,
 					     memory_order_seq_cst);
-	return w & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+	return w & ~(SHVAL__V_WAITERS | SHVAL__V_WATCHED);
 }
 
 SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
@@ -287,10 +287,11 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 	}
 	for (;;) {
 		uint64_t w = atomic_fetch_or_explicit(&seg->hdr->version,
-						      SHVAL__V_WAITERS,
+						      SHVAL__V_WAITERS |
+							      SHVAL__V_WATCHED,
 						      memory_order_seq_cst) |
-			     SHVAL__V_WAITERS;
-		uint64_t c = w & ~(SHVAL__V_WAITERS | SHVAL__V_WRITING);
+			     SHVAL__V_WAITERS | SHVAL__V_WATCHED;
+		uint64_t c = w & ~(SHVAL__V_WAITERS | SHVAL__V_WATCHED);
 		if (c != *seen) {
 			*seen = shval_seg_version(seg); /* re-arm, see above */
 			return 0;
