@@ -262,11 +262,13 @@ def case_serve_prometheus():
             up = False
             while time.monotonic() < deadline and prom.poll() is None:
                 try:
-                    get('http://127.0.0.1:%d/-/ready' % pport)
-                    up = True
-                    break
+                    # 503 "Service Unavailable" until it is ready
+                    if get('http://127.0.0.1:%d/-/ready' % pport)[0] == 200:
+                        up = True
+                        break
                 except (urllib.error.URLError, ConnectionError, OSError):
-                    time.sleep(0.2)
+                    pass
+                time.sleep(0.2)
             if up:
                 break
             stop(prom, signal.SIGTERM) if prom.poll() is None else None
@@ -276,6 +278,8 @@ def case_serve_prometheus():
 
         def query(q):
             st, _, body = get(api + urllib.request.quote(q))
+            if st == 503:  # not ready yet (a slow start under load)
+                return None
             assert st == 200, body
             res = json.loads(body)['data']['result']
             return [(r['metric'], r['value'][1]) for r in res]
