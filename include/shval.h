@@ -952,6 +952,19 @@ static inline int shval__write_inline(shval *v, const void *buf, size_t len)
 	return (shval_write)(v, buf, len);
 }
 
+/* After an inline atomic RMW on the data: look for the value's waiters
+ * and segment watchers (tag-waiters, src/wait.c; the RMW is the barrier
+ * on x86-64). */
+static inline void shval__atomic_woke(shval *v, const struct shval__fast *f)
+{
+#if !defined(__x86_64__) && !defined(__i386__)
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+	if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+	    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
+		shval__fast_wake(v, 0);
+}
+
 static inline int shval__add_i64_inline(shval *v, int64_t delta,
 					int64_t *result)
 {
@@ -961,14 +974,7 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 	if ((f->flags & SHVAL__F_ATOMIC64) && shval__fast_live(f)) {
 		int64_t o = __atomic_fetch_add((int64_t *)f->data, delta,
 					       __ATOMIC_SEQ_CST);
-#if !defined(__x86_64__) && !defined(__i386__)
-		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* tag-waiters */
-#endif
-		/* tag-waiters (src/wait.c): after the RMW, look for waiters
-		 * and segment watchers. */
-		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
-		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
-			shval__fast_wake(v, 0);
+		shval__atomic_woke(v, f);
 		if (result)
 			*result = (int64_t)((uint64_t)o + (uint64_t)delta);
 		return 0;
@@ -978,12 +984,7 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 		/* wraps at 32 bits, as the function does */
 		uint32_t o = __atomic_fetch_add(
 			(uint32_t *)f->data, (uint32_t)delta, __ATOMIC_SEQ_CST);
-#if !defined(__x86_64__) && !defined(__i386__)
-		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* tag-waiters */
-#endif
-		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
-		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
-			shval__fast_wake(v, 0);
+		shval__atomic_woke(v, f);
 		uint32_t nw = o + (uint32_t)delta;
 		if (result)
 			*result = (f->flags & SHVAL__F_ATOMIC32S)
