@@ -71,6 +71,10 @@ void shval__limbo(shval_seg *seg, uint64_t off)
 	shval__hdr *h = seg->hdr;
 	shval__entry *e = shval__at(seg, off);
 	atomic_store_explicit(&e->state, SHVAL__ST_LIMBO, memory_order_relaxed);
+	/* serial 0 after a non-live state (format.h): remove_locked did it
+	 * already, a remove cut short and finished by the recount (dir.c)
+	 * did not.  In a replaced directory table it is header padding. */
+	atomic_store_explicit(&e->serial, 0, memory_order_release);
 	atomic_store_explicit(&e->version, shval__now_ns(),
 			      memory_order_relaxed);
 	e->lock_off = 0;
