@@ -123,8 +123,8 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 		atomic_load_explicit(&e->serial, memory_order_acquire);
 	if (serial == 0) {
 		/* Removed since the lookup found it: removal stores REMOVED,
-		 * then serial 0 (release; entry.c), so a live state here is
-		 * damage. */
+		 * then limbo stores serial 0 (release; alloc.c), so a live
+		 * state here is damage. */
 		bool live =
 			atomic_load_explicit(&e->state, memory_order_relaxed) ==
 			SHVAL__ST_LIVE;
