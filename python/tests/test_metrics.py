@@ -205,3 +205,31 @@ def test_mode_mismatch(segname):
         Gauge('g', 'G.', registry=reg2, multiprocess_mode='min')
     with pytest.raises(ValueError, match='multiprocess_mode'):
         Gauge('h', 'H.', registry=reg2, multiprocess_mode='all')
+
+
+def test_gauge_child_after_fork_has_its_own_value(segname):
+    """The parent used the gauge before forking: the child (found by the
+    fork hook that keeps the cached pid, not os.getpid() per call) writes
+    a value of its own, NAME@CHILD, and the parent's stays its own."""
+    reg = Registry(segname)
+    g = Gauge('g', 'G.', registry=reg, multiprocess_mode='max')
+    c = Counter('c', 'C.', registry=reg)
+    g.set(1)
+    c.inc()
+    r, w = os.pipe()
+
+    def work():
+        g.set(7)
+        c.inc()
+        os.write(w, b'%d' % os.getpid())
+    pid = fork(work)
+    assert join(pid) == 0
+    assert int(os.read(r, 32)) == pid
+    os.close(r)
+    os.close(w)
+    assert reg.seg['g@%d' % os.getpid()].value == 1
+    assert reg.seg['g@%d' % pid].value == 7
+    s = samples(reg.generate_latest())
+    assert s['g'] == 7  # max over the parent (1) and the dead child (7)
+    assert s['c_total'] == 2
+    assert 'g@%d' % pid not in reg.seg.names('g')  # folded at the scrape
