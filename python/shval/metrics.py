@@ -385,6 +385,7 @@ class Gauge(_Metric):
                          **kw)
 
     def _setup(self):
+        self._collected = _PID[0]
         self.registry._meta(self.name + '#help', self.documentation)
         seg = self.registry.seg
         mn = self.name + '#mode'
@@ -398,6 +399,12 @@ class Gauge(_Metric):
         self._collect_dead()
 
     def _child(self, labels):
+        if self._collected != _PID[0]:
+            # the first use in this process: fold what workers that went
+            # left, so that per-process values do not pile up in the
+            # segment while workers come and go, whoever scrapes
+            self._collected = _PID[0]
+            self._collect_dead()
         return _GaugeChild(self, _series(self.name, labels))
 
     def _fold(self, name, series):
