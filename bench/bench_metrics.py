@@ -242,9 +242,19 @@ class Scrape:
             self.workers += len(pids)
 
     def http(self):
-        self.conn.request('GET', '/metrics')
-        r = self.conn.getresponse()
-        body = r.read()
+        for attempt in (1, 2):
+            try:
+                self.conn.request('GET', '/metrics')
+                r = self.conn.getresponse()
+                body = r.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionError):
+                # an idle keep-alive connection closed by the server
+                # (while workers came and went): connect again, as
+                # Prometheus does
+                self.conn.close()
+                if attempt == 2:
+                    raise
         if r.status != 200:
             raise SystemExit('shval serve: HTTP %d' % r.status)
         return body
