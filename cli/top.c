@@ -3,11 +3,11 @@
  *
  * One row per value (lock entries left out): its name, its value, for
  * numeric scalars the change per second, and the time since its last
- * change.  Keys: q (or Ctrl-C, Ctrl-\) quits; n, v, r, a sort by name,
- * value, rate, age (the same key again reverses); / edits the name filter
- * (a substring; Enter keeps it, Esc restores the previous one, Ctrl-U
- * clears it); the options --filter, --sort, --reverse and --interval set
- * the same at start.
+ * change.  Keys: q (or Ctrl-C, Ctrl-\) quits; Ctrl-Z suspends; n, v, r,
+ * a sort by name, value, rate, age (the same key again reverses); / edits
+ * the name filter (a substring; Enter keeps it, Esc restores the previous
+ * one, Ctrl-U clears it); the options --filter, --sort, --reverse and
+ * --interval set the same at start.
  *
  * Refresh (no polling):
  * - A watcher thread sleeps in shval_seg_wait() on the segment-wide
@@ -36,7 +36,8 @@
  * and quits with status 0), the alternate screen, cursor hidden and line
  * wrap off, by plain ANSI/xterm escapes; all restored on every way out
  * (q, Ctrl-C, SIGINT/SIGTERM/SIGHUP from elsewhere, an error, the
- * terminal going away), and re-applied after SIGCONT.  Names, values and
+ * terminal going away) and while suspended (Ctrl-Z or SIGTSTP), and
+ * re-applied after SIGCONT.  Names, values and
  * the filter reach the screen only through shval_cli_display() (the CLI's
  * escaping: no control byte, no C1 control, no invalid UTF-8 is sent raw),
  * and cells are cut to their column by display width (wcwidth in the
@@ -638,6 +639,8 @@ static void arrange(struct top *t)
 
 static void draw(struct top *t)
 {
+	if (!t->raw)
+		return; /* never on the normal screen */
 	arrange(t);
 	int64_t now = mono_ns();
 	char *out = NULL;
@@ -647,7 +650,7 @@ static void draw(struct top *t)
 		return;
 	int W = t->scr_cols, H = t->scr_rows;
 	/* line 1: what is shown */
-	char head[512];
+	char head[2048];
 	char *filt = escaped(t->filter, strlen(t->filter));
 	int hl = snprintf(head, sizeof head,
 			  "shval top %s  %zu values, %zu shown  sort: %s %s",
@@ -818,7 +821,7 @@ static bool watcher_stop(struct top *t)
 
 /* ---- keys -------------------------------------------------------------- */
 
-enum { K_GO_ON, K_QUIT };
+enum { K_GO_ON, K_QUIT, K_SUSPEND };
 
 static void set_sort(struct top *t, int key)
 {
@@ -832,6 +835,8 @@ static int key(struct top *t, unsigned char c)
 {
 	if (c == 3 || c == 0x1c) /* Ctrl-C, Ctrl-\ */
 		return K_QUIT;
+	if (c == 0x1a) /* Ctrl-Z */
+		return K_SUSPEND;
 	if (t->editing) {
 		size_t n = strlen(t->filter);
 		if (c == '\r' || c == '\n') {
@@ -915,6 +920,15 @@ static void top_close(struct top *t)
 	free(t);
 }
 
+/* Ctrl-Z or a SIGTSTP: the terminal as it was, then stop; once
+ * continued, the screen is taken back (and redrawn by the caller). */
+static void suspend(struct top *t)
+{
+	term_leave(t);
+	kill(getpid(), SIGSTOP);
+	term_enter(t); /* continued (SIGCONT's note does it again: harmless) */
+}
+
 static int loop(struct top *t, int sigr)
 {
 	for (;;) {
@@ -940,6 +954,9 @@ static int loop(struct top *t, int sigr)
 					redraw = true;
 				} else if (sigs[i] == SIGCONT) {
 					term_enter(t);
+					redraw = true;
+				} else if (sigs[i] == SIGTSTP) {
+					suspend(t);
 					redraw = true;
 				} else {
 					return 0; /* SIGINT, SIGTERM, SIGHUP */
@@ -969,9 +986,13 @@ static int loop(struct top *t, int sigr)
 			if (k == 0 ||
 			    (k < 0 && errno != EINTR && errno != EAGAIN))
 				return 0; /* the terminal went away */
-			for (ssize_t i = 0; i < k; i++)
-				if (key(t, keys[i]) == K_QUIT)
+			for (ssize_t i = 0; i < k; i++) {
+				int what = key(t, keys[i]);
+				if (what == K_QUIT)
 					return 0;
+				if (what == K_SUSPEND)
+					suspend(t);
+			}
 			redraw = true;
 		}
 		if (rescan) {
@@ -1100,7 +1121,7 @@ int shval_cmd_top(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;
-	int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGCONT };
+	int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGCONT, SIGTSTP };
 	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
 		sigaction(sigs[i], &sa, NULL);
 	sa.sa_handler = on_usr1;

@@ -230,6 +230,16 @@ start_top "$SEG"
 until_ok "top runs again" shows '^temp +30\.5 '
 ppid=$(T display -p -t top '#{pane_pid}')
 tpid=$(ps -o pid= --ppid "$ppid" | tr -d ' ')
+# Ctrl-Z: the terminal as it was while stopped; SIGCONT takes it back.
+tty=$(T display -p -t top '#{pane_tty}')
+T send-keys -t top C-z
+until_ok "Ctrl-Z: top stops" eval '[ "$(ps -o stat= -p "$tpid" | cut -c1)" = T ]'
+until_ok "Ctrl-Z: while stopped, the normal screen and the settings from before" \
+	eval '[ "$(T display -p -t top "#{alternate_on} #{cursor_flag}")" = "0 1" ] &&
+	      [ "$(stty -g -F "$tty")" = "$(cat "$DIR/before")" ]'
+kill -CONT "$tpid"
+until_ok "SIGCONT: back on the alternate screen, redrawn" \
+	eval '[ "$(T display -p -t top "#{alternate_on}")" = 1 ] && shows "^temp +30\.5 "'
 if [ -n "$tpid" ] && kill -TERM "$tpid"; then
 	after_exit "SIGTERM"
 else
