@@ -504,6 +504,12 @@ static void put_display(FILE *f, const char *s, size_t n)
 	}
 }
 
+/* put_display for the commands in other files (cli/ext.h). */
+void shval_cli_display(FILE *f, const char *s, size_t n)
+{
+	put_display(f, s, n);
+}
+
 /* A NUL-terminated string for a terminal (put_display). */
 static void put_safe(FILE *f, const char *s)
 {
