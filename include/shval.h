@@ -573,6 +573,17 @@ SHVAL_API shval_seg *shval_segment(shval *v);
  *  CAVEATS, "Big values"; the same for every read function). */
 SHVAL_API int shval_read(shval *v, void *buf, size_t cap);
 
+/** shval_read() that also stores in *version a version of the value no
+ *  newer than the bytes read, for a later shval_wait(v, version, ...):
+ *  that wait never misses a change made after the read (it may return at
+ *  once for one the read already saw).  On a Redis segment the bytes and
+ *  their exact version come from one request (shval_value_version() then
+ *  shval_read() are two round trips); inside the caller's own section the
+ *  staged bytes are read and *version is the committed version.  @return
+ *  as shval_read(); -EINVAL if version is NULL. Since 0.1. */
+SHVAL_API int shval_read_version(shval *v, void *buf, size_t cap,
+				 uint64_t *version);
+
 /** Replace the whole value; len must equal its size (SHVAL_ESIZE).  String
  *  lengths inside buf are checked (SHVAL_ETOOBIG if > capacity); the value
  *  is unchanged on any error. @return 0, SHVAL_ESTALE, SHVAL_ESIZE,

@@ -20,6 +20,7 @@ SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed)
 	s->seg = seg;
 	s->borrowed = borrowed;
 	s->anon = shval_seg_name(seg)[0] == '\0';
+	s->remote = strncmp(shval_seg_name(seg), "redis", 5) == 0;
 	s->dev = 0;
 	s->ino = 0;
 	struct stat sb;

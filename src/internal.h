@@ -315,6 +315,7 @@ void shval__r_close(shval *v);
 int shval__r_info(shval *v, struct shval_info *info);
 uint64_t shval__r_value_version(shval *v);
 int shval__r_read(shval *v, void *buf, size_t cap);
+int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version);
 int shval__r_write(shval *v, const void *buf, size_t len);
 int shval__r_get_str(shval *v, char *buf, size_t cap, size_t *len);
 int shval__r_set_str(shval *v, const char *s, size_t len);

@@ -117,10 +117,13 @@ struct shval__rseg {
 	char **names; /* shval_seg_next's snapshot */
 	size_t nnames;
 	uint64_t client_id, reqseq, shadow_seq;
+	unsigned fork_gen;   /* r_fork_gen when pid was current */
+	char client_hex[24]; /* client_id as 16 hex digits */
 };
 
 struct shval__rval {
 	char name[SHVAL_NAME_MAX + 1];
+	char key[SHVAL_NAME_MAX + 220]; /* "P:v:NAME" */
 	char serial[24];
 	char lock[SHVAL_NAME_MAX + 1]; /* lease name; "" for raw, atomic */
 	shval *sh;                     /* the shadow */
@@ -409,8 +412,20 @@ static void r_sleep_ms(int64_t ms)
 		;
 }
 
-/* A forked child: the parent's connections and locks are not its own. */
+/* A forked child: the parent's connections and locks are not its own.
+ * Every request checks r_fork_gen (bumped in a fork's child) rather than
+ * calling getpid(), a system call, on the hot path. */
 static pthread_mutex_t r_fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned r_fork_gen = 1;
+static pthread_once_t r_fork_once = PTHREAD_ONCE_INIT;
+static void r_fork_child(void)
+{
+	atomic_fetch_add(&r_fork_gen, 1);
+}
+static void r_fork_setup(void)
+{
+	pthread_atfork(NULL, NULL, r_fork_child);
+}
 static void r_after_fork(struct shval__rseg *rs)
 {
 	pthread_mutex_lock(&r_fork_mu);
@@ -446,14 +461,20 @@ static void r_after_fork(struct shval__rseg *rs)
 		}
 		rs->shadow = NULL;
 		rs->client_id ^= (uint64_t)getpid() << 32;
+		snprintf(rs->client_hex, sizeof rs->client_hex, "%016llx",
+			 (unsigned long long)rs->client_id);
 		rs->pid = getpid();
 	}
+	rs->fork_gen = atomic_load(&r_fork_gen);
 	pthread_mutex_unlock(&r_fork_mu);
 }
 
 static void r_enter(struct shval__rseg *rs)
 {
-	if (__builtin_expect(rs->pid != getpid(), 0))
+	if (__builtin_expect(rs->fork_gen !=
+				     atomic_load_explicit(&r_fork_gen,
+							  memory_order_relaxed),
+			     0))
 		r_after_fork(rs);
 	pthread_mutex_lock(&rs->mu);
 }
@@ -461,6 +482,69 @@ static void r_enter(struct shval__rseg *rs)
 static void r_leave(struct shval__rseg *rs)
 {
 	pthread_mutex_unlock(&rs->mu);
+}
+
+/* Put n's decimal digits at p; returns the end. */
+static char *put_u64(char *p, uint64_t n)
+{
+	char t[24];
+	int k = 0;
+	do
+		t[k++] = (char)('0' + n % 10);
+	while ((n /= 10) != 0);
+	while (k)
+		*p++ = t[--k];
+	return p;
+}
+
+/* Format a command in RESP into c's output buffer: hiredis's own
+ * formatting (redisCommandArgv: sdscatfmt per argument) costs more client
+ * time than the rest of a request together (bench/bench_redis.c, callgrind
+ * in BENCHMARKS.md).  lens NULL: NUL-terminated arguments.  0 or -1 (out of
+ * memory: c->err is set by hiredis on a failed append). */
+static int r_append(redisContext *c, int argc, const char *const *argv,
+		    const size_t *lens)
+{
+	char stackbuf[2048], *buf = stackbuf;
+	size_t need = 24;
+	for (int i = 0; i < argc; i++)
+		need += 24 + (lens ? lens[i] : strlen(argv[i]));
+	if (need > sizeof stackbuf && !(buf = malloc(need)))
+		return -1;
+	char *p = buf;
+	*p++ = '*';
+	p = put_u64(p, (uint64_t)argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		size_t n = lens ? lens[i] : strlen(argv[i]);
+		*p++ = '$';
+		p = put_u64(p, n);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, argv[i], n);
+		p += n;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	int r = redisAppendFormattedCommand(c, buf, (size_t)(p - buf)) ==
+				REDIS_OK
+			? 0
+			: -1;
+	if (buf != stackbuf)
+		free(buf);
+	return r;
+}
+
+/* One request and its reply (NULL: the connection broke, or no memory). */
+static redisReply *r_request(redisContext *c, int argc, const char *const *argv,
+			     const size_t *lens)
+{
+	void *rep = NULL;
+	if (r_append(c, argc, argv, lens) != 0 ||
+	    redisGetReply(c, &rep) != REDIS_OK)
+		return NULL;
+	return rep;
 }
 
 /* Run one command on the segment's connection (rs->mu held).  A broken
@@ -504,7 +588,7 @@ static int r_cmd_ex(shval_seg *seg, redisReply **out, int argc,
 				continue;
 			}
 		}
-		redisReply *rep = redisCommandArgv(rs->c, argc, argv, lens);
+		redisReply *rep = r_request(rs->c, argc, argv, lens);
 		if (!rep) {
 			char why[128];
 			snprintf(why, sizeof why, "%s", rs->c->errstr);
@@ -611,6 +695,13 @@ static void ra_fmt(struct rargs *a, const char *fmt, ...)
 	vsnprintf(a->own[a->n], sizeof a->own[a->n], fmt, ap);
 	va_end(ap);
 	ra_add(a, a->own[a->n]);
+}
+
+static void ra_u64(struct rargs *a, uint64_t x)
+{
+	char *e = put_u64(a->own[a->n], x);
+	*e = 0;
+	ra_bin(a, a->own[a->n], (size_t)(e - a->own[a->n]));
 }
 
 /* FCALL fn 0 prefix [req] args... */
@@ -793,11 +884,15 @@ static int r_seg_new(const char *name, unsigned flags, shval_seg **out)
 	snprintf(seg->name, sizeof seg->name, "%s", name);
 	pthread_mutex_init(&rs->mu, NULL);
 	pthread_cond_init(&rs->renew_cv, NULL);
+	pthread_once(&r_fork_once, r_fork_setup);
+	rs->fork_gen = atomic_load(&r_fork_gen);
 	rs->pid = getpid();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rs->client_id = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec ^
 			((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)seg;
+	snprintf(rs->client_hex, sizeof rs->client_hex, "%016llx",
+		 (unsigned long long)rs->client_id);
 	int r = parse_url(name, rs);
 	if (r) {
 		r_seg_free(seg);
@@ -1070,6 +1165,7 @@ static int r_handle(shval_seg *seg, const char *name, const char *serial,
 		return rfail(seg, -ENOMEM, "out of memory");
 	}
 	snprintf(rv->name, sizeof rv->name, "%s", name);
+	snprintf(rv->key, sizeof rv->key, "%s:v:%s", seg->rs->prefix, name);
 	snprintf(rv->serial, sizeof rv->serial, "%s", serial);
 	snprintf(rv->lock, sizeof rv->lock, "%s", lock);
 	rv->sh = sh;
@@ -1385,13 +1481,11 @@ static int r_fetch(shval *v, char *ver, unsigned char *data)
 {
 	shval_seg *seg = v->seg;
 	struct shval__rval *rv = v->r;
-	char k[SHVAL_NAME_MAX + 220];
-	snprintf(k, sizeof k, "%s:v:%s", seg->rs->prefix, rv->name);
 	struct rargs a;
 	redisReply *rep;
 	ra_init(&a);
 	ra_add(&a, "HMGET");
-	ra_add(&a, k);
+	ra_add(&a, rv->key);
 	ra_add(&a, "serial");
 	ra_add(&a, "ver");
 	ra_add(&a, "data");
@@ -1496,6 +1590,8 @@ struct rop {
 	const char *const *argv;
 	int64_t ie; /* cas: the caller's expected value */
 	double de;
+	uint64_t *verp; /* a read's version (shval_read_version) */
+	bool staged;    /* set by r_op: ran on a section's staged copy */
 };
 
 static bool op_writes(enum rop_kind k)
@@ -1599,7 +1695,7 @@ static int op_on_shadow(shval *v, const unsigned char *bytes, struct rop *o)
 static int r_own_shadow(shval *v)
 {
 	struct shval__rval *rv = v->r;
-	if (rv->sh_pid == getpid())
+	if (rv->sh_pid == v->seg->rs->pid) /* r_enter keeps rs->pid current */
 		return 0;
 	shval *old = rv->sh, *sh;
 	bool lock_entry = old->kind == SHVAL_KIND_LOCK;
@@ -1609,7 +1705,7 @@ static int r_own_shadow(shval *v)
 		return r;
 	shval_close(old); /* this process's handle; the value stays */
 	rv->sh = sh;
-	rv->sh_pid = getpid();
+	rv->sh_pid = v->seg->rs->pid;
 	v->type = sh->type;
 	return 0;
 }
@@ -1642,6 +1738,7 @@ static int r_op(shval *v, struct rop *o)
 			memcpy(s->data, rv->sh->data, v->size);
 			s->dirty = true;
 		}
+		o->staged = true;
 		r_leave(rs);
 		return r;
 	}
@@ -1663,17 +1760,19 @@ static int r_op(shval *v, struct rop *o)
 			cached = false;
 			continue;
 		}
+		if (!r && o->verp)
+			*o->verp = strtoull(rv->cver, NULL, 10);
 		if (r || !writes)
 			break;
 		struct rargs a;
 		redisReply *rep;
 		ra_fcall(&a, rs, "shval1_write", false);
-		ra_fmt(&a, "%016llx", (unsigned long long)rs->client_id);
-		ra_fmt(&a, "%llu", (unsigned long long)++rs->reqseq);
+		ra_add(&a, rs->client_hex);
+		ra_u64(&a, ++rs->reqseq);
 		ra_add(&a, rv->name);
 		ra_add(&a, rv->serial);
 		ra_add(&a, rv->cver);
-		ra_fmt(&a, "%llu", strtoull(rv->cver, NULL, 10) + 1);
+		ra_u64(&a, strtoull(rv->cver, NULL, 10) + 1);
 		ra_bin(&a, rv->sh->data, v->size);
 		ra_add(&a, rv->lock);
 		int resent = a.n;
@@ -1752,6 +1851,22 @@ int shval__r_read(shval *v, void *buf, size_t cap)
 {
 	ROP(.k = OP_READ, .p = buf, .a = cap);
 }
+static int r_peek(shval *v, uint64_t *ver, char *id, size_t idcap);
+
+/* One HMGET: the bytes and the version they had (inside the caller's own
+ * section: the staged bytes, then the committed version, never newer). */
+int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version)
+{
+	uint64_t ver = 0;
+	struct rop o = { .k = OP_READ, .p = buf, .a = cap, .verp = &ver };
+	int r = r_op(v, &o);
+	if (!r && o.staged)
+		r = r_peek(v, &ver, NULL, 0);
+	if (!r)
+		*version = ver;
+	return r;
+}
+
 int shval__r_write(shval *v, const void *buf, size_t len)
 {
 	ROP(.k = OP_WRITE, .cp = buf, .a = len);
