@@ -707,6 +707,61 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv);
 SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 				   size_t *size);
 
+/* ---- Batches ------------------------------------------------------------
+ * A batch queues operations on values of one segment and performs them
+ * with shval_batch_run().  On a Redis segment the whole batch goes to the
+ * server as one pipeline: one round trip when every written value's last
+ * bytes are known to the handle (after a first read or change through it),
+ * else two (a pipelined fetch first); a change the server refuses because
+ * the value moved meanwhile (another writer, another owner's section) is
+ * then done again on its own, as the single call would.  On local
+ * segments shval_batch_run() performs the operations one after another
+ * with the single calls (no gain, the same results), so code written for
+ * both kinds behaves alike: nothing happens before shval_batch_run(), on
+ * either kind.
+ *
+ * Not a transaction: each operation is applied on its own, atomically as
+ * its single call (shval_add_i64 ...), in queue order for operations on
+ * one value; an operation that fails changes nothing and the others go
+ * on.  For all-or-nothing changes use a lock's section.  Every operation
+ * has its own result: *rc (when rc is not NULL) gets what the single call
+ * would return, and its outputs are written by shval_batch_run() (the
+ * pointers must stay valid until then).  shval_batch_run() returns 0 if
+ * every operation succeeded, else the code of the first failed one in
+ * queue order, with shval_errmsg(seg) naming it ("batch op 3 of 10: ...");
+ * *nfailed counts the failures.  The batch is then empty and can be used
+ * again.  A batch is used by one thread at a time.  A lost connection
+ * inside a Redis batch: operations whose answer was lost are sent again
+ * (a read), found applied (the server's record of the client's last
+ * change), or, when the record cannot tell, reported -ECONNRESET
+ * ("outcome unknown"): never applied twice.
+ *
+ * The queueing calls check their arguments only (-EINVAL; SHVAL_EMISUSE for
+ * a handle of another segment; -ENOMEM); type and range errors are the
+ * operations' results.  shval_batch_write() copies buf. Since 0.1. */
+typedef struct shval_batch shval_batch;
+SHVAL_API int shval_batch_new(shval_seg *seg, shval_batch **out);
+SHVAL_API void shval_batch_free(shval_batch *b);
+SHVAL_API int shval_batch_read(shval_batch *b, shval *v, void *buf, size_t cap,
+			       int *rc);
+SHVAL_API int shval_batch_write(shval_batch *b, shval *v, const void *buf,
+				size_t len, int *rc);
+SHVAL_API int shval_batch_get_i64(shval_batch *b, shval *v, int64_t *out,
+				  int *rc);
+SHVAL_API int shval_batch_set_i64(shval_batch *b, shval *v, int64_t x, int *rc);
+/** result (may be NULL): the new value, as shval_add_i64(). */
+SHVAL_API int shval_batch_add_i64(shval_batch *b, shval *v, int64_t delta,
+				  int64_t *result, int *rc);
+SHVAL_API int shval_batch_get_f64(shval_batch *b, shval *v, double *out,
+				  int *rc);
+SHVAL_API int shval_batch_set_f64(shval_batch *b, shval *v, double x, int *rc);
+SHVAL_API int shval_batch_add_f64(shval_batch *b, shval *v, double delta,
+				  double *result, int *rc);
+/** The number of queued operations. */
+SHVAL_API size_t shval_batch_size(const shval_batch *b);
+/** Perform the queued operations (see above). */
+SHVAL_API int shval_batch_run(shval_batch *b, size_t *nfailed);
+
 /* ---- Locks and versions ----------------------------------------------- */
 
 /* Timeouts are relative, in nanoseconds: 0 does not wait (one try),
