@@ -122,9 +122,13 @@
  *   never see the numbers).  Contended changes retry, like a local atomic
  *   float add.
  * - Latency: each call is a network round trip (about 30-60 us on one host);
- *   an uncontended change is one round trip.  Calls on one segment handle
- *   from several threads are serialised (one connection per handle; blocking
- *   waits and lock waits use connections of their own).
+ *   an uncontended change is one round trip (a server-side function: about
+ *   10 us more of the server's time than a plain INCRBY, see BENCHMARKS.md),
+ *   and so is a read; shval_read_version() reads bytes and version in one.
+ *   Many operations in one round trip: a batch (shval_batch_*, "Batches"
+ *   below), sent as one pipeline.  Calls on one segment handle from several
+ *   threads are serialised (one connection per handle; blocking waits and
+ *   lock waits use connections of their own).
  * - Versions: a counter on the server (also for atomic values, whose local
  *   version is their bits): a change back to the same number is a change.
  *   shval_seg_version() moves on every change (no watcher announcement).
@@ -147,8 +151,14 @@
  *   something carries an id and is never applied twice when resent.
  * - Not offered (SHVAL_EMODE): shval_data() (returns NULL: no shared
  *   memory, no zero-copy), shval_touch(), SHVAL_TEMP.  shval_seg_fd() is
- *   -1, shval_seg_open_fd() does not apply; shval_seg_procs() lists nobody;
- *   shval_seg_info() has no sizes (0), mode or attach counts.
+ *   -1, shval_seg_open_fd() does not apply; shval_seg_procs() lists nobody.
+ *   shval_seg_info(): nvalues, version, created, creator_pid (on its host)
+ *   as locally; size = used = the bytes the server holds for the segment's
+ *   keys (MEMORY USAGE of its header, directory, event stream and value
+ *   records; leases and request records not counted; 0 if the server's
+ *   ACL refuses MEMORY); max_size 0 (no limit of its own: the server's
+ *   maxmemory); mode, nattached and nalive 0 (not tracked); owner the
+ *   caller's uid (no file).
  * - Sizes: values up to 64 MiB (SHVAL_ETOOBIG beyond); a write sends the
  *   whole value.  shval_seg_next() lists a snapshot of the names in byte
  *   order.  shval_seg_verify() checks every value's record, type and bytes

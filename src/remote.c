@@ -1094,6 +1094,70 @@ int shval__r_seg_unlink(const char *name)
 }
 
 static int r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap);
+static int r_ensure(shval_seg *seg);
+static void r_lost(struct shval__rseg *rs);
+
+/* The bytes the server holds for the segment's keys: MEMORY USAGE (exact:
+ * SAMPLES 0) of its header, directory, stream and every value's hash,
+ * pipelined 512 at a time (rs->mu held).  Leases and request records
+ * (short-lived) are not counted; 0 if the server refuses MEMORY (an
+ * ACL). */
+static int r_usage(shval_seg *seg, uint64_t *used)
+{
+	struct shval__rseg *rs = seg->rs;
+	char k[SHVAL_NAME_MAX + 220];
+	snprintf(k, sizeof k, "%s:dir", rs->prefix);
+	const char *hk[] = { "HKEYS", k };
+	redisReply *names;
+	int r = r_cmd(seg, &names, 2, hk, NULL);
+	if (r)
+		return r;
+	if (names->type != REDIS_REPLY_ARRAY)
+		return bad_reply(seg, names, "HKEYS");
+	static const char *const fixed[] = { "seg", "dir", "ev" };
+	size_t nkeys = 3 + names->elements;
+	bool refused = false;
+	*used = 0;
+	for (size_t base = 0; !r && base < nkeys; base += 512) {
+		size_t end = base + 512 < nkeys ? base + 512 : nkeys;
+		if ((r = r_ensure(seg)) != 0)
+			break;
+		for (size_t i = base; i < end; i++) {
+			if (i < 3)
+				snprintf(k, sizeof k, "%s:%s", rs->prefix,
+					 fixed[i]);
+			else
+				snprintf(k, sizeof k, "%s:v:%.*s", rs->prefix,
+					 (int)names->element[i - 3]->len,
+					 names->element[i - 3]->str);
+			const char *argv[] = { "MEMORY", "USAGE", k, "SAMPLES",
+					       "0" };
+			if (r_append(rs->c, 5, argv, NULL) != 0) {
+				r = rfail(seg, -ENOMEM, "out of memory");
+				break;
+			}
+		}
+		for (size_t i = base; !r && i < end; i++) {
+			void *rep;
+			if (redisGetReply(rs->c, &rep) != REDIS_OK) {
+				r = rfail(seg, -ECONNRESET,
+					  "connection lost: %s", rs->c->errstr);
+				r_lost(rs);
+				break;
+			}
+			redisReply *x = rep;
+			if (x->type == REDIS_REPLY_INTEGER)
+				*used += (uint64_t)x->integer;
+			else if (x->type == REDIS_REPLY_ERROR)
+				refused = true; /* an ACL: unknown, 0 */
+			freeReplyObject(x);     /* nil: removed meanwhile */
+		}
+	}
+	freeReplyObject(names);
+	if (refused)
+		*used = 0;
+	return r;
+}
 
 int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 {
@@ -1130,6 +1194,9 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 			freeReplyObject(rep);
 		}
 	}
+	if (!r)
+		r = r_usage(seg, &info->used);
+	info->size = info->used;
 	info->owner = getuid();
 	r_leave(rs);
 	char id[64];

@@ -831,4 +831,53 @@ TEST(refusals)
 	tredis_stop(&rd);
 }
 
+static long long mem_usage(struct tredis *rd, const char *key)
+{
+	redisReply *r = tredis_cmd(rd, "MEMORY USAGE %s SAMPLES 0", key);
+	long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+/* shval_seg_info: values counted, sizes = the server's memory for the
+ * segment's keys (header, directory, stream, value hashes). */
+TEST(seg_info_sizes)
+{
+	struct tredis rd;
+	tredis_start(&rd, "inf", NULL);
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *a, *big, *lk;
+	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, NULL, 0, &a));
+	ASSERT_OK(shval_create(seg, "big", "8000s", SHVAL_RLOCK, NULL, 0,
+			       &big));
+	ASSERT_OK(shval_lock_create(seg, "lk", SHVAL_RLOCK, &lk));
+	struct shval_seg_info in;
+	ASSERT_OK(shval_seg_info(seg, &in));
+	ASSERT_EQ(in.nvalues, 3);
+	long long want = 0;
+	const char *keys[] = { "inf:seg", "inf:dir", "inf:ev", "inf:v:a",
+			       "inf:v:big", "inf:v:lk" };
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		long long m = mem_usage(&rd, keys[i]);
+		ASSERT_GT(m, 0);
+		want += m;
+	}
+	ASSERT_UEQ(in.used, (uint64_t)want);
+	ASSERT_UEQ(in.size, in.used);
+	ASSERT_GT(in.used, 8000);
+	ASSERT_UEQ(in.max_size, 0);
+	ASSERT_UEQ(in.nattached, 0);
+	shval_close(big);
+	ASSERT_OK(shval_remove(seg, "big"));
+	struct shval_seg_info in2;
+	ASSERT_OK(shval_seg_info(seg, &in2));
+	ASSERT_EQ(in2.nvalues, 2);
+	ASSERT_LT(in2.used + 8000, in.used);
+	shval_close(a);
+	shval_close(lk);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 TEST_MAIN()
