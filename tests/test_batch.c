@@ -93,6 +93,15 @@ static char *scenario(shval_seg *seg)
 	ASSERT_OK(shval_batch_add_i64(bt, a, 1, &r64[7], NULL));
 	ASSERT_OK(shval_batch_run(bt, NULL));
 	t = tx_add(t, "reused: %lld", (long long)r64[7]);
+	/* shval_read_version on either kind: the bytes and a version no
+	 * newer (here: the current one, nothing changes meanwhile) */
+	uint64_t ver = 0;
+	ASSERT_OK(shval_read_version(a, &x, sizeof x, &ver));
+	ASSERT_EQ(x, 13);
+	ASSERT_UEQ(ver, shval_value_version(a));
+	ASSERT_OK(shval_read_version(l, &x, sizeof x, &ver));
+	ASSERT_UEQ(ver, shval_value_version(l));
+	ASSERT_EQ(shval_read_version(l, &x, sizeof x, NULL), -EINVAL);
 	/* refusals when queueing */
 	ASSERT_EQ(shval_batch_get_i64(bt, a, NULL, NULL), -EINVAL);
 	ASSERT_EQ(shval_batch_read(bt, NULL, gout, 8, NULL), -EINVAL);
