@@ -2140,6 +2140,7 @@ void shval__r_batch_run(struct shval_batch *b)
 	size_t n = b->n;
 	struct bst {
 		int how;
+		bool sent; /* in the pipeline */
 		uint64_t seq;
 		struct rop o;
 	} *st = calloc(n ? n : 1, sizeof *st);
@@ -2213,7 +2214,8 @@ void shval__r_batch_run(struct shval_batch *b)
 	}
 	/* 3. the pipeline */
 	size_t npipe = 0;
-	bool lost = r_ensure(seg) != 0;
+	int down = r_ensure(seg); /* unreachable: nothing more is tried */
+	bool lost = down != 0;
 	for (size_t i = 0; i < n && !lost; i++) {
 		shval *v = b->ops[i].v;
 		struct shval__rval *rv = v->r;
@@ -2228,6 +2230,7 @@ void shval__r_batch_run(struct shval_batch *b)
 			const char *argv[] = { "HMGET", rv->key, "serial",
 					       "ver", "data" };
 			lost = r_append(rs->c, 5, argv, NULL) != 0;
+			st[i].sent = !lost;
 			npipe++;
 			continue;
 		}
@@ -2254,6 +2257,7 @@ void shval__r_batch_run(struct shval_batch *b)
 		if (rv->bprev[0])
 			ra_add(&a, rv->bprev);
 		lost = r_append(rs->c, a.n, a.v, a.l) != 0;
+		st[i].sent = !lost;
 		npipe++;
 		/* what the server holds once it is applied */
 		snprintf(rv->cver, sizeof rv->cver, "%s", a.v[9]);
@@ -2268,6 +2272,11 @@ void shval__r_batch_run(struct shval_batch *b)
 		struct shval__rval *rv = v->r;
 		if (st[i].how != B_READ && st[i].how != B_WRITE)
 			continue;
+		if (!st[i].sent) { /* the pipeline stopped before it */
+			rv->cvalid = false;
+			st[i].how = B_SINGLE;
+			continue;
+		}
 		void *vrep = NULL;
 		if (!lost && redisGetReply(rs->c, &vrep) != REDIS_OK)
 			lost = true;
@@ -2349,10 +2358,27 @@ void shval__r_batch_run(struct shval_batch *b)
 		}
 	}
 	r_leave(rs);
-	/* 5. the rest one by one, in queue order */
-	for (size_t i = 0; i < n; i++)
-		if (st[i].how == B_SINGLE)
-			shval__bop_done(b, i, r_op(b->ops[i].v, &st[i].o));
+	/* 5. the rest one by one, in queue order; once the server stayed
+	 * unreachable for timeout_ms, the remaining ops are not tried (each
+	 * would wait as long again) */
+	for (size_t i = 0; i < n; i++) {
+		if (st[i].how != B_SINGLE)
+			continue;
+		int r;
+		if (down)
+			r = rfail(seg, down,
+				  "value %s: not attempted: the server was "
+				  "unreachable for an earlier operation of "
+				  "this batch",
+				  b->ops[i].v->r->name);
+		else {
+			r = r_op(b->ops[i].v, &st[i].o);
+			if (r == -ECONNRESET || r == -ECONNREFUSED ||
+			    r == -EHOSTUNREACH || r == -EAGAIN)
+				down = r;
+		}
+		shval__bop_done(b, i, r);
+	}
 	free(st);
 }
 

@@ -297,6 +297,39 @@ TEST(removed_mid_batch)
 	tredis_stop(&rd);
 }
 
+/* The server gone: every op fails with a connection error (the first
+ * after timeout_ms, the rest not attempted), nothing hangs. */
+TEST(server_gone)
+{
+	struct tredis rd;
+	tredis_start(&rd, "bgone", "timeout_ms=200");
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *a;
+	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, NULL, 0, &a));
+	tredis_kill(&rd, SIGKILL);
+	shval_batch *bt;
+	ASSERT_OK(shval_batch_new(seg, &bt));
+	int rc[20];
+	int64_t got;
+	for (int i = 0; i < 20; i++)
+		ASSERT_OK(i % 2 ? shval_batch_add_i64(bt, a, 1, NULL, &rc[i])
+				: shval_batch_get_i64(bt, a, &got, &rc[i]));
+	size_t nf;
+	int r = shval_batch_run(bt, &nf);
+	ASSERT_EQ(nf, 20);
+	ASSERT_EQ(r, rc[0]);
+	ASSERT(strstr(shval_errmsg(seg), "batch op 1 of 20"));
+	for (int i = 0; i < 20; i++)
+		if (rc[i] != -ECONNRESET && rc[i] != -ECONNREFUSED &&
+		    rc[i] != -EHOSTUNREACH && rc[i] != -EAGAIN)
+			FAIL("op %d: %s", i, shval_errname(rc[i]));
+	shval_batch_free(bt);
+	shval_close(a);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 #define NPROC 3
 #define NBATCH 100
 
