@@ -1215,6 +1215,7 @@ int shval__r_find(shval_seg *seg, const char *name, const char *type,
 		  shval **out)
 {
 	size_t n;
+	*out = NULL; /* as local: NULL on failure */
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
 	r_enter(seg->rs);
@@ -1231,6 +1232,7 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 {
 	struct shval__rseg *rs = seg->rs;
 	size_t n;
+	*out = NULL; /* as local: NULL on failure */
 	if (created)
 		*created = false;
 	if (!name_ok(name, &n))
