@@ -1218,6 +1218,11 @@ int shval__r_find(shval_seg *seg, const char *name, const char *type,
 	*out = NULL; /* as local: NULL on failure */
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
+	char canon[SHVAL_TYPE_MAX + 1];
+	int tr = type ? shval_type_canonical(type, canon, sizeof canon, NULL)
+		      : 0;
+	if (tr) /* as local: a bad type string before a missing value */
+		return shval__failf(seg, tr, "%s", shval_errmsg(NULL));
 	r_enter(seg->rs);
 	int r = r_find_locked(seg, name, type, 0, false, out);
 	r_leave(seg->rs);
