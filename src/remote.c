@@ -862,23 +862,31 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	struct rargs a;
 	redisReply *rep = NULL;
 	bool foreign = false;
-	if (flags & SHVAL_CREATE) {
+	/* Keys under the prefix but no segment header: foreign, unless the
+	 * header appeared meanwhile (another process's create, one server
+	 * call, won a race with this one: its keys are no foreign keys). */
+	for (int probe = 0; (flags & SHVAL_CREATE) && probe < 2; probe++) {
 		ra_fcall(&a, rs, "shval1_segopen", false);
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		r = r_run(seg, &a, &rep);
-		if (!r && is(rep, "NOSEG"))
-			r = r_foreign_keys(seg, &foreign);
+		bool noseg = !r && is(rep, "NOSEG");
 		if (rep)
 			freeReplyObject(rep);
 		rep = NULL;
-		if (!r && foreign)
-			r = rfail(seg, -EEXIST,
-				  "the prefix holds keys that are not a shval "
-				  "segment's: choose another prefix");
+		if (probe == 1 && !noseg)
+			foreign = false;
+		else if (probe == 0 && noseg)
+			r = r_foreign_keys(seg, &foreign);
+		if (r || !foreign)
+			break;
 	}
+	if (!r && foreign)
+		r = rfail(seg, -EEXIST,
+			  "the prefix holds keys that are not a shval "
+			  "segment's: choose another prefix");
 	if (!r) {
 		ra_fcall(&a, rs, "shval1_segopen", false);
 		ra_add(&a, (flags & SHVAL_CREATE) ? "1" : "0");
