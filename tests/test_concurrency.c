@@ -70,8 +70,9 @@ static void xy_step(shval *st, unsigned spin_n)
 TEST_BOTH(writers_and_readers_keep_invariants)
 {
 	shval_seg *s = test_seg_new();
-	shval *atom, *lockd, *cas, *st, *str, *arr, *done;
+	shval *atom, *lockd, *cas, *st, *str, *arr, *done, *flt;
 	ASSERT_OK(shval_create(s, "atom", "q", SHVAL_ATOMIC, NULL, 0, &atom));
+	ASSERT_OK(shval_create(s, "flt", "d", SHVAL_ATOMIC, NULL, 0, &flt));
 	ASSERT_OK(shval_create(s, "locked", "q", SHVAL_RLOCK, NULL, 0, &lockd));
 	ASSERT_OK(shval_create(s, "cas", "q", SHVAL_ATOMIC, NULL, 0, &cas));
 	ASSERT_OK(shval_create(s, "xy", "x:q y:q", SHVAL_LOCK, NULL, 0, &st));
@@ -87,6 +88,7 @@ TEST_BOTH(writers_and_readers_keep_invariants)
 			for (int i = 0; i < ops; i++) {
 				ASSERT_OK(shval_add_i64(atom, 1, NULL));
 				ASSERT_OK(shval_add_i64(lockd, 1, NULL));
+				ASSERT_OK(shval_add_f64(flt, 0.5, NULL)); /* a CAS loop */
 				int64_t e;
 				ASSERT_OK(shval_get_i64(cas, &e));
 				while (shval_cas_i64(cas, &e, e + 1) == SHVAL_ECHANGED)
@@ -146,11 +148,14 @@ TEST_BOTH(writers_and_readers_keep_invariants)
 	ASSERT_EQ(x, NW * ops);
 	ASSERT_OK(shval_get_i64(cas, &x));
 	ASSERT_EQ(x, NW * ops);
+	double f;
+	ASSERT_OK(shval_get_f64(flt, &f));
+	ASSERT(f == 0.5 * NW * ops); /* exact: no add lost or doubled */
 	xy v;
 	ASSERT_OK(shval_read(st, &v, sizeof v));
 	ASSERT_EQ(v.x, NW * ops);
 	ASSERT_EQ(v.y, 2 * NW * ops);
-	shval *all[] = { atom, lockd, cas, st, str, arr, done };
+	shval *all[] = { atom, lockd, cas, st, str, arr, done, flt };
 	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
 		shval_close(all[i]);
 	test_seg_done(s);
@@ -477,6 +482,20 @@ TEST_BOTH(wait_for_change)
 	}
 	ASSERT_OK(shval_seg_wait(s, &sv, 10 * SHVAL_SEC));
 	test_wait_ok(w);
+	/* and a value created by another process */
+	sv = shval_seg_version(s);
+	w = fork();
+	if (w == 0) {
+		struct timespec ts = { 0, 30000000 };
+		nanosleep(&ts, NULL);
+		shval *nv;
+		_exit(shval_create(s, "new", "d", 0, NULL, 0, &nv) ? 3 : 0);
+	}
+	ASSERT_OK(shval_seg_wait(s, &sv, 10 * SHVAL_SEC));
+	test_wait_ok(w);
+	shval *nv;
+	ASSERT_OK(shval_find(s, "new", "d", &nv));
+	shval_close(nv);
 	shval_close(l);
 	shval_close(a);
 	test_seg_done(s);
