@@ -682,15 +682,19 @@ TEST(verify_finds_and_repairs_dead_lock)
 	size_t n;
 	ASSERT_OK(shval_seg_verify(s, SHVAL_VERIFY_DEEP, NULL, NULL, &n));
 	ASSERT_EQ(n, 0);
+	int in[2];
+	ASSERT(pipe(in) == 0);
 	pid_t w = fork();
 	if (w == 0) {
 		shval_lock(v);
 		xy *p = shval_data(v);
 		p->x = 5; /* y not yet updated: broken invariant */
+		ASSERT(write(in[1], "x", 1) == 1);
 		pause();
 	}
-	struct timespec ts = { 0, 50000000 };
-	nanosleep(&ts, NULL);
+	/* (not a fixed sleep: under load the child had not locked yet) */
+	char c;
+	ASSERT(read(in[0], &c, 1) == 1);
 	kill(w, SIGKILL);
 	waitpid(w, NULL, 0);
 	int found = 0;
