@@ -1250,6 +1250,9 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 		*created = false;
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
+	int nr = shval__check_utf8_name(seg, name, n); /* as local */
+	if (nr)
+		return nr;
 	if (seg->flags & SHVAL_RDONLY)
 		return rfail(seg, SHVAL_ERDONLY, "segment opened read-only");
 	if (guard &&
