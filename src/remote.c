@@ -897,9 +897,10 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	}
 	if (!r) {
 		if (is(rep, "NOSEG"))
-			r = rfail(seg, -ENOENT, "no such segment");
+			r = rfail(seg, -ENOENT, "segment does not exist");
 		else if (is(rep, "EXISTS"))
-			r = rfail(seg, -EEXIST, "segment exists (SHVAL_EXCL)");
+			r = rfail(seg, -EEXIST,
+				  "segment already exists (SHVAL_EXCL)");
 		else if (is(rep, "FOREIGN"))
 			r = rfail(seg, SHVAL_EVERSION,
 				  "%s:seg is not a shval segment's header (or "
@@ -947,7 +948,7 @@ int shval__r_seg_unlink(const char *name)
 	r = r_run(seg, &a, &rep);
 	if (!r) {
 		if (is(rep, "NOSEG"))
-			r = rfail(seg, -ENOENT, "no such segment");
+			r = rfail(seg, -ENOENT, "segment does not exist");
 		else if (is(rep, "FOREIGN"))
 			r = rfail(seg, SHVAL_EVERSION,
 				  "not a shval segment: left alone");

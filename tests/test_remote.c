@@ -585,7 +585,7 @@ TEST(refusals)
 	shval_seg *seg;
 	char url[1000];
 	ASSERT_ERR(shval_seg_open(rd.url, 0, NULL, &seg), -ENOENT);
-	ASSERT(strstr(shval_errmsg(NULL), "no such segment"));
+	ASSERT(strstr(shval_errmsg(NULL), "segment does not exist"));
 	ASSERT_ERR(shval_seg_open("redis://127.0.0.1/", SHVAL_CREATE, NULL,
 				  &seg),
 		   SHVAL_EBADNAME);
