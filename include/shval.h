@@ -149,6 +149,9 @@
  *   memory, no zero-copy), shval_touch(), SHVAL_TEMP.  shval_seg_fd() is
  *   -1, shval_seg_open_fd() does not apply; shval_seg_procs() lists nobody;
  *   shval_seg_info() has no sizes (0), mode or attach counts.
+ * - A handle of a segment opened SHVAL_RDONLY can wait (shval_wait,
+ *   shval_seg_wait read the server's streams); on a local segment these
+ *   return SHVAL_ERDONLY (a waiter announces itself in the mapping).
  * - Sizes: values up to 64 MiB (SHVAL_ETOOBIG beyond); a write sends the
  *   whole value.  shval_seg_next() lists a snapshot of the names in byte
  *   order.  shval_seg_verify() checks every value's record, type and bytes
