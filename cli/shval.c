@@ -300,6 +300,34 @@ static const char *errtext(int code)
 	return p ? p + 2 : s;
 }
 
+/* A segment name for a message: a Redis URL's password replaced by "***"
+ * (the library never shows it either: include/shval.h). */
+static void put_seg_name(FILE *f, const char *seg)
+{
+	const char *auth = NULL, *at = NULL;
+	if (strncmp(seg, "redis://", 8) == 0) {
+		auth = seg + 8;
+		size_t n = strcspn(auth, "/?");
+		for (const char *p = auth; p < auth + n; p++)
+			if (*p == '@')
+				at = p;
+	}
+	const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (!colon) {
+		put_safe(f, seg);
+		return;
+	}
+	char *copy = strdup(seg);
+	if (!copy) {
+		fputs("redis://(name not shown)", f);
+		return;
+	}
+	snprintf(copy + (colon + 1 - seg),
+		 strlen(seg) + 1 - (size_t)(colon + 1 - seg), "***%s", at);
+	put_safe(f, copy);
+	free(copy);
+}
+
 /* Print "shval: CMD SEG [VALUE]: text (detail)" and return 1.  detail may
  * be NULL or "". */
 static int fail_detail(const struct args *a, const char *seg, const char *value,
@@ -310,7 +338,7 @@ static int fail_detail(const struct args *a, const char *seg, const char *value,
 	fprintf(stderr, "shval: %s", a->cmd->name);
 	if (seg) {
 		fputc(' ', stderr);
-		put_safe(stderr, seg);
+		put_seg_name(stderr, seg);
 	}
 	if (value) {
 		fputc(' ', stderr);

@@ -159,6 +159,9 @@
  *   ACL refuses MEMORY); max_size 0 (no limit of its own: the server's
  *   maxmemory); mode, nattached and nalive 0 (not tracked); owner the
  *   caller's uid (no file).
+ * - A handle of a segment opened SHVAL_RDONLY can wait (shval_wait,
+ *   shval_seg_wait read the server's streams); on a local segment these
+ *   return SHVAL_ERDONLY (a waiter announces itself in the mapping).
  * - Sizes: values up to 64 MiB (SHVAL_ETOOBIG beyond); a write sends the
  *   whole value.  shval_seg_next() lists a snapshot of the names in byte
  *   order.  shval_seg_verify() checks every value's record, type and bytes

@@ -328,6 +328,9 @@ void shval__wake_after_commit(shval_seg *seg, shval__entry *e);
 void shval__wake_after_change(shval_seg *seg, shval__entry *e,
 			      bool bump_version);
 
+/* entry.c: a name being created is printable ASCII or UTF-8 (no C1). */
+int shval__check_utf8_name(shval_seg *seg, const char *name, size_t n);
+
 /* ---- remote.c (Redis segments; the public functions dispatch here) ---- */
 bool shval__r_is_name(const char *name);
 int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out);

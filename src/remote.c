@@ -964,23 +964,31 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	struct rargs a;
 	redisReply *rep = NULL;
 	bool foreign = false;
-	if (flags & SHVAL_CREATE) {
+	/* Keys under the prefix but no segment header: foreign, unless the
+	 * header appeared meanwhile (another process's create, one server
+	 * call, won a race with this one: its keys are no foreign keys). */
+	for (int probe = 0; (flags & SHVAL_CREATE) && probe < 2; probe++) {
 		ra_fcall(&a, rs, "shval1_segopen", false);
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		r = r_run(seg, &a, &rep);
-		if (!r && is(rep, "NOSEG"))
-			r = r_foreign_keys(seg, &foreign);
+		bool noseg = !r && is(rep, "NOSEG");
 		if (rep)
 			freeReplyObject(rep);
 		rep = NULL;
-		if (!r && foreign)
-			r = rfail(seg, -EEXIST,
-				  "the prefix holds keys that are not a shval "
-				  "segment's: choose another prefix");
+		if (probe == 1 && !noseg)
+			foreign = false;
+		else if (probe == 0 && noseg)
+			r = r_foreign_keys(seg, &foreign);
+		if (r || !foreign)
+			break;
 	}
+	if (!r && foreign)
+		r = rfail(seg, -EEXIST,
+			  "the prefix holds keys that are not a shval "
+			  "segment's: choose another prefix");
 	if (!r) {
 		ra_fcall(&a, rs, "shval1_segopen", false);
 		ra_add(&a, (flags & SHVAL_CREATE) ? "1" : "0");
@@ -991,9 +999,10 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	}
 	if (!r) {
 		if (is(rep, "NOSEG"))
-			r = rfail(seg, -ENOENT, "no such segment");
+			r = rfail(seg, -ENOENT, "segment does not exist");
 		else if (is(rep, "EXISTS"))
-			r = rfail(seg, -EEXIST, "segment exists (SHVAL_EXCL)");
+			r = rfail(seg, -EEXIST,
+				  "segment already exists (SHVAL_EXCL)");
 		else if (is(rep, "FOREIGN"))
 			r = rfail(seg, SHVAL_EVERSION,
 				  "%s:seg is not a shval segment's header (or "
@@ -1041,7 +1050,7 @@ int shval__r_seg_unlink(const char *name)
 	r = r_run(seg, &a, &rep);
 	if (!r) {
 		if (is(rep, "NOSEG"))
-			r = rfail(seg, -ENOENT, "no such segment");
+			r = rfail(seg, -ENOENT, "segment does not exist");
 		else if (is(rep, "FOREIGN"))
 			r = rfail(seg, SHVAL_EVERSION,
 				  "not a shval segment: left alone");
@@ -1385,8 +1394,14 @@ int shval__r_find(shval_seg *seg, const char *name, const char *type,
 		  shval **out)
 {
 	size_t n;
+	*out = NULL; /* as local: NULL on failure */
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
+	char canon[SHVAL_TYPE_MAX + 1];
+	int tr = type ? shval_type_canonical(type, canon, sizeof canon, NULL)
+		      : 0;
+	if (tr) /* as local: a bad type string before a missing value */
+		return shval__failf(seg, tr, "%s", shval_errmsg(NULL));
 	r_enter(seg->rs);
 	int r = r_find_locked(seg, name, type, 0, false, out);
 	r_leave(seg->rs);
@@ -1401,10 +1416,14 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 {
 	struct shval__rseg *rs = seg->rs;
 	size_t n;
+	*out = NULL; /* as local: NULL on failure */
 	if (created)
 		*created = false;
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
+	int nr = shval__check_utf8_name(seg, name, n); /* as local */
+	if (nr)
+		return nr;
 	if (seg->flags & SHVAL_RDONLY)
 		return rfail(seg, SHVAL_ERDONLY, "segment opened read-only");
 	if (guard &&
