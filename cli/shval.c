@@ -383,8 +383,13 @@ static int value_text(shval *v, unsigned flags, char **out, size_t *len)
 	return r;
 }
 
-static size_t utf8_len(const unsigned char *s);
-static size_t utf8_len_n(const unsigned char *s, size_t n);
+/* Length of the well-formed UTF-8 character at s (n bytes left), or 0:
+ * the library's decoder (src/text.c). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	return shval__utf8_decode(s, n, &cp);
+}
 
 /* get and wait print a string value as its raw bytes, which set takes
  * back as they are, except when the bytes could not come back through an
@@ -419,9 +424,9 @@ static void put_quoted(FILE *f, const char *s, size_t n)
 		else if (c == 0 &&
 			 !(i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9'))
 			fputs("\\0", f);
-		else if (c >= 0x80 && i + 1 < n &&
-			 (k = utf8_len((const unsigned char *)s + i)) > 0 &&
-			 i + k <= n) {
+		else if (c >= 0x80 &&
+			 (k = utf8_len((const unsigned char *)s + i, n - i)) >
+				 0) {
 			fwrite(s + i, 1, k, f);
 			i += k;
 			continue;
@@ -491,8 +496,8 @@ static void put_display(FILE *f, const char *s, size_t n)
 				fprintf(f, "\\x%02x", c);
 			} else if (c < 0x80) {
 				fputc(c, f);
-			} else if ((k = utf8_len_n((const unsigned char *)s + i,
-						   n - i)) > 0 &&
+			} else if ((k = utf8_len((const unsigned char *)s + i,
+						 n - i)) > 0 &&
 				   !(c == 0xc2 &&
 				     (unsigned char)s[i + 1] < 0xa0)) {
 				fwrite(s + i, 1, k, f);
@@ -525,39 +530,6 @@ static char *safe_dup(const char *s)
 	return out;
 }
 
-/* Length of the well-formed UTF-8 character at s (up to its NUL), or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned c = s[0];
-	size_t len;
-	uint32_t cp, min;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-/* utf8_len for a buffer of n bytes that need not end with a NUL. */
-static size_t utf8_len_n(const unsigned char *s, size_t n)
-{
-	unsigned char b[4] = { 0 };
-	memcpy(b, s, n < 4 ? n : 4);
-	size_t k = utf8_len(b[0] ? b : (const unsigned char *)"");
-	return k <= n ? k : 0;
-}
-
 /* A JSON string literal.  Valid UTF-8 as is; each byte of invalid UTF-8
  * as \u00XX, as the library's JSON text does (the output stays valid
  * JSON and UTF-8 whatever a name or path holds). */
@@ -566,7 +538,8 @@ static void put_json_str(FILE *f, const char *s)
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		size_t k;
-		if (*p >= 0x80 && (k = utf8_len(p)) > 0) {
+		if (*p >= 0x80 &&
+		    (k = utf8_len(p, strnlen((const char *)p, 4))) > 0) {
 			fwrite(p, 1, k, f);
 			p += k - 1;
 			continue;

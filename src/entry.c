@@ -11,32 +11,12 @@
 #include "internal.h"
 
 /* Length of the well-formed UTF-8 sequence at s (n bytes left) that
- * encodes a character other than a C1 control (U+0080..U+009F), or 0:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
+ * encodes a character other than a C1 control (U+0080..U+009F), or 0. */
 static size_t utf8_char(const unsigned char *s, size_t n)
 {
-	unsigned c = s[0];
-	size_t len;
-	uint32_t cp, min;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-	    cp <= 0x9f)
-		return 0;
-	return len;
+	uint32_t cp;
+	size_t len = shval__utf8_decode(s, n, &cp);
+	return len && cp > 0x9f ? len : 0;
 }
 
 /* Names being created must be printable ASCII or UTF-8 (as documented):

@@ -152,10 +152,8 @@ static void err_prefix(char *err, size_t errcap, const char *fmt, ...)
 	snprintf(err, errcap, "%s: %s", pre, old);
 }
 
-/* Length (1..4) of the valid UTF-8 sequence at s (n bytes available), or 0
- * if it is not one.  Strict: no overlong forms, no surrogates, nothing above
- * U+10FFFF.  *cp receives the code point. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+/* UTF-8: see type.h. */
+size_t shval__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
 	uint32_t c, min;
 	size_t len;
@@ -258,7 +256,8 @@ static void json_escape(shval__buf *b, const unsigned char *s, size_t n)
 		} else if (c == '\f') {
 			buf_adds(b, "\\f");
 			i++;
-		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
+		} else if (c >= 0x80 &&
+			   (k = shval__utf8_decode(s + i, n - i, &cp))) {
 			shval__buf_add(b, s + i, k);
 			i += k;
 		} else {
@@ -298,7 +297,8 @@ static void c_escape(shval__buf *b, const unsigned char *s, size_t n)
 			/* "\0" unless a digit follows ("\01" would be octal) */
 			buf_adds(b, "\\0");
 			i++;
-		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
+		} else if (c >= 0x80 &&
+			   (k = shval__utf8_decode(s + i, n - i, &cp))) {
 			shval__buf_add(b, s + i, k);
 			i += k;
 		} else {
@@ -649,7 +649,8 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		return 0;
 	case 'u': {
 		uint32_t cp;
-		size_t k = utf8_decode((const unsigned char *)text, n, &cp);
+		size_t k =
+			shval__utf8_decode((const unsigned char *)text, n, &cp);
 		if (k == 0 || k != n) {
 			shval__quote(q, sizeof q, text, n);
 			return fail(err, errcap, SHVAL_EPARSE,

@@ -207,4 +207,10 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 int shval__text_unquote(const char *text, unsigned char *out, size_t *len,
 			char *err, size_t errcap);
 
+/* Length (1..4) of the well-formed UTF-8 sequence at s (n bytes available),
+ * or 0 if it is not one.  Strict: no overlong forms, no surrogates, nothing
+ * above U+10FFFF.  *cp receives the code point.  The one UTF-8 decoder:
+ * text forms, value names (entry.c) and the CLI's display use it. */
+size_t shval__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
 #endif
