@@ -207,10 +207,14 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 int shval__text_unquote(const char *text, unsigned char *out, size_t *len,
 			char *err, size_t errcap);
 
-/* Length (1..4) of the well-formed UTF-8 sequence at s (n bytes available),
- * or 0 if it is not one.  Strict: no overlong forms, no surrogates, nothing
- * above U+10FFFF.  *cp receives the code point.  The one UTF-8 decoder:
- * text forms, value names (entry.c) and the CLI's display use it. */
+/* UTF-8 (utf8.c).  shval__utf8_decode: length (1..4) of the well-formed
+ * UTF-8 sequence at s (n bytes available), or 0 if it is not one.  Strict:
+ * no overlong forms, no surrogates, nothing above U+10FFFF.  *cp receives
+ * the code point.  shval__utf8_encode: the UTF-8 of a Unicode scalar value
+ * (one that shval__utf8_scalar accepts: not a surrogate, not above
+ * U+10FFFF), 1..4 bytes. */
 size_t shval__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+size_t shval__utf8_encode(uint32_t c, char out[4]);
+bool shval__utf8_scalar(uint32_t c);
 
 #endif
