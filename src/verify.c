@@ -14,9 +14,6 @@
 
 #include "internal.h"
 
-/* seg.c (declared here while internal.h is being reworked elsewhere) */
-const char *shval__hdr_check(shval_seg *seg);
-
 /* A lock entry found in the directory: the values that name its lock
  * block are counted against its users word. */
 struct vlock {
