@@ -293,13 +293,11 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 			   unsigned flags, const void *init, size_t init_len,
 			   shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_create(seg, name, type, flags, init,
-					     init_len, NULL, false, false, out,
-					     NULL)
-			   : -EINVAL;
 	if (!out)
 		return shval__failf(seg, -EINVAL, "shval_create: out is NULL");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, type, flags, init, init_len,
+				       NULL, false, false, out, NULL);
 	*out = NULL;
 	return create_value(seg, name, type, flags, NULL, init, init_len, out);
 }
@@ -363,14 +361,12 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 				   const void *init, size_t init_len,
 				   shval **out, bool *created)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_create(seg, name, type, flags, init,
-					     init_len, NULL, false, true, out,
-					     created)
-			   : -EINVAL;
 	if (!out)
 		return shval__failf(seg, -EINVAL,
 				    "shval_find_or_create: out is NULL");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, type, flags, init, init_len,
+				       NULL, false, true, out, created);
 	*out = NULL;
 	if (created)
 		*created = false;
