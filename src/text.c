@@ -177,12 +177,10 @@ static const char *short_escape(unsigned char c, bool json, bool digit_next)
 	}
 }
 
-/* A string body (no quotes) for n bytes, JSON or plain text with C
- * escapes; see the header comment.  Well-formed UTF-8 stays as it is;
- * other controls, DEL and each invalid UTF-8 byte are \u00XX in JSON and
- * \xHH in plain text (always two digits; readers must not take more). */
-static void escape(shval__buf *b, const unsigned char *s, size_t n, bool json)
+/* String bodies: see type.h and the header comment. */
+void shval__text_escape(shval__buf *b, const void *bytes, size_t n, bool json)
 {
+	const unsigned char *s = bytes;
 	size_t i = 0;
 	while (i < n && !b->oom) {
 		unsigned char c = s[i];
@@ -277,7 +275,7 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 			if (p[0] >= 0x80) /* one byte alone is never UTF-8 */
 				shval__buf_printf(b, "\\u%04x", p[0]);
 			else
-				escape(b, p, 1, true);
+				shval__text_escape(b, p, 1, true);
 			buf_addc(b, '"');
 		} else {
 			buf_addc(b, (char)p[0]);
@@ -292,7 +290,8 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 		if (shval__utf8_scalar(cp)) {
 			size_t k = shval__utf8_encode(cp, u8);
 			if (json)
-				escape(b, (const unsigned char *)u8, k, true);
+				shval__text_escape(b, (const unsigned char *)u8,
+						   k, true);
 			else
 				shval__buf_add(b, u8, k);
 		} else {
@@ -348,13 +347,13 @@ static void fmt_field(shval__buf *b, const shval__field *f,
 		n = len > f->count ? f->count : len; /* never read past */
 		if (json) {
 			buf_addc(b, '"');
-			escape(b, p + 4, n, true);
+			shval__text_escape(b, p + 4, n, true);
 			buf_addc(b, '"');
 			return;
 		}
 		if (in_struct) {
 			buf_addc(b, '"');
-			escape(b, p + 4, n, false);
+			shval__text_escape(b, p + 4, n, false);
 			buf_addc(b, '"');
 		} else {
 			shval__buf_add(b, p + 4, n);

@@ -175,6 +175,14 @@ void shval__buf_add(shval__buf *b, const void *s, size_t n);
 void shval__buf_printf(shval__buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Append the body (no quotes) of a string of n bytes to b: JSON
+ * (SHVAL_TEXT_JSON's escapes) or plain text (the quoted form of a struct's
+ * string field, C escapes, which shval__text_unquote reads back).
+ * Well-formed UTF-8 stays as it is; other controls, DEL and each invalid
+ * UTF-8 byte are \u00XX in JSON and \xHH in plain text (always two
+ * digits). */
+void shval__text_escape(shval__buf *b, const void *bytes, size_t n, bool json);
+
 /* Append the text form of a whole value (data = t->size bytes, C layout) to
  * out.  flags: SHVAL_TEXT_JSON.  Formats as documented at shval_to_text()
  * in include/shval.h.  Returns 0, or -ENOMEM. */
