@@ -37,7 +37,7 @@ static int in_child(void (*fn)(void *), void *arg, unsigned secs)
 	return wait_status(pid);
 }
 
-/* ---- 1. FIFO squatting ---- */
+/* ---- FIFO squatting ---- */
 
 struct open_arg {
 	const char *name;
@@ -191,7 +191,7 @@ static bool found_has(const struct found *f, const char *needle)
 	return false;
 }
 
-/* ---- 3. a value removed under a live lock holder ---- */
+/* ---- a value removed under a live lock holder ---- */
 
 TEST(remove_refused_while_lock_held)
 {
@@ -293,7 +293,7 @@ TEST(check_finds_foreign_lock_block)
 	end_seg(s, name);
 }
 
-/* ---- 4. a sparse segment file on a full file system ---- */
+/* ---- a sparse segment file on a full file system ---- */
 
 struct sparse_arg {
 	const char *name;
@@ -392,7 +392,7 @@ TEST(sparse_copy_full_disk_enospc)
 	rmdir(dir);
 }
 
-/* ---- 12. file: paths through directories others control; unlink ---- */
+/* ---- file: paths through directories others control; unlink ---- */
 
 TEST(paths_through_others_dirs_refused)
 {
@@ -500,7 +500,7 @@ TEST(unlink_only_segments)
 	ASSERT_EQ(rmdir(t.dir), 0);
 }
 
-/* ---- 13. attach slots of killed processes ---- */
+/* ---- attach slots of killed processes ---- */
 
 static void die_attached(const char *name, int n)
 {
@@ -558,7 +558,7 @@ TEST(dead_attach_slots_freed)
 	end_seg(s, name);
 }
 
-/* ---- 10. timeouts ---- */
+/* ---- timeouts ---- */
 
 TEST(negative_timeouts_refused)
 {
@@ -596,7 +596,7 @@ TEST(negative_timeouts_refused)
 	end_seg(s, name);
 }
 
-/* ---- 9. names that are not UTF-8 ---- */
+/* ---- names that are not UTF-8 ---- */
 
 TEST(invalid_utf8_names_refused)
 {
@@ -637,7 +637,7 @@ TEST(invalid_utf8_names_refused)
 	end_seg(s, name);
 }
 
-/* ---- 6. text round trip of struct string fields ---- */
+/* ---- text round trip of struct string fields ---- */
 
 TEST(struct_string_field_text_round_trip)
 {
@@ -679,7 +679,7 @@ TEST(struct_string_field_text_round_trip)
 	shval_close(v);
 }
 
-/* ---- 11. code points ---- */
+/* ---- code points ---- */
 
 TEST(codepoint_add_no_wrap_and_check)
 {
