@@ -318,10 +318,11 @@ static int check_same(shval_seg *seg, shval *v, const char *name,
 SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
 			 shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_find(seg, name, type, out) : -EINVAL;
 	if (!out || !seg)
-		return -EINVAL;
+		return shval__failf(seg, -EINVAL, "shval_find: %s is NULL",
+				    !out ? "out" : "seg");
+	if (SHVAL__RSEG(seg))
+		return shval__r_find(seg, name, type, out);
 	*out = NULL;
 	size_t nlen;
 	int r = check_name(seg, name, &nlen);
@@ -496,12 +497,13 @@ out:
 SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 				unsigned flags, shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_create(seg, name, NULL, flags, NULL, 0,
-					     NULL, true, false, out, NULL)
-			   : -EINVAL;
 	if (!out || !seg)
-		return -EINVAL;
+		return shval__failf(seg, -EINVAL,
+				    "shval_lock_create: %s is NULL",
+				    !out ? "out" : "seg");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, NULL, flags, NULL, 0, NULL,
+				       true, false, out, NULL);
 	*out = NULL;
 	unsigned mode = flags & SHVAL_MODE_MASK;
 	if ((flags & ~SHVAL_MODE_MASK) ||
@@ -536,17 +538,15 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 				   const void *init, size_t init_len,
 				   shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out && lock ? shval__r_create(seg, name, type, 0, init,
-						     init_len, lock, false,
-						     false, out, NULL)
-				   : -EINVAL;
 	if (!out || !lock || !seg)
 		return shval__failf(seg, -EINVAL,
 				    "shval_create_guarded: %s is NULL",
 				    !out    ? "out"
 				    : !lock ? "lock"
 					    : "seg");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, type, 0, init, init_len, lock,
+				       false, false, out, NULL);
 	*out = NULL;
 	if (lock->seg != seg || lock->kind != SHVAL_KIND_LOCK)
 		return shval__failf(seg, SHVAL_EMISUSE,
