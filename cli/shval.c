@@ -30,7 +30,7 @@
 
 #include "ext.h" /* export, serve, top: cli/ext.c */
 #include "shval.h"
-#include "type.h" /* letters and text forms: linked statically */
+#include "type.h" /* letters, text forms, escapes, UTF-8: linked statically */
 
 enum { EX_OK = 0, EX_RUNTIME = 1, EX_USAGE = 2, EX_TIMEOUT = 3 };
 
