@@ -76,7 +76,7 @@
  * (all-zero lines left out):
  *
  *   00000000: 5348 5641 4c53 4701  magic "SHVALSG\1"
- *             0300 0000            format 3.0
+ *             0400 0000            format 4.0
  *             0014 0000            header size 0x1400 = 5120
  *   00000010: 2050 0038 2840 0828  layout signature (entry 0x28 = 40 bytes)
  *             0100 0000            init_state READY
@@ -141,7 +141,7 @@
 #define SHVAL__LINE 64u
 #define SHVAL__MAGIC 0x0147534c41564853ull /* "SHVALSG\1" little-endian */
 #define SHVAL__MAGIC_SWAPPED 0x5348564c53474701ull
-#define SHVAL__FORMAT_MAJOR 3
+#define SHVAL__FORMAT_MAJOR 4
 #define SHVAL__FORMAT_MINOR 0
 
 #define SHVAL__INIT_CREATING 0u
@@ -315,9 +315,12 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
                           change through the API.  Atomic values: +4
                           (atomic add) only when a writer wakes waiters
                           (the data is the version).
-     8     8  serial      unique per creation; 0 in free blocks.  Written
-                          under the segment lock before the slot is
-                          published; handles compare it on every call.
+     8     8  serial      unique per creation, never 0 while live; 0 from
+                          the removal on (format 4) and in free blocks.
+                          Written under the segment lock, before the slot
+                          is published and after REMOVED; handles compare
+                          it on every call (the header's inline paths
+                          compare nothing else).
     16     1  state       0 free, 1 live, 2 removed, 3 limbo
     17     1  mode        0 rlock, 1 lock, 2 raw, 3 atomic (SHVAL_x >> 8)
     18     1  kind        SHVAL_KIND_*
