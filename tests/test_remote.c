@@ -831,4 +831,112 @@ TEST(refusals)
 	tredis_stop(&rd);
 }
 
+static long long cmdcalls(struct tredis *rd, const char *cmd)
+{
+	redisReply *r = tredis_cmd(rd, "INFO commandstats");
+	char key[64];
+	snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+	const char *p = strstr(r->str, key);
+	long long n = p ? atoll(p + strlen(key)) : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+/* shval_read_version: the bytes and their version from one HMGET (no
+ * peek); waiting from that version sees the next change and only it;
+ * inside the caller's section: the staged bytes, the committed version. */
+TEST(read_version_one_round_trip)
+{
+	struct tredis rd;
+	tredis_start(&rd, "rv", NULL);
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *a, *l;
+	int64_t x = 41;
+	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, &x, 8, &a));
+	ASSERT_OK(shval_create(seg, "l", "q", SHVAL_RLOCK, NULL, 0, &l));
+	long long h0 = cmdcalls(&rd, "hmget"), f0 = cmdcalls(&rd, "fcall");
+	uint64_t ver = 0;
+	int64_t got = 0;
+	ASSERT_OK(shval_read_version(a, &got, 8, &ver));
+	ASSERT_EQ(cmdcalls(&rd, "hmget") - h0, 1);
+	ASSERT_EQ(cmdcalls(&rd, "fcall") - f0, 0);
+	ASSERT_EQ(got, 41);
+	ASSERT_UEQ(ver, shval_value_version(a));
+	ASSERT_EQ(shval_read_version(a, &got, 8, NULL), -EINVAL);
+	ASSERT_EQ(shval_read_version(a, &got, 4, &ver), SHVAL_ESIZE);
+	uint64_t seen = ver;
+	ASSERT_EQ(shval_wait(a, &seen, 50 * SHVAL_MSEC), -ETIMEDOUT);
+	ASSERT_OK(shval_add_i64(a, 1, NULL));
+	ASSERT_OK(shval_wait(a, &seen, 5 * SHVAL_SEC));
+	ASSERT_OK(shval_read_version(a, &got, 8, &ver));
+	ASSERT_EQ(got, 42);
+	ASSERT_UEQ(ver, seen);
+	/* in a section: staged bytes, committed version */
+	uint64_t lver;
+	ASSERT_OK(shval_read_version(l, &got, 8, &lver));
+	ASSERT_OK(shval_lock(l));
+	ASSERT_OK(shval_set_i64(l, 7));
+	uint64_t in;
+	ASSERT_OK(shval_read_version(l, &got, 8, &in));
+	ASSERT_EQ(got, 7);
+	ASSERT_UEQ(in, lver);
+	ASSERT_OK(shval_unlock(l));
+	ASSERT_OK(shval_read_version(l, &got, 8, &in));
+	ASSERT_UEQ(in, lver + 1);
+	shval_close(a);
+	shval_close(l);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
+static long long mem_usage(struct tredis *rd, const char *key)
+{
+	redisReply *r = tredis_cmd(rd, "MEMORY USAGE %s SAMPLES 0", key);
+	long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+/* shval_seg_info: values counted, sizes = the server's memory for the
+ * segment's keys (header, directory, stream, value hashes). */
+TEST(seg_info_sizes)
+{
+	struct tredis rd;
+	tredis_start(&rd, "inf", NULL);
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *a, *big, *lk;
+	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, NULL, 0, &a));
+	ASSERT_OK(shval_create(seg, "big", "8000s", SHVAL_RLOCK, NULL, 0,
+			       &big));
+	ASSERT_OK(shval_lock_create(seg, "lk", SHVAL_RLOCK, &lk));
+	struct shval_seg_info in;
+	ASSERT_OK(shval_seg_info(seg, &in));
+	ASSERT_EQ(in.nvalues, 3);
+	long long want = 0;
+	const char *keys[] = { "inf:seg", "inf:dir", "inf:ev", "inf:v:a",
+			       "inf:v:big", "inf:v:lk" };
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		long long m = mem_usage(&rd, keys[i]);
+		ASSERT_GT(m, 0);
+		want += m;
+	}
+	ASSERT_UEQ(in.used, (uint64_t)want);
+	ASSERT_UEQ(in.size, in.used);
+	ASSERT_GT(in.used, 8000);
+	ASSERT_UEQ(in.max_size, 0);
+	ASSERT_UEQ(in.nattached, 0);
+	shval_close(big);
+	ASSERT_OK(shval_remove(seg, "big"));
+	struct shval_seg_info in2;
+	ASSERT_OK(shval_seg_info(seg, &in2));
+	ASSERT_EQ(in2.nvalues, 2);
+	ASSERT_LT(in2.used + 8000, in.used);
+	shval_close(a);
+	shval_close(lk);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 TEST_MAIN()
