@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -115,62 +116,6 @@ static shval *v_atomic, *v_locked, *v_struct, *v_ping;
 static unsigned char wbuf[64];
 
 /* ---- 1-process cases ---- */
-
-static bh_run run_atomic_shval(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	int64_t before = 0, after = 0;
-	shval_get_i64(v_atomic, &before);
-	uint64_t i;
-	double t0 = bh_now();
-	BH_LOOP(i, n)
-		shval_add_i64(v_atomic, 1, NULL);
-	double t1 = bh_now();
-	shval_get_i64(v_atomic, &after);
-	return (bh_run){ t1 - t0, (double)i, after - before == (int64_t)i };
-}
-
-static bh_run run_atomic_base(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	int64_t before = __atomic_load_n(&B->counter, __ATOMIC_SEQ_CST);
-	uint64_t i;
-	double t0 = bh_now();
-	BH_LOOP(i, n)
-		__atomic_fetch_add(&B->counter, 1, __ATOMIC_SEQ_CST);
-	double t1 = bh_now();
-	int64_t after = __atomic_load_n(&B->counter, __ATOMIC_SEQ_CST);
-	return (bh_run){ t1 - t0, (double)i, after - before == (int64_t)i };
-}
-
-static bh_run run_locked_shval(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	int64_t before = 0, after = 0;
-	shval_get_i64(v_locked, &before);
-	uint64_t i;
-	double t0 = bh_now();
-	BH_LOOP(i, n)
-		shval_add_i64(v_locked, 1, NULL);
-	double t1 = bh_now();
-	shval_get_i64(v_locked, &after);
-	return (bh_run){ t1 - t0, (double)i, after - before == (int64_t)i };
-}
-
-static bh_run run_locked_base(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	int64_t before = B->locked_counter;
-	uint64_t i;
-	double t0 = bh_now();
-	BH_LOOP(i, n) {
-		robust_lock(&B->mtx);
-		B->locked_counter++;
-		pthread_mutex_unlock(&B->mtx);
-	}
-	double t1 = bh_now();
-	return (bh_run){ t1 - t0, (double)i, B->locked_counter - before == (int64_t)i };
-}
 
 static bh_run run_read_shval(void *ctx, uint64_t n)
 {
@@ -310,12 +255,28 @@ static bh_run two_procs(worker_fn fn, uint64_t max, uint64_t *ops0,
 	return (bh_run){ end - t0, (double)(*ops0 + *ops1), ok };
 }
 
-static uint64_t w_atomic_shval(int who, uint64_t n)
+/* ---- adds, from 1 and 2 processes ----
+ * One case table row per side: an adder says what adds (its worker), on
+ * what (a shval value, or a counter in the baseline block) and how the
+ * exact total is read back. */
+
+struct adder {
+	const char *what; /* in the message of a wrong total */
+	worker_fn work;   /* adds 1 up to n times, returns how many */
+	shval **v;        /* the shval side's value, or NULL */
+	size_t counter;   /* else the baseline's counter: offset in B */
+};
+
+/* The adder of the current run; forked children inherit it. */
+static const struct adder *cur;
+
+static uint64_t w_add_shval(int who, uint64_t n)
 {
 	(void)who;
+	shval *v = *cur->v;
 	uint64_t i;
 	BH_LOOP(i, n)
-		shval_add_i64(v_atomic, 1, NULL);
+		shval_add_i64(v, 1, NULL);
 	return i;
 }
 
@@ -325,15 +286,6 @@ static uint64_t w_atomic_base(int who, uint64_t n)
 	uint64_t i;
 	BH_LOOP(i, n)
 		__atomic_fetch_add(&B->counter, 1, __ATOMIC_SEQ_CST);
-	return i;
-}
-
-static uint64_t w_locked_shval(int who, uint64_t n)
-{
-	(void)who;
-	uint64_t i;
-	BH_LOOP(i, n)
-		shval_add_i64(v_locked, 1, NULL);
 	return i;
 }
 
@@ -349,6 +301,32 @@ static uint64_t w_locked_base(int who, uint64_t n)
 	return i;
 }
 
+static int64_t *adder_counter(const struct adder *a)
+{
+	return (int64_t *)((char *)B + a->counter);
+}
+
+static int64_t adder_total(const struct adder *a)
+{
+	int64_t t = -1;
+	if (a->v)
+		CHECK(shval_get_i64(*a->v, &t));
+	else
+		t = __atomic_load_n(adder_counter(a), __ATOMIC_SEQ_CST);
+	return t;
+}
+
+static bh_run run_add_1p(void *ctx, uint64_t n)
+{
+	cur = ctx;
+	int64_t before = adder_total(cur);
+	double t0 = bh_now();
+	uint64_t i = cur->work(0, n);
+	double t1 = bh_now();
+	int64_t after = adder_total(cur);
+	return (bh_run){ t1 - t0, (double)i, after - before == (int64_t)i };
+}
+
 static bool total_ok(const char *what, int64_t tot, uint64_t a, uint64_t b)
 {
 	if (tot == (int64_t)(a + b))
@@ -358,49 +336,30 @@ static bool total_ok(const char *what, int64_t tot, uint64_t a, uint64_t b)
 	return false;
 }
 
-static bh_run run_atomic2_shval(void *ctx, uint64_t n)
+static bh_run run_add_2p(void *ctx, uint64_t n)
 {
-	(void)ctx;
+	cur = ctx;
 	uint64_t a, b;
-	int64_t tot = -1;
-	CHECK(shval_set_i64(v_atomic, 0));
-	bh_run r = two_procs(w_atomic_shval, n, &a, &b);
-	CHECK(shval_get_i64(v_atomic, &tot));
-	r.ok = r.ok && total_ok("atomic_add_2p shval", tot, a, b);
+	if (cur->v)
+		CHECK(shval_set_i64(*cur->v, 0));
+	else
+		__atomic_store_n(adder_counter(cur), 0, __ATOMIC_SEQ_CST);
+	bh_run r = two_procs(cur->work, n, &a, &b);
+	r.ok = r.ok && total_ok(cur->what, adder_total(cur), a, b);
 	return r;
 }
 
-static bh_run run_atomic2_base(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	uint64_t a, b;
-	B->counter = 0;
-	bh_run r = two_procs(w_atomic_base, n, &a, &b);
-	r.ok = r.ok && total_ok("atomic_add_2p baseline", B->counter, a, b);
-	return r;
-}
-
-static bh_run run_locked2_shval(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	uint64_t a, b;
-	int64_t tot = -1;
-	CHECK(shval_set_i64(v_locked, 0));
-	bh_run r = two_procs(w_locked_shval, n, &a, &b);
-	CHECK(shval_get_i64(v_locked, &tot));
-	r.ok = r.ok && total_ok("locked_add_2p shval", tot, a, b);
-	return r;
-}
-
-static bh_run run_locked2_base(void *ctx, uint64_t n)
-{
-	(void)ctx;
-	uint64_t a, b;
-	B->locked_counter = 0;
-	bh_run r = two_procs(w_locked_base, n, &a, &b);
-	r.ok = r.ok && total_ok("locked_add_2p baseline", B->locked_counter, a, b);
-	return r;
-}
+static const struct adder add_atomic_shval = { "atomic add, shval",
+					       w_add_shval, &v_atomic, 0 };
+static const struct adder add_atomic_base = {
+	"atomic add, baseline", w_atomic_base, NULL, offsetof(base, counter)
+};
+static const struct adder add_locked_shval = { "locked add, shval",
+					       w_add_shval, &v_locked, 0 };
+static const struct adder add_locked_base = {
+	"locked add, baseline", w_locked_base, NULL,
+	offsetof(base, locked_counter)
+};
 
 /* Ping-pong: process 0 sets 2k+1 and waits for 2k+2, process 1 waits for
  * 2k+1 and sets 2k+2.  Process 0 decides when to stop (bh_stop_at) and then
@@ -586,8 +545,10 @@ struct bench_case {
 	const char *what;
 	const char *label_a; /* shval's side */
 	bh_fn fn_a;
+	const void *ctx_a;
 	const char *label_b; /* the baseline */
 	bh_fn fn_b;
+	const void *ctx_b;
 	uint64_t quick_ops; /* ops per side with --quick; 0: the default */
 	double target;      /* ratio a/b to stay under */
 	const char *note;
@@ -598,35 +559,37 @@ static const struct bench_case cases[] = {
 	{ "atomic_add_1p",
 	  "add on an atomic int64 value vs __atomic_fetch_add on raw shared "
 	  "memory",
-	  "shval_add_i64 atomic", run_atomic_shval, "__atomic_fetch_add",
-	  run_atomic_base, 0, 1.10, NULL },
+	  "shval_add_i64 atomic", run_add_1p, &add_atomic_shval,
+	  "__atomic_fetch_add", run_add_1p, &add_atomic_base, 0, 1.10, NULL },
 	{ "atomic_add_2p",
 	  "2 processes add to one atomic int64 value, exact total checked",
-	  "shval_add_i64 atomic, 2 procs", run_atomic2_shval,
-	  "__atomic_fetch_add, 2 procs", run_atomic2_base, 0, 1.15, BOTH_NOTE },
+	  "shval_add_i64 atomic, 2 procs", run_add_2p, &add_atomic_shval,
+	  "__atomic_fetch_add, 2 procs", run_add_2p, &add_atomic_base, 0, 1.15,
+	  BOTH_NOTE },
 	{ "locked_add_1p",
 	  "add on a default-mode (locked) value vs robust pshared pthread "
 	  "mutex + increment",
-	  "shval_add_i64 rlock", run_locked_shval, "robust mutex + ++",
-	  run_locked_base, 0, 1.15, NULL },
+	  "shval_add_i64 rlock", run_add_1p, &add_locked_shval,
+	  "robust mutex + ++", run_add_1p, &add_locked_base, 0, 1.15, NULL },
 	{ "locked_add_2p",
 	  "2 processes add to one locked value, exact total checked",
-	  "shval_add_i64 rlock, 2 procs", run_locked2_shval,
-	  "robust mutex + ++, 2 procs", run_locked2_base, 0, 1.15, BOTH_NOTE },
+	  "shval_add_i64 rlock, 2 procs", run_add_2p, &add_locked_shval,
+	  "robust mutex + ++, 2 procs", run_add_2p, &add_locked_base, 0, 1.15,
+	  BOTH_NOTE },
 	{ "read_64B",
 	  "consistent read of a 64-byte struct value vs a hand-written "
 	  "seqlock read",
-	  "shval_read 64B struct", run_read_shval, "seqlock read",
-	  run_read_base, 0, 1.5, NULL },
+	  "shval_read 64B struct", run_read_shval, NULL, "seqlock read",
+	  run_read_base, NULL, 0, 1.5, NULL },
 	{ "write_64B",
 	  "locked write of the 64-byte struct vs robust mutex + memcpy",
-	  "shval_write 64B struct", run_write_shval, "robust mutex + memcpy",
-	  run_write_base, 0, 1.2, NULL },
+	  "shval_write 64B struct", run_write_shval, NULL,
+	  "robust mutex + memcpy", run_write_base, NULL, 0, 1.2, NULL },
 	{ "wake_pingpong",
 	  "two processes alternately set and wait on an atomic value vs bare "
 	  "futex ping-pong",
-	  "shval_set_i64 + shval_wait", run_ping_shval, "bare futex wait/wake",
-	  run_ping_base, 50, 0.5,
+	  "shval_set_i64 + shval_wait", run_ping_shval, NULL,
+	  "bare futex wait/wake", run_ping_base, NULL, 50, 0.5,
 	  "ns/op = one hand-off (set seen by the other process)" },
 };
 
@@ -670,8 +633,8 @@ int main(int argc, char **argv)
 #define SIDE(lbl, f, c) { lbl, f, c, 0, { 0 }, { 0 } }
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const struct bench_case *k = &cases[i];
-		bh_side a = SIDE(k->label_a, k->fn_a, NULL);
-		bh_side b = SIDE(k->label_b, k->fn_b, NULL);
+		bh_side a = SIDE(k->label_a, k->fn_a, (void *)k->ctx_a);
+		bh_side b = SIDE(k->label_b, k->fn_b, (void *)k->ctx_b);
 		ok &= bh_compare(&O, k->name, k->what, &a, &b,
 				 k->quick_ops ? k->quick_ops : q, k->target,
 				 k->note);

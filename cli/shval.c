@@ -30,7 +30,7 @@
 
 #include "ext.h" /* export, serve, top: cli/ext.c */
 #include "shval.h"
-#include "type.h" /* letters and text forms: linked statically */
+#include "type.h" /* letters, text forms, escapes, UTF-8: linked statically */
 
 enum { EX_OK = 0, EX_RUNTIME = 1, EX_USAGE = 2, EX_TIMEOUT = 3 };
 
@@ -411,9 +411,6 @@ static int value_text(shval *v, unsigned flags, char **out, size_t *len)
 	return r;
 }
 
-static size_t utf8_len(const unsigned char *s);
-static size_t utf8_len_n(const unsigned char *s, size_t n);
-
 /* get and wait print a string value as its raw bytes, which set takes
  * back as they are, except when the bytes could not come back through an
  * argument (a NUL) or would read as the quoted form (a leading quote):
@@ -428,36 +425,22 @@ static bool needs_quotes(shval *v, const char *text, size_t len)
 	       (text[0] == '"' || memchr(text, 0, len));
 }
 
-static void put_quoted(FILE *f, const char *s, size_t n)
+/* A string in double quotes with the library's escapes (src/text.c): C
+ * escapes as a struct's string field prints (which set parses back), or
+ * JSON's (valid JSON and UTF-8 whatever the bytes). */
+static void put_escaped(FILE *f, const char *s, size_t n, bool json)
 {
-	fputc('"', f);
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t k;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c >= 0x20 && c < 0x7f)
-			fputc(c, f);
-		else if (c == '\n')
-			fputs("\\n", f);
-		else if (c == '\t')
-			fputs("\\t", f);
-		else if (c == '\r')
-			fputs("\\r", f);
-		else if (c == 0 &&
-			 !(i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9'))
-			fputs("\\0", f);
-		else if (c >= 0x80 && i + 1 < n &&
-			 (k = utf8_len((const unsigned char *)s + i)) > 0 &&
-			 i + k <= n) {
-			fwrite(s + i, 1, k, f);
-			i += k;
-			continue;
-		} else
-			fprintf(f, "\\x%02x", c);
-		i++;
+	shval__buf b;
+	shval__buf_init(&b);
+	shval__text_escape(&b, s, n, json);
+	if (b.oom) {
+		fprintf(stderr, "shval: out of memory\n");
+		exit(EX_RUNTIME);
 	}
 	fputc('"', f);
+	fwrite(b.p, 1, b.len, f);
+	fputc('"', f);
+	shval__buf_free(&b);
 }
 
 /* A value's plain or JSON text as get prints it (no newline). */
@@ -465,7 +448,7 @@ static void put_value(FILE *f, shval *v, const char *text, size_t len,
 		      bool json)
 {
 	if (!json && needs_quotes(v, text, len))
-		put_quoted(f, text, len);
+		put_escaped(f, text, len, false);
 	else
 		fwrite(text, 1, len, f);
 }
@@ -498,36 +481,24 @@ static int text_set(shval *v, int argc, char **argv, char *err, size_t cap)
  * \xHH; well-formed UTF-8 as is. */
 static void put_display(FILE *f, const char *s, size_t n)
 {
+	static const char ctl[] = "\n\t\r", letter[] = "ntr";
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		const char *e = c ? memchr(ctl, c, 3) : NULL;
+		uint32_t cp;
 		size_t k;
-		switch (c) {
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\0':
-			fputs("\\0", f);
-			break;
-		default:
-			if (c < 0x20 || c == 0x7f) {
-				fprintf(f, "\\x%02x", c);
-			} else if (c < 0x80) {
-				fputc(c, f);
-			} else if ((k = utf8_len_n((const unsigned char *)s + i,
-						   n - i)) > 0 &&
-				   !(c == 0xc2 &&
-				     (unsigned char)s[i + 1] < 0xa0)) {
-				fwrite(s + i, 1, k, f);
-				i += k - 1;
-			} else {
-				fprintf(f, "\\x%02x", c);
-			}
+		if (c == 0 || e) {
+			fprintf(f, "\\%c", c ? letter[e - ctl] : '0');
+		} else if (c >= 0x20 && c < 0x7f) {
+			fputc(c, f);
+		} else if (c >= 0x80 &&
+			   (k = shval__utf8_decode((const unsigned char *)s + i,
+						   n - i, &cp)) > 0 &&
+			   cp > 0x9f) { /* not a C1 control */
+			fwrite(s + i, 1, k, f);
+			i += k - 1;
+		} else {
+			fprintf(f, "\\x%02x", c);
 		}
 	}
 }
@@ -559,80 +530,10 @@ static char *safe_dup(const char *s)
 	return out;
 }
 
-/* Length of the well-formed UTF-8 character at s (up to its NUL), or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned c = s[0];
-	size_t len;
-	uint32_t cp, min;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-/* utf8_len for a buffer of n bytes that need not end with a NUL. */
-static size_t utf8_len_n(const unsigned char *s, size_t n)
-{
-	unsigned char b[4] = { 0 };
-	memcpy(b, s, n < 4 ? n : 4);
-	size_t k = utf8_len(b[0] ? b : (const unsigned char *)"");
-	return k <= n ? k : 0;
-}
-
-/* A JSON string literal.  Valid UTF-8 as is; each byte of invalid UTF-8
- * as \u00XX, as the library's JSON text does (the output stays valid
- * JSON and UTF-8 whatever a name or path holds). */
+/* A JSON string literal of a NUL-terminated string. */
 static void put_json_str(FILE *f, const char *s)
 {
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		size_t k;
-		if (*p >= 0x80 && (k = utf8_len(p)) > 0) {
-			fwrite(p, 1, k, f);
-			p += k - 1;
-			continue;
-		}
-		if (*p >= 0x80) {
-			fprintf(f, "\\u%04x", *p);
-			continue;
-		}
-		switch (*p) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-		}
-	}
-	fputc('"', f);
+	put_escaped(f, s, strlen(s), true);
 }
 
 /* Display width of a string as put_safe shows it (code points of its
@@ -730,38 +631,30 @@ static int64_t now_ns(void)
 
 /* ---- argument parsing -------------------------------------------------- */
 
-/* "64k", "1m", "2G", "4096": bytes. */
-static bool parse_size(const char *s, uint64_t *out)
+/* The decimal number at the start of s (at least one digit, no sign)
+ * into *n; *end after it. */
+static bool parse_digits(const char *s, unsigned long long *n, char **end)
 {
-	char *end;
 	if (!*s || *s < '0' || *s > '9')
 		return false;
 	errno = 0;
-	unsigned long long n = strtoull(s, &end, 10);
-	if (errno)
+	*n = strtoull(s, end, 10);
+	return errno == 0;
+}
+
+/* "64k", "1m", "2G", "4096": bytes. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "kmgt"; /* 2^10, 2^20, 2^30, 2^40 */
+	unsigned long long n;
+	char *end;
+	if (!parse_digits(s, &n, &end))
 		return false;
 	uint64_t mul = 1;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		mul = 1ull << 10;
+	const char *u = *end ? strchr(units, *end | 0x20) : NULL;
+	if (u) {
+		mul = 1ull << (10 * (u - units + 1));
 		end++;
-		break;
-	case 'm':
-	case 'M':
-		mul = 1ull << 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mul = 1ull << 30;
-		end++;
-		break;
-	case 't':
-	case 'T':
-		mul = 1ull << 40;
-		end++;
-		break;
 	}
 	if (*end || n > UINT64_MAX / mul)
 		return false;
@@ -783,12 +676,9 @@ static bool parse_seconds(const char *s, int64_t *ns)
 
 static bool parse_u64(const char *s, uint64_t *out)
 {
+	unsigned long long n;
 	char *end;
-	if (!*s || *s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	unsigned long long n = strtoull(s, &end, 10);
-	if (*end || errno)
+	if (!parse_digits(s, &n, &end) || *end)
 		return false;
 	*out = n;
 	return true;
@@ -1466,35 +1356,44 @@ static int cmd_create(struct args *a)
 	return rc;
 }
 
-static int cmd_get(struct args *a)
+/* Open the value a->pos[1] of segment a->pos[0] (open_value, flags), run
+ * fn on it and close both: fn's exit status. */
+static int on_value(struct args *a, unsigned flags,
+		    int (*fn)(struct args *a, shval_seg *seg, shval *v))
 {
 	shval_seg *seg;
 	shval *v;
-	if (open_value(a, SHVAL_RDONLY, &seg, &v))
+	if (open_value(a, flags, &seg, &v))
 		return EX_RUNTIME;
-	char *text;
-	size_t len;
-	int rc = EX_OK;
-	int r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text,
-			   &len);
-	if (r) {
-		rc = fail(a, a->pos[1], r, seg);
-	} else {
-		put_value(stdout, v, text, len, has(a, O_JSON));
-		putchar('\n');
-		free(text);
-	}
+	int rc = fn(a, seg, v);
 	shval_close(v);
 	shval_seg_close(seg);
 	return rc;
 }
 
-static int cmd_set(struct args *a)
+/* Print value v (a->pos[1]) as get and wait do, plain or JSON (--json),
+ * with a newline: EX_OK, or the failure's exit status. */
+static int print_value(struct args *a, shval_seg *seg, shval *v)
 {
-	shval_seg *seg;
-	shval *v;
-	if (open_value(a, 0, &seg, &v))
-		return EX_RUNTIME;
+	char *text;
+	size_t len;
+	int r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text,
+			   &len);
+	if (r)
+		return fail(a, a->pos[1], r, seg);
+	put_value(stdout, v, text, len, has(a, O_JSON));
+	putchar('\n');
+	free(text);
+	return EX_OK;
+}
+
+static int cmd_get(struct args *a)
+{
+	return on_value(a, SHVAL_RDONLY, print_value);
+}
+
+static int set_value(struct args *a, shval_seg *seg, shval *v)
+{
 	int rc = EX_OK;
 	char err[256];
 	int r = text_set(v, a->npos - 2, a->pos + 2, err, sizeof err);
@@ -1502,9 +1401,12 @@ static int cmd_set(struct args *a)
 		rc = err[0] ? fail_detail(a, a->pos[0], a->pos[1], errtext(r),
 					  err)
 			    : fail(a, a->pos[1], r, seg);
-	shval_close(v);
-	shval_seg_close(seg);
 	return rc;
+}
+
+static int cmd_set(struct args *a)
+{
+	return on_value(a, 0, set_value);
 }
 
 /* Print one element of letter code (bytes in the letter's layout) as the
@@ -1524,12 +1426,8 @@ static void print_elem(char code, const void *bytes)
 	shval__type_free(t);
 }
 
-static int cmd_add(struct args *a)
+static int add_value(struct args *a, shval_seg *seg, shval *v)
 {
-	shval_seg *seg;
-	shval *v;
-	if (open_value(a, 0, &seg, &v))
-		return EX_RUNTIME;
 	struct shval_info info;
 	int r = shval_info(v, &info);
 	int rc = EX_OK;
@@ -1574,9 +1472,12 @@ static int cmd_add(struct args *a)
 			print_elem(code, bytes);
 		}
 	}
-	shval_close(v);
-	shval_seg_close(seg);
 	return rc;
+}
+
+static int cmd_add(struct args *a)
+{
+	return on_value(a, 0, add_value);
 }
 
 static int cmd_rm(struct args *a)
@@ -1642,17 +1543,7 @@ static int cmd_wait(struct args *a)
 	} else if (r) {
 		rc = fail(a, a->pos[1], r, seg);
 	} else {
-		char *text;
-		size_t len;
-		r = value_text(v, has(a, O_JSON) ? SHVAL_TEXT_JSON : 0, &text,
-			       &len);
-		if (r) {
-			rc = fail(a, a->pos[1], r, seg);
-		} else {
-			put_value(stdout, v, text, len, has(a, O_JSON));
-			putchar('\n');
-			free(text);
-		}
+		rc = print_value(a, seg, v);
 	}
 	shval_close(v);
 	shval_seg_close(seg);

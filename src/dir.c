@@ -114,6 +114,13 @@ shval__entry *shval__entry_at(shval_seg *seg, uint64_t off)
 	return e;
 }
 
+/* An entry's state (acquire), SHVAL__ST_FREE for a damaged one (NULL). */
+static uint8_t entry_state(const shval__entry *e)
+{
+	return e ? atomic_load_explicit(&e->state, memory_order_acquire)
+		 : SHVAL__ST_FREE;
+}
+
 /* Is the live entry e really the one its directory slot s names?  (The
  * slot keeps the high half of the name's hash.) */
 static bool slot_matches(uint64_t s, const shval__entry *e)
@@ -220,7 +227,7 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				break;
 			if (s == SHVAL__SLOT_TOMB || (uint32_t)(s >> 32) != tag)
 				continue;
-			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+			uint64_t eoff = shval__slot_off(s);
 			shval__entry *e = shval__entry_at(seg, eoff);
 			if (!e) {
 				/* A slot still published whose entry does not
@@ -271,12 +278,9 @@ static int dir_find_once(shval_seg *seg, const char *name, size_t len,
 				break;
 			if (s == SHVAL__SLOT_TOMB || (uint32_t)(s >> 32) == tag)
 				continue; /* tag matches: checked above */
-			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+			uint64_t eoff = shval__slot_off(s);
 			shval__entry *e = shval__entry_at(seg, eoff);
-			uint8_t st =
-				e ? atomic_load_explicit(&e->state,
-							 memory_order_acquire)
-				  : SHVAL__ST_FREE;
+			uint8_t st = entry_state(e);
 			if (e && (st == SHVAL__ST_REMOVED ||
 				  (st == SHVAL__ST_LIVE && slot_matches(s, e))))
 				continue;
@@ -400,6 +404,33 @@ static _Atomic uint64_t *table_now(shval_seg *seg, uint64_t *cap)
 	return slots;
 }
 
+/* Probe the current table from hash's home slot (under the segment lock)
+ * for the first slot holding want, stopping at an empty one; or, for want
+ * SHVAL__SLOT_EMPTY, for the first free slot (empty or tombstone).  0 with
+ * *slot, 1 when there is none, SHVAL_ECORRUPT for a damaged table. */
+static int probe(shval_seg *seg, uint64_t hash, uint64_t want,
+		 _Atomic uint64_t **slot)
+{
+	uint64_t cap;
+	_Atomic uint64_t *slots = table_now(seg, &cap);
+	if (!slots)
+		return SHVAL_ECORRUPT;
+	uint64_t i = (hash >> 32) & (cap - 1);
+	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
+		uint64_t s =
+			atomic_load_explicit(&slots[i], memory_order_relaxed);
+		if (want == SHVAL__SLOT_EMPTY
+			    ? s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB
+			    : s == want) {
+			*slot = &slots[i];
+			return 0;
+		}
+		if (s == SHVAL__SLOT_EMPTY)
+			break;
+	}
+	return 1;
+}
+
 int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 {
 	shval__hdr *h = seg->hdr;
@@ -426,56 +457,39 @@ int shval__dir_insert(shval_seg *seg, uint64_t off, uint64_t hash)
 		int r = table_resize(seg, newcap);
 		if (r)
 			return r;
-		slots = table_now(seg, &cap);
 	}
-	uint32_t tag = (uint32_t)(hash >> 32);
-	uint64_t i = tag & (cap - 1);
-	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-		uint64_t s =
-			atomic_load_explicit(&slots[i], memory_order_relaxed);
-		if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB) {
-			if (s == SHVAL__SLOT_TOMB)
-				h->ntomb--;
-			/* tag-slot: release publishes the complete entry. */
-			atomic_store_explicit(&slots[i],
-					      ((uint64_t)tag << 32) |
-						      (off / SHVAL__LINE),
-					      memory_order_release);
-			h->nvalues++;
-			return 0;
-		}
-	}
-	return shval__failf(seg, SHVAL_ECORRUPT, "segment %s: directory full",
-			    seg->name);
+	_Atomic uint64_t *slot;
+	int r = probe(seg, hash, SHVAL__SLOT_EMPTY, &slot);
+	if (r == 1)
+		return shval__failf(seg, SHVAL_ECORRUPT,
+				    "segment %s: directory full", seg->name);
+	if (r)
+		return r;
+	if (atomic_load_explicit(slot, memory_order_relaxed) ==
+	    SHVAL__SLOT_TOMB)
+		h->ntomb--;
+	/* tag-slot: release publishes the complete entry. */
+	atomic_store_explicit(slot, shval__slot_word(hash, off),
+			      memory_order_release);
+	h->nvalues++;
+	return 0;
 }
 
 int shval__dir_remove(shval_seg *seg, uint64_t off, uint64_t hash)
 {
-	shval__hdr *h = seg->hdr;
-	uint64_t cap;
-	_Atomic uint64_t *slots = table_now(seg, &cap);
-	if (!slots)
-		return SHVAL_ECORRUPT;
-	uint32_t tag = (uint32_t)(hash >> 32);
-	uint64_t want = ((uint64_t)tag << 32) | (off / SHVAL__LINE);
-	uint64_t i = tag & (cap - 1);
-	for (uint64_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
-		uint64_t s =
-			atomic_load_explicit(&slots[i], memory_order_relaxed);
-		if (s == SHVAL__SLOT_EMPTY)
-			break;
-		if (s == want) {
-			atomic_store_explicit(&slots[i], SHVAL__SLOT_TOMB,
-					      memory_order_release);
-			h->nvalues--;
-			h->ntomb++;
-			return 0;
-		}
-	}
-	return shval__failf(seg, SHVAL_ENOTFOUND,
-			    "segment %s: the directory has no slot for the "
-			    "entry at offset %llu",
-			    seg->name, (unsigned long long)off);
+	_Atomic uint64_t *slot;
+	int r = probe(seg, hash, shval__slot_word(hash, off), &slot);
+	if (r == 1)
+		return shval__failf(seg, SHVAL_ENOTFOUND,
+				    "segment %s: the directory has no slot "
+				    "for the entry at offset %llu",
+				    seg->name, (unsigned long long)off);
+	if (r)
+		return r;
+	atomic_store_explicit(slot, SHVAL__SLOT_TOMB, memory_order_release);
+	seg->hdr->nvalues--;
+	seg->hdr->ntomb++;
+	return 0;
 }
 
 /* Re-count live entries after a process died holding the segment lock:
@@ -500,7 +514,7 @@ void shval__dir_recount(shval_seg *seg)
 			continue;
 		/* A remove cut short: the entry is REMOVED but its slot is
 		 * still there.  Finish it (tombstone, limbo). */
-		uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+		uint64_t eoff = shval__slot_off(s);
 		shval__entry *e = shval__entry_at(seg, eoff);
 		uint8_t st = e ? atomic_load(&e->state) : SHVAL__ST_FREE;
 		if (st != SHVAL__ST_LIVE) {
@@ -544,12 +558,9 @@ SHVAL_API int shval_seg_next(shval_seg *seg, uint64_t *cursor,
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
-			uint64_t eoff = (s & 0xffffffffull) * SHVAL__LINE;
+			uint64_t eoff = shval__slot_off(s);
 			shval__entry *e = shval__entry_at(seg, eoff);
-			uint8_t st =
-				e ? atomic_load_explicit(&e->state,
-							 memory_order_acquire)
-				  : SHVAL__ST_FREE;
+			uint8_t st = entry_state(e);
 			bool want =
 				e && st == SHVAL__ST_LIVE &&
 				(!plen || (e->name_len >= plen &&
@@ -640,8 +651,8 @@ int shval__dir_foreach(shval_seg *seg,
 							  memory_order_acquire);
 			if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
 				continue;
-			shval__entry *e = shval__entry_at(
-				seg, (s & 0xffffffffull) * SHVAL__LINE);
+			shval__entry *e =
+				shval__entry_at(seg, shval__slot_off(s));
 			if (!e)
 				continue;
 			int r = fn(seg, e, arg);

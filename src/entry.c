@@ -11,32 +11,12 @@
 #include "internal.h"
 
 /* Length of the well-formed UTF-8 sequence at s (n bytes left) that
- * encodes a character other than a C1 control (U+0080..U+009F), or 0:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
+ * encodes a character other than a C1 control (U+0080..U+009F), or 0. */
 static size_t utf8_char(const unsigned char *s, size_t n)
 {
-	unsigned c = s[0];
-	size_t len;
-	uint32_t cp, min;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-	    cp <= 0x9f)
-		return 0;
-	return len;
+	uint32_t cp;
+	size_t len = shval__utf8_decode(s, n, &cp);
+	return len && cp > 0x9f ? len : 0;
 }
 
 /* Names being created must be printable ASCII or UTF-8 (as documented):
@@ -319,13 +299,11 @@ SHVAL_API int shval_create(shval_seg *seg, const char *name, const char *type,
 			   unsigned flags, const void *init, size_t init_len,
 			   shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_create(seg, name, type, flags, init,
-					     init_len, NULL, false, false, out,
-					     NULL)
-			   : -EINVAL;
 	if (!out)
 		return shval__failf(seg, -EINVAL, "shval_create: out is NULL");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, type, flags, init, init_len,
+				       NULL, false, false, out, NULL);
 	*out = NULL;
 	return create_value(seg, name, type, flags, NULL, init, init_len, out);
 }
@@ -346,10 +324,11 @@ static int check_same(shval_seg *seg, shval *v, const char *name,
 SHVAL_API int shval_find(shval_seg *seg, const char *name, const char *type,
 			 shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_find(seg, name, type, out) : -EINVAL;
 	if (!out || !seg)
-		return -EINVAL;
+		return shval__failf(seg, -EINVAL, "shval_find: %s is NULL",
+				    !out ? "out" : "seg");
+	if (SHVAL__RSEG(seg))
+		return shval__r_find(seg, name, type, out);
 	*out = NULL;
 	size_t nlen;
 	int r = check_name(seg, name, &nlen);
@@ -389,14 +368,12 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
 				   const void *init, size_t init_len,
 				   shval **out, bool *created)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_create(seg, name, type, flags, init,
-					     init_len, NULL, false, true, out,
-					     created)
-			   : -EINVAL;
 	if (!out)
 		return shval__failf(seg, -EINVAL,
 				    "shval_find_or_create: out is NULL");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, type, flags, init, init_len,
+				       NULL, false, true, out, created);
 	*out = NULL;
 	if (created)
 		*created = false;
@@ -528,12 +505,13 @@ out:
 SHVAL_API int shval_lock_create(shval_seg *seg, const char *name,
 				unsigned flags, shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out ? shval__r_create(seg, name, NULL, flags, NULL, 0,
-					     NULL, true, false, out, NULL)
-			   : -EINVAL;
 	if (!out || !seg)
-		return -EINVAL;
+		return shval__failf(seg, -EINVAL,
+				    "shval_lock_create: %s is NULL",
+				    !out ? "out" : "seg");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, NULL, flags, NULL, 0, NULL,
+				       true, false, out, NULL);
 	*out = NULL;
 	unsigned mode = flags & SHVAL_MODE_MASK;
 	if ((flags & ~SHVAL_MODE_MASK) ||
@@ -568,17 +546,15 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
 				   const void *init, size_t init_len,
 				   shval **out)
 {
-	if (SHVAL__RSEG(seg))
-		return out && lock ? shval__r_create(seg, name, type, 0, init,
-						     init_len, lock, false,
-						     false, out, NULL)
-				   : -EINVAL;
 	if (!out || !lock || !seg)
 		return shval__failf(seg, -EINVAL,
 				    "shval_create_guarded: %s is NULL",
 				    !out    ? "out"
 				    : !lock ? "lock"
 					    : "seg");
+	if (SHVAL__RSEG(seg))
+		return shval__r_create(seg, name, type, 0, init, init_len, lock,
+				       false, false, out, NULL);
 	*out = NULL;
 	if (lock->seg != seg || lock->kind != SHVAL_KIND_LOCK)
 		return shval__failf(seg, SHVAL_EMISUSE,

@@ -475,6 +475,16 @@ static inline uint64_t shval__table_lines(uint64_t cap)
 #define SHVAL__SLOT_EMPTY 0ull
 #define SHVAL__SLOT_TOMB 1ull
 
+/* A slot's word for the entry at off whose name has hash, and back. */
+static inline uint64_t shval__slot_word(uint64_t hash, uint64_t off)
+{
+	return (hash >> 32) << 32 | off / SHVAL__LINE;
+}
+static inline uint64_t shval__slot_off(uint64_t s)
+{
+	return (s & 0xffffffffull) * SHVAL__LINE;
+}
+
 /* Layout signature: everything a mismatched build could disagree on. */
 #define SHVAL__LAYOUT_SIG                                                   \
 	(((uint64_t)sizeof(pthread_mutex_t) << 56) |                        \

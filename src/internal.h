@@ -179,6 +179,29 @@ void shval__seg_bump(shval_seg *seg);
 /* After a value change: bump only if a watcher announced itself. */
 void shval__seg_notify(shval_seg *seg);
 uint64_t shval__now_ns(void); /* CLOCK_MONOTONIC */
+/* Cheap consistency of the header's sizes and counters, without the
+ * segment lock: NULL, or what is wrong (shval_seg_info, verify.c). */
+const char *shval__hdr_check(shval_seg *seg);
+
+/* ---- segfile.c (segment names and the files under them) ---- */
+struct stat;
+/* name -> kind (SHVAL__SEG_*) and path (cap bytes); NULL is anonymous. */
+int shval__seg_parse_name(const char *name, int *kind, char *path, size_t cap);
+/* A file: path leads through no directory someone else controls
+ * (SHVAL_EFOREIGN otherwise). */
+int shval__seg_check_dirs(const char *name, const char *path);
+/* The file of a new named segment, unnamed (O_TMPFILE) in *fd; in tmp a
+ * temporary name to remove after linking, where O_TMPFILE is missing. */
+int shval__seg_create_unnamed(const char *path, unsigned mode, int *fd,
+			      char *tmp, size_t tmpcap);
+/* Link the file made by shval__seg_create_unnamed under path (-EEXIST
+ * when another process was first). */
+int shval__seg_give_name(int fd, const char *tmp, const char *path);
+const char *shval__file_kind(mode_t m); /* "FIFO", "directory", ... */
+/* A sparse copy's holes: backed for a writable open, checked for room on
+ * tmpfs for a read-only one. */
+int shval__seg_back_whole(shval_seg *seg, const struct stat *st);
+int shval__seg_holes_readable(shval_seg *seg, const struct stat *st);
 
 /* ---- attach.c (attach table, open-segment list for fork) ---- */
 /* Claim a free attach slot for this process (lock-free); -1 if full. */

@@ -93,8 +93,12 @@ static int encode(shval *v, char c, num x, void *out)
 	return 0;
 }
 
+/* The letter of a scalar value (-EINVAL for NULL, SHVAL_EMODE for a value
+ * that is not a scalar). */
 static int scalar_code(shval *v, char *c)
 {
+	if (!v)
+		return -EINVAL;
 	if (v->kind != SHVAL_KIND_SCALAR)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "value of type %s is not a scalar",
@@ -103,10 +107,19 @@ static int scalar_code(shval *v, char *c)
 	return 0;
 }
 
-static int get_num(shval *v, num *x)
+/* scalar_code for a function with a pointer argument p (its output or
+ * expected value): -EINVAL when p is NULL, first. */
+static int scalar_code_p(shval *v, const void *p, char *c)
+{
+	return p ? scalar_code(v, c) : -EINVAL;
+}
+
+/* The number of a scalar value, for a getter whose output is out (-EINVAL
+ * when v or out is NULL). */
+static int get_num(shval *v, const void *out, num *x)
 {
 	char c = 0;
-	int r = scalar_code(v, &c);
+	int r = scalar_code_p(v, out, &c);
 	if (r)
 		return r;
 	unsigned char b[8];
@@ -117,62 +130,54 @@ static int get_num(shval *v, num *x)
 	return 0;
 }
 
-/* The number of an integer value (class NUM_INT or NUM_UINT). */
-static int get_int(shval *v, num *x)
+/* An integer value's number into out, an int64_t (is_signed) or a
+ * uint64_t, or SHVAL_ERANGE where it does not fit that type. */
+static int get_int(shval *v, bool is_signed, void *out)
 {
-	int r = get_num(v, x);
-	if (r == 0 && x->cls == NUM_FLOAT)
-		r = shval__failf(v->seg, SHVAL_EMODE,
-				 "value of type %s: use shval_get_f64",
-				 v->type->canon);
-	return r;
+	num x;
+	int r = get_num(v, out, &x);
+	if (r)
+		return r;
+	if (x.cls == NUM_FLOAT)
+		return shval__failf(v->seg, SHVAL_EMODE,
+				    "value of type %s: use shval_get_f64",
+				    v->type->canon);
+	if (is_signed && x.cls == NUM_UINT && x.u > INT64_MAX)
+		return shval__failf(
+			v->seg, SHVAL_ERANGE,
+			"%llu does not fit int64_t (use shval_get_u64)",
+			(unsigned long long)x.u);
+	if (!is_signed && x.cls == NUM_INT && x.i < 0)
+		return shval__failf(v->seg, SHVAL_ERANGE,
+				    "%lld does not fit uint64_t",
+				    (long long)x.i);
+	if (is_signed)
+		*(int64_t *)out = x.cls == NUM_INT ? x.i : (int64_t)x.u;
+	else
+		*(uint64_t *)out = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
+	return 0;
 }
 
 SHVAL_API int shval_get_i64(shval *v, int64_t *out)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_get_i64(v, out);
-	if (!v || !out)
-		return -EINVAL;
-	num x;
-	int r = get_int(v, &x);
-	if (r)
-		return r;
-	if (x.cls == NUM_UINT && x.u > INT64_MAX)
-		return shval__failf(
-			v->seg, SHVAL_ERANGE,
-			"%llu does not fit int64_t (use shval_get_u64)",
-			(unsigned long long)x.u);
-	*out = x.cls == NUM_INT ? x.i : (int64_t)x.u;
-	return 0;
+	return get_int(v, true, out);
 }
 
 SHVAL_API int shval_get_u64(shval *v, uint64_t *out)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_get_u64(v, out);
-	if (!v || !out)
-		return -EINVAL;
-	num x;
-	int r = get_int(v, &x);
-	if (r)
-		return r;
-	if (x.cls == NUM_INT && x.i < 0)
-		return shval__failf(v->seg, SHVAL_ERANGE,
-				    "%lld does not fit uint64_t",
-				    (long long)x.i);
-	*out = x.cls == NUM_INT ? (uint64_t)x.i : x.u;
-	return 0;
+	return get_int(v, false, out);
 }
 
 SHVAL_API int shval_get_f64(shval *v, double *out)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_get_f64(v, out);
-	if (!v || !out)
-		return -EINVAL;
 	num x;
-	int r = get_num(v, &x);
+	int r = get_num(v, out, &x);
 	if (r)
 		return r;
 	if (x.cls == NUM_FLOAT) {
@@ -214,8 +219,6 @@ SHVAL_API int shval_set_i64(shval *v, int64_t x)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_set_i64(v, x);
-	if (!v)
-		return -EINVAL;
 	return set_num(v, (num){ NUM_INT, x, 0, 0 });
 }
 
@@ -223,8 +226,6 @@ SHVAL_API int shval_set_u64(shval *v, uint64_t x)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_set_u64(v, x);
-	if (!v)
-		return -EINVAL;
 	return set_num(v, (num){ NUM_UINT, 0, x, 0 });
 }
 
@@ -232,8 +233,6 @@ SHVAL_API int shval_set_f64(shval *v, double x)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_set_f64(v, x);
-	if (!v)
-		return -EINVAL;
 	char c = 0;
 	int r = scalar_code(v, &c);
 	if (r)
@@ -458,39 +457,35 @@ SHVAL_API int shval_sub_i64(shval *v, int64_t delta, int64_t *result)
 	return shval_add_i64(v, (int64_t)(0 - (uint64_t)delta), result);
 }
 
+/* The bit operations: which = 0 and, 1 or, 2 xor (shval__r_bitop's
+ * numbering). */
+static int bitop(shval *v, int which, uint64_t mask, uint64_t *old)
+{
+	static const enum rmw_op ops[] = { OP_AND, OP_OR, OP_XOR };
+	if (SHVAL__REMOTE(v))
+		return shval__r_bitop(v, which, mask, old);
+	return rmw_int(v, ops[which], mask, old, NULL);
+}
+
 SHVAL_API int shval_and_u64(shval *v, uint64_t mask, uint64_t *old)
 {
-	if (SHVAL__REMOTE(v))
-		return shval__r_bitop(v, 0, mask, old);
-	if (!v)
-		return -EINVAL;
-	return rmw_int(v, OP_AND, mask, old, NULL);
+	return bitop(v, 0, mask, old);
 }
 
 SHVAL_API int shval_or_u64(shval *v, uint64_t mask, uint64_t *old)
 {
-	if (SHVAL__REMOTE(v))
-		return shval__r_bitop(v, 1, mask, old);
-	if (!v)
-		return -EINVAL;
-	return rmw_int(v, OP_OR, mask, old, NULL);
+	return bitop(v, 1, mask, old);
 }
 
 SHVAL_API int shval_xor_u64(shval *v, uint64_t mask, uint64_t *old)
 {
-	if (SHVAL__REMOTE(v))
-		return shval__r_bitop(v, 2, mask, old);
-	if (!v)
-		return -EINVAL;
-	return rmw_int(v, OP_XOR, mask, old, NULL);
+	return bitop(v, 2, mask, old);
 }
 
 SHVAL_API int shval_exchange_i64(shval *v, int64_t x, int64_t *old)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_exchange_i64(v, x, old);
-	if (!v)
-		return -EINVAL;
 	char c = 0;
 	int r = scalar_code(v, &c);
 	if (r)
@@ -510,10 +505,8 @@ SHVAL_API int shval_cas_i64(shval *v, int64_t *expected, int64_t desired)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_cas_i64(v, expected, desired);
-	if (!v || !expected)
-		return -EINVAL;
 	char c = 0;
-	int r = scalar_code(v, &c);
+	int r = scalar_code_p(v, expected, &c);
 	if (r)
 		return r;
 	if (c == 'f' || c == 'd')

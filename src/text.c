@@ -1,6 +1,6 @@
 /*
  * src/text.c — values <-> text (plain and JSON).  The growable output
- * buffer is strbuf.c.
+ * buffer is strbuf.c, UTF-8 decoding and encoding utf8.c.
  *
  * Formats (the contract is at shval_to_text() / shval_from_text() in
  * include/shval.h; the details decided here):
@@ -152,160 +152,66 @@ static void err_prefix(char *err, size_t errcap, const char *fmt, ...)
 	snprintf(err, errcap, "%s: %s", pre, old);
 }
 
-/* Length (1..4) of the valid UTF-8 sequence at s (n bytes available), or 0
- * if it is not one.  Strict: no overlong forms, no surrogates, nothing above
- * U+10FFFF.  *cp receives the code point. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t c, min;
-	size_t len;
-	if (n == 0)
-		return 0;
-	c = s[0];
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		c &= 0x1f;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		c &= 0x0f;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		c &= 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t k = 1; k < len; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[k] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
-/* UTF-8 of a Unicode scalar value (the caller checked it is one). */
-static size_t utf8_encode(uint32_t c, char out[4])
-{
-	if (c < 0x80) {
-		out[0] = (char)c;
-		return 1;
-	} else if (c < 0x800) {
-		out[0] = (char)(0xc0 | (c >> 6));
-		out[1] = (char)(0x80 | (c & 0x3f));
-		return 2;
-	} else if (c < 0x10000) {
-		out[0] = (char)(0xe0 | (c >> 12));
-		out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-		out[2] = (char)(0x80 | (c & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | (c >> 18));
-	out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-	out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-	out[3] = (char)(0x80 | (c & 0x3f));
-	return 4;
-}
-
-static bool is_scalar_value(uint32_t c)
-{
-	return c <= 0x10ffff && !(c >= 0xd800 && c <= 0xdfff);
-}
-
 /* ---- formatting --------------------------------------------------------- */
 
-/* A JSON string body (no quotes) for n bytes; see the header comment. */
-static void json_escape(shval__buf *b, const unsigned char *s, size_t n)
+/* The short escape of control byte c in a string body, or NULL: \n \t \r
+ * in both forms, \b \f in JSON, \0 in plain text unless a digit follows
+ * ("\01" would read as octal). */
+static const char *short_escape(unsigned char c, bool json, bool digit_next)
 {
-	size_t i = 0;
-	while (i < n && !b->oom) {
-		unsigned char c = s[i];
-		uint32_t cp;
-		size_t k;
-		if (c == '"' || c == '\\') {
-			buf_addc(b, '\\');
-			buf_addc(b, (char)c);
-			i++;
-		} else if (c >= 0x20 && c < 0x7f) {
-			/* a run of plain ASCII in one go */
-			size_t j = i;
-			while (j < n && s[j] >= 0x20 && s[j] < 0x7f &&
-			       s[j] != '"' && s[j] != '\\')
-				j++;
-			shval__buf_add(b, s + i, j - i);
-			i = j;
-		} else if (c == '\n') {
-			buf_adds(b, "\\n");
-			i++;
-		} else if (c == '\t') {
-			buf_adds(b, "\\t");
-			i++;
-		} else if (c == '\r') {
-			buf_adds(b, "\\r");
-			i++;
-		} else if (c == '\b') {
-			buf_adds(b, "\\b");
-			i++;
-		} else if (c == '\f') {
-			buf_adds(b, "\\f");
-			i++;
-		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
-			shval__buf_add(b, s + i, k);
-			i += k;
-		} else {
-			/* other controls, DEL, and each invalid UTF-8 byte */
-			shval__buf_printf(b, "\\u%04x", c);
-			i++;
-		}
+	switch (c) {
+	case '\n':
+		return "\\n";
+	case '\t':
+		return "\\t";
+	case '\r':
+		return "\\r";
+	case '\b':
+		return json ? "\\b" : NULL;
+	case '\f':
+		return json ? "\\f" : NULL;
+	case 0:
+		return json || digit_next ? NULL : "\\0";
+	default:
+		return NULL;
 	}
 }
 
-/* A plain-text quoted string body with C escapes; see the header. */
-static void c_escape(shval__buf *b, const unsigned char *s, size_t n)
+/* String bodies: see type.h and the header comment. */
+void shval__text_escape(shval__buf *b, const void *bytes, size_t n, bool json)
 {
+	const unsigned char *s = bytes;
 	size_t i = 0;
 	while (i < n && !b->oom) {
 		unsigned char c = s[i];
+		bool digit_next =
+			i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9';
+		const char *e;
 		uint32_t cp;
-		size_t k;
+		size_t k = 1;
 		if (c == '"' || c == '\\') {
 			buf_addc(b, '\\');
 			buf_addc(b, (char)c);
-			i++;
 		} else if (c >= 0x20 && c < 0x7f) {
-			buf_addc(b, (char)c);
-			i++;
-		} else if (c == '\n') {
-			buf_adds(b, "\\n");
-			i++;
-		} else if (c == '\t') {
-			buf_adds(b, "\\t");
-			i++;
-		} else if (c == '\r') {
-			buf_adds(b, "\\r");
-			i++;
-		} else if (c == 0 &&
-			   !(i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9')) {
-			/* "\0" unless a digit follows ("\01" would be octal) */
-			buf_adds(b, "\\0");
-			i++;
-		} else if (c >= 0x80 && (k = utf8_decode(s + i, n - i, &cp))) {
+			/* a run of plain ASCII in one go */
+			while (i + k < n && s[i + k] >= 0x20 &&
+			       s[i + k] < 0x7f && s[i + k] != '"' &&
+			       s[i + k] != '\\')
+				k++;
 			shval__buf_add(b, s + i, k);
-			i += k;
+		} else if ((e = short_escape(c, json, digit_next))) {
+			buf_adds(b, e);
+		} else if (c >= 0x80 &&
+			   (k = shval__utf8_decode(s + i, n - i, &cp))) {
+			shval__buf_add(b, s + i, k);
 		} else {
-			/* always two digits; readers must not take more */
-			shval__buf_printf(b, "\\x%02x", c);
-			i++;
+			k = 1;
+			if (json)
+				shval__buf_printf(b, "\\u%04x", c);
+			else
+				shval__buf_printf(b, "\\x%02x", c);
 		}
+		i += k;
 	}
 }
 
@@ -369,7 +275,7 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 			if (p[0] >= 0x80) /* one byte alone is never UTF-8 */
 				shval__buf_printf(b, "\\u%04x", p[0]);
 			else
-				json_escape(b, p, 1);
+				shval__text_escape(b, p, 1, true);
 			buf_addc(b, '"');
 		} else {
 			buf_addc(b, (char)p[0]);
@@ -381,10 +287,11 @@ static void fmt_elem(shval__buf *b, char code, const unsigned char *p,
 		memcpy(&cp, p, sizeof cp);
 		if (json)
 			buf_addc(b, '"');
-		if (is_scalar_value(cp)) {
-			size_t k = utf8_encode(cp, u8);
+		if (shval__utf8_scalar(cp)) {
+			size_t k = shval__utf8_encode(cp, u8);
 			if (json)
-				json_escape(b, (const unsigned char *)u8, k);
+				shval__text_escape(b, (const unsigned char *)u8,
+						   k, true);
 			else
 				shval__buf_add(b, u8, k);
 		} else {
@@ -440,13 +347,13 @@ static void fmt_field(shval__buf *b, const shval__field *f,
 		n = len > f->count ? f->count : len; /* never read past */
 		if (json) {
 			buf_addc(b, '"');
-			json_escape(b, p + 4, n);
+			shval__text_escape(b, p + 4, n, true);
 			buf_addc(b, '"');
 			return;
 		}
 		if (in_struct) {
 			buf_addc(b, '"');
-			c_escape(b, p + 4, n);
+			shval__text_escape(b, p + 4, n, false);
 			buf_addc(b, '"');
 		} else {
 			shval__buf_add(b, p + 4, n);
@@ -649,7 +556,8 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
 		return 0;
 	case 'u': {
 		uint32_t cp;
-		size_t k = utf8_decode((const unsigned char *)text, n, &cp);
+		size_t k =
+			shval__utf8_decode((const unsigned char *)text, n, &cp);
 		if (k == 0 || k != n) {
 			shval__quote(q, sizeof q, text, n);
 			return fail(err, errcap, SHVAL_EPARSE,
@@ -785,22 +693,28 @@ static int set_string_field(const shval__field *f, unsigned char *base,
 	return rc;
 }
 
-/* Set a string field: raw bytes, zeroing the rest of the capacity. */
-static int set_string(const shval__field *f, unsigned char *base,
-		      const char *text, char *err, size_t errcap)
+/* An array takes exactly its count of elements: n of them were given as
+ * what (" arguments", " comma-separated elements"). */
+static int check_count(const shval__field *f, size_t n, const char *what,
+		       char *err, size_t errcap)
 {
-	size_t n = strlen(text);
-	uint32_t len;
-	if (n > f->count)
-		return fail(err, errcap, SHVAL_ETOOBIG,
-			    "string of %zu bytes "
-			    "exceeds capacity %" PRIu32,
-			    n, f->count);
-	len = (uint32_t)n;
-	memcpy(base + f->offset, &len, sizeof len);
-	memcpy(base + f->offset + 4, text, n);
-	memset(base + f->offset + 4 + n, 0, f->count - n);
-	return 0;
+	if (n == f->count)
+		return 0;
+	return fail(err, errcap, SHVAL_EINDEX,
+		    "array of %" PRIu32 " takes %" PRIu32 "%s, got %zu",
+		    f->count, f->count, what, n);
+}
+
+/* Element k of array field f from text; the error names the element. */
+static int set_elem(const shval__field *f, unsigned char *base, uint32_t k,
+		    const char *text, char *err, size_t errcap)
+{
+	int rc = shval__text_parse_elem(
+		f->code, text, base + f->offset + (size_t)k * f->elem_size, err,
+		errcap);
+	if (rc < 0)
+		err_prefix(err, errcap, "element %" PRIu32, k);
+	return rc;
 }
 
 /* A struct's array field from "a,b,c": exactly count elements. */
@@ -813,17 +727,13 @@ static int set_array_csv(const shval__field *f, unsigned char *base,
 
 	for (const char *c = text; *c; c++)
 		n += *c == ',';
-	if (n != f->count)
-		return fail(err, errcap, SHVAL_EINDEX,
-			    "array of %" PRIu32 " takes %" PRIu32
-			    " comma-separated elements, got "
-			    "%zu",
-			    f->count, f->count, n);
+	int rc = check_count(f, n, " comma-separated elements", err, errcap);
+	if (rc)
+		return rc;
 	for (uint32_t k = 0; k < f->count; k++) {
 		const char *e = strchr(s, ',');
 		size_t len = e ? (size_t)(e - s) : strlen(s);
 		char *tmp = small;
-		int rc;
 		if (len >= sizeof small) {
 			tmp = malloc(len + 1);
 			if (!tmp)
@@ -832,16 +742,11 @@ static int set_array_csv(const shval__field *f, unsigned char *base,
 		}
 		memcpy(tmp, s, len);
 		tmp[len] = '\0';
-		rc = shval__text_parse_elem(f->code, tmp,
-					    base + f->offset +
-						    (size_t)k * f->elem_size,
-					    err, errcap);
+		rc = set_elem(f, base, k, tmp, err, errcap);
 		if (tmp != small)
 			free(tmp);
-		if (rc < 0) {
-			err_prefix(err, errcap, "element %" PRIu32, k);
+		if (rc < 0)
 			return rc;
-		}
 		s += len + 1;
 	}
 	return 0;
@@ -878,27 +783,15 @@ int shval__text_parse(const shval__type *t, void *data, int argc,
 				    "1 argument, got %d",
 				    t->canon, argc);
 		if (t->kind == SHVAL_KIND_STRING)
-			return set_string(f0, base, argv[0], err, errcap);
+			return set_string_bytes(f0, base, argv[0],
+						strlen(argv[0]), err, errcap);
 		return shval__text_parse_elem(f0->code, argv[0],
 					      base + f0->offset, err, errcap);
 	case SHVAL_KIND_ARRAY:
-		if ((size_t)argc != f0->count)
-			return fail(err, errcap, SHVAL_EINDEX,
-				    "array of %" PRIu32 " takes %" PRIu32
-				    " arguments, got "
-				    "%d",
-				    f0->count, f0->count, argc);
-		for (uint32_t k = 0; k < f0->count; k++) {
-			rc = shval__text_parse_elem(
-				f0->code, argv[k],
-				base + f0->offset + (size_t)k * f0->elem_size,
-				err, errcap);
-			if (rc < 0) {
-				err_prefix(err, errcap, "element %" PRIu32, k);
-				return rc;
-			}
-		}
-		return 0;
+		rc = check_count(f0, (size_t)argc, " arguments", err, errcap);
+		for (uint32_t k = 0; rc == 0 && k < f0->count; k++)
+			rc = set_elem(f0, base, k, argv[k], err, errcap);
+		return rc;
 	default:
 		break;
 	}

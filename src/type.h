@@ -175,6 +175,14 @@ void shval__buf_add(shval__buf *b, const void *s, size_t n);
 void shval__buf_printf(shval__buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Append the body (no quotes) of a string of n bytes to b: JSON
+ * (SHVAL_TEXT_JSON's escapes) or plain text (the quoted form of a struct's
+ * string field, C escapes, which shval__text_unquote reads back).
+ * Well-formed UTF-8 stays as it is; other controls, DEL and each invalid
+ * UTF-8 byte are \u00XX in JSON and \xHH in plain text (always two
+ * digits). */
+void shval__text_escape(shval__buf *b, const void *bytes, size_t n, bool json);
+
 /* Append the text form of a whole value (data = t->size bytes, C layout) to
  * out.  flags: SHVAL_TEXT_JSON.  Formats as documented at shval_to_text()
  * in include/shval.h.  Returns 0, or -ENOMEM. */
@@ -206,5 +214,15 @@ int shval__text_parse_elem(char code, const char *text, void *out, char *err,
  * Returns 0 or SHVAL_EPARSE with err. */
 int shval__text_unquote(const char *text, unsigned char *out, size_t *len,
 			char *err, size_t errcap);
+
+/* UTF-8 (utf8.c).  shval__utf8_decode: length (1..4) of the well-formed
+ * UTF-8 sequence at s (n bytes available), or 0 if it is not one.  Strict:
+ * no overlong forms, no surrogates, nothing above U+10FFFF.  *cp receives
+ * the code point.  shval__utf8_encode: the UTF-8 of a Unicode scalar value
+ * (one that shval__utf8_scalar accepts: not a surrogate, not above
+ * U+10FFFF), 1..4 bytes. */
+size_t shval__utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+size_t shval__utf8_encode(uint32_t c, char out[4]);
+bool shval__utf8_scalar(uint32_t c);
 
 #endif

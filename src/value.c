@@ -210,9 +210,13 @@ int shval__write_range(shval *v, size_t off, size_t n, const void *src,
 
 /* ---- whole value ---- */
 
-/* SHVAL_EMODE (with the message) when v is a lock handle, else 0. */
-static int reject_lock_handle(shval *v)
+/* The checks every value function starts with: -EINVAL when v is NULL or
+ * the other arguments are not args_ok, SHVAL_EMODE (with the message) when
+ * v is a lock handle, else 0. */
+static int check_value(shval *v, bool args_ok)
 {
+	if (!v || !args_ok)
+		return -EINVAL;
 	if (v->kind == SHVAL_KIND_LOCK)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "this handle is a lock, not a value");
@@ -223,10 +227,9 @@ SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_read(v, buf, cap);
-	if (!v || !buf)
-		return -EINVAL;
-	if (reject_lock_handle(v))
-		return SHVAL_EMODE;
+	int r = check_value(v, buf != NULL);
+	if (r)
+		return r;
 	if (cap < v->size)
 		return shval__failf(v->seg, SHVAL_ESIZE,
 				    "buffer of %zu bytes for a value of %zu",
@@ -252,10 +255,9 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_write(v, buf, len);
-	if (!v || !buf)
-		return -EINVAL;
-	if (reject_lock_handle(v))
-		return SHVAL_EMODE;
+	int r = check_value(v, buf != NULL);
+	if (r)
+		return r;
 	if (len != v->size)
 		return shval__failf(
 			v->seg, SHVAL_ESIZE,
@@ -263,8 +265,7 @@ SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 			v->size, v->type->canon);
 	if (v->needs_check) { /* only bools and strings have bytes to check */
 		shval__err err = { "" };
-		int r = shval__type_check(v->type, buf, err.msg,
-					  sizeof err.msg);
+		r = shval__type_check(v->type, buf, err.msg, sizeof err.msg);
 		if (r)
 			return shval__failf(v->seg, r, "%s", err.msg);
 	}
@@ -365,52 +366,56 @@ static int array_range(shval *v, size_t index, size_t n, size_t *off,
 	return 0;
 }
 
-/* The arguments of shval_array_get/set: -EINVAL, or array_range's. */
-static int array_args(shval *v, size_t index, size_t n, const void *buf,
-		      size_t *off, size_t *bytes)
+/* Write n bytes at off from buf, after checking the bool and string bytes
+ * among them. */
+static int write_checked(shval *v, size_t off, size_t n, const void *buf)
 {
-	if (!v || (!buf && n))
+	if (v->needs_check) {
+		shval__err err = { "" };
+		int r = shval__bytes_check(v->type, off, n, buf, err.msg,
+					   sizeof err.msg);
+		if (r)
+			return shval__failf(v->seg, r, "%s", err.msg);
+	}
+	return shval__write_range(v, off, n, buf, n == v->size);
+}
+
+/* shval_array_get (into out) and shval_array_set (from in, is_set). */
+static int array_io(shval *v, size_t index, size_t n, bool is_set, void *out,
+		    const void *in)
+{
+	if (!v || (!(is_set ? in : out) && n))
 		return -EINVAL;
-	*off = *bytes = 0;
-	return array_range(v, index, n, off, bytes);
+	size_t off = 0, bytes = 0;
+	int r = array_range(v, index, n, &off, &bytes);
+	if (r)
+		return r;
+	if (is_set)
+		return write_checked(v, off, bytes, in);
+	return shval__read_consistent(v, off, bytes, out);
 }
 
 SHVAL_API int shval_array_get(shval *v, size_t index, size_t n, void *buf)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_array_get(v, index, n, buf);
-	size_t off, bytes;
-	int r = array_args(v, index, n, buf, &off, &bytes);
-	if (r)
-		return r;
-	return shval__read_consistent(v, off, bytes, buf);
+	return array_io(v, index, n, false, buf, NULL);
 }
 
 SHVAL_API int shval_array_set(shval *v, size_t index, size_t n, const void *buf)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_array_set(v, index, n, buf);
-	size_t off, bytes;
-	int r = array_args(v, index, n, buf, &off, &bytes);
-	if (r)
-		return r;
-	if (v->needs_check) {
-		shval__err err = { "" };
-		if ((r = shval__bytes_check(v->type, off, bytes, buf, err.msg,
-					    sizeof err.msg)) != 0)
-			return shval__failf(v->seg, r, "%s", err.msg);
-	}
-	return shval__write_range(v, off, bytes, buf, bytes == v->size);
+	return array_io(v, index, n, true, NULL, buf);
 }
 
 /* ---- struct fields ---- */
 
 static int field_of(shval *v, const char *field, const shval__field **f)
 {
-	if (!field)
-		return -EINVAL;
-	if (reject_lock_handle(v))
-		return SHVAL_EMODE;
+	int r = check_value(v, field != NULL);
+	if (r)
+		return r;
 	int i = shval__type_field(v->type, field);
 	if (i < 0)
 		return shval__failf(v->seg, SHVAL_ENOFIELD,
@@ -460,14 +465,7 @@ SHVAL_API int shval_field_set(shval *v, const char *field, const void *buf,
 		return shval__failf(v->seg, SHVAL_ESIZE,
 				    "field %s is %zu bytes, %zu given", field,
 				    f->size, len);
-	if (v->needs_check) {
-		shval__err err = { "" };
-		if ((r = shval__bytes_check(v->type, f->offset, f->size, buf,
-					    err.msg, sizeof err.msg)) != 0)
-			return shval__failf(v->seg, r, "%s", err.msg);
-	}
-	return shval__write_range(v, f->offset, f->size, buf,
-				  f->size == v->size);
+	return write_checked(v, f->offset, f->size, buf);
 }
 
 SHVAL_API int shval_field_info_at(shval *v, size_t idx, shval_field_info *fi)
@@ -497,16 +495,13 @@ SHVAL_API int shval_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_to_text(v, flags, buf, cap, len);
-	if (!v || (!buf && cap))
-		return -EINVAL;
-	if (flags & ~SHVAL_TEXT_JSON)
-		return -EINVAL;
-	if (reject_lock_handle(v))
-		return SHVAL_EMODE;
+	int r = check_value(v, (buf || !cap) && !(flags & ~SHVAL_TEXT_JSON));
+	if (r)
+		return r;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
 	if (!tmp)
 		return shval__failf(v->seg, -ENOMEM, "out of memory");
-	int r = shval__read_consistent(v, 0, v->size, tmp);
+	r = shval__read_consistent(v, 0, v->size, tmp);
 	if (r) {
 		free(tmp);
 		return r;
@@ -539,11 +534,9 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_from_text(v, argc, argv);
-	if (!v || argc < 0 || (!argv && argc))
-		return -EINVAL;
-	if (reject_lock_handle(v))
-		return SHVAL_EMODE;
-	int r = shval__check_writable(v);
+	int r = check_value(v, argc >= 0 && (argv || !argc));
+	if (r == 0)
+		r = shval__check_writable(v);
 	if (r)
 		return r;
 	unsigned char *tmp = malloc(v->size ? v->size : 1);
@@ -610,11 +603,9 @@ SHVAL_API int shval_touch(shval *v)
 {
 	if (SHVAL__REMOTE(v))
 		return shval__r_touch(v);
-	if (!v)
-		return -EINVAL;
-	if (reject_lock_handle(v))
-		return SHVAL_EMODE;
-	int r = shval__check_writable(v);
+	int r = check_value(v, true);
+	if (r == 0)
+		r = shval__check_writable(v);
 	if (r)
 		return r;
 	if (v->mode == SHVAL_RAW || v->mode == SHVAL_ATOMIC) {

@@ -14,8 +14,19 @@
 
 #include "internal.h"
 
-/* seg.c (declared here while internal.h is being reworked elsewhere) */
-const char *shval__hdr_check(shval_seg *seg);
+/* A directory slot's word, and the entry it names: its offset, and the
+ * entry (NULL when damaged).  SHVAL__SLOT_EMPTY for an empty slot or a
+ * tombstone (then *eoff and *e are not set). */
+static uint64_t slot_entry(shval_seg *seg, _Atomic uint64_t *slot,
+			   uint64_t *eoff, shval__entry **e)
+{
+	uint64_t s = atomic_load(slot);
+	if (s == SHVAL__SLOT_EMPTY || s == SHVAL__SLOT_TOMB)
+		return SHVAL__SLOT_EMPTY;
+	*eoff = shval__slot_off(s);
+	*e = shval__entry_at(seg, *eoff);
+	return s;
+}
 
 /* A lock entry found in the directory: the values that name its lock
  * block are counted against its users word. */
@@ -300,13 +311,11 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 			/* First the lock entries, whose lock blocks the values
 			 * guarded by shared locks must name. */
 			for (uint64_t i = 0; i < cap; i++) {
-				uint64_t s = atomic_load(&slots[i]);
-				if (s == SHVAL__SLOT_EMPTY ||
-				    s == SHVAL__SLOT_TOMB)
+				uint64_t eoff;
+				shval__entry *e;
+				if (slot_entry(seg, &slots[i], &eoff, &e) ==
+				    SHVAL__SLOT_EMPTY)
 					continue;
-				uint64_t eoff =
-					(s & 0xffffffffull) * SHVAL__LINE;
-				shval__entry *e = shval__entry_at(seg, eoff);
 				if (!e || e->kind != SHVAL_KIND_LOCK ||
 				    atomic_load(&e->state) != SHVAL__ST_LIVE)
 					continue;
@@ -322,13 +331,11 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 					(struct vlock){ e->lock_off, eoff, 0 };
 			}
 			for (uint64_t i = 0; i < cap; i++) {
-				uint64_t s = atomic_load(&slots[i]);
-				if (s == SHVAL__SLOT_EMPTY ||
-				    s == SHVAL__SLOT_TOMB)
+				uint64_t eoff, s;
+				shval__entry *e;
+				if ((s = slot_entry(seg, &slots[i], &eoff,
+						    &e)) == SHVAL__SLOT_EMPTY)
 					continue;
-				uint64_t eoff =
-					(s & 0xffffffffull) * SHVAL__LINE;
-				shval__entry *e = shval__entry_at(seg, eoff);
 				if (!e) {
 					problem(&c, SHVAL_ECORRUPT, NULL, eoff,
 						false,

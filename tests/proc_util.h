@@ -2,7 +2,8 @@
  * tests/proc_util.h — helpers of the multi-process tests (test_sharing,
  * test_lifecycle, test_access, test_corrupt's damaged segments,
  * test_scale): a page shared with children, waiting for them, the
- * helper_open program (an unrelated, exec'd process).
+ * helper_open program (an unrelated, exec'd process), a tmpfs in a mount
+ * namespace of the test's own (test_access, test_hostile).
  */
 #ifndef SHVAL_TEST_PROC_UTIL_H
 #define SHVAL_TEST_PROC_UTIL_H
@@ -12,9 +13,68 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-variable"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
 #ifndef HELPER_OPEN_PATH
 #error "HELPER_OPEN_PATH must be defined by tests/CMakeLists.txt"
 #endif
+
+/* ---- a small file system of our own ---- */
+
+/* Write s to a /proc file (uid_map and the like); 0 or -errno. */
+static int write_proc(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, s, strlen(s));
+	int e = errno;
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -e;
+}
+
+/* A mount namespace of our own with a tmpfs of size_k KiB at dir (a
+ * mkdtemp template).  Mounting needs CAP_SYS_ADMIN: root has it; an
+ * unprivileged user gets it in a user namespace of its own (same uid and
+ * gid inside, so file owners are what they are outside).  Skips the case
+ * when that is not possible. */
+static void own_tmpfs(char *dir, unsigned size_k)
+{
+	if (geteuid() != 0) {
+		uid_t uid = geteuid();
+		gid_t gid = getegid();
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			SKIP("not root, and no user namespace to mount a tmpfs "
+			     "in: unshare(CLONE_NEWUSER): %s",
+			     strerror(errno));
+		char map[64];
+		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid,
+			 (unsigned)uid);
+		ASSERT_EQ(write_proc("/proc/self/uid_map", map), 0);
+		ASSERT_EQ(write_proc("/proc/self/setgroups", "deny"), 0);
+		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid,
+			 (unsigned)gid);
+		ASSERT_EQ(write_proc("/proc/self/gid_map", map), 0);
+		ASSERT_EQ(geteuid(), uid);
+	} else if (unshare(CLONE_NEWNS) != 0) {
+		SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		SKIP("make mounts private: %s", strerror(errno));
+	ASSERT(mkdtemp(dir));
+	char opt[32];
+	snprintf(opt, sizeof opt, "size=%uk", size_k);
+	if (mount("tmpfs", dir, "tmpfs", 0, opt) != 0) {
+		rmdir(dir);
+		SKIP("mount tmpfs: %s", strerror(errno));
+	}
+}
 
 /* ---- helpers ---- */
 

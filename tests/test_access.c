@@ -450,48 +450,14 @@ TEST(other_user_refused)
 
 /* ---- a full file system ---- */
 
-/* Write s to a /proc file (uid_map and the like); 0 or -errno. */
-static int write_proc(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, s, strlen(s));
-	int e = errno;
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -e;
-}
-
 TEST(tmpfs_full_enospc)
 {
 	/* Mounting the small tmpfs needs CAP_SYS_ADMIN: root has it; an
 	 * unprivileged user gets it in a user namespace of its own (same
 	 * uid and gid inside, so file owners are what they are outside).
 	 * ctest runs this case both ways (….unprivileged as nobody). */
-	if (geteuid() != 0) {
-		uid_t uid = geteuid();
-		gid_t gid = getegid();
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-			SKIP("not root, and no user namespace to mount a tmpfs "
-			     "in: unshare(CLONE_NEWUSER): %s", strerror(errno));
-		char map[64];
-		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
-		ASSERT_EQ(write_proc("/proc/self/uid_map", map), 0);
-		ASSERT_EQ(write_proc("/proc/self/setgroups", "deny"), 0);
-		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
-		ASSERT_EQ(write_proc("/proc/self/gid_map", map), 0);
-		ASSERT_EQ(geteuid(), uid);
-	} else if (unshare(CLONE_NEWNS) != 0) {
-		SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
-	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		SKIP("make mounts private: %s", strerror(errno));
 	char dir[] = "/tmp/shvaltest.XXXXXX";
-	ASSERT(mkdtemp(dir));
-	if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") != 0) {
-		rmdir(dir);
-		SKIP("mount tmpfs: %s", strerror(errno));
-	}
+	own_tmpfs(dir, 1024);
 	char name[300];
 	snprintf(name, sizeof name, "file:%s/seg", dir);
 	shval_seg_opts o = { .struct_size = sizeof o, .max_size = 64 << 20 };

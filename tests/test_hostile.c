@@ -37,13 +37,52 @@ static int in_child(void (*fn)(void *), void *arg, unsigned secs)
 	return wait_status(pid);
 }
 
-/* ---- 1. FIFO squatting ---- */
+/* ---- FIFO squatting ---- */
 
 struct open_arg {
 	const char *name;
 	unsigned flags;
 	int want;
 };
+
+/* A new segment of the case's own, named test_segname(what) (*name). */
+static shval_seg *new_seg(const char *what, const char **name)
+{
+	shval_seg *s;
+	*name = test_segname(what);
+	ASSERT_OK(shval_seg_open(*name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	return s;
+}
+
+/* Close and remove a segment new_seg made. */
+static void end_seg(shval_seg *s, const char *name)
+{
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
+/* A file in a directory of the test's own: dir (made by tmp_file with
+ * mkdtemp, or given to tmp_file_in, e.g. by own_tmpfs), path = dir/leaf,
+ * and its segment name "file:path". */
+struct tmp_file {
+	char dir[32];
+	char path[300];
+	char name[320];
+};
+
+static void tmp_file_in(struct tmp_file *t, const char *dir, const char *leaf)
+{
+	snprintf(t->dir, sizeof t->dir, "%s", dir);
+	snprintf(t->path, sizeof t->path, "%s/%s", dir, leaf);
+	snprintf(t->name, sizeof t->name, "file:%s", t->path);
+}
+
+static void tmp_file(struct tmp_file *t, const char *leaf)
+{
+	char dir[] = "/tmp/shvaltest.XXXXXX";
+	ASSERT(mkdtemp(dir));
+	tmp_file_in(t, dir, leaf);
+}
 
 static void open_expect(void *p)
 {
@@ -67,17 +106,14 @@ TEST(fifo_squatting_refused)
 {
 	const char *name = test_segname("fifo");
 	ASSERT_EQ(mkfifo(shm_path(name), 0666), 0);
-	char dir[] = "/tmp/shvaltest.XXXXXX";
-	ASSERT(mkdtemp(dir));
-	char fpath[300], fname[320];
-	snprintf(fpath, sizeof fpath, "%s/fifo", dir);
-	snprintf(fname, sizeof fname, "file:%s", fpath);
-	ASSERT_EQ(mkfifo(fpath, 0666), 0);
+	struct tmp_file f;
+	tmp_file(&f, "fifo");
+	ASSERT_EQ(mkfifo(f.path, 0666), 0);
 	unsigned fl[] = { SHVAL_RDONLY, 0, SHVAL_CREATE,
 			  SHVAL_RDONLY | SHVAL_FOREIGN };
 	for (int k = 0; k < 2; k++)
 		for (int i = 0; i < 4; i++) {
-			struct open_arg a = { k ? fname : name, fl[i],
+			struct open_arg a = { k ? f.name : name, fl[i],
 					      SHVAL_ECORRUPT };
 			int st = in_child(open_expect, &a, 5);
 			if (st != 0)
@@ -90,8 +126,8 @@ TEST(fifo_squatting_refused)
 	ASSERT_EQ(lstat(shm_path(name), &st), 0);
 	ASSERT(S_ISFIFO(st.st_mode));
 	unlink(shm_path(name));
-	unlink(fpath);
-	ASSERT_EQ(rmdir(dir), 0);
+	unlink(f.path);
+	ASSERT_EQ(rmdir(f.dir), 0);
 }
 
 /* ---- the segment format on a mapping of our own ---- */
@@ -155,13 +191,12 @@ static bool found_has(const struct found *f, const char *needle)
 	return false;
 }
 
-/* ---- 3. a value removed under a live lock holder ---- */
+/* ---- a value removed under a live lock holder ---- */
 
 TEST(remove_refused_while_lock_held)
 {
-	const char *name = test_segname("held");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("held", &name);
 	shval *v, *L, *g;
 	ASSERT_OK(shval_create(s, "v", "q", SHVAL_RLOCK, NULL, 0, &v));
 	ASSERT_OK(shval_lock_create(s, "L", SHVAL_RLOCK, &L));
@@ -215,15 +250,13 @@ TEST(remove_refused_while_lock_held)
 	shval_close(v);
 	shval_close(g);
 	shval_close(L);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
 TEST(check_finds_foreign_lock_block)
 {
-	const char *name = test_segname("lockown");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("lockown", &name);
 	shval *L, *g, *other;
 	ASSERT_OK(shval_lock_create(s, "L", SHVAL_RLOCK, &L));
 	ASSERT_OK(shval_create_guarded(s, "g", "q", L, NULL, 0, &g));
@@ -257,55 +290,10 @@ TEST(check_finds_foreign_lock_block)
 	shval_close(g);
 	shval_close(L);
 	shval_close(other);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
-/* ---- 4. a sparse segment file on a full file system ---- */
-
-static int write_proc(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, s, strlen(s));
-	int e = errno;
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -e;
-}
-
-/* A mount namespace of our own with a tmpfs of size_k KiB at *dir (a
- * user namespace too when not root, as test_access does); skips when that
- * is not possible. */
-static void own_tmpfs(char *dir, unsigned size_k)
-{
-	if (geteuid() != 0) {
-		uid_t uid = geteuid();
-		gid_t gid = getegid();
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-			SKIP("no user namespace to mount a tmpfs in: %s",
-			     strerror(errno));
-		char map[64];
-		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid,
-			 (unsigned)uid);
-		ASSERT_EQ(write_proc("/proc/self/uid_map", map), 0);
-		ASSERT_EQ(write_proc("/proc/self/setgroups", "deny"), 0);
-		snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid,
-			 (unsigned)gid);
-		ASSERT_EQ(write_proc("/proc/self/gid_map", map), 0);
-	} else if (unshare(CLONE_NEWNS) != 0) {
-		SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
-	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		SKIP("make mounts private: %s", strerror(errno));
-	ASSERT(mkdtemp(dir));
-	char opt[32];
-	snprintf(opt, sizeof opt, "size=%uk", size_k);
-	if (mount("tmpfs", dir, "tmpfs", 0, opt) != 0) {
-		rmdir(dir);
-		SKIP("mount tmpfs: %s", strerror(errno));
-	}
-}
+/* ---- a sparse segment file on a full file system ---- */
 
 struct sparse_arg {
 	const char *name;
@@ -337,13 +325,10 @@ TEST(sparse_copy_full_disk_enospc)
 	 * data of the 800 KB value is a hole the file system has no room
 	 * for.  Before the fix, the writable open succeeded and the first
 	 * write into the hole killed the process with SIGBUS. */
-	char src[] = "/tmp/shvaltest.XXXXXX";
-	ASSERT(mkdtemp(src));
-	char spath[300], sname[320];
-	snprintf(spath, sizeof spath, "%s/seg", src);
-	snprintf(sname, sizeof sname, "file:%s", spath);
+	struct tmp_file src, dst;
+	tmp_file(&src, "seg");
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(sname, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	ASSERT_OK(shval_seg_open(src.name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
 	shval *v;
 	ASSERT_OK(shval_create(s, "big", "100000d", 0, NULL, 0, &v));
 	shval_close(v);
@@ -351,12 +336,11 @@ TEST(sparse_copy_full_disk_enospc)
 
 	char dir[] = "/tmp/shvaltest.XXXXXX";
 	own_tmpfs(dir, 2048);
-	char dpath[300], dname[320], filler[300];
-	snprintf(dpath, sizeof dpath, "%s/seg", dir);
-	snprintf(dname, sizeof dname, "file:%s", dpath);
+	tmp_file_in(&dst, dir, "seg");
+	char filler[300];
 	snprintf(filler, sizeof filler, "%s/filler", dir);
-	int in = open(spath, O_RDONLY | O_CLOEXEC);
-	int out = open(dpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int in = open(src.path, O_RDONLY | O_CLOEXEC);
+	int out = open(dst.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	ASSERT(in >= 0 && out >= 0);
 	static unsigned char blk[4096], zero[4096];
 	off_t off = 0, holes = 0;
@@ -372,8 +356,8 @@ TEST(sparse_copy_full_disk_enospc)
 	close(in);
 	close(out);
 	ASSERT_GT(holes, 700000);
-	unlink(spath);
-	rmdir(src);
+	unlink(src.path);
+	rmdir(src.dir);
 	/* fill the file system */
 	int fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	ASSERT(fd >= 0);
@@ -382,7 +366,7 @@ TEST(sparse_copy_full_disk_enospc)
 	ASSERT_EQ(errno, ENOSPC);
 	close(fd);
 
-	struct sparse_arg a = { dname };
+	struct sparse_arg a = { dst.name };
 	int st = in_child(write_everything, &a, 20);
 	if (st == 128 + SIGBUS)
 		FAIL("the writable open of a sparse copy succeeded and a write "
@@ -390,11 +374,11 @@ TEST(sparse_copy_full_disk_enospc)
 	ASSERT_EQ(st, 10); /* open: -ENOSPC */
 	/* a read-only open cannot back it: on a full tmpfs, where reading a
 	 * hole takes a page too, it is refused */
-	ASSERT_ERR(shval_seg_open(dname, SHVAL_RDONLY, NULL, &s), -ENOSPC);
+	ASSERT_ERR(shval_seg_open(dst.name, SHVAL_RDONLY, NULL, &s), -ENOSPC);
 	ASSERT(strstr(shval_errmsg(NULL), "holes"));
 	unlink(filler);
 	/* with room, it reads (a hole reads as zeros) */
-	ASSERT_OK(shval_seg_open(dname, SHVAL_RDONLY, NULL, &s));
+	ASSERT_OK(shval_seg_open(dst.name, SHVAL_RDONLY, NULL, &s));
 	ASSERT_OK(shval_find(s, "big", "100000d", &v));
 	double x = 1;
 	ASSERT_OK(shval_array_get(v, 5000, 1, &x));
@@ -403,12 +387,12 @@ TEST(sparse_copy_full_disk_enospc)
 	shval_seg_close(s);
 	/* the writable open backs it and writes work */
 	ASSERT_EQ(in_child(write_everything, &a, 20), 0);
-	unlink(dpath);
+	unlink(dst.path);
 	umount(dir);
 	rmdir(dir);
 }
 
-/* ---- 12. file: paths through directories others control; unlink ---- */
+/* ---- file: paths through directories others control; unlink ---- */
 
 TEST(paths_through_others_dirs_refused)
 {
@@ -482,26 +466,23 @@ TEST(paths_through_others_dirs_refused)
 
 TEST(unlink_only_segments)
 {
-	char dir[] = "/tmp/shvaltest.XXXXXX";
-	ASSERT(mkdtemp(dir));
-	char f[300], name[320];
-	snprintf(f, sizeof f, "%s/precious", dir);
-	snprintf(name, sizeof name, "file:%s", f);
-	int fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	struct tmp_file t;
+	tmp_file(&t, "precious");
+	int fd = open(t.path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	ASSERT(fd >= 0);
 	ASSERT_EQ(write(fd, "not a segment, but data\n", 24), 24);
 	close(fd);
-	ASSERT_ERR(shval_seg_unlink(name), SHVAL_ECORRUPT);
+	ASSERT_ERR(shval_seg_unlink(t.name), SHVAL_ECORRUPT);
 	ASSERT(strstr(shval_errmsg(NULL), "not a shval segment"));
-	ASSERT(exists(f));
-	ASSERT_OK(shval_seg_unlink_ex(name, SHVAL_UNLINK_FORCE));
-	ASSERT(!exists(f));
+	ASSERT(exists(t.path));
+	ASSERT_OK(shval_seg_unlink_ex(t.name, SHVAL_UNLINK_FORCE));
+	ASSERT(!exists(t.path));
 	/* an empty file, a FIFO in /dev/shm */
-	fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	fd = open(t.path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	close(fd);
-	ASSERT_ERR(shval_seg_unlink(name), SHVAL_ECORRUPT);
-	ASSERT(exists(f));
-	unlink(f);
+	ASSERT_ERR(shval_seg_unlink(t.name), SHVAL_ECORRUPT);
+	ASSERT(exists(t.path));
+	unlink(t.path);
 	const char *fifo = test_segname("ufifo");
 	ASSERT_EQ(mkfifo(shm_path(fifo), 0600), 0);
 	ASSERT_ERR(shval_seg_unlink(fifo), SHVAL_ECORRUPT);
@@ -511,15 +492,15 @@ TEST(unlink_only_segments)
 	ASSERT(!exists(shm_path(fifo)));
 	/* a segment is removed; flags are checked */
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	ASSERT_OK(shval_seg_open(t.name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
 	shval_seg_close(s);
-	ASSERT_ERR(shval_seg_unlink_ex(name, 0x4000), -EINVAL);
-	ASSERT_OK(shval_seg_unlink(name));
-	ASSERT(!exists(f));
-	ASSERT_EQ(rmdir(dir), 0);
+	ASSERT_ERR(shval_seg_unlink_ex(t.name, 0x4000), -EINVAL);
+	ASSERT_OK(shval_seg_unlink(t.name));
+	ASSERT(!exists(t.path));
+	ASSERT_EQ(rmdir(t.dir), 0);
 }
 
-/* ---- 13. attach slots of killed processes ---- */
+/* ---- attach slots of killed processes ---- */
 
 static void die_attached(const char *name, int n)
 {
@@ -536,9 +517,8 @@ static void die_attached(const char *name, int n)
 
 TEST(dead_attach_slots_freed)
 {
-	const char *name = test_segname("slots");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("slots", &name);
 	shval_seg_close(s);
 	/* a non-TEMP segment: nobody frees the slots of killed users */
 	die_attached(name, SHVAL__ATTACH_CAP);
@@ -575,17 +555,15 @@ TEST(dead_attach_slots_freed)
 	ASSERT(found_has(&f, "died while attached: its attach slot freed"));
 	ASSERT_OK(shval_seg_info(s, &si));
 	ASSERT_EQ(si.nattached, 1);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
-/* ---- 10. timeouts ---- */
+/* ---- timeouts ---- */
 
 TEST(negative_timeouts_refused)
 {
-	const char *name = test_segname("tmo");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("tmo", &name);
 	shval *v;
 	ASSERT_OK(shval_create(s, "v", "q", SHVAL_RLOCK, NULL, 0, &v));
 	uint64_t seen = shval_value_version(v);
@@ -615,17 +593,15 @@ TEST(negative_timeouts_refused)
 	ASSERT_OK(shval_wait(v, &seen, INT64_MAX)); /* woken, not a timeout */
 	ASSERT_EQ(wait_status(p), 0);
 	shval_close(v);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
-/* ---- 9. names that are not UTF-8 ---- */
+/* ---- names that are not UTF-8 ---- */
 
 TEST(invalid_utf8_names_refused)
 {
-	const char *name = test_segname("utf8");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("utf8", &name);
 	const char *bad[] = {
 		"a\xff",	     /* not UTF-8 at all */
 		"a\xc3",	     /* truncated */
@@ -658,11 +634,10 @@ TEST(invalid_utf8_names_refused)
 	struct shval_seg_info si;
 	ASSERT_OK(shval_seg_info(s, &si));
 	ASSERT_EQ(si.nvalues, 5);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
-/* ---- 6. text round trip of struct string fields ---- */
+/* ---- text round trip of struct string fields ---- */
 
 TEST(struct_string_field_text_round_trip)
 {
@@ -704,13 +679,12 @@ TEST(struct_string_field_text_round_trip)
 	shval_close(v);
 }
 
-/* ---- 11. code points ---- */
+/* ---- code points ---- */
 
 TEST(codepoint_add_no_wrap_and_check)
 {
-	const char *name = test_segname("cp");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("cp", &name);
 	unsigned modes[] = { SHVAL_RLOCK, SHVAL_ATOMIC, SHVAL_RAW };
 	for (int m = 0; m < 3; m++) {
 		char vn[16];
@@ -746,8 +720,7 @@ TEST(codepoint_add_no_wrap_and_check)
 	ASSERT_EQ(f.n, 1);
 	ASSERT(found_has(&f, "arr: field \"c\": code point element 1 is 0x110000"));
 	shval_close(a);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
 /* ---- the damaged-image campaign's find: a lock word with only flag bits */
@@ -774,9 +747,8 @@ static void lock_it(void *p)
 
 TEST(lock_word_waiters_bit_without_owner)
 {
-	const char *name = test_segname("lockw");
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	const char *name;
+	shval_seg *s = new_seg("lockw", &name);
 	shval *v;
 	ASSERT_OK(shval_create(s, "v", "q", SHVAL_RLOCK, NULL, 0, &v));
 	size_t len;
@@ -795,8 +767,7 @@ TEST(lock_word_waiters_bit_without_owner)
 		     st == 128 + SIGALRM ? " (hung on the lock)" : "");
 	munmap(b, len);
 	shval_close(v);
-	shval_seg_close(s);
-	ASSERT_OK(shval_seg_unlink(name));
+	end_seg(s, name);
 }
 
 TEST_MAIN()
