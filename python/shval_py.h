@@ -34,6 +34,11 @@
  *     the 64- and 32-bit atomic add (shval_add_i64), and the own-lock
  *     section of shval_write / the locked add (fast_write / fast_add at
  *     the end of this file: why not the macros themselves is said there).
+ *     `.value` of an int scalar is handled inline in tp_getattro /
+ *     tp_setattro (hot_get / hot_set), add() first in a small frame
+ *     (value.c val_add), a write inside a held own lock without the
+ *     library (nested_write); BENCHMARKS.md, "Python binding", has the
+ *     instruction counts and what is left.
  *
  * Object model:
  *   Segment             a shval_seg (named, or an anonymous one).
