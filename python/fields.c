@@ -219,13 +219,10 @@ out:
  * (fields come first) take the generic path. */
 static inline int value_shortcut(ValObject *v, PyObject *name)
 {
-	shval_state *st = v->st;
-	PyTypeObject *tp = Py_TYPE(v);
-	return name == st->str_value && !v->nfields &&
-	       (tp == st->SynchronizedType || tp == st->SharedValueType);
+	return name == v->st->str_value && v->hot_attr; /* val_wrap() */
 }
 
-PyObject *val_getattro(PyObject *o, PyObject *name)
+static __attribute__((noinline)) PyObject *getattro_general(PyObject *o, PyObject *name)
 {
 	ValObject *v = (ValObject *)o;
 	if (value_shortcut(v, name))
@@ -238,7 +235,20 @@ PyObject *val_getattro(PyObject *o, PyObject *name)
 	return PyObject_GenericGetAttr(o, name);
 }
 
-int val_setattro(PyObject *o, PyObject *name, PyObject *value)
+/* The hot case first, in a function with no stack frame of the general
+ * one's (the general code is out of line: its registers are saved only
+ * when it runs). */
+__attribute__((flatten)) PyObject *val_getattro(PyObject *o, PyObject *name)
+{
+	ValObject *v = (ValObject *)o;
+	PyObject *res;
+	if (value_shortcut(v, name) && hot_get(v, &res))
+		return res;
+	return getattro_general(o, name);
+}
+
+static __attribute__((noinline)) int setattro_general(PyObject *o, PyObject *name,
+						       PyObject *value)
 {
 	ValObject *v = (ValObject *)o;
 	if (value_shortcut(v, name))
@@ -249,4 +259,13 @@ int val_setattro(PyObject *o, PyObject *name, PyObject *value)
 	if (f)
 		return field_set(v, f, value);
 	return PyObject_GenericSetAttr(o, name, value);
+}
+
+__attribute__((flatten)) int val_setattro(PyObject *o, PyObject *name, PyObject *value)
+{
+	ValObject *v = (ValObject *)o;
+	int rc;
+	if (value_shortcut(v, name) && hot_set(v, value, &rc))
+		return rc;
+	return setattro_general(o, name, value);
 }

@@ -34,6 +34,11 @@
  *     the 64- and 32-bit atomic add (shval_add_i64), and the own-lock
  *     section of shval_write / the locked add (fast_write / fast_add at
  *     the end of this file: why not the macros themselves is said there).
+ *     `.value` of an int scalar is handled inline in tp_getattro /
+ *     tp_setattro (hot_get / hot_set), add() first in a small frame
+ *     (value.c val_add), a write inside a held own lock without the
+ *     library (nested_write); BENCHMARKS.md, "Python binding", has the
+ *     instruction counts and what is left.
  *
  * Object model:
  *   Segment             a shval_seg (named, or an anonymous one).
@@ -198,6 +203,15 @@ typedef struct {
 	char numeric;    /* a scalar add/cas/exchange accept */
 	char isfloat;    /* 'f' or 'd' */
 	char fastint;    /* an integer letter fast_add() may add to */
+	/* Hot-path flags, fixed at val_wrap() (shval_py.h, "hot paths"):
+	 *   hot_attr  `.value` straight to the getter/setter (an exact
+	 *             SharedValue / Synchronized, not a struct);
+	 *   hot_int   's' for a scalar of letter i, l, q or n (signed, 4 or 8
+	 *             bytes), 'u' for I, L, Q, N; 0 for any other or with an
+	 *             external lock: reads and writes of small ints skip the
+	 *             letter table. */
+	char hot_attr;
+	char hot_int;
 	size_t esize, count, size;
 	size_t selem;    /* array of ctypes Structures: element size */
 	Py_ssize_t exports;
@@ -351,6 +365,70 @@ static inline int held_here(const LockObject *l)
 	       l->holder == PyThread_get_thread_ident();
 }
 
+/* ---- Hot paths: small ints, the version word ----
+ * `.value` and add() on an int scalar are most of what a program does with
+ * the binding; per call the interpreter already spends 300-400
+ * instructions around them (BENCHMARKS.md, "Python binding"), so the
+ * binding's own part is kept to loads and stores: the conversions below
+ * instead of PyLong_AsLongLongAndOverflow / PyLong_FromLong calls, the
+ * version word read in place instead of a shval_value_version() call. */
+
+/* An exact int of at most one PyLong digit (|x| < 2**30): 1 and its value
+ * in *out; else 0 (the general conversion then). */
+static inline int small_long(PyObject *o, long *out)
+{
+	if (!PyLong_CheckExact(o))
+		return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+	if (!PyUnstable_Long_IsCompact((PyLongObject *)o))
+		return 0;
+	*out = (long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+#else
+	Py_ssize_t n = Py_SIZE(o);
+	if (n < -1 || n > 1)
+		return 0;
+	*out = (long)n * (long)((PyLongObject *)o)->ob_digit[0];
+#endif
+	return 1;
+}
+
+/* PyLong_FromLong() without the call for -5..256 (CPython's own objects,
+ * kept in the module state). */
+static inline PyObject *long_of(shval_state *st, long long x)
+{
+	if (x >= SMALL_INT_MIN && x < SMALL_INT_MIN + SMALL_INT_N)
+		return Py_NewRef(st->small_ints[x - SMALL_INT_MIN]);
+	return PyLong_FromLongLong(x);
+}
+
+/* The Python int of a hot_int value's bytes (little-endian, v->size). */
+static inline PyObject *hot_int_to_py(const ValObject *v, const void *b)
+{
+	switch (v->letter) {
+	case 'i': { int32_t x; memcpy(&x, b, 4); return long_of(v->st, x); }
+	case 'I': { uint32_t x; memcpy(&x, b, 4); return long_of(v->st, x); }
+	case 'l': case 'q': case 'n': {
+		int64_t x;
+		memcpy(&x, b, 8);
+		return long_of(v->st, x);
+	}
+	}
+	uint64_t x;
+	memcpy(&x, b, 8);
+	return x <= INT64_MAX ? long_of(v->st, (long long)x) : PyLong_FromUnsignedLongLong(x);
+}
+
+/* shval_value_version() of a locked value's handle (SEQREAD / OWNWRITE in
+ * its flags), as that function computes it (src/wait.c cur_version): the
+ * version word without its WAITERS and WRITING bits (src/format.h).  A
+ * stale handle's word may be another value's: only wait() uses it, which
+ * checks the handle. */
+static inline uint64_t locked_version(const shval *h)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(const void *)h;
+	return __atomic_load_n(f->version, __ATOMIC_SEQ_CST) & ~3ull;
+}
+
 /* ---- Own-lock sections inline (hot paths) ----
  * include/shval.h's inline shval_write() and locked shval_add_i64() fall
  * back to the functions when the trylock fails, and the functions block
@@ -402,6 +480,39 @@ static inline int fast_write(ValObject *v, const void *buf, size_t len)
 	return fast_write_n(v, buf, len);
 }
 
+/* A write inside a section this thread holds on the value's own lock
+ * (held_here(v->lock), which is exact, so the library's held list has it
+ * too): what the library's nested write does (src/value.c
+ * shval__write_range with SHVAL__CHG_NESTED), without its trylock that
+ * must fail, its held-list search and its checks: the section's first
+ * change makes the undo copy and sets WRITING (shval__sec_dirty), every
+ * change copies the bytes; the holder's shval_unlock() commits
+ * (shval__commit_unlock_own: WRITING set = changed).  OWNWRITE means the
+ * lock is the value's own (its block) and the value writable; a removed
+ * or reused entry goes to the library. */
+static inline __attribute__((always_inline)) int nested_write_n(ValObject *v, const void *buf,
+								size_t n)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	if (!(f->flags & SHVAL__F_OWNWRITE) || f->size != n ||
+	    __atomic_load_n(f->serial, __ATOMIC_RELAXED) != f->serial_want ||
+	    __atomic_load_n(f->state, __ATOMIC_ACQUIRE) != 1)
+		return FAST_SLOW;
+	if (!(__atomic_load_n(f->version, __ATOMIC_RELAXED) & 2))
+		shval__sec_dirty(f, n);
+	memcpy(f->data, buf, n);
+	return 0;
+}
+
+static inline int nested_write(ValObject *v, const void *buf, size_t len)
+{
+	switch (len) {
+	case 4: return nested_write_n(v, buf, 4);
+	case 8: return nested_write_n(v, buf, 8);
+	}
+	return nested_write_n(v, buf, len);
+}
+
 /* An own-lock integer value of 1, 2, 4 or 8 bytes: wraps and stores the
  * low bytes, as the library's rmw_int(); *out: the new low bytes. */
 static inline __attribute__((always_inline)) int fast_add_n(ValObject *v, int64_t d,
@@ -445,11 +556,62 @@ static inline int fast_write(ValObject *v, const void *buf, size_t len)
 	(void)v, (void)buf, (void)len;
 	return FAST_SLOW;
 }
+static inline int nested_write(ValObject *v, const void *buf, size_t len)
+{
+	(void)v, (void)buf, (void)len;
+	return FAST_SLOW;
+}
 static inline int fast_add(ValObject *v, int64_t d, int64_t *out)
 {
 	(void)v, (void)d, (void)out;
 	return FAST_SLOW;
 }
 #endif
+
+/* ---- `.value` of a hot_int value, inline in val_getattro/val_setattro
+ * (fields.c): no call before the work, no stack frame of the general
+ * getter/setter.  1: done (*out / *rc set); 0: not this case, or
+ * anything but the common path (the general code then does the whole
+ * operation, with its errors). */
+static inline int hot_get(ValObject *v, PyObject **out)
+{
+	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+	if (!v->hot_int || !(f->flags & SHVAL__F_SEQREAD))
+		return 0;
+	uint64_t b = 0;
+	uint64_t seen = locked_version(v->h);
+	int r = v->size == 4 ? shval_read(v->h, &b, 4) : shval_read(v->h, &b, 8);
+	if (r)
+		return 0;
+	v->seen = seen;
+	*out = hot_int_to_py(v, &b);
+	return 1;
+}
+
+/* A write of a small int to a hot_int value with its own lock: inside a
+ * section this thread holds (nested_write), or uncontended (the inline
+ * own-lock section). */
+static inline int hot_set(ValObject *v, PyObject *o, int *rc)
+{
+	long x;
+	if (!v->hot_int || !o || !small_long(o, &x) || (x < 0 && v->hot_int != 's'))
+		return 0;
+	int64_t b = x; /* |x| < 2**30: in range; little-endian: low 4 bytes */
+	int r;
+	if (held_here((LockObject *)v->lock)) /* inside `with v.get_lock():` */
+		r = v->size == 4 ? nested_write(v, &b, 4) : nested_write(v, &b, 8);
+	else
+		r = v->size == 4 ? fast_write(v, &b, 4) : fast_write(v, &b, 8);
+	if (r == 0) {
+		v->seen = locked_version(v->h);
+		*rc = 0;
+		return 1;
+	}
+	if (r != FAST_SLOW && handle_rc(v, r) < 0) { /* owner died: warned */
+		*rc = -1;
+		return 1;
+	}
+	return 0;
+}
 
 #endif /* SHVAL_PY_H */

@@ -132,6 +132,15 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 		}
 		v->count = v->size / v->selem;
 	}
+	v->hot_attr = !v->nfields && (tp == st->SynchronizedType || tp == st->SharedValueType);
+	v->hot_int = 0;
+	if (v->kind == SHVAL_KIND_SCALAR && !extlock && v->letter && v->size == v->esize &&
+	    (v->size == 4 || v->size == 8)) {
+		if (strchr("ilqn", v->letter))
+			v->hot_int = 's';
+		else if (strchr("ILQN", v->letter))
+			v->hot_int = 'u';
+	}
 	v->seen = shval_value_version(h);
 	return (PyObject *)v;
 }
@@ -286,6 +295,17 @@ static PyObject *struct_value(ValObject *v)
 
 static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 {
+	if (v->hot_int &&
+	    (((const struct shval__fast *)(void *)v->h)->flags & SHVAL__F_SEQREAD)) {
+		/* a locked int (Value('i')): the header's seqlock read, the
+		 * version word in place, the small-int table */
+		uint64_t b = 0;
+		v->seen = locked_version(v->h);
+		int r = v->size == 4 ? shval_read(v->h, &b, 4) : shval_read(v->h, &b, 8);
+		if (r && handle_rc(v, r) < 0)
+			return NULL;
+		return hot_int_to_py(v, &b);
+	}
 	if (v->seg->remote && v->kind == SHVAL_KIND_SCALAR && !v->extlock) {
 		/* a Redis value: bytes and version in one round trip, the
 		 * GIL released meanwhile */
@@ -343,19 +363,21 @@ static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 	return NULL;
 }
 
-static int write_bytes(ValObject *v, const void *b, size_t n)
+__attribute__((flatten)) static int write_bytes(ValObject *v, const void *b, size_t n)
 {
 	int r;
 	if (!v->extlock) {
 		if (LOCKED(v)) {
 			if (held_here((LockObject *)v->lock)) {
 				/* inside `with v.get_lock():`: a nested write */
+				if (nested_write(v, b, n) == 0)
+					goto done_own;
 				r = (shval_write)(v->h, b, n);
 				goto done;
 			}
 			r = fast_write(v, b, n);
 			if (r == 0)
-				goto done;
+				goto done_own;
 			if (r != FAST_SLOW && handle_rc(v, r) < 0) /* owner died */
 				return -1;
 		}
@@ -371,6 +393,9 @@ done:
 		return -1;
 	v->seen = shval_value_version(v->h);
 	return 0;
+done_own: /* written by the inline own-lock paths (OWNWRITE) */
+	v->seen = locked_version(v->h);
+	return 0;
 }
 
 int val_value_set(ValObject *v, PyObject *o, void *Py_UNUSED(c))
@@ -378,6 +403,12 @@ int val_value_set(ValObject *v, PyObject *o, void *Py_UNUSED(c))
 	if (!o) {
 		PyErr_SetString(PyExc_AttributeError, "cannot delete value");
 		return -1;
+	}
+	long sx;
+	if (v->hot_int && small_long(o, &sx) && (sx >= 0 || v->hot_int == 's')) {
+		/* |x| < 2**30: in range of every hot_int letter */
+		int64_t b = sx; /* little-endian: the low 4 bytes are the int32 */
+		return write_bytes(v, &b, v->size);
 	}
 	if (v->kind == SHVAL_KIND_SCALAR) {
 		uint64_t b[2] = {0, 0};
@@ -444,13 +475,16 @@ static int need_scalar(ValObject *v)
 
 /* flatten: the header's inline add is inlined here (GCC keeps it out of line
  * otherwise) */
-__attribute__((flatten)) static PyObject *val_add(ValObject *v, PyObject *delta)
+__attribute__((flatten, noinline)) static PyObject *val_add_general(ValObject *v,
+								    PyObject *delta)
 {
 	if (!v->isfloat && v->numeric && !v->extlock && PyLong_CheckExact(delta)) {
 		/* the common case: an int delta on an integer value; a 64-bit
 		 * atomic value takes shval_add_i64()'s inline fetch-add */
 		int of = 0;
-		long long d = PyLong_AsLongLongAndOverflow(delta, &of);
+		long small;
+		long long d = small_long(delta, &small) ? small
+							 : PyLong_AsLongLongAndOverflow(delta, &of);
 		if (!of && !(d == -1 && PyErr_Occurred())) {
 			int64_t out = 0;
 			int r = FAST_SLOW;
@@ -464,7 +498,7 @@ __attribute__((flatten)) static PyObject *val_add(ValObject *v, PyObject *delta)
 			if (r && handle_rc(v, r) < 0)
 				return NULL;
 			if (v->letter == 'i')
-				return PyLong_FromLong((int32_t)out);
+				return long_of(v->st, (int32_t)out);
 			return i64_to_py(v->letter, out);
 		}
 		if (d == -1 && PyErr_Occurred())
@@ -502,6 +536,30 @@ __attribute__((flatten)) static PyObject *val_add(ValObject *v, PyObject *delta)
 out:
 	ext_exit(v);
 	return res;
+}
+
+/* The common add first, with no stack frame of the general one: a small
+ * int delta on a hot_int value, atomic (the header's inline fetch-add) or
+ * with its own lock, which this thread does not hold (the inline section).
+ * Anything else, and an owner's death after its warning, takes
+ * val_add_general(). */
+__attribute__((flatten)) static PyObject *val_add(ValObject *v, PyObject *delta)
+{
+	long d;
+	if (v->hot_int && small_long(delta, &d)) {
+		const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
+		int64_t out = 0;
+		int r = FAST_SLOW;
+		if (f->flags & (SHVAL__F_ATOMIC64 | SHVAL__F_ATOMIC32S | SHVAL__F_ATOMIC32U))
+			r = shval_add_i64(v->h, d, &out);
+		else if (LOCKED(v) && !held_here((LockObject *)v->lock))
+			r = fast_add(v, d, &out);
+		if (r == 0)
+			return hot_int_to_py(v, &out); /* the low bytes: wrapped */
+		if (r != FAST_SLOW && handle_rc(v, r) < 0)
+			return NULL; /* an error, or the owner's death warned */
+	}
+	return val_add_general(v, delta);
 }
 
 static PyObject *val_cas(ValObject *v, PyObject *const *args, Py_ssize_t nargs)

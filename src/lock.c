@@ -163,7 +163,8 @@ uint32_t shval__mutex_owner(pthread_mutex_t *m)
  * by a thread-exit destructor.  Not initial-exec: the library is also
  * dlopen()ed (Python), where static TLS space may have run out; on x86-64
  * the build uses TLS descriptors (-mtls-dialect=gnu2), which make the
- * access cheap without that model. */
+ * access cheap where glibc places the block in static TLS (a program
+ * linked with the library) and a call otherwise (see tls_fresh). */
 struct held {
 	uint64_t fid;   /* segment file identity (shval_seg.fid) */
 	uint64_t off;   /* the lock block's offset in the segment */
@@ -204,15 +205,34 @@ static void tls_key_init(void)
 	pthread_key_create(&tls_key, tls_free);
 }
 
+/* Each function below takes the block's address once (tls_self()): in
+ * the dlopen()ed Python module every &T is a call of _dl_tlsdesc_dynamic
+ * (17 instructions), which the compiler repeated at every use; a
+ * `with lock:` section took six of them.
+ * (Not initial-exec: that model would need the library's whole TLS block,
+ * 1.3 KB with error.c's message buffers, in glibc's static TLS surplus,
+ * which dlopen()ed modules share: under 2 KB are left in a python3.11
+ * process, so another module's could make the import fail.) */
+
+/* &T, computed once: the empty asm hides the address from the compiler,
+ * which would otherwise compute it again (another descriptor call) at each
+ * use instead of keeping it in a register. */
+static inline struct tls *tls_self(void)
+{
+	struct tls *t = &T;
+	__asm__("" : "+r"(t));
+	return t;
+}
+
 /* The lists are the parent's in a fork child: the child holds nothing. */
-static inline void tls_fresh(void)
+static inline void tls_fresh(struct tls *t)
 {
 	unsigned g =
 		atomic_load_explicit(&shval__fork_gen, memory_order_relaxed);
-	if (T.gen != g) {
-		T.gen = g;
-		T.nheld = 0;
-		T.ndirty = 0;
+	if (t->gen != g) {
+		t->gen = g;
+		t->nheld = 0;
+		t->ndirty = 0;
 	}
 }
 
@@ -233,16 +253,21 @@ static inline uint64_t lock_off(shval *v)
 	return (uint64_t)((unsigned char *)v->lk - v->seg->base);
 }
 
+static struct held *held_find_in(struct tls *t, shval *v)
+{
+	if (t->nheld == 0)
+		return NULL;
+	tls_fresh(t);
+	uint64_t off = lock_off(v);
+	for (unsigned i = t->nheld; i-- > 0;)
+		if (t->held[i].off == off && t->held[i].fid == v->seg->fid)
+			return &t->held[i];
+	return NULL;
+}
+
 static struct held *held_find(shval *v)
 {
-	if (T.nheld == 0)
-		return NULL;
-	tls_fresh();
-	uint64_t off = lock_off(v);
-	for (unsigned i = T.nheld; i-- > 0;)
-		if (T.held[i].off == off && T.held[i].fid == v->seg->fid)
-			return &T.held[i];
-	return NULL;
+	return held_find_in(tls_self(), v);
 }
 
 bool shval__lock_held(shval *v)
@@ -252,24 +277,25 @@ bool shval__lock_held(shval *v)
 
 static int held_push(shval *v)
 {
-	tls_fresh();
-	if (T.nheld == T.capheld) {
+	struct tls *t = tls_self();
+	tls_fresh(t);
+	if (t->nheld == t->capheld) {
 		pthread_once(&tls_once, tls_key_init);
-		unsigned n = T.capheld ? T.capheld * 2 : 8;
-		struct held *h = realloc(T.held, n * sizeof *h);
+		unsigned n = t->capheld ? t->capheld * 2 : 8;
+		struct held *h = realloc(t->held, n * sizeof *h);
 		if (!h)
 			return -ENOMEM;
-		T.held = h;
-		T.capheld = n;
-		pthread_setspecific(tls_key, &T);
+		t->held = h;
+		t->capheld = n;
+		pthread_setspecific(tls_key, t);
 	}
-	T.held[T.nheld++] = (struct held){ v->seg->fid, lock_off(v), 1 };
+	t->held[t->nheld++] = (struct held){ v->seg->fid, lock_off(v), 1 };
 	return 0;
 }
 
-static void held_pop(struct held *h)
+static void held_pop(struct tls *t, struct held *h)
 {
-	*h = T.held[--T.nheld];
+	*h = t->held[--t->nheld];
 }
 
 static bool dirty_has(shval__entry *e)
@@ -633,7 +659,7 @@ static int sec_taken(shval *v, int r, bool push)
 	int c = shval__check(v);
 	if (c) {
 		if (push)
-			held_pop(held_find(v));
+			held_pop(tls_self(), held_find(v));
 		pthread_mutex_unlock(&v->lk->mutex);
 		return c;
 	}
@@ -857,13 +883,14 @@ SHVAL_API int shval_unlock(shval *v)
 	if (!v->lk)
 		return shval__failf(v->seg, SHVAL_EMODE,
 				    "value has no lock (raw or atomic mode)");
-	struct held *h = held_find(v);
+	struct tls *t = tls_self();
+	struct held *h = held_find_in(t, v);
 	if (!h)
 		return shval__failf(
 			v->seg, SHVAL_ENOTOWNER,
 			"unlock of a lock this thread does not hold");
 	if (--h->depth == 0) {
-		held_pop(h);
+		held_pop(t, h);
 		shval__commit_unlock(v);
 	}
 	return 0;

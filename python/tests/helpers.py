@@ -160,7 +160,11 @@ def timed_incr(kind, v, lock, ready, go, seconds, out):
 # ---- wake-ups across processes (test_wake.py) ----
 
 def wake_child(ping, pong, rounds, timeout, out):
-    """Wait for ping == r, answer pong = r, for r in 1..rounds."""
+    """Wait for ping == r, answer pong = r, for r in 1..rounds.  Puts
+    'ready' first: the parent starts round 1 only then, so a slow start
+    (spawn imports the test's modules; seconds on a loaded machine) is not
+    taken for a missed wake-up."""
+    out.put('ready')
     try:
         wake_side(ping, pong, rounds, timeout, answer=True)
     except AssertionError as e:

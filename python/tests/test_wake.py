@@ -42,6 +42,7 @@ def test_wake_pingpong(kind, method):
     p = ctx.Process(target=wake_child, args=(ping, pong, ROUNDS, WAIT_S, out))
     p.start()
     try:
+        assert out.get(timeout=60) == 'ready'   # not timed: the child's start
         try:
             wake_side(pong, ping, ROUNDS, WAIT_S, answer=False)
         except AssertionError:
