@@ -494,7 +494,7 @@ static inline __attribute__((always_inline)) int nested_write_n(ValObject *v, co
 								size_t n)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
-	if (f->write_size != n || !shval__fast_live(f)) /* serial 0 once removed */
+	if (!n || f->write_size != n || !shval__fast_live(f)) /* 0: removed */
 		return FAST_SLOW;
 	if (!(__atomic_load_n(f->version, __ATOMIC_RELAXED) & 2))
 		shval__sec_dirty(f, n);
