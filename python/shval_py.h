@@ -200,6 +200,7 @@ typedef struct {
 	size_t esize, count, size;
 	size_t selem;    /* array of ctypes Structures: element size */
 	Py_ssize_t exports;
+	pid_t pin_pid;   /* process holding the value's pin for exports, 0 */
 	uint64_t seen;
 	shval_field_info *fields;
 	size_t nfields;

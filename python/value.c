@@ -95,6 +95,7 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->size = info.size;
 	v->count = info.count ? info.count : 1;
 	v->exports = 0;
+	v->pin_pid = 0;
 	v->fields = NULL;
 	v->nfields = 0;
 	snprintf(v->name, sizeof v->name, "%s", info.name);
@@ -851,6 +852,21 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 		view->obj = NULL;
 		return -1;
 	}
+	/* Pin the value while buffers are exported (the first export of this
+	 * process; a forked child pins again for its own): shval_remove() by
+	 * any process is then refused with EBUSY, so that a view kept after
+	 * `del seg[name]` never writes into a block reused by another value
+	 * (issue 11).  A read-only segment's views cannot write: no pin. */
+	int pinned_now = 0;
+	if (!rdonly && (v->exports == 0 || v->pin_pid != getpid())) {
+		r = shval_pin(v->h);
+		if (r) {
+			set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
+			view->obj = NULL;
+			return -1;
+		}
+		pinned_now = 1;
+	}
 	int structured = v->kind == SHVAL_KIND_STRUCT || v->kind == SHVAL_KIND_STRING;
 	view->buf = p;
 	view->obj = (PyObject *)v;
@@ -867,6 +883,8 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	if (view->ndim == 1 && (flags & PyBUF_ND) == PyBUF_ND) {
 		Py_ssize_t *sh = PyMem_Malloc(2 * sizeof(Py_ssize_t));
 		if (!sh) {
+			if (pinned_now)
+				(void)shval_unpin(v->h);
 			Py_DECREF(v);
 			view->obj = NULL;
 			PyErr_NoMemory();
@@ -881,6 +899,8 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	} else if (view->ndim == 1 && !(flags & PyBUF_FORMAT)) {
 		view->itemsize = 1;
 	}
+	if (pinned_now)
+		v->pin_pid = getpid();
 	v->exports++;
 	return 0;
 }
@@ -889,7 +909,13 @@ void val_releasebuffer(PyObject *o, Py_buffer *view)
 {
 	ValObject *v = (ValObject *)o;
 	PyMem_Free(view->internal);
-	v->exports--;
+	if (--v->exports == 0) {
+		/* The last view: unpin, if this process pinned (a forked
+		 * child releasing its parent's views holds no pin). */
+		if (v->pin_pid == getpid())
+			(void)shval_unpin(v->h);
+		v->pin_pid = 0;
+	}
 }
 
 /* ------------------------------------------------------------------------ */
