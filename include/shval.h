@@ -786,9 +786,8 @@ SHVAL_API void *shval_data(shval *v);
  *  @return 0; SHVAL_ESTALE (already removed); SHVAL_ERDONLY (segment
  *  opened read-only: nothing can be written through its pointers, and
  *  nothing recorded); SHVAL_EMODE (a lock handle, a Redis value);
- *  SHVAL_EFULL (no attach slot: 256 processes attached); SHVAL_EMISUSE
- *  (the segment was closed); -ENOSPC, SHVAL_EFULL (no room for the pin
- *  record); -EINVAL (NULL).  Since 0.1. */
+ *  SHVAL_EFULL (no attach slot: 256 processes attached); -ENOSPC,
+ *  SHVAL_EFULL (no room for the pin record); -EINVAL (NULL).  Since 0.1. */
 SHVAL_API int shval_pin(shval *v);
 
 /** Drop one pin of this process on the value (see shval_pin).  @return 0;

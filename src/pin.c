@@ -129,11 +129,10 @@ static int pin_locked(shval *v)
 	int r = shval__check(v);
 	if (r)
 		return r;
+	/* No slot: the attach table was full at open, or the segment was
+	 * closed by the user with no pins then (its handles still map it; the
+	 * slot claimed now goes with the mapping, seg_destroy). */
 	if (my_slot(seg) < 0) {
-		if (seg->user_closed)
-			return shval__failf(seg, SHVAL_EMISUSE,
-					    "shval_pin: segment %s was closed",
-					    seg->name);
 		if (shval__attach_claim_reaping(seg) != 0)
 			return shval__failf(
 				seg, SHVAL_EFULL,

@@ -297,6 +297,27 @@ TEST(pins_kept_past_close_until_the_mapping_goes)
 	ASSERT_OK(shval_seg_unlink(name));
 }
 
+TEST(pin_after_close_lasts_until_the_mapping_goes)
+{
+	/* A segment closed by the user with no pins: its value handles still
+	 * map it, and a pin taken through them then claims a slot that goes
+	 * with the mapping (the Python idiom: a value used after `with
+	 * Segment(...)` ends). */
+	const char *name = test_segname("pinlate");
+	shval_seg *s, *s2;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
+	ASSERT_OK(shval_seg_open(name, 0, NULL, &s2));
+	shval *v;
+	ASSERT_OK(shval_create(s2, "v", "q", SHVAL_RAW, NULL, 0, &v));
+	shval_seg_close(s2);
+	ASSERT_OK(shval_pin(v));
+	expect_pinned_by(s, "v", getpid());
+	shval_close(v); /* the last handle: the mapping and the pin go */
+	ASSERT_OK(shval_remove(s, "v"));
+	shval_seg_close(s);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
 TEST(forked_child_does_not_inherit_pins)
 {
 	const char *name = test_segname("pinfork");

@@ -423,3 +423,15 @@ def test_killed_view_holder_does_not_block_removal(segname):
             p.stdout.close()
         del seg['x']                  # the dead holder's pin is gone
         assert 'x' not in seg
+
+
+def test_view_of_value_outliving_its_segment_object_pins(segname):
+    import errno
+    with shval.Segment(segname, create=True) as seg:
+        v = seg.array('x', 'q', [0] * 8)
+    m = memoryview(v)                 # the Segment is closed; v still maps it
+    m[0] = 5
+    got = _del_in_child(segname, 'x')
+    assert got.startswith('%d:' % errno.EBUSY), got
+    m.release()
+    assert _del_in_child(segname, 'x') == 'ok'
