@@ -602,9 +602,9 @@ STABLE = [
         id="py-view-not-pinned",
         file="python/value.c",
         edits=[(
-            """	if (!rdonly && (v->exports == 0 || v->pin_pid != getpid())) {""",
+            """	if (!rdonly && (v->exports == 0 || v->pin_gen != fork_gen + 1)) {""",
             """	if (0 && /* MUTANT: views never pin */
-	    !rdonly && (v->exports == 0 || v->pin_pid != getpid())) {""")],
+	    !rdonly && (v->exports == 0 || v->pin_gen != fork_gen + 1)) {""")],
         breaks="Python: a memoryview (numpy, ctypes) kept over a value makes `del seg[name]` refuse (EBUSY), so a write through it never lands in another value",
         kill=r"^python_tests$",
         env={"PYTEST_ADDOPTS": "-k 'pins or kept_view or view_holder'"},

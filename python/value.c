@@ -95,7 +95,8 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->size = info.size;
 	v->count = info.count ? info.count : 1;
 	v->exports = 0;
-	v->pin_pid = 0;
+	v->pin_gen = 0;
+	v->rdonly = -1;
 	v->fields = NULL;
 	v->nfields = 0;
 	snprintf(v->name, sizeof v->name, "%s", info.name);
@@ -837,14 +838,20 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	}
 	/* A read-only segment's pages are mapped PROT_READ: a writable view
 	 * would let a write through it kill the interpreter (issue 11). */
-	struct shval_seg_info si;
-	int r = shval_seg_info(shval_segment(v->h), &si);
-	if (r) {
-		set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
-		view->obj = NULL;
-		return -1;
+	/* (Asked once per object: shval_seg_info() also counts the live
+	 * attached processes through /proc, tens of microseconds.) */
+	int r;
+	if (v->rdonly < 0) {
+		struct shval_seg_info si;
+		r = shval_seg_info(shval_segment(v->h), &si);
+		if (r) {
+			set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
+			view->obj = NULL;
+			return -1;
+		}
+		v->rdonly = (si.flags & SHVAL_RDONLY) != 0;
 	}
-	int rdonly = (si.flags & SHVAL_RDONLY) != 0;
+	int rdonly = v->rdonly;
 	if (rdonly && (flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
 		PyErr_Format(PyExc_TypeError,
 			     "value '%s' is in a segment opened read-only: "
@@ -858,7 +865,7 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	 * `del seg[name]` never writes into a block reused by another value
 	 * (issue 11).  A read-only segment's views cannot write: no pin. */
 	int pinned_now = 0;
-	if (!rdonly && (v->exports == 0 || v->pin_pid != getpid())) {
+	if (!rdonly && (v->exports == 0 || v->pin_gen != fork_gen + 1)) {
 		r = shval_pin(v->h);
 		if (r) {
 			set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
@@ -900,7 +907,7 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 		view->itemsize = 1;
 	}
 	if (pinned_now)
-		v->pin_pid = getpid();
+		v->pin_gen = fork_gen + 1;
 	v->exports++;
 	return 0;
 }
@@ -912,9 +919,9 @@ void val_releasebuffer(PyObject *o, Py_buffer *view)
 	if (--v->exports == 0) {
 		/* The last view: unpin, if this process pinned (a forked
 		 * child releasing its parent's views holds no pin). */
-		if (v->pin_pid == getpid())
+		if (v->pin_gen == fork_gen + 1)
 			(void)shval_unpin(v->h);
-		v->pin_pid = 0;
+		v->pin_gen = 0;
 	}
 }
 

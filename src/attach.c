@@ -24,8 +24,26 @@ static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&open_lock);
 }
+/* This process's pid, cached (getpid() is a system call, microseconds on
+ * a loaded VM, and a pin and unpin ask three times): cleared in a forked
+ * child by atfork_child before anything else.  A child made without the
+ * fork handlers (a raw clone) would see its parent's pid: not supported,
+ * as for the re-attach below. */
+static _Atomic pid_t cached_pid;
+
+pid_t shval__pid(void)
+{
+	pid_t p = atomic_load_explicit(&cached_pid, memory_order_relaxed);
+	if (__builtin_expect(p == 0, 0)) {
+		p = getpid();
+		atomic_store_explicit(&cached_pid, p, memory_order_relaxed);
+	}
+	return p;
+}
+
 static void atfork_child(void)
 {
+	atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
 	atomic_fetch_add(&shval__fork_gen, 1); /* new thread ids (lock.c) */
 	/* The child is a new process: give it its own attach slot in every
 	 * segment the parent had attached (lock-free CAS claim). */

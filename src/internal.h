@@ -161,6 +161,8 @@ bool shval__temp_orphaned(shval_seg *seg);
 void shval__attach_release(shval_seg *seg);
 /* Slots in use, and how many of them belong to live processes. */
 void shval__attach_count(shval_seg *seg, unsigned *attached, unsigned *alive);
+/* getpid(), cached per process (reset in a forked child). */
+pid_t shval__pid(void);
 /* The process's open segments, which a forked child re-attaches. */
 void shval__open_list_add(shval_seg *seg);
 void shval__open_list_del(shval_seg *seg);

@@ -46,7 +46,7 @@ void shval__pins_drop(shval_seg *seg, unsigned slot)
 /* This process's attach slot of seg, or -1. */
 static int my_slot(shval_seg *seg)
 {
-	return seg->attach_slot >= 0 && seg->attach_pid == getpid()
+	return seg->attach_slot >= 0 && seg->attach_pid == shval__pid()
 		       ? seg->attach_slot
 		       : -1;
 }
