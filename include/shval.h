@@ -845,13 +845,15 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen,
  * it).  The protocol is src/section.h's (tag-seqlock, tag-waiters). */
 /* The first bytes of every handle (src/handle.c keeps them up to date). */
 struct shval__fast {
-	unsigned flags; /* SHVAL__F_* */
-	unsigned size;  /* of the value */
+	unsigned flags;      /* SHVAL__F_* */
+	unsigned size;       /* of the value */
+	unsigned read_size;  /* size if SEQREAD, else 0: one compare */
+	unsigned write_size; /* size if OWNWRITE, else 0 */
 	void *data;
 	uint64_t *version;           /* the value's version word */
 	const uint64_t *serial;      /* the entry's serial ... */
-	uint64_t serial_want;        /* ... while it is the handle's value */
-	const uint8_t *state;        /* the entry's state (1 = live) */
+	uint64_t serial_want;        /* ... while it is the handle's value
+				      * (removal sets it to 0) */
 	const uint8_t *waiters;      /* the entry's waiters byte */
 	const uint64_t *seg_version; /* bits 0, 1: a segment watcher */
 	void *lock;                  /* own lock (pthread_mutex_t) ... */
@@ -885,31 +887,34 @@ SHVAL_API void shval__fast_recover(shval *v);
 #include <errno.h>
 #include <pthread.h>
 
+/* Is the handle's value still there?  Its serial is 0 once it is removed
+ * and a new one once its block is reused (src/entry.c, src/alloc.c). */
 static inline int shval__fast_live(const struct shval__fast *f)
 {
-	return __atomic_load_n(f->serial, __ATOMIC_RELAXED) == f->serial_want &&
-	       __atomic_load_n(f->state, __ATOMIC_ACQUIRE) == 1;
+	return __atomic_load_n(f->serial, __ATOMIC_RELAXED) == f->serial_want;
 }
 
 static inline int shval__read_inline(shval *v, void *buf, size_t cap)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
-	if (v && (f->flags & SHVAL__F_SEQREAD) && f->size == cap && buf) {
+	if (v && f->read_size == cap && cap && buf) {
 		/* The handle's fields in registers before the copy (buf may
 		 * alias the handle, as far as the compiler knows). */
 		const uint64_t *ver = f->version, *ser = f->serial;
-		const uint8_t *state = f->state;
 		uint64_t want = f->serial_want;
 		/* tag-seqlock: acquire pairs with the lock holder's release
 		 * stores (src/section.h); a version with WRITING (bit 1) goes
-		 * to the function, which reads the undo copy. */
+		 * to the function, which reads the undo copy.  The serial
+		 * alone tells a live value: removal sets it to 0 (under the
+		 * segment lock, before the block can be reused, which gives
+		 * it a new one), so a read that began after a removal fails
+		 * here, and one that overlapped it sees the version move. */
 		uint64_t v1 = __atomic_load_n(ver, __ATOMIC_ACQUIRE);
 		if (!(v1 & 2)) {
 			__builtin_memcpy(buf, f->data, cap);
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			if (__atomic_load_n(ver, __ATOMIC_RELAXED) == v1 &&
-			    __atomic_load_n(ser, __ATOMIC_RELAXED) == want &&
-			    __atomic_load_n(state, __ATOMIC_ACQUIRE) == 1)
+			    __atomic_load_n(ser, __ATOMIC_RELAXED) == want)
 				return 0;
 		}
 	}
@@ -928,7 +933,7 @@ static inline int shval__sec_open(const struct shval__fast *f)
 	int r = pthread_mutex_trylock((pthread_mutex_t *)f->lock);
 	if (r)
 		return r;
-	if (__atomic_load_n(f->state, __ATOMIC_ACQUIRE) == 1 &&
+	if (shval__fast_live(f) && /* not removed before we took it */
 	    !(__atomic_load_n(f->version, __ATOMIC_RELAXED) & 2))
 		return 0;
 	pthread_mutex_unlock((pthread_mutex_t *)f->lock);
@@ -952,7 +957,7 @@ static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 	uint64_t ver = __atomic_load_n(f->version, __ATOMIC_RELAXED);
 	/* removed while held (a section preempted for over a second): the
 	 * version word then holds the removal time */
-	int live = __atomic_load_n(f->state, __ATOMIC_RELAXED) == 1;
+	int live = shval__fast_live(f);
 	if (live)
 		__atomic_store_n(f->version, (ver & ~2ull) + 4,
 				 __ATOMIC_RELEASE);
@@ -972,7 +977,7 @@ static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 static inline int shval__write_inline(shval *v, const void *buf, size_t len)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
-	if (v && (f->flags & SHVAL__F_OWNWRITE) && f->size == len && buf) {
+	if (v && f->write_size == len && len && buf) {
 		int r = shval__sec_open(f);
 		if (r == 0) {
 			shval__sec_dirty(f, len);

@@ -265,7 +265,7 @@ LOCKS = [
         id="inline-ownerdead-dropped",
         file="include/shval.h",
         edits=[(
-            """	if (v && (f->flags & SHVAL__F_OWNWRITE) && f->size == len && buf) {
+            """	if (v && f->write_size == len && len && buf) {
 		int r = shval__sec_open(f);
 		if (r == 0) {
 			shval__sec_dirty(f, len);
@@ -275,7 +275,7 @@ LOCKS = [
 		}
 		if (r == EOWNERDEAD)
 			shval__fast_recover(v);""",
-            """	if (v && (f->flags & SHVAL__F_OWNWRITE) && f->size == len && buf) {
+            """	if (v && f->write_size == len && len && buf) {
 		int r = shval__sec_open(f);
 		if (r == 0) {
 			shval__sec_dirty(f, len);
@@ -321,7 +321,7 @@ LOCKS = [
         file="include/shval.h",
         edits=[(
             """		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
-		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 1))
+		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
 			shval__fast_wake(v, 1);""",
             """		(void)v; /* MUTANT: waiters not woken after a commit */""")],
         breaks="waiters wake on every committed change: the header's inline "
@@ -405,12 +405,28 @@ LOCKS = [
         id="stale-serial-unchecked-inline",
         file="include/shval.h",
         edits=[(
-            """return __atomic_load_n(f->serial, __ATOMIC_RELAXED) == f->serial_want &&""",
-            """return /* MUTANT: serial not checked */""")],
+            """return __atomic_load_n(f->serial, __ATOMIC_RELAXED) == f->serial_want;""",
+            """return 1; /* MUTANT: serial not checked */"""), (
+            """			if (__atomic_load_n(ver, __ATOMIC_RELAXED) == v1 &&
+			    __atomic_load_n(ser, __ATOMIC_RELAXED) == want)""",
+            """			if (__atomic_load_n(ver, __ATOMIC_RELAXED) == v1 &&
+			    ((void)ser, (void)want, 1)) /* MUTANT */""")],
         breaks="a handle to a removed value gets SHVAL_ESTALE, even once its "
                "block holds a new value: the header's inline read and add "
                "do not compare the serial",
-        kill=r"^test_commit\.stale_handle_on_inline_paths_after_reuse$",
+        kill=r"^test_commit\.stale_handle_on_inline_paths_after_reuse$|"
+             r"^test_inline\.removed_value_every_inline_path_stale$",
+    ),
+    dict(
+        id="removal-keeps-serial",
+        file="src/alloc.c",
+        edits=[(
+            """atomic_store_explicit(&e->serial, 0, memory_order_release);""",
+            """/* MUTANT: removal leaves the serial */""")],
+        breaks="a removed value's handles get SHVAL_ESTALE from the header's "
+               "inline paths, which check only the serial: removal (limbo) "
+               "does not clear it (format 4)",
+        kill=r"^test_inline\.removed_value_every_inline_path_stale$",
     ),
     dict(
         id="rdonly-write-allowed",

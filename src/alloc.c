@@ -71,6 +71,13 @@ void shval__limbo(shval_seg *seg, uint64_t off)
 	shval__hdr *h = seg->hdr;
 	shval__entry *e = shval__at(seg, off);
 	atomic_store_explicit(&e->state, SHVAL__ST_LIMBO, memory_order_relaxed);
+	/* Serial 0, never a live value's, after a non-live state (format.h,
+	 * format 4): the header's inline paths (include/shval.h) check the
+	 * serial alone, and every handle's serial differs from 0 from now
+	 * until the block is reused with a new one.  Here, so that a remove
+	 * cut short and finished by the recount (dir.c) does it too.  In a
+	 * replaced directory table it is header padding. */
+	atomic_store_explicit(&e->serial, 0, memory_order_release);
 	atomic_store_explicit(&e->version, shval__now_ns(),
 			      memory_order_relaxed);
 	e->lock_off = 0;

@@ -447,7 +447,9 @@ static int remove_locked(shval_seg *seg, const char *name, size_t nlen,
 	if (e->kind != SHVAL_KIND_LOCK && lk &&
 	    (e->lock_off < off || e->lock_off >= end) && lk->users)
 		lk->users--; /* a value guarded by a shared lock */
-	/* release: a handle that sees REMOVED sees it for good. */
+	/* release: a handle that sees REMOVED sees it for good.  Limbo then
+	 * sets the serial to 0 (alloc.c), which is what the header's inline
+	 * paths check. */
 	atomic_store_explicit(&e->state, SHVAL__ST_REMOVED,
 			      memory_order_release);
 	shval__dir_remove(seg, off, shval__hash(name, nlen));

@@ -76,7 +76,7 @@
  * (all-zero lines left out):
  *
  *   00000000: 5348 5641 4c53 4701  magic "SHVALSG\1"
- *             0300 0100            format 3.1
+ *             0400 0100            format 4.1
  *             0014 0000            header size 0x1400 = 5120
  *   00000010: 2050 0038 2840 0828  layout signature (entry 0x28 = 40 bytes)
  *             0100 0000            init_state READY
@@ -147,11 +147,12 @@
  * the same major and an older minor ignores safely: it reads and writes
  * everything it knows correctly and merely does not honour the addition
  * (it never writes the new fields, and its shval_seg_verify counts any new
- * blocks among the allocated ones).  History of major 3:
- *   3.0  line-aligned data, waiters byte, inline sections
- *   3.1  buffer pins: attach[i].pins_line and pin blocks (SHVAL__ST_PINS);
- *        a 3.0 library ignores pins (removes a pinned value, as 3.0 did) */
-#define SHVAL__FORMAT_MAJOR 3
+ * blocks among the allocated ones).  History of major 4:
+ *   4.0  removal clears the entry's serial (the inline paths check it
+ *        alone)
+ *   4.1  buffer pins: attach[i].pins_line and pin blocks (SHVAL__ST_PINS);
+ *        a 4.0 library ignores pins (removes a pinned value, as 4.0 did) */
+#define SHVAL__FORMAT_MAJOR 4
 #define SHVAL__FORMAT_MINOR 1
 
 #define SHVAL__INIT_CREATING 0u
@@ -243,7 +244,7 @@
 */
 typedef struct shval__attach {
 	_Atomic uint32_t pid; /* 0 = free */
-	uint32_t pins_line;   /* the slot's pin block (line), 0 = none (3.1) */
+	uint32_t pins_line;   /* the slot's pin block (line), 0 = none (4.1) */
 	uint64_t start_time;  /* /proc/PID/stat starttime: detects pid reuse */
 } shval__attach;
 
@@ -330,9 +331,12 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
                           change through the API.  Atomic values: +4
                           (atomic add) only when a writer wakes waiters
                           (the data is the version).
-     8     8  serial      unique per creation; 0 in free blocks.  Written
-                          under the segment lock before the slot is
-                          published; handles compare it on every call.
+     8     8  serial      unique per creation, never 0 while live; 0 from
+                          the removal on (format 4) and in free blocks.
+                          Written under the segment lock, before the slot
+                          is published and after REMOVED; handles compare
+                          it on every call (the header's inline paths
+                          compare nothing else).
     16     1  state       0 free, 1 live, 2 removed, 3 limbo (4: a
                           pin block, shval__pins)
     17     1  mode        0 rlock, 1 lock, 2 raw, 3 atomic (SHVAL_x >> 8)
@@ -443,7 +447,7 @@ _Static_assert(offsetof(shval__lockblk, reserved) == 40, "lockblk");
 _Static_assert(offsetof(shval__lockblk, committing) == 44, "lockblk");
 _Static_assert(sizeof(shval__lockblk) == 56, "lockblk");
 
-/* ---- A pin block (format 3.1) -------------------------------------------
+/* ---- A pin block (format 4.1) -------------------------------------------
 
    Buffer pins: a process that exports pointers into a value's block
    (shval_pin: a Python memoryview, a numpy array, a C caller keeping

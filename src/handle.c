@@ -86,11 +86,12 @@ static void fast_init(shval *v)
 			f->flags |= SHVAL__F_LOCKED64;
 	}
 	f->size = (unsigned)v->size;
+	f->read_size = (f->flags & SHVAL__F_SEQREAD) ? f->size : 0;
+	f->write_size = (f->flags & SHVAL__F_OWNWRITE) ? f->size : 0;
 	f->data = v->data;
 	f->version = (uint64_t *)(void *)&e->version;
 	f->serial = (const uint64_t *)(void *)&e->serial;
 	f->serial_want = v->serial;
-	f->state = (const uint8_t *)(void *)&e->state;
 	f->waiters = (const uint8_t *)(void *)&e->waiters;
 	f->seg_version = (const uint64_t *)(void *)&v->seg->hdr->version;
 	f->lock = v->lk ? &v->lk->mutex : NULL;
@@ -120,6 +121,21 @@ int shval__handle_make(shval_seg *seg, uint64_t off, shval **out)
 			seg->name, (unsigned long long)off);
 	uint64_t serial =
 		atomic_load_explicit(&e->serial, memory_order_acquire);
+	if (serial == 0) {
+		/* Removed since the lookup found it: removal stores REMOVED,
+		 * then limbo stores serial 0 (release; alloc.c), so a live
+		 * state here is damage. */
+		bool live =
+			atomic_load_explicit(&e->state, memory_order_relaxed) ==
+			SHVAL__ST_LIVE;
+		return shval__failf(
+			seg, live ? SHVAL_ECORRUPT : SHVAL_ENOTFOUND,
+			live ? "segment %s: value %.*s: serial 0 in a live "
+			       "entry (damaged)"
+			     : "segment %s: value %.*s was removed while "
+			       "being opened",
+			seg->name, (int)e->name_len, e->name);
+	}
 	if (e->kind == SHVAL_KIND_LOCK)
 		return lock_handle_make(seg, off, e, serial, out);
 	uint64_t tsize;

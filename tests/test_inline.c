@@ -11,8 +11,9 @@
  *     committed at the outer unlock;
  *   - a WRITING bit left set with the lock free: rolled back first;
  *   - a damaged kind word: SHVAL_ECORRUPT before any pthread call;
- *   - a removed value, and its block reused by another value: SHVAL_ESTALE,
- *     the other value untouched.
+ *   - a value removed by another process (its serial cleared), and one
+ *     whose block was reused by another value: SHVAL_ESTALE, the other
+ *     value untouched.
  * And the 32-bit atomic add ('i', 'I') against the function's results.
  * The robust-list check also covers the library's own section fast path
  * (src/section.h, through shval_set_i64).
@@ -262,6 +263,46 @@ TEST(damaged_kind_word_refused)
 	ASSERT_OK(shval_get_i64(v, &got));
 	ASSERT_EQ(got, 42);
 	shval_close(v);
+	shval_seg_close(seg);
+}
+
+/* A value removed by another process, its block not yet reused (limbo):
+ * every inline path sees the serial the removal cleared (they check
+ * nothing else) and goes to the function: SHVAL_ESTALE, the bytes of the
+ * removed value not read as if it were live. */
+TEST(removed_value_every_inline_path_stale)
+{
+	shval_seg *seg = new_seg("gone");
+	shval *s, *a64, *a32, *l64;
+	unsigned char buf[64] = { 5 };
+	int64_t x = 1;
+	int32_t y = 2;
+	ASSERT_OK(shval_create(seg, "s", STRUCT64, SHVAL_RLOCK, buf, 64, &s));
+	ASSERT_OK(shval_create(seg, "a64", "q", SHVAL_ATOMIC, &x, 8, &a64));
+	ASSERT_OK(shval_create(seg, "a32", "i", SHVAL_ATOMIC, &y, 4, &a32));
+	ASSERT_OK(shval_create(seg, "l64", "q", SHVAL_RLOCK, &x, 8, &l64));
+	ASSERT(fastof(s)->read_size == 64 && fastof(s)->write_size == 64);
+	ASSERT_OK(shval_read(s, buf, 64)); /* inline, live */
+	pid_t p = fork();
+	if (p == 0) {
+		shval_seg *c;
+		if (shval_seg_open(shval_seg_name(seg), 0, NULL, &c))
+			_exit(2);
+		_exit(shval_remove(c, "s") || shval_remove(c, "a64") ||
+		      shval_remove(c, "a32") || shval_remove(c, "l64"));
+	}
+	test_wait_ok(p);
+	ASSERT_ERR(shval_read(s, buf, 64), SHVAL_ESTALE);
+	ASSERT_ERR(shval_write(s, buf, 64), SHVAL_ESTALE);
+	ASSERT_ERR(shval_add_i64(a64, 1, NULL), SHVAL_ESTALE);
+	ASSERT_ERR(shval_add_i64(a32, 1, NULL), SHVAL_ESTALE);
+	ASSERT_ERR(shval_add_i64(l64, 1, NULL), SHVAL_ESTALE);
+	/* the removal cleared the serial, which the handle can see */
+	ASSERT(*fastof(s)->serial == 0 && fastof(s)->serial_want != 0);
+	shval_close(s);
+	shval_close(a64);
+	shval_close(a32);
+	shval_close(l64);
 	shval_seg_close(seg);
 }
 
