@@ -196,6 +196,7 @@ TEST(killed_pinner_does_not_block_removal)
 	ASSERT_OK(shval_seg_verify(s, SHVAL_VERIFY_DEEP, collect, &f, NULL));
 	ASSERT_EQ(f.n, 0);
 	/* a pinner that exits without unpinning blocks nothing either */
+	shval_close(v);
 	ASSERT_OK(shval_create(s, "w", "q", SHVAL_RLOCK, NULL, 0, &v));
 	pid = fork();
 	ASSERT(pid >= 0);
