@@ -7,7 +7,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format libhiredis-dev redis-server python3-redis libmicrohttpd-dev prometheus python3-venv python3-setuptools python3-pip
+DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format libhiredis-dev redis-server python3-redis libmicrohttpd-dev prometheus python3-venv python3-setuptools python3-pip tmux python3-prometheus-client
 
 .PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench mutants
 

@@ -3,11 +3,16 @@
  * round trips on the same server (run.sh starts a redis-server of its own
  * and passes its port in SHVAL_BENCH_REDIS_PORT).
  *
- *   redis_add   shval_add_i64 on a redis:// atomic "q"  vs  INCRBY
- *   redis_read  shval_get_i64 on it                     vs  GET
- * Both sides over TCP to 127.0.0.1, one request at a time.  The API has no
- * batch calls, so there is no pipelined shval row; redis_pipe reports raw
- * INCRBY with 64-deep pipelining, for scale.
+ *   redis_add      shval_add_i64 on a redis:// atomic "q"  vs  INCRBY
+ *   redis_add_alt  a prototype, not shval: the server work of an add without
+ *                  a server-side function (MULTI INCRBY, SET of the request
+ *                  record, XADD of the wake-up, EXEC; one round trip) vs
+ *                  INCRBY: the best a Lua-free add could do (BENCHMARKS.md)
+ *   redis_read     shval_get_i64 on it                     vs  GET
+ *   redis_ops_*    ops/s of adds to 16 values: one call each (single),
+ *                  shval_batch_* of 64 (batch64: one pipeline), and raw
+ *                  INCRBY 64-deep pipelined (raw_pipe64), reps alternated
+ * Over TCP to 127.0.0.1, one request (or one pipeline) at a time.
  */
 #include <hiredis/hiredis.h>
 #include <shval.h>
@@ -18,6 +23,8 @@
 static bh_opts O;
 static redisContext *rc;
 static shval *v;
+static shval *vs[16];
+static shval_seg *seg;
 
 #define CHECK(x)                                                           \
 	do {                                                               \
@@ -56,6 +63,83 @@ static bh_run raw_incrby(void *ctx, uint64_t max)
 		freeReplyObject(r);
 	}
 	return (bh_run){ bh_now() - t0, (double)i, ok };
+}
+
+/* What an add without Lua would make the server do (MULTI, INCRBY, the
+ * request record, the wake-up entry, EXEC): one pipeline, five replies. */
+static bh_run alt_multi(void *ctx, uint64_t max)
+{
+	(void)ctx;
+	uint64_t i;
+	int ok = 1;
+	double t0 = bh_now();
+	BH_LOOP(i, max)
+	{
+		redisAppendCommand(rc, "MULTI");
+		redisAppendCommand(rc, "INCRBY bench.alt 1");
+		redisAppendCommand(rc, "SET bench.alt.q %llu PX 600000",
+				   (unsigned long long)i);
+		redisAppendCommand(rc, "XADD bench.alt.ev MAXLEN ~ 256 * n a "
+				       "w w");
+		redisAppendCommand(rc, "EXEC");
+		for (int k = 0; k < 5; k++) {
+			void *r;
+			ok &= redisGetReply(rc, &r) == REDIS_OK;
+			freeReplyObject(r);
+		}
+	}
+	return (bh_run){ bh_now() - t0, (double)i, ok };
+}
+
+static double ops_single(double sec)
+{
+	double t0 = bh_now(), t;
+	uint64_t n = 0;
+	do {
+		for (int k = 0; k < 64; k++)
+			if (shval_add_i64(vs[k % 16], 1, NULL) != 0)
+				exit(1);
+		n += 64;
+	} while ((t = bh_now()) - t0 < sec * 1e9 && !(O.quick && n >= 256));
+	return (double)n / ((t - t0) / 1e9);
+}
+
+static double ops_batch(double sec)
+{
+	static shval_batch *b;
+	if (!b && shval_batch_new(seg, &b) != 0)
+		exit(1);
+	double t0 = bh_now(), t;
+	uint64_t n = 0;
+	do {
+		for (int k = 0; k < 64; k++)
+			shval_batch_add_i64(b, vs[k % 16], 1, NULL, NULL);
+		size_t nf;
+		if (shval_batch_run(b, &nf) != 0) {
+			fprintf(stderr, "batch: %s\n", shval_errmsg(seg));
+			exit(1);
+		}
+		n += 64;
+	} while ((t = bh_now()) - t0 < sec * 1e9 && !(O.quick && n >= 256));
+	return (double)n / ((t - t0) / 1e9);
+}
+
+static double ops_raw_pipe(double sec)
+{
+	double t0 = bh_now(), t;
+	uint64_t n = 0;
+	do {
+		for (int k = 0; k < 64; k++)
+			redisAppendCommand(rc, "INCRBY bench.raw 1");
+		for (int k = 0; k < 64; k++) {
+			void *r;
+			if (redisGetReply(rc, &r) != REDIS_OK)
+				exit(1);
+			freeReplyObject(r);
+		}
+		n += 64;
+	} while ((t = bh_now()) - t0 < sec * 1e9 && !(O.quick && n >= 256));
+	return (double)n / ((t - t0) / 1e9);
 }
 
 static bh_run shval_get(void *ctx, uint64_t max)
@@ -102,7 +186,6 @@ int main(int argc, char **argv)
 	}
 	char url[128];
 	snprintf(url, sizeof url, "redis://127.0.0.1:%s/shvalbench", port);
-	shval_seg *seg;
 	CHECK(shval_seg_open(url, SHVAL_CREATE, NULL, &seg));
 	CHECK(shval_find_or_create(seg, "n", "q", SHVAL_ATOMIC, NULL, 0, &v,
 				   NULL));
@@ -122,23 +205,62 @@ int main(int argc, char **argv)
 			 "read a Redis value: shval_get_i64 (HMGET, checks) vs "
 			 "one raw GET",
 			 &c, &d, 200, 1.3, "");
-	if (bh_selected(&O, "redis_pipe")) {
-		int n = O.quick ? 256 : 65536;
-		double t0 = bh_now();
-		for (int i = 0; i < n; i += 64) {
-			for (int k = 0; k < 64; k++)
-				redisAppendCommand(rc, "INCRBY bench.raw 1");
-			for (int k = 0; k < 64; k++) {
-				void *r;
-				if (redisGetReply(rc, &r) != REDIS_OK)
-					return 1;
-				freeReplyObject(r);
+	bh_side e = { "MULTI INCRBY SET XADD EXEC (prototype)", alt_multi,
+		      NULL, 0, { 0 }, { 0 }, { 0 } };
+	bh_side f = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+		      { 0 } };
+	ok &= bh_compare(&O, "redis_add_alt",
+			 "a prototype, not shval: the server work of a "
+			 "Lua-free add (MULTI INCRBY SET XADD EXEC, one round "
+			 "trip) vs one raw INCRBY",
+			 &e, &f, 200, 1.3,
+			 "what dropping the server-side function could give "
+			 "at best (no serial check: BENCHMARKS.md)");
+	if (bh_selected(&O, "redis_ops")) {
+		for (int i = 0; i < 16; i++) {
+			char name[16];
+			snprintf(name, sizeof name, "m%d", i);
+			CHECK(shval_find_or_create(seg, name, "q",
+						   SHVAL_ATOMIC, NULL, 0,
+						   &vs[i], NULL));
+		}
+		int reps = O.quick ? 1 : O.reps;
+		double a1[BH_MAXREP], a2[BH_MAXREP], a3[BH_MAXREP];
+		double sec = O.quick ? 0 : O.min_sec;
+		if (!O.quick)
+			ops_single(sec / 3), ops_batch(sec / 3),
+				ops_raw_pipe(sec / 3);
+		for (int r = 0; r < reps; r++) {
+			if (r % 2 == 0) {
+				a1[r] = ops_single(sec);
+				a2[r] = ops_batch(sec);
+				a3[r] = ops_raw_pipe(sec);
+			} else {
+				a3[r] = ops_raw_pipe(sec);
+				a2[r] = ops_batch(sec);
+				a1[r] = ops_single(sec);
 			}
 		}
-		double ops = n / ((bh_now() - t0) / 1e9);
-		bh_report_value(&O, "redis_pipe",
-				"raw INCRBY, 64-deep pipeline (no shval batch API)",
-				ops, "ops/s", -1, "scale only");
+		double m1 = bh_median(a1, reps), m2 = bh_median(a2, reps),
+		       m3 = bh_median(a3, reps);
+		char note[160];
+		snprintf(note, sizeof note,
+			 "batch64 / single = %.1fx; batch64 / raw_pipe64 = "
+			 "%.2f (same run, %d reps alternated, medians)",
+			 m2 / m1, m2 / m3, reps);
+		bh_report_value(&O, "redis_ops_single",
+				"adds to 16 Redis values, one shval_add_i64 "
+				"call (one round trip) each",
+				m1, "ops/s", -1, "");
+		bh_report_value(&O, "redis_ops_batch64",
+				"the same adds as shval_batch_add_i64, 64 per "
+				"shval_batch_run (one pipeline)",
+				m2, "ops/s", -1, note);
+		bh_report_value(&O, "redis_ops_raw_pipe64",
+				"raw INCRBY, 64-deep pipeline (scale)", m3,
+				"ops/s", -1, "");
+		for (int i = 0; i < 16; i++)
+			shval_close(vs[i]);
 	}
 	shval_close(v);
 	shval_seg_close(seg);

@@ -47,6 +47,9 @@ else
 		'{"case": "create_100k", "skipped": "Boost headers not found", "met": null}' >>"$frag"
 fi
 "$PY" "$here/bench_py.py" --build "$BUILD" --json "$frag" "$@" || status=1
+# Metrics rows (issue 16): shval.metrics and shval serve vs
+# prometheus_client's multiprocess mode (python3-prometheus-client).
+"$PY" "$here/bench_metrics.py" --build "$BUILD" --json "$frag" "$@" || status=1
 # Redis rows (issue 14): a redis-server of its own on 127.0.0.1, stopped after.
 if command -v redis-server >/dev/null; then
 	rdir="$BUILD/redis-bench"

@@ -26,6 +26,25 @@ const struct shval_ext_cmd shval_ext_cmds[] = {
 	  "ready, and exits 0 on SIGINT or SIGTERM.\n"
 	  "  --listen ADDR:PORT  default 127.0.0.1:9464; port 0 picks a free\n"
 	  "                      port; IPv6 as [::1]:9464\n" },
+	{ "top", shval_cmd_top,
+	  "SEG [--filter TEXT] [--sort name|value|rate|age] [--reverse] "
+	  "[--interval SECONDS]",
+	  "a live terminal view of the values",
+	  "Shows the values of SEG, one per row: name, value, change per\n"
+	  "second (numeric scalars) and time since the last change (\">\" and\n"
+	  "the time top has run for values that did not change since), redrawn\n"
+	  "on every change (shval_seg_wait; at most 20 times a second) and at\n"
+	  "every rate tick.  Needs a terminal, and write access to SEG (a\n"
+	  "watcher announces itself in the segment; nothing else is written).\n"
+	  "Keys: q or Ctrl-C quit, Ctrl-Z suspends; n, v, r, a sort by name,\n"
+	  "value, rate, age (the same key again reverses); / edits the name\n"
+	  "filter (Enter keeps, Esc restores, Ctrl-U clears).\n"
+	  "  --filter TEXT       show only names containing TEXT\n"
+	  "  --sort KEY          name (A-Z), value, rate (largest first) or age\n"
+	  "                      (latest change first); default name\n"
+	  "  --reverse           the other direction\n"
+	  "  --interval SECONDS  rate tick, 0.05 to 3600; default 1: a rate is\n"
+	  "                      the change over the last tick per second\n" },
 };
 
 const size_t shval_ext_ncmds = sizeof shval_ext_cmds / sizeof *shval_ext_cmds;

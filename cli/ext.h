@@ -9,6 +9,7 @@
 #define SHVAL_CLI_EXT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "shval.h"
 
@@ -33,6 +34,11 @@ int shval_cmd_top(int argc, char **argv);
  * library code with a message in err. */
 int shval_metrics_render(shval_seg *const *segs, int nseg, char **out,
 			 size_t *len, char *err, size_t errcap);
+
+/* Bytes for a terminal, as every shval(1) command shows names and values
+ * (cli/shval.c): C0 and C1 controls, DEL and bytes that are not
+ * well-formed UTF-8 as C escapes (\n, \t, \xHH), nothing raw. */
+void shval_cli_display(FILE *f, const char *s, size_t n);
 
 /* "shval NAME: ..." usage error with the command's synopsis; returns 2. */
 int shval_ext_usage(const char *name, const char *fmt, ...)

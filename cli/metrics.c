@@ -292,20 +292,19 @@ static char *render_labels(struct parsed *p, const char *x1, const char *v1,
 	if (x2)
 		all[n++] = (struct label){ (char *)x2, (char *)v2 };
 	qsort(all, n, sizeof *all, label_cmp);
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f) {
-		fprintf(stderr, "shval: out of memory\n");
-		exit(1);
-	}
+	/* The text's size first (every byte escaped at worst): a plain
+	 * buffer, not a memstream (whose calloc of BUFSIZ per sample was a
+	 * quarter of a scrape's instructions). */
+	size_t cap = 1;
+	for (size_t i = 0; i < n; i++)
+		cap += strlen(all[i].name) + 2 * strlen(all[i].value) + 4;
+	char *buf = xrealloc_(NULL, cap), *o = buf;
 	*le = NULL;
 	bool first = true;
 	for (size_t i = 0; i < n; i++) {
 		if (i && strcmp(all[i].name, all[i - 1].name) == 0) {
 			*why = "two labels with one name (index and field "
 			       "are added for arrays and structs)";
-			fclose(f);
 			free(buf);
 			free(all);
 			return NULL;
@@ -314,19 +313,28 @@ static char *render_labels(struct parsed *p, const char *x1, const char *v1,
 			*le = all[i].value;
 			continue;
 		}
-		fprintf(f, "%s%s=\"", first ? "" : ",", all[i].name);
+		if (!first)
+			*o++ = ',';
+		size_t k = strlen(all[i].name);
+		memcpy(o, all[i].name, k);
+		o += k;
+		*o++ = '=';
+		*o++ = '"';
 		for (const char *c = all[i].value; *c; c++) {
-			if (*c == '\\' || *c == '"')
-				fprintf(f, "\\%c", *c);
-			else if (*c == '\n')
-				fputs("\\n", f);
-			else
-				fputc(*c, f);
+			if (*c == '\\' || *c == '"') {
+				*o++ = '\\';
+				*o++ = *c;
+			} else if (*c == '\n') {
+				*o++ = '\\';
+				*o++ = 'n';
+			} else {
+				*o++ = *c;
+			}
 		}
-		fputc('"', f);
+		*o++ = '"';
 		first = false;
 	}
-	fclose(f);
+	*o = 0;
 	free(all);
 	return buf;
 }
@@ -672,6 +680,18 @@ static void fmt_num(FILE *f, double v)
 		fputs("NaN", f);
 	} else if (isinf(v)) {
 		fputs(v > 0 ? "+Inf" : "-Inf", f);
+	} else if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+		/* whole numbers (counts): what "%.15g" prints, without
+		 * printf's machinery (most samples of a scrape) */
+		char b[24], *o = b + sizeof b;
+		uint64_t u = v < 0 ? (uint64_t) - (int64_t)v : (uint64_t)v;
+		*--o = 0;
+		do
+			*--o = (char)('0' + u % 10);
+		while (u /= 10);
+		if (v < 0)
+			*--o = '-';
+		fputs(o, f);
 	} else {
 		char b[40];
 		snprintf(b, sizeof b, "%.15g", v);

@@ -300,6 +300,34 @@ static const char *errtext(int code)
 	return p ? p + 2 : s;
 }
 
+/* A segment name for a message: a Redis URL's password replaced by "***"
+ * (the library never shows it either: include/shval.h). */
+static void put_seg_name(FILE *f, const char *seg)
+{
+	const char *auth = NULL, *at = NULL;
+	if (strncmp(seg, "redis://", 8) == 0) {
+		auth = seg + 8;
+		size_t n = strcspn(auth, "/?");
+		for (const char *p = auth; p < auth + n; p++)
+			if (*p == '@')
+				at = p;
+	}
+	const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (!colon) {
+		put_safe(f, seg);
+		return;
+	}
+	char *copy = strdup(seg);
+	if (!copy) {
+		fputs("redis://(name not shown)", f);
+		return;
+	}
+	snprintf(copy + (colon + 1 - seg),
+		 strlen(seg) + 1 - (size_t)(colon + 1 - seg), "***%s", at);
+	put_safe(f, copy);
+	free(copy);
+}
+
 /* Print "shval: CMD SEG [VALUE]: text (detail)" and return 1.  detail may
  * be NULL or "". */
 static int fail_detail(const struct args *a, const char *seg, const char *value,
@@ -310,7 +338,7 @@ static int fail_detail(const struct args *a, const char *seg, const char *value,
 	fprintf(stderr, "shval: %s", a->cmd->name);
 	if (seg) {
 		fputc(' ', stderr);
-		put_safe(stderr, seg);
+		put_seg_name(stderr, seg);
 	}
 	if (value) {
 		fputc(' ', stderr);
@@ -502,6 +530,12 @@ static void put_display(FILE *f, const char *s, size_t n)
 			}
 		}
 	}
+}
+
+/* put_display for the commands in other files (cli/ext.h). */
+void shval_cli_display(FILE *f, const char *s, size_t n)
+{
+	put_display(f, s, n);
 }
 
 /* A NUL-terminated string for a terminal (put_display). */
@@ -1177,19 +1211,37 @@ static int cmd_info(struct args *a)
 		put_safe(stdout, a->pos[0]);
 		putchar('\n');
 		printf("format:     %u.%u\n", s.format_major, s.format_minor);
-		printf("size:       %" PRIu64 " (%s)\n", s.size, b1);
-		printf("used:       %" PRIu64 " (%s)\n", s.used, b2);
-		printf("max size:   %" PRIu64 " (%s)\n", s.max_size, b3);
+		bool remote = strncmp(a->pos[0], "redis", 5) == 0;
+		if (remote) { /* include/shval.h, REDIS SEGMENTS */
+			printf("size:       %" PRIu64 " (%s: the server's "
+			       "memory for the segment's keys)\n",
+			       s.size, b1);
+			printf("used:       %" PRIu64 " (%s)\n", s.used, b2);
+			printf("max size:   none (the server's maxmemory)\n");
+		} else {
+			printf("size:       %" PRIu64 " (%s)\n", s.size, b1);
+			printf("used:       %" PRIu64 " (%s)\n", s.used, b2);
+			printf("max size:   %" PRIu64 " (%s)\n", s.max_size,
+			       b3);
+		}
 		printf("values:     %" PRIu64 "\n", s.nvalues);
 		printf("version:    %" PRIu64 "\n", s.version);
 		printf("temporary:  %s\n",
 		       (s.flags & SHVAL_TEMP) ? "yes" : "no");
-		printf("mode:       %04o\n", s.mode);
-		printf("owner:      uid %u\n", (unsigned)s.owner);
-		printf("creator:    pid %d\n", (int)s.creator_pid);
-		printf("created:    %s (%s ago)\n", when, agebuf);
-		printf("attached:   %zu (%u alive, %u dead)\n", p.n, p.alive,
-		       p.dead);
+		if (remote) {
+			printf("mode:       - (the server's ACLs)\n");
+			printf("creator:    pid %d (on its host)\n",
+			       (int)s.creator_pid);
+			printf("created:    %s (%s ago)\n", when, agebuf);
+			printf("attached:   - (not tracked on Redis)\n");
+		} else {
+			printf("mode:       %04o\n", s.mode);
+			printf("owner:      uid %u\n", (unsigned)s.owner);
+			printf("creator:    pid %d\n", (int)s.creator_pid);
+			printf("created:    %s (%s ago)\n", when, agebuf);
+			printf("attached:   %zu (%u alive, %u dead)\n", p.n,
+			       p.alive, p.dead);
+		}
 		for (size_t i = 0; i < p.n; i++)
 			printf("  pid %d %s\n", (int)p.list[i].pid,
 			       p.list[i].alive ? "alive" : "dead");

@@ -122,9 +122,13 @@
  *   never see the numbers).  Contended changes retry, like a local atomic
  *   float add.
  * - Latency: each call is a network round trip (about 30-60 us on one host);
- *   an uncontended change is one round trip.  Calls on one segment handle
- *   from several threads are serialised (one connection per handle; blocking
- *   waits and lock waits use connections of their own).
+ *   an uncontended change is one round trip (a server-side function: about
+ *   10 us more of the server's time than a plain INCRBY, see BENCHMARKS.md),
+ *   and so is a read; shval_read_version() reads bytes and version in one.
+ *   Many operations in one round trip: a batch (shval_batch_*, "Batches"
+ *   below), sent as one pipeline.  Calls on one segment handle from several
+ *   threads are serialised (one connection per handle; blocking waits and
+ *   lock waits use connections of their own).
  * - Versions: a counter on the server (also for atomic values, whose local
  *   version is their bits): a change back to the same number is a change.
  *   shval_seg_version() moves on every change (no watcher announcement).
@@ -147,8 +151,17 @@
  *   something carries an id and is never applied twice when resent.
  * - Not offered (SHVAL_EMODE): shval_data() (returns NULL: no shared
  *   memory, no zero-copy), shval_touch(), SHVAL_TEMP.  shval_seg_fd() is
- *   -1, shval_seg_open_fd() does not apply; shval_seg_procs() lists nobody;
- *   shval_seg_info() has no sizes (0), mode or attach counts.
+ *   -1, shval_seg_open_fd() does not apply; shval_seg_procs() lists nobody.
+ *   shval_seg_info(): nvalues, version, created, creator_pid (on its host)
+ *   as locally; size = used = the bytes the server holds for the segment's
+ *   keys (MEMORY USAGE of its header, directory, event stream and value
+ *   records; leases and request records not counted; 0 if the server's
+ *   ACL refuses MEMORY); max_size 0 (no limit of its own: the server's
+ *   maxmemory); mode, nattached and nalive 0 (not tracked); owner the
+ *   caller's uid (no file).
+ * - A handle of a segment opened SHVAL_RDONLY can wait (shval_wait,
+ *   shval_seg_wait read the server's streams); on a local segment these
+ *   return SHVAL_ERDONLY (a waiter announces itself in the mapping).
  * - Sizes: values up to 64 MiB (SHVAL_ETOOBIG beyond); a write sends the
  *   whole value.  shval_seg_next() lists a snapshot of the names in byte
  *   order.  shval_seg_verify() checks every value's record, type and bytes
@@ -577,6 +590,17 @@ SHVAL_API shval_seg *shval_segment(shval *v);
  *  CAVEATS, "Big values"; the same for every read function). */
 SHVAL_API int shval_read(shval *v, void *buf, size_t cap);
 
+/** shval_read() that also stores in *version a version of the value no
+ *  newer than the bytes read, for a later shval_wait(v, version, ...):
+ *  that wait never misses a change made after the read (it may return at
+ *  once for one the read already saw).  On a Redis segment the bytes and
+ *  their exact version come from one request (shval_value_version() then
+ *  shval_read() are two round trips); inside the caller's own section the
+ *  staged bytes are read and *version is the committed version.  @return
+ *  as shval_read(); -EINVAL if version is NULL. Since 0.1. */
+SHVAL_API int shval_read_version(shval *v, void *buf, size_t cap,
+				 uint64_t *version);
+
 /** Replace the whole value; len must equal its size (SHVAL_ESIZE).  String
  *  lengths inside buf are checked (SHVAL_ETOOBIG if > capacity); the value
  *  is unchanged on any error. @return 0, SHVAL_ESTALE, SHVAL_ESIZE,
@@ -699,6 +723,61 @@ SHVAL_API int shval_from_text(shval *v, int argc, const char *const *argv);
  *  (errmsg via shval_errmsg(NULL) says where and why), SHVAL_ETOOBIG. */
 SHVAL_API int shval_type_canonical(const char *type, char *buf, size_t cap,
 				   size_t *size);
+
+/* ---- Batches ------------------------------------------------------------
+ * A batch queues operations on values of one segment and performs them
+ * with shval_batch_run().  On a Redis segment the whole batch goes to the
+ * server as one pipeline: one round trip when every written value's last
+ * bytes are known to the handle (after a first read or change through it),
+ * else two (a pipelined fetch first); a change the server refuses because
+ * the value moved meanwhile (another writer, another owner's section) is
+ * then done again on its own, as the single call would.  On local
+ * segments shval_batch_run() performs the operations one after another
+ * with the single calls (no gain, the same results), so code written for
+ * both kinds behaves alike: nothing happens before shval_batch_run(), on
+ * either kind.
+ *
+ * Not a transaction: each operation is applied on its own, atomically as
+ * its single call (shval_add_i64 ...), in queue order for operations on
+ * one value; an operation that fails changes nothing and the others go
+ * on.  For all-or-nothing changes use a lock's section.  Every operation
+ * has its own result: *rc (when rc is not NULL) gets what the single call
+ * would return, and its outputs are written by shval_batch_run() (the
+ * pointers must stay valid until then).  shval_batch_run() returns 0 if
+ * every operation succeeded, else the code of the first failed one in
+ * queue order, with shval_errmsg(seg) naming it ("batch op 3 of 10: ...");
+ * *nfailed counts the failures.  The batch is then empty and can be used
+ * again.  A batch is used by one thread at a time.  A lost connection
+ * inside a Redis batch: operations whose answer was lost are sent again
+ * (a read), found applied (the server's record of the client's last
+ * change), or, when the record cannot tell, reported -ECONNRESET
+ * ("outcome unknown"): never applied twice.
+ *
+ * The queueing calls check their arguments only (-EINVAL; SHVAL_EMISUSE for
+ * a handle of another segment; -ENOMEM); type and range errors are the
+ * operations' results.  shval_batch_write() copies buf. Since 0.1. */
+typedef struct shval_batch shval_batch;
+SHVAL_API int shval_batch_new(shval_seg *seg, shval_batch **out);
+SHVAL_API void shval_batch_free(shval_batch *b);
+SHVAL_API int shval_batch_read(shval_batch *b, shval *v, void *buf, size_t cap,
+			       int *rc);
+SHVAL_API int shval_batch_write(shval_batch *b, shval *v, const void *buf,
+				size_t len, int *rc);
+SHVAL_API int shval_batch_get_i64(shval_batch *b, shval *v, int64_t *out,
+				  int *rc);
+SHVAL_API int shval_batch_set_i64(shval_batch *b, shval *v, int64_t x, int *rc);
+/** result (may be NULL): the new value, as shval_add_i64(). */
+SHVAL_API int shval_batch_add_i64(shval_batch *b, shval *v, int64_t delta,
+				  int64_t *result, int *rc);
+SHVAL_API int shval_batch_get_f64(shval_batch *b, shval *v, double *out,
+				  int *rc);
+SHVAL_API int shval_batch_set_f64(shval_batch *b, shval *v, double x, int *rc);
+SHVAL_API int shval_batch_add_f64(shval_batch *b, shval *v, double delta,
+				  double *result, int *rc);
+/** The number of queued operations. */
+SHVAL_API size_t shval_batch_size(const shval_batch *b);
+/** Perform the queued operations (see above). */
+SHVAL_API int shval_batch_run(shval_batch *b, size_t *nfailed);
 
 /* ---- Locks and versions ----------------------------------------------- */
 

@@ -363,7 +363,9 @@ LOCKS = [
             """	-- MUTANT: the compare-and-swap on the version dropped""")],
         breaks="Redis: no lost updates: a change computed on a stale copy "
                "is refused (compare-and-swap on the version) and redone",
-        kill=r"^test_remote\.(exact_totals|exact_while_connections_cut)$",
+        kill=r"^test_(remote\.exact_while_connections_cut|concurrency\."
+             r"writers_and_readers_keep_invariants@redis|commit\."
+             r"atomic_adds_exact_library_call@redis)$",
     ),
     dict(
         id="stuck-writing-ignored",

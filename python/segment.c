@@ -20,6 +20,7 @@ SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed)
 	s->seg = seg;
 	s->borrowed = borrowed;
 	s->anon = shval_seg_name(seg)[0] == '\0';
+	s->remote = strncmp(shval_seg_name(seg), "redis", 5) == 0;
 	s->dev = 0;
 	s->ino = 0;
 	struct stat sb;
@@ -246,6 +247,224 @@ static int seg_contains(SegObject *s, PyObject *key)
 		return 0;
 	seg_error(s->st, s->seg, r);
 	return -1;
+}
+
+/* ---- Segment.batch(ops): shval_batch_* (include/shval.h "Batches") ---- */
+
+enum { BOP_GET, BOP_READ, BOP_SET, BOP_WRITE, BOP_ADD };
+
+struct bitem {
+	int kind;
+	ValObject *v;       /* borrowed from the ops sequence (kept alive) */
+	PyObject *bytes;    /* read: the result, filled by the run */
+	uint64_t buf[2];    /* get: the scalar's bytes */
+	int64_t i;
+	double d;
+	int rc;
+};
+
+static int is_value(shval_state *st, PyObject *o)
+{
+	return PyObject_TypeCheck(o, st->SharedValueType) ||
+	       PyObject_TypeCheck(o, st->SynchronizedType) ||
+	       PyObject_TypeCheck(o, st->SharedArrayType) ||
+	       PyObject_TypeCheck(o, st->SynchronizedArrayType) ||
+	       PyObject_TypeCheck(o, st->SynchronizedStringType);
+}
+
+/* Queue one (op, value[, arg]); -1 with an exception. */
+static int batch_queue(shval_state *st, shval_seg *bseg, shval_batch *b, PyObject *t,
+		       Py_ssize_t i, struct bitem *it)
+{
+	if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 2 || PyTuple_GET_SIZE(t) > 3) {
+		PyErr_Format(PyExc_TypeError, "batch op %zd: not an (op, value[, arg]) tuple", i);
+		return -1;
+	}
+	PyObject *op = PyTuple_GET_ITEM(t, 0), *vo = PyTuple_GET_ITEM(t, 1);
+	PyObject *arg = PyTuple_GET_SIZE(t) == 3 ? PyTuple_GET_ITEM(t, 2) : NULL;
+	const char *name = PyUnicode_Check(op) ? PyUnicode_AsUTF8(op) : NULL;
+	if (!name) {
+		PyErr_Clear();
+		PyErr_Format(PyExc_TypeError, "batch op %zd: the op is not a str", i);
+		return -1;
+	}
+	static const char *const names[] = {"get", "read", "set", "write", "add"};
+	int k = -1;
+	for (int j = 0; j < 5; j++)
+		if (strcmp(name, names[j]) == 0)
+			k = j;
+	if (k < 0) {
+		PyErr_Format(PyExc_ValueError,
+			     "batch op %zd: unknown op %R (get, read, set, write, add)", i, op);
+		return -1;
+	}
+	if (!is_value(st, vo)) {
+		PyErr_Format(PyExc_TypeError, "batch op %zd: %R is not a shval value", i, vo);
+		return -1;
+	}
+	ValObject *v = (ValObject *)vo;
+	if (v->extlock) {
+		PyErr_Format(PyExc_ValueError,
+			     "batch op %zd: a synchronized() value (its external lock is not "
+			     "taken in a batch)", i);
+		return -1;
+	}
+	if ((k == BOP_SET || k == BOP_WRITE || k == BOP_ADD) != (arg != NULL)) {
+		PyErr_Format(PyExc_TypeError, "batch op %zd: %s takes %s", i, name,
+			     arg ? "no argument" : "one argument");
+		return -1;
+	}
+	if ((k == BOP_GET || k == BOP_SET || k == BOP_ADD) &&
+	    (v->kind != SHVAL_KIND_SCALAR || (k == BOP_ADD && !v->numeric))) {
+		PyErr_Format(PyExc_TypeError, "batch op %zd: %s needs a %s value (read/write take "
+			     "any value as bytes)", i, name, k == BOP_ADD ? "numeric" : "scalar");
+		return -1;
+	}
+	it->kind = k;
+	it->v = v;
+	int r = 0;
+	switch (k) {
+	case BOP_GET:
+		r = shval_batch_read(b, v->h, it->buf, v->size, &it->rc);
+		break;
+	case BOP_READ:
+		it->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)v->size);
+		if (!it->bytes)
+			return -1;
+		r = shval_batch_read(b, v->h, PyBytes_AS_STRING(it->bytes), v->size, &it->rc);
+		break;
+	case BOP_SET: {
+		uint64_t tmp[2] = {0, 0};
+		if (elem_from_py(v->letter, arg, tmp) < 0)
+			return -1;
+		r = shval_batch_write(b, v->h, tmp, v->size, &it->rc);
+		break;
+	}
+	case BOP_WRITE: {
+		Py_buffer view;
+		if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+			return -1;
+		r = shval_batch_write(b, v->h, view.buf, (size_t)view.len, &it->rc);
+		PyBuffer_Release(&view);
+		break;
+	}
+	case BOP_ADD:
+		if (v->isfloat) {
+			double d = PyFloat_AsDouble(arg);
+			if (d == -1.0 && PyErr_Occurred())
+				return -1;
+			r = shval_batch_add_f64(b, v->h, d, &it->d, &it->rc);
+		} else {
+			int of = 0;
+			if (!PyLong_Check(arg)) {
+				PyErr_Format(PyExc_TypeError, "batch op %zd: an integer delta is required", i);
+				return -1;
+			}
+			long long d = PyLong_AsLongLongAndOverflow(arg, &of);
+			if (of) {
+				PyErr_Format(PyExc_ValueError, "batch op %zd: delta out of 64-bit range", i);
+				return -1;
+			}
+			if (d == -1 && PyErr_Occurred())
+				return -1;
+			r = shval_batch_add_i64(b, v->h, d, &it->i, &it->rc);
+		}
+		break;
+	}
+	if (r) {
+		seg_error(st, bseg, r); /* the message is the batch segment's */
+		return -1;
+	}
+	return 0;
+}
+
+/* The exception a failed op's code stands for, as an object (not raised). */
+static PyObject *batch_exc(shval_state *st, int code, const char *msg)
+{
+	set_error(st, code, msg);
+	PyObject *t, *val, *tb;
+	PyErr_Fetch(&t, &val, &tb);
+	PyErr_NormalizeException(&t, &val, &tb);
+	Py_XDECREF(t);
+	Py_XDECREF(tb);
+	return val;
+}
+
+static PyObject *seg_batch(SegObject *s, PyObject *ops)
+{
+	shval_state *st = s->st;
+	if (!s->seg) {
+		PyErr_SetString(PyExc_ValueError, "the segment is closed");
+		return NULL;
+	}
+	PyObject *seq = PySequence_Fast(ops, "batch() takes a sequence of (op, value[, arg]) tuples");
+	if (!seq)
+		return NULL;
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	struct bitem *it = PyMem_Calloc(n ? (size_t)n : 1, sizeof *it);
+	shval_batch *b = NULL;
+	PyObject *res = NULL;
+	int r;
+	if (!it) {
+		PyErr_NoMemory();
+		goto out;
+	}
+	if ((r = shval_batch_new(s->seg, &b)) != 0) {
+		seg_error(st, s->seg, r);
+		goto out;
+	}
+	for (Py_ssize_t i = 0; i < n; i++)
+		if (batch_queue(st, s->seg, b, PySequence_Fast_GET_ITEM(seq, i), i, &it[i]) < 0)
+			goto out;
+	size_t nf = 0;
+	Py_BEGIN_ALLOW_THREADS
+	r = shval_batch_run(b, &nf);
+	Py_END_ALLOW_THREADS
+	char first[600];
+	snprintf(first, sizeof first, "%s", r ? shval_errmsg(s->seg) : "");
+	int first_done = 0;
+	res = PyList_New(n);
+	for (Py_ssize_t i = 0; res && i < n; i++) {
+		PyObject *x = NULL;
+		if (it[i].rc) {
+			char msg[700];
+			if (!first_done && it[i].rc == r) {
+				snprintf(msg, sizeof msg, "%s", first);
+				first_done = 1;
+			} else
+				snprintf(msg, sizeof msg, "batch op %zd of %zd", i + 1, n);
+			x = batch_exc(st, it[i].rc, msg);
+		} else
+			switch (it[i].kind) {
+			case BOP_GET:
+				x = elem_to_py(it[i].v->letter, it[i].buf);
+				break;
+			case BOP_READ:
+				x = it[i].bytes;
+				it[i].bytes = NULL;
+				break;
+			case BOP_ADD:
+				x = it[i].v->isfloat ? PyFloat_FromDouble(it[i].d)
+						     : i64_to_py(it[i].v->letter, it[i].i);
+				break;
+			default:
+				x = Py_None;
+				Py_INCREF(x);
+			}
+		if (!x) {
+			Py_CLEAR(res);
+			break;
+		}
+		PyList_SET_ITEM(res, i, x);
+	}
+out:
+	if (it)
+		for (Py_ssize_t i = 0; i < n; i++)
+			Py_XDECREF(it[i].bytes);
+	PyMem_Free(it);
+	shval_batch_free(b);
+	Py_DECREF(seq);
+	return res;
 }
 
 static PyObject *seg_names(SegObject *s, PyObject *args)
@@ -532,6 +751,14 @@ static PyMethodDef seg_methods[] = {
 	 "Find or create a named array."},
 	{"lock", (PyCFunction)(void (*)(void))seg_lock, METH_VARARGS | METH_KEYWORDS,
 	 "lock($self, /, name, recursive=True)\n--\n\nFind or create a named shared lock."},
+	{"batch", (PyCFunction)seg_batch, METH_O,
+	 "batch($self, ops, /)\n--\n\n"
+	 "Perform [(op, value[, arg]), ...] together: op is 'get', 'read' (bytes), "
+	 "'set', 'write' (bytes) or 'add'; values of this segment.  On a Redis segment "
+	 "one pipeline (one round trip); locally the single calls in turn.  Returns a list, "
+	 "one result per op (get: the value; read: bytes; add: the new value; set/write: "
+	 "None), or for a failed op its exception object (returned, not raised: the other "
+	 "ops are still applied).  Not a transaction (include/shval.h, Batches)."},
 	{"names", (PyCFunction)seg_names, METH_VARARGS,
 	 "names($self, prefix=None, /)\n--\n\nThe names in the segment (starting with prefix)."},
 	{"close", (PyCFunction)seg_close, METH_NOARGS,

@@ -153,6 +153,7 @@ typedef struct {
 	shval_seg *seg;
 	int borrowed; /* the library's own anonymous segment: never closed */
 	int anon;     /* pickles by file descriptor */
+	int remote;   /* a redis:// segment: every access is a round trip */
 	dev_t dev;
 	ino_t ino;
 } SegObject;

@@ -288,6 +288,18 @@ static PyObject *struct_value(ValObject *v)
 
 static PyObject *val_value_get(ValObject *v, void *Py_UNUSED(c))
 {
+	if (v->seg->remote && v->kind == SHVAL_KIND_SCALAR && !v->extlock) {
+		/* a Redis value: bytes and version in one round trip, the
+		 * GIL released meanwhile */
+		uint64_t b[2];
+		int r;
+		Py_BEGIN_ALLOW_THREADS
+		r = shval_read_version(v->h, b, v->size, &v->seen);
+		Py_END_ALLOW_THREADS
+		if (r && handle_rc(v, r) < 0)
+			return NULL;
+		return elem_to_py(v->letter, b);
+	}
 	v->seen = shval_value_version(v->h);
 	if (v->kind == SHVAL_KIND_SCALAR) {
 		/* cap = the value's size: shval_read()'s inline seqlock read

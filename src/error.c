@@ -67,10 +67,14 @@ static __thread const shval_seg *err_seg;
 
 int shval__failf(const shval_seg *seg, int code, const char *fmt, ...)
 {
+	/* Formatted aside first: an argument may be shval_errmsg() itself
+	 * (a message passed on from an inner call), i.e. err_msg. */
+	char m[sizeof err_msg];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+	vsnprintf(m, sizeof m, fmt, ap);
 	va_end(ap);
+	memcpy(err_msg, m, sizeof m);
 	for (char *p = err_msg; *p; p++) /* one line, always */
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';

@@ -107,6 +107,44 @@ struct shval {
 #define SHVAL__RSEG(seg) \
 	__builtin_expect((seg) != NULL && (seg)->kind == SHVAL__SEG_REDIS, 0)
 
+/* ---- batch.c (shval_batch_*); remote.c runs a Redis segment's ---- */
+enum shval__bop_kind {
+	SHVAL__B_READ,
+	SHVAL__B_WRITE,
+	SHVAL__B_GET_I64,
+	SHVAL__B_SET_I64,
+	SHVAL__B_ADD_I64,
+	SHVAL__B_GET_F64,
+	SHVAL__B_SET_F64,
+	SHVAL__B_ADD_F64,
+};
+struct shval__bop {
+	enum shval__bop_kind kind;
+	shval *v;
+	void *out;         /* read: buf; get: out; add: result (or NULL) */
+	size_t len;        /* read: cap; write: len */
+	unsigned char *in; /* write: the caller's bytes, copied */
+	int64_t i;
+	double d;
+	int *rc;
+	int res; /* the result (run) */
+};
+struct shval_batch {
+	shval_seg *seg;
+	struct shval__bop *ops;
+	size_t n, cap;
+	size_t first;        /* run: the first failed op (n if none) */
+	char first_msg[512]; /* and its message */
+};
+/* Record op i's result (and its message from shval_errmsg(b->seg) if it
+ * is the first failure so far). */
+void shval__bop_done(struct shval_batch *b, size_t i, int res);
+/* The single call an operation stands for (local segments; Redis
+ * operations done again on their own). */
+int shval__bop_single(struct shval__bop *o);
+/* Perform b's operations on a Redis segment (shval__bop_done each). */
+void shval__r_batch_run(struct shval_batch *b);
+
 /* ---- error.c ---- */
 /* Record a one-line message for seg (NULL: for shval_errmsg(NULL)) in this
  * thread, and return code.  Usage: return shval__failf(seg, code, "...") */
@@ -307,6 +345,9 @@ void shval__wake_after_commit(shval_seg *seg, shval__entry *e);
 void shval__wake_after_change(shval_seg *seg, shval__entry *e,
 			      bool bump_version);
 
+/* entry.c: a name being created is printable ASCII or UTF-8 (no C1). */
+int shval__check_utf8_name(shval_seg *seg, const char *name, size_t n);
+
 /* ---- remote.c (Redis segments; the public functions dispatch here) ---- */
 bool shval__r_is_name(const char *name);
 int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out);
@@ -332,6 +373,7 @@ void shval__r_close(shval *v);
 int shval__r_info(shval *v, struct shval_info *info);
 uint64_t shval__r_value_version(shval *v);
 int shval__r_read(shval *v, void *buf, size_t cap);
+int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version);
 int shval__r_write(shval *v, const void *buf, size_t len);
 int shval__r_get_str(shval *v, char *buf, size_t cap, size_t *len);
 int shval__r_set_str(shval *v, const char *s, size_t len);

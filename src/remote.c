@@ -117,10 +117,14 @@ struct shval__rseg {
 	char **names; /* shval_seg_next's snapshot */
 	size_t nnames;
 	uint64_t client_id, reqseq, shadow_seq;
+	unsigned fork_gen;   /* r_fork_gen when pid was current */
+	char client_hex[24]; /* client_id as 16 hex digits */
+	uint64_t batch_gen;
 };
 
 struct shval__rval {
 	char name[SHVAL_NAME_MAX + 1];
+	char key[SHVAL_NAME_MAX + 220]; /* "P:v:NAME" */
 	char serial[24];
 	char lock[SHVAL_NAME_MAX + 1]; /* lease name; "" for raw, atomic */
 	shval *sh;                     /* the shadow */
@@ -128,6 +132,12 @@ struct shval__rval {
 	bool cvalid;                   /* cache of the last bytes seen */
 	char cver[24];
 	unsigned char *cdata;
+	/* shval__r_batch_run's state (rs->mu held) */
+	uint64_t bgen;  /* the run it belongs to (rs->batch_gen) */
+	bool bsingle;   /* the value's ops go one by one from here on */
+	bool bbroken;   /* a pipelined change of it was refused */
+	bool bfetch;    /* to fetch before the pipeline */
+	char bprev[48]; /* id of its last pipelined change ("" none) */
 };
 
 /* Handles of remote values point here: any local code path reached by
@@ -409,8 +419,20 @@ static void r_sleep_ms(int64_t ms)
 		;
 }
 
-/* A forked child: the parent's connections and locks are not its own. */
+/* A forked child: the parent's connections and locks are not its own.
+ * Every request checks r_fork_gen (bumped in a fork's child) rather than
+ * calling getpid(), a system call, on the hot path. */
 static pthread_mutex_t r_fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned r_fork_gen = 1;
+static pthread_once_t r_fork_once = PTHREAD_ONCE_INIT;
+static void r_fork_child(void)
+{
+	atomic_fetch_add(&r_fork_gen, 1);
+}
+static void r_fork_setup(void)
+{
+	pthread_atfork(NULL, NULL, r_fork_child);
+}
 static void r_after_fork(struct shval__rseg *rs)
 {
 	pthread_mutex_lock(&r_fork_mu);
@@ -446,14 +468,20 @@ static void r_after_fork(struct shval__rseg *rs)
 		}
 		rs->shadow = NULL;
 		rs->client_id ^= (uint64_t)getpid() << 32;
+		snprintf(rs->client_hex, sizeof rs->client_hex, "%016llx",
+			 (unsigned long long)rs->client_id);
 		rs->pid = getpid();
 	}
+	rs->fork_gen = atomic_load(&r_fork_gen);
 	pthread_mutex_unlock(&r_fork_mu);
 }
 
 static void r_enter(struct shval__rseg *rs)
 {
-	if (__builtin_expect(rs->pid != getpid(), 0))
+	if (__builtin_expect(rs->fork_gen !=
+				     atomic_load_explicit(&r_fork_gen,
+							  memory_order_relaxed),
+			     0))
 		r_after_fork(rs);
 	pthread_mutex_lock(&rs->mu);
 }
@@ -461,6 +489,69 @@ static void r_enter(struct shval__rseg *rs)
 static void r_leave(struct shval__rseg *rs)
 {
 	pthread_mutex_unlock(&rs->mu);
+}
+
+/* Put n's decimal digits at p; returns the end. */
+static char *put_u64(char *p, uint64_t n)
+{
+	char t[24];
+	int k = 0;
+	do
+		t[k++] = (char)('0' + n % 10);
+	while ((n /= 10) != 0);
+	while (k)
+		*p++ = t[--k];
+	return p;
+}
+
+/* Format a command in RESP into c's output buffer: hiredis's own
+ * formatting (redisCommandArgv: sdscatfmt per argument) costs more client
+ * time than the rest of a request together (bench/bench_redis.c, callgrind
+ * in BENCHMARKS.md).  lens NULL: NUL-terminated arguments.  0 or -1 (out of
+ * memory: c->err is set by hiredis on a failed append). */
+static int r_append(redisContext *c, int argc, const char *const *argv,
+		    const size_t *lens)
+{
+	char stackbuf[2048], *buf = stackbuf;
+	size_t need = 24;
+	for (int i = 0; i < argc; i++)
+		need += 24 + (lens ? lens[i] : strlen(argv[i]));
+	if (need > sizeof stackbuf && !(buf = malloc(need)))
+		return -1;
+	char *p = buf;
+	*p++ = '*';
+	p = put_u64(p, (uint64_t)argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		size_t n = lens ? lens[i] : strlen(argv[i]);
+		*p++ = '$';
+		p = put_u64(p, n);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, argv[i], n);
+		p += n;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	int r = redisAppendFormattedCommand(c, buf, (size_t)(p - buf)) ==
+				REDIS_OK
+			? 0
+			: -1;
+	if (buf != stackbuf)
+		free(buf);
+	return r;
+}
+
+/* One request and its reply (NULL: the connection broke, or no memory). */
+static redisReply *r_request(redisContext *c, int argc, const char *const *argv,
+			     const size_t *lens)
+{
+	void *rep = NULL;
+	if (r_append(c, argc, argv, lens) != 0 ||
+	    redisGetReply(c, &rep) != REDIS_OK)
+		return NULL;
+	return rep;
 }
 
 /* Run one command on the segment's connection (rs->mu held).  A broken
@@ -504,7 +595,7 @@ static int r_cmd_ex(shval_seg *seg, redisReply **out, int argc,
 				continue;
 			}
 		}
-		redisReply *rep = redisCommandArgv(rs->c, argc, argv, lens);
+		redisReply *rep = r_request(rs->c, argc, argv, lens);
 		if (!rep) {
 			char why[128];
 			snprintf(why, sizeof why, "%s", rs->c->errstr);
@@ -611,6 +702,13 @@ static void ra_fmt(struct rargs *a, const char *fmt, ...)
 	vsnprintf(a->own[a->n], sizeof a->own[a->n], fmt, ap);
 	va_end(ap);
 	ra_add(a, a->own[a->n]);
+}
+
+static void ra_u64(struct rargs *a, uint64_t x)
+{
+	char *e = put_u64(a->own[a->n], x);
+	*e = 0;
+	ra_bin(a, a->own[a->n], (size_t)(e - a->own[a->n]));
 }
 
 /* FCALL fn 0 prefix [req] args... */
@@ -793,11 +891,15 @@ static int r_seg_new(const char *name, unsigned flags, shval_seg **out)
 	snprintf(seg->name, sizeof seg->name, "%s", name);
 	pthread_mutex_init(&rs->mu, NULL);
 	pthread_cond_init(&rs->renew_cv, NULL);
+	pthread_once(&r_fork_once, r_fork_setup);
+	rs->fork_gen = atomic_load(&r_fork_gen);
 	rs->pid = getpid();
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rs->client_id = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec ^
 			((uint64_t)ts.tv_sec << 20) ^ (uint64_t)(uintptr_t)seg;
+	snprintf(rs->client_hex, sizeof rs->client_hex, "%016llx",
+		 (unsigned long long)rs->client_id);
 	int r = parse_url(name, rs);
 	if (r) {
 		r_seg_free(seg);
@@ -862,23 +964,31 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	struct rargs a;
 	redisReply *rep = NULL;
 	bool foreign = false;
-	if (flags & SHVAL_CREATE) {
+	/* Keys under the prefix but no segment header: foreign, unless the
+	 * header appeared meanwhile (another process's create, one server
+	 * call, won a race with this one: its keys are no foreign keys). */
+	for (int probe = 0; (flags & SHVAL_CREATE) && probe < 2; probe++) {
 		ra_fcall(&a, rs, "shval1_segopen", false);
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		ra_add(&a, "0");
 		r = r_run(seg, &a, &rep);
-		if (!r && is(rep, "NOSEG"))
-			r = r_foreign_keys(seg, &foreign);
+		bool noseg = !r && is(rep, "NOSEG");
 		if (rep)
 			freeReplyObject(rep);
 		rep = NULL;
-		if (!r && foreign)
-			r = rfail(seg, -EEXIST,
-				  "the prefix holds keys that are not a shval "
-				  "segment's: choose another prefix");
+		if (probe == 1 && !noseg)
+			foreign = false;
+		else if (probe == 0 && noseg)
+			r = r_foreign_keys(seg, &foreign);
+		if (r || !foreign)
+			break;
 	}
+	if (!r && foreign)
+		r = rfail(seg, -EEXIST,
+			  "the prefix holds keys that are not a shval "
+			  "segment's: choose another prefix");
 	if (!r) {
 		ra_fcall(&a, rs, "shval1_segopen", false);
 		ra_add(&a, (flags & SHVAL_CREATE) ? "1" : "0");
@@ -889,9 +999,10 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	}
 	if (!r) {
 		if (is(rep, "NOSEG"))
-			r = rfail(seg, -ENOENT, "no such segment");
+			r = rfail(seg, -ENOENT, "segment does not exist");
 		else if (is(rep, "EXISTS"))
-			r = rfail(seg, -EEXIST, "segment exists (SHVAL_EXCL)");
+			r = rfail(seg, -EEXIST,
+				  "segment already exists (SHVAL_EXCL)");
 		else if (is(rep, "FOREIGN"))
 			r = rfail(seg, SHVAL_EVERSION,
 				  "%s:seg is not a shval segment's header (or "
@@ -939,7 +1050,7 @@ int shval__r_seg_unlink(const char *name)
 	r = r_run(seg, &a, &rep);
 	if (!r) {
 		if (is(rep, "NOSEG"))
-			r = rfail(seg, -ENOENT, "no such segment");
+			r = rfail(seg, -ENOENT, "segment does not exist");
 		else if (is(rep, "FOREIGN"))
 			r = rfail(seg, SHVAL_EVERSION,
 				  "not a shval segment: left alone");
@@ -992,6 +1103,70 @@ int shval__r_seg_unlink(const char *name)
 }
 
 static int r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap);
+static int r_ensure(shval_seg *seg);
+static void r_lost(struct shval__rseg *rs);
+
+/* The bytes the server holds for the segment's keys: MEMORY USAGE (exact:
+ * SAMPLES 0) of its header, directory, stream and every value's hash,
+ * pipelined 512 at a time (rs->mu held).  Leases and request records
+ * (short-lived) are not counted; 0 if the server refuses MEMORY (an
+ * ACL). */
+static int r_usage(shval_seg *seg, uint64_t *used)
+{
+	struct shval__rseg *rs = seg->rs;
+	char k[SHVAL_NAME_MAX + 220];
+	snprintf(k, sizeof k, "%s:dir", rs->prefix);
+	const char *hk[] = { "HKEYS", k };
+	redisReply *names;
+	int r = r_cmd(seg, &names, 2, hk, NULL);
+	if (r)
+		return r;
+	if (names->type != REDIS_REPLY_ARRAY)
+		return bad_reply(seg, names, "HKEYS");
+	static const char *const fixed[] = { "seg", "dir", "ev" };
+	size_t nkeys = 3 + names->elements;
+	bool refused = false;
+	*used = 0;
+	for (size_t base = 0; !r && base < nkeys; base += 512) {
+		size_t end = base + 512 < nkeys ? base + 512 : nkeys;
+		if ((r = r_ensure(seg)) != 0)
+			break;
+		for (size_t i = base; i < end; i++) {
+			if (i < 3)
+				snprintf(k, sizeof k, "%s:%s", rs->prefix,
+					 fixed[i]);
+			else
+				snprintf(k, sizeof k, "%s:v:%.*s", rs->prefix,
+					 (int)names->element[i - 3]->len,
+					 names->element[i - 3]->str);
+			const char *argv[] = { "MEMORY", "USAGE", k, "SAMPLES",
+					       "0" };
+			if (r_append(rs->c, 5, argv, NULL) != 0) {
+				r = rfail(seg, -ENOMEM, "out of memory");
+				break;
+			}
+		}
+		for (size_t i = base; !r && i < end; i++) {
+			void *rep;
+			if (redisGetReply(rs->c, &rep) != REDIS_OK) {
+				r = rfail(seg, -ECONNRESET,
+					  "connection lost: %s", rs->c->errstr);
+				r_lost(rs);
+				break;
+			}
+			redisReply *x = rep;
+			if (x->type == REDIS_REPLY_INTEGER)
+				*used += (uint64_t)x->integer;
+			else if (x->type == REDIS_REPLY_ERROR)
+				refused = true; /* an ACL: unknown, 0 */
+			freeReplyObject(x);     /* nil: removed meanwhile */
+		}
+	}
+	freeReplyObject(names);
+	if (refused)
+		*used = 0;
+	return r;
+}
 
 int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 {
@@ -1028,6 +1203,9 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 			freeReplyObject(rep);
 		}
 	}
+	if (!r)
+		r = r_usage(seg, &info->used);
+	info->size = info->used;
 	info->owner = getuid();
 	r_leave(rs);
 	char id[64];
@@ -1070,6 +1248,7 @@ static int r_handle(shval_seg *seg, const char *name, const char *serial,
 		return rfail(seg, -ENOMEM, "out of memory");
 	}
 	snprintf(rv->name, sizeof rv->name, "%s", name);
+	snprintf(rv->key, sizeof rv->key, "%s:v:%s", seg->rs->prefix, name);
 	snprintf(rv->serial, sizeof rv->serial, "%s", serial);
 	snprintf(rv->lock, sizeof rv->lock, "%s", lock);
 	rv->sh = sh;
@@ -1215,8 +1394,14 @@ int shval__r_find(shval_seg *seg, const char *name, const char *type,
 		  shval **out)
 {
 	size_t n;
+	*out = NULL; /* as local: NULL on failure */
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
+	char canon[SHVAL_TYPE_MAX + 1];
+	int tr = type ? shval_type_canonical(type, canon, sizeof canon, NULL)
+		      : 0;
+	if (tr) /* as local: a bad type string before a missing value */
+		return shval__failf(seg, tr, "%s", shval_errmsg(NULL));
 	r_enter(seg->rs);
 	int r = r_find_locked(seg, name, type, 0, false, out);
 	r_leave(seg->rs);
@@ -1231,10 +1416,14 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 {
 	struct shval__rseg *rs = seg->rs;
 	size_t n;
+	*out = NULL; /* as local: NULL on failure */
 	if (created)
 		*created = false;
 	if (!name_ok(name, &n))
 		return rfail(seg, SHVAL_EBADNAME, "invalid value name");
+	int nr = shval__check_utf8_name(seg, name, n); /* as local */
+	if (nr)
+		return nr;
 	if (seg->flags & SHVAL_RDONLY)
 		return rfail(seg, SHVAL_ERDONLY, "segment opened read-only");
 	if (guard &&
@@ -1380,24 +1569,34 @@ static struct rheld *held_find(struct shval__rseg *rs, const char *lock)
 	return NULL;
 }
 
+static int r_fetched(shval *v, redisReply *rep, char *ver, unsigned char *data);
+
 /* Fetch the value's committed bytes and version (one HMGET). */
 static int r_fetch(shval *v, char *ver, unsigned char *data)
 {
 	shval_seg *seg = v->seg;
 	struct shval__rval *rv = v->r;
-	char k[SHVAL_NAME_MAX + 220];
-	snprintf(k, sizeof k, "%s:v:%s", seg->rs->prefix, rv->name);
 	struct rargs a;
 	redisReply *rep;
 	ra_init(&a);
 	ra_add(&a, "HMGET");
-	ra_add(&a, k);
+	ra_add(&a, rv->key);
 	ra_add(&a, "serial");
 	ra_add(&a, "ver");
 	ra_add(&a, "data");
 	int r = r_run(seg, &a, &rep);
 	if (r)
 		return r;
+	return r_fetched(v, rep, ver, data);
+}
+
+/* The reply to r_fetch's HMGET (freed here): 0 with ver and data, or the
+ * code with the message. */
+static int r_fetched(shval *v, redisReply *rep, char *ver, unsigned char *data)
+{
+	shval_seg *seg = v->seg;
+	struct shval__rval *rv = v->r;
+	int r;
 	if (strcmp(el(rep, 0, NULL), rv->serial) != 0) {
 		freeReplyObject(rep);
 		return rfail(seg, SHVAL_ESTALE, "value %s was removed",
@@ -1496,6 +1695,8 @@ struct rop {
 	const char *const *argv;
 	int64_t ie; /* cas: the caller's expected value */
 	double de;
+	uint64_t *verp; /* a read's version (shval_read_version) */
+	bool staged;    /* set by r_op: ran on a section's staged copy */
 };
 
 static bool op_writes(enum rop_kind k)
@@ -1599,7 +1800,7 @@ static int op_on_shadow(shval *v, const unsigned char *bytes, struct rop *o)
 static int r_own_shadow(shval *v)
 {
 	struct shval__rval *rv = v->r;
-	if (rv->sh_pid == getpid())
+	if (rv->sh_pid == v->seg->rs->pid) /* r_enter keeps rs->pid current */
 		return 0;
 	shval *old = rv->sh, *sh;
 	bool lock_entry = old->kind == SHVAL_KIND_LOCK;
@@ -1609,7 +1810,7 @@ static int r_own_shadow(shval *v)
 		return r;
 	shval_close(old); /* this process's handle; the value stays */
 	rv->sh = sh;
-	rv->sh_pid = getpid();
+	rv->sh_pid = v->seg->rs->pid;
 	v->type = sh->type;
 	return 0;
 }
@@ -1642,6 +1843,7 @@ static int r_op(shval *v, struct rop *o)
 			memcpy(s->data, rv->sh->data, v->size);
 			s->dirty = true;
 		}
+		o->staged = true;
 		r_leave(rs);
 		return r;
 	}
@@ -1663,17 +1865,19 @@ static int r_op(shval *v, struct rop *o)
 			cached = false;
 			continue;
 		}
+		if (!r && o->verp)
+			*o->verp = strtoull(rv->cver, NULL, 10);
 		if (r || !writes)
 			break;
 		struct rargs a;
 		redisReply *rep;
 		ra_fcall(&a, rs, "shval1_write", false);
-		ra_fmt(&a, "%016llx", (unsigned long long)rs->client_id);
-		ra_fmt(&a, "%llu", (unsigned long long)++rs->reqseq);
+		ra_add(&a, rs->client_hex);
+		ra_u64(&a, ++rs->reqseq);
 		ra_add(&a, rv->name);
 		ra_add(&a, rv->serial);
 		ra_add(&a, rv->cver);
-		ra_fmt(&a, "%llu", strtoull(rv->cver, NULL, 10) + 1);
+		ra_u64(&a, strtoull(rv->cver, NULL, 10) + 1);
 		ra_bin(&a, rv->sh->data, v->size);
 		ra_add(&a, rv->lock);
 		int resent = a.n;
@@ -1752,6 +1956,22 @@ int shval__r_read(shval *v, void *buf, size_t cap)
 {
 	ROP(.k = OP_READ, .p = buf, .a = cap);
 }
+static int r_peek(shval *v, uint64_t *ver, char *id, size_t idcap);
+
+/* One HMGET: the bytes and the version they had (inside the caller's own
+ * section: the staged bytes, then the committed version, never newer). */
+int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version)
+{
+	uint64_t ver = 0;
+	struct rop o = { .k = OP_READ, .p = buf, .a = cap, .verp = &ver };
+	int r = r_op(v, &o);
+	if (!r && o.staged)
+		r = r_peek(v, &ver, NULL, 0);
+	if (!r)
+		*version = ver;
+	return r;
+}
+
 int shval__r_write(shval *v, const void *buf, size_t len)
 {
 	ROP(.k = OP_WRITE, .cp = buf, .a = len);
@@ -1848,6 +2068,337 @@ int shval__r_cas_f64(shval *v, double *expected, double desired)
 	if (!expected)
 		return -EINVAL;
 	ROP(.k = OP_CAS_F64, .de = *expected, .d = desired, .p = expected);
+}
+
+/* ---- batches (include/shval.h "Batches"; src/batch.c) ----
+ * The batch's requests go out as one pipeline: reads as HMGET, changes
+ * computed here on the cached bytes (as r_op's uncontended path) and sent
+ * as shval1_write with the version they were computed from.  A value's
+ * second and later change in the pipeline names the request of its previous
+ * one (shval1_write's prev), so it is applied only right after it: a
+ * refused change (the value moved: another writer, a lease) and every later
+ * op on that value are done again one by one with r_op after the pipeline,
+ * in queue order.  Values whose changes need bytes the handle has not seen
+ * are fetched first (one pipelined round trip).  Values in the thread's own
+ * section (staged), lock handles and read-only refusals go one by one from
+ * the start.  A lost connection: reads are done again; a change is known
+ * applied if the server's record of the client's last applied write
+ * (P:q:CLIENT) is its request, known not applied if that record is older
+ * (the pipeline runs in order), else -ECONNRESET "outcome unknown". */
+
+static void bop_rop(const struct shval__bop *b, struct rop *o)
+{
+	memset(o, 0, sizeof *o);
+	switch (b->kind) {
+	case SHVAL__B_READ:
+		o->k = OP_READ;
+		o->p = b->out;
+		o->a = b->len;
+		break;
+	case SHVAL__B_WRITE:
+		o->k = OP_WRITE;
+		o->cp = b->in;
+		o->a = b->len;
+		break;
+	case SHVAL__B_GET_I64:
+		o->k = OP_GET_I64;
+		o->p = b->out;
+		break;
+	case SHVAL__B_SET_I64:
+		o->k = OP_SET_I64;
+		o->i = b->i;
+		break;
+	case SHVAL__B_ADD_I64:
+		o->k = OP_ADD_I64;
+		o->i = b->i;
+		o->p = b->out;
+		break;
+	case SHVAL__B_GET_F64:
+		o->k = OP_GET_F64;
+		o->p = b->out;
+		break;
+	case SHVAL__B_SET_F64:
+		o->k = OP_SET_F64;
+		o->d = b->d;
+		break;
+	case SHVAL__B_ADD_F64:
+		o->k = OP_ADD_F64;
+		o->d = b->d;
+		o->p = b->out;
+		break;
+	}
+}
+
+/* The request connection, made if there is none (rs->mu held). */
+static int r_ensure(shval_seg *seg)
+{
+	if (seg->rs->c)
+		return 0;
+	const char *argv[] = { "PING" };
+	redisReply *rep;
+	int r = r_cmd(seg, &rep, 1, argv, NULL);
+	if (!r)
+		freeReplyObject(rep);
+	return r;
+}
+
+static void r_lost(struct shval__rseg *rs)
+{
+	if (rs->c) {
+		redisFree(rs->c);
+		rs->c = NULL;
+	}
+}
+
+enum { B_SINGLE, B_READ, B_WRITE, B_DONE, B_LOST };
+
+void shval__r_batch_run(struct shval_batch *b)
+{
+	shval_seg *seg = b->seg;
+	struct shval__rseg *rs = seg->rs;
+	size_t n = b->n;
+	struct bst {
+		int how;
+		bool sent; /* in the pipeline */
+		uint64_t seq;
+		struct rop o;
+	} *st = calloc(n ? n : 1, sizeof *st);
+	if (!st) {
+		for (size_t i = 0; i < n; i++)
+			shval__bop_done(b, i,
+					rfail(seg, -ENOMEM, "out of memory"));
+		return;
+	}
+	r_enter(rs);
+	uint64_t gen = ++rs->batch_gen;
+	/* 1. what goes one by one; which values to fetch first */
+	size_t nfetch = 0;
+	for (size_t i = 0; i < n; i++) {
+		shval *v = b->ops[i].v;
+		struct shval__rval *rv = v->r;
+		bop_rop(&b->ops[i], &st[i].o);
+		bool w = op_writes(st[i].o.k);
+		if (rv->bgen != gen) {
+			rv->bgen = gen;
+			rv->bsingle = rv->bbroken = rv->bfetch = false;
+			rv->bprev[0] = 0;
+			if (v->kind == SHVAL_KIND_LOCK ||
+			    r_own_shadow(v) != 0 ||
+			    (rv->lock[0] && held_find(rs, rv->lock)) ||
+			    (!rv->cdata &&
+			     !(rv->cdata = malloc(v->size ? v->size : 1))))
+				rv->bsingle = true;
+		}
+		if (w && (seg->flags & SHVAL_RDONLY))
+			rv->bsingle = true;
+		st[i].how = rv->bsingle ? B_SINGLE : w ? B_WRITE : B_READ;
+		if (w && !rv->bsingle && !rv->cvalid && !rv->bfetch) {
+			rv->bfetch = true;
+			nfetch++;
+		}
+	}
+	/* 2. the bytes of changed values the handles have not seen */
+	if (nfetch && r_ensure(seg) == 0) {
+		bool lost = false;
+		for (size_t i = 0; i < n; i++) {
+			struct shval__rval *rv = b->ops[i].v->r;
+			if (st[i].how != B_WRITE || !rv->bfetch || rv->cvalid)
+				continue;
+			const char *argv[] = { "HMGET", rv->key, "serial",
+					       "ver", "data" };
+			rv->cvalid = true; /* marks it sent; set below */
+			if (r_append(rs->c, 5, argv, NULL) != 0)
+				lost = true;
+		}
+		for (size_t i = 0; i < n; i++) {
+			shval *v = b->ops[i].v;
+			struct shval__rval *rv = v->r;
+			if (st[i].how != B_WRITE || !rv->bfetch)
+				continue;
+			rv->bfetch = false;
+			void *rep = NULL;
+			if (lost || redisGetReply(rs->c, &rep) != REDIS_OK) {
+				lost = true;
+				rv->cvalid = false;
+				rv->bsingle = true;
+				continue;
+			}
+			if (r_fetched(v, rep, rv->cver, rv->cdata) != 0) {
+				rv->cvalid = false; /* its ops report it */
+				rv->bsingle = true;
+			}
+		}
+		if (lost)
+			r_lost(rs);
+	}
+	/* 3. the pipeline */
+	size_t npipe = 0;
+	int down = r_ensure(seg); /* unreachable: nothing more is tried */
+	bool lost = down != 0;
+	for (size_t i = 0; i < n && !lost; i++) {
+		shval *v = b->ops[i].v;
+		struct shval__rval *rv = v->r;
+		if (st[i].how == B_SINGLE)
+			continue;
+		if (rv->bsingle || (st[i].how == B_WRITE && !rv->cvalid)) {
+			rv->bsingle = true;
+			st[i].how = B_SINGLE;
+			continue;
+		}
+		if (st[i].how == B_READ) {
+			const char *argv[] = { "HMGET", rv->key, "serial",
+					       "ver", "data" };
+			lost = r_append(rs->c, 5, argv, NULL) != 0;
+			st[i].sent = !lost;
+			npipe++;
+			continue;
+		}
+		memcpy(rv->sh->data, rv->cdata, v->size);
+		if (op_apply(rv->sh, &st[i].o) != 0) {
+			/* perhaps only because the cache is old: r_op
+			 * fetches and reports */
+			rv->bsingle = true;
+			st[i].how = B_SINGLE;
+			continue;
+		}
+		struct rargs a;
+		ra_fcall(&a, rs, "shval1_write", false);
+		ra_add(&a, rs->client_hex);
+		st[i].seq = ++rs->reqseq;
+		ra_u64(&a, st[i].seq);
+		ra_add(&a, rv->name);
+		ra_add(&a, rv->serial);
+		ra_add(&a, rv->cver);
+		ra_u64(&a, strtoull(rv->cver, NULL, 10) + 1);
+		ra_bin(&a, rv->sh->data, v->size);
+		ra_add(&a, rv->lock);
+		ra_add(&a, "0");
+		if (rv->bprev[0])
+			ra_add(&a, rv->bprev);
+		lost = r_append(rs->c, a.n, a.v, a.l) != 0;
+		st[i].sent = !lost;
+		npipe++;
+		/* what the server holds once it is applied */
+		snprintf(rv->cver, sizeof rv->cver, "%s", a.v[9]);
+		memcpy(rv->cdata, rv->sh->data, v->size);
+		snprintf(rv->bprev, sizeof rv->bprev, "%s.%llu", rs->client_hex,
+			 (unsigned long long)st[i].seq);
+	}
+	/* 4. the answers, in order */
+	size_t nlost_w = 0;
+	for (size_t i = 0; i < n; i++) {
+		shval *v = b->ops[i].v;
+		struct shval__rval *rv = v->r;
+		if (st[i].how != B_READ && st[i].how != B_WRITE)
+			continue;
+		if (!st[i].sent) { /* the pipeline stopped before it */
+			rv->cvalid = false;
+			st[i].how = B_SINGLE;
+			continue;
+		}
+		void *vrep = NULL;
+		if (!lost && redisGetReply(rs->c, &vrep) != REDIS_OK)
+			lost = true;
+		redisReply *rep = vrep;
+		if (lost) {
+			rv->cvalid = false;
+			if (st[i].how == B_READ)
+				st[i].how = B_SINGLE;
+			else {
+				st[i].how = B_LOST;
+				nlost_w++;
+			}
+			continue;
+		}
+		if (st[i].how == B_READ) {
+			if (rv->bbroken || rep->type == REDIS_REPLY_ERROR) {
+				freeReplyObject(rep);
+				st[i].how = B_SINGLE;
+				continue;
+			}
+			char ver[24];
+			int r = r_fetched(v, rep, ver, rv->sh->data);
+			if (!r && (r = op_apply(rv->sh, &st[i].o)) != 0)
+				shval__failf(seg, r, "value %s: %s", rv->name,
+					     shval_errmsg(rs->shadow));
+			st[i].how = B_DONE;
+			shval__bop_done(b, i, r);
+			continue;
+		}
+		if (is(rep, "OK")) {
+			freeReplyObject(rep);
+			st[i].how = B_DONE;
+			shval__bop_done(b, i, 0);
+			continue;
+		}
+		/* refused (changed, a lease, removed): this op and the
+		 * value's later ones again, one by one */
+		freeReplyObject(rep);
+		rv->bbroken = rv->bsingle = true;
+		rv->cvalid = false;
+		st[i].how = B_SINGLE;
+	}
+	(void)npipe;
+	if (lost)
+		r_lost(rs);
+	if (nlost_w) { /* which of the changes were applied? */
+		char k[260];
+		snprintf(k, sizeof k, "%s:q:%s", rs->prefix, rs->client_hex);
+		const char *argv[] = { "GET", k };
+		redisReply *rep = NULL;
+		uint64_t last = 0;
+		bool known = r_cmd(seg, &rep, 2, argv, NULL) == 0;
+		if (known) {
+			if (rep->type == REDIS_REPLY_STRING)
+				last = strtoull(rep->str, NULL, 10);
+			else
+				known = false;
+			freeReplyObject(rep);
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (st[i].how != B_LOST)
+				continue;
+			struct shval__rval *rv = b->ops[i].v->r;
+			if (known && st[i].seq > last) {
+				st[i].how = B_SINGLE; /* not applied */
+				continue;
+			}
+			st[i].how = B_DONE;
+			if (known && st[i].seq == last)
+				shval__bop_done(b, i, 0);
+			else
+				shval__bop_done(
+					b, i,
+					rfail(seg, -ECONNRESET,
+					      "value %s: the connection was "
+					      "lost in a batch; whether this "
+					      "change was applied is unknown",
+					      rv->name));
+		}
+	}
+	r_leave(rs);
+	/* 5. the rest one by one, in queue order; once the server stayed
+	 * unreachable for timeout_ms, the remaining ops are not tried (each
+	 * would wait as long again) */
+	for (size_t i = 0; i < n; i++) {
+		if (st[i].how != B_SINGLE)
+			continue;
+		int r;
+		if (down)
+			r = rfail(seg, down,
+				  "value %s: not attempted: the server was "
+				  "unreachable for an earlier operation of "
+				  "this batch",
+				  b->ops[i].v->r->name);
+		else {
+			r = r_op(b->ops[i].v, &st[i].o);
+			if (r == -ECONNRESET || r == -ECONNREFUSED ||
+			    r == -EHOSTUNREACH || r == -EAGAIN)
+				down = r;
+		}
+		shval__bop_done(b, i, r);
+	}
+	free(st);
 }
 
 int shval__r_field_info_at(shval *v, size_t idx, shval_field_info *fi)

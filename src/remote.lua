@@ -14,7 +14,8 @@ Keys of the segment "redis://host:port/P" (P is [A-Za-z0-9._-]{1,200}):
                     bytes in the C layout of the local format), guard
                     (shared lock's name, or ""), users (values under a lock
                     entry), holder (token of the lease holder while a
-                    section is open; left behind by a dead owner)
+                    section is open; left behind by a dead owner), wq (the
+                    id "client.seq" of the last shval1_write applied)
   P:l:NAME   string the lease: the holder's fencing token, expires (PX)
   P:ev       stream one entry per creation, change, removal or unlock
                     (n = name, w = c/w/r/u), trimmed to about 256 entries.
@@ -39,7 +40,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '4'
+local REV = '5'
 
 local function key(p, kind, name)
 	if name then
@@ -179,9 +180,11 @@ local function f_remove(_, a)
 	end)
 end
 
--- write(P, client, seq, name, serial, expver, newver, data, lock, resent):
--- store data as version newver if the version is still expver and no one
--- else holds the lease of lock ("" for raw and atomic values).  The hot
+-- write(P, client, seq, name, serial, expver, newver, data, lock, resent
+-- [, prev]): store data as version newver if the version is still expver
+-- (and, with prev, the last write of the value was the request prev) and no
+-- one else holds the lease of lock ("" for raw and atomic values); "wq"
+-- records the request ("client.seq").  The hot
 -- path, kept lean (every redis.call and string costs): no reply record; a
 -- client sends one request at a time, so P:q:CLIENT holds the sequence
 -- number of its last applied write, which a resent request (resent = "1",
@@ -189,9 +192,16 @@ end
 local function f_write(_, a)
 	local p, name = a[1], a[4]
 	local h = p .. ':v:' .. name
-	local r = redis.call('HMGET', h, 'serial', 'ver')
+	local r = redis.call('HMGET', h, 'serial', 'ver', 'wq')
 	if r[1] ~= a[5] then
 		return { 'STALE' }
+	end
+	-- a batch's second and later change of one value (src/remote.c,
+	-- shval__r_batch_run): applied only right after the client's previous
+	-- one (a[11] = its id "client.seq"), else refused as changed, so the
+	-- batch's changes of one value keep their order
+	if a[11] and r[3] ~= a[11] then
+		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
 	end
 	local qk = p .. ':q:' .. a[2]
 	if a[10] == '1' and redis.call('GET', qk) == a[3] then
@@ -212,7 +222,7 @@ local function f_write(_, a)
 		-- next shval_lock no longer reports it)
 		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
 	end
-	redis.call('HSET', h, 'data', a[8], 'ver', a[7])
+	redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', a[2] .. '.' .. a[3])
 	redis.call('SET', qk, a[3], 'PX', 600000)
 	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
 		'w', 'w')

@@ -234,6 +234,20 @@ SHVAL_API int shval_read(shval *v, void *buf, size_t cap)
 	return shval__read_consistent(v, 0, v->size, buf);
 }
 
+SHVAL_API int shval_read_version(shval *v, void *buf, size_t cap,
+				 uint64_t *version)
+{
+	if (!version)
+		return -EINVAL;
+	if (SHVAL__REMOTE(v))
+		return shval__r_read_version(v, buf, cap, version);
+	uint64_t ver = shval_value_version(v); /* before: never newer */
+	int r = (shval_read)(v, buf, cap);
+	if (r == 0)
+		*version = ver;
+	return r;
+}
+
 SHVAL_API int shval_write(shval *v, const void *buf, size_t len)
 {
 	if (SHVAL__REMOTE(v))

@@ -11,6 +11,14 @@
  *
  * Asserts print both operands and are never compiled out.  SKIP("why")
  * ends a case as skipped (exit 77, which ctest reports as skipped).
+ *
+ * Segment kinds: TEST(name) runs on local segments only.  TEST_BOTH(name)
+ * registers the case twice, as "name" (local) and "name@redis" (ctest:
+ * test_x.name and test_x.name@redis); the case body is the same and asks
+ * tests/segkind.h for its segments (test_seg_new(), test_seg_name()),
+ * which hands out local segments or segments on a redis-server of the
+ * case's own.  test_kind_ says which variant runs.  What runs where and
+ * why: tests/README.md.
  */
 #ifndef SHVAL_TEST_H
 #define SHVAL_TEST_H
@@ -28,7 +36,10 @@
 #include <unistd.h>
 
 typedef void (*test_fn)(void);
-struct test_case { const char *name; test_fn fn; };
+enum test_kind { TEST_LOCAL, TEST_REDIS };
+struct test_case { const char *name; test_fn fn; enum test_kind kind; };
+/* The kind of segment this run of the case uses (set before it starts). */
+static enum test_kind test_kind_ = TEST_LOCAL;
 
 #define TEST_MAX 256
 static struct test_case test_cases_[TEST_MAX];
@@ -39,10 +50,27 @@ static int test_ncases_;
 	__attribute__((constructor)) static void test_reg_##name(void)    \
 	{                                                                 \
 		if (test_ncases_ < TEST_MAX)                              \
-			test_cases_[test_ncases_++] =                     \
-				(struct test_case){ #name, test_##name }; \
+			test_cases_[test_ncases_++] = (struct test_case){ \
+				#name, test_##name, TEST_LOCAL };         \
 	}                                                                 \
 	static void test_##name(void)
+
+/* The same case on a local and on a Redis segment ("name@redis"). */
+#define TEST_BOTH(name)                                                   \
+	static void test_##name(void);                                    \
+	__attribute__((constructor)) static void test_reg_##name(void)    \
+	{                                                                 \
+		if (test_ncases_ + 1 < TEST_MAX) {                        \
+			test_cases_[test_ncases_++] = (struct test_case){ \
+				#name, test_##name, TEST_LOCAL };         \
+			test_cases_[test_ncases_++] = (struct test_case){ \
+				#name "@redis", test_##name, TEST_REDIS }; \
+		}                                                         \
+	}                                                                 \
+	static void test_##name(void)
+
+/* Inside a TEST_BOTH case: true on its Redis run. */
+#define TEST_ON_REDIS (test_kind_ == TEST_REDIS)
 
 #define FAIL(...)                                                          \
 	do {                                                               \
@@ -156,6 +184,7 @@ static inline int test_run_one_(struct test_case *tc)
 	if (pid == 0) {
 		setpgid(0, 0);
 		alarm((unsigned)test_timeout_());
+		test_kind_ = tc->kind;
 		tc->fn();
 		fflush(NULL);
 		exit(0); /* not _exit: LeakSanitizer checks at exit */

@@ -2,7 +2,8 @@
  * tests/test_api_checks.c — what the API refuses, and how it says so: type
  * mismatches, bad type strings, bad value and segment names, unknown flags,
  * error names; shval_new in a fork child; bool bytes checked on every
- * write path.
+ * write path.  The value-level cases (TEST_BOTH) also run on a Redis
+ * segment; segment names, flags and shval_new are local matters.
  */
 #include <shval.h>
 
@@ -18,10 +19,10 @@
 
 /* ---- type mismatch ---- */
 
-TEST(type_mismatch)
+TEST_BOTH(type_mismatch)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	shval *v, *w;
 	ASSERT_OK(shval_create(s, "pt", " x:d   y:d ", 0, NULL, 0, &v));
 	/* any spelling of the same type matches */
@@ -76,15 +77,15 @@ TEST(type_mismatch)
 	ASSERT_ERR(shval_find(s, "missing", NULL, &w), SHVAL_ENOTFOUND);
 	ASSERT(strstr(shval_errmsg(s), "missing"));
 	ASSERT_ERR(shval_remove(s, "missing"), SHVAL_ENOTFOUND);
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 /* ---- bad type strings ---- */
 
-TEST(bad_type_strings)
+TEST_BOTH(bad_type_strings)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	static const struct {
 		const char *type, *where;
 	} bad[] = {
@@ -145,15 +146,15 @@ TEST(bad_type_strings)
 	ASSERT_STREQ(canon, "a:b b:q");
 	ASSERT_EQ(size, 16);
 	ASSERT_ERR(shval_type_canonical("a:b b:q", canon, 4, &size), SHVAL_ETOOBIG);
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 /* ---- names ---- */
 
-TEST(bad_value_names)
+TEST_BOTH(bad_value_names)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	char n256[300], n255[300];
 	memset(n256, 'a', 256);
 	n256[256] = 0;
@@ -187,7 +188,7 @@ TEST(bad_value_names)
 		shval_close(w);
 		ASSERT_OK(shval_remove(s, good[i]));
 	}
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 TEST(bad_segment_names)
@@ -432,11 +433,11 @@ TEST(shval_new_first_in_child)
 
 /* One validator for every writer: a bool written through a field or an
  * array range is checked like a whole-value write, and verify agrees. */
-TEST(bool_bytes_checked_on_every_path)
+TEST_BOTH(bool_bytes_checked_on_every_path)
 {
 	shval_seg *s;
 	shval *v, *a;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	ASSERT_OK(shval_create(s, "st", "flag:? n:q", 0, NULL, 0, &v));
 	ASSERT_OK(shval_create(s, "arr", "4?", 0, NULL, 0, &a));
 	unsigned char two = 2, one = 1, bools[3] = { 1, 2, 0 };
@@ -454,7 +455,7 @@ TEST(bool_bytes_checked_on_every_path)
 	ASSERT_EQ(n, 0);
 	shval_close(v);
 	shval_close(a);
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 TEST_MAIN()

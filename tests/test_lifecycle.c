@@ -2,7 +2,9 @@
  * tests/test_lifecycle.c — the lifecycle of values and segments across
  * processes: removal and stale handles, waiting on a removed value, space
  * reuse, temporary segments removed after SIGKILL or the last close,
- * file-backed segments surviving a reopen.
+ * file-backed segments surviving a reopen.  Removal and stale handles
+ * also run on a Redis segment (TEST_BOTH); space reuse, temporary and
+ * file segments are local matters.
  */
 #include <shval.h>
 
@@ -10,6 +12,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
@@ -21,12 +24,13 @@
 #include "format.h"
 #include "test.h"
 #include "proc_util.h"
+#include "segkind.h"
 
 /* ---- removal and stale handles ---- */
 
-TEST(remove_and_stale_across_processes)
+TEST_BOTH(remove_and_stale_across_processes)
 {
-	const char *n = test_segname("stale");
+	const char *n = test_seg_name("stale");
 	shval_seg *s;
 	ASSERT_OK(shval_seg_open(n, SHVAL_CREATE | SHVAL_EXCL, NULL, &s));
 	shval *v;
@@ -92,10 +96,9 @@ TEST(remove_and_stale_across_processes)
 
 /* shval_wait on a handle whose value is already gone must not sleep the
  * whole timeout: SHVAL_ESTALE (at the latest on the second call). */
-TEST(wait_on_removed_value)
+TEST_BOTH(wait_on_removed_value)
 {
-	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	shval_seg *s = test_seg_new();
 	unsigned modes[] = { SHVAL_RLOCK, SHVAL_RAW, SHVAL_ATOMIC };
 	for (int m = 0; m < 3; m++) {
 		shval *v;
@@ -110,7 +113,7 @@ TEST(wait_on_removed_value)
 		ASSERT_LT(now_s() - t0, 1.0);
 		shval_close(v);
 	}
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 /* Removed values' space is reused (after the 1 s limbo), and a stale

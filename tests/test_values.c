@@ -1,7 +1,8 @@
 /*
  * tests/test_values.c — value round trips through the public API: every
  * type letter in every mode and every kind of segment, arrays, strings,
- * structs.  Refusals of bad arguments are test_api_checks.c.
+ * structs.  Refusals of bad arguments are test_api_checks.c.  Every case
+ * runs on local segments and on a Redis segment (TEST_BOTH).
  */
 #include <shval.h>
 
@@ -187,7 +188,7 @@ static void float_letter(shval *v, const struct letter *L)
 	ASSERT(d == 9.0);
 }
 
-TEST(scalar_every_letter_mode_kind)
+TEST_BOTH(scalar_every_letter_mode_kind)
 {
 	for (int k = 0; k < NKINDS; k++) {
 		shval_seg *s = open_kind(k);
@@ -231,10 +232,10 @@ TEST(scalar_every_letter_mode_kind)
 	}
 }
 
-TEST(scalar_init_bytes)
+TEST_BOTH(scalar_init_bytes)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	for (size_t m = 0; m < 4; m++) {
 		char name[32];
 		shval *v;
@@ -253,14 +254,14 @@ TEST(scalar_init_bytes)
 		ASSERT_EQ(x, 77);
 		shval_close(v);
 	}
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 /* add wraps modulo the width; and/or/xor/exchange/cas, in every mode. */
-TEST(scalar_rmw_every_mode)
+TEST_BOTH(scalar_rmw_every_mode)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	for (size_t m = 0; m < 4; m++) {
 		unsigned mode = all_modes[m];
 		char name[32];
@@ -347,17 +348,17 @@ TEST(scalar_rmw_every_mode)
 		shval_close(Q);
 		shval_close(t);
 	}
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 /* The manual: "_f64 for 'f' and 'd' (and integers, exactly representable
  * only)".  get_f64 on an integer works (tested above); this checks that
  * set_f64 with an exactly representable number works on an integer value
  * too, and that an inexact one is a range error. */
-TEST(set_f64_on_integer_as_documented)
+TEST_BOTH(set_f64_on_integer_as_documented)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	shval *v;
 	ASSERT_OK(shval_create(s, "i", "i", 0, NULL, 0, &v));
 	ASSERT_OK(shval_set_f64(v, 3.0));
@@ -367,13 +368,13 @@ TEST(set_f64_on_integer_as_documented)
 	ASSERT_ERR(shval_set_f64(v, 3.5), SHVAL_ERANGE);
 	ASSERT_ERR(shval_set_f64(v, 1e10), SHVAL_ERANGE);
 	shval_close(v);
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
-TEST(atomic_mode_restrictions)
+TEST_BOTH(atomic_mode_restrictions)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	const char *bad[] = { "2q", "8s", "x:q", "q d", "1s", "3c" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		shval *v = (shval *)1;
@@ -395,12 +396,12 @@ TEST(atomic_mode_restrictions)
 	ASSERT_ERR(shval_unlock(a), SHVAL_EMODE);
 	shval_close(a);
 	shval_close(r);
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 /* ---- arrays ---- */
 
-TEST(arrays)
+TEST_BOTH(arrays)
 {
 	for (int k = 0; k < NKINDS; k++) {
 		shval_seg *s = open_kind(k);
@@ -513,7 +514,7 @@ TEST(arrays)
 
 /* ---- strings ---- */
 
-TEST(strings)
+TEST_BOTH(strings)
 {
 	for (int k = 0; k < NKINDS; k++) {
 		shval_seg *s = open_kind(k);
@@ -660,7 +661,7 @@ typedef struct {
 	uint8_t small;
 } rec_t;
 
-TEST(structs)
+TEST_BOTH(structs)
 {
 	for (int k = 0; k < NKINDS; k++) {
 		shval_seg *s = open_kind(k);
@@ -819,10 +820,10 @@ TEST(structs)
 }
 
 /* A type exactly SHVAL_TYPE_MAX bytes long (canonical) fits in a segment. */
-TEST(longest_type)
+TEST_BOTH(longest_type)
 {
 	shval_seg *s;
-	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
+	s = test_seg_new();
 	char *t = malloc(2048);
 	ASSERT(t);
 	size_t n = 0;
@@ -846,7 +847,7 @@ TEST(longest_type)
 	ASSERT_ERR(shval_create(s, "longer", t, SHVAL_RAW, NULL, 0, &v),
 		   SHVAL_EBADTYPE);
 	free(t);
-	shval_seg_close(s);
+	test_seg_done(s);
 }
 
 TEST_MAIN()

@@ -10,6 +10,8 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-variable"
 
+#include "segkind.h"
+
 /* ---- helpers ---- */
 
 static const unsigned all_modes[] = { SHVAL_RLOCK, SHVAL_LOCK, SHVAL_RAW,
@@ -22,14 +24,21 @@ static const char *mode_name(unsigned m)
 				 : "atomic";
 }
 
-/* The three kinds of segments: 0 anonymous, 1 /dev/shm, 2 file:. */
-#define NKINDS 3
-static char kind_path[NKINDS][256];
+/* The three kinds of local segments: 0 anonymous, 1 /dev/shm, 2 file:;
+ * on a case's @redis run (tests/segkind.h) one kind: a Redis segment. */
+#define NKINDS_LOCAL 3
+#define NKINDS (TEST_ON_REDIS ? 1 : NKINDS_LOCAL)
+static char kind_path[NKINDS_LOCAL][300];
 
 static shval_seg *open_kind(int k)
 {
 	shval_seg *s = NULL;
-	if (k == 0) {
+	if (TEST_ON_REDIS) {
+		snprintf(kind_path[k], sizeof kind_path[k], "%s",
+			 test_seg_name("kind"));
+		ASSERT_OK(shval_seg_open(kind_path[k], SHVAL_CREATE | SHVAL_EXCL,
+					 NULL, &s));
+	} else if (k == 0) {
 		ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &s));
 	} else if (k == 1) {
 		snprintf(kind_path[k], sizeof kind_path[k], "%s",
@@ -49,7 +58,7 @@ static shval_seg *open_kind(int k)
 static void close_kind(int k, shval_seg *s)
 {
 	shval_seg_close(s);
-	if (k > 0)
+	if (k > 0 || TEST_ON_REDIS)
 		ASSERT_OK(shval_seg_unlink(kind_path[k]));
 }
 

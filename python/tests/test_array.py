@@ -1,4 +1,5 @@
-"""Array / RawArray: ports of CPython's _TestArray and shval's extras."""
+"""Array / RawArray: ports of CPython's _TestArray and shval's extras.
+The tests taking `kind` run on a local and on a Redis segment (conftest.py)."""
 import array
 import ctypes
 
@@ -24,18 +25,18 @@ def _check_array(make, ctx):
     assert list(arr[:]) == seq
 
 
-def test_array(ctx):
-    _check_array(shval.Array, ctx)
+def test_array(ctx, kind):
+    _check_array(kind.Array, ctx)
 
 
-def test_rawarray(ctx):
-    _check_array(shval.RawArray, ctx)
+def test_rawarray(ctx, kind):
+    _check_array(kind.RawArray, ctx)
 
 
-def test_array_from_size():
+def test_array_from_size(kind):
     size = 10
     for _ in range(3):
-        arr = shval.Array('i', size)
+        arr = kind.Array('i', size)
         assert len(arr) == size
         assert list(arr) == [0] * size
         arr[:] = range(10)
@@ -71,8 +72,8 @@ def test_invalid_typecode():
         shval.RawArray('x', [])
 
 
-def test_indexing_slicing():
-    a = shval.Array('d', [0.5 * i for i in range(8)])
+def test_indexing_slicing(kind):
+    a = kind.Array('d', [0.5 * i for i in range(8)])
     assert a[-1] == 3.5
     assert a[::2] == [0.0, 1.0, 2.0, 3.0]
     a[::2] = [9, 9, 9, 9]
@@ -90,8 +91,8 @@ def test_indexing_slicing():
     assert '_Array_8' in repr(a)
 
 
-def test_char_array():
-    for make in (shval.Array, shval.RawArray):
+def test_char_array(kind):
+    for make in (kind.Array, kind.RawArray):
         s = make('c', 10)
         s.value = b'hello'
         assert s.value == b'hello'
@@ -107,13 +108,13 @@ def test_char_array():
             s.value = b'x' * 11
         s.value = b'x' * 10
         assert s.value == b'x' * 10
-    assert type(shval.Array('c', 3)) is shval.SynchronizedString
-    init = shval.Array('c', b'hello world')
+    assert type(kind.Array('c', 3)) is shval.SynchronizedString
+    init = kind.Array('c', b'hello world')
     assert len(init) == 11 and init.value == b'hello world'
 
 
-def test_wchar_array():
-    u = shval.Array('u', 'h\u00e9llo')
+def test_wchar_array(kind):
+    u = kind.Array('u', 'h\u00e9llo')
     assert len(u) == 5
     assert u.value == 'h\u00e9llo'
     assert u[1] == '\u00e9'
@@ -142,14 +143,21 @@ def test_structure_array():
     assert len(shval.RawArray(Point, 4)) == 4
 
 
-def test_buffer_protocol():
-    a = shval.Array('i', range(5))
+def test_buffer_protocol(kind):
+    a = kind.Array('i', range(5))
+    if not kind.local:
+        # documented difference: no shared memory, no zero-copy buffer
+        with pytest.raises(TypeError, match='no shared memory'):
+            memoryview(a)
+        with pytest.raises(TypeError, match='no shared memory'):
+            memoryview(kind.RawValue('d', 1.5))
+        return
     m = memoryview(a)
     assert m.format == 'i' and m.shape == (5,) and not m.readonly
     m[2] = 42
     assert a[2] == 42
     m.release()
-    v = shval.RawValue('d', 1.5)
+    v = kind.RawValue('d', 1.5)
     mv = memoryview(v)
     assert mv.format == 'd' and mv.nbytes == 8
 

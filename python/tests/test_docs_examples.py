@@ -162,3 +162,41 @@ def test_readme_has_examples():
 @pytest.mark.parametrize('name,source', README_EXAMPLES, ids=[n for n, _ in README_EXAMPLES])
 def test_readme_example(tmp_path, method, name, source):
     _run(tmp_path, source, method)
+
+
+def _top_readme_prefork():
+    """The five-line pre-fork example of the top-level README.md and the
+    output it shows."""
+    import re
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), 'README.md')
+    with open(readme) as f:
+        text = f.read()
+    m = re.search(r'A pre-fork server in five lines.*?```python\n(.*?)```\s*'
+                  r'prints\s*```\n(.*?)```', text, re.S)
+    assert m, 'README.md lost its five-line pre-fork example'
+    return textwrap.dedent(m.group(1)), textwrap.dedent(m.group(2))
+
+
+def test_top_readme_prefork_example(tmp_path):
+    """Runs the README's pre-fork metrics example as printed (five lines),
+    on a segment name of its own, and compares the output it shows."""
+    source, want = _top_readme_prefork()
+    assert len(source.strip().split('\n')) == 5
+    assert "'/myapp'" in source
+    seg = '/shval_readme_prefork_%d' % os.getpid()
+    script = tmp_path / 'prefork.py'
+    script.write_text(source.replace("'/myapp'", repr(seg)))
+    try:
+        res = subprocess.run([sys.executable, str(script)],
+                             capture_output=True, text=True, timeout=120,
+                             env=child_env(), cwd=str(tmp_path))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == want.strip('\n') + '\n'
+    finally:
+        import shval
+        try:
+            shval.Segment(seg, create=False).unlink()
+        except Exception:  # noqa: BLE001
+            if os.path.exists('/dev/shm' + seg):
+                os.unlink('/dev/shm' + seg)

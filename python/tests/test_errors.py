@@ -1,4 +1,5 @@
-"""Errors, owner death, interrupts."""
+"""Errors, owner death, interrupts.
+The tests taking `anysegname` run on a local and on a Redis segment."""
 import os
 import signal
 import threading
@@ -14,8 +15,8 @@ from helpers import (hold_lock_and_die, hold_value_lock_and_die, hold_lock,
                      Point)
 
 
-def test_error_mapping(segname):
-    with shval.Segment(segname, create=True) as seg:
+def test_error_mapping(anysegname):
+    with shval.Segment(anysegname, create=True) as seg:
         seg.value('s', '4s')
         with pytest.raises(KeyError) as ei:
             seg['missing']
@@ -30,12 +31,12 @@ def test_error_mapping(segname):
         with pytest.raises(TypeError):
             seg.value('x', 'not a type!')
     with pytest.raises(FileNotFoundError) as ei:
-        shval.Segment(segname + 'missing')
+        shval.Segment(anysegname + 'missing')
     assert ei.value.errno == 2
 
 
-def test_stale_value(segname):
-    with shval.Segment(segname, create=True) as seg:
+def test_stale_value(anysegname):
+    with shval.Segment(anysegname, create=True) as seg:
         v = seg.value('v', 'i', 1)
         del seg['v']
         with pytest.raises(shval.Error):

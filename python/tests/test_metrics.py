@@ -205,3 +205,56 @@ def test_mode_mismatch(segname):
         Gauge('g', 'G.', registry=reg2, multiprocess_mode='min')
     with pytest.raises(ValueError, match='multiprocess_mode'):
         Gauge('h', 'H.', registry=reg2, multiprocess_mode='all')
+
+
+def test_gauge_child_after_fork_has_its_own_value(segname):
+    """The parent used the gauge before forking: the child (found by the
+    fork hook that keeps the cached pid, not os.getpid() per call) writes
+    a value of its own, NAME@CHILD, and the parent's stays its own."""
+    reg = Registry(segname)
+    g = Gauge('g', 'G.', registry=reg, multiprocess_mode='max')
+    c = Counter('c', 'C.', registry=reg)
+    g.set(1)
+    c.inc()
+    r, w = os.pipe()
+
+    def work():
+        g.set(7)
+        c.inc()
+        os.write(w, b'%d' % os.getpid())
+    pid = fork(work)
+    assert join(pid) == 0
+    assert int(os.read(r, 32)) == pid
+    os.close(r)
+    os.close(w)
+    assert reg.seg['g@%d' % os.getpid()].value == 1
+    assert reg.seg['g@%d' % pid].value == 7
+    s = samples(reg.generate_latest())
+    assert s['g'] == 7  # max over the parent (1) and the dead child (7)
+    assert s['c_total'] == 2
+    assert 'g@%d' % pid not in reg.seg.names('g')  # folded at the scrape
+
+
+@pytest.mark.parametrize('mode', ['sum', 'livesum'])
+def test_workers_fold_their_predecessors(segname, mode):
+    """Workers come and go and nobody calls generate_latest() (the scrapes
+    are shval serve's): each new worker's first use of the gauge folds the
+    values of workers that went, so at most the live ones and @dead stay."""
+    reg = Registry(segname)
+    g = Gauge('busy', 'Busy.', ['k'], registry=reg, multiprocess_mode=mode)
+    for i in range(20):
+        def work():
+            for k in range(3):
+                g.labels(k=str(k)).inc(1)
+        assert join(fork(work)) == 0
+    per_pid = [n for n in reg.seg.names('busy') if '@' in n and
+               not n.endswith('@dead')]
+    assert len(per_pid) == 3, per_pid  # only the last worker's
+    cli = os.environ.get('SHVAL_CLI')
+    if cli:
+        out = subprocess.run([cli, 'export', segname], capture_output=True,
+                             timeout=60).stdout
+        s = samples(out)
+        want = 20 if mode == 'sum' else None
+        for k in range(3):
+            assert s.get('busy{k="%d"}' % k) == want

@@ -1,4 +1,5 @@
-"""Named segments: values for unrelated processes, C interop."""
+"""Named segments: values for unrelated processes, C interop.  Every test
+runs on a local and on a Redis segment (the anysegname fixture, conftest.py)."""
 import ctypes
 import os
 import subprocess
@@ -14,9 +15,9 @@ from conftest import run
 from helpers import named_child
 
 
-def test_segment_basics(segname):
-    with shval.Segment(segname, create=True) as seg:
-        assert seg.name == segname
+def test_segment_basics(anysegname):
+    with shval.Segment(anysegname, create=True) as seg:
+        assert seg.name == anysegname
         c = seg.value('counter', 'q', 5)
         assert c.value == 5 and isinstance(c, shval.Synchronized)
         again = seg.value('counter', 'q', 99)   # exists: init ignored
@@ -55,19 +56,19 @@ def test_segment_basics(segname):
     assert c.value == 5
 
 
-def test_segment_errors(segname):
+def test_segment_errors(anysegname):
     with pytest.raises(FileNotFoundError):
-        shval.Segment(segname)
+        shval.Segment(anysegname)
     with pytest.raises(ValueError):
         shval.Segment('/bad/name', create=True)
     with pytest.raises(FileNotFoundError):
-        shval.unlink(segname)
+        shval.unlink(anysegname)
 
 
-def test_named_across_processes(ctx, segname):
-    with shval.Segment(segname, create=True) as seg:
+def test_named_across_processes(ctx, anysegname):
+    with shval.Segment(anysegname, create=True) as seg:
         v = seg.value('counter', 'i', 0, lock=False)
-        ps = [ctx.Process(target=named_child, args=(segname, 500)) for _ in range(3)]
+        ps = [ctx.Process(target=named_child, args=(anysegname, 500)) for _ in range(3)]
         for p in ps:
             p.start()
         for p in ps:
@@ -77,18 +78,18 @@ def test_named_across_processes(ctx, segname):
         assert seg['from_child'].value == 7
 
 
-def test_named_pickles_by_name(segname):
+def test_named_pickles_by_name(anysegname):
     import pickle
-    with shval.Segment(segname, create=True) as seg:
+    with shval.Segment(anysegname, create=True) as seg:
         v = seg.value('x', 'i', 3)
         v2 = pickle.loads(pickle.dumps(v))
         v2.value = 4
         assert v.value == 4
 
 
-def test_unrelated_process(segname):
+def test_unrelated_process(anysegname):
     """A separately started interpreter attaches by name."""
-    with shval.Segment(segname, create=True) as seg:
+    with shval.Segment(anysegname, create=True) as seg:
         v = seg.value('greeting', '32s', b'hi')
         code = textwrap.dedent('''
             import shval, sys
@@ -97,7 +98,7 @@ def test_unrelated_process(segname):
                 assert g.value == b'hi', g.value
                 g.value = b'hello from ' + str(__import__('os').getpid()).encode()
         ''')
-        subprocess.run([sys.executable, '-c', code, segname], check=True, timeout=60,
+        subprocess.run([sys.executable, '-c', code, anysegname], check=True, timeout=60,
                        env=child_env())
         assert v.value.startswith(b'hello from ')
 
@@ -120,14 +121,14 @@ def _libshval():
     return lib
 
 
-def test_c_interop(segname):
+def test_c_interop(anysegname):
     lib = _libshval()
     seg = ctypes.c_void_p()
-    assert lib.shval_seg_open(segname.encode(), 1, None, ctypes.byref(seg)) == 0
+    assert lib.shval_seg_open(anysegname.encode(), 1, None, ctypes.byref(seg)) == 0
     h = ctypes.c_void_p()
     assert lib.shval_create(seg, b'fromc', b'q', 0x300, None, 0, ctypes.byref(h)) == 0
     assert lib.shval_set_i64(h, -77) == 0
-    with shval.Segment(segname) as pseg:
+    with shval.Segment(anysegname) as pseg:
         v = pseg['fromc']
         assert v.value == -77 and v.type == 'q'
         assert type(v) is shval.SharedValue      # atomic: no lock

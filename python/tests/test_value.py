@@ -1,5 +1,6 @@
 """Value / RawValue: multiprocessing.sharedctypes behaviour (ports of
-CPython's _TestValue, _TestSharedCTypes) and shval's extras."""
+CPython's _TestValue, _TestSharedCTypes) and shval's extras.
+The tests taking `kind` run on a local and on a Redis segment (conftest.py)."""
 import ctypes
 import math
 import threading
@@ -19,8 +20,8 @@ CODES_VALUES = [
 ]
 
 
-def test_value(ctx):
-    values = [shval.Value(code, v) for code, v, _ in CODES_VALUES]
+def test_value(ctx, kind):
+    values = [kind.Value(code, v) for code, v, _ in CODES_VALUES]
     for sv, (_, v, _) in zip(values, CODES_VALUES):
         assert sv.value == v
     run(ctx, set_values, values, [c[2] for c in CODES_VALUES])
@@ -28,8 +29,8 @@ def test_value(ctx):
         assert sv.value == new
 
 
-def test_rawvalue(ctx):
-    values = [shval.RawValue(code, v) for code, v, _ in CODES_VALUES]
+def test_rawvalue(ctx, kind):
+    values = [kind.RawValue(code, v) for code, v, _ in CODES_VALUES]
     run(ctx, set_values, values, [c[2] for c in CODES_VALUES])
     for sv, (_, _, new) in zip(values, CODES_VALUES):
         assert sv.value == new
@@ -207,10 +208,10 @@ def test_struct_value():
     assert w.type == 'name:8c v:3d'
 
 
-def test_value_repr_and_with():
-    v = shval.Value('i', 5)
+def test_value_repr_and_with(kind):
+    v = kind.Value('i', 5)
     assert repr(v) == '<Synchronized wrapper for c_int(5)>'
-    assert repr(shval.RawValue('d', 2.5)) == 'c_double(2.5)'
+    assert repr(kind.RawValue('d', 2.5)) == 'c_double(2.5)'
     with v as r:
         assert r is True
         v.value += 1
@@ -219,8 +220,8 @@ def test_value_repr_and_with():
     assert v.value == 6
 
 
-def test_get_lock_idiom_threads():
-    v = shval.Value('i', 0)
+def test_get_lock_idiom_threads(kind):
+    v = kind.Value('i', 0)
 
     def work():
         for _ in range(2000):
@@ -234,29 +235,29 @@ def test_get_lock_idiom_threads():
     assert v.value == 8000
 
 
-def test_add_cas_exchange():
+def test_add_cas_exchange(kind):
     for lock in (True, False):
-        v = shval.Value('q', 10, lock=lock)
+        v = kind.Value('q', 10, lock=lock)
         assert v.add(5) == 15
         assert v.add(-20) == -5
         assert v.cas(-5, 1) is True
         assert v.cas(-5, 2) is False
         assert v.exchange(9) == 1
         assert v.value == 9
-        d = shval.Value('d', 0.5, lock=lock)
+        d = kind.Value('d', 0.5, lock=lock)
         assert d.add(0.25) == 0.75
         assert d.cas(0.75, 2.0) and d.value == 2.0
         assert d.exchange(3.0) == 2.0
-    u = shval.RawValue('Q', 2 ** 64 - 1)
+    u = kind.RawValue('Q', 2 ** 64 - 1)
     assert u.add(1) == 0
-    b = shval.RawValue('B', 255)
+    b = kind.RawValue('B', 255)
     assert b.add(1) == 0  # wraps as the hardware does
     with pytest.raises(TypeError):
-        shval.Value(Point).add(1)
+        (shval.Value(Point) if kind.local else kind.Value('x:d y:d')).add(1)
 
 
-def test_add_threads_exact():
-    v = shval.Value('i', 0, lock=False)
+def test_add_threads_exact(kind):
+    v = kind.Value('i', 0, lock=False)
 
     def work():
         for _ in range(5000):
@@ -269,9 +270,9 @@ def test_add_threads_exact():
     assert v.value == 20000
 
 
-def test_version_and_wait():
+def test_version_and_wait(kind):
     for lock in (True, False):
-        v = shval.Value('i', 0, lock=lock)
+        v = kind.Value('i', 0, lock=lock)
         v0 = v.version
         assert v.wait(timeout=0.05) is False
         v.value = 1
@@ -284,8 +285,8 @@ def test_version_and_wait():
         assert v.value == 2
 
 
-def test_wait_releases_gil():
-    v = shval.Value('i', 0)
+def test_wait_releases_gil(kind):
+    v = kind.Value('i', 0)
     counter = [0]
     done = threading.Event()
 
@@ -304,17 +305,17 @@ def test_wait_releases_gil():
     t.join(30)
 
 
-def test_float_and_special():
-    v = shval.Value('d', float('inf'))
+def test_float_and_special(kind):
+    v = kind.Value('d', float('inf'))
     assert math.isinf(v.value)
     v.value = float('nan')
     assert math.isnan(v.value)
-    f = shval.Value('f', 0.1)
+    f = kind.Value('f', 0.1)
     assert f.value == pytest.approx(0.1)
 
 
-def test_string_typestr_value():
-    s = shval.Value('16s', b'ab\x00c')
+def test_string_typestr_value(kind):
+    s = kind.Value('16s', b'ab\x00c')
     assert s.value == b'ab\x00c'
     s.value = b'x' * 16
     with pytest.raises(ValueError):
