@@ -15,7 +15,9 @@
  *   pass 2: the same on a writable open, then writes that take no value
  *           lock (atomic and raw values), a create, a find_or_create, a
  *           remove and a re-create: the allocator, the directory and the
- *           type list on hostile state.  The segment lock (a pthread mutex
+ *           type list on hostile state; a pin of the new value (its
+ *           removal must then be refused) and an unpin: pin blocks and
+ *           the attach table on hostile state.  The segment lock (a pthread mutex
  *           at header offset 128) is replaced by a fresh one first: a hostile
  *           mutex word can block any locker forever (that is the documented
  *           trust model: whoever can write the segment can hold its lock),
@@ -308,6 +310,17 @@ static void run_pass(const uint8_t *data, size_t size, int writable)
 					      NULL, 0, &w, &created));
 		if (first[0])
 			check_rc(shval_remove(seg, first));
+		/* a value this process pinned is never removed, whatever the
+		 * image holds (its pin block is the process's own) */
+		int pr = v ? shval_pin(v) : -1;
+		check_rc(pr);
+		if (pr == 0) {
+			int br = shval_remove(seg, "fuzz.new");
+			check_rc(br);
+			if (br == 0)
+				abort();
+			check_rc(shval_unpin(v));
+		}
 		int rr = shval_remove(seg, "fuzz.new");
 		check_rc(rr);
 		/* a removed value's handle is stale (a damaged segment may

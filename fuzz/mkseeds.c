@@ -145,7 +145,20 @@ int main(int argc, char **argv)
 	CHECK(shval_create(seg, "gone", "8q", SHVAL_RLOCK, NULL, 0, &v));
 	shval_close(v);
 	CHECK(shval_remove(seg, "gone"));
+	/* buffer pins (format 3.1): a pin block in this process's attach
+	 * slot, two records (one pinned twice) */
+	shval *p1, *p2;
+	CHECK(shval_find(seg, "name", NULL, &p1));
+	CHECK(shval_find(seg, "arr", NULL, &p2));
+	CHECK(shval_pin(p1));
+	CHECK(shval_pin(p2));
+	CHECK(shval_pin(p2));
 	dump(seg, sd, "mixed");
+	CHECK(shval_unpin(p1));
+	CHECK(shval_unpin(p2));
+	CHECK(shval_unpin(p2));
+	shval_close(p1);
+	shval_close(p2);
 	shval_seg_close(seg);
 
 	/* 4. a directory resize, tombstones, limbo drained into free lists */

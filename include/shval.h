@@ -514,8 +514,12 @@ SHVAL_API int shval_find_or_create(shval_seg *seg, const char *name,
  *  holder that keeps the lock longer gets the removal refused with -EBUSY
  *  (nothing removed; its message names the holder's thread), so that a
  *  section's pointers never write into a block reused by another value.
- *  A dead holder's lock is recovered and the value removed.  A lock entry
- *  still guarding values is refused (SHVAL_EMISUSE).  @return 0,
+ *  A dead holder's lock is recovered and the value removed.  A value that
+ *  a live process (this one included) has pinned (shval_pin; in Python,
+ *  any memoryview or array view of it not yet released) is refused at
+ *  once with -EBUSY, its message naming the process and its pin count;
+ *  pins of a dead process are dropped and the value removed.  A lock
+ *  entry still guarding values is refused (SHVAL_EMISUSE).  @return 0,
  *  SHVAL_ENOTFOUND, SHVAL_EBADNAME, SHVAL_ERDONLY, SHVAL_EMISUSE, -EBUSY. */
 SHVAL_API int shval_remove(shval_seg *seg, const char *name);
 
@@ -837,8 +841,38 @@ SHVAL_API int shval_create_guarded(shval_seg *seg, const char *name,
  *  segment opened SHVAL_RDONLY the pages are mapped read-only: the pointer
  *  is for reading only (a write through it kills the process with
  *  SIGSEGV), and reading it directly is not a consistent read (use
- *  shval_read). */
+ *  shval_read).  The pointer does not keep the value from being removed
+ *  (by any process): its block is then reused by other values a second
+ *  later, and a write through a kept pointer lands in them.  A caller that
+ *  keeps the pointer beyond a locked section pins the value first
+ *  (shval_pin), as the Python binding does for every exported buffer. */
 SHVAL_API void *shval_data(shval *v);
+
+/** Pin the value: while pinned, shval_remove() of it by any process is
+ *  refused with -EBUSY (its message names the pinning process), so that
+ *  its block is never reused under pointers this process hands out
+ *  (shval_data() kept across calls, a buffer exported to other code).
+ *  Pins are counted per process and value: each shval_pin() needs one
+ *  shval_unpin() (through any handle of the value in this process).  They
+ *  belong to the process and are recorded in the segment (in its attach
+ *  slot): a process that dies, is killed or exits with pins held blocks
+ *  nothing (the next removal sees it gone and drops its pins), and
+ *  shval_seg_close() keeps them while value handles keep the mapping; the
+ *  pins go with the final release of the segment.  A forked child does
+ *  not inherit its parent's pins (the parent's stay until the parent
+ *  unpins or dies): the child pins what it keeps.  Each call takes the
+ *  segment lock briefly.
+ *  @return 0; SHVAL_ESTALE (already removed); SHVAL_ERDONLY (segment
+ *  opened read-only: nothing can be written through its pointers, and
+ *  nothing recorded); SHVAL_EMODE (a lock handle, a Redis value);
+ *  SHVAL_EFULL (no attach slot: 256 processes attached); -ENOSPC,
+ *  SHVAL_EFULL (no room for the pin record); -EINVAL (NULL).  Since 0.1. */
+SHVAL_API int shval_pin(shval *v);
+
+/** Drop one pin of this process on the value (see shval_pin).  @return 0;
+ *  SHVAL_EMISUSE if this process holds no pin on it; SHVAL_ERDONLY,
+ *  SHVAL_EMODE, -EINVAL as shval_pin().  Since 0.1. */
+SHVAL_API int shval_unpin(shval *v);
 
 /** Announce a change made through shval_data(): the version moves and
  *  waiters wake.  Raw values: at once.  Locked values: if the caller holds

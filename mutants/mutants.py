@@ -584,6 +584,49 @@ STABLE = [
         breaks="shval_remove refuses (-EBUSY) while a live process holds the value's lock",
         kill=r"^test_hostile\.remove_refused_while_lock_held$",
     ),
+    dict(
+        id="pin-ignored",
+        file="src/pin.c",
+        edits=[(
+            """		if ((int)s == my_slot(seg) ||
+		    shval__proc_alive((pid_t)pid, a->start_time))""",
+            """		if (0 && /* MUTANT: pins never refuse */
+		    shval__proc_alive((pid_t)pid, a->start_time))""")],
+        breaks="shval_remove refuses (-EBUSY, naming the pid) a value a live process has pinned",
+        kill=r"^test_pin\.(pin_refuses_removal_from_another_process|pinned_pointer_never_writes_another_value)$",
+    ),
+    dict(
+        id="pin-dead-blocks",
+        file="src/pin.c",
+        edits=[(
+            """		if ((int)s == my_slot(seg) ||
+		    shval__proc_alive((pid_t)pid, a->start_time))""",
+            """		if (1 || /* MUTANT: a dead pinner still refuses */
+		    shval__proc_alive((pid_t)pid, a->start_time))""")],
+        breaks="a dead (killed, exited) pinner never blocks a removal: its pins go with its attach slot",
+        kill=r"^test_pin\.killed_pinner_does_not_block_removal$",
+    ),
+    dict(
+        id="pin-lost-at-close",
+        file="src/seg.c",
+        edits=[(
+            """			if (!shval__pins_held(seg))
+				shval__attach_release(seg);""",
+            """			shval__attach_release(seg); /* MUTANT */""")],
+        breaks="pins outlive shval_seg_close while value handles keep the mapping",
+        kill=r"^test_pin\.pins_kept_past_close_until_the_mapping_goes$",
+    ),
+    dict(
+        id="py-view-not-pinned",
+        file="python/value.c",
+        edits=[(
+            """	if (!rdonly && (v->exports == 0 || v->pin_gen != fork_gen + 1)) {""",
+            """	if (0 && /* MUTANT: views never pin */
+	    !rdonly && (v->exports == 0 || v->pin_gen != fork_gen + 1)) {""")],
+        breaks="Python: a memoryview (numpy, ctypes) kept over a value makes `del seg[name]` refuse (EBUSY), so a write through it never lands in another value",
+        kill=r"^python_tests$",
+        env={"PYTEST_ADDOPTS": "-k 'pins or kept_view or view_holder'"},
+    ),
     # shval__temp_orphaned() serves both paths: the open of a segment (the
     # next open after its processes were killed) and shval_seg_close (the
     # last close).  Each mutant breaks one path, told apart by user_closed,

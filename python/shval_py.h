@@ -215,6 +215,9 @@ typedef struct {
 	size_t esize, count, size;
 	size_t selem;    /* array of ctypes Structures: element size */
 	Py_ssize_t exports;
+	unsigned long pin_gen; /* fork_gen + 1 in the process that pinned the
+	                          value for its exports (val_getbuffer); 0 none */
+	signed char rdonly; /* segment opened read-only: -1 not yet asked */
 	uint64_t seen;
 	shval_field_info *fields;
 	size_t nfields;

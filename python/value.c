@@ -95,6 +95,8 @@ PyObject *val_wrap(PyTypeObject *tp, shval *h, SegObject *seg,
 	v->size = info.size;
 	v->count = info.count ? info.count : 1;
 	v->exports = 0;
+	v->pin_gen = 0;
+	v->rdonly = -1;
 	v->fields = NULL;
 	v->nfields = 0;
 	snprintf(v->name, sizeof v->name, "%s", info.name);
@@ -906,20 +908,41 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	}
 	/* A read-only segment's pages are mapped PROT_READ: a writable view
 	 * would let a write through it kill the interpreter (issue 11). */
-	struct shval_seg_info si;
-	int r = shval_seg_info(shval_segment(v->h), &si);
-	if (r) {
-		set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
-		view->obj = NULL;
-		return -1;
+	/* (Asked once per object: shval_seg_info() also counts the live
+	 * attached processes through /proc, tens of microseconds.) */
+	int r;
+	if (v->rdonly < 0) {
+		struct shval_seg_info si;
+		r = shval_seg_info(shval_segment(v->h), &si);
+		if (r) {
+			set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
+			view->obj = NULL;
+			return -1;
+		}
+		v->rdonly = (si.flags & SHVAL_RDONLY) != 0;
 	}
-	int rdonly = (si.flags & SHVAL_RDONLY) != 0;
+	int rdonly = v->rdonly;
 	if (rdonly && (flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
 		PyErr_Format(PyExc_TypeError,
 			     "value '%s' is in a segment opened read-only: "
 			     "no writable buffer", v->name);
 		view->obj = NULL;
 		return -1;
+	}
+	/* Pin the value while buffers are exported (the first export of this
+	 * process; a forked child pins again for its own): shval_remove() by
+	 * any process is then refused with EBUSY, so that a view kept after
+	 * `del seg[name]` never writes into a block reused by another value
+	 * (issue 11).  A read-only segment's views cannot write: no pin. */
+	int pinned_now = 0;
+	if (!rdonly && (v->exports == 0 || v->pin_gen != fork_gen + 1)) {
+		r = shval_pin(v->h);
+		if (r) {
+			set_error(v->st, r, shval_errmsg(shval_segment(v->h)));
+			view->obj = NULL;
+			return -1;
+		}
+		pinned_now = 1;
 	}
 	int structured = v->kind == SHVAL_KIND_STRUCT || v->kind == SHVAL_KIND_STRING;
 	view->buf = p;
@@ -937,6 +960,8 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	if (view->ndim == 1 && (flags & PyBUF_ND) == PyBUF_ND) {
 		Py_ssize_t *sh = PyMem_Malloc(2 * sizeof(Py_ssize_t));
 		if (!sh) {
+			if (pinned_now)
+				(void)shval_unpin(v->h);
 			Py_DECREF(v);
 			view->obj = NULL;
 			PyErr_NoMemory();
@@ -951,6 +976,8 @@ int val_getbuffer(PyObject *o, Py_buffer *view, int flags)
 	} else if (view->ndim == 1 && !(flags & PyBUF_FORMAT)) {
 		view->itemsize = 1;
 	}
+	if (pinned_now)
+		v->pin_gen = fork_gen + 1;
 	v->exports++;
 	return 0;
 }
@@ -959,7 +986,13 @@ void val_releasebuffer(PyObject *o, Py_buffer *view)
 {
 	ValObject *v = (ValObject *)o;
 	PyMem_Free(view->internal);
-	v->exports--;
+	if (--v->exports == 0) {
+		/* The last view: unpin, if this process pinned (a forked
+		 * child releasing its parent's views holds no pin). */
+		if (v->pin_gen == fork_gen + 1)
+			(void)shval_unpin(v->h);
+		v->pin_gen = 0;
+	}
 }
 
 /* ------------------------------------------------------------------------ */

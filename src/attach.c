@@ -24,8 +24,26 @@ static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&open_lock);
 }
+/* This process's pid, cached (getpid() is a system call, microseconds on
+ * a loaded VM, and a pin and unpin ask three times): cleared in a forked
+ * child by atfork_child before anything else.  A child made without the
+ * fork handlers (a raw clone) would see its parent's pid: not supported,
+ * as for the re-attach below. */
+static _Atomic pid_t cached_pid;
+
+pid_t shval__pid(void)
+{
+	pid_t p = atomic_load_explicit(&cached_pid, memory_order_relaxed);
+	if (__builtin_expect(p == 0, 0)) {
+		p = getpid();
+		atomic_store_explicit(&cached_pid, p, memory_order_relaxed);
+	}
+	return p;
+}
+
 static void atfork_child(void)
 {
+	atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
 	atomic_fetch_add(&shval__fork_gen, 1); /* new thread ids (lock.c) */
 	/* The child is a new process: give it its own attach slot in every
 	 * segment the parent had attached (lock-free CAS claim). */
@@ -118,7 +136,10 @@ unsigned shval__attach_reap(shval_seg *seg, void (*fn)(pid_t, void *),
 			continue;
 		if (shval__proc_alive((pid_t)pid, h->attach[i].start_time))
 			continue;
-		/* only if the slot still names that pid (a claim is a CAS) */
+		/* only if the slot still names that pid (a claim is a CAS);
+		 * its pins go first (releases are under the segment lock,
+		 * like this, so the slot is still that process's) */
+		shval__pins_drop(seg, i);
 		if (atomic_compare_exchange_strong(&h->attach[i].pid, &pid,
 						   0)) {
 			n++;
@@ -141,12 +162,27 @@ static unsigned attach_reap(shval_seg *seg)
 			continue;
 		if ((int)i == seg->attach_slot && seg->attach_pid == getpid())
 			continue;
-		if (shval__proc_alive((pid_t)pid, h->attach[i].start_time))
+		if (shval__proc_alive((pid_t)pid, h->attach[i].start_time)) {
 			live++;
-		else
+		} else {
+			shval__pins_drop(seg, i);
 			atomic_store(&h->attach[i].pid, 0);
+		}
 	}
 	return live;
+}
+
+void shval__attach_release(shval_seg *seg)
+{
+	if (seg->attach_slot < 0 || seg->attach_pid != getpid())
+		return;
+	shval__pins_drop(seg, (unsigned)seg->attach_slot);
+	atomic_store(&seg->hdr->attach[seg->attach_slot].pid, 0);
+	seg->attach_slot = -1;
+	if (!seg->hdr->unlinked && shval__temp_orphaned(seg)) {
+		seg->hdr->unlinked = 1;
+		unlink(seg->path);
+	}
 }
 
 bool shval__temp_orphaned(shval_seg *seg)

@@ -487,6 +487,8 @@ SHVAL_API int shval_remove(shval_seg *seg, const char *name)
 		goto out;
 	r = shval__dir_find(seg, name, nlen, &off);
 	if (r == 0)
+		r = shval__pins_refuse(seg, name, off); /* buffers over it */
+	if (r == 0)
 		r = remove_locked(seg, name, nlen, off);
 	else if (r == SHVAL_ENOTFOUND)
 		r = shval__failf(seg, r, "segment %s: no value named %s",

@@ -76,7 +76,7 @@
  * (all-zero lines left out):
  *
  *   00000000: 5348 5641 4c53 4701  magic "SHVALSG\1"
- *             0400 0000            format 4.0
+ *             0400 0100            format 4.1
  *             0014 0000            header size 0x1400 = 5120
  *   00000010: 2050 0038 2840 0828  layout signature (entry 0x28 = 40 bytes)
  *             0100 0000            init_state READY
@@ -141,8 +141,19 @@
 #define SHVAL__LINE 64u
 #define SHVAL__MAGIC 0x0147534c41564853ull /* "SHVALSG\1" little-endian */
 #define SHVAL__MAGIC_SWAPPED 0x5348564c53474701ull
+/* Format version rules.  MAJOR changes when a library of the previous
+ * major would misread or damage the new layout (openers refuse another
+ * major: SHVAL_EVERSION).  MINOR changes for additions that a library of
+ * the same major and an older minor ignores safely: it reads and writes
+ * everything it knows correctly and merely does not honour the addition
+ * (it never writes the new fields, and its shval_seg_verify counts any new
+ * blocks among the allocated ones).  History of major 4:
+ *   4.0  removal clears the entry's serial (the inline paths check it
+ *        alone)
+ *   4.1  buffer pins: attach[i].pins_line and pin blocks (SHVAL__ST_PINS);
+ *        a 4.0 library ignores pins (removes a pinned value, as 4.0 did) */
 #define SHVAL__FORMAT_MAJOR 4
-#define SHVAL__FORMAT_MINOR 0
+#define SHVAL__FORMAT_MINOR 1
 
 #define SHVAL__INIT_CREATING 0u
 #define SHVAL__INIT_READY 1u
@@ -223,14 +234,18 @@
                                then disabled); atomic add
    284   228  reserved1
    512   512  free_head[64]    free lists by block size in lines; under lock
-  1024  3584  attach[256]      {pid, pad, start_time}: slot claimed by CAS
-                               of pid 0 -> own pid, released by storing 0
+  1024  3584  attach[256]      {pid, pins_line, start_time}: slot claimed by
+                               CAS of pid 0 -> own pid, released by
+                               storing 0 (under the segment lock, after
+                               its pin block is freed); pins_line: the
+                               slot's pin block (see shval__pins) or 0,
+                               under the segment lock
   5120        end
 */
 typedef struct shval__attach {
 	_Atomic uint32_t pid; /* 0 = free */
-	uint32_t pad;
-	uint64_t start_time; /* /proc/PID/stat starttime: detects pid reuse */
+	uint32_t pins_line;   /* the slot's pin block (line), 0 = none (4.1) */
+	uint64_t start_time;  /* /proc/PID/stat starttime: detects pid reuse */
 } shval__attach;
 
 typedef struct shval__hdr {
@@ -298,6 +313,7 @@ _Static_assert(offsetof(shval__hdr, used) == 272, "hdr");
 _Static_assert(offsetof(shval__hdr, attach_overflow) == 280, "hdr");
 _Static_assert(offsetof(shval__hdr, free_head) == 512, "hdr");
 _Static_assert(offsetof(shval__hdr, attach) == 1024, "hdr");
+_Static_assert(offsetof(shval__attach, pins_line) == 4, "attach");
 _Static_assert(offsetof(shval__attach, start_time) == 8, "attach");
 _Static_assert(sizeof(shval__attach) == 16, "attach");
 _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
@@ -321,7 +337,8 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
                           is published and after REMOVED; handles compare
                           it on every call (the header's inline paths
                           compare nothing else).
-    16     1  state       0 free, 1 live, 2 removed, 3 limbo
+    16     1  state       0 free, 1 live, 2 removed, 3 limbo (4: a
+                          pin block, shval__pins)
     17     1  mode        0 rlock, 1 lock, 2 raw, 3 atomic (SHVAL_x >> 8)
     18     1  kind        SHVAL_KIND_*
     19     1  flags       SHVAL__EF_PARTIAL (under the value's lock);
@@ -392,6 +409,7 @@ _Static_assert(sizeof(shval__entry) == 40, "entry");
 #define SHVAL__ST_LIVE 1
 #define SHVAL__ST_REMOVED 2
 #define SHVAL__ST_LIMBO 3
+#define SHVAL__ST_PINS 4 /* a pin block (shval__pins), never in a list */
 
 #define SHVAL__EF_PARTIAL 0x1  /* owner died mid-update, no undo copy */
 #define SHVAL__EF_LINEDATA 0x2 /* the data starts at a line boundary */
@@ -428,6 +446,74 @@ typedef struct shval__lockblk {
 _Static_assert(offsetof(shval__lockblk, reserved) == 40, "lockblk");
 _Static_assert(offsetof(shval__lockblk, committing) == 44, "lockblk");
 _Static_assert(sizeof(shval__lockblk) == 56, "lockblk");
+
+/* ---- A pin block (format 4.1) -------------------------------------------
+
+   Buffer pins: a process that exports pointers into a value's block
+   (shval_pin: a Python memoryview, a numpy array, a C caller keeping
+   shval_data()) records a pin, and shval_remove refuses to remove a value
+   that a live process has pinned (-EBUSY naming the process), so that the
+   block is never reused under those pointers.  Pins are kept per attach
+   slot, in a block of the slot's own named by attach[i].pins_line, so a
+   process's pins go with its slot: when the slot is released (segment
+   closed with no pins left, or the final release of the segment handle)
+   and when the slot of a dead process is reaped (shval_remove meeting a
+   dead pinner, the attach reaping of opens and of `check --repair`), the
+   block is freed at once.  A pin of a dead process never blocks a removal.
+
+   Every field of a pin block and pins_line are written under the segment
+   lock (pin, unpin, reap, close) and read under it (remove); verify reads
+   them without it and re-reads pins_line before it reports damage.
+
+   off  size  field       
+     0     8  version     0   (an entry header's first 40 bytes, so that a
+     8     8  serial      0    stale handle's offset that lands here sees
+    16     1  state       SHVAL__ST_PINS   no value: serial 0 is no value's)
+    17    11  pad         0
+    28     4  nlines      block size in lines (>= 2)
+    32     4  pid         the owner: equals its attach slot's pid; a block
+                          whose pid differs is not the slot's (ignored)
+    36     4  cap         records the block holds: (nlines - 1) * 4
+    40     4  n           records in use, [0, n) (unordered; unpin moves the
+                          last record into a freed place)
+    44    20  pad
+    64  16cap records     {line, count, serial}: the pinned entry's line
+                          (offset / 64), how many pins this process holds
+                          on it (>= 1), and the entry's serial (so a record
+                          can never pin a later value of that block)
+   Grown by doubling: a new block is filled, pins_line then names it, and the
+   old one is freed (nobody reads pin blocks without the segment lock but
+   verify).  A process killed between the steps leaks a block (counted in
+   `used`, so verify's accounting still balances).
+*/
+typedef struct shval__pin {
+	uint32_t line;
+	uint32_t count;
+	uint64_t serial;
+} shval__pin;
+
+typedef struct shval__pins {
+	_Atomic uint64_t version;
+	_Atomic uint64_t serial;
+	_Atomic uint8_t state;
+	uint8_t pad0[11];
+	uint32_t nlines;
+	uint32_t pid;
+	uint32_t cap;
+	uint32_t n;
+	uint8_t pad1[20];
+	shval__pin pin[];
+} shval__pins;
+_Static_assert(sizeof(shval__pin) == 16, "pin");
+_Static_assert(offsetof(shval__pins, state) == offsetof(shval__entry, state),
+	       "pins");
+_Static_assert(offsetof(shval__pins, nlines) == offsetof(shval__entry, nlines),
+	       "pins");
+_Static_assert(offsetof(shval__pins, pid) == 32, "pins");
+_Static_assert(offsetof(shval__pins, cap) == 36, "pins");
+_Static_assert(offsetof(shval__pins, n) == 40, "pins");
+_Static_assert(sizeof(shval__pins) == 64, "pins");
+#define SHVAL__PINS_PER_LINE (SHVAL__LINE / sizeof(shval__pin))
 
 /* ---- A type record ------------------------------------------------------
 

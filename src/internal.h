@@ -217,8 +217,13 @@ unsigned shval__attach_reap(shval_seg *seg, void (*fn)(pid_t, void *),
 /* A temporary segment whose processes all died (frees their slots)?
  * Under the segment lock. */
 bool shval__temp_orphaned(shval_seg *seg);
+/* Release this process's slot (its pins first) and remove a temporary
+ * segment left without processes.  Under the segment lock. */
+void shval__attach_release(shval_seg *seg);
 /* Slots in use, and how many of them belong to live processes. */
 void shval__attach_count(shval_seg *seg, unsigned *attached, unsigned *alive);
+/* getpid(), cached per process (reset in a forked child). */
+pid_t shval__pid(void);
 /* The process's open segments, which a forked child re-attaches. */
 void shval__open_list_add(shval_seg *seg);
 void shval__open_list_del(shval_seg *seg);
@@ -237,6 +242,18 @@ int shval__alloc(shval_seg *seg, uint64_t nlines, uint64_t *off);
 void shval__free(shval_seg *seg, uint64_t off, uint64_t nlines);
 /* Put a removed entry's block in limbo (reused after SHVAL__LIMBO_NS). */
 void shval__limbo(shval_seg *seg, uint64_t off);
+
+/* ---- pin.c (buffer pins, per attach slot; under the segment lock) ---- */
+/* The pin block of attach slot `slot`, validated (bounds, state, cap, its
+ * pid is the slot's); NULL if none or damaged. */
+shval__pins *shval__pins_at(shval_seg *seg, unsigned slot);
+/* Free slot's pin block (before the slot is released or reaped). */
+void shval__pins_drop(shval_seg *seg, unsigned slot);
+/* Does this process hold pins through seg's attach slot? */
+bool shval__pins_held(shval_seg *seg);
+/* -EBUSY with a message naming the pinner if a live process pinned the
+ * entry at off (named name); a dead pinner's slot is reaped.  0 if none. */
+int shval__pins_refuse(shval_seg *seg, const char *name, uint64_t off);
 
 /* ---- dir.c (the name directory) ---- */
 uint64_t shval__hash(const char *name, size_t len);

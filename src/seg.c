@@ -272,6 +272,14 @@ static void seg_destroy(shval_seg *seg)
 {
 	if (!seg)
 		return;
+	/* A slot kept by shval_seg_close for pins: released with the
+	 * mapping, the last thing the pins protected. */
+	if (seg->user_closed && seg->base && seg->attach_slot >= 0 &&
+	    seg->attach_pid == getpid() && !(seg->flags & SHVAL_RDONLY) &&
+	    shval__seg_lock(seg) == 0) {
+		shval__attach_release(seg);
+		shval__seg_unlock(seg);
+	}
 	shval__tcache_free(seg);
 	pthread_mutex_destroy(&seg->type_lock);
 	if (seg->base)
@@ -662,14 +670,12 @@ SHVAL_API int shval_seg_close(shval_seg *seg)
 	seg->user_closed = true;
 	if (seg->attach_slot >= 0 && seg->attach_pid == getpid() &&
 	    !(seg->flags & SHVAL_RDONLY)) {
+		/* Pins outlive the user's close while value handles keep the
+		 * mapping (buffers still point into it): the slot, and so the
+		 * pins, are then released with the mapping (seg_destroy). */
 		if (shval__seg_lock(seg) == 0) {
-			atomic_store(&seg->hdr->attach[seg->attach_slot].pid,
-				     0);
-			seg->attach_slot = -1;
-			if (!seg->hdr->unlinked && shval__temp_orphaned(seg)) {
-				seg->hdr->unlinked = 1;
-				unlink(seg->path);
-			}
+			if (!shval__pins_held(seg))
+				shval__attach_release(seg);
 			shval__seg_unlock(seg);
 		}
 	}

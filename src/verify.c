@@ -213,6 +213,79 @@ static void check_entry(struct vctx *c, shval__entry *e, uint64_t off)
 	}
 }
 
+/* Pin blocks (format.h, "A pin block"): each attach slot's block must be
+ * whole and its process's, and each record must name a live value of that
+ * serial with a count.  Without --repair the segment lock is not taken
+ * (a read-only check): what moved between two reads is not reported.
+ * Repair drops a bad record, or forgets a damaged block (left in use). */
+static void check_pins(struct vctx *c)
+{
+	shval_seg *seg = c->seg;
+	shval__hdr *h = seg->hdr;
+	bool locked =
+		(c->flags & SHVAL_VERIFY_REPAIR) && shval__seg_lock(seg) == 0;
+	for (unsigned s = 0; s < SHVAL__ATTACH_CAP; s++) {
+		uint32_t line = __atomic_load_n(&h->attach[s].pins_line,
+						__ATOMIC_RELAXED);
+		uint32_t pid = atomic_load(&h->attach[s].pid);
+		if (!line)
+			continue;
+		shval__pins *p = shval__pins_at(seg, s);
+		if (!p) {
+			if (!locked &&
+			    (__atomic_load_n(&h->attach[s].pins_line,
+					     __ATOMIC_RELAXED) != line ||
+			     atomic_load(&h->attach[s].pid) != pid))
+				continue; /* released or grown meanwhile */
+			if (locked)
+				h->attach[s].pins_line = 0;
+			problem(c, SHVAL_ECORRUPT, NULL,
+				offsetof(shval__hdr, attach) +
+					s * sizeof(shval__attach),
+				locked,
+				"attach slot %u (process %u): its pin block at "
+				"line %u is damaged or not its own%s",
+				s, pid, line,
+				locked ? ": forgotten (the pins in it are "
+					 "lost)"
+				       : "");
+			continue;
+		}
+		for (uint32_t i = 0; i < p->n && i < p->cap;) {
+			shval__pin r = p->pin[i];
+			uint64_t eoff = (uint64_t)r.line * SHVAL__LINE;
+			shval__entry *e = shval__entry_at(seg, eoff);
+			if (r.count > 0 && e &&
+			    atomic_load(&e->state) == SHVAL__ST_LIVE &&
+			    atomic_load(&e->serial) == r.serial) {
+				i++;
+				continue;
+			}
+			if (!locked &&
+			    (memcmp(&p->pin[i], &r, sizeof r) != 0 ||
+			     __atomic_load_n(&h->attach[s].pins_line,
+					     __ATOMIC_RELAXED) != line)) {
+				i++; /* changed meanwhile */
+				continue;
+			}
+			problem(c, SHVAL_ECORRUPT, e, eoff, locked,
+				"pin of process %u (attach slot %u) names no "
+				"live value (line %u, serial %llu, count "
+				"%u)%s",
+				pid, s, r.line, (unsigned long long)r.serial,
+				r.count, locked ? ": dropped" : "");
+			if (locked) {
+				p->pin[i] = p->pin[p->n - 1];
+				p->n--;
+			} else {
+				i++;
+			}
+		}
+	}
+	if (locked)
+		shval__seg_unlock(seg);
+}
+
 static int walk_list(struct vctx *c, uint64_t head, uint8_t state,
 		     const char *what, uint64_t *bytes)
 {
@@ -394,6 +467,7 @@ SHVAL_API int shval_seg_verify(shval_seg *seg, unsigned flags,
 					(unsigned long long)h->nvalues,
 					(unsigned long long)live);
 		}
+		check_pins(&c);
 		uint64_t used0 = __atomic_load_n(&h->used, __ATOMIC_ACQUIRE);
 		uint64_t brk0 = __atomic_load_n(&h->brk, __ATOMIC_ACQUIRE);
 		uint64_t free_bytes = 0, limbo_bytes = 0;

@@ -312,3 +312,127 @@ def test_value_lock_arg_all_or_nothing_under_sigkill(segname):
                         b.value = -a.value
         assert kills == 15 and broken == 0
         assert a.value > 0
+
+
+# ---- item 3: buffers exported over a value pin it against removal ----------
+
+def _del_in_child(segname, name):
+    """`del seg[name]` in a fresh interpreter: 'ok' or 'errno:message'."""
+    rc, out, err = run_child('''
+        import shval
+        seg = shval.Segment(%r)
+        try:
+            del seg[%r]
+            print('ok')
+        except OSError as e:
+            print('%%d:%%s' %% (e.errno, e))
+    ''' % (segname, name))
+    assert rc == 0, err
+    return out.strip()
+
+
+def test_view_pins_value_against_removal_by_another_process(segname):
+    import errno
+    with shval.Segment(segname, create=True) as seg:
+        seg.array('x', 'q', [0] * 8)
+        m = memoryview(seg['x'])
+        got = _del_in_child(segname, 'x')
+        assert got.startswith('%d:' % errno.EBUSY), got
+        assert 'pinned by process %d' % os.getpid() in got, got
+        assert 'x' in seg
+        m.release()
+        assert _del_in_child(segname, 'x') == 'ok'
+        assert 'x' not in seg
+
+
+def test_views_pin_in_this_process_too(segname):
+    import ctypes
+    import errno
+    with shval.Segment(segname, create=True) as seg:
+        seg.array('x', 'q', [0] * 8)
+        v = seg['x']
+        m1 = memoryview(v)
+        m2 = memoryview(v)            # one pin for all views of one object
+        c = (ctypes.c_longlong * 8).from_buffer(seg['x'])   # another object
+        for keep in ('m1 m2 c', 'm2 c', 'c'):
+            with pytest.raises(OSError) as ei:
+                del seg['x']
+            assert ei.value.errno == errno.EBUSY, keep
+            assert '(this process)' in str(ei.value), keep
+            if keep.startswith('m1'):
+                m1.release()
+            elif keep.startswith('m2'):
+                m2.release()
+            else:
+                del c
+        del seg['x']
+        assert 'x' not in seg
+
+
+def test_kept_view_never_writes_into_another_value(segname):
+    """The issue's scenario: a view kept across `del seg[name]` in another
+    process, blocks of the same size created there after the limbo second,
+    then a write through the view.  The removal is refused, so the write
+    lands in the value itself and in no other."""
+    import errno
+    with shval.Segment(segname, create=True) as seg:
+        seg.array('x', 'q', [0] * 8)
+        m = memoryview(seg['x'])
+        rc, out, err = run_child('''
+            import time, shval
+            seg = shval.Segment(%r)
+            try:
+                del seg['x']
+                print('removed')
+            except OSError as e:
+                print('refused', e.errno)
+            time.sleep(1.2)
+            for i in range(8):
+                seg.array('o%%d' %% i, 'q', [0] * 8)
+        ''' % segname)
+        assert rc == 0, err
+        assert out.split() == ['refused', str(errno.EBUSY)], out
+        for i in range(8):
+            m[i] = -1
+        for i in range(8):
+            assert list(seg['o%d' % i]) == [0] * 8, i
+        assert list(seg['x']) == [-1] * 8
+        m.release()
+        del seg['x']
+
+
+def test_killed_view_holder_does_not_block_removal(segname):
+    import errno
+    with shval.Segment(segname, create=True) as seg:
+        seg.array('x', 'q', [0] * 8)
+        p = subprocess.Popen([sys.executable, '-c', textwrap.dedent('''
+            import sys, time, shval
+            seg = shval.Segment(%r)
+            m = memoryview(seg['x'])
+            print('ready', flush=True)
+            time.sleep(60)
+        ''' % segname)], env=child_env(), stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline().strip() == 'ready'
+            with pytest.raises(OSError) as ei:
+                del seg['x']
+            assert ei.value.errno == errno.EBUSY
+            assert 'pinned by process %d' % p.pid in str(ei.value)
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        del seg['x']                  # the dead holder's pin is gone
+        assert 'x' not in seg
+
+
+def test_view_of_value_outliving_its_segment_object_pins(segname):
+    import errno
+    with shval.Segment(segname, create=True) as seg:
+        v = seg.array('x', 'q', [0] * 8)
+    m = memoryview(v)                 # the Segment is closed; v still maps it
+    m[0] = 5
+    got = _del_in_child(segname, 'x')
+    assert got.startswith('%d:' % errno.EBUSY), got
+    m.release()
+    assert _del_in_child(segname, 'x') == 'ok'
