@@ -1,18 +1,16 @@
 """Segment.batch(): shval_batch_* from Python (include/shval.h, "Batches")
-on a local named segment and on a Redis segment (the redis-server of
-test_remote.py's fixture): the same results on both kinds, exception
+on a local named segment and on a Redis segment (conftest.py's
+anysegname: both kinds, as SHVAL_TEST_KINDS says): the same results on both kinds, exception
 objects for ops that fail mid-batch while the others are applied, and
 refusals that queue nothing."""
 import pytest
 
 import shval
-from test_remote import redis_server, rsegname  # noqa: F401  (fixtures)
 
 
-@pytest.fixture(params=['local', 'redis'])
-def anyseg(request, segname, rsegname):  # noqa: F811
-    name = segname if request.param == 'local' else rsegname
-    with shval.Segment(name, create=True) as seg:
+@pytest.fixture
+def anyseg(anysegname):
+    with shval.Segment(anysegname, create=True) as seg:
         yield seg
 
 
