@@ -97,7 +97,23 @@ stty -g >"$DIR/after"
 echo top-exited-\$s
 exec sleep 600
 EOF
-	T -f /dev/null new-session -d -s top -x 120 -y 30 "sh $DIR/pane.sh"
+	# The old server may still be going away (its socket in place); a
+	# new-session racing it fails with "server exited unexpectedly" (seen
+	# under load): wait for it, start afresh, and retry a failed start.
+	for _ in $(seq 100); do
+		T has-session 2>/dev/null || break
+		sleep 0.05
+	done
+	rm -f "$SOCK"
+	for _ in 1 2 3 4 5; do
+		T -f /dev/null new-session -d -s top -x 120 -y 30 \
+			"sh $DIR/pane.sh" && return 0
+		sleep 0.2
+		T kill-server 2>/dev/null
+		rm -f "$SOCK"
+	done
+	echo "tmux did not start a session on $SOCK"
+	return 1
 }
 
 # after_exit WHAT: status 0, the terminal as before, the normal screen.
