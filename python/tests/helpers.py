@@ -160,9 +160,10 @@ def timed_incr(kind, v, lock, ready, go, seconds, out):
 # ---- wake-ups across processes (test_wake.py) ----
 
 def wake_child(ping, pong, stamps, rounds, timeout, out):
-    """Wait for ping == r, answer pong = r, for r in 1..rounds."""
+    """Wait for ping == r, answer pong = r, for r in 1..rounds.
+    stamps: (ping's stamp, pong's stamp)."""
     try:
-        wake_side(ping, pong, stamps[::-1], rounds, timeout, answer=True)
+        wake_side(ping, pong, stamps, rounds, timeout, answer=True)
     except AssertionError as e:
         out.put(str(e))
         raise
@@ -191,7 +192,8 @@ def _read_stamp(st):
         return int(st[0]), st[1]
 
 
-def wake_side(theirs, mine, stamps, rounds, timeout, answer):
+def wake_side(theirs, mine, stamps, rounds, timeout, answer,
+              on_timeout=None):
     """One side of a ping-pong: the parent (answer=False) writes mine = r,
     then waits for theirs == r; the child (answer=True) waits, then writes.
     The version waited on is read before our own write, so the other
@@ -207,7 +209,8 @@ def wake_side(theirs, mine, stamps, rounds, timeout, answer):
     MISSED_MARGIN_S, against rounding), and we still timed out, nobody
     woke us: "wake-up missed".  Otherwise the other side simply has not
     answered yet (preempted, nice 19 on a loaded machine): wait again, up
-    to NO_ANSWER_S for the round, then fail with "no answer"."""
+    to NO_ANSWER_S for the round, then fail with "no answer".  on_timeout,
+    if given, is called then (the parent checks that its child lives)."""
     theirs_st, mine_st = stamps
     seen = theirs.version
     for r in range(1, rounds + 1):
@@ -229,6 +232,8 @@ def wake_side(theirs, mine, stamps, rounds, timeout, answer):
                         ' the wait still timed out'
                         % (r, before, theirs.version, _get(theirs), r,
                            st - started, timeout))
+                if on_timeout is not None:
+                    on_timeout()
                 if time.monotonic() - round_start > NO_ANSWER_S:
                     raise AssertionError(
                         'no answer within %.0f s at round %d (version seen'

@@ -13,11 +13,12 @@ the side waits again, up to 60 s a round ("no answer within 60 s";
 helpers.wake_side).
 """
 import multiprocessing
+import queue
 
 import pytest
 
 import shval
-from helpers import new_stamp, wake_child, wake_side
+from helpers import NO_ANSWER_S, new_stamp, wake_child, wake_side
 
 ROUNDS = 1000
 WAIT_S = 2.0
@@ -49,18 +50,34 @@ def test_wake_pingpong(kind, method):
     p = ctx.Process(target=wake_child,
                     args=(ping, pong, (ping_st, pong_st), ROUNDS, WAIT_S, out))
     p.start()
+
+    def child_gone():
+        """A child that failed ("wake-up missed") or died ends the case at
+        once, with its message, instead of after our 60 s of no answer."""
+        if p.is_alive():
+            return
+        try:
+            err = out.get(timeout=10)
+        except queue.Empty:
+            err = None
+        pytest.fail('child: ' + err if err else
+                    'child died: exit code %r' % p.exitcode)
+
+    done = False
     try:
         try:
             wake_side(pong, ping, (pong_st, ping_st), ROUNDS, WAIT_S,
-                      answer=False)
+                      answer=False, on_timeout=child_gone)
         except AssertionError:
-            if not p.is_alive():
-                pytest.fail('child died: exit code %r' % p.exitcode)
+            child_gone()
             raise
-        err = out.get(timeout=60)
+        err = out.get(timeout=NO_ANSWER_S)
         assert err is None, 'child: ' + err
+        done = True
     finally:
-        p.join(60)
+        # After a failure the child may be waiting for a round that will
+        # not come: end it now rather than after its 60 s.
+        p.join(NO_ANSWER_S if done else 0)
         if p.is_alive():
             p.kill()
             p.join()
