@@ -19,6 +19,16 @@
  *
  * Segment watchers use the same pattern on the segment version, whose bit
  * 0 is the watchers' flag (many writers: atomic adds, only while watched).
+ *
+ * Timeouts (tag-timeout): a wait returns -ETIMEDOUT only if the version
+ * had not moved at a re-check made after the deadline, or if the kernel
+ * timed the futex out (at or after the deadline) before any FUTEX_WAKE
+ * reached it.  So a change whose write call (store and wake) returned
+ * before the deadline never ends in a timeout, however loaded the machine;
+ * if it does, a wake-up was lost.  tests/test_wake.c and
+ * python/tests/test_wake.py rely on this to tell a lost wake-up from a
+ * slow machine.  After a futex timeout the version is deliberately not
+ * re-checked: that would turn a lost wake-up into a silent delay.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -220,6 +230,14 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 		int r = shval__check(v);
 		if (r)
 			return r;
+		/* The clock before the re-check (tag-timeout): -ETIMEDOUT
+		 * then means the version had not moved after the deadline,
+		 * however long we were preempted on the way, so a change
+		 * that completed before the deadline is never reported as a
+		 * timeout (tests/test_wake.c tells a lost wake-up from a slow
+		 * machine by that). */
+		bool expired =
+			deadline >= 0 && (int64_t)shval__now_ns() >= deadline;
 		/* The futex word's value first: a change after this moves it
 		 * (locked and raw: the version itself; atomic: a writer that
 		 * sees our flag bumps it), so the kernel will not let us sleep
@@ -235,7 +253,7 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 			*seen = c;
 			return 0;
 		}
-		if (deadline >= 0 && (int64_t)shval__now_ns() >= deadline)
+		if (expired)
 			return -ETIMEDOUT;
 		r = shval__futex_wait(&v->e->version, (uint32_t)w, deadline);
 		if (r == -ETIMEDOUT || r == -EINTR)
@@ -286,6 +304,10 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 		cpu_relax();
 	}
 	for (;;) {
+		/* The clock before the re-check, as in shval_wait
+		 * (tag-timeout). */
+		bool expired =
+			deadline >= 0 && (int64_t)shval__now_ns() >= deadline;
 		uint64_t w = atomic_fetch_or_explicit(&seg->hdr->version,
 						      SHVAL__V_WAITERS |
 							      SHVAL__V_WATCHED,
@@ -296,7 +318,7 @@ SHVAL_API int shval_seg_wait(shval_seg *seg, uint64_t *seen, int64_t timeout_ns)
 			*seen = shval_seg_version(seg); /* re-arm, see above */
 			return 0;
 		}
-		if (deadline >= 0 && (int64_t)shval__now_ns() >= deadline)
+		if (expired)
 			return -ETIMEDOUT;
 		int r = shval__futex_wait(&seg->hdr->version, (uint32_t)w,
 					  deadline);

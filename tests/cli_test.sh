@@ -415,67 +415,122 @@ fi
 
 # ---- wait -----------------------------------------------------------------
 
-(settle; "$BIN" set "$SEG" pi 2.5) &
-BGPIDS+=($!)
-run "$BIN" wait "$SEG" pi --timeout 10
-wait $!
+# A wait or watch reports changes made after it started, so the writer
+# must not write before the waiter is ready: a fixed sleep is not enough on
+# a loaded machine (a nice-19 waiter may not run for seconds).  bg_run
+# starts the waiter in the background; wait_asleep waits (60 s at most)
+# until it sleeps in its futex, i.e. it has read its start state; then the
+# writer writes; bg_finish collects the status.  The waiters' own
+# --timeout 60 is the hang guard (nothing waits on a wall-clock race).
+
+# bg_run CMD...: stdout in $OUT, stderr in $ERR, pid in $BGPID.
+bg_run() {
+	"$@" >"$OUT" 2>"$ERR" &
+	BGPID=$!
+	BGPIDS+=("$BGPID")
+}
+# wait_asleep: until $BGPID sleeps in a futex wait (local) or its XREAD
+# blocks on the server (settle, Redis); 1 if it ended first.
+wait_asleep() {
+	local i
+	if ! is_local; then
+		settle
+		kill -0 "$BGPID" 2>/dev/null
+		return
+	fi
+	for ((i = 0; i < 600; i++)); do
+		case $(cat "/proc/$BGPID/wchan" 2>/dev/null) in
+		*futex*) return 0 ;;
+		esac
+		kill -0 "$BGPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+# wait_lines N: until $OUT has N lines (or $BGPID ended).
+wait_lines() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(wc -l <"$OUT")" -ge "$1" ] && return 0
+		kill -0 "$BGPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+bg_finish() {
+	wait "$BGPID"
+	RC=$?
+}
+
+bg_run "$BIN" wait "$SEG" pi --timeout 60
+wait_asleep
+"$BIN" set "$SEG" pi 2.5
+bg_finish
 [ "$RC" -eq 0 ] && [ "$(cat "$OUT")" = "2.5" ] &&
 	ok "wait wakes on a writer in another process" ||
 	bad "wait wakes on a writer in another process" "status $RC" "$(cat "$OUT" "$ERR")"
-(settle; "$BIN" add "$SEG" counter 1 >/dev/null) &
-BGPIDS+=($!)
-run "$BIN" wait "$SEG" counter --timeout 10 --json
-wait $!
+bg_run "$BIN" wait "$SEG" counter --timeout 60 --json
+wait_asleep
+"$BIN" add "$SEG" counter 1 >/dev/null
+bg_finish
 [ "$RC" -eq 0 ] && [ "$(cat "$OUT")" = "13" ] &&
 	ok "wait on an atomic value, --json" ||
 	bad "wait on an atomic value, --json" "status $RC" "$(cat "$OUT" "$ERR")"
-(settle; "$BIN" set "$SEG" pt name=moved) &
-BGPIDS+=($!)
-run "$BIN" wait "$SEG" pt --timeout 10 --json
-wait $!
+bg_run "$BIN" wait "$SEG" pt --timeout 60 --json
+wait_asleep
+"$BIN" set "$SEG" pt name=moved
+bg_finish
 [ "$RC" -eq 0 ] && jq -e '.name == "moved" and .x == 1.5' "$OUT" >/dev/null &&
 	ok "wait on a struct --json" || bad "wait on a struct --json" "status $RC" "$(cat "$OUT" "$ERR")"
 t_fail "wait times out with status 3" 3 "shval: wait $SEG pi: timed out" wait "$SEG" pi --timeout 0.2
 t_fail "wait on an unknown value" 1 "no such value" wait "$SEG" nope --timeout 0.2
-(settle; "$BIN" rm "$SEG" fl) &
-BGPIDS+=($!)
-run "$BIN" wait "$SEG" fl --timeout 10
-wait $!
+bg_run "$BIN" wait "$SEG" fl --timeout 60
+wait_asleep
+"$BIN" rm "$SEG" fl
+bg_finish
 [ "$RC" -eq 1 ] && grep -q "shval: wait $SEG fl: the value was removed" "$ERR" &&
 	ok "wait on a value that gets removed: status 1" ||
 	bad "wait on a value that gets removed: status 1" "status $RC" "$(cat "$OUT" "$ERR")"
 
 # ---- watch ----------------------------------------------------------------
 
-(settle; "$BIN" set "$SEG" pi 7) &
-BGPIDS+=($!)
-run "$BIN" watch "$SEG" --count 1 --timeout 10
-wait $!
+bg_run "$BIN" watch "$SEG" --count 1 --timeout 60
+wait_asleep
+"$BIN" set "$SEG" pi 7
+bg_finish
 [ "$RC" -eq 0 ] && [ "$(cat "$OUT")" = "pi=7" ] &&
 	ok "watch prints name=value for a change in another process" ||
 	bad "watch prints name=value for a change in another process" "status $RC" "$(cat "$OUT" "$ERR")"
-(settle; "$BIN" set "$SEG" pi 8; sleep 0.2; "$BIN" add "$SEG" counter 5 >/dev/null) &
-BGPIDS+=($!)
-run "$BIN" watch "$SEG" counter --count 1 --timeout 10
-wait $!
+bg_run "$BIN" watch "$SEG" counter --count 1 --timeout 60
+wait_asleep
+"$BIN" set "$SEG" pi 8
+"$BIN" add "$SEG" counter 5 >/dev/null
+bg_finish
 [ "$RC" -eq 0 ] && [ "$(cat "$OUT")" = "counter=18" ] &&
 	ok "watch NAME ignores other values" ||
 	bad "watch NAME ignores other values" "status $RC" "$(cat "$OUT" "$ERR")"
-(settle; "$BIN" set "$SEG" arr 7 8 9; sleep 0.2; "$BIN" create "$SEG" late 4s hi;
-	sleep 0.2; "$BIN" set "$SEG" s "x
-y") &
-BGPIDS+=($!)
-run "$BIN" watch "$SEG" --count 3 --timeout 10
-wait $!
+# One change at a time (the next after the last line came), so that the
+# lines come in the order of the changes.
+bg_run "$BIN" watch "$SEG" --count 3 --timeout 60
+wait_asleep
+"$BIN" set "$SEG" arr 7 8 9
+wait_lines 1
+"$BIN" create "$SEG" late 4s hi
+wait_lines 2
+"$BIN" set "$SEG" s "x
+y"
+bg_finish
 [ "$RC" -eq 0 ] && [ "$(cat "$OUT")" = 'arr=7 8 9
 late=hi
 s=x\ny' ] && ok "watch: several changes, a new value, escapes" ||
 	bad "watch: several changes, a new value, escapes" "status $RC" "$(cat "$OUT" "$ERR")"
-(settle; "$BIN" set "$SEG" pt x=2; sleep 0.2; "$BIN" set "$SEG" s "q\"
-") &
-BGPIDS+=($!)
-run "$BIN" watch "$SEG" pt s --count 2 --json --timeout 10
-wait $!
+bg_run "$BIN" watch "$SEG" pt s --count 2 --json --timeout 60
+wait_asleep
+"$BIN" set "$SEG" pt x=2
+wait_lines 1
+"$BIN" set "$SEG" s "q\"
+"
+bg_finish
 if [ "$RC" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 2 ] &&
 	jq -e -s '.[0].name == "pt" and .[0].value.x == 2 and (.[0].version | type) == "number" and .[1].name == "s" and .[1].value == "q\"\n"' "$OUT" >/dev/null &&
 	while read -r line; do printf '%s' "$line" | python3 -m json.tool >/dev/null || exit 1; done <"$OUT"; then
@@ -483,11 +538,14 @@ if [ "$RC" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 2 ] &&
 else
 	bad "watch --json: one object per line" "status $RC" "$(cat "$OUT" "$ERR")"
 fi
-(settle; "$BIN" set "$SEG" pi 8) & # same text as before: no line
-BGPIDS+=($!)
-t_fail "watch: unchanged text prints nothing, times out with 3" 3 "shval: watch $SEG: timed out" \
-	watch "$SEG" pi --timeout 0.8
-wait $!
+# Same text as before: no line.  The watcher's timeout (3 s) only ends the
+# case; if it ran out before the write, the case checks less, never fails.
+bg_run "$BIN" watch "$SEG" pi --timeout 3
+wait_asleep && "$BIN" set "$SEG" pi 8
+bg_finish
+[ "$RC" -eq 3 ] && [ ! -s "$OUT" ] && grep -q "shval: watch $SEG: timed out" "$ERR" &&
+	ok "watch: unchanged text prints nothing, times out with 3" ||
+	bad "watch: unchanged text prints nothing, times out with 3" "status $RC" "$(cat "$OUT" "$ERR")"
 t_fail "watch times out with status 3" 3 "timed out" watch "$SEG" --timeout 0.2
 t_fail "watch an unknown value" 1 "shval: watch $SEG nope: no such value" watch "$SEG" nope
 t_fail "watch an unknown segment" 1 "No such file" watch "$NOSEG" --timeout 0.1

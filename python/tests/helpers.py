@@ -159,41 +159,98 @@ def timed_incr(kind, v, lock, ready, go, seconds, out):
 
 # ---- wake-ups across processes (test_wake.py) ----
 
-def wake_child(ping, pong, rounds, timeout, out):
-    """Wait for ping == r, answer pong = r, for r in 1..rounds.  Puts
-    'ready' first: the parent starts round 1 only then, so a slow start
-    (spawn imports the test's modules; seconds on a loaded machine) is not
-    taken for a missed wake-up."""
+def wake_child(ping, pong, stamps, rounds, timeout, out):
+    """Wait for ping == r, answer pong = r, for r in 1..rounds.
+    stamps: (ping's stamp, pong's stamp).  Puts 'ready' first: the parent
+    starts round 1 only then, so a slow start (spawn imports the test's
+    modules; seconds on a loaded machine) is not taken for a missed
+    wake-up."""
     out.put('ready')
     try:
-        wake_side(ping, pong, rounds, timeout, answer=True)
+        wake_side(ping, pong, stamps, rounds, timeout, answer=True)
     except AssertionError as e:
         out.put(str(e))
         raise
     out.put(None)
 
 
-def wake_side(theirs, mine, rounds, timeout, answer):
+NO_ANSWER_S = 60.0   # a round may take this long on a loaded machine
+MISSED_MARGIN_S = 0.5
+
+
+def new_stamp():
+    """[round, CLOCK_MONOTONIC time just after that round's write returned]
+    of one side, under the array's lock so that both fields belong to one
+    round."""
+    return shval.Array('d', 2)
+
+
+def _stamp(st, r):
+    with st.get_lock():
+        st[0] = r
+        st[1] = time.monotonic()   # CLOCK_MONOTONIC, as the library's
+
+
+def _read_stamp(st):
+    with st.get_lock():
+        return int(st[0]), st[1]
+
+
+def wake_side(theirs, mine, stamps, rounds, timeout, answer,
+              on_timeout=None):
     """One side of a ping-pong: the parent (answer=False) writes mine = r,
     then waits for theirs == r; the child (answer=True) waits, then writes.
     The version waited on is read before our own write, so the other
-    side's answer lands between the version read and the sleep."""
+    side's answer lands between the version read and the sleep.
+
+    stamps = (their stamp, my stamp): after each write a side records the
+    round and the time its write call returned (the wake-up, if any, was
+    sent by then).  A wait that times out tells a lost wake-up from a slow
+    machine by that stamp: the library returns False only if the version
+    had not moved at a re-check after the deadline, or the futex timed out
+    before anyone woke it (src/wait.c, tag-timeout).  So if the other side
+    had written round r and returned before our deadline (less
+    MISSED_MARGIN_S, against rounding), and we still timed out, nobody
+    woke us: "wake-up missed".  Otherwise the other side simply has not
+    answered yet (preempted, nice 19 on a loaded machine): wait again, up
+    to NO_ANSWER_S for the round, then fail with "no answer".  on_timeout,
+    if given, is called then (the parent checks that its child lives)."""
+    theirs_st, mine_st = stamps
     seen = theirs.version
     for r in range(1, rounds + 1):
         if not answer:
             seen = theirs.version
             _set(mine, r)
+            _stamp(mine_st, r)
+        round_start = time.monotonic()
         while _get(theirs) != r:
             before = seen
+            started = time.monotonic()
             if not theirs.wait(timeout=timeout, version=seen):
-                raise AssertionError(
-                    'wake-up missed at round %d (version seen %d, current %d;'
-                    ' value %r, waiting for %d)'
-                    % (r, before, theirs.version, _get(theirs), r))
+                sr, st = _read_stamp(theirs_st)
+                if sr == r and st < started + timeout - MISSED_MARGIN_S:
+                    raise AssertionError(
+                        'wake-up missed at round %d (version seen %d,'
+                        ' current %d; value %r, waiting for %d): the other'
+                        ' side wrote it %.3f s into our %.1f s wait and'
+                        ' the wait still timed out'
+                        % (r, before, theirs.version, _get(theirs), r,
+                           st - started, timeout))
+                if on_timeout is not None:
+                    on_timeout()
+                if time.monotonic() - round_start > NO_ANSWER_S:
+                    raise AssertionError(
+                        'no answer within %.0f s at round %d (version seen'
+                        ' %d, current %d; value %r, waiting for %d; their'
+                        ' last write: round %d)'
+                        % (NO_ANSWER_S, r, before, theirs.version,
+                           _get(theirs), r, sr))
+                continue   # slow, not lost: wait again on the same version
             seen = theirs.version
         if answer:
             seen = theirs.version
             _set(mine, r)
+            _stamp(mine_st, r)
 
 
 def _get(v):
