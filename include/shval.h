@@ -933,7 +933,7 @@ struct shval__fast {
 	const uint64_t *serial;      /* the entry's serial ... */
 	uint64_t serial_want;        /* ... while it is the handle's value
 				      * (removal sets it to 0) */
-	const uint8_t *waiters;      /* the entry's waiters byte */
+	uint8_t *waiters;            /* the entry's waiters byte */
 	const uint64_t *seg_version; /* bits 0, 1: a segment watcher */
 	void *lock;                  /* own lock (pthread_mutex_t) ... */
 	const int *lock_kind;        /* ... its kind word, and the one */
@@ -955,7 +955,8 @@ struct shval__fast {
 #define SHVAL__F_ATOMIC32U 0x20u
 
 /** Not API: wakes waiters after an inline change (the slow part);
- *  committed: a locked section's commit, else an atomic add. */
+ *  committed: 1 a locked section's commit, 2 one that took the waiters'
+ *  flag before it (wake whatever the flag says now), 0 an atomic add. */
 SHVAL_API void shval__fast_wake(shval *v, int committed);
 /** Not API: an inline section's trylock returned EOWNERDEAD: recover (roll
  *  back) and release the lock. */
@@ -1029,17 +1030,23 @@ static inline void shval__sec_dirty(const struct shval__fast *f, size_t n)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-/* Commit (release), unlock, then look for waiters: the unlock's locked
- * instruction is the barrier on x86-64. */
+/* Take the waiters' flag (if set), commit (release), unlock, then look
+ * for waiters: the unlock's locked instruction is the barrier on x86-64.
+ * The flag is taken before the commit, never cleared after it (src/wait.c
+ * says why). */
 static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 {
 	uint64_t ver = __atomic_load_n(f->version, __ATOMIC_RELAXED);
 	/* removed while held (a section preempted for over a second): the
 	 * version word then holds the removal time */
-	int live = shval__fast_live(f);
-	if (live)
+	int live = shval__fast_live(f), took = 0;
+	if (live) {
+		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED))
+			took = __atomic_exchange_n(f->waiters, 0,
+						   __ATOMIC_RELAXED) != 0;
 		__atomic_store_n(f->version, (ver & ~2ull) + 4,
 				 __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock((pthread_mutex_t *)f->lock);
 	if (live) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -1047,9 +1054,9 @@ static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 #else
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 #endif
-		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+		if (took | __atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
 		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
-			shval__fast_wake(v, 1);
+			shval__fast_wake(v, took ? 2 : 1);
 	}
 }
 

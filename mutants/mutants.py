@@ -163,7 +163,7 @@ LOCKS = [
         id="waiters-word-ignored",
         file="src/section.h",
         edits=[(
-            """if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||""",
+            """if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed) ||""",
             """if (0 /* MUTANT: the waiters word is not looked at */ ||""")],
         breaks="shval_wait wakes on every committed change: after a "
                "section's commit and unlock, the writer does not look at the "
@@ -171,14 +171,52 @@ LOCKS = [
         kill=r"^test_wake\.",
     ),
     dict(
+        id="waiters-cleared-after-commit",
+        file="src/wait.c",
+        edits=[(
+            """shval__stop_point("wake");
+	/* tag-waiters: the load after the barrier pairs with the waiter's
+	 * seq_cst fetch_or.  A flag found now stays set (see above). */
+	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed))
+		shval__futex_wake(&e->version);""",
+            """shval__stop_point("wake");
+	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+		/* MUTANT: the flag cleared after the commit */
+		atomic_exchange_explicit(&e->waiters, 0, memory_order_relaxed);
+		shval__futex_wake(&e->version);
+	}""")],
+        breaks="shval_wait wakes on every committed change: a lock holder "
+               "clears the waiters' flag after its commit (erasing the flag "
+               "of a waiter that saw the commit and waits for the next)",
+        kill=r"^test_wake_points\.preempted_waker_(locked|guarded)",
+    ),
+    dict(
+        id="waiters-cleared-after-raw-bump",
+        file="src/wait.c",
+        edits=[(
+            """bool took = shval__waiters_take(e);
+		/* seq_cst RMW: publishes the change, and the barrier */
+		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
+					  memory_order_seq_cst);
+		shval__stop_point("wake");""",
+            """/* seq_cst RMW: publishes the change, and the barrier */
+		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
+					  memory_order_seq_cst);
+		shval__stop_point("wake");
+		bool took = shval__waiters_take(e); /* MUTANT: after the bump */""")],
+        breaks="shval_wait wakes on every committed change: a raw value's "
+               "writer clears the waiters' flag after its version bump",
+        kill=r"^test_wake_points\.preempted_waker_raw$",
+    ),
+    dict(
         id="unlock-owner-unchecked",
         file="src/lock.c",
         edits=[(
-            """struct held *h = held_find(v);
+            """struct held *h = held_find_in(t, v);
 	if (!h)
 		return shval__failf(
 			v->seg, SHVAL_ENOTOWNER,""",
-            """struct held *h = held_find(v);
+            """struct held *h = held_find_in(t, v);
 	if (!h) { /* MUTANT: no owner check: commit and unlock anyway */
 		shval__commit_unlock(v);
 		return 0;
@@ -320,10 +358,10 @@ LOCKS = [
         id="inline-commit-no-wake",
         file="include/shval.h",
         edits=[(
-            """		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
+            """		if (took | __atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
 		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
-			shval__fast_wake(v, 1);""",
-            """		(void)v; /* MUTANT: waiters not woken after a commit */""")],
+			shval__fast_wake(v, took ? 2 : 1);""",
+            """		(void)v; (void)took; /* MUTANT: waiters not woken after a commit */""")],
         breaks="waiters wake on every committed change: the header's inline "
                "section commits without looking for waiters",
         kill=r"^test_wake\.",
@@ -564,7 +602,7 @@ STABLE = [
     ),
     dict(
         id="sparse-not-backed",
-        file="src/seg.c",
+        file="src/segfile.c",
         edits=[(
             """	if (st->st_size <= 0)
 		return 0;
@@ -709,8 +747,12 @@ STABLE = [
         id="py-add-load-store",
         file="python/value.c",
         edits=[(
-            """r = fast_add(v, d, &out);""",
-            """r = FAST_SLOW; /* MUTANT: not the inline section */"""), (
+            """if (v->hot_int && small_long(delta, &d)) {""",
+            """if (0 && v->hot_int && small_long(delta, &d)) { /* MUTANT: not the hot path */"""), (
+            """r = fast_add(v, d, &out);
+				if (r != 0 && r != FAST_SLOW""",
+            """r = FAST_SLOW; /* MUTANT: not the inline section */
+				if (r != 0 && r != FAST_SLOW"""), (
             """			if (r != 0)
 				CALL(v, shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)""",

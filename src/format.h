@@ -348,10 +348,16 @@ _Static_assert(sizeof(shval__hdr) == 5120, "hdr");
     21     1  waiters     1 while somebody may sleep on the version (futex);
                           set by waiters (seq_cst fetch_or, then they
                           re-read the version), read by writers after their
-                          change and a full barrier, cleared by the writer
-                          that wakes them (tag-waiters, wait.c).  A byte of
-                          its own, so that the version word is written by
-                          the lock holder alone (locked values)
+                          change and a full barrier.  Locked and raw values:
+                          taken (cleared) by a writer just BEFORE its change
+                          moves the version, never after it; atomic values:
+                          cleared, then the version moved (tag-waiters,
+                          wait.c says why).  A byte of its own, so that the
+                          version word is written by the lock holder alone
+                          (locked values).  Earlier 4.x libraries cleared it
+                          after the change; the layout is the same, and a
+                          segment shared with one keeps only that library's
+                          lost wake-up (a format minor would not stop it)
     22     2  data_rel    data offset from the entry start
     24     4  type_line   line of the type record (0 for lock entries)
     28     4  nlines      block size in lines

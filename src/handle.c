@@ -92,7 +92,7 @@ static void fast_init(shval *v)
 	f->version = (uint64_t *)(void *)&e->version;
 	f->serial = (const uint64_t *)(void *)&e->serial;
 	f->serial_want = v->serial;
-	f->waiters = (const uint8_t *)(void *)&e->waiters;
+	f->waiters = (uint8_t *)(void *)&e->waiters;
 	f->seg_version = (const uint64_t *)(void *)&v->seg->hdr->version;
 	f->lock = v->lk ? &v->lk->mutex : NULL;
 	f->lock_kind = v->lk ? &v->lk->mutex.__data.__kind : NULL;
@@ -105,7 +105,7 @@ SHVAL_API void shval__fast_wake(shval *v, int committed)
 	if (!v)
 		return;
 	if (committed)
-		shval__wake_after_commit(v->seg, v->e);
+		shval__wake_after_commit(v->seg, v->e, committed == 2);
 	else
 		shval__wake_after_change(v->seg, v->e, false);
 }

@@ -359,14 +359,34 @@ void shval__futex_wake(_Atomic uint64_t *word);
 /* Move the segment version (event count) by add; if a watcher flagged
  * itself, clear the flag and wake the sleepers. */
 void shval__version_bump(_Atomic uint64_t *word, uint64_t add);
+/* Before a change that moves e's version word (a lock holder's commit, a
+ * raw value's bump): take the waiters' flag (tag-waiters).  True if it was
+ * set: a waiter flagged itself before the change, and the caller must wake
+ * after it (shval__wake_after_commit's took).  Taken before, never cleared
+ * after: a flag set once the change is visible belongs to a waiter that
+ * saw it and now waits for the next one. */
+static inline bool shval__waiters_take(shval__entry *e)
+{
+	/* Relaxed: the change that follows is a release store or a seq_cst
+	 * RMW, which keeps the exchange before it. */
+	return atomic_load_explicit(&e->waiters, memory_order_relaxed) &&
+	       atomic_exchange_explicit(&e->waiters, 0, memory_order_relaxed);
+}
 /* A lock holder committed e (version stored) and unlocked: wake e's
- * waiters and the segment's watchers, if any (tag-waiters). */
-void shval__wake_after_commit(shval_seg *seg, shval__entry *e);
-/* An unlocked change of e was made.  bump_version: move e's version word
- * (raw values, and shval_touch of an atomic value); otherwise the data
- * word is the version (atomic values) and only its waiters are woken. */
+ * waiters and the segment's watchers, if any (tag-waiters).  took: what
+ * shval__waiters_take() returned before the commit. */
+void shval__wake_after_commit(shval_seg *seg, shval__entry *e, bool took);
+/* An unlocked change of e.  bump_version: move e's version word (raw
+ * values, and shval_touch of an atomic value; the flag is taken here,
+ * before the move); otherwise the caller changed the data word, which is
+ * the version (atomic values), and only its waiters are woken. */
 void shval__wake_after_change(shval_seg *seg, shval__entry *e,
 			      bool bump_version);
+
+/* testpoint.c: test-only crash and stop points (SHVAL_TEST_CRASH_AT,
+ * SHVAL_TEST_STOP_AT; the steps are listed there). */
+void shval__crash_point(const char *step);
+void shval__stop_point(const char *step);
 
 /* entry.c: a name being created is printable ASCII or UTF-8 (no C1). */
 int shval__check_utf8_name(shval_seg *seg, const char *name, size_t n);

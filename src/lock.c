@@ -35,10 +35,12 @@
  *       version = ver | WRITING   (release: the undo copy before the bit)
  *       release fence              (the bit before any data change)
  *   commit (end of the outermost section, shval__commit_unlock):
+ *       take the entry's waiters byte (clear it if set; tag-waiters)
  *       version = (ver & ~WRITING) + ONE   (release: publishes the data)
  *       unlock; then, after the unlock's locked instruction (a full
- *       barrier: smp_mb__after_atomic), read the entry's waiters byte and
- *       wake sleepers if it is set (tag-waiters in wait.c).
+ *       barrier: smp_mb__after_atomic), read the waiters byte again and
+ *       wake sleepers if it was taken or is set (wait.c says why the flag
+ *       is taken before the commit and never cleared after it).
  * Readers (value.c, read_consistent) never take the lock: they read the
  * data, or the undo copy while WRITING is set, and re-check the version.
  *
@@ -174,6 +176,7 @@ struct dirty {
 	shval__lockblk *lk;
 	shval_seg *seg;
 	shval__entry *e;
+	bool took; /* the waiters' flag, taken at the commit */
 };
 struct tls {
 	unsigned gen; /* shval__fork_gen when the lists were valid */
@@ -318,7 +321,7 @@ static bool dirty_add(shval *v)
 		T.capdirty = n;
 		pthread_setspecific(tls_key, &T);
 	}
-	T.dirty[T.ndirty++] = (struct dirty){ v->lk, v->seg, v->e };
+	T.dirty[T.ndirty++] = (struct dirty){ v->lk, v->seg, v->e, false };
 	return true;
 }
 
@@ -546,28 +549,33 @@ int shval__stale(shval *v)
 			    v->seg->name);
 }
 
-/* Commit the version of an entry whose section is over (holder only). */
-static inline void version_commit(shval__entry *e)
+/* Commit the version of an entry whose section is over (holder only).
+ * Returns the waiters' flag, taken before the commit (tag-waiters): pass
+ * it to shval__wake_after_commit() after the unlock. */
+static inline bool version_commit(shval__entry *e)
 {
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
 	if (atomic_load_explicit(&e->state, memory_order_relaxed) !=
 	    SHVAL__ST_LIVE)
-		return; /* removed meanwhile: the word holds the removal time */
+		return false; /* removed meanwhile: the word holds the removal
+			       * time */
+	bool took = shval__waiters_take(e);
 	/* release: publishes the data; pairs with the reader's acquire loads
 	 * (tag-seqlock). */
 	atomic_store_explicit(&e->version,
 			      (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE,
 			      memory_order_release);
+	return took;
 }
 
 /* Roll one entry back to its last committed state (or forward) if it was
- * left mid-change.  Called by the lock holder.  Every bound is re-checked:
- * the entry is in shared memory. */
-static void rollback(shval_seg *seg, shval__entry *e, bool forward)
+ * left mid-change; true if it was.  Called by the lock holder.  Every
+ * bound is re-checked: the entry is in shared memory. */
+static bool rollback(shval_seg *seg, shval__entry *e, bool forward)
 {
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
 	if (!(ver & SHVAL__V_WRITING))
-		return;
+		return false;
 	if (!forward) {
 		uint64_t size = 0;
 		uint64_t bytes = (uint64_t)e->nlines * SHVAL__LINE;
@@ -585,7 +593,10 @@ static void rollback(shval_seg *seg, shval__entry *e, bool forward)
 		}
 	}
 	version_commit(e);
-	shval__wake_after_commit(seg, e);
+	/* The section's owner may have taken the flag before it stopped:
+	 * wake whether or not it is set now. */
+	shval__wake_after_commit(seg, e, true);
+	return true;
 }
 
 struct recover_arg {
@@ -593,11 +604,20 @@ struct recover_arg {
 	bool forward; /* the dead owner was committing: keep its data */
 };
 
+/* Recover one entry guarded by the dead owner's lock.  Committed or not,
+ * its waiters are woken: the owner may have taken their flag before its
+ * commit and died before its FUTEX_WAKE (tag-waiters, wait.c). */
+static void recover_one(shval_seg *seg, shval__entry *e, bool forward)
+{
+	if (!rollback(seg, e, forward))
+		shval__futex_wake(&e->version);
+}
+
 static int recover_entry(shval_seg *seg, shval__entry *e, void *arg)
 {
 	struct recover_arg *ra = arg;
 	if (e->kind != SHVAL_KIND_LOCK && e->lock_off == ra->lock_off)
-		rollback(seg, e, ra->forward);
+		recover_one(seg, e, ra->forward);
 	return 0;
 }
 
@@ -610,7 +630,7 @@ static void recover(shval *v)
 						     memory_order_acquire) != 0
 	};
 	if (v->own_lock)
-		rollback(v->seg, v->e, ra.forward);
+		recover_one(v->seg, v->e, ra.forward);
 	else
 		shval__dir_foreach(v->seg, recover_entry, &ra);
 	atomic_store_explicit(&v->lk->committing, 0, memory_order_release);
@@ -678,28 +698,6 @@ static int sec_check(shval *v)
 	return shval__check_writable(v);
 }
 
-/* Test-only crash points (RELIABILITY.md): with SHVAL_TEST_CRASH_AT set
- * to a step's name in the environment, a process kills itself (SIGKILL)
- * at that step of a section, so a test dies exactly there every time
- * instead of by chance.  Read once, at the first check; costs one load
- * (the shared-lock commit and the first change of a section, both off the
- * own-lock fast path).  Steps:
- *   "commit"   a shared lock's multi-value commit, after the first value
- *              is committed and before the others (must roll forward)
- *   "change"   a shared lock's first change of a section, after WRITING
- *              is set and before the data changes (must roll back) */
-static void crash_point(const char *step)
-{
-	static const char *_Atomic crash_at = (const char *)1; /* unread */
-	const char *at = atomic_load_explicit(&crash_at, memory_order_relaxed);
-	if (at == (const char *)1) {
-		at = getenv("SHVAL_TEST_CRASH_AT");
-		atomic_store_explicit(&crash_at, at, memory_order_relaxed);
-	}
-	if (at && strcmp(at, step) == 0)
-		kill(getpid(), SIGKILL);
-}
-
 int shval__chg_begin_slow(shval *v, int *how)
 {
 	int r = shval__check_writable(v);
@@ -761,9 +759,10 @@ void shval__sec_dirty_shared(shval *v)
 	if (!dirty_add(v)) {
 		/* No memory to remember it: it commits on its own at once (not
 		 * all-or-nothing with the section's other values). */
+		bool took = shval__waiters_take(e);
 		atomic_store_explicit(&e->version, ver + SHVAL__V_ONE,
 				      memory_order_release);
-		shval__wake_after_commit(v->seg, e);
+		shval__wake_after_commit(v->seg, e, took);
 		return;
 	}
 	if (v->undo)
@@ -772,7 +771,7 @@ void shval__sec_dirty_shared(shval *v)
 	atomic_store_explicit(&e->version, ver | SHVAL__V_WRITING,
 			      memory_order_release);
 	atomic_thread_fence(memory_order_release);
-	crash_point("change");
+	shval__crash_point("change");
 }
 
 void shval__commit_unlock(shval *v)
@@ -795,8 +794,8 @@ void shval__commit_unlock(shval *v)
 	for (size_t i = 0, n = 0; i < T.ndirty; i++)
 		if (T.dirty[i].lk == v->lk) {
 			if (n++ == 1)
-				crash_point("commit");
-			version_commit(T.dirty[i].e);
+				shval__crash_point("commit");
+			T.dirty[i].took = version_commit(T.dirty[i].e);
 		}
 	if (mine > 1)
 		atomic_store_explicit(&v->lk->committing, 0,
@@ -807,7 +806,8 @@ void shval__commit_unlock(shval *v)
 			i++;
 			continue;
 		}
-		shval__wake_after_commit(T.dirty[i].seg, T.dirty[i].e);
+		shval__wake_after_commit(T.dirty[i].seg, T.dirty[i].e,
+					 T.dirty[i].took);
 		T.dirty[i] = T.dirty[--T.ndirty];
 	}
 }

@@ -108,19 +108,21 @@ static inline void shval__chg_dirty(shval *v, int how)
 }
 
 /* After a commit and the unlock: wake the value's waiters and the
- * segment's watchers, if any (tag-waiters, wait.c).  The unlock's locked
- * instruction is the barrier on x86-64 (smp_mb__after_atomic). */
-static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e)
+ * segment's watchers, if any (tag-waiters, wait.c).  took: the waiters'
+ * flag, taken before the commit.  The unlock's locked instruction is the
+ * barrier on x86-64 (smp_mb__after_atomic). */
+static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e,
+					    bool took)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	atomic_signal_fence(memory_order_seq_cst);
 #else
 	atomic_thread_fence(memory_order_seq_cst);
 #endif
-	if (atomic_load_explicit(&e->waiters, memory_order_relaxed) ||
+	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed) ||
 	    (atomic_load_explicit(&seg->hdr->version, memory_order_relaxed) &
 	     (SHVAL__V_WAITERS | SHVAL__V_WATCHED)))
-		shval__wake_after_commit(seg, e);
+		shval__wake_after_commit(seg, e, took);
 }
 
 /* End a section this call opened: commit if changed, unlock, wake. */
@@ -133,13 +135,17 @@ static inline void shval__commit_unlock_own(shval *v)
 	bool changed = (ver & SHVAL__V_WRITING) &&
 		       atomic_load_explicit(&e->state, memory_order_relaxed) ==
 			       SHVAL__ST_LIVE;
-	if (changed) /* release: publishes the data (tag-seqlock) */
+	bool took = false;
+	if (changed) {
+		took = shval__waiters_take(e); /* before the commit: wait.c */
+		/* release: publishes the data (tag-seqlock) */
 		atomic_store_explicit(&e->version,
 				      (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE,
 				      memory_order_release);
+	}
 	pthread_mutex_unlock(&v->lk->mutex);
 	if (changed)
-		shval__wake_after_unlock(v->seg, e);
+		shval__wake_after_unlock(v->seg, e, took);
 }
 
 static inline void shval__chg_end(shval *v, int how, bool changed)

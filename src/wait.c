@@ -5,17 +5,38 @@
  *   waiter: sets the entry's waiters byte (seq_cst RMW), re-reads what it
  *           waits on (seq_cst), and sleeps with FUTEX_WAIT on the low 32
  *           bits of the version word only if nothing changed (the kernel
- *           re-checks the word against the version it read).
- *   writer: changes the value (a locked holder: stores the version, then
- *           unlocks; raw: an atomic add on the version; atomic: the RMW on
- *           the data), then, after a full barrier, loads the waiters byte;
- *           if set, clears it and calls FUTEX_WAKE.
+ *           re-checks the word against the version it read before setting
+ *           the flag).
+ *   writer: locked and raw values: takes the flag (clears it, if set)
+ *           BEFORE its change moves the version word, makes the change (a
+ *           locked holder: stores the version, then unlocks; raw: an atomic
+ *           add on the version), then, after a full barrier, loads the
+ *           waiters byte again; it calls FUTEX_WAKE if it took the flag or
+ *           finds it set, and leaves a flag found after the change alone.
+ *           Atomic values: the RMW on the data, a full barrier, the load;
+ *           if set: clear the flag, then add to the version word (the futex
+ *           word, which the data is not), then FUTEX_WAKE.
  * Either the writer sees the waiter's flag, or the waiter sees the
  * writer's change: the barrier and the seq_cst accesses on each side make a
  * Dekker pair.  The barrier after a locked holder's commit is the unlock's
  * own locked instruction (smp_mb__after_atomic), so a section costs no
  * extra fence on x86-64.  Writers pay for a wake-up only when someone
  * waits, and nobody but the lock holder writes a locked value's version.
+ *
+ * Why the flag is taken before the change and not cleared after it: every
+ * clear must be followed by a move of the futex word the flagged waiter
+ * compares, else a waiter can lose its flag and still fall asleep.  With a
+ * clear after the change, a writer preempted between its version store
+ * and the clear erased the flag of a waiter that had already seen the new
+ * version, flagged itself for the next one and was about to sleep; the
+ * next writer then found no flag and woke nobody (tests/test_wake.c,
+ * preempted_waker_keeps_flag, stops both processes at exactly those points).
+ * Atomic values clear, then move the version word: the same rule.  The
+ * cost: a flag found after the change stays set, so the next writer makes
+ * one FUTEX_WAKE more.  A process killed between taking the flag and its
+ * FUTEX_WAKE still loses that wake-up: within a section, the recovering
+ * locker wakes the value's waiters (lock.c, recover); after the unlock,
+ * the window is the few instructions to the system call.
  *
  * Segment watchers use the same pattern on the segment version, whose bit
  * 0 is the watchers' flag (many writers: atomic adds, only while watched).
@@ -114,35 +135,43 @@ static inline void mb_after_atomic(void)
 #endif
 }
 
-static inline void wake_waiters(shval__entry *e, bool bump)
-{
-	/* tag-waiters: the load after the writer's barrier pairs with the
-	 * waiter's seq_cst fetch_or. */
-	if (atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
-		atomic_exchange_explicit(&e->waiters, 0, memory_order_relaxed);
-		if (bump) /* atomic values: move the futex word */
-			atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
-						  memory_order_seq_cst);
-		shval__futex_wake(&e->version);
-	}
-}
-
-void shval__wake_after_commit(shval_seg *seg, shval__entry *e)
+void shval__wake_after_commit(shval_seg *seg, shval__entry *e, bool took)
 {
 	mb_after_atomic(); /* after the unlock */
-	wake_waiters(e, false);
+	shval__stop_point("wake");
+	/* tag-waiters: the load after the barrier pairs with the waiter's
+	 * seq_cst fetch_or.  A flag found now stays set (see above). */
+	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed))
+		shval__futex_wake(&e->version);
 	shval__seg_notify(seg);
 }
 
 void shval__wake_after_change(shval_seg *seg, shval__entry *e,
 			      bool bump_version)
 {
-	if (bump_version) /* seq_cst RMW: publishes the change, and the barrier */
+	if (bump_version) {
+		bool took = shval__waiters_take(e);
+		/* seq_cst RMW: publishes the change, and the barrier */
 		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
 					  memory_order_seq_cst);
-	else
+		shval__stop_point("wake");
+		if (took ||
+		    atomic_load_explicit(&e->waiters, memory_order_relaxed))
+			shval__futex_wake(&e->version);
+	} else {
 		mb_after_atomic(); /* after the RMW on the data */
-	wake_waiters(e, !bump_version);
+		shval__stop_point("wake");
+		/* The data is not the futex word: clear, then move the version
+		 * word, then wake, so that a waiter whose flag this clears
+		 * finds its futex word moved. */
+		if (atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+			atomic_exchange_explicit(&e->waiters, 0,
+						 memory_order_relaxed);
+			atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
+						  memory_order_seq_cst);
+			shval__futex_wake(&e->version);
+		}
+	}
 	shval__seg_notify(seg);
 }
 
@@ -255,6 +284,7 @@ SHVAL_API int shval_wait(shval *v, uint64_t *seen, int64_t timeout_ns)
 		}
 		if (expired)
 			return -ETIMEDOUT;
+		shval__stop_point("sleep");
 		r = shval__futex_wait(&v->e->version, (uint32_t)w, deadline);
 		if (r == -ETIMEDOUT || r == -EINTR)
 			return r;
