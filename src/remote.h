@@ -227,9 +227,7 @@ enum rop_kind {
 	OP_ADD_I64,
 	OP_SUB_I64,
 	OP_ADD_F64,
-	OP_AND,
-	OP_OR,
-	OP_XOR,
+	OP_BITOP, /* which: 0 and, 1 or, 2 xor */
 	OP_EXCHANGE,
 	OP_CAS_I64,
 	OP_CAS_F64,
@@ -247,6 +245,7 @@ struct rop {
 	unsigned flags;
 	int argc;
 	const char *const *argv;
+	int which;  /* OP_BITOP */
 	int64_t ie; /* cas: the caller's expected value */
 	double de;
 	uint64_t *verp; /* a read's version (shval_read_version) */
@@ -286,11 +285,15 @@ int shval__r_bad_reply(shval_seg *seg, redisReply *rep, const char *what);
 /* The request connection, made if there is none; drop it (rs->mu held). */
 int shval__r_ensure(shval_seg *seg);
 void shval__r_lost(struct shval__rseg *rs);
-/* XREAD BLOCK on a connection of the caller's own (*bc), and the pause
- * after it failed. */
-int shval__r_block(shval_seg *seg, redisContext **bc, const char *key,
-		   const char *id, int64_t ms);
+/* XREAD BLOCK on the segment's stream after id, on a connection of the
+ * caller's own (*bc), and the pause after it failed. */
+int shval__r_block(shval_seg *seg, redisContext **bc, const char *id,
+		   int64_t ms);
 int shval__r_block_failed(uint64_t deadline, int r);
+int shval__r_block_until(shval_seg *seg, redisContext **bc, const char *id,
+			 int64_t ms, uint64_t deadline);
+int shval__r_busy(shval_seg *seg, const redisReply *rep, char *id,
+		  long long *pttl);
 
 /* ---- remote_seg.c: segment handles ---- */
 void shval__r_seg_unref(shval_seg *seg);
@@ -308,6 +311,7 @@ bool shval__r_op_writes(enum rop_kind k);
 int shval__r_op_apply(shval *sh, struct rop *o);
 int shval__r_own_shadow(shval *v);
 int shval__r_op(shval *v, struct rop *o);
+void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq);
 
 /* ---- remote_lock.c: leases and sections (rs->mu held) ---- */
 struct rheld *shval__r_held_find(struct shval__rseg *rs, const char *lock);

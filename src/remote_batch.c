@@ -26,47 +26,27 @@
  * (P:q:CLIENT) is its request, known not applied if that record is older
  * (the pipeline runs in order), else -ECONNRESET "outcome unknown". */
 
+/* The engine's op for a batch op: its kind; every input and output field
+ * copied (each kind reads only its own, as the single call would). */
 static void bop_rop(const struct shval__bop *b, struct rop *o)
 {
+	static const enum rop_kind kinds[] = {
+		[SHVAL__B_READ] = OP_READ,
+		[SHVAL__B_WRITE] = OP_WRITE,
+		[SHVAL__B_GET_I64] = OP_GET_I64,
+		[SHVAL__B_SET_I64] = OP_SET_I64,
+		[SHVAL__B_ADD_I64] = OP_ADD_I64,
+		[SHVAL__B_GET_F64] = OP_GET_F64,
+		[SHVAL__B_SET_F64] = OP_SET_F64,
+		[SHVAL__B_ADD_F64] = OP_ADD_F64,
+	};
 	memset(o, 0, sizeof *o);
-	switch (b->kind) {
-	case SHVAL__B_READ:
-		o->k = OP_READ;
-		o->p = b->out;
-		o->a = b->len;
-		break;
-	case SHVAL__B_WRITE:
-		o->k = OP_WRITE;
-		o->cp = b->in;
-		o->a = b->len;
-		break;
-	case SHVAL__B_GET_I64:
-		o->k = OP_GET_I64;
-		o->p = b->out;
-		break;
-	case SHVAL__B_SET_I64:
-		o->k = OP_SET_I64;
-		o->i = b->i;
-		break;
-	case SHVAL__B_ADD_I64:
-		o->k = OP_ADD_I64;
-		o->i = b->i;
-		o->p = b->out;
-		break;
-	case SHVAL__B_GET_F64:
-		o->k = OP_GET_F64;
-		o->p = b->out;
-		break;
-	case SHVAL__B_SET_F64:
-		o->k = OP_SET_F64;
-		o->d = b->d;
-		break;
-	case SHVAL__B_ADD_F64:
-		o->k = OP_ADD_F64;
-		o->d = b->d;
-		o->p = b->out;
-		break;
-	}
+	o->k = kinds[b->kind];
+	o->p = b->out;
+	o->cp = b->in;
+	o->a = b->len;
+	o->i = b->i;
+	o->d = b->d;
 }
 
 enum { B_SINGLE, B_READ, B_WRITE, B_DONE, B_LOST };
@@ -184,16 +164,8 @@ void shval__r_batch_run(struct shval_batch *b)
 			continue;
 		}
 		struct rargs a;
-		shval__ra_fcall(&a, rs, "shval1_write", false);
-		ra_add(&a, rs->client_hex);
 		st[i].seq = ++rs->reqseq;
-		shval__ra_u64(&a, st[i].seq);
-		ra_add(&a, rv->name);
-		ra_add(&a, rv->serial);
-		ra_add(&a, rv->cver);
-		shval__ra_u64(&a, strtoull(rv->cver, NULL, 10) + 1);
-		ra_bin(&a, rv->sh->data, v->size);
-		ra_add(&a, rv->lock);
+		shval__r_write_args(&a, v, st[i].seq);
 		ra_add(&a, "0");
 		if (rv->bprev[0])
 			ra_add(&a, rv->bprev);

@@ -455,12 +455,15 @@ int shval__r_bad_reply(shval_seg *seg, redisReply *rep, const char *what)
 
 /* ---- blocking waits, on a connection of their own ---- */
 
-/* Wait until stream key has an entry after id, or ms pass.  0 (woken or
- * timed out: the caller looks again), or a connection error (after which
- * *bc is NULL and the caller may retry until its deadline). */
-int shval__r_block(shval_seg *seg, redisContext **bc, const char *key,
-		   const char *id, int64_t ms)
+/* Wait until the segment's stream (P:ev) has an entry after id, or ms
+ * pass.  0 (woken or timed out: the caller looks again), or a connection
+ * error (after which *bc is NULL and the caller may retry until its
+ * deadline). */
+int shval__r_block(shval_seg *seg, redisContext **bc, const char *id,
+		   int64_t ms)
 {
+	char key[220];
+	snprintf(key, sizeof key, "%s:ev", seg->rs->prefix);
 	if (ms < 1)
 		ms = 1;
 	if (ms > R_BLOCK_MS)
@@ -491,6 +494,32 @@ int shval__r_block(shval_seg *seg, redisContext **bc, const char *key,
 				 rep->str);
 	freeReplyObject(rep);
 	return r;
+}
+
+/* shval__r_block, then after a connection failure a pause: 0 (the caller
+ * looks again), or the failure once the deadline has passed. */
+int shval__r_block_until(shval_seg *seg, redisContext **bc, const char *id,
+			 int64_t ms, uint64_t deadline)
+{
+	int r = shval__r_block(seg, bc, id, ms);
+	if (r)
+		r = shval__r_block_failed(deadline, r);
+	return r;
+}
+
+/* A request refused for another owner's section or lease: the reply
+ * BUSY, the stream id to block after (id, 64 bytes) and perhaps the
+ * lease's time left (*pttl).  1, or SHVAL_ECORRUPT for any other reply.
+ * The caller frees rep. */
+int shval__r_busy(shval_seg *seg, const redisReply *rep, char *id,
+		  long long *pttl)
+{
+	if (!is(rep, "BUSY"))
+		return shval__rfail(seg, SHVAL_ECORRUPT, "unexpected reply");
+	snprintf(id, 64, "%s", el(rep, 1, NULL));
+	if (pttl && rep->elements > 2)
+		*pttl = rep->element[2]->integer;
+	return 1;
 }
 
 /* After a failed blocking connection: pause before the caller retries. */

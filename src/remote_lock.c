@@ -162,6 +162,16 @@ static void *r_renewer(void *arg)
 	return NULL;
 }
 
+/* A raw or atomic value has no lock: SHVAL_EMODE. */
+static int r_has_lock(shval *v)
+{
+	if (v->r->lock[0])
+		return 0;
+	return shval__rfail(v->seg, SHVAL_EMODE,
+			    "value %s has no lock (raw or atomic mode)",
+			    v->r->name);
+}
+
 /* shval_lock / trylock / timedlock: deadline UINT64_MAX waits forever, 0
  * does not wait. */
 int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
@@ -169,16 +179,14 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 	shval_seg *seg = v->seg;
 	struct shval__rseg *rs = seg->rs;
 	struct shval__rval *rv = v->r;
-	if (!rv->lock[0])
-		return shval__rfail(seg, SHVAL_EMODE,
-				    "value %s has no lock (raw or atomic mode)",
-				    rv->name);
+	int r = r_has_lock(v);
+	if (r)
+		return r;
 	if (seg->flags & SHVAL_RDONLY)
 		return shval__rfail(seg, SHVAL_ERDONLY,
 				    "segment opened read-only");
 	uint64_t deadline = try ? 0 : deadline_of(timeout_ns);
 	redisContext *bc = NULL;
-	int r;
 	char lock_serial[24];
 	shval__r_enter(rs);
 	struct rheld *h = shval__r_held_find(rs, rv->lock);
@@ -260,14 +268,8 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 				r = shval__rfail(seg, SHVAL_ESTALE,
 						 "value %s was removed",
 						 rv->lock);
-			else if (is(rep, "BUSY")) {
-				r = 1;
-				snprintf(id, sizeof id, "%s", el(rep, 1, NULL));
-				if (rep->elements > 2)
-					pttl = rep->element[2]->integer;
-			} else
-				r = shval__rfail(seg, SHVAL_ECORRUPT,
-						 "unexpected reply");
+			else
+				r = shval__r_busy(seg, rep, id, &pttl);
 			freeReplyObject(rep);
 		}
 		shval__r_leave(rs);
@@ -281,15 +283,10 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 					       "lock %s: timed out", rv->lock);
 			break;
 		}
-		char key[SHVAL_NAME_MAX + 220];
-		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 		if (pttl > 0 && pttl + 1 < ms)
 			ms = pttl + 1;
-		int b = shval__r_block(seg, &bc, key, id, ms);
-		if (b && (b = shval__r_block_failed(deadline, b)) != 0) {
-			r = b;
+		if ((r = shval__r_block_until(seg, &bc, id, ms, deadline)) != 0)
 			break;
-		}
 	}
 	if (bc)
 		redisFree(bc);
@@ -298,13 +295,12 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 
 int shval__r_unlock(shval *v)
 {
+	int r = r_has_lock(v);
+	if (r)
+		return r;
 	shval_seg *seg = v->seg;
 	struct shval__rseg *rs = seg->rs;
 	struct shval__rval *rv = v->r;
-	if (!rv->lock[0])
-		return shval__rfail(seg, SHVAL_EMODE,
-				    "value %s has no lock (raw or atomic mode)",
-				    rv->name);
 	shval__r_enter(rs);
 	struct rheld *h = shval__r_held_find(rs, rv->lock);
 	if (!h) {
@@ -323,7 +319,6 @@ int shval__r_unlock(shval *v)
 		n += s->dirty;
 	const char **argv = calloc(8 + 3 * n, sizeof *argv);
 	size_t *lens = calloc(8 + 3 * n, sizeof *lens);
-	int r;
 	if (!argv || !lens)
 		r = shval__rfail(seg, -ENOMEM, "out of memory");
 	else {

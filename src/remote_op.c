@@ -22,15 +22,9 @@ int shval__r_fetch(shval *v, char *ver, unsigned char *data)
 {
 	shval_seg *seg = v->seg;
 	struct shval__rval *rv = v->r;
-	struct rargs a;
+	const char *argv[] = { "HMGET", rv->key, "serial", "ver", "data" };
 	redisReply *rep;
-	ra_init(&a);
-	ra_add(&a, "HMGET");
-	ra_add(&a, rv->key);
-	ra_add(&a, "serial");
-	ra_add(&a, "ver");
-	ra_add(&a, "data");
-	int r = shval__r_run(seg, &a, &rep);
+	int r = shval__r_cmd(seg, &rep, 5, argv, NULL);
 	if (r)
 		return r;
 	return shval__r_fetched(v, rep, ver, data);
@@ -87,6 +81,48 @@ bool shval__r_op_writes(enum rop_kind k)
 	}
 }
 
+/* The typed scalar calls of one number class: shval_get_i64, _u64, _f64 by
+ * the op kind k, into out; shval_set_* of o's i, u or d. */
+static int get_num(shval *sh, enum rop_kind k, void *out)
+{
+	if (k == OP_GET_I64)
+		return shval_get_i64(sh, out);
+	if (k == OP_GET_U64)
+		return shval_get_u64(sh, out);
+	return shval_get_f64(sh, out);
+}
+
+static int set_num(shval *sh, const struct rop *o)
+{
+	if (o->k == OP_SET_I64)
+		return shval_set_i64(sh, o->i);
+	if (o->k == OP_SET_U64)
+		return shval_set_u64(sh, o->u);
+	return shval_set_f64(sh, o->d);
+}
+
+/* shval_and_u64 (o->which 0), shval_or_u64 (1), shval_xor_u64 (2). */
+static int bitop(shval *sh, const struct rop *o)
+{
+	if (o->which == 0)
+		return shval_and_u64(sh, o->u, o->p);
+	if (o->which == 1)
+		return shval_or_u64(sh, o->u, o->p);
+	return shval_xor_u64(sh, o->u, o->p);
+}
+
+/* shval_cas_i64 / _f64: the caller's expected value (o->p) is set from its
+ * copy first, so that a retry starts from what the caller gave. */
+static int cas(shval *sh, const struct rop *o)
+{
+	if (o->k == OP_CAS_I64) {
+		*(int64_t *)o->p = o->ie;
+		return shval_cas_i64(sh, o->p, o->i);
+	}
+	*(double *)o->p = o->de;
+	return shval_cas_f64(sh, o->p, o->d);
+}
+
 /* Run the public function on the shadow.  Retry-safe: inputs are never
  * changed; outputs are written again by the last attempt. */
 int shval__r_op_apply(shval *sh, struct rop *o)
@@ -113,45 +149,47 @@ int shval__r_op_apply(shval *sh, struct rop *o)
 	case OP_FROM_TEXT:
 		return shval_from_text(sh, o->argc, o->argv);
 	case OP_GET_I64:
-		return shval_get_i64(sh, o->p);
 	case OP_GET_U64:
-		return shval_get_u64(sh, o->p);
 	case OP_GET_F64:
-		return shval_get_f64(sh, o->p);
+		return get_num(sh, o->k, o->p);
 	case OP_SET_I64:
-		return shval_set_i64(sh, o->i);
 	case OP_SET_U64:
-		return shval_set_u64(sh, o->u);
 	case OP_SET_F64:
-		return shval_set_f64(sh, o->d);
+		return set_num(sh, o);
 	case OP_ADD_I64:
 		return shval_add_i64(sh, o->i, o->p);
 	case OP_SUB_I64:
 		return shval_sub_i64(sh, o->i, o->p);
 	case OP_ADD_F64:
 		return shval_add_f64(sh, o->d, o->p);
-	case OP_AND:
-		return shval_and_u64(sh, o->u, o->p);
-	case OP_OR:
-		return shval_or_u64(sh, o->u, o->p);
-	case OP_XOR:
-		return shval_xor_u64(sh, o->u, o->p);
+	case OP_BITOP:
+		return bitop(sh, o);
 	case OP_EXCHANGE:
 		return shval_exchange_i64(sh, o->i, o->p);
-	case OP_CAS_I64: {
-		int64_t e = o->ie;
-		int r = shval_cas_i64(sh, &e, o->i);
-		*(int64_t *)o->p = e;
-		return r;
-	}
-	case OP_CAS_F64: {
-		double e = o->de;
-		int r = shval_cas_f64(sh, &e, o->d);
-		*(double *)o->p = e;
-		return r;
-	}
+	case OP_CAS_I64:
+	case OP_CAS_F64:
+		return cas(sh, o);
 	}
 	return -EINVAL;
+}
+
+/* The arguments of shval1_write of v's shadow bytes, computed from the
+ * version rv->cver, as request seq of this client, up to the lease's name:
+ * the caller adds the resent flag (and, in a batch, the previous
+ * request). */
+void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq)
+{
+	struct shval__rseg *rs = v->seg->rs;
+	struct shval__rval *rv = v->r;
+	shval__ra_fcall(a, rs, "shval1_write", false);
+	ra_add(a, rs->client_hex);
+	shval__ra_u64(a, seq);
+	ra_add(a, rv->name);
+	ra_add(a, rv->serial);
+	ra_add(a, rv->cver);
+	shval__ra_u64(a, strtoull(rv->cver, NULL, 10) + 1);
+	ra_bin(a, rv->sh->data, v->size);
+	ra_add(a, rv->lock);
 }
 
 /* Load bytes into the shadow, run the op there; a failure's message is
@@ -243,15 +281,7 @@ int shval__r_op(shval *v, struct rop *o)
 			break;
 		struct rargs a;
 		redisReply *rep;
-		shval__ra_fcall(&a, rs, "shval1_write", false);
-		ra_add(&a, rs->client_hex);
-		shval__ra_u64(&a, ++rs->reqseq);
-		ra_add(&a, rv->name);
-		ra_add(&a, rv->serial);
-		ra_add(&a, rv->cver);
-		shval__ra_u64(&a, strtoull(rv->cver, NULL, 10) + 1);
-		ra_bin(&a, rv->sh->data, v->size);
-		ra_add(&a, rv->lock);
+		shval__r_write_args(&a, v, ++rs->reqseq);
 		int resent = a.n;
 		ra_add(&a, "0");
 		r = shval__r_cmd_ex(seg, &rep, a.n, a.v, a.l, resent);
@@ -294,14 +324,13 @@ int shval__r_op(shval *v, struct rop *o)
 		}
 		/* Another owner's section: wait for its unlock (or its
 		 * lease's end), as a local write waits for the lock. */
-		char key[SHVAL_NAME_MAX + 220], id[64];
-		snprintf(key, sizeof key, "%s:ev", rs->prefix);
+		char id[64];
 		snprintf(id, sizeof id, "%s", el(rep, 1, NULL));
 		long long pttl =
 			rep->elements > 2 ? rep->element[2]->integer : 10;
 		freeReplyObject(rep);
 		shval__r_leave(rs);
-		r = shval__r_block(seg, &bc, key, id, pttl > 0 ? pttl + 1 : 10);
+		r = shval__r_block(seg, &bc, id, pttl > 0 ? pttl + 1 : 10);
 		if (r)
 			r = shval__r_block_failed(
 				shval__now_ns() +
@@ -419,10 +448,7 @@ int shval__r_add_f64(shval *v, double delta, double *result)
 }
 int shval__r_bitop(shval *v, int which, uint64_t mask, uint64_t *old)
 {
-	ROP(.k = which == 0   ? OP_AND
-		 : which == 1 ? OP_OR
-			      : OP_XOR,
-	    .u = mask, .p = old);
+	ROP(.k = OP_BITOP, .which = which, .u = mask, .p = old);
 }
 int shval__r_exchange_i64(shval *v, int64_t x, int64_t *old)
 {

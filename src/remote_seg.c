@@ -200,13 +200,13 @@ void shval__r_seg_unref(shval_seg *seg)
 static int r_seg_new(const char *name, unsigned flags, shval_seg **out)
 {
 	shval_seg *seg = calloc(1, sizeof *seg);
-	struct shval__rseg *rs = calloc(1, sizeof *rs);
-	if (!seg || !rs) {
+	if (seg && !(seg->rs = calloc(1, sizeof *seg->rs))) {
 		free(seg);
-		free(rs);
-		return shval__failf(NULL, -ENOMEM, "out of memory");
+		seg = NULL;
 	}
-	seg->rs = rs;
+	if (!seg)
+		return shval__failf(NULL, -ENOMEM, "out of memory");
+	struct shval__rseg *rs = seg->rs;
 	seg->fd = -1;
 	seg->kind = SHVAL__SEG_REDIS;
 	seg->flags = flags;
@@ -240,6 +240,35 @@ static int open_fail(shval_seg *seg, int r)
 	return shval__failf(NULL, r, "%s", msg);
 }
 
+/* One step of SCAN cursor MATCH pat: 0 with the reply (its element 1 the
+ * keys; cursor set to the next step's, "0" at the end), or the code. */
+static int r_scan(shval_seg *seg, const char *pat, char cursor[32],
+		  redisReply **out)
+{
+	const char *argv[] = { "SCAN", cursor, "MATCH", pat, "COUNT", "1000" };
+	redisReply *rep;
+	int r = shval__r_cmd(seg, &rep, 6, argv, NULL);
+	if (r)
+		return r;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+		return shval__r_bad_reply(seg, rep, "SCAN");
+	snprintf(cursor, 32, "%s", el(rep, 0, NULL));
+	*out = rep;
+	return 0;
+}
+
+/* shval1_segopen without creating (header checks only). */
+static int r_segprobe(shval_seg *seg, redisReply **out)
+{
+	struct rargs a;
+	shval__ra_fcall(&a, seg->rs, "shval1_segopen", false);
+	ra_add(&a, "0");
+	ra_add(&a, "0");
+	ra_add(&a, "0");
+	ra_add(&a, "0");
+	return shval__r_run(seg, &a, out);
+}
+
 /* Does the prefix hold keys that are not a segment's? (before a create) */
 static int r_foreign_keys(shval_seg *seg, bool *found)
 {
@@ -248,21 +277,10 @@ static int r_foreign_keys(shval_seg *seg, bool *found)
 	snprintf(pat, sizeof pat, "%s:*", rs->prefix);
 	*found = false;
 	do {
-		struct rargs a;
-		ra_init(&a);
-		ra_add(&a, "SCAN");
-		ra_add(&a, cursor);
-		ra_add(&a, "MATCH");
-		ra_add(&a, pat);
-		ra_add(&a, "COUNT");
-		ra_add(&a, "1000");
 		redisReply *rep;
-		int r = shval__r_run(seg, &a, &rep);
+		int r = r_scan(seg, pat, cursor, &rep);
 		if (r)
 			return r;
-		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
-			return shval__r_bad_reply(seg, rep, "SCAN");
-		snprintf(cursor, sizeof cursor, "%s", el(rep, 0, NULL));
 		if (rep->element[1]->elements > 0)
 			*found = true;
 		freeReplyObject(rep);
@@ -290,12 +308,7 @@ int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out)
 	 * header appeared meanwhile (another process's create, one server
 	 * call, won a race with this one: its keys are no foreign keys). */
 	for (int probe = 0; (flags & SHVAL_CREATE) && probe < 2; probe++) {
-		shval__ra_fcall(&a, rs, "shval1_segopen", false);
-		ra_add(&a, "0");
-		ra_add(&a, "0");
-		ra_add(&a, "0");
-		ra_add(&a, "0");
-		r = shval__r_run(seg, &a, &rep);
+		r = r_segprobe(seg, &rep);
 		bool noseg = !r && is(rep, "NOSEG");
 		if (rep)
 			freeReplyObject(rep);
@@ -365,14 +378,8 @@ int shval__r_seg_unlink(const char *name)
 		return r;
 	struct shval__rseg *rs = seg->rs;
 	shval__r_enter(rs);
-	struct rargs a;
 	redisReply *rep;
-	shval__ra_fcall(&a, rs, "shval1_segopen", false);
-	ra_add(&a, "0");
-	ra_add(&a, "0");
-	ra_add(&a, "0");
-	ra_add(&a, "0");
-	r = shval__r_run(seg, &a, &rep);
+	r = r_segprobe(seg, &rep);
 	if (!r) {
 		if (is(rep, "NOSEG"))
 			r = shval__rfail(seg, -ENOENT,
@@ -390,22 +397,8 @@ int shval__r_seg_unlink(const char *name)
 		char pat[220], cursor[32] = "0";
 		snprintf(pat, sizeof pat, "%s:%s", rs->prefix, shapes[k]);
 		do {
-			ra_init(&a);
-			ra_add(&a, "SCAN");
-			ra_add(&a, cursor);
-			ra_add(&a, "MATCH");
-			ra_add(&a, pat);
-			ra_add(&a, "COUNT");
-			ra_add(&a, "1000");
-			r = shval__r_run(seg, &a, &rep);
-			if (r)
+			if ((r = r_scan(seg, pat, cursor, &rep)) != 0)
 				break;
-			if (rep->type != REDIS_REPLY_ARRAY ||
-			    rep->elements != 2) {
-				r = shval__r_bad_reply(seg, rep, "SCAN");
-				break;
-			}
-			snprintf(cursor, sizeof cursor, "%s", el(rep, 0, NULL));
 			redisReply *keys = rep->element[1];
 			for (size_t i = 0; !r && i < keys->elements; i++) {
 				struct rargs d;
@@ -496,17 +489,11 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	struct shval__rseg *rs = seg->rs;
 	memset(info, 0, sizeof *info);
 	shval__r_enter(rs);
-	struct rargs a;
 	redisReply *rep;
 	char k[220];
 	snprintf(k, sizeof k, "%s:seg", rs->prefix);
-	ra_init(&a);
-	ra_add(&a, "HMGET");
-	ra_add(&a, k);
-	ra_add(&a, "magic");
-	ra_add(&a, "created");
-	ra_add(&a, "pid");
-	int r = shval__r_run(seg, &a, &rep);
+	const char *hm[] = { "HMGET", k, "magic", "created", "pid" };
+	int r = shval__r_cmd(seg, &rep, 5, hm, NULL);
 	if (!r) {
 		if (!el(rep, 0, NULL)[0])
 			r = shval__rfail(seg, -ENOENT,
@@ -518,10 +505,8 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	}
 	if (!r) {
 		snprintf(k, sizeof k, "%s:dir", rs->prefix);
-		ra_init(&a);
-		ra_add(&a, "HLEN");
-		ra_add(&a, k);
-		r = shval__r_run(seg, &a, &rep);
+		const char *hl[] = { "HLEN", k };
+		r = shval__r_cmd(seg, &rep, 2, hl, NULL);
 		if (!r) {
 			info->nvalues = (uint64_t)rep->integer;
 			freeReplyObject(rep);

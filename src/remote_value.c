@@ -121,17 +121,10 @@ static int r_find_locked(shval_seg *seg, const char *name, const char *type,
 	struct shval__rseg *rs = seg->rs;
 	char k[SHVAL_NAME_MAX + 220];
 	snprintf(k, sizeof k, "%s:v:%s", rs->prefix, name);
-	struct rargs a;
+	const char *argv[] = { "HMGET", k,        "kind", "type",
+			       "mode",  "serial", "guard" };
 	redisReply *rep;
-	ra_init(&a);
-	ra_add(&a, "HMGET");
-	ra_add(&a, k);
-	ra_add(&a, "kind");
-	ra_add(&a, "type");
-	ra_add(&a, "mode");
-	ra_add(&a, "serial");
-	ra_add(&a, "guard");
-	int r = shval__r_run(seg, &a, &rep);
+	int r = shval__r_cmd(seg, &rep, 7, argv, NULL);
 	if (r)
 		return r;
 	char kind[4], stype[SHVAL_TYPE_MAX + 1], serial[24],
@@ -332,7 +325,7 @@ int shval__r_remove(shval_seg *seg, const char *name)
 		ra_add(&a, name);
 		ra_add(&a, shval__now_ns() >= deadline ? "1" : "0");
 		r = shval__r_run(seg, &a, &rep);
-		char key[SHVAL_NAME_MAX + 220], id[64] = "";
+		char id[64] = "";
 		if (!r) {
 			if (is(rep, "OK"))
 				r = 0;
@@ -344,24 +337,17 @@ int shval__r_remove(shval_seg *seg, const char *name)
 					seg, SHVAL_EMISUSE,
 					"lock %s still guards %s values", name,
 					el(rep, 1, NULL));
-			else if (is(rep, "BUSY")) {
-				r = 1;
-				snprintf(id, sizeof id, "%s", el(rep, 1, NULL));
-			} else
-				r = shval__rfail(seg, SHVAL_ECORRUPT,
-						 "unexpected reply");
+			else
+				r = shval__r_busy(seg, rep, id, NULL);
 			freeReplyObject(rep);
 		}
 		shval__r_leave(rs);
 		if (r != 1)
 			break;
-		snprintf(key, sizeof key, "%s:ev", rs->prefix);
-		int b = shval__r_block(seg, &bc, key, id,
-				       ms_until(deadline) + 1);
-		if (b && (b = shval__r_block_failed(deadline, b)) != 0) {
-			r = b;
+		r = shval__r_block_until(seg, &bc, id, ms_until(deadline) + 1,
+					 deadline);
+		if (r)
 			break;
-		}
 	}
 	if (bc)
 		redisFree(bc);

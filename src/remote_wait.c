@@ -97,14 +97,8 @@ uint64_t shval__r_seg_version(shval_seg *seg)
 /* shval_wait (v != NULL) and shval_seg_wait. */
 int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns)
 {
-	struct shval__rseg *rs = seg->rs;
 	uint64_t deadline = deadline_of(timeout_ns);
 	redisContext *bc = NULL;
-	char key[SHVAL_NAME_MAX + 220];
-	if (v)
-		snprintf(key, sizeof key, "%s:ev", rs->prefix);
-	else
-		snprintf(key, sizeof key, "%s:ev", rs->prefix);
 	int r;
 	for (;;) {
 		uint64_t ver;
@@ -127,8 +121,7 @@ int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns)
 			r = -ETIMEDOUT;
 			break;
 		}
-		r = shval__r_block(seg, &bc, key, id, ms);
-		if (r && (r = shval__r_block_failed(deadline, r)) != 0)
+		if ((r = shval__r_block_until(seg, &bc, id, ms, deadline)) != 0)
 			break;
 	}
 	if (bc)
