@@ -49,8 +49,8 @@ SHVAL_API size_t shval_batch_size(const shval_batch *b)
 	return b ? b->n : 0;
 }
 
-static int queue(shval_batch *b, shval *v, enum shval__bop_kind k,
-		 struct shval__bop **out)
+/* Queue op (its kind and inputs; v and the result are set here) on b. */
+static int queue(shval_batch *b, shval *v, struct shval__bop op)
 {
 	if (!b || !v)
 		return -EINVAL;
@@ -67,120 +67,94 @@ static int queue(shval_batch *b, shval *v, enum shval__bop_kind k,
 		b->ops = o;
 		b->cap = nc;
 	}
-	struct shval__bop *o = &b->ops[b->n++];
-	memset(o, 0, sizeof *o);
-	o->kind = k;
-	o->v = v;
-	*out = o;
+	op.v = v;
+	op.res = 0;
+	b->ops[b->n++] = op;
 	return 0;
 }
 
 SHVAL_API int shval_batch_read(shval_batch *b, shval *v, void *buf, size_t cap,
 			       int *rc)
 {
-	struct shval__bop *o;
 	if (!buf)
 		return -EINVAL;
-	int r = queue(b, v, SHVAL__B_READ, &o);
-	if (r)
-		return r;
-	o->out = buf;
-	o->len = cap;
-	o->rc = rc;
-	return 0;
+	return queue(b, v,
+		     (struct shval__bop){ .kind = SHVAL__B_READ,
+					  .out = buf,
+					  .len = cap,
+					  .rc = rc });
 }
 
 SHVAL_API int shval_batch_write(shval_batch *b, shval *v, const void *buf,
 				size_t len, int *rc)
 {
-	struct shval__bop *o;
 	if (!buf)
 		return -EINVAL;
 	unsigned char *copy = malloc(len ? len : 1);
 	if (!copy)
 		return shval__failf(b ? b->seg : NULL, -ENOMEM,
 				    "out of memory");
-	int r = queue(b, v, SHVAL__B_WRITE, &o);
-	if (r) {
-		free(copy);
-		return r;
-	}
 	memcpy(copy, buf, len);
-	o->in = copy;
-	o->len = len;
-	o->rc = rc;
-	return 0;
+	int r = queue(b, v,
+		      (struct shval__bop){ .kind = SHVAL__B_WRITE,
+					   .in = copy,
+					   .len = len,
+					   .rc = rc });
+	if (r)
+		free(copy);
+	return r;
 }
 
-#define QUEUE_NUM(fn, kind, arg_t, field, out_t, need_out)              \
-	SHVAL_API int fn(shval_batch *b, shval *v, arg_t x, out_t *out, \
-			 int *rc)                                       \
-	{                                                               \
-		struct shval__bop *o;                                   \
-		if ((need_out) && !out)                                 \
-			return -EINVAL;                                 \
-		int r = queue(b, v, kind, &o);                          \
-		if (r)                                                  \
-			return r;                                       \
-		o->field = x;                                           \
-		o->out = out;                                           \
-		o->rc = rc;                                             \
-		return 0;                                               \
-	}
-QUEUE_NUM(shval_batch_add_i64, SHVAL__B_ADD_I64, int64_t, i, int64_t, 0)
-QUEUE_NUM(shval_batch_add_f64, SHVAL__B_ADD_F64, double, d, double, 0)
+/* A number op: kind k with its integer (i) or float (d) argument and its
+ * output (out: a get's value, an add's result, NULL for none). */
+static int queue_num(shval_batch *b, shval *v, enum shval__bop_kind k,
+		     int64_t i, double d, void *out, int *rc)
+{
+	return queue(b, v,
+		     (struct shval__bop){
+			     .kind = k, .i = i, .d = d, .out = out, .rc = rc });
+}
+
+SHVAL_API int shval_batch_add_i64(shval_batch *b, shval *v, int64_t delta,
+				  int64_t *result, int *rc)
+{
+	return queue_num(b, v, SHVAL__B_ADD_I64, delta, 0, result, rc);
+}
+
+SHVAL_API int shval_batch_add_f64(shval_batch *b, shval *v, double delta,
+				  double *result, int *rc)
+{
+	return queue_num(b, v, SHVAL__B_ADD_F64, 0, delta, result, rc);
+}
 
 SHVAL_API int shval_batch_get_i64(shval_batch *b, shval *v, int64_t *out,
 				  int *rc)
 {
-	struct shval__bop *o;
 	if (!out)
 		return -EINVAL;
-	int r = queue(b, v, SHVAL__B_GET_I64, &o);
-	if (r)
-		return r;
-	o->out = out;
-	o->rc = rc;
-	return 0;
+	return queue_num(b, v, SHVAL__B_GET_I64, 0, 0, out, rc);
 }
 
 SHVAL_API int shval_batch_get_f64(shval_batch *b, shval *v, double *out,
 				  int *rc)
 {
-	struct shval__bop *o;
 	if (!out)
 		return -EINVAL;
-	int r = queue(b, v, SHVAL__B_GET_F64, &o);
-	if (r)
-		return r;
-	o->out = out;
-	o->rc = rc;
-	return 0;
+	return queue_num(b, v, SHVAL__B_GET_F64, 0, 0, out, rc);
 }
 
 SHVAL_API int shval_batch_set_i64(shval_batch *b, shval *v, int64_t x, int *rc)
 {
-	struct shval__bop *o;
-	int r = queue(b, v, SHVAL__B_SET_I64, &o);
-	if (r)
-		return r;
-	o->i = x;
-	o->rc = rc;
-	return 0;
+	return queue_num(b, v, SHVAL__B_SET_I64, x, 0, NULL, rc);
 }
 
 SHVAL_API int shval_batch_set_f64(shval_batch *b, shval *v, double x, int *rc)
 {
-	struct shval__bop *o;
-	int r = queue(b, v, SHVAL__B_SET_F64, &o);
-	if (r)
-		return r;
-	o->d = x;
-	o->rc = rc;
-	return 0;
+	return queue_num(b, v, SHVAL__B_SET_F64, 0, x, NULL, rc);
 }
 
-int shval__bop_single(struct shval__bop *o)
+/* The single call an operation stands for (a local segment's batch). */
+static int bop_single(struct shval__bop *o)
 {
 	switch (o->kind) {
 	case SHVAL__B_READ:
@@ -189,12 +163,12 @@ int shval__bop_single(struct shval__bop *o)
 		return (shval_write)(o->v, o->in, o->len);
 	case SHVAL__B_GET_I64:
 		return (shval_get_i64)(o->v, o->out);
+	case SHVAL__B_GET_F64:
+		return (shval_get_f64)(o->v, o->out);
 	case SHVAL__B_SET_I64:
 		return (shval_set_i64)(o->v, o->i);
 	case SHVAL__B_ADD_I64:
 		return (shval_add_i64)(o->v, o->i, o->out);
-	case SHVAL__B_GET_F64:
-		return (shval_get_f64)(o->v, o->out);
 	case SHVAL__B_SET_F64:
 		return (shval_set_f64)(o->v, o->d);
 	case SHVAL__B_ADD_F64:
@@ -223,7 +197,7 @@ SHVAL_API int shval_batch_run(shval_batch *b, size_t *nfailed)
 		shval__r_batch_run(b);
 	else
 		for (size_t i = 0; i < b->n; i++)
-			shval__bop_done(b, i, shval__bop_single(&b->ops[i]));
+			shval__bop_done(b, i, bop_single(&b->ops[i]));
 	size_t nf = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		nf += b->ops[i].res != 0;

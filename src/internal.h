@@ -139,9 +139,6 @@ struct shval_batch {
 /* Record op i's result (and its message from shval_errmsg(b->seg) if it
  * is the first failure so far). */
 void shval__bop_done(struct shval_batch *b, size_t i, int res);
-/* The single call an operation stands for (local segments; Redis
- * operations done again on their own). */
-int shval__bop_single(struct shval__bop *o);
 /* Perform b's operations on a Redis segment (shval__bop_done each). */
 void shval__r_batch_run(struct shval_batch *b);
 
