@@ -45,7 +45,7 @@ setup(
         'sources': library_sources(),
         'include_dirs': [INCLUDE],
         'macros': [('SHVAL_BUILDING', None), ('_GNU_SOURCE', None),
-                   # src/remote.c embeds its Lua functions (.incbin)
+                   # src/remote_conn.c embeds its Lua functions (.incbin)
                    ('SHVAL_LUA_PATH', '"%s"' % os.path.join(SRC, 'remote.lua'))],
         'cflags': WARN + TLS + ['-fPIC', '-fvisibility=hidden'],
     })],

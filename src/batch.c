@@ -2,7 +2,8 @@
  * src/batch.c — shval_batch_*: queued operations on values of one segment
  * (include/shval.h, "Batches").  Local segments: shval_batch_run()
  * performs them one after another with the single calls.  Redis segments:
- * remote.c sends the whole batch as one pipeline (shval__r_batch_run).
+ * remote_batch.c sends the whole batch as one pipeline
+ * (shval__r_batch_run).
  *
  * DESIGN: nothing is performed before shval_batch_run(), on either kind
  * (rather than local operations at once and remote ones at run), so that

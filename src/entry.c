@@ -45,7 +45,7 @@ static int check_utf8(shval_seg *seg, const char *name, size_t n)
 	return 0;
 }
 
-/* The same check for remote.c's creates (internal.h). */
+/* The same check for remote_value.c's creates (internal.h). */
 int shval__check_utf8_name(shval_seg *seg, const char *name, size_t n)
 {
 	return check_utf8(seg, name, n);

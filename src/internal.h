@@ -21,7 +21,7 @@
 #define SHVAL__SEG_ANON 0  /* a memfd, no name */
 #define SHVAL__SEG_SHM 1   /* /dev/shm/NAME */
 #define SHVAL__SEG_FILE 2  /* file:PATH */
-#define SHVAL__SEG_REDIS 3 /* redis://, redis+unix:// (remote.c) */
+#define SHVAL__SEG_REDIS 3 /* redis://, redis+unix:// (remote_*.c) */
 
 /* Room for a segment's name or path, and for any path built from one
  * (the directory, a temporary name beside it): a path is shorter than
@@ -57,7 +57,7 @@ struct shval_seg {
 	struct shval__tcache *_Atomic types[64]; /* by record line */
 	struct shval__tcache *_Atomic texts[64]; /* by type text given */
 	unsigned ntexts;                         /* under type_lock */
-	struct shval__rseg *rs; /* SHVAL__SEG_REDIS only (remote.c) */
+	struct shval__rseg *rs; /* SHVAL__SEG_REDIS only (remote.h) */
 };
 
 /* A cache entry; immutable once published (release store of the bucket
@@ -78,7 +78,7 @@ struct shval {
 	uint64_t off; /* entry offset */
 	uint64_t serial;
 	shval__entry *e;
-	struct shval__rval *r; /* a Redis value (remote.c), else NULL: beside
+	struct shval__rval *r; /* a Redis value (remote.h), else NULL: beside
 	                          e, in the cache line every call reads */
 	unsigned char *data;
 	unsigned char *undo; /* NULL if none */
@@ -101,13 +101,13 @@ struct shval {
 };
 
 /* A handle or segment of a Redis segment: the public functions hand it to
- * remote.c before anything else (never on the inline fast paths: a remote
- * handle's fast.flags is 0, so they call the functions). */
+ * the remote_*.c files before anything else (never on the inline fast
+ * paths: a remote handle's fast.flags is 0, so they call the functions). */
 #define SHVAL__REMOTE(v) __builtin_expect((v) != NULL && (v)->r != NULL, 0)
 #define SHVAL__RSEG(seg) \
 	__builtin_expect((seg) != NULL && (seg)->kind == SHVAL__SEG_REDIS, 0)
 
-/* ---- batch.c (shval_batch_*); remote.c runs a Redis segment's ---- */
+/* ---- batch.c (shval_batch_*); remote_batch.c runs a Redis segment's ---- */
 enum shval__bop_kind {
 	SHVAL__B_READ,
 	SHVAL__B_WRITE,
@@ -388,20 +388,17 @@ void shval__stop_point(const char *step);
 /* entry.c: a name being created is printable ASCII or UTF-8 (no C1). */
 int shval__check_utf8_name(shval_seg *seg, const char *name, size_t n);
 
-/* ---- remote.c (Redis segments; the public functions dispatch here) ---- */
+/* ---- remote_*.c (Redis segments; the public functions dispatch here;
+ * what the remote files share among themselves is in remote.h) ---- */
+/* remote_seg.c */
 bool shval__r_is_name(const char *name);
 int shval__r_seg_open(const char *name, unsigned flags, shval_seg **out);
 int shval__r_seg_close(shval_seg *seg);
 int shval__r_seg_unlink(const char *name);
 int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info);
+/* remote_value.c */
 int shval__r_seg_next(shval_seg *seg, uint64_t *cursor, const char *prefix,
 		      struct shval_info *info);
-int shval__r_seg_verify(shval_seg *seg, unsigned flags,
-			void (*report)(const shval_problem *p, void *arg),
-			void *arg, size_t *nproblems);
-uint64_t shval__r_seg_version(shval_seg *seg);
-/* shval_wait (v) and shval_seg_wait (v NULL) */
-int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns);
 int shval__r_find(shval_seg *seg, const char *name, const char *type,
 		  shval **out);
 int shval__r_create(shval_seg *seg, const char *name, const char *type,
@@ -411,7 +408,10 @@ int shval__r_create(shval_seg *seg, const char *name, const char *type,
 int shval__r_remove(shval_seg *seg, const char *name);
 void shval__r_close(shval *v);
 int shval__r_info(shval *v, struct shval_info *info);
-uint64_t shval__r_value_version(shval *v);
+int shval__r_field_info_at(shval *v, size_t idx, shval_field_info *fi);
+void *shval__r_data(shval *v);
+int shval__r_touch(shval *v);
+/* remote_op.c */
 int shval__r_read(shval *v, void *buf, size_t cap);
 int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version);
 int shval__r_write(shval *v, const void *buf, size_t len);
@@ -423,7 +423,6 @@ int shval__r_field_get(shval *v, const char *field, void *buf, size_t cap,
 		       size_t *len);
 int shval__r_field_set(shval *v, const char *field, const void *buf,
 		       size_t len);
-int shval__r_field_info_at(shval *v, size_t idx, shval_field_info *fi);
 int shval__r_to_text(shval *v, unsigned flags, char *buf, size_t cap,
 		     size_t *len);
 int shval__r_from_text(shval *v, int argc, const char *const *argv);
@@ -440,9 +439,17 @@ int shval__r_bitop(shval *v, int which, uint64_t mask, uint64_t *old);
 int shval__r_exchange_i64(shval *v, int64_t x, int64_t *old);
 int shval__r_cas_i64(shval *v, int64_t *expected, int64_t desired);
 int shval__r_cas_f64(shval *v, double *expected, double desired);
-void *shval__r_data(shval *v);
-int shval__r_touch(shval *v);
+/* remote_lock.c */
 int shval__r_lock(shval *v, int64_t timeout_ns, bool try);
 int shval__r_unlock(shval *v);
+/* remote_wait.c */
+uint64_t shval__r_seg_version(shval_seg *seg);
+uint64_t shval__r_value_version(shval *v);
+/* shval_wait (v) and shval_seg_wait (v NULL) */
+int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns);
+/* remote_verify.c */
+int shval__r_seg_verify(shval_seg *seg, unsigned flags,
+			void (*report)(const shval_problem *p, void *arg),
+			void *arg, size_t *nproblems);
 
 #endif

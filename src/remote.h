@@ -122,7 +122,7 @@ struct shval__rseg {
 	char **names; /* shval_seg_next's snapshot */
 	size_t nnames;
 	uint64_t client_id, reqseq, shadow_seq;
-	unsigned fork_gen;   /* r_fork_gen when pid was current */
+	unsigned fork_gen; /* remote_conn.c's r_fork_gen when pid was current */
 	char client_hex[24]; /* client_id as 16 hex digits */
 	uint64_t batch_gen;
 };
@@ -249,7 +249,7 @@ struct rop {
 	int64_t ie; /* cas: the caller's expected value */
 	double de;
 	uint64_t *verp; /* a read's version (shval_read_version) */
-	bool staged;    /* set by r_op: ran on a section's staged copy */
+	bool staged;    /* set by shval__r_op: ran on a section's staged copy */
 };
 
 /* ---- remote_conn.c: connections and requests ---- */

@@ -11,20 +11,20 @@
 #include "remote.h"
 
 /* ---- batches (include/shval.h "Batches"; src/batch.c) ----
- * The batch's requests go out as one pipeline: reads as HMGET, changes
- * computed here on the cached bytes (as r_op's uncontended path) and sent
- * as shval1_write with the version they were computed from.  A value's
- * second and later change in the pipeline names the request of its previous
- * one (shval1_write's prev), so it is applied only right after it: a
- * refused change (the value moved: another writer, a lease) and every later
- * op on that value are done again one by one with r_op after the pipeline,
- * in queue order.  Values whose changes need bytes the handle has not seen
- * are fetched first (one pipelined round trip).  Values in the thread's own
- * section (staged), lock handles and read-only refusals go one by one from
- * the start.  A lost connection: reads are done again; a change is known
- * applied if the server's record of the client's last applied write
- * (P:q:CLIENT) is its request, known not applied if that record is older
- * (the pipeline runs in order), else -ECONNRESET "outcome unknown". */
+ * The batch's requests go out as one pipeline: reads as HMGET, changes computed
+ * here on the cached bytes (as shval__r_op's uncontended path) and sent as
+ * shval1_write with the version they were computed from.  A value's second and
+ * later change in the pipeline names the request of its previous one
+ * (shval1_write's prev), so it is applied only right after it: a refused change
+ * (the value moved: another writer, a lease) and every later op on that value
+ * are done again one by one with shval__r_op after the pipeline, in queue
+ * order.  Values whose changes need bytes the handle has not seen are fetched
+ * first (one pipelined round trip).  Values in the thread's own section
+ * (staged), lock handles and read-only refusals go one by one from the start.
+ * A lost connection: reads are done again; a change is known applied if the
+ * server's record of the client's last applied write (P:q:CLIENT) is its
+ * request, known not applied if that record is older (the pipeline runs in
+ * order), else -ECONNRESET "outcome unknown". */
 
 /* The engine's op for a batch op: its kind; every input and output field
  * copied (each kind reads only its own, as the single call would). */
@@ -157,7 +157,7 @@ void shval__r_batch_run(struct shval_batch *b)
 		}
 		memcpy(rv->sh->data, rv->cdata, v->size);
 		if (shval__r_op_apply(rv->sh, &st[i].o) != 0) {
-			/* perhaps only because the cache is old: r_op
+			/* perhaps only because the cache is old: shval__r_op
 			 * fetches and reports */
 			rv->bsingle = true;
 			st[i].how = B_SINGLE;

@@ -162,6 +162,26 @@ static void *r_renewer(void *arg)
 	return NULL;
 }
 
+/* This thread took the lease of lock (fencing token token): its section,
+ * and the renewal thread if there is none (rs->mu held). */
+static int held_add(shval_seg *seg, const char *lock, const char *token)
+{
+	struct shval__rseg *rs = seg->rs;
+	struct rheld *nh = calloc(1, sizeof *nh);
+	if (!nh)
+		return shval__rfail(seg, -ENOMEM, "out of memory");
+	snprintf(nh->lock, sizeof nh->lock, "%s", lock);
+	snprintf(nh->token, sizeof nh->token, "%s", token);
+	nh->tid = gettid();
+	nh->depth = 1;
+	nh->next = rs->held;
+	rs->held = nh;
+	if (!rs->renew_on &&
+	    pthread_create(&rs->renewer, NULL, r_renewer, seg) == 0)
+		rs->renew_on = true;
+	return 0;
+}
+
 /* A raw or atomic value has no lock: SHVAL_EMODE. */
 static int r_has_lock(shval *v)
 {
@@ -234,36 +254,14 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 		r = shval__r_run(seg, &a, &rep);
 		if (!r) {
 			if (is(rep, "OK")) {
-				struct rheld *nh = calloc(1, sizeof *nh);
-				if (!nh)
-					r = shval__rfail(seg, -ENOMEM,
-							 "out of memory");
-				else {
-					snprintf(nh->lock, sizeof nh->lock,
-						 "%s", rv->lock);
-					snprintf(nh->token, sizeof nh->token,
-						 "%s", el(rep, 1, NULL));
-					nh->tid = gettid();
-					nh->depth = 1;
-					nh->next = rs->held;
-					rs->held = nh;
-					if (!rs->renew_on &&
-					    pthread_create(&rs->renewer, NULL,
-							   r_renewer, seg) == 0)
-						rs->renew_on = true;
-					r = strcmp(el(rep, 2, NULL), "1") == 0
-						    ? shval__rfail(
-							      seg,
-							      SHVAL_EOWNERDEAD,
-							      "lock %s: the "
-							      "previous owner's "
-							      "lease expired "
-							      "in a section; "
-							      "its changes were "
-							      "not applied",
-							      rv->lock)
-						    : 0;
-				}
+				r = held_add(seg, rv->lock, el(rep, 1, NULL));
+				if (!r && strcmp(el(rep, 2, NULL), "1") == 0)
+					r = shval__rfail(
+						seg, SHVAL_EOWNERDEAD,
+						"lock %s: the previous owner's "
+						"lease expired in a section; "
+						"its changes were not applied",
+						rv->lock);
 			} else if (is(rep, "STALE"))
 				r = shval__rfail(seg, SHVAL_ESTALE,
 						 "value %s was removed",

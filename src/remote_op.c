@@ -30,7 +30,7 @@ int shval__r_fetch(shval *v, char *ver, unsigned char *data)
 	return shval__r_fetched(v, rep, ver, data);
 }
 
-/* The reply to r_fetch's HMGET (freed here): 0 with ver and data, or the
+/* The reply to shval__r_fetch's HMGET (freed here): 0 with ver and data, or the
  * code with the message. */
 int shval__r_fetched(shval *v, redisReply *rep, char *ver, unsigned char *data)
 {
@@ -209,7 +209,7 @@ static int op_on_shadow(shval *v, const unsigned char *bytes, struct rop *o)
 int shval__r_own_shadow(shval *v)
 {
 	struct shval__rval *rv = v->r;
-	if (rv->sh_pid == v->seg->rs->pid) /* r_enter keeps rs->pid current */
+	if (rv->sh_pid == v->seg->rs->pid) /* shval__r_enter keeps it current */
 		return 0;
 	shval *old = rv->sh, *sh;
 	bool lock_entry = old->kind == SHVAL_KIND_LOCK;
