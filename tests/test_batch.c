@@ -105,6 +105,13 @@ static char *scenario(shval_seg *seg)
 	/* refusals when queueing */
 	ASSERT_EQ(shval_batch_get_i64(bt, a, NULL, NULL), -EINVAL);
 	ASSERT_EQ(shval_batch_read(bt, NULL, gout, 8, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_read(bt, a, NULL, 8, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_write(bt, a, NULL, 8, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_write(bt, NULL, &x, sizeof x, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_get_f64(bt, a, NULL, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_set_i64(NULL, a, 1, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_set_f64(bt, NULL, 1.0, NULL), -EINVAL);
+	ASSERT_EQ(shval_batch_add_f64(bt, NULL, 1.0, NULL, NULL), -EINVAL);
 	shval_seg *other;
 	shval *o;
 	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &other));
