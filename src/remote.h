@@ -18,6 +18,11 @@
  *   remote_wait.c    versions (peeks) and shval_wait / shval_seg_wait
  *   remote_batch.c   a batch as one pipeline (shval__r_batch_run)
  *   remote_verify.c  shval_seg_verify of a Redis segment
+ * Names: what one remote file calls in another is declared below with the
+ * shval__r_ prefix (shval__ra_ for the argument lists, shval__rfail for
+ * failures), like every cross-file internal; the few-line helpers of
+ * argument lists (ra_init, ra_add, ra_bin), replies (el, is) and deadlines
+ * are static inline here, so every file builds requests the same way.
  *
  * DESIGN
  * ======
