@@ -252,7 +252,7 @@ LOCKS = [
     ),
     dict(
         id="stale-owner-never",
-        file="src/lock.c",
+        file="src/mutex.c",
         edits=[(
             """static bool owner_stale(shval_seg *seg, uint32_t w)
 {""",
@@ -267,7 +267,7 @@ LOCKS = [
     ),
     dict(
         id="kind-unchecked",
-        file="src/lock.c",
+        file="src/mutex.c",
         edits=[(
             """return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == shval__lock_kind;""",
             """(void)m; return true; /* MUTANT: kind word not checked */""")],

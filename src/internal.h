@@ -299,11 +299,9 @@ void shval__tcache_free(shval_seg *seg); /* with the segment handle */
 int shval__handle_make(shval_seg *seg, uint64_t off, shval **out);
 int shval__fill_info(shval_seg *seg, shval__entry *e, struct shval_info *info);
 
-/* ---- lock.c (robust locks; inline half in section.h) ---- */
+/* ---- mutex.c (the robust mutex under every lock) ---- */
 #define SHVAL__BLOCK 0ull /* deadlines of shval__mutex_acquire */
 #define SHVAL__TRY 1ull
-extern _Atomic unsigned shval__fork_gen; /* moved by a fork (attach.c) */
-int shval__lockblk_init(shval__lockblk *lk);
 int shval__mutex_init(pthread_mutex_t *m); /* robust, pshared; -errno */
 /* Kind word damaged, or the lock marked not recoverable? */
 bool shval__mutex_damaged(pthread_mutex_t *m);
@@ -316,11 +314,17 @@ int shval__mutex_acquire(shval_seg *seg, pthread_mutex_t *m,
 			 uint64_t deadline_rt, const char *what);
 /* Is the lock's owner dead or stale (needs recovery)?  *tid = owner. */
 bool shval__lock_stale(shval_seg *seg, pthread_mutex_t *m, pid_t *tid);
+/* Re-initialise a damaged lock nobody live holds (repair); true if done. */
+bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
+uint64_t shval__rt_now(void); /* CLOCK_REALTIME in ns (mutex deadlines) */
+
+/* ---- lock.c (sections, ownership, recovery; inline half in section.h) */
+extern _Atomic unsigned shval__fork_gen; /* moved by a fork (attach.c) */
+int shval__lockblk_init(shval__lockblk *lk);
+pid_t shval__my_tid(void); /* gettid(), cached until a fork */
 /* The segment lock was taken (+1) or released (-1): for the lock-order
  * assertion of debug builds (lock.c, LOCK RULES). */
 void shval__order_seg(int delta);
-/* Re-initialise a damaged lock nobody live holds (repair); true if done. */
-bool shval__lock_reinit(shval_seg *seg, pthread_mutex_t *m);
 bool shval__lock_held(shval *v); /* by this thread (held list) */
 int shval__stale(shval *v);      /* SHVAL_ESTALE, with its message */
 /* 0, or SHVAL_ESTALE if the handle's value was removed.  acquire: pairs

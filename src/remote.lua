@@ -40,7 +40,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '5'
+local REV = '6'
 
 local function key(p, kind, name)
 	if name then
@@ -81,6 +81,23 @@ local function once(p, req, fn)
 	return r
 end
 
+-- A function of (P, req, ...) that changes something: fn(p, a) runs once
+-- per request id (see once).
+local function requested(fn)
+	return function(_, a)
+		local p = a[1]
+		return once(p, a[2], function()
+			return fn(p, a)
+		end)
+	end
+end
+
+-- The reply to a request that finds the lease l held by someone else:
+-- the stream's last id (to wait from) and the lease's time to live.
+local function busy(p, l)
+	return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
+end
+
 local function seg_check(p)
 	local t = redis.call('TYPE', key(p, 'seg'))['ok']
 	if t == 'none' then
@@ -114,71 +131,65 @@ local function f_segopen(_, a)
 end
 
 -- create(P, req, name, kind, type, mode, data, guard, guard_serial)
-local function f_create(_, a)
-	local p = a[1]
-	return once(p, a[2], function()
-		local name = a[3]
-		local e = seg_check(p)
-		if e then
-			return { e }
+local f_create = requested(function(p, a)
+	local name = a[3]
+	local e = seg_check(p)
+	if e then
+		return { e }
+	end
+	local h = key(p, 'v', name)
+	local t = redis.call('TYPE', h)['ok']
+	if t ~= 'none' then
+		if t ~= 'hash' then
+			return { 'FOREIGNKEY', t }
 		end
-		local h = key(p, 'v', name)
-		local t = redis.call('TYPE', h)['ok']
-		if t ~= 'none' then
-			if t ~= 'hash' then
-				return { 'FOREIGNKEY', t }
-			end
-			return { 'EXISTS' }
+		return { 'EXISTS' }
+	end
+	local g = a[8]
+	if g ~= '' then
+		local gk = key(p, 'v', g)
+		if redis.call('HGET', gk, 'serial') ~= a[9] or
+		    redis.call('HGET', gk, 'kind') ~= 'l' then
+			return { 'NOGUARD' }
 		end
-		local g = a[8]
-		if g ~= '' then
-			local gk = key(p, 'v', g)
-			if redis.call('HGET', gk, 'serial') ~= a[9] or
-			    redis.call('HGET', gk, 'kind') ~= 'l' then
-				return { 'NOGUARD' }
-			end
-			redis.call('HINCRBY', gk, 'users', 1)
-		end
-		local serial = redis.call('HINCRBY', key(p, 'seg'), 'next', 1)
-		redis.call('HSET', h, 'kind', a[4], 'type', a[5], 'mode', a[6],
-			'serial', serial, 'ver', 1, 'data', a[7], 'guard', g,
-			'users', 0, 'holder', '')
-		redis.call('HSET', key(p, 'dir'), name, serial)
-		changed(p, name, 'c')
-		return { 'OK', tostring(serial) }
-	end)
-end
+		redis.call('HINCRBY', gk, 'users', 1)
+	end
+	local serial = redis.call('HINCRBY', key(p, 'seg'), 'next', 1)
+	redis.call('HSET', h, 'kind', a[4], 'type', a[5], 'mode', a[6],
+		'serial', serial, 'ver', 1, 'data', a[7], 'guard', g,
+		'users', 0, 'holder', '')
+	redis.call('HSET', key(p, 'dir'), name, serial)
+	changed(p, name, 'c')
+	return { 'OK', tostring(serial) }
+end)
 
 -- remove(P, req, name, force)
-local function f_remove(_, a)
-	local p = a[1]
-	return once(p, a[2], function()
-		local name = a[3]
-		local h = key(p, 'v', name)
-		if redis.call('EXISTS', h) == 0 then
-			return { 'NOTFOUND' }
-		end
-		local r = redis.call('HMGET', h, 'users', 'guard')
-		if tonumber(r[1] or '0') > 0 then
-			return { 'INUSE', r[1] }
-		end
-		local lk = name
-		if r[2] and r[2] ~= '' then
-			lk = r[2]
-		end
-		local l = key(p, 'l', lk)
-		if a[4] ~= '1' and redis.call('EXISTS', l) == 1 then
-			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
-		end
-		if r[2] and r[2] ~= '' then
-			redis.call('HINCRBY', key(p, 'v', r[2]), 'users', -1)
-		end
-		redis.call('DEL', h, key(p, 'l', name))
-		redis.call('HDEL', key(p, 'dir'), name)
-		changed(p, name, 'r')
-		return { 'OK' }
-	end)
-end
+local f_remove = requested(function(p, a)
+	local name = a[3]
+	local h = key(p, 'v', name)
+	if redis.call('EXISTS', h) == 0 then
+		return { 'NOTFOUND' }
+	end
+	local r = redis.call('HMGET', h, 'users', 'guard')
+	if tonumber(r[1] or '0') > 0 then
+		return { 'INUSE', r[1] }
+	end
+	local lk = name
+	if r[2] and r[2] ~= '' then
+		lk = r[2]
+	end
+	local l = key(p, 'l', lk)
+	if a[4] ~= '1' and redis.call('EXISTS', l) == 1 then
+		return busy(p, l)
+	end
+	if r[2] and r[2] ~= '' then
+		redis.call('HINCRBY', key(p, 'v', r[2]), 'users', -1)
+	end
+	redis.call('DEL', h, key(p, 'l', name))
+	redis.call('HDEL', key(p, 'dir'), name)
+	changed(p, name, 'r')
+	return { 'OK' }
+end)
 
 -- write(P, client, seq, name, serial, expver, newver, data, lock, resent
 -- [, prev]): store data as version newver if the version is still expver
@@ -211,7 +222,7 @@ local function f_write(_, a)
 	if lk ~= '' then
 		local l = p .. ':l:' .. lk
 		if redis.call('EXISTS', l) == 1 then
-			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
+			return busy(p, l)
 		end
 	end
 	if r[2] ~= a[6] then
@@ -230,29 +241,26 @@ local function f_write(_, a)
 end
 
 -- lock(P, req, lock, serial, lease_ms)
-local function f_lock(_, a)
-	local p = a[1]
-	return once(p, a[2], function()
-		local lk = a[3]
-		local h = key(p, 'v', lk)
-		local r = redis.call('HMGET', h, 'serial', 'holder')
-		if r[1] ~= a[4] then
-			return { 'STALE' }
-		end
-		local l = key(p, 'l', lk)
-		if redis.call('EXISTS', l) == 1 then
-			return { 'BUSY', lastid(p .. ':ev'), redis.call('PTTL', l) }
-		end
-		local tok = tostring(redis.call('HINCRBY', key(p, 'seg'), 'next', 1))
-		redis.call('SET', l, tok, 'PX', a[5])
-		local dead = '0'
-		if r[2] and r[2] ~= '' then
-			dead = '1'
-		end
-		redis.call('HSET', h, 'holder', tok)
-		return { 'OK', tok, dead }
-	end)
-end
+local f_lock = requested(function(p, a)
+	local lk = a[3]
+	local h = key(p, 'v', lk)
+	local r = redis.call('HMGET', h, 'serial', 'holder')
+	if r[1] ~= a[4] then
+		return { 'STALE' }
+	end
+	local l = key(p, 'l', lk)
+	if redis.call('EXISTS', l) == 1 then
+		return busy(p, l)
+	end
+	local tok = tostring(redis.call('HINCRBY', key(p, 'seg'), 'next', 1))
+	redis.call('SET', l, tok, 'PX', a[5])
+	local dead = '0'
+	if r[2] and r[2] ~= '' then
+		dead = '1'
+	end
+	redis.call('HSET', h, 'holder', tok)
+	return { 'OK', tok, dead }
+end)
 
 -- renew(P, lock, token, lease_ms)
 local function f_renew(_, a)
@@ -267,35 +275,32 @@ end
 -- commit(P, req, lock, token, n, name1, serial1, data1, ...): all the
 -- section's staged values at once, if the lease is still the caller's;
 -- then release the lease.
-local function f_commit(_, a)
-	local p = a[1]
-	return once(p, a[2], function()
-		local lk, tok, n = a[3], a[4], tonumber(a[5])
-		local l = key(p, 'l', lk)
-		if redis.call('GET', l) ~= tok then
-			return { 'LOST' }
+local f_commit = requested(function(p, a)
+	local lk, tok, n = a[3], a[4], tonumber(a[5])
+	local l = key(p, 'l', lk)
+	if redis.call('GET', l) ~= tok then
+		return { 'LOST' }
+	end
+	for i = 0, n - 1 do
+		local name, serial = a[6 + 3 * i], a[7 + 3 * i]
+		if redis.call('HGET', key(p, 'v', name), 'serial') ~= serial then
+			return { 'STALE', name }
 		end
-		for i = 0, n - 1 do
-			local name, serial = a[6 + 3 * i], a[7 + 3 * i]
-			if redis.call('HGET', key(p, 'v', name), 'serial') ~= serial then
-				return { 'STALE', name }
-			end
-		end
-		for i = 0, n - 1 do
-			local name, data = a[6 + 3 * i], a[8 + 3 * i]
-			local h = key(p, 'v', name)
-			redis.call('HSET', h, 'data', data)
-			redis.call('HINCRBY', h, 'ver', 1)
-			changed(p, name, 'w')
-		end
-		redis.call('DEL', l)
-		if redis.call('EXISTS', key(p, 'v', lk)) == 1 then
-			redis.call('HSET', key(p, 'v', lk), 'holder', '')
-		end
-		changed(p, lk, 'u')
-		return { 'OK' }
-	end)
-end
+	end
+	for i = 0, n - 1 do
+		local name, data = a[6 + 3 * i], a[8 + 3 * i]
+		local h = key(p, 'v', name)
+		redis.call('HSET', h, 'data', data)
+		redis.call('HINCRBY', h, 'ver', 1)
+		changed(p, name, 'w')
+	end
+	redis.call('DEL', l)
+	if redis.call('EXISTS', key(p, 'v', lk)) == 1 then
+		redis.call('HSET', key(p, 'v', lk), 'holder', '')
+	end
+	changed(p, lk, 'u')
+	return { 'OK' }
+end)
 
 -- peek(P, name, serial): the value's version and its stream's last id.
 local function f_peek(_, a)
