@@ -266,9 +266,25 @@ int shval__r_connect(shval_seg *seg, redisContext **out);
 /* A new segment handle's fork detection (rs->pid, rs->fork_gen). */
 void shval__r_fork_init(struct shval__rseg *rs);
 /* Take rs->mu (a forked child first drops the parent's connection and
- * sections); release it. */
-void shval__r_enter(struct shval__rseg *rs);
-void shval__r_leave(struct shval__rseg *rs);
+ * sections: shval__r_after_fork); release it.  Inline: every request. */
+extern _Atomic unsigned shval__r_fork_gen;
+void shval__r_after_fork(struct shval__rseg *rs);
+static inline void shval__r_enter(struct shval__rseg *rs)
+{
+	/* relaxed: the bump runs in a fork's child before it has other
+	 * threads (pthread_atfork), and threads it starts later see it
+	 * through pthread_create */
+	if (__builtin_expect(rs->fork_gen !=
+				     atomic_load_explicit(&shval__r_fork_gen,
+							  memory_order_relaxed),
+			     0))
+		shval__r_after_fork(rs);
+	pthread_mutex_lock(&rs->mu);
+}
+static inline void shval__r_leave(struct shval__rseg *rs)
+{
+	pthread_mutex_unlock(&rs->mu);
+}
 /* Append one command in RESP to c's output buffer (pipelines). */
 int shval__r_append(redisContext *c, int argc, const char *const *argv,
 		    const size_t *lens);

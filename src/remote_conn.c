@@ -161,14 +161,15 @@ static void r_sleep_ms(int64_t ms)
 }
 
 /* A forked child: the parent's connections and locks are not its own.
- * Every request checks r_fork_gen (bumped in a fork's child) rather than
- * calling getpid(), a system call, on the hot path. */
+ * Every request checks shval__r_fork_gen (bumped in a fork's child; in
+ * shval__r_enter, remote.h) rather than calling getpid(), a system call, on
+ * the hot path. */
 static pthread_mutex_t r_fork_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic unsigned r_fork_gen = 1;
+_Atomic unsigned shval__r_fork_gen = 1;
 static pthread_once_t r_fork_once = PTHREAD_ONCE_INIT;
 static void r_fork_child(void)
 {
-	atomic_fetch_add(&r_fork_gen, 1);
+	atomic_fetch_add(&shval__r_fork_gen, 1);
 }
 static void r_fork_setup(void)
 {
@@ -177,10 +178,10 @@ static void r_fork_setup(void)
 void shval__r_fork_init(struct shval__rseg *rs)
 {
 	pthread_once(&r_fork_once, r_fork_setup);
-	rs->fork_gen = atomic_load(&r_fork_gen);
+	rs->fork_gen = atomic_load(&shval__r_fork_gen);
 	rs->pid = getpid();
 }
-static void r_after_fork(struct shval__rseg *rs)
+void shval__r_after_fork(struct shval__rseg *rs)
 {
 	pthread_mutex_lock(&r_fork_mu);
 	if (rs->pid != getpid()) {
@@ -209,23 +210,8 @@ static void r_after_fork(struct shval__rseg *rs)
 			 (unsigned long long)rs->client_id);
 		rs->pid = getpid();
 	}
-	rs->fork_gen = atomic_load(&r_fork_gen);
+	rs->fork_gen = atomic_load(&shval__r_fork_gen);
 	pthread_mutex_unlock(&r_fork_mu);
-}
-
-void shval__r_enter(struct shval__rseg *rs)
-{
-	if (__builtin_expect(rs->fork_gen !=
-				     atomic_load_explicit(&r_fork_gen,
-							  memory_order_relaxed),
-			     0))
-		r_after_fork(rs);
-	pthread_mutex_lock(&rs->mu);
-}
-
-void shval__r_leave(struct shval__rseg *rs)
-{
-	pthread_mutex_unlock(&rs->mu);
 }
 
 /* Put n's decimal digits at p; returns the end. */

@@ -22,9 +22,15 @@ int shval__r_fetch(shval *v, char *ver, unsigned char *data)
 {
 	shval_seg *seg = v->seg;
 	struct shval__rval *rv = v->r;
-	const char *argv[] = { "HMGET", rv->key, "serial", "ver", "data" };
+	struct rargs a; /* the lengths computed once: the hot path */
 	redisReply *rep;
-	int r = shval__r_cmd(seg, &rep, 5, argv, NULL);
+	ra_init(&a);
+	ra_add(&a, "HMGET");
+	ra_add(&a, rv->key);
+	ra_add(&a, "serial");
+	ra_add(&a, "ver");
+	ra_add(&a, "data");
+	int r = shval__r_run(seg, &a, &rep);
 	if (r)
 		return r;
 	return shval__r_fetched(v, rep, ver, data);
