@@ -1,6 +1,6 @@
 #!lua name=shval1
 --[[
-src/remote.lua — the server-side half of Redis segments (src/remote.c),
+src/remote.lua — the server-side half of Redis segments (src/remote_*.c),
 loaded with FUNCTION LOAD (Redis 7) and embedded in libshval at build time.
 Not API.  Every change to a value goes through one of these functions, so
 each is one atomic step on the server.
@@ -40,7 +40,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '6'
+local REV = '7'
 
 local function key(p, kind, name)
 	if name then
@@ -207,7 +207,7 @@ local function f_write(_, a)
 	if r[1] ~= a[5] then
 		return { 'STALE' }
 	end
-	-- a batch's second and later change of one value (src/remote.c,
+	-- a batch's second and later change of one value (src/remote_batch.c,
 	-- shval__r_batch_run): applied only right after the client's previous
 	-- one (a[11] = its id "client.seq"), else refused as changed, so the
 	-- batch's changes of one value keep their order
