@@ -29,8 +29,8 @@
  * clear after the change, a writer preempted between its version store
  * and the clear erased the flag of a waiter that had already seen the new
  * version, flagged itself for the next one and was about to sleep; the
- * next writer then found no flag and woke nobody (tests/test_wake.c,
- * preempted_waker_keeps_flag, stops both processes at exactly those points).
+ * next writer then found no flag and woke nobody (tests/test_wake_points.c
+ * stops both processes at exactly those points).
  * Atomic values clear, then move the version word: the same rule.  The
  * cost: a flag found after the change stays set, so the next writer makes
  * one FUTEX_WAKE more.  A process killed between taking the flag and its
