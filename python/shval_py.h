@@ -443,7 +443,7 @@ static inline uint64_t locked_version(const shval *h)
  * lock this thread holds, a removed value) to the general path, which
  * waits with the GIL released (acquire_handle2).  None of this touches
  * the library's thread-locals (its held-lock list), which the module,
- * dlopen'ed, reaches through _dl_tlsdesc_dynamic.
+ * dlopen'ed, reaches through a TLS descriptor call.
  * Returns 0 (done), FAST_SLOW (take the general path) or SHVAL_EOWNERDEAD
  * (a dead owner's section was rolled back and the lock released: warn,
  * then take the general path). */

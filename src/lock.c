@@ -136,14 +136,16 @@ static void tls_key_init(void)
 	pthread_key_create(&tls_key, tls_free);
 }
 
-/* Each function below takes the block's address once (tls_self()): in
- * the dlopen()ed Python module every &T is a call of _dl_tlsdesc_dynamic
- * (17 instructions), which the compiler repeated at every use; a
- * `with lock:` section took six of them.
- * (Not initial-exec: that model would need the library's whole TLS block,
- * 1.3 KB with error.c's message buffers, in glibc's static TLS surplus,
- * which dlopen()ed modules share: under 2 KB are left in a python3.11
- * process, so another module's could make the import fail.) */
+/* Each function below takes the block's address once (tls_self()): &T
+ * is a TLS descriptor call, which the compiler repeated at every use.  In
+ * the dlopen()ed Python module that call was _dl_tlsdesc_dynamic (17
+ * instructions; a `with lock:` section took six of them) while the
+ * library's TLS block (1.3 KB with error.c's message buffers) did not fit
+ * glibc's static TLS surplus; since error.c keeps its buffers on the heap
+ * the block is 136 bytes, glibc places it there, and the call is
+ * _dl_tlsdesc_return (3 instructions; BENCHMARKS.md, "thread-local
+ * storage made small").  (Not initial-exec: a module whose block did not
+ * fit would then fail to import instead of getting the slower call.) */
 
 /* &T, computed once: the empty asm hides the address from the compiler,
  * which would otherwise compute it again (another descriptor call) at each
