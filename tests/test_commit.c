@@ -296,7 +296,8 @@ TEST_BOTH(atomic_adds_exact_library_call)
 
 TEST_BOTH(atomic_adds_exact_32bit)
 {
-	overlapping_adds("i", false); /* value.c: rmw_int */
+	overlapping_adds("i", true);  /* the library's 32-bit fast add */
+	overlapping_adds("i", false); /* the header's inline 32-bit add */
 }
 
 /* An add overtaken by another process's add, every time: the adder (a
@@ -414,7 +415,15 @@ TEST(atomic_add_overtaken_library_call)
 
 TEST(atomic_add_overtaken_32bit)
 {
-	add_overtaken_case("i", false);
+	add_overtaken_case("i", true);  /* the library's 32-bit fast add */
+	add_overtaken_case("i", false); /* the header's inline 32-bit add */
+}
+
+/* A 16-bit value has no fast path: the library's width-generic RMW
+ * (src/atomic.h) does the add. */
+TEST(atomic_add_overtaken_16bit)
+{
+	add_overtaken_case("h", true);
 }
 
 /* A reader's copy overtaken by a whole commit.  The reader (a child) copies

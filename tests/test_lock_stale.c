@@ -92,17 +92,27 @@ static void stale_body(void *arg)
 	CK(trylock_elsewhere(v, 0, 1, "trylock after the unlock"),
 	   "the lock is not free after our unlock");
 
-	/* again, now through a library call that takes the lock itself */
-	inject_stale(v, a->s, a->how, tid);
-	int64_t res = 0;
-	step(10, "shval_add_i64 with a stale owner field");
-	CK_OK(shval_add_i64(v, 1, &res));
-	CK(res == 8, "add result %lld, want 8", (long long)res);
-	step(20, "reader in another process after the add");
-	CK(value_elsewhere(v, 8, "reader after the add"), "the add is not visible");
-	step(20, "another process's trylock after the add");
-	CK(trylock_elsewhere(v, 0, 1, "trylock after the add"),
-	   "the lock is not free after the add");
+	/* again, now through a library call that takes the lock itself: the
+	 * function (src/section.h's section), then the header's inline add,
+	 * which takes the lock on a path of its own */
+	for (int inl = 0; inl < 2; inl++) {
+		inject_stale(v, a->s, a->how, tid);
+		int64_t res = 0;
+		step(10, "shval_add_i64 (%s) with a stale owner field",
+		     inl ? "inline" : "function");
+		if (inl)
+			CK_OK(shval_add_i64(v, 1, &res));
+		else
+			CK_OK((shval_add_i64)(v, 1, &res));
+		CK(res == 8 + inl, "add result %lld, want %d", (long long)res,
+		   8 + inl);
+		step(20, "reader in another process after the add");
+		CK(value_elsewhere(v, 8 + inl, "reader after the add"),
+		   "the add is not visible");
+		step(20, "another process's trylock after the add");
+		CK(trylock_elsewhere(v, 0, 1, "trylock after the add"),
+		   "the lock is not free after the add");
+	}
 	step(10, "shval_lock/unlock again");
 	CK_OK(shval_lock(v));
 	CK_OK(shval_unlock(v));
