@@ -174,17 +174,21 @@ LOCKS = [
         id="waiters-cleared-after-commit",
         file="src/wait.c",
         edits=[(
-            """shval__stop_point("wake");
-	/* tag-waiters: the load after the barrier pairs with the waiter's
-	 * seq_cst fetch_or.  A flag found now stays set (see above). */
-	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed))
-		shval__futex_wake(&e->version);""",
-            """shval__stop_point("wake");
-	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+            """	wake_flagged(e, took);
+	shval__seg_notify(seg);
+}
+
+void shval__wake_after_change""",
+            """	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+		shval__stop_point("wake");
 		/* MUTANT: the flag cleared after the commit */
 		atomic_exchange_explicit(&e->waiters, 0, memory_order_relaxed);
 		shval__futex_wake(&e->version);
-	}""")],
+	}
+	shval__seg_notify(seg);
+}
+
+void shval__wake_after_change""")],
         breaks="shval_wait wakes on every committed change: a lock holder "
                "clears the waiters' flag after its commit (erasing the flag "
                "of a waiter that saw the commit and waits for the next)",
@@ -198,12 +202,15 @@ LOCKS = [
 		/* seq_cst RMW: publishes the change, and the barrier */
 		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
 					  memory_order_seq_cst);
-		shval__stop_point("wake");""",
+		wake_flagged(e, took);""",
             """/* seq_cst RMW: publishes the change, and the barrier */
 		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
 					  memory_order_seq_cst);
-		shval__stop_point("wake");
-		bool took = shval__waiters_take(e); /* MUTANT: after the bump */""")],
+		if (atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+			shval__stop_point("wake");
+			shval__waiters_take(e); /* MUTANT: after the bump */
+			shval__futex_wake(&e->version);
+		}""")],
         breaks="shval_wait wakes on every committed change: a raw value's "
                "writer clears the waiters' flag after its version bump",
         kill=r"^test_wake_points\.preempted_waker_raw$",

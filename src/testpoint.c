@@ -17,8 +17,10 @@
  *   "change"  a shared lock's first change of a section, after WRITING is
  *             set and before the data changes (must roll back)
  * Stop steps (wait.c, tag-waiters):
- *   "wake"    a writer whose change is visible, before it looks for
- *             waiters to wake
+ *   "wake"    a writer whose change is visible and who found a waiter
+ *             to wake (a flag it took before the change or sees now),
+ *             before it wakes it (atomic values: before it clears the
+ *             flag); a write that wakes nobody never gets there
  *   "sleep"   a waiter that flagged itself and found no change, before it
  *             goes to sleep in the kernel
  *

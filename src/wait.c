@@ -135,14 +135,23 @@ static inline void mb_after_atomic(void)
 #endif
 }
 
+/* After a change of a locked or raw value (and the barrier): wake e's
+ * waiters if the writer took their flag before the change or finds it set
+ * now.  tag-waiters: this load pairs with the waiter's seq_cst fetch_or;
+ * a flag found now stays set (see above).  The stop point is inside the
+ * branch: a write that wakes nobody pays nothing for it. */
+static inline void wake_flagged(shval__entry *e, bool took)
+{
+	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+		shval__stop_point("wake");
+		shval__futex_wake(&e->version);
+	}
+}
+
 void shval__wake_after_commit(shval_seg *seg, shval__entry *e, bool took)
 {
 	mb_after_atomic(); /* after the unlock */
-	shval__stop_point("wake");
-	/* tag-waiters: the load after the barrier pairs with the waiter's
-	 * seq_cst fetch_or.  A flag found now stays set (see above). */
-	if (took || atomic_load_explicit(&e->waiters, memory_order_relaxed))
-		shval__futex_wake(&e->version);
+	wake_flagged(e, took);
 	shval__seg_notify(seg);
 }
 
@@ -154,17 +163,14 @@ void shval__wake_after_change(shval_seg *seg, shval__entry *e,
 		/* seq_cst RMW: publishes the change, and the barrier */
 		atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
 					  memory_order_seq_cst);
-		shval__stop_point("wake");
-		if (took ||
-		    atomic_load_explicit(&e->waiters, memory_order_relaxed))
-			shval__futex_wake(&e->version);
+		wake_flagged(e, took);
 	} else {
 		mb_after_atomic(); /* after the RMW on the data */
-		shval__stop_point("wake");
 		/* The data is not the futex word: clear, then move the version
 		 * word, then wake, so that a waiter whose flag this clears
 		 * finds its futex word moved. */
 		if (atomic_load_explicit(&e->waiters, memory_order_relaxed)) {
+			shval__stop_point("wake");
 			atomic_exchange_explicit(&e->waiters, 0,
 						 memory_order_relaxed);
 			atomic_fetch_add_explicit(&e->version, SHVAL__V_ONE,
