@@ -131,7 +131,10 @@
  *   lock waits use connections of their own).
  * - Versions: a counter on the server (also for atomic values, whose local
  *   version is their bits): a change back to the same number is a change.
- *   shval_seg_version() moves on every change (no watcher announcement).
+ *   The segment's version moves on creations, removals and unlocks, and on
+ *   value changes once the segment is watched: as locally, the first
+ *   shval_seg_version() or shval_seg_wait() announces a watcher for good
+ *   (shval_seg_info() does not).
  * - Locks are leases (SET NX PX with a fencing token), renewed every lease/3
  *   by a thread of the owner's process.  Changes made inside a section are
  *   staged in the owner's process (the owning thread's reads see them;

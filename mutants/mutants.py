@@ -392,11 +392,59 @@ void shval__wake_after_change""")],
         id="redis-resend-applied-twice",
         file="src/remote.lua",
         edits=[(
-            """	if a[10] == '1' and redis.call('GET', qk) == a[3] then""",
-            """	if false then -- MUTANT: a resent write applied again""")],
+            """	if a[10] == '1' and (r[3] == me or""",
+            """	if false and (r[3] == me or -- MUTANT: a resent write applied again""")],
         breaks="Redis: a change resent after a lost connection is applied "
                "once: the server does not recognise the resend",
-        kill=r"^test_remote\.exact_while_connections_cut$",
+        kill=r"^test_remote\.(exact_while_connections_cut|"
+             r"resend_recognised_after_overwrite)$",
+    ),
+    dict(
+        id="redis-resend-record-not-kept",
+        file="src/remote.lua",
+        edits=[(
+            """	if c == me then
+		return
+	end""",
+            """	if true then -- MUTANT: an overwritten record is dropped
+		return
+	end""")],
+        breaks="Redis: a resent change is recognised even after another "
+               "client's write overwrote the value's record of it (the "
+               "record moves to P:q:CLIENT)",
+        kill=r"^test_remote\.resend_recognised_after_overwrite$",
+    ),
+    dict(
+        id="redis-resend-record-not-highest",
+        file="src/remote.lua",
+        edits=[(
+            """	if old and seq_less(s, old) then""",
+            """	if false then -- MUTANT: an older number replaces a newer one""")],
+        breaks="Redis: P:q:CLIENT keeps the client's highest overwritten "
+               "write, so that its last request's resend is recognised",
+        kill=r"^test_remote\.resend_recognised_after_overwrite$",
+    ),
+    dict(
+        id="redis-waiter-not-announced",
+        file="src/remote.lua",
+        edits=[(
+            """		redis.call('HSET', h, 'w', '1')""",
+            """		-- MUTANT: the waiter's flag not set""")],
+        breaks="Redis: no lost wake-ups: a waiter's peek flags the value, "
+               "so that the next write appends to the stream it blocks on",
+        kill=r"^test_remote\.changes_announced_only_when_waited_for$",
+    ),
+    dict(
+        id="redis-watch-not-for-new-values",
+        file="src/remote.lua",
+        edits=[(
+            """	if redis.call('HGET', sk, 'watched') == '1' then
+		w = 'S'
+	end""",
+            """	-- MUTANT: values created in a watched segment not announced""")],
+        breaks="Redis: once the segment is watched, every change moves its "
+               "version, also of values created later",
+        kill=r"^test_remote\.changes_announced_only_when_waited_for$",
     ),
     dict(
         id="redis-write-version-unchecked",

@@ -56,20 +56,26 @@
  * commit; a locker that finds a holder but no lease knows the owner died:
  * SHVAL_EOWNERDEAD, with the last committed state.
  *
- * Waiting: every creation, change, unlock and removal appends to the
- * segment's stream (P:ev; its last id is the segment's version).  A waiter
- * reads the version and the stream's last id in one call (shval1_peek),
- * then XREAD BLOCKs from that id on a connection of its own: a change
- * between the two is in the stream, so no wake-up is lost; on any entry
- * (perhaps another value's: one stream keeps writes cheap) and after a
- * reconnect it peeks again.
+ * Waiting: every creation, unlock, removal and committed section appends
+ * to the segment's stream (P:ev; its last id is the segment's version), and
+ * so does a plain write of a value someone waits for.  A waiter reads the
+ * version and the stream's last id in one call (shval1_peek) that also sets
+ * the value's waiters' flag ("w"), then XREAD BLOCKs from that id on a
+ * connection of its own: the next write takes the flag and appends, and a
+ * change between the peek and the block is in the stream, so no wake-up is
+ * lost; on any entry (perhaps another value's: one stream keeps writes
+ * cheap) and after a reconnect it peeks again.  A segment watcher
+ * (shval_seg_version, shval_seg_wait) makes every change append from then
+ * on, as a local segment's watcher bit does.  An unwatched write is thus
+ * the HMGET and HSET of shval1_write only.
  *
  * Connections: one per segment handle for requests (serialised by rs->mu),
  * one per blocking wait, one for the lease renewer.  A request whose
  * connection broke is sent again on a new connection (for up to the
  * timeout); requests that change something carry an id and the server
- * answers a repeated id from its record (P:q:REQ) instead of applying it
- * twice.  A forked child opens its own connections and holds no lock.
+ * answers a repeated id from its record instead of applying it twice
+ * (shval1_write: the value's "wq", or P:q:CLIENT once another client
+ * overwrote that; the other functions: P:q:REQ).  A forked child opens its own connections and holds no lock.
  */
 #ifndef SHVAL_REMOTE_H
 #define SHVAL_REMOTE_H
@@ -341,7 +347,9 @@ int shval__r_stage_get(shval *v, struct rheld *h, struct rstage **out);
 void shval__r_held_clear(struct shval__rseg *rs);
 
 /* ---- remote_wait.c: versions ---- */
-int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap);
-int shval__r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap);
+int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap,
+		  const uint64_t *seen);
+int shval__r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap,
+		     bool arm);
 
 #endif

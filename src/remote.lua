@@ -15,18 +15,36 @@ Keys of the segment "redis://host:port/P" (P is [A-Za-z0-9._-]{1,200}):
                     (shared lock's name, or ""), users (values under a lock
                     entry), holder (token of the lease holder while a
                     section is open; left behind by a dead owner), wq (the
-                    id "client.seq" of the last shval1_write applied)
+                    id "client.seq" of the last shval1_write applied),
+                    w (who wants its changes announced: "" nobody, "1" a
+                    waiter of this value, "S" the segment is watched)
   P:l:NAME   string the lease: the holder's fencing token, expires (PX)
-  P:ev       stream one entry per creation, change, removal or unlock
-                    (n = name, w = c/w/r/u), trimmed to about 256 entries.
-                    Its last entry id is the segment's version; every waiter
-                    (value, segment, lock) blocks on it (XREAD) from the id
-                    it read with the version, so no wake-up is lost.
-  P:q:CLIENT string the sequence number of the client's last applied
-                    write (10 min): a write resent after a lost connection
-                    is recognised, never applied twice.
+  P:ev       stream one entry per creation, removal, unlock, committed
+                    section and announced change (n = name, w = c/r/u/w),
+                    trimmed to about 256 entries.  Its last entry id is the
+                    segment's version; every waiter (value, segment, lock)
+                    blocks on it (XREAD) from the id it read with the
+                    version, so no wake-up is lost.
+  P:q:CLIENT string the sequence number of a write of the client whose
+                    record ("wq" of the value) another client's write
+                    overwrote (the highest such, 10 min): with "wq" it
+                    tells a write resent after a lost connection that was
+                    applied from one that was not; never applied twice.
   P:q:REQ    string the reply of another applied request (REQ = client id
                     and sequence number), 120 s, for the same purpose.
+
+Announcing changes (the waiters' flag, as the local "waiters" bit): a plain
+write appends to P:ev only if the value's "w" is set.  A waiter sets it to
+"1" in the same call that reads the version and the stream's last id
+(shval1_peek with the version it has seen); the next write clears it (in
+the HSET it makes anyway) and appends.  Functions run one at a time, so a write either comes
+before the peek (the waiter sees the new version) or sees the flag (the
+waiter wakes): no wake-up is lost.  A segment watcher (shval1_segpeek with
+arm: shval_seg_version, shval_seg_wait) marks the segment "watched" for good
+and every value "S", and shval1_create gives new values "S" from then on, so
+every change moves the segment's version, as locally once watched.  An
+unwatched write is two redis.calls (HMGET, HSET): the XADD and the SET of
+the request record cost about as much again (BENCHMARKS.md).
 
 Numbers: versions, serials and tokens are counted with HINCRBY (exact
 64-bit integers on the server); Lua compares them as strings or as doubles
@@ -40,7 +58,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '7'
+local REV = '8'
 
 local function key(p, kind, name)
 	if name then
@@ -61,6 +79,38 @@ end
 local function changed(p, name, what)
 	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
 		'w', what)
+end
+
+-- Decimal sequence numbers: a < b.
+local function seq_less(a, b)
+	if #a ~= #b then
+		return #a < #b
+	end
+	return a < b
+end
+
+-- A write by client me overwrites the value's record wq ("client.seq") of
+-- another client's applied write: keep that write's number in the other
+-- client's P:q:CLIENT (the highest one), so that its resend after a lost
+-- connection is still recognised.  One SET ... GET; a second SET only if
+-- an older number met a newer one.
+local function keep(p, wq, me)
+	if not wq or wq == '' then
+		return
+	end
+	local dot = string.find(wq, '.', 1, true)
+	if not dot then
+		return
+	end
+	local c = string.sub(wq, 1, dot - 1)
+	if c == me then
+		return
+	end
+	local s, k = string.sub(wq, dot + 1), p .. ':q:' .. c
+	local old = redis.call('SET', k, s, 'PX', 600000, 'GET')
+	if old and seq_less(s, old) then
+		redis.call('SET', k, old, 'PX', 600000)
+	end
 end
 
 -- Requests that change something carry an id; the reply of an applied one
@@ -154,10 +204,15 @@ local f_create = requested(function(p, a)
 		end
 		redis.call('HINCRBY', gk, 'users', 1)
 	end
-	local serial = redis.call('HINCRBY', key(p, 'seg'), 'next', 1)
+	local sk = key(p, 'seg')
+	local serial = redis.call('HINCRBY', sk, 'next', 1)
+	local w = ''
+	if redis.call('HGET', sk, 'watched') == '1' then
+		w = 'S'
+	end
 	redis.call('HSET', h, 'kind', a[4], 'type', a[5], 'mode', a[6],
 		'serial', serial, 'ver', 1, 'data', a[7], 'guard', g,
-		'users', 0, 'holder', '')
+		'users', 0, 'holder', '', 'w', w)
 	redis.call('HSET', key(p, 'dir'), name, serial)
 	changed(p, name, 'c')
 	return { 'OK', tostring(serial) }
@@ -195,15 +250,16 @@ end)
 -- [, prev]): store data as version newver if the version is still expver
 -- (and, with prev, the last write of the value was the request prev) and no
 -- one else holds the lease of lock ("" for raw and atomic values); "wq"
--- records the request ("client.seq").  The hot
--- path, kept lean (every redis.call and string costs): no reply record; a
--- client sends one request at a time, so P:q:CLIENT holds the sequence
--- number of its last applied write, which a resent request (resent = "1",
--- after a lost connection) compares with its own.
+-- records the request ("client.seq").  The hot path, kept lean (every
+-- redis.call costs about as much as the network): no reply record, and
+-- uncontended and unwatched just HMGET and HSET.  A client sends one
+-- request at a time, so a resent request (resent = "1", after a lost
+-- connection) was applied if the value's wq is still its own or, once
+-- another client overwrote that, if P:q:CLIENT (keep) holds its number.
 local function f_write(_, a)
 	local p, name = a[1], a[4]
 	local h = p .. ':v:' .. name
-	local r = redis.call('HMGET', h, 'serial', 'ver', 'wq')
+	local r = redis.call('HMGET', h, 'serial', 'ver', 'wq', 'w')
 	if r[1] ~= a[5] then
 		return { 'STALE' }
 	end
@@ -214,8 +270,9 @@ local function f_write(_, a)
 	if a[11] and r[3] ~= a[11] then
 		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
 	end
-	local qk = p .. ':q:' .. a[2]
-	if a[10] == '1' and redis.call('GET', qk) == a[3] then
+	local me = a[2] .. '.' .. a[3]
+	if a[10] == '1' and (r[3] == me or
+	    redis.call('GET', p .. ':q:' .. a[2]) == a[3]) then
 		return { 'OK', '' } -- applied before the connection broke
 	end
 	local lk = a[9]
@@ -233,10 +290,17 @@ local function f_write(_, a)
 		-- next shval_lock no longer reports it)
 		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
 	end
-	redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', a[2] .. '.' .. a[3])
-	redis.call('SET', qk, a[3], 'PX', 600000)
-	redis.call('XADD', p .. ':ev', 'MAXLEN', '~', '256', '*', 'n', name,
-		'w', 'w')
+	local w = r[4]
+	if w == '1' then -- take the waiters' flag: they are woken below
+		redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', me,
+			'w', '')
+	else
+		redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', me)
+	end
+	keep(p, r[3], a[2])
+	if w == '1' or w == 'S' then
+		changed(p, name, 'w')
+	end
 	return { 'OK', a[7] }
 end
 
@@ -302,22 +366,39 @@ local f_commit = requested(function(p, a)
 	return { 'OK' }
 end)
 
--- peek(P, name, serial): the value's version and its stream's last id.
+-- peek(P, name, serial[, seen]): the value's version and its stream's last
+-- id; with seen (a waiter about to block, whose version is seen) the value's
+-- next write is announced ("w" set to "1", unless the segment is watched)
+-- if the version is still seen.
 local function f_peek(_, a)
 	local p = a[1]
-	local r = redis.call('HMGET', key(p, 'v', a[2]), 'serial', 'ver')
+	local h = key(p, 'v', a[2])
+	local r = redis.call('HMGET', h, 'serial', 'ver', 'w')
 	if r[1] ~= a[3] then
 		return { 'STALE' }
+	end
+	if a[4] == r[2] and r[3] ~= '1' and r[3] ~= 'S' then
+		redis.call('HSET', h, 'w', '1')
 	end
 	return { 'OK', r[2], lastid(p .. ':ev') }
 end
 
--- segpeek(P): the segment's version and its stream's last id.
+-- segpeek(P[, arm]): the segment's version and its stream's last id; with
+-- arm = "1" (shval_seg_version, shval_seg_wait) the segment is watched from
+-- then on: every value's changes are announced ("w" = "S", and so for the
+-- values created later), so that its version moves on every change.
 local function f_segpeek(_, a)
 	local p = a[1]
 	local e = seg_check(p)
 	if e then
 		return { e }
+	end
+	local sk = key(p, 'seg')
+	if a[2] == '1' and redis.call('HGET', sk, 'watched') ~= '1' then
+		redis.call('HSET', sk, 'watched', '1')
+		for _, name in ipairs(redis.call('HKEYS', key(p, 'dir'))) do
+			redis.call('HSET', key(p, 'v', name), 'w', 'S')
+		end
 	end
 	return { 'OK', lastid(p .. ':ev') }
 end
@@ -331,7 +412,5 @@ redis.register_function('shval1_renew', f_renew)
 redis.register_function('shval1_commit', f_commit)
 redis.register_function { function_name = 'shval1_rev',
 	callback = function() return REV end, flags = { 'no-writes' } }
-redis.register_function { function_name = 'shval1_peek', callback = f_peek,
-	flags = { 'no-writes' } }
-redis.register_function { function_name = 'shval1_segpeek', callback = f_segpeek,
-	flags = { 'no-writes' } }
+redis.register_function('shval1_peek', f_peek)
+redis.register_function('shval1_segpeek', f_segpeek)

@@ -21,10 +21,12 @@
  * order.  Values whose changes need bytes the handle has not seen are fetched
  * first (one pipelined round trip).  Values in the thread's own section
  * (staged), lock handles and read-only refusals go one by one from the start.
- * A lost connection: reads are done again; a change is known applied if the
- * server's record of the client's last applied write (P:q:CLIENT) is its
- * request, known not applied if that record is older (the pipeline runs in
- * order), else -ECONNRESET "outcome unknown". */
+ * A lost connection: reads are done again; the client's last applied write
+ * is the higher of the server's record (P:q:CLIENT, where a write of
+ * another client moved it) and the lost values' own records ("wq", when it
+ * is this client's: src/remote.lua, keep).  A change is known applied if it
+ * is that write or still its value's wq, known not applied if it came later
+ * (the pipeline runs in order), else -ECONNRESET "outcome unknown". */
 
 /* The engine's op for a batch op: its kind; every input and output field
  * copied (each kind reads only its own, as the single call would). */
@@ -51,6 +53,33 @@ static void bop_rop(const struct shval__bop *b, struct rop *o)
 
 enum { B_SINGLE, B_READ, B_WRITE, B_DONE, B_LOST };
 
+/* After a lost connection: the sequence number in a record of this client's
+ * applied writes, into *seq (0: none).  key: the record P:q:CLIENT (client
+ * NULL: a string of the number), or a value's hash, whose wq ("client.seq")
+ * counts only if client is its client.  0, or the request's failure. */
+static int own_seq(shval_seg *seg, const char *key, const char *client,
+		   uint64_t *seq)
+{
+	const char *argv[] = { client ? "HGET" : "GET", key, "wq" };
+	redisReply *rep = NULL;
+	*seq = 0;
+	int r = shval__r_cmd(seg, &rep, client ? 3 : 2, argv, NULL);
+	if (r)
+		return r;
+	if (rep->type == REDIS_REPLY_STRING) {
+		const char *s = rep->str;
+		size_t cl = client ? strlen(client) : 0;
+		if (!client)
+			*seq = strtoull(s, NULL, 10);
+		else if (strncmp(s, client, cl) == 0 && s[cl] == '.')
+			*seq = strtoull(s + cl + 1, NULL, 10);
+	} else if (rep->type != REDIS_REPLY_NIL) {
+		r = -ECONNRESET;
+	}
+	freeReplyObject(rep);
+	return r;
+}
+
 void shval__r_batch_run(struct shval_batch *b)
 {
 	shval_seg *seg = b->seg;
@@ -60,6 +89,7 @@ void shval__r_batch_run(struct shval_batch *b)
 		int how;
 		bool sent; /* in the pipeline */
 		uint64_t seq;
+		uint64_t wq; /* lost: the seq of its value's wq, if ours */
 		struct rop o;
 	} *st = calloc(n ? n : 1, sizeof *st);
 	if (!st) {
@@ -239,17 +269,22 @@ void shval__r_batch_run(struct shval_batch *b)
 	if (nlost_w) { /* which of the changes were applied? */
 		char k[260];
 		snprintf(k, sizeof k, "%s:q:%s", rs->prefix, rs->client_hex);
-		const char *argv[] = { "GET", k };
-		redisReply *rep = NULL;
-		uint64_t last = 0;
-		bool known = shval__r_cmd(seg, &rep, 2, argv, NULL) == 0;
-		if (known) {
-			if (rep->type == REDIS_REPLY_STRING)
-				last = strtoull(rep->str, NULL, 10);
-			else
-				known = false;
-			freeReplyObject(rep);
+		uint64_t last = 0, rec = 0;
+		bool known = true;
+		/* the values first, the record last: a write's number only
+		 * moves from a value's wq to the record (and the record only
+		 * grows), so one of the two reads sees it */
+		for (size_t i = 0; i < n && known; i++) {
+			if (st[i].how != B_LOST)
+				continue;
+			known = own_seq(seg, b->ops[i].v->r->key,
+					rs->client_hex, &st[i].wq) == 0;
+			if (st[i].wq > last)
+				last = st[i].wq;
 		}
+		known = known && own_seq(seg, k, NULL, &rec) == 0;
+		if (rec > last)
+			last = rec;
 		for (size_t i = 0; i < n; i++) {
 			if (st[i].how != B_LOST)
 				continue;
@@ -259,7 +294,8 @@ void shval__r_batch_run(struct shval_batch *b)
 				continue;
 			}
 			st[i].how = B_DONE;
-			if (known && st[i].seq == last)
+			if (known &&
+			    (st[i].seq == last || st[i].seq == st[i].wq))
 				shval__bop_done(b, i, 0);
 			else
 				shval__bop_done(

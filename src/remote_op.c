@@ -372,7 +372,7 @@ int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version)
 	struct rop o = { .k = OP_READ, .p = buf, .a = cap, .verp = &ver };
 	int r = shval__r_op(v, &o);
 	if (!r && o.staged)
-		r = shval__r_peek(v, &ver, NULL, 0);
+		r = shval__r_peek(v, &ver, NULL, 0, NULL);
 	if (!r)
 		*version = ver;
 	return r;

@@ -519,6 +519,6 @@ int shval__r_seg_info(shval_seg *seg, struct shval_seg_info *info)
 	shval__r_leave(rs);
 	char id[64];
 	if (!r)
-		r = shval__r_segpeek(seg, &info->version, id, sizeof id);
+		r = shval__r_segpeek(seg, &info->version, id, sizeof id, false);
 	return r;
 }

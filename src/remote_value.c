@@ -384,7 +384,7 @@ int shval__r_touch(shval *v)
 int shval__r_info(shval *v, struct shval_info *info)
 {
 	uint64_t ver;
-	int r = shval__r_peek(v, &ver, NULL, 0);
+	int r = shval__r_peek(v, &ver, NULL, 0, NULL);
 	if (r)
 		return r;
 	r = shval_info(v->r->sh, info);

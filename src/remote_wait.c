@@ -15,8 +15,11 @@
 
 /* ---- versions and waiting ---- */
 
-/* peek: the value's version and its stream's last id. */
-int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap)
+/* peek: the value's version and its stream's last id; seen (not NULL): a
+ * waiter about to block, whose wake-up the value's next write must
+ * announce (XADD) if the version is still *seen. */
+int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap,
+		  const uint64_t *seen)
 {
 	shval_seg *seg = v->seg;
 	struct shval__rseg *rs = seg->rs;
@@ -26,6 +29,8 @@ int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap)
 	shval__ra_fcall(&a, rs, "shval1_peek", false);
 	ra_add(&a, v->r->name);
 	ra_add(&a, v->r->serial);
+	if (seen)
+		shval__ra_u64(&a, *seen);
 	int r = shval__r_run(seg, &a, &rep);
 	shval__r_leave(rs);
 	if (r)
@@ -47,7 +52,7 @@ int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap)
 uint64_t shval__r_value_version(shval *v)
 {
 	uint64_t ver = 0;
-	if (shval__r_peek(v, &ver, NULL, 0))
+	if (shval__r_peek(v, &ver, NULL, 0, NULL))
 		return 0;
 	return ver;
 }
@@ -62,13 +67,18 @@ static uint64_t id_version(const char *id)
 	return (ms << 20) + (seq < (1u << 20) ? seq : (1u << 20) - 1);
 }
 
-int shval__r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap)
+/* arm: a watcher (shval_seg_version, shval_seg_wait): the segment is
+ * watched from then on, every value change moves its version. */
+int shval__r_segpeek(shval_seg *seg, uint64_t *ver, char *id, size_t idcap,
+		     bool arm)
 {
 	struct shval__rseg *rs = seg->rs;
 	struct rargs a;
 	redisReply *rep;
 	shval__r_enter(rs);
 	shval__ra_fcall(&a, rs, "shval1_segpeek", false);
+	if (arm)
+		ra_add(&a, "1");
 	int r = shval__r_run(seg, &a, &rep);
 	shval__r_leave(rs);
 	if (r)
@@ -89,7 +99,7 @@ uint64_t shval__r_seg_version(shval_seg *seg)
 {
 	uint64_t ver = 0;
 	char id[64];
-	if (shval__r_segpeek(seg, &ver, id, sizeof id))
+	if (shval__r_segpeek(seg, &ver, id, sizeof id, true))
 		return 0;
 	return ver;
 }
@@ -103,8 +113,8 @@ int shval__r_wait(shval_seg *seg, shval *v, uint64_t *seen, int64_t timeout_ns)
 	for (;;) {
 		uint64_t ver;
 		char id[64];
-		r = v ? shval__r_peek(v, &ver, id, sizeof id)
-		      : shval__r_segpeek(seg, &ver, id, sizeof id);
+		r = v ? shval__r_peek(v, &ver, id, sizeof id, seen)
+		      : shval__r_segpeek(seg, &ver, id, sizeof id, true);
 		if (r == -ECONNRESET || r == -EAGAIN) {
 			if ((r = shval__r_block_failed(deadline, r)) != 0)
 				break;
