@@ -19,6 +19,11 @@ Rows (ratio = shval s/op / multiprocessing s/op; "N x faster" = 1/ratio):
   py_slice_1000     a[:] on Array('i', 1000) both sides (the list of 1000 ints)
   py_wake_pingpong  2 processes alternately set v.value and v.wait() for the
                     other's number  vs  two multiprocessing.Event ping-pong
+  *_inline          the same rows (read, write, slice, locked_inc_2p, add_2p,
+                    add_2p_atomic) with the statement in the loop's body, as
+                    timeit runs a statement, instead of a call of op(i) per
+                    operation: that call (about 381 instructions, BENCHMARKS.md)
+                    is added to both sides and pulls every ratio towards 1
 Two-process rows fork with os.fork() on both sides; ns/op counts the
 operations of both processes; fork/exit are outside the timed span.
 """
@@ -94,6 +99,30 @@ def loop(n, op):
         if now() >= stop:
             break
     return i
+
+
+LOOP_SRC = '''
+def run_loop(n):
+    i = 0
+    stop = STOP_AT[0]
+    while i < n:
+        for j in range(i, i + 256):
+%s
+        i += 256
+        if now() >= stop:
+            break
+    return i
+'''
+
+
+def inline(stmt, **env):
+    """As loop(n, op), with stmt (j = the operation's number) compiled into
+    the loop's body: the *_inline rows time the operation, not a Python
+    call around it.  env: the names stmt uses."""
+    body = '\n'.join(' ' * 12 + line for line in stmt.split('\n'))
+    ns = dict(env, STOP_AT=STOP_AT, now=now)
+    exec(LOOP_SRC % body, ns)  # noqa: S102 -- our own fixed statements
+    return ns['run_loop']
 
 
 def compare(name, what, a_label, a_fn, b_label, b_fn, target_max, note='',
@@ -182,6 +211,18 @@ def make_slice(a):
     return run
 
 
+def make_inline1(stmt, check, **env):
+    """A one-process row of the inline kind: check(k) after k operations."""
+    run_loop = inline(stmt, **env)
+
+    def run(n):
+        t0 = now()
+        k = run_loop(n)
+        t1 = now()
+        return t1 - t0, k, check(k)
+    return run
+
+
 # ---- two processes (fork) ----
 
 def two_procs(work, n):
@@ -261,6 +302,62 @@ def make_add2(v):
         ns, ops, ok = two_procs(work, n)
         return ns, ops[0] + ops[1], ok and check_total(v, ops)
     return run
+
+
+def make_inline2(val, stmt, **env):
+    """A two-process row of the inline kind on val (exact total checked)."""
+    run_loop = inline(stmt, **env)
+
+    def work(_who, n):
+        return run_loop(n)
+
+    def run(n):
+        val.value = 0
+        ns, ops, ok = two_procs(work, n)
+        return ns, ops[0] + ops[1], ok and check_total(val, ops)
+    return run
+
+
+def inline_rows(sv, mv, sa1k, ma1k, sa, q):
+    """The *_inline rows (module docstring), the same targets."""
+    def read(v):
+        return v and make_inline1('v.value', lambda k: True, v=v)
+
+    def write(v):
+        return v and make_inline1('v.value = j & 0xffff',
+                                  lambda k: v.value == (k - 1) & 0xffff, v=v)
+
+    def sl(a):
+        return a and make_inline1('a[:]', lambda k: len(a[:]) == 1000, a=a)
+
+    def inc(v):
+        return v and make_inline2(v, 'with lock:\n    v.value += 1', v=v,
+                                  lock=v.get_lock())
+
+    def add(v):
+        return v and make_inline2(v, 'add(1)', add=v.add)
+    note = ' (statement inline, no op(i) call)'
+    compare('py_read_inline', "x = v.value on Value('i')" + note,
+            'shval.Value', read(sv), 'multiprocessing.Value', read(mv), 0.25,
+            'target >= 4x faster', q)
+    compare('py_write_inline', "v.value = i on Value('i')" + note,
+            'shval.Value', write(sv), 'multiprocessing.Value', write(mv), 0.25,
+            'target >= 4x faster', q)
+    compare('py_slice_1000_inline', "a[:] on Array('i', 1000)" + note,
+            'shval.Array', sl(sa1k), 'multiprocessing.Array', sl(ma1k), 0.25,
+            'target >= 4x faster', q)
+    compare('py_locked_inc_2p_inline', 'with v.get_lock(): v.value += 1, 2 '
+            'processes, exact total' + note, 'shval.Value', inc(sv),
+            'multiprocessing.Value', inc(mv), 1 / 3,
+            'target >= 3x faster; ns/op counts both processes', q)
+    compare('py_add_2p_inline', "v.add(1) on shval.Value('i'), 2 processes, "
+            "vs multiprocessing's locked increment" + note,
+            'shval.Value.add', add(sv), 'multiprocessing.Value locked +=1',
+            inc(mv), 0.05, 'target >= 20x faster', q)
+    compare('py_add_2p_atomic_inline', "v.add(1) on shval.RawValue('i'), 2 "
+            "processes, vs multiprocessing's locked increment" + note,
+            'shval.RawValue.add', add(sa), 'multiprocessing.Value locked +=1',
+            inc(mv), 0.05, 'extra row: the atomic mode', q)
 
 
 def make_ping_shval(v):
@@ -343,9 +440,10 @@ def main():
             'multiprocessing.Value', make_write(mv), 0.25,
             'target >= 4x faster', q)
     sa1k = shval.Array('i', 1000) if shval else None
+    ma1k = mpctx.Array('i', 1000)
     compare('py_slice_1000', "a[:] on Array('i', 1000)",
             'shval.Array', sa1k and make_slice(sa1k),
-            'multiprocessing.Array', make_slice(mpctx.Array('i', 1000)), 0.25,
+            'multiprocessing.Array', make_slice(ma1k), 0.25,
             'target >= 4x faster', q)
     compare('py_locked_inc_2p', "with v.get_lock(): v.value += 1, 2 processes, "
             'exact total', 'shval.Value', sv and make_locked_inc2(sv),
@@ -369,6 +467,7 @@ def main():
                                                      mpctx.RawValue('i')),
             1 / 3, 'target >= 3x faster; ns/op = one hand-off',
             20)
+    inline_rows(sv, mv, sa1k, ma1k, sa, q)
 
 
 main()

@@ -123,8 +123,9 @@
  *   float add.
  * - Latency: each call is a network round trip (about 30-60 us on one host);
  *   an uncontended change is one round trip (a server-side function: about
- *   10 us more of the server's time than a plain INCRBY, see BENCHMARKS.md),
- *   and so is a read; shval_read_version() reads bytes and version in one.
+ *   9 times the server's work of a plain INCRBY, 10-20 us, see
+ *   BENCHMARKS.md), and so is a read; shval_read_version() reads bytes and
+ *   version in one.
  *   Many operations in one round trip: a batch (shval_batch_*, "Batches"
  *   below), sent as one pipeline.  Calls on one segment handle from several
  *   threads are serialised (one connection per handle; blocking waits and

@@ -75,7 +75,8 @@
  * timeout); requests that change something carry an id and the server
  * answers a repeated id from its record instead of applying it twice
  * (shval1_write: the value's "wq", or P:q:CLIENT once another client
- * overwrote that; the other functions: P:q:REQ).  A forked child opens its own connections and holds no lock.
+ * overwrote that; the other functions: P:q:REQ).  A forked child opens
+ * its own connections and holds no lock.
  */
 #ifndef SHVAL_REMOTE_H
 #define SHVAL_REMOTE_H
