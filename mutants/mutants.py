@@ -435,6 +435,18 @@ void shval__wake_after_change""")],
         kill=r"^test_remote\.changes_announced_only_when_waited_for$",
     ),
     dict(
+        id="redis-commit-not-announced",
+        file="src/remote.lua",
+        edits=[(
+            """	changed(p, lk, 'u')
+	return { 'OK' }""",
+            """	-- MUTANT: the unlock (and the section it commits) not announced
+	return { 'OK' }""")],
+        breaks="Redis: no lost wake-ups: the unlock's stream entry announces "
+               "the section it commits (one entry for all its values)",
+        kill=r"^test_remote\.changes_announced_only_when_waited_for$",
+    ),
+    dict(
         id="redis-watch-not-for-new-values",
         file="src/remote.lua",
         edits=[(

@@ -56,9 +56,10 @@
  * commit; a locker that finds a holder but no lease knows the owner died:
  * SHVAL_EOWNERDEAD, with the last committed state.
  *
- * Waiting: every creation, unlock, removal and committed section appends
- * to the segment's stream (P:ev; its last id is the segment's version), and
- * so does a plain write of a value someone waits for.  A waiter reads the
+ * Waiting: every creation, removal and unlock appends to the segment's
+ * stream (P:ev; its last id is the segment's version; an unlock's entry
+ * announces the section it commits), and so does a plain write of a value
+ * someone waits for.  A waiter reads the
  * version and the stream's last id in one call (shval1_peek) that also sets
  * the value's waiters' flag ("w"), then XREAD BLOCKs from that id on a
  * connection of its own: the next write takes the flag and appends, and a

@@ -19,8 +19,9 @@ Keys of the segment "redis://host:port/P" (P is [A-Za-z0-9._-]{1,200}):
                     w (who wants its changes announced: "" nobody, "1" a
                     waiter of this value, "S" the segment is watched)
   P:l:NAME   string the lease: the holder's fencing token, expires (PX)
-  P:ev       stream one entry per creation, removal, unlock, committed
-                    section and announced change (n = name, w = c/r/u/w),
+  P:ev       stream one entry per creation, removal, unlock (which also
+                    announces the section it commits) and announced write
+                    (n = name, w = c/r/u/w),
                     trimmed to about 256 entries.  Its last entry id is the
                     segment's version; every waiter (value, segment, lock)
                     blocks on it (XREAD) from the id it read with the
@@ -58,7 +59,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '8'
+local REV = '9'
 
 local function key(p, kind, name)
 	if name then
@@ -356,8 +357,9 @@ local f_commit = requested(function(p, a)
 		local h = key(p, 'v', name)
 		redis.call('HSET', h, 'data', data)
 		redis.call('HINCRBY', h, 'ver', 1)
-		changed(p, name, 'w')
 	end
+	-- one entry, the unlock's below, announces the whole section: every
+	-- waiter wakes on any entry and peeks again (no entry per value)
 	redis.call('DEL', l)
 	if redis.call('EXISTS', key(p, 'v', lk)) == 1 then
 		redis.call('HSET', key(p, 'v', lk), 'holder', '')

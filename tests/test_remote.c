@@ -967,6 +967,48 @@ TEST(changes_announced_only_when_waited_for)
 	r = tredis_cmd(&rd, "HGET an:seg watched");
 	ASSERT_STREQ(rstr(r), ""); /* a value wait does not watch the seg */
 	freeReplyObject(r);
+	/* a section's commit: one entry (its unlock's) for all its values,
+	 * which wakes a waiter of any of them */
+	shval *lk, *g1, *g2;
+	ASSERT_OK(shval_lock_create(seg, "lk", SHVAL_RLOCK, &lk));
+	ASSERT_OK(shval_create_guarded(seg, "g1", "q", lk, NULL, 0, &g1));
+	ASSERT_OK(shval_create_guarded(seg, "g2", "q", lk, NULL, 0, &g2));
+	long long n1 = xlen(&rd, "an:ev");
+	ASSERT_OK(shval_lock(lk));
+	ASSERT_OK(shval_set_i64(g1, 1));
+	ASSERT_OK(shval_set_i64(g2, 2));
+	ASSERT_OK(shval_unlock(lk));
+	ASSERT_EQ(xlen(&rd, "an:ev"), n1 + 1);
+	uint64_t gseen = shval_value_version(g2);
+	kid = fork();
+	ASSERT(kid >= 0);
+	if (kid == 0) {
+		shval_seg *s2;
+		shval *h2;
+		if (shval_seg_open(rd.url, 0, NULL, &s2) ||
+		    shval_find(s2, "g2", "q", &h2))
+			_exit(2);
+		uint64_t my = gseen;
+		int rc = shval_wait(h2, &my, 20 * SHVAL_SEC);
+		int64_t x = 0;
+		shval_get_i64(h2, &x);
+		_exit(rc == 0 && x == 3 ? 0 : 1);
+	}
+	for (int i = 0; i < 2000; i++) {
+		r = tredis_cmd(&rd, "HGET an:v:g2 w");
+		bool armed = strcmp(rstr(r), "1") == 0;
+		freeReplyObject(r);
+		if (armed)
+			break;
+		usleep(5000);
+	}
+	ASSERT_OK(shval_lock(lk));
+	ASSERT_OK(shval_set_i64(g2, 3));
+	ASSERT_OK(shval_unlock(lk));
+	test_wait_ok(kid);
+	shval_close(g1);
+	shval_close(g2);
+	shval_close(lk);
 	/* a segment watcher: every change moves the segment version from
 	 * then on, for values created later too */
 	uint64_t sv = shval_seg_version(seg);
