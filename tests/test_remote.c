@@ -356,7 +356,11 @@ TEST(exact_while_connections_cut)
 TEST(connection_dropped_in_section)
 {
 	struct tredis rd;
-	tredis_start_p(&rd, "drop", "lease_ms=300&timeout_ms=5000", true);
+	/* a lease long enough for a loaded machine (with 300 ms, a ctest -j2
+	 * run beside a busy loop and .ci/run once lost the lease between a
+	 * lock and its unlock), short enough to outlast below: the server
+	 * stays down for longer than a lease after the last renewal */
+	tredis_start_p(&rd, "drop", "lease_ms=1200&timeout_ms=5000", true);
 	shval_seg *seg;
 	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
 	shval *lk, *x, *y;
@@ -379,7 +383,7 @@ TEST(connection_dropped_in_section)
 	ASSERT_OK(shval_set_i64(y, 20));
 	tredis_kill(&rd, SIGKILL);
 	unlink(rd.sock);
-	usleep(600 * 1000);
+	usleep(1300 * 1000);
 	tredis_spawn(&rd);  /* same port, its append-only file */
 	usleep(400 * 1000); /* the lease's time runs on the server */
 	ASSERT_ERR(shval_unlock(lk), SHVAL_ENOTOWNER);
@@ -485,7 +489,9 @@ TEST(owner_killed)
 TEST(paused_owner_refused)
 {
 	struct tredis rd;
-	tredis_start(&rd, "pause", "lease_ms=200");
+	/* not shorter: the parent's own section below must outlive a stall
+	 * of a loaded machine (connection_dropped_in_section, owner_killed) */
+	tredis_start(&rd, "pause", "lease_ms=1000");
 	shval_seg *seg;
 	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
 	shval *v;
