@@ -264,10 +264,14 @@ def _set(v, x):
         v.value = x
 
 
-def hold_lock_stamped(lock, started, seconds, released):
+def hold_lock_stamped(lock, started, seconds, released, until=None):
     """hold_lock, and record in released.value the CLOCK_MONOTONIC time
-    just before the release (comparable across processes)."""
+    just before the release (comparable across processes).  until: an
+    Event that ends the hold early (seconds is then the longest)."""
     with lock:
         started.set()
-        time.sleep(seconds)
+        if until is None:
+            time.sleep(seconds)
+        else:
+            until.wait(seconds)
         released.value = time.monotonic()

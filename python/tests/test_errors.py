@@ -330,9 +330,12 @@ BLOCKING_OPS = {   # op -> (which object's lock the child holds, call)
 
 @pytest.mark.parametrize('op', sorted(BLOCKING_OPS))
 def test_blocked_lock_path_releases_gil(op):
-    """A child holds the lock ~0.6 s; a thread of ours blocks in op; our
-    main thread must keep running meanwhile (a call that waits for the
-    lock with the GIL held would freeze it until the op returns)."""
+    """A child holds the lock; a thread of ours blocks in op; our main
+    thread must keep running meanwhile (a call that waits for the lock
+    with the GIL held would freeze it until the op returns).  The child
+    lets go once the main thread has run 20 times while the op was
+    surely waiting (at most 10 s), not after a fixed 0.6 s: on a loaded
+    machine the main thread once got no CPU in that time."""
     which, call_op = BLOCKING_OPS[op]
     if which == 's':
         lock = shval.RLock()
@@ -343,7 +346,9 @@ def test_blocked_lock_path_releases_gil(op):
         lock = obj.get_lock()
     started = FORK.Event()
     released = FORK.Value('d', 0.0, lock=False)
-    p = FORK.Process(target=hold_lock_stamped, args=(lock, started, 0.6, released))
+    ticked = FORK.Event()
+    p = FORK.Process(target=hold_lock_stamped,
+                     args=(lock, started, 10.0, released, ticked))
     p.start()
     try:
         assert started.wait(30)
@@ -356,8 +361,14 @@ def test_blocked_lock_path_releases_gil(op):
         t = threading.Thread(target=blocked)
         t.start()
         ticks = []
+        late = 0  # ticks at least 0.25 s after the call
         while t.is_alive():
-            ticks.append(time.monotonic())
+            x = time.monotonic()
+            ticks.append(x)
+            if late <= 20 and 'call' in stamp and x > stamp['call'] + 0.25:
+                late += 1
+                if late > 20:
+                    ticked.set()
         t.join(30)
         assert 'done' in stamp
         call, done, rel = stamp['call'], stamp['done'], released.value
