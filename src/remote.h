@@ -59,13 +59,13 @@
  * Waiting: every creation, removal and unlock appends to the segment's
  * stream (P:ev; its last id is the segment's version; an unlock's entry
  * announces the section it commits), and so does a plain write of a value
- * someone waits for.  A waiter reads the
- * version and the stream's last id in one call (shval1_peek) that also sets
- * the value's waiters' flag ("w"), then XREAD BLOCKs from that id on a
- * connection of its own: the next write takes the flag and appends, and a
- * change between the peek and the block is in the stream, so no wake-up is
- * lost; on any entry (perhaps another value's: one stream keeps writes
- * cheap) and after a reconnect it peeks again.  A segment watcher
+ * someone waits for.  A waiter reads the version and the stream's last id
+ * in one call (shval1_peek) that also sets the value's waiters' flag ("w"),
+ * then XREAD BLOCKs from that id on a connection of its own: the next write
+ * takes the flag and appends, and a change between the peek and the block
+ * is in the stream, so no wake-up is lost; on any entry (perhaps another
+ * value's: one stream keeps writes cheap) and after a reconnect it peeks
+ * again.  A segment watcher
  * (shval_seg_version, shval_seg_wait) makes every change append from then
  * on, as a local segment's watcher bit does.  An unwatched write is thus
  * the HMGET and HSET of shval1_write only.

@@ -38,14 +38,16 @@ Announcing changes (the waiters' flag, as the local "waiters" bit): a plain
 write appends to P:ev only if the value's "w" is set.  A waiter sets it to
 "1" in the same call that reads the version and the stream's last id
 (shval1_peek with the version it has seen); the next write clears it (in
-the HSET it makes anyway) and appends.  Functions run one at a time, so a write either comes
-before the peek (the waiter sees the new version) or sees the flag (the
-waiter wakes): no wake-up is lost.  A segment watcher (shval1_segpeek with
-arm: shval_seg_version, shval_seg_wait) marks the segment "watched" for good
-and every value "S", and shval1_create gives new values "S" from then on, so
-every change moves the segment's version, as locally once watched.  An
-unwatched write is two redis.calls (HMGET, HSET): the XADD and the SET of
-the request record cost about as much again (BENCHMARKS.md).
+the HSET it makes anyway) and appends.  Functions run one at a time, so a
+write either comes before the peek (the waiter sees the new version) or
+sees the flag (the waiter wakes): no wake-up is lost.  A segment watcher
+(shval1_segpeek with arm: shval_seg_version, shval_seg_wait) marks the
+segment "watched" for good and every value "S", and shval1_create gives
+new values "S" from then on, so every change moves the segment's version,
+as locally once watched.  ("S" copies P:seg's "watched" into each value so
+that a write reads it with the HMGET it makes anyway.)  An unwatched write
+is two redis.calls (HMGET, HSET): the XADD and the SET of the request
+record cost about as much again (BENCHMARKS.md).
 
 Numbers: versions, serials and tokens are counted with HINCRBY (exact
 64-bit integers on the server); Lua compares them as strings or as doubles
@@ -59,7 +61,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '9'
+local REV = '10'
 
 local function key(p, kind, name)
 	if name then
@@ -291,8 +293,10 @@ local function f_write(_, a)
 		-- next shval_lock no longer reports it)
 		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
 	end
+	-- take the waiters' flag ("1"; they are woken below) in the HSET
+	-- itself; the common write carries no extra field
 	local w = r[4]
-	if w == '1' then -- take the waiters' flag: they are woken below
+	if w == '1' then
 		redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', me,
 			'w', '')
 	else

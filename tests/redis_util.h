@@ -12,6 +12,10 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -75,12 +79,12 @@ static void tredis_spawn(struct tredis *t)
 	if (pid == 0) {
 		int nul = open("/dev/null", O_RDWR);
 		dup2(nul, 0);
-		execlp("redis-server", "redis-server", "--port", port,
-		       "--bind", "127.0.0.1", "--unixsocket", t->sock,
-		       "--unixsocketperm", "700", "--dir", t->dir,
-		       "--logfile", log, "--save", "", "--appendonly",
-		       t->persist ? "yes" : "no", "--appendfsync", "always",
-		       "--daemonize", "no", (char *)NULL);
+		execlp("redis-server", "redis-server", "--port", port, "--bind",
+		       "127.0.0.1", "--unixsocket", t->sock, "--unixsocketperm",
+		       "700", "--dir", t->dir, "--logfile", log, "--save", "",
+		       "--appendonly", t->persist ? "yes" : "no",
+		       "--appendfsync", "always", "--daemonize", "no",
+		       (char *)NULL);
 		fprintf(stderr,
 			"FAIL: cannot run redis-server (%s): install Debian's "
 			"redis-server (make deps does)\n",
@@ -140,8 +144,8 @@ static void tredis_start_p(struct tredis *t, const char *prefix,
 	snprintf(t->sock, sizeof t->sock, "%s/sock", t->dir);
 	t->port = tredis_free_port();
 	const char *o = opts && opts[0] ? opts : "";
-	snprintf(t->url, sizeof t->url, "redis://127.0.0.1:%d/%s%s%s",
-		 t->port, prefix, o[0] ? "?" : "", o);
+	snprintf(t->url, sizeof t->url, "redis://127.0.0.1:%d/%s%s%s", t->port,
+		 prefix, o[0] ? "?" : "", o);
 	snprintf(t->uurl, sizeof t->uurl, "redis+unix://%s?prefix=%s%s%s",
 		 t->sock, prefix, o[0] ? "&" : "", o);
 	tredis_spawn(t);
@@ -156,8 +160,7 @@ static void tredis_kill(struct tredis *t, int sig)
 	}
 }
 
-static void tredis_start(struct tredis *t, const char *prefix,
-			 const char *opts)
+static void tredis_start(struct tredis *t, const char *prefix, const char *opts)
 {
 	tredis_start_p(t, prefix, opts, false);
 }
@@ -181,7 +184,7 @@ static void tredis_rmdir(const char *dir)
 			char p[1200];
 			if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >=
 			    (int)sizeof p)
-				continue; /* not ours: our names are short */
+				continue;   /* not ours: our names are short */
 			if (unlink(p) != 0) /* appendonlydir */
 				tredis_rmdir(p);
 		}
@@ -197,17 +200,56 @@ static void tredis_stop(struct tredis *t)
 }
 
 /* A raw command on the server (for tests that look behind the library). */
-static redisReply *tredis_cmd(struct tredis *t, const char *fmt, ...)
+static redisReply *tredis_vcmd(struct tredis *t, const char *fmt, va_list ap)
 {
 	redisContext *c = redisConnectUnix(t->sock);
 	ASSERT(c && !c->err);
-	va_list ap;
-	va_start(ap, fmt);
 	redisReply *r = redisvCommand(c, fmt, ap);
-	va_end(ap);
 	ASSERT(r != NULL);
 	redisFree(c);
 	return r;
+}
+
+static redisReply *tredis_cmd(struct tredis *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = tredis_vcmd(t, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* Calls of a command so far (INFO commandstats), e.g. "fcall", "xadd". */
+static long long tredis_calls(struct tredis *t, const char *cmd)
+{
+	redisReply *r = tredis_cmd(t, "INFO commandstats");
+	char key[64];
+	snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+	const char *p = strstr(r->str, key);
+	long long n = p ? atoll(p + strlen(key)) : 0;
+	freeReplyObject(r);
+	return n;
+}
+
+/* A reply's string ("" for nil or any other type). */
+static const char *tredis_str(const redisReply *rep)
+{
+	return rep->type == REDIS_REPLY_STRING ? rep->str : "";
+}
+
+/* A raw command's reply as a number: an integer reply, or a string one
+ * (HGET of a counter); 0 for nil. */
+static long long tredis_int(struct tredis *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = tredis_vcmd(t, fmt, ap);
+	va_end(ap);
+	long long n = r->type == REDIS_REPLY_INTEGER  ? r->integer
+		      : r->type == REDIS_REPLY_STRING ? atoll(r->str)
+						      : 0;
+	freeReplyObject(r);
+	return n;
 }
 
 #pragma GCC diagnostic pop

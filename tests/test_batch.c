@@ -56,7 +56,8 @@ static char *scenario(shval_seg *seg)
 	ASSERT_OK(shval_batch_add_i64(bt, a, 7, &r64[1], &rc[1]));
 	ASSERT_OK(shval_batch_set_i64(bt, b, 250, &rc[2]));
 	ASSERT_OK(shval_batch_add_i64(bt, b, 10, &r64[2], &rc[3])); /* wraps */
-	ASSERT_OK(shval_batch_add_i64(bt, s, 1, &r64[3], &rc[4])); /* a string */
+	ASSERT_OK(
+		shval_batch_add_i64(bt, s, 1, &r64[3], &rc[4])); /* a string */
 	ASSERT_OK(shval_batch_set_i64(bt, b, 300, &rc[5])); /* out of range */
 	ASSERT_OK(shval_batch_add_i64(bt, l, 3, NULL, &rc[6]));
 	ASSERT_OK(shval_batch_get_i64(bt, l, &r64[4], &rc[7]));
@@ -77,8 +78,9 @@ static char *scenario(shval_seg *seg)
 	ASSERT_EQ(x, 0);
 	size_t nf = 99;
 	int r = shval_batch_run(bt, &nf);
-	t = tx_add(t, "run -> %s, %zu failed, msg has op 5: %d", shval_errname(r),
-		   nf, strstr(shval_errmsg(seg), "batch op 5 of 17") != NULL);
+	t = tx_add(t, "run -> %s, %zu failed, msg has op 5: %d",
+		   shval_errname(r), nf,
+		   strstr(shval_errmsg(seg), "batch op 5 of 17") != NULL);
 	ASSERT_EQ(shval_batch_size(bt), 0);
 	for (int i = 0; i < 16; i++)
 		t = tx_add(t, "op %d -> %s", i, shval_errname(rc[i]));
@@ -160,17 +162,6 @@ TEST(same_as_local)
 	tredis_stop(&rd);
 }
 
-static long long cmdstat(struct tredis *rd, const char *cmd)
-{
-	redisReply *r = tredis_cmd(rd, "INFO commandstats");
-	char key[64];
-	snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
-	const char *p = strstr(r->str, key);
-	long long n = p ? atoll(p + strlen(key)) : 0;
-	freeReplyObject(r);
-	return n;
-}
-
 /* A batch of changes to values the handles have seen is one pipeline: one
  * shval1_write per change and no fetch; cold values are fetched once. */
 TEST(pipelined)
@@ -190,12 +181,14 @@ TEST(pipelined)
 	ASSERT_OK(shval_batch_new(seg, &bt));
 	/* (every shval1_write makes one HMGET inside the server, counted
 	 * with the client's own) */
-	long long h0 = cmdstat(&rd, "hmget"), f0 = cmdstat(&rd, "fcall");
+	long long h0 = tredis_calls(&rd, "hmget"),
+		  f0 = tredis_calls(&rd, "fcall");
 	for (int k = 0; k < 5; k++)
 		for (int i = 0; i < 10; i++)
 			ASSERT_OK(shval_batch_add_i64(bt, v[i], i, NULL, NULL));
 	ASSERT_OK(shval_batch_run(bt, NULL));
-	long long h1 = cmdstat(&rd, "hmget"), f1 = cmdstat(&rd, "fcall");
+	long long h1 = tredis_calls(&rd, "hmget"),
+		  f1 = tredis_calls(&rd, "fcall");
 	/* cold handles: each value fetched once, first */
 	ASSERT_EQ(f1 - f0, 50);
 	ASSERT_EQ(h1 - h0, 50 + 10);
@@ -204,8 +197,8 @@ TEST(pipelined)
 			ASSERT_OK(shval_batch_add_i64(bt, v[i], i, NULL, NULL));
 	ASSERT_OK(shval_batch_run(bt, NULL));
 	/* warm: no fetch, one shval1_write per add */
-	ASSERT_EQ(cmdstat(&rd, "fcall") - f1, 50);
-	ASSERT_EQ(cmdstat(&rd, "hmget") - h1, 50);
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f1, 50);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h1, 50);
 	/* another handle changes v0: its first change is refused once and
 	 * done again on its own, the later ones too, in order */
 	shval *w;
@@ -226,12 +219,12 @@ TEST(pipelined)
 		ASSERT_EQ(x, i == 1 ? 52 : 10 * i);
 	}
 	/* reads only: one HMGET each, in one pipeline */
-	h0 = cmdstat(&rd, "hmget");
+	h0 = tredis_calls(&rd, "hmget");
 	int64_t got[10];
 	for (int i = 0; i < 10; i++)
 		ASSERT_OK(shval_batch_get_i64(bt, v[i], &got[i], NULL));
 	ASSERT_OK(shval_batch_run(bt, NULL));
-	ASSERT_EQ(cmdstat(&rd, "hmget") - h0, 10);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 10);
 	ASSERT_EQ(got[9], 90);
 	shval_close(w);
 	for (int i = 0; i < 10; i++)
@@ -395,8 +388,8 @@ static void concurrent(bool cut)
 			redisContext *c = redisConnectUnix(rd.sock);
 			ASSERT(c && !c->err);
 			for (;;) {
-				redisReply *r =
-					redisCommand(c, "CLIENT KILL TYPE normal");
+				redisReply *r = redisCommand(
+					c, "CLIENT KILL TYPE normal");
 				ASSERT(r);
 				freeReplyObject(r);
 				usleep(7000);
@@ -430,8 +423,9 @@ static void concurrent(bool cut)
 		if (!cut)
 			ASSERT_EQ(x, NPROC * NBATCH * 10);
 		if (getenv("SHVAL_TEST_DUMP"))
-			fprintf(stderr, "v%d = %lld: %lld applied, %lld unknown\n",
-				i, (long long)x, (long long)applied,
+			fprintf(stderr,
+				"v%d = %lld: %lld applied, %lld unknown\n", i,
+				(long long)x, (long long)applied,
 				(long long)unknown);
 		shval_close(v[i]);
 	}

@@ -686,17 +686,6 @@ TEST(refusals)
 	tredis_stop(&rd);
 }
 
-static long long cmdcalls(struct tredis *rd, const char *cmd)
-{
-	redisReply *r = tredis_cmd(rd, "INFO commandstats");
-	char key[64];
-	snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
-	const char *p = strstr(r->str, key);
-	long long n = p ? atoll(p + strlen(key)) : 0;
-	freeReplyObject(r);
-	return n;
-}
-
 /* shval_read_version: the bytes and their version from one HMGET (no
  * peek); waiting from that version sees the next change and only it;
  * inside the caller's section: the staged bytes, the committed version. */
@@ -710,12 +699,13 @@ TEST(read_version_one_round_trip)
 	int64_t x = 41;
 	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, &x, 8, &a));
 	ASSERT_OK(shval_create(seg, "l", "q", SHVAL_RLOCK, NULL, 0, &l));
-	long long h0 = cmdcalls(&rd, "hmget"), f0 = cmdcalls(&rd, "fcall");
+	long long h0 = tredis_calls(&rd, "hmget"),
+		  f0 = tredis_calls(&rd, "fcall");
 	uint64_t ver = 0;
 	int64_t got = 0;
 	ASSERT_OK(shval_read_version(a, &got, 8, &ver));
-	ASSERT_EQ(cmdcalls(&rd, "hmget") - h0, 1);
-	ASSERT_EQ(cmdcalls(&rd, "fcall") - f0, 0);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 0);
 	ASSERT_EQ(got, 41);
 	ASSERT_UEQ(ver, shval_value_version(a));
 	ASSERT_EQ(shval_read_version(a, &got, 8, NULL), -EINVAL);
@@ -745,14 +735,6 @@ TEST(read_version_one_round_trip)
 	tredis_stop(&rd);
 }
 
-static long long mem_usage(struct tredis *rd, const char *key)
-{
-	redisReply *r = tredis_cmd(rd, "MEMORY USAGE %s SAMPLES 0", key);
-	long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-	freeReplyObject(r);
-	return n;
-}
-
 /* shval_seg_info: values counted, sizes = the server's memory for the
  * segment's keys (header, directory, stream, value hashes). */
 TEST(seg_info_sizes)
@@ -773,7 +755,8 @@ TEST(seg_info_sizes)
 	const char *keys[] = { "inf:seg", "inf:dir",   "inf:ev",
 			       "inf:v:a", "inf:v:big", "inf:v:lk" };
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-		long long m = mem_usage(&rd, keys[i]);
+		long long m =
+			tredis_int(&rd, "MEMORY USAGE %s SAMPLES 0", keys[i]);
 		ASSERT_GT(m, 0);
 		want += m;
 	}
@@ -792,12 +775,6 @@ TEST(seg_info_sizes)
 	shval_close(lk);
 	ASSERT_OK(shval_seg_close(seg));
 	tredis_stop(&rd);
-}
-
-/* A string field or key as text ("" when missing): the caller frees *rep. */
-static const char *rstr(redisReply *rep)
-{
-	return rep->type == REDIS_REPLY_STRING ? rep->str : "";
 }
 
 /* shval1_write as the library sends it (src/remote.lua, f_write): client
@@ -819,14 +796,6 @@ static void raw_write(struct tredis *rd, const char *cl, int seq,
 	freeReplyObject(r);
 }
 
-static long long hget_ll(struct tredis *rd, const char *key, const char *f)
-{
-	redisReply *r = tredis_cmd(rd, "HGET %s %s", key, f);
-	long long n = atoll(rstr(r));
-	freeReplyObject(r);
-	return n;
-}
-
 /* A write resent after a lost connection is recognised from the value's
  * record of its last write ("wq") and, once another client overwrote that,
  * from the client's P:q:CLIENT, which keeps the highest such number; a
@@ -844,30 +813,30 @@ TEST(resend_recognised_after_overwrite)
 	ASSERT_OK(shval_create(seg, "b", "q", SHVAL_ATOMIC, NULL, 0, &b));
 	char sa[24], sb[24], rep[32], rep2[32];
 	redisReply *r = tredis_cmd(&rd, "HGET rs:v:a serial");
-	snprintf(sa, sizeof sa, "%s", rstr(r));
+	snprintf(sa, sizeof sa, "%s", tredis_str(r));
 	freeReplyObject(r);
 	r = tredis_cmd(&rd, "HGET rs:v:b serial");
-	snprintf(sb, sizeof sb, "%s", rstr(r));
+	snprintf(sb, sizeof sb, "%s", tredis_str(r));
 	freeReplyObject(r);
 	const char *C = "00000000000000c1", *X = "00000000000000f2";
-	long long ver = hget_ll(&rd, "rs:v:a", "ver");
+	long long ver = tredis_int(&rd, "HGET rs:v:a ver");
 	raw_write(&rd, C, 5, sa, ver, 100, 0, rep, rep2);
 	ASSERT_STREQ(rep, "OK");
 	/* resent while a's wq is still C.5: applied, not again */
 	raw_write(&rd, C, 5, sa, ver, 100, 1, rep, rep2);
 	ASSERT_STREQ(rep, "OK");
 	ASSERT_STREQ(rep2, "");
-	ASSERT_EQ(hget_ll(&rd, "rs:v:a", "ver"), ver + 1);
+	ASSERT_EQ(tredis_int(&rd, "HGET rs:v:a ver"), ver + 1);
 	/* X overwrites: C.5 moves to rs:q:C */
 	raw_write(&rd, X, 1, sa, ver + 1, 200, 0, rep, rep2);
 	ASSERT_STREQ(rep, "OK");
 	r = tredis_cmd(&rd, "GET rs:q:%s", C);
-	ASSERT_STREQ(rstr(r), "5");
+	ASSERT_STREQ(tredis_str(r), "5");
 	freeReplyObject(r);
 	raw_write(&rd, C, 5, sa, ver, 100, 1, rep, rep2);
 	ASSERT_STREQ(rep, "OK");
 	ASSERT_STREQ(rep2, "");
-	ASSERT_EQ(hget_ll(&rd, "rs:v:a", "ver"), ver + 2);
+	ASSERT_EQ(tredis_int(&rd, "HGET rs:v:a ver"), ver + 2);
 	int64_t got;
 	ASSERT_OK(shval_get_i64(a, &got));
 	ASSERT_EQ(got, 200);
@@ -879,8 +848,8 @@ TEST(resend_recognised_after_overwrite)
 	ASSERT_EQ(got, 200);
 	/* the highest number stays: C writes b (7) then a (8); X overwrites
 	 * a (moves 8), then b (moves 7, which must not replace 8) */
-	long long vb = hget_ll(&rd, "rs:v:b", "ver");
-	ver = hget_ll(&rd, "rs:v:a", "ver");
+	long long vb = tredis_int(&rd, "HGET rs:v:b ver");
+	ver = tredis_int(&rd, "HGET rs:v:a ver");
 	r = tredis_cmd(&rd,
 		       "FCALL shval1_write 0 rs %s 7 b %s %lld %lld %b %s 0", C,
 		       sb, vb, vb + 1, "\1\0\0\0\0\0\0\0", (size_t)8, "");
@@ -896,7 +865,7 @@ TEST(resend_recognised_after_overwrite)
 	ASSERT_STREQ(r->element[0]->str, "OK");
 	freeReplyObject(r);
 	r = tredis_cmd(&rd, "GET rs:q:%s", C);
-	ASSERT_STREQ(rstr(r), "8");
+	ASSERT_STREQ(tredis_str(r), "8");
 	freeReplyObject(r);
 	raw_write(&rd, C, 8, sa, ver, 1, 1, rep, rep2);
 	ASSERT_STREQ(rep, "OK");
@@ -907,14 +876,6 @@ TEST(resend_recognised_after_overwrite)
 	shval_close(b);
 	ASSERT_OK(shval_seg_close(seg));
 	tredis_stop(&rd);
-}
-
-static long long xlen(struct tredis *rd, const char *key)
-{
-	redisReply *r = tredis_cmd(rd, "XLEN %s", key);
-	long long n = r->integer;
-	freeReplyObject(r);
-	return n;
 }
 
 /* A plain write appends to the event stream only when someone waits for
@@ -930,13 +891,13 @@ TEST(changes_announced_only_when_waited_for)
 	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
 	shval *a;
 	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, NULL, 0, &a));
-	long long n0 = xlen(&rd, "an:ev");
-	long long x0 = cmdcalls(&rd, "xadd"), s0 = cmdcalls(&rd, "set");
+	long long n0 = tredis_int(&rd, "XLEN an:ev");
+	long long x0 = tredis_calls(&rd, "xadd"), s0 = tredis_calls(&rd, "set");
 	for (int i = 0; i < 10; i++)
 		ASSERT_OK(shval_add_i64(a, 1, NULL));
-	ASSERT_EQ(xlen(&rd, "an:ev"), n0);
-	ASSERT_EQ(cmdcalls(&rd, "xadd"), x0);
-	ASSERT_EQ(cmdcalls(&rd, "set"), s0); /* no request record either */
+	ASSERT_EQ(tredis_int(&rd, "XLEN an:ev"), n0);
+	ASSERT_EQ(tredis_calls(&rd, "xadd"), x0);
+	ASSERT_EQ(tredis_calls(&rd, "set"), s0); /* no request record either */
 	/* a waiter in another process: it blocks with the flag set */
 	uint64_t seen = shval_value_version(a);
 	pid_t kid = fork();
@@ -955,23 +916,24 @@ TEST(changes_announced_only_when_waited_for)
 	}
 	for (int i = 0; i < 2000; i++) { /* until the waiter flagged it */
 		redisReply *r = tredis_cmd(&rd, "HGET an:v:a w");
-		bool armed = strcmp(rstr(r), "1") == 0;
+		bool armed = strcmp(tredis_str(r), "1") == 0;
 		freeReplyObject(r);
 		if (armed)
 			break;
 		usleep(5000);
 	}
 	redisReply *r = tredis_cmd(&rd, "HGET an:v:a w");
-	ASSERT_STREQ(rstr(r), "1");
+	ASSERT_STREQ(tredis_str(r), "1");
 	freeReplyObject(r);
 	ASSERT_OK(shval_add_i64(a, 1, NULL));
-	ASSERT_EQ(xlen(&rd, "an:ev"), n0 + 1);
+	ASSERT_EQ(tredis_int(&rd, "XLEN an:ev"), n0 + 1);
 	r = tredis_cmd(&rd, "HGET an:v:a w");
-	ASSERT_STREQ(rstr(r), ""); /* taken */
+	ASSERT_STREQ(tredis_str(r), ""); /* taken */
 	freeReplyObject(r);
 	test_wait_ok(kid);
 	r = tredis_cmd(&rd, "HGET an:seg watched");
-	ASSERT_STREQ(rstr(r), ""); /* a value wait does not watch the seg */
+	ASSERT_STREQ(tredis_str(r),
+		     ""); /* a value wait does not watch the seg */
 	freeReplyObject(r);
 	/* a section's commit: one entry (its unlock's) for all its values,
 	 * which wakes a waiter of any of them */
@@ -979,12 +941,12 @@ TEST(changes_announced_only_when_waited_for)
 	ASSERT_OK(shval_lock_create(seg, "lk", SHVAL_RLOCK, &lk));
 	ASSERT_OK(shval_create_guarded(seg, "g1", "q", lk, NULL, 0, &g1));
 	ASSERT_OK(shval_create_guarded(seg, "g2", "q", lk, NULL, 0, &g2));
-	long long n1 = xlen(&rd, "an:ev");
+	long long n1 = tredis_int(&rd, "XLEN an:ev");
 	ASSERT_OK(shval_lock(lk));
 	ASSERT_OK(shval_set_i64(g1, 1));
 	ASSERT_OK(shval_set_i64(g2, 2));
 	ASSERT_OK(shval_unlock(lk));
-	ASSERT_EQ(xlen(&rd, "an:ev"), n1 + 1);
+	ASSERT_EQ(tredis_int(&rd, "XLEN an:ev"), n1 + 1);
 	uint64_t gseen = shval_value_version(g2);
 	kid = fork();
 	ASSERT(kid >= 0);
@@ -1002,7 +964,7 @@ TEST(changes_announced_only_when_waited_for)
 	}
 	for (int i = 0; i < 2000; i++) {
 		r = tredis_cmd(&rd, "HGET an:v:g2 w");
-		bool armed = strcmp(rstr(r), "1") == 0;
+		bool armed = strcmp(tredis_str(r), "1") == 0;
 		freeReplyObject(r);
 		if (armed)
 			break;
@@ -1015,6 +977,12 @@ TEST(changes_announced_only_when_waited_for)
 	shval_close(g1);
 	shval_close(g2);
 	shval_close(lk);
+	/* shval_seg_info reads the segment's version without watching it */
+	struct shval_seg_info in;
+	ASSERT_OK(shval_seg_info(seg, &in));
+	r = tredis_cmd(&rd, "HGET an:seg watched");
+	ASSERT_STREQ(tredis_str(r), "");
+	freeReplyObject(r);
 	/* a segment watcher: every change moves the segment version from
 	 * then on, for values created later too */
 	uint64_t sv = shval_seg_version(seg);
@@ -1026,7 +994,7 @@ TEST(changes_announced_only_when_waited_for)
 	shval *c;
 	ASSERT_OK(shval_create(seg, "c", "q", SHVAL_ATOMIC, NULL, 0, &c));
 	r = tredis_cmd(&rd, "HGET an:v:c w");
-	ASSERT_STREQ(rstr(r), "S");
+	ASSERT_STREQ(tredis_str(r), "S");
 	freeReplyObject(r);
 	sv = shval_seg_version(seg);
 	ASSERT_OK(shval_add_i64(c, 1, NULL));
