@@ -958,18 +958,91 @@ struct shval__fast {
 #define SHVAL__F_ATOMIC32S 0x10u
 #define SHVAL__F_ATOMIC32U 0x20u
 
+/* ---- The own lock's fast path (not API) ----------------------------------
+ * A section that one call opens and closes (a write, a locked add) takes a
+ * value's own robust mutex without calling glibc: the kernel's robust-futex
+ * protocol, done inline (src/mutex.c, "FAST PATH", says why it is as safe
+ * as pthread_mutex_trylock).  Before the compare-and-swap 0 -> tid
+ * of the futex word, the mutex is named in this thread's robust-list
+ * "list_op_pending" slot (kernel ABI: set_robust_list(2)); if the thread
+ * dies while the slot names a mutex whose word holds its tid, the kernel
+ * marks the word FUTEX_OWNER_DIED, as for a mutex on the list, and the
+ * next locker recovers.  A mutex taken this way is not on glibc's list, so
+ * only shval__lock_fast_release() may release it.  Per thread: */
+struct shval__thread {
+	unsigned tid;   /* gettid(); ~0u: no fast path in this thread */
+	void **pending; /* the list_op_pending slot; NULL: not set up yet */
+};
+#if defined(__GNUC__)
+SHVAL_API extern __thread struct shval__thread shval__me
+	__attribute__((tls_model("initial-exec")));
+#endif
+/** Not API: set up shval__me for this thread (once per thread, again in a
+ *  fork child); its pending slot, or NULL (no fast path here). */
+SHVAL_API void **shval__me_setup(void);
+/** Not API: the fast release found the word changed (waiters to wake). */
+SHVAL_API void shval__lock_fast_release_slow(void *mutex);
+
+#if defined(__GNUC__) && defined(__linux__) && defined(__GLIBC__) && \
+	(defined(__x86_64__) || defined(__aarch64__)) &&             \
+	!defined(__SANITIZE_THREAD__)
+#include <pthread.h>
+#define SHVAL__FAST_LOCK 1
+/* 1: taken (the caller must release it with shval__lock_fast_release);
+ * 0: not taken (held, damaged, or no fast path: take the function's
+ * path, which uses glibc and handles every case). */
+static inline int shval__lock_fast_take(void *mutex)
+{
+	struct shval__thread *me = &shval__me;
+	void **pending = me->pending;
+	if (__builtin_expect(!pending, 0) && !(pending = shval__me_setup()))
+		return 0;
+	if (*pending) /* a robust-mutex operation of this thread in flight */
+		return 0;
+	*pending = &((pthread_mutex_t *)mutex)->__data.__list.__next;
+	/* the slot names the mutex before the word can name this thread */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	unsigned z = 0;
+	if (__atomic_compare_exchange_n((unsigned *)mutex, &z, me->tid, 0,
+					__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return 1;
+	*pending = 0;
+	return 0;
+}
+
+/* Release a mutex shval__lock_fast_take took: word tid -> 0 (release),
+ * then clear the slot.  A word with FUTEX_WAITERS set (a glibc locker
+ * sleeps on it) goes to the function, which wakes one. */
+static inline void shval__lock_fast_release(void *mutex)
+{
+	struct shval__thread *me = &shval__me;
+	unsigned w = me->tid;
+	if (!__atomic_compare_exchange_n((unsigned *)mutex, &w, 0, 0,
+					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		shval__lock_fast_release_slow(mutex);
+	/* the word is free before the slot lets go of it */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	*me->pending = 0;
+}
+#else
+static inline int shval__lock_fast_take(void *mutex)
+{
+	(void)mutex;
+	return 0;
+}
+static inline void shval__lock_fast_release(void *mutex)
+{
+	(void)mutex;
+}
+#endif
+
 /** Not API: wakes waiters after an inline change (the slow part);
  *  committed: 1 a locked section's commit, 2 one that took the waiters'
  *  flag before it (wake whatever the flag says now), 0 an atomic add. */
 SHVAL_API void shval__fast_wake(shval *v, int committed);
-/** Not API: an inline section's trylock returned EOWNERDEAD: recover (roll
- *  back) and release the lock. */
-SHVAL_API void shval__fast_recover(shval *v);
 
 #if !defined(SHVAL_NO_INLINE) && !defined(SHVAL_BUILDING) && \
 	defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-#include <errno.h>
-#include <pthread.h>
 
 /* Is the handle's value still there?  Its serial is 0 once it is removed
  * and a new one once its block is reused (src/entry.c, src/alloc.c). */
@@ -1006,21 +1079,20 @@ static inline int shval__read_inline(shval *v, void *buf, size_t cap)
 }
 
 /* Open a section on a value's own lock (src/section.h's shval__chg_begin):
- * 0, or the trylock's error (EOWNERDEAD: taken, the caller must call
- * shval__fast_recover), or -1 (not here: the function's path). */
+ * 0, or -1 (not here: the function's path, which waits for a held lock
+ * and recovers from a dead owner). */
 static inline int shval__sec_open(const struct shval__fast *f)
 {
 	if (__atomic_load_n(f->serial, __ATOMIC_RELAXED) != f->serial_want ||
 	    __atomic_load_n(f->lock_kind, __ATOMIC_RELAXED) !=
 		    f->lock_kind_want)
 		return -1; /* a reused block, or a damaged kind word */
-	int r = pthread_mutex_trylock((pthread_mutex_t *)f->lock);
-	if (r)
-		return r;
+	if (!shval__lock_fast_take(f->lock))
+		return -1;
 	if (shval__fast_live(f) && /* not removed before we took it */
 	    !(__atomic_load_n(f->version, __ATOMIC_RELAXED) & 2))
 		return 0;
-	pthread_mutex_unlock((pthread_mutex_t *)f->lock);
+	shval__lock_fast_release(f->lock);
 	return -1; /* removed, or a stuck WRITING bit */
 }
 
@@ -1037,8 +1109,8 @@ static inline void shval__sec_dirty(const struct shval__fast *f, size_t n)
 /* Take the waiters' flag (if set), commit (release), unlock, then look
  * for waiters: the unlock's locked instruction is the barrier on x86-64.
  * The flag is taken before the commit, never cleared after it (src/wait.c
- * says why). */
-static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
+ * says why).  Returns the version word committed, or 0 (removed). */
+static inline uint64_t shval__sec_commit(shval *v, const struct shval__fast *f)
 {
 	uint64_t ver = __atomic_load_n(f->version, __ATOMIC_RELAXED);
 	/* removed while held (a section preempted for over a second): the
@@ -1048,10 +1120,10 @@ static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 		if (__atomic_load_n(f->waiters, __ATOMIC_RELAXED))
 			took = __atomic_exchange_n(f->waiters, 0,
 						   __ATOMIC_RELAXED) != 0;
-		__atomic_store_n(f->version, (ver & ~2ull) + 4,
-				 __ATOMIC_RELEASE);
+		ver = (ver & ~2ull) + 4;
+		__atomic_store_n(f->version, ver, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock((pthread_mutex_t *)f->lock);
+	shval__lock_fast_release(f->lock);
 	if (live) {
 #if defined(__x86_64__) || defined(__i386__)
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -1061,22 +1133,21 @@ static inline void shval__sec_commit(shval *v, const struct shval__fast *f)
 		if (took | __atomic_load_n(f->waiters, __ATOMIC_RELAXED) |
 		    (__atomic_load_n(f->seg_version, __ATOMIC_RELAXED) & 3))
 			shval__fast_wake(v, took ? 2 : 1);
+		return ver;
 	}
+	return 0;
 }
 
 static inline int shval__write_inline(shval *v, const void *buf, size_t len)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v;
 	if (v && f->write_size == len && len && buf) {
-		int r = shval__sec_open(f);
-		if (r == 0) {
+		if (shval__sec_open(f) == 0) {
 			shval__sec_dirty(f, len);
 			__builtin_memcpy(f->data, buf, len);
 			shval__sec_commit(v, f);
 			return 0;
 		}
-		if (r == EOWNERDEAD)
-			shval__fast_recover(v);
 	}
 	return (shval_write)(v, buf, len);
 }
@@ -1122,8 +1193,7 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 		return 0;
 	}
 	if (f->flags & SHVAL__F_LOCKED64) {
-		int r = shval__sec_open(f);
-		if (r == 0) {
+		if (shval__sec_open(f) == 0) {
 			uint64_t x;
 			__builtin_memcpy(&x, f->data, 8);
 			x += (uint64_t)delta; /* wraps, as the function's */
@@ -1134,8 +1204,6 @@ static inline int shval__add_i64_inline(shval *v, int64_t delta,
 				*result = (int64_t)x;
 			return 0;
 		}
-		if (r == EOWNERDEAD)
-			shval__fast_recover(v);
 	}
 	return (shval_add_i64)(v, delta, result);
 }

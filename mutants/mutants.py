@@ -288,11 +288,11 @@ void shval__wake_after_change""")],
         file="src/section.h",
         edits=[(
             """__atomic_load_n(&v->lk->mutex.__data.__kind, __ATOMIC_RELAXED) ==
-		    shval__lock_kind) {""",
-            """1) { /* MUTANT: kind word not compared */""")],
+		    shval__lock_kind &&""",
+            """1 && /* MUTANT: kind word not compared */""")],
         breaks="a damaged mutex kind word gives SHVAL_ECORRUPT before any "
                "pthread call: the inline section fast path does not compare "
-               "the kind word before its trylock",
+               "the kind word before it takes the lock",
         kill=r"^test_lock_damage\.damaged_mutex_kind_",
     ),
     dict(
@@ -303,50 +303,42 @@ void shval__wake_after_change""")],
             """	    0) /* MUTANT: kind word not compared */""")],
         breaks="a damaged mutex kind word gives SHVAL_ECORRUPT before any "
                "pthread call: the header's inline section does not compare "
-               "the kind word before its trylock",
+               "the kind word before it takes the lock",
         kill=r"^test_inline\.damaged_kind_word_refused$",
     ),
     dict(
-        id="inline-ownerdead-dropped",
+        id="fast-slot-unset",
         file="include/shval.h",
         edits=[(
-            """	if (v && f->write_size == len && len && buf) {
-		int r = shval__sec_open(f);
-		if (r == 0) {
-			shval__sec_dirty(f, len);
-			__builtin_memcpy(f->data, buf, len);
-			shval__sec_commit(v, f);
-			return 0;
-		}
-		if (r == EOWNERDEAD)
-			shval__fast_recover(v);""",
-            """	if (v && f->write_size == len && len && buf) {
-		int r = shval__sec_open(f);
-		if (r == 0) {
-			shval__sec_dirty(f, len);
-			__builtin_memcpy(f->data, buf, len);
-			shval__sec_commit(v, f);
-			return 0;
-		}
-		/* MUTANT: EOWNERDEAD from the inline trylock not handed over */""")],
-        breaks="a death is recovered once, with the lock held: the inline "
-               "write drops the lock it got with EOWNERDEAD and the function "
-               "takes it a second time (the mutex goes on the thread's "
-               "robust list twice, losing the locks behind it)",
-        kill=r"^test_inline\.robust_list_intact_after_inline_recovery$",
+            """	*pending = &((pthread_mutex_t *)mutex)->__data.__list.__next;""",
+            """	*pending = 0; /* MUTANT: the slot does not name the mutex */""")],
+        breaks="a process killed inside a fast section (the robust mutex "
+               "taken inline) is seen by the kernel: the thread's "
+               "list_op_pending slot is not set, so the lock word keeps the "
+               "dead thread's id",
+        kill=r"^test_inline\.fast_section_(death_marked_by_kernel|slot_and_robust_list)$",
     ),
     dict(
-        id="section-ownerdead-dropped",
-        file="src/section.h",
+        id="fast-fork-tid",
+        file="src/attach.c",
         edits=[(
-            """		if (r == 0 || r == EOWNERDEAD)
-			return shval__chg_begin_taken(v, how, r);""",
-            """		if (r == 0) /* MUTANT: EOWNERDEAD not handed over */
-			return shval__chg_begin_taken(v, how, r);""")],
-        breaks="the library's section fast path hands a lock taken with "
-               "EOWNERDEAD to recovery: taken twice, it sits on the robust "
-               "list twice",
-        kill=r"^test_inline\.robust_list_intact_after_inline_recovery$",
+            """	shval__me_forked();""",
+            """	/* MUTANT: a fork child keeps its parent's thread id */""")],
+        breaks="a fork child's fast sections name the child's own thread in "
+               "the lock word (else the kernel, seeing another id, does not "
+               "mark the lock when the child dies)",
+        kill=r"^test_inline\.fast_section_death_marked_by_kernel$",
+    ),
+    dict(
+        id="fast-release-no-wake",
+        file="src/mutex.c",
+        edits=[(
+            """	if (o & FUTEX_WAITERS)
+		syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);""",
+            """	(void)o; /* MUTANT: a sleeper is not woken */""")],
+        breaks="a locker asleep in glibc on a lock a fast section holds is "
+               "woken by the fast release (FUTEX_WAITERS)",
+        kill=r"^test_inline\.fast_release_wakes_glibc_sleeper$",
     ),
     dict(
         id="inline-undo-stale",
@@ -817,9 +809,11 @@ STABLE = [
             """if (v->hot_int && small_long(delta, &d)) {""",
             """if (0 && v->hot_int && small_long(delta, &d)) { /* MUTANT: not the hot path */"""), (
             """r = fast_add(v, d, &out);
-				if (r != 0 && r != FAST_SLOW""",
+			if (r != 0)
+				CALL(""",
             """r = FAST_SLOW; /* MUTANT: not the inline section */
-				if (r != 0 && r != FAST_SLOW"""), (
+			if (r != 0)
+				CALL("""), (
             """			if (r != 0)
 				CALL(v, shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)""",

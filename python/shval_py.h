@@ -444,9 +444,8 @@ static inline uint64_t locked_version(const shval *h)
  * waits with the GIL released (acquire_handle2).  None of this touches
  * the library's thread-locals (its held-lock list), which the module,
  * dlopen'ed, reaches through a TLS descriptor call.
- * Returns 0 (done), FAST_SLOW (take the general path) or SHVAL_EOWNERDEAD
- * (a dead owner's section was rolled back and the lock released: warn,
- * then take the general path). */
+ * Returns 0 (done) or FAST_SLOW (take the general path: it also finds a
+ * dead owner's section, rolls it back and warns). */
 #define FAST_SLOW 1
 #if defined(shval_write) && defined(shval_add_i64) /* the header's inline paths */
 /* n is a constant in every caller below (always inlined): the copies are
@@ -455,16 +454,13 @@ static inline __attribute__((always_inline)) int fast_write_n(ValObject *v, cons
 							      size_t n)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
-	int r = shval__sec_open(f);
-	if (r == 0) {
+	if (shval__sec_open(f) == 0) {
 		shval__sec_dirty(f, n);
 		memcpy(f->data, buf, n);
-		shval__sec_commit(v->h, f);
+		uint64_t c = shval__sec_commit(v->h, f);
+		/* what this write committed (locked_version() of it) */
+		v->seen = c ? c & ~3ull : locked_version(v->h);
 		return 0;
-	}
-	if (r == EOWNERDEAD) {
-		shval__fast_recover(v->h);
-		return SHVAL_EOWNERDEAD;
 	}
 	return FAST_SLOW;
 }
@@ -520,8 +516,7 @@ static inline __attribute__((always_inline)) int fast_add_n(ValObject *v, int64_
 							    int64_t *out, size_t n)
 {
 	const struct shval__fast *f = (const struct shval__fast *)(void *)v->h;
-	int r = shval__sec_open(f);
-	if (r == 0) {
+	if (shval__sec_open(f) == 0) {
 		uint64_t x = 0;
 		memcpy(&x, f->data, n); /* little-endian: low bytes */
 		x += (uint64_t)d;
@@ -530,10 +525,6 @@ static inline __attribute__((always_inline)) int fast_add_n(ValObject *v, int64_
 		shval__sec_commit(v->h, f);
 		*out = (int64_t)x;
 		return 0;
-	}
-	if (r == EOWNERDEAD) {
-		shval__fast_recover(v->h);
-		return SHVAL_EOWNERDEAD;
 	}
 	return FAST_SLOW;
 }
@@ -589,27 +580,25 @@ static inline int hot_get(ValObject *v, PyObject **out)
 	return 1;
 }
 
-/* A write of a small int to a hot_int value with its own lock: inside a
- * section this thread holds (nested_write), or uncontended (the inline
- * own-lock section). */
+/* A write of a small int to a hot_int value with its own lock:
+ * uncontended (the inline own-lock section), or inside a section this
+ * thread holds (nested_write).  The inline section comes first: it cannot
+ * take a lock this thread holds (the lock word names the thread), so
+ * inside `with v.get_lock():` it fails and held_here() decides. */
 static inline int hot_set(ValObject *v, PyObject *o, int *rc)
 {
 	long x;
 	if (!v->hot_int || !o || !small_long(o, &x) || (x < 0 && v->hot_int != 's'))
 		return 0;
 	int64_t b = x; /* |x| < 2**30: in range; little-endian: low 4 bytes */
-	int r;
-	if (held_here((LockObject *)v->lock)) /* inside `with v.get_lock():` */
-		r = v->size == 4 ? nested_write(v, &b, 4) : nested_write(v, &b, 8);
-	else
-		r = v->size == 4 ? fast_write(v, &b, 4) : fast_write(v, &b, 8);
-	if (r == 0) {
-		v->seen = locked_version(v->h);
-		*rc = 0;
+	if ((v->size == 4 ? fast_write(v, &b, 4) : fast_write(v, &b, 8)) == 0) {
+		*rc = 0; /* v->seen set */
 		return 1;
 	}
-	if (r != FAST_SLOW && handle_rc(v, r) < 0) { /* owner died: warned */
-		*rc = -1;
+	if (held_here((LockObject *)v->lock) &&
+	    (v->size == 4 ? nested_write(v, &b, 4) : nested_write(v, &b, 8)) == 0) {
+		v->seen = locked_version(v->h);
+		*rc = 0;
 		return 1;
 	}
 	return 0;

@@ -45,6 +45,7 @@ static void atfork_child(void)
 {
 	atomic_store_explicit(&cached_pid, 0, memory_order_relaxed);
 	atomic_fetch_add(&shval__fork_gen, 1); /* new thread ids (lock.c) */
+	shval__me_forked();
 	/* The child is a new process: give it its own attach slot in every
 	 * segment the parent had attached (lock-free CAS claim). */
 	for (shval_seg *s = open_list; s; s = s->next_open) {

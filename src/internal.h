@@ -321,7 +321,8 @@ uint64_t shval__rt_now(void); /* CLOCK_REALTIME in ns (mutex deadlines) */
 /* ---- lock.c (sections, ownership, recovery; inline half in section.h) */
 extern _Atomic unsigned shval__fork_gen; /* moved by a fork (attach.c) */
 int shval__lockblk_init(shval__lockblk *lk);
-pid_t shval__my_tid(void); /* gettid(), cached until a fork */
+pid_t shval__my_tid(void);   /* gettid(), cached until a fork */
+void shval__me_forked(void); /* mutex.c: the fast path in a fork child */
 /* The segment lock was taken (+1) or released (-1): for the lock-order
  * assertion of debug builds (lock.c, LOCK RULES). */
 void shval__order_seg(int delta);

@@ -463,28 +463,6 @@ int shval__chg_begin_slow(shval *v, int *how)
 	return r;
 }
 
-/* section.h's fast path took v's own lock and got EOWNERDEAD, or found
- * the value removed or its WRITING bit stuck (r = 0). */
-int shval__chg_begin_taken(shval *v, int *how, int r)
-{
-	r = sec_taken(v, r, false);
-	if (r == 0 || r == SHVAL_EOWNERDEAD) {
-		*how = SHVAL__CHG_OUTER;
-		return 0;
-	}
-	return r;
-}
-
-/* The header's inline section (include/shval.h) took v's own lock and got
- * EOWNERDEAD: recover as any locker does, and let go; the caller then
- * calls the function, which takes the lock again. */
-SHVAL_API void shval__fast_recover(shval *v)
-{
-	int r = sec_taken(v, EOWNERDEAD, false);
-	if (r == 0 || r == SHVAL_EOWNERDEAD)
-		pthread_mutex_unlock(&v->lk->mutex);
-}
-
 void shval__sec_dirty_shared(shval *v)
 {
 	shval__entry *e = v->e;
@@ -517,7 +495,7 @@ void shval__sec_dirty_shared(shval *v)
 void shval__commit_unlock(shval *v)
 {
 	if (v->own_lock) {
-		shval__commit_unlock_own(v);
+		shval__commit_unlock_own(v, false);
 		return;
 	}
 	/* A shared lock: commit every entry changed under it.  All data is

@@ -88,6 +88,74 @@ uint32_t shval__mutex_owner(pthread_mutex_t *m)
 	       FUTEX_TID_MASK;
 }
 
+/* ---- FAST PATH ---------------------------------------------------------
+ * A section of one call (include/shval.h's inline write and locked add,
+ * section.h's shval__chg_begin) takes the mutex with
+ * shval__lock_fast_take: the robust-futex protocol glibc's trylock runs,
+ * minus what only a section that may outlive the call needs.
+ *   glibc: list_op_pending = m; CAS word 0 -> tid; put m on the thread's
+ *          robust list; list_op_pending = NULL; __owner, __nusers.
+ *   fast:  list_op_pending = m; CAS word 0 -> tid; ... the section ...;
+ *          CAS word tid -> 0; list_op_pending = NULL.
+ * On a thread's death the kernel treats the mutex list_op_pending names as
+ * one on the list (exit_robust_list: "pending" with HANDLE_DEATH_PENDING):
+ * if its word holds the dead thread's id it becomes FUTEX_OWNER_DIED and a
+ * sleeper is woken, so the next locker's trylock returns EOWNERDEAD, as for
+ * a glibc-taken mutex.  The slot is the kernel's ABI (set_robust_list(2)),
+ * glibc only writes it around its own operations and leaves it NULL in
+ * between; we refuse the fast path if it is not NULL.  The slot's value is
+ * &m->__data.__list.__next, the address glibc gives the kernel for a mutex
+ * on the list (futex_offset, checked at setup, leads back to the word).
+ * Not on glibc's list, the mutex must never go to pthread_mutex_unlock
+ * (its dequeue would follow stale links): every fast take pairs with
+ * shval__lock_fast_release.  __owner and __nusers stay untouched: glibc
+ * reads them only for a mutex it took.  What differs from glibc's
+ * trylock: nothing a waiter can see (the word is the whole protocol; a
+ * sleeper's FUTEX_WAITERS bit makes the release go to
+ * shval__lock_fast_release_slow, which wakes one, as glibc's unlock does).
+ * One limit, as for every robust mutex: not async-signal-safe (a handler
+ * that runs a robust-mutex operation of glibc's clears the slot). */
+SHVAL_API __thread struct shval__thread shval__me
+	__attribute__((tls_model("initial-exec")));
+
+SHVAL_API void **shval__me_setup(void)
+{
+	struct shval__thread *me = &shval__me;
+	if (me->tid == ~0u)
+		return NULL; /* tried: no fast path in this thread */
+	struct robust_list_head *head = NULL;
+	size_t len = 0;
+	me->tid = ~0u;
+	if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || !head ||
+	    len != sizeof *head ||
+	    head->futex_offset !=
+		    (long)offsetof(pthread_mutex_t, __data.__lock) -
+			    (long)offsetof(pthread_mutex_t,
+					   __data.__list.__next))
+		return NULL; /* not glibc's robust list as we know it */
+	me->tid = (unsigned)shval__my_tid();
+	me->pending = (void **)(void *)&head->list_op_pending;
+	return me->pending;
+}
+
+/* In a fork's child: a new thread id, the same slot (set up again). */
+void shval__me_forked(void)
+{
+	shval__me.tid = 0;
+	shval__me.pending = NULL;
+}
+
+SHVAL_API void shval__lock_fast_release_slow(void *mutex)
+{
+	_Atomic uint32_t *w = futex_word(mutex);
+	uint32_t o = atomic_load_explicit(w, memory_order_relaxed);
+	if ((o & FUTEX_TID_MASK) != shval__me.tid)
+		return; /* not ours any more (judged stale): leave it */
+	o = atomic_exchange_explicit(w, 0, memory_order_release);
+	if (o & FUTEX_WAITERS)
+		syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
 /* ---- owners ---------------------------------------------------------- */
 
 /* Is the owner named by futex word w stale: not a live thread of a process

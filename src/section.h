@@ -13,13 +13,16 @@
  *
  * Locked values: the protocol is lock.c's (tag-seqlock).  The fast path
  * below is the common case, inlined into the callers: a value with its own
- * lock, not held by this thread.  pthread_mutex_trylock() returning 0 is
- * the proof that this thread did not hold the lock already (if it did, the
- * futex word would name it and trylock would fail with EDEADLK), so the
- * held list is not consulted and a library call's section is never pushed
- * on it: nothing but this call runs while it is open.  Everything else
- * (contention, nesting inside shval_lock(), shared locks, recovery) goes to
- * lock.c.
+ * lock, free.  It takes the mutex with shval__lock_fast_take (the kernel's
+ * robust-futex protocol inline: mutex.c, "FAST PATH") and releases it
+ * with shval__lock_fast_release (SHVAL__CHG_FAST: never
+ * pthread_mutex_unlock).  The compare-and-swap 0 -> tid succeeding is the
+ * proof that this thread did not hold the lock already (if it did, the
+ * futex word would name it), so the held list is not consulted and a
+ * library call's section is never pushed on it: nothing but this call runs
+ * while it is open.  Everything else (contention, nesting inside
+ * shval_lock(), shared locks, a dead owner, recovery) goes to lock.c,
+ * which takes the mutex through glibc (SHVAL__CHG_OUTER).
  */
 #ifndef SHVAL_SECTION_H
 #define SHVAL_SECTION_H
@@ -34,11 +37,13 @@
 #define SHVAL__CHG_NESTED \
 	2 /* locked: already held by this thread (a
                                shval_lock() section): commit at its end */
+#define SHVAL__CHG_FAST \
+	3 /* own lock: this call took it with
+                               shval__lock_fast_take */
 
 /* lock.c: the kind word of every shval lock (set by a constructor). */
 extern int shval__lock_kind;
 int shval__chg_begin_slow(shval *v, int *how);
-int shval__chg_begin_taken(shval *v, int *how, int r);
 void shval__sec_dirty_shared(shval *v);
 void shval__commit_unlock(shval *v);
 
@@ -60,22 +65,19 @@ static inline int shval__chg_begin(shval *v, int *how)
 	    atomic_load_explicit(&v->e->serial, memory_order_relaxed) ==
 		    v->serial &&
 	    __atomic_load_n(&v->lk->mutex.__data.__kind, __ATOMIC_RELAXED) ==
-		    shval__lock_kind) {
-		int r = pthread_mutex_trylock(&v->lk->mutex);
-		if (r == 0 &&
-		    atomic_load_explicit(&v->e->state, memory_order_acquire) ==
+		    shval__lock_kind &&
+	    shval__lock_fast_take(&v->lk->mutex)) {
+		if (atomic_load_explicit(&v->e->state, memory_order_acquire) ==
 			    SHVAL__ST_LIVE &&
 		    !(atomic_load_explicit(&v->e->version,
 					   memory_order_relaxed) &
 		      SHVAL__V_WRITING)) {
-			*how = SHVAL__CHG_OUTER;
+			*how = SHVAL__CHG_FAST;
 			return 0;
 		}
-		/* Taken, but after an owner's death, or removed, or with
-		 * WRITING stuck: recovery, with the lock held (unlocking a
-		 * robust mutex after EOWNERDEAD would make it unusable). */
-		if (r == 0 || r == EOWNERDEAD)
-			return shval__chg_begin_taken(v, how, r);
+		/* Removed, or WRITING stuck: lock.c's path, which takes the
+		 * lock again through glibc and recovers. */
+		shval__lock_fast_release(&v->lk->mutex);
 	}
 	return shval__chg_begin_slow(v, how);
 }
@@ -125,8 +127,9 @@ static inline void shval__wake_after_unlock(shval_seg *seg, shval__entry *e,
 		shval__wake_after_commit(seg, e, took);
 }
 
-/* End a section this call opened: commit if changed, unlock, wake. */
-static inline void shval__commit_unlock_own(shval *v)
+/* End a section this call opened: commit if changed, unlock, wake.
+ * fast: the lock was taken with shval__lock_fast_take. */
+static inline void shval__commit_unlock_own(shval *v, bool fast)
 {
 	shval__entry *e = v->e;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
@@ -143,16 +146,21 @@ static inline void shval__commit_unlock_own(shval *v)
 				      (ver & ~SHVAL__V_WRITING) + SHVAL__V_ONE,
 				      memory_order_release);
 	}
-	pthread_mutex_unlock(&v->lk->mutex);
+	if (fast)
+		shval__lock_fast_release(&v->lk->mutex);
+	else
+		pthread_mutex_unlock(&v->lk->mutex);
 	if (changed)
 		shval__wake_after_unlock(v->seg, e, took);
 }
 
 static inline void shval__chg_end(shval *v, int how, bool changed)
 {
-	if (how == SHVAL__CHG_OUTER) {
+	if (how == SHVAL__CHG_FAST)
+		shval__commit_unlock_own(v, true);
+	else if (how == SHVAL__CHG_OUTER) {
 		if (v->own_lock)
-			shval__commit_unlock_own(v);
+			shval__commit_unlock_own(v, false);
 		else
 			shval__commit_unlock(v);
 	} else if (how == SHVAL__CHG_RAW && changed)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/test_exports.sh — the shared library exports exactly the functions
 # declared with SHVAL_API in include/shval.h: nothing more (internals are
-# hidden: the shval__ prefix with hidden visibility), nothing less (every declared function is defined).
+# hidden: the shval__ prefix with hidden visibility), nothing less (every
+# declared function or variable is defined).
 #
 # Usage: test_exports.sh BUILD_DIR [SOURCE_DIR]
 #   SOURCE_DIR defaults to the parent of this script's directory.
@@ -33,10 +34,16 @@ tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
 # Declared: every "SHVAL_API <type> [*]name(" line (a declaration may span
-# lines, but its name and "(" are on the SHVAL_API line).
-grep -E '^[[:space:]]*SHVAL_API[[:space:]]' "$header" |
-	sed -E 's/^.*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\(.*$/\1/' |
-	sort -u >"$tmp/declared"
+# lines, but its name and "(" are on the SHVAL_API line), and every
+# "SHVAL_API extern <type> name" line (a variable: the inline fast paths'
+# per-thread state; its name ends the line or comes before ";").
+{
+	grep -E '^[[:space:]]*SHVAL_API[[:space:]]' "$header" |
+		grep -vE '^[[:space:]]*SHVAL_API[[:space:]]+extern[[:space:]]' |
+		sed -E 's/^.*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\(.*$/\1/'
+	grep -E '^[[:space:]]*SHVAL_API[[:space:]]+extern[[:space:]]' "$header" |
+		sed -E 's/^.*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*;?[[:space:]]*$/\1/'
+} | sort -u >"$tmp/declared"
 # Exported: defined dynamic symbols of any kind (functions and data), minus
 # nothing: a stray global variable or a leaked internal must show up here.
 nm -D --defined-only "$lib" | awk 'NF >= 3 { print $3 }' |
@@ -45,7 +52,7 @@ nm -D --defined-only "$lib" | awk 'NF >= 3 { print $3 }' |
 ndecl=$(wc -l <"$tmp/declared")
 nexp=$(wc -l <"$tmp/exported")
 if [ "$ndecl" -gt 0 ]; then
-	ok "header declares $ndecl SHVAL_API functions"
+	ok "header declares $ndecl SHVAL_API names"
 else
 	bad "no SHVAL_API declarations found in $header"
 fi

@@ -2,11 +2,23 @@
  * tests/test_inline.c — the header's inline fast paths (include/shval.h):
  * shval_write() and shval_add_i64() of a value with its own lock open the
  * locked section inline, and fall back to the functions for everything
- * they cannot finish alone.  Each fallback is driven here on purpose:
- *   - the lock's owner died inside a section (trylock says EOWNERDEAD): the
- *     inline path must recover (roll back) before the function runs, and
- *     must not put the lock on the thread's robust list twice (the list is
- *     walked with get_robust_list and checked);
+ * they cannot finish alone.  The section takes the robust mutex with the
+ * kernel's protocol inline (shval__lock_fast_take: src/mutex.c, "FAST
+ * PATH"); its own cases:
+ *   - a process killed inside such a section: the kernel itself marks the
+ *     lock FUTEX_OWNER_DIED (the thread's list_op_pending slot named it;
+ *     the child of a fork uses its own thread id), the next locker rolls
+ *     the change back;
+ *   - a glibc locker asleep on the lock (FUTEX_WAITERS) is woken by the
+ *     fast release (a lost wake-up hangs the case: its timeout fails it);
+ *   - the thread's robust list is never touched, the slot is NULL again
+ *     after every section, and a slot already in use sends the call to
+ *     the function.
+ * Each fallback is driven here on purpose:
+ *   - the lock's owner died inside a section (the lock word says
+ *     FUTEX_OWNER_DIED): the function recovers (rolls back), and must not
+ *     put the lock on the thread's robust list twice (the list is walked
+ *     with get_robust_list and checked);
  *   - the caller holds the lock already (shval_lock): a nested change,
  *     committed at the outer unlock;
  *   - a WRITING bit left set with the lock free: rolled back first;
@@ -22,6 +34,7 @@
  */
 #include <shval.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -99,6 +112,166 @@ static int robust_list_count(shval *v, bool *has_v)
 	return n;
 }
 
+/* ThreadSanitizer builds take every lock through glibc (the header leaves
+ * the fast path out: TSan would not see it as a lock). */
+#define NO_FAST_LOCK "no inline lock fast path in this build"
+
+static __attribute__((unused)) struct robust_list_head *robust_head(void)
+{
+	struct robust_list_head *head;
+	size_t len;
+	ASSERT_EQ(syscall(SYS_get_robust_list, 0, &head, &len), 0);
+	return head;
+}
+
+static __attribute__((unused)) unsigned lock_word(shval *v)
+{
+	return __atomic_load_n((unsigned *)fastof(v)->lock, __ATOMIC_SEQ_CST);
+}
+
+/* The fast section's bookkeeping: the slot names the mutex while it is
+ * held and is NULL after; the robust list is never touched; a slot in use
+ * (a robust-mutex operation of glibc's in flight) is left alone and the
+ * write goes to the function. */
+TEST(fast_section_slot_and_robust_list)
+{
+#if !defined(SHVAL__FAST_LOCK)
+	SKIP(NO_FAST_LOCK);
+#else
+	shval_seg *seg = new_seg("fslot");
+	shval *v;
+	int64_t x = 1, got;
+	ASSERT_OK(shval_create(seg, "n", "q", SHVAL_RLOCK, &x, 8, &v));
+	bool has;
+	int base = robust_list_count(NULL, &has);
+	ASSERT_OK(shval_write(v, &x, 8)); /* sets the thread up */
+	struct robust_list_head *head = robust_head();
+	void *node = (char *)fastof(v)->lock +
+		     offsetof(pthread_mutex_t, __data.__list.__next);
+	ASSERT(head->list_op_pending == NULL);
+	ASSERT_EQ(shval__lock_fast_take(fastof(v)->lock), 1);
+	ASSERT(head->list_op_pending == node);
+	ASSERT_EQ(lock_word(v), (unsigned)gettid());
+	ASSERT_EQ(robust_list_count(v, &has), base);
+	ASSERT(!has);
+	/* held: the fast path cannot take it again */
+	ASSERT_EQ(shval__lock_fast_take(fastof(v)->lock), 0);
+	shval__lock_fast_release(fastof(v)->lock);
+	ASSERT(head->list_op_pending == NULL);
+	ASSERT_EQ(lock_word(v), 0u);
+	for (int i = 0; i < 100; i++) {
+		x = i;
+		ASSERT_OK(shval_write(v, &x, 8));
+		ASSERT_OK(shval_add_i64(v, 1, NULL));
+		ASSERT_OK(shval_set_i64(v, i)); /* src/section.h's */
+	}
+	ASSERT(head->list_op_pending == NULL);
+	ASSERT_EQ(robust_list_count(NULL, &has), base);
+	/* a slot in use: refused, the function writes (through glibc) */
+	struct robust_list dummy;
+	head->list_op_pending = &dummy;
+	ASSERT_EQ(shval__lock_fast_take(fastof(v)->lock), 0);
+	ASSERT(head->list_op_pending == &dummy);
+	head->list_op_pending = NULL;
+	x = 77;
+	ASSERT_OK(shval_write(v, &x, 8));
+	ASSERT_OK(shval_read(v, &got, 8));
+	ASSERT_EQ(got, 77);
+	shval_close(v);
+	shval_seg_close(seg);
+#endif
+}
+
+/* A forked child (whose parent set the fast path up) dies inside a fast
+ * section half-way through a change: the kernel marks the lock, the data
+ * is the last committed state for readers at once and for the next locker
+ * after its rollback. */
+TEST(fast_section_death_marked_by_kernel)
+{
+#if !defined(SHVAL__FAST_LOCK)
+	SKIP(NO_FAST_LOCK);
+#else
+	shval_seg *seg = new_seg("fdeath");
+	shval *v;
+	int64_t init[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, got[8];
+	ASSERT_OK(shval_create(seg, "s", STRUCT64, SHVAL_RLOCK, init,
+			       sizeof init, &v));
+	ASSERT_OK(shval_write(v, init, sizeof init)); /* parent set up */
+	for (int round = 0; round < 10; round++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			const struct shval__fast *f = fastof(v);
+			if (shval_write(v, init, sizeof init))
+				_exit(3);
+			if (!shval__lock_fast_take(f->lock))
+				_exit(4);
+			/* the child's own id, not the parent's */
+			if (lock_word(v) != (unsigned)gettid())
+				_exit(5);
+			shval__sec_dirty(f, sizeof init);
+			memset(f->data, 0x5a, round * 6 + 1); /* half-way */
+			kill(getpid(), SIGKILL);
+			_exit(6);
+		}
+		int st;
+		ASSERT_EQ(waitpid(pid, &st, 0), pid);
+		ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+		/* the kernel's mark, not a waiter's judgement */
+		ASSERT_EQ(lock_word(v), (unsigned)FUTEX_OWNER_DIED);
+		ASSERT_OK(shval_read(v, got, sizeof got)); /* the undo copy */
+		ASSERT_MEMEQ(got, init, sizeof init);
+		ASSERT_EQ(shval_lock(v), SHVAL_EOWNERDEAD);
+		ASSERT_OK(shval_read(v, got, sizeof got));
+		ASSERT_MEMEQ(got, init, sizeof init);
+		ASSERT_OK(shval_unlock(v));
+		ASSERT_OK(shval_write(v, init, sizeof init));
+	}
+	shval_close(v);
+	shval_seg_close(seg);
+#endif
+}
+
+/* A process asleep in glibc's pthread_mutex_lock on a lock held by a
+ * fast section (FUTEX_WAITERS set) is woken by the fast release. */
+TEST(fast_release_wakes_glibc_sleeper)
+{
+#if !defined(SHVAL__FAST_LOCK)
+	SKIP(NO_FAST_LOCK);
+#else
+	shval_seg *seg = new_seg("fwake");
+	shval *v;
+	int64_t x = 5;
+	ASSERT_OK(shval_create(seg, "n", "q", SHVAL_RLOCK, &x, 8, &v));
+	for (int round = 0; round < 5; round++) {
+		ASSERT_EQ(shval__lock_fast_take(fastof(v)->lock), 1);
+		pid_t pid = fork();
+		if (pid == 0) {
+			pthread_mutex_t *m = fastof(v)->lock;
+			if (pthread_mutex_lock(m))
+				_exit(3);
+			pthread_mutex_unlock(m);
+			_exit(0);
+		}
+		/* until the child sleeps on it (a lost wake-up would leave
+		 * it asleep for good: this case's timeout) */
+		while (!(lock_word(v) & FUTEX_WAITERS)) {
+			int st;
+			ASSERT_EQ(waitpid(pid, &st, WNOHANG), 0);
+			usleep(1000);
+		}
+		usleep(20000); /* and, most likely, in the kernel */
+		shval__lock_fast_release(fastof(v)->lock);
+		int st;
+		ASSERT_EQ(waitpid(pid, &st, 0), pid);
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		ASSERT_EQ(lock_word(v), 0u);
+		ASSERT_OK(shval_add_i64(v, 1, NULL));
+	}
+	shval_close(v);
+	shval_seg_close(seg);
+#endif
+}
+
 TEST(write_after_owner_death)
 {
 	shval_seg *seg = new_seg("wdeath");
@@ -111,7 +284,8 @@ TEST(write_after_owner_death)
 		die_in_section(seg, "s");
 		for (int i = 0; i < 8; i++)
 			want[i] = round * 100 + i;
-		/* inline trylock gets EOWNERDEAD: recovery, then the write */
+		/* the lock word says FUTEX_OWNER_DIED: the inline section
+		 * cannot take it; the function recovers, then writes */
 		ASSERT_OK(shval_write(v, want, sizeof want));
 		ASSERT_OK(shval_read(v, got, sizeof got));
 		ASSERT_MEMEQ(got, want, sizeof want);
@@ -140,9 +314,10 @@ TEST(add_after_owner_death_rolls_back)
 	shval_seg_close(seg);
 }
 
-/* With another shval lock held, an inline change whose trylock returns
- * EOWNERDEAD leaves the thread's robust list intact: the held lock stays
- * on it (so the kernel still marks it if this thread dies), once. */
+/* With another shval lock held, an inline change that finds a dead
+ * owner's lock (and so the function's recovery) leaves the thread's
+ * robust list intact: the held lock stays on it (so the kernel still
+ * marks it if this thread dies), once. */
 TEST(robust_list_intact_after_inline_recovery)
 {
 	shval_seg *seg = new_seg("rlist");
