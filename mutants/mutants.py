@@ -381,6 +381,30 @@ void shval__wake_after_change""")],
         kill=r"^test_remote\.paused_owner_refused$",
     ),
     dict(
+        id="redis-whole-write-any-serial",
+        file="src/remote_op.c",
+        edits=[(
+            """			     strcmp(h->serial, rv->serial) == 0;""",
+            """			     1; /* MUTANT: any serial */""")],
+        breaks="Redis: a stale handle (a removed value's, the name now "
+               "another value's) gets SHVAL_ESTALE inside a section of the "
+               "new value's lock and does not spoil its commit: a whole "
+               "write skips the fetch whatever the serial",
+        kill=r"^test_remote\.section_whole_write_fetches_nothing$",
+    ),
+    dict(
+        id="redis-stage-loaded-unfetched",
+        file="src/remote_lock.c",
+        edits=[(
+            """	if (need_old && !s->loaded) {""",
+            """	s->loaded = true; /* MUTANT: never fetched */
+	if (need_old && !s->loaded) {""")],
+        breaks="Redis: an operation in a section works on the committed "
+               "bytes: a staged copy that no whole write filled is fetched "
+               "first",
+        kill=r"^test_remote\.section_whole_write_fetches_nothing$",
+    ),
+    dict(
         id="redis-resend-applied-twice",
         file="src/remote.lua",
         edits=[(

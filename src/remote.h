@@ -101,10 +101,12 @@ struct rstage {
 	size_t size;
 	unsigned char *data;
 	bool dirty;
+	bool loaded; /* data holds the value: fetched, or wholly written */
 	struct rstage *next;
 };
 struct rheld {
 	char lock[SHVAL_NAME_MAX + 1];
+	char serial[24]; /* of the lock's entry when the lease was taken */
 	char token[24];
 	pid_t tid;
 	unsigned depth;
@@ -344,7 +346,12 @@ void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq);
 
 /* ---- remote_lock.c: leases and sections (rs->mu held) ---- */
 struct rheld *shval__r_held_find(struct shval__rseg *rs, const char *lock);
-int shval__r_stage_get(shval *v, struct rheld *h, struct rstage **out);
+/* The section's staged copy of v (created on first use).  need_old: the
+ * operation reads the committed bytes (all but a whole-value write of a
+ * value under its own lock whose lease was taken on this very entry, the
+ * same serial: nothing to fetch, nothing to check). */
+int shval__r_stage_get(shval *v, struct rheld *h, bool need_old,
+		       struct rstage **out);
 /* Forget every section of rs (closing, or a fork's child). */
 void shval__r_held_clear(struct shval__rseg *rs);
 

@@ -64,32 +64,37 @@ struct rheld *shval__r_held_find(struct shval__rseg *rs, const char *lock)
 }
 
 /* The staged copy of v in the section h (loaded on first use). */
-int shval__r_stage_get(shval *v, struct rheld *h, struct rstage **out)
+int shval__r_stage_get(shval *v, struct rheld *h, bool need_old,
+		       struct rstage **out)
 {
 	struct shval__rval *rv = v->r;
-	for (struct rstage *s = h->st; s; s = s->next)
+	struct rstage *s;
+	for (s = h->st; s; s = s->next)
 		if (strcmp(s->name, rv->name) == 0 &&
-		    strcmp(s->serial, rv->serial) == 0) {
-			*out = s;
-			return 0;
+		    strcmp(s->serial, rv->serial) == 0)
+			break;
+	if (!s) {
+		s = calloc(1, sizeof *s);
+		if (s)
+			s->data = calloc(1, v->size ? v->size : 1);
+		if (!s || !s->data) {
+			free(s);
+			return shval__rfail(v->seg, -ENOMEM, "out of memory");
 		}
-	struct rstage *s = calloc(1, sizeof *s);
-	if (s)
-		s->data = malloc(v->size ? v->size : 1);
-	if (!s || !s->data) {
-		free(s);
-		return shval__rfail(v->seg, -ENOMEM, "out of memory");
+		snprintf(s->name, sizeof s->name, "%s", rv->name);
+		snprintf(s->serial, sizeof s->serial, "%s", rv->serial);
+		s->size = v->size;
+		s->next = h->st;
+		h->st = s;
 	}
-	snprintf(s->name, sizeof s->name, "%s", rv->name);
-	snprintf(s->serial, sizeof s->serial, "%s", rv->serial);
-	s->size = v->size;
-	int r = shval__r_fetch(v, NULL, s->data);
-	if (r) {
-		stage_free(s);
-		return r;
+	if (need_old && !s->loaded) {
+		/* (a stage left unloaded by a failed whole write is neither
+		 * dirty nor loaded: fetched here, before any other use) */
+		int r = shval__r_fetch(v, NULL, s->data);
+		if (r)
+			return r;
+		s->loaded = true;
 	}
-	s->next = h->st;
-	h->st = s;
 	*out = s;
 	return 0;
 }
@@ -162,15 +167,18 @@ static void *r_renewer(void *arg)
 	return NULL;
 }
 
-/* This thread took the lease of lock (fencing token token): its section,
- * and the renewal thread if there is none (rs->mu held). */
-static int held_add(shval_seg *seg, const char *lock, const char *token)
+/* This thread took the lease of lock (the entry of that serial; fencing
+ * token token): its section, and the renewal thread if there is none
+ * (rs->mu held). */
+static int held_add(shval_seg *seg, const char *lock, const char *serial,
+		    const char *token)
 {
 	struct shval__rseg *rs = seg->rs;
 	struct rheld *nh = calloc(1, sizeof *nh);
 	if (!nh)
 		return shval__rfail(seg, -ENOMEM, "out of memory");
 	snprintf(nh->lock, sizeof nh->lock, "%s", lock);
+	snprintf(nh->serial, sizeof nh->serial, "%s", serial);
 	snprintf(nh->token, sizeof nh->token, "%s", token);
 	nh->tid = gettid();
 	nh->depth = 1;
@@ -254,7 +262,8 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 		r = shval__r_run(seg, &a, &rep);
 		if (!r) {
 			if (is(rep, "OK")) {
-				r = held_add(seg, rv->lock, el(rep, 1, NULL));
+				r = held_add(seg, rv->lock, lock_serial,
+					     el(rep, 1, NULL));
 				if (!r && strcmp(el(rep, 2, NULL), "1") == 0)
 					r = shval__rfail(
 						seg, SHVAL_EOWNERDEAD,

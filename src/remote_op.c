@@ -251,13 +251,20 @@ int shval__r_op(shval *v, struct rop *o)
 	}
 	struct rheld *h = rv->lock[0] ? shval__r_held_find(rs, rv->lock) : NULL;
 	if (h) { /* inside this thread's section: staged */
+		/* A whole-value write under the value's own lock needs no
+		 * fetch: the lease was taken on this entry, of this serial
+		 * (checked by the server then), and every byte is replaced. */
+		bool whole = o->k == OP_WRITE && o->a == v->size &&
+			     strcmp(rv->lock, rv->name) == 0 &&
+			     strcmp(h->serial, rv->serial) == 0;
 		struct rstage *s = NULL;
-		r = shval__r_stage_get(v, h, &s);
+		r = shval__r_stage_get(v, h, !whole, &s);
 		if (!r)
 			r = op_on_shadow(v, s->data, o);
 		if (!r && writes) {
 			memcpy(s->data, rv->sh->data, v->size);
 			s->dirty = true;
+			s->loaded |= whole;
 		}
 		o->staged = true;
 		shval__r_leave(rs);

@@ -735,6 +735,71 @@ TEST(read_version_one_round_trip)
 	tredis_stop(&rd);
 }
 
+/* In a section on a value's own lock, a whole-value write stages the new
+ * bytes without fetching the old ones (the lease was taken on this entry);
+ * any other first use of the value fetches them.  A whole write refused
+ * by its bytes leaves the staged copy unloaded: the next use fetches.  A
+ * stale handle of an older value of the same name (another serial) still
+ * gets SHVAL_ESTALE, and the section's commit is not spoiled by it. */
+TEST(section_whole_write_fetches_nothing)
+{
+	struct tredis rd;
+	tredis_start(&rd, "ww", NULL);
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *q, *s, *old, *cur;
+	int64_t x = 5, got = 0;
+	ASSERT_OK(shval_create(seg, "q", "q", SHVAL_RLOCK, &x, 8, &q));
+	ASSERT_OK(shval_create(seg, "s", "?", SHVAL_RLOCK, NULL, 0, &s));
+	ASSERT_OK(shval_lock(q)); /* (its function makes an HMGET itself) */
+	long long h0 = tredis_calls(&rd, "hmget");
+	x = 9;
+	ASSERT_OK(shval_write(q, &x, 8));
+	ASSERT_OK(shval_add_i64(q, 1, &got)); /* on the staged bytes */
+	ASSERT_EQ(got, 10);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 0);
+	ASSERT_OK(shval_unlock(q));
+	ASSERT_OK(shval_get_i64(q, &got));
+	ASSERT_EQ(got, 10);
+	/* any other first use fetches once */
+	ASSERT_OK(shval_lock(q));
+	h0 = tredis_calls(&rd, "hmget");
+	ASSERT_OK(shval_add_i64(q, 1, &got));
+	ASSERT_EQ(got, 11);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
+	ASSERT_OK(shval_unlock(q));
+	/* a refused whole write: nothing staged; the next use fetches */
+	unsigned char t = 1, bad = 7;
+	ASSERT_OK(shval_write(s, &t, 1));
+	ASSERT_OK(shval_lock(s));
+	ASSERT_EQ(shval_write(s, &bad, 1), SHVAL_ERANGE);
+	unsigned char b = 0;
+	ASSERT_OK(shval_read(s, &b, 1));
+	ASSERT_EQ(b, 1);
+	ASSERT_OK(shval_unlock(s));
+	ASSERT_OK(shval_read(s, &b, 1));
+	ASSERT_EQ(b, 1);
+	/* a stale handle inside a section of the new value's lock */
+	ASSERT_OK(shval_find(seg, "q", NULL, &old));
+	ASSERT_OK(shval_remove(seg, "q"));
+	x = 100;
+	ASSERT_OK(shval_create(seg, "q", "q", SHVAL_RLOCK, &x, 8, &cur));
+	ASSERT_OK(shval_lock(cur));
+	x = 1;
+	ASSERT_EQ(shval_write(old, &x, 8), SHVAL_ESTALE);
+	x = 101;
+	ASSERT_OK(shval_write(cur, &x, 8));
+	ASSERT_OK(shval_unlock(cur));
+	ASSERT_OK(shval_get_i64(cur, &got));
+	ASSERT_EQ(got, 101);
+	shval_close(old);
+	shval_close(cur);
+	shval_close(q);
+	shval_close(s);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 /* shval_seg_info: values counted, sizes = the server's memory for the
  * segment's keys (header, directory, stream, value hashes). */
 TEST(seg_info_sizes)
