@@ -434,16 +434,17 @@ static inline uint64_t locked_version(const shval *h)
 
 /* ---- Own-lock sections inline (hot paths) ----
  * include/shval.h's inline shval_write() and locked shval_add_i64() fall
- * back to the functions when the trylock fails, and the functions block
+ * back to the functions when the inline take fails, and the functions block
  * in pthread_mutex_lock() with the GIL held: a thread of this process
  * holding the lock through `with v.get_lock():` could then never run to
  * release it.  So the binding runs the same section (the header's
  * shval__sec_open / _dirty / _commit, from the same build of the library:
  * it links the static library) and leaves everything else (contention, a
  * lock this thread holds, a removed value) to the general path, which
- * waits with the GIL released (acquire_handle2).  None of this touches
- * the library's thread-locals (its held-lock list), which the module,
- * dlopen'ed, reaches through a TLS descriptor call.
+ * waits with the GIL released (acquire_handle2).  Of the library's
+ * thread-locals this touches only shval__me (the thread id and its
+ * robust-list slot: initial-exec, one load), not the held-lock list, which
+ * the module, dlopen'ed, reaches through a TLS descriptor call.
  * Returns 0 (done) or FAST_SLOW (take the general path: it also finds a
  * dead owner's section, rolls it back and warns). */
 #define FAST_SLOW 1
@@ -482,8 +483,8 @@ static inline int fast_write(ValObject *v, const void *buf, size_t len)
 /* A write inside a section this thread holds on the value's own lock
  * (held_here(v->lock), which is exact, so the library's held list has it
  * too): what the library's nested write does (src/value.c
- * shval__write_range with SHVAL__CHG_NESTED), without its trylock that
- * must fail, its held-list search and its checks: the section's first
+ * shval__write_range with SHVAL__CHG_NESTED), without its lock attempt
+ * that must fail, its held-list search and its checks: the section's first
  * change makes the undo copy and sets WRITING (shval__sec_dirty), every
  * change copies the bytes; the holder's shval_unlock() commits
  * (shval__commit_unlock_own: WRITING set = changed).  OWNWRITE means the

@@ -1,6 +1,7 @@
 /*
  * src/mutex.c — the robust mutex under every shval lock: glibc's internals
- * (the futex word and the kind word: the only file that knows them),
+ * (the futex word, the kind word and the robust-list node: the only file
+ * that knows them, with include/shval.h's inline take, "FAST PATH" below),
  * stale owners, and the acquire that judges them.  What a lock protects
  * (sections, rollback, the held list) is src/lock.c's; its comment
  * "RECOVERY" describes both halves.
