@@ -217,6 +217,7 @@
 #ifndef SHVAL_H
 #define SHVAL_H
 
+#include <errno.h> /* the -errno codes the functions return */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
