@@ -1037,6 +1037,12 @@ static inline void shval__lock_fast_release(void *mutex)
 }
 #endif
 
+/** Not API (the Python binding): the version that the last change made
+ *  through v committed, on a Redis segment, if the library knows it without
+ *  asking the server (a change that went to the server by itself, or the
+ *  outermost unlock of a section on v's own lock that changed v); 0
+ *  otherwise, and for local values.  Taken: a second call returns 0. */
+SHVAL_API uint64_t shval__r_committed(shval *v);
 /** Not API: wakes waiters after an inline change (the slow part);
  *  committed: 1 a locked section's commit, 2 one that took the waiters'
  *  flag before it (wake whatever the flag says now), 0 an atomic add. */

@@ -405,6 +405,17 @@ void shval__wake_after_change""")],
         kill=r"^test_remote\.section_whole_write_fetches_nothing$",
     ),
     dict(
+        id="redis-committed-stale",
+        file="src/remote_lock.c",
+        edits=[(
+            """			return strtoull(h->ver, NULL, 10) + 1;""",
+            """			return strtoull(h->ver, NULL, 10); /* MUTANT: the version before */""")],
+        breaks="Redis: the version seen after a section's commit is the one "
+               "it committed (its lock's version plus one), so that a wait "
+               "sees only later changes",
+        kill=r"^test_remote\.committed_version_known_without_a_peek$",
+    ),
+    dict(
         id="redis-resend-applied-twice",
         file="src/remote.lua",
         edits=[(

@@ -391,7 +391,10 @@ __attribute__((flatten)) static int write_bytes(ValObject *v, const void *b, siz
 done:
 	if (r && handle_rc(v, r) < 0)
 		return -1;
-	v->seen = shval_value_version(v->h);
+	/* on a Redis segment, the version this write committed if the library
+	 * knows it (no round trip); else ask the server */
+	uint64_t c = v->seg->remote ? shval__r_committed(v->h) : 0;
+	v->seen = c ? c : shval_value_version(v->h);
 	return 0;
 done_own: /* written by nested_write */
 	v->seen = locked_version(v->h);

@@ -107,6 +107,7 @@ struct rstage {
 struct rheld {
 	char lock[SHVAL_NAME_MAX + 1];
 	char serial[24]; /* of the lock's entry when the lease was taken */
+	char ver[24];    /* ... and its version then ("" unknown) */
 	char token[24];
 	pid_t tid;
 	unsigned depth;
@@ -152,6 +153,9 @@ struct shval__rval {
 	bool cvalid;                   /* cache of the last bytes seen */
 	char cver[24];
 	unsigned char *cdata;
+	uint64_t committed; /* the version this handle's last change
+			     * committed, until shval__r_committed takes
+			     * it (0: none, or unknown) */
 	/* shval__r_batch_run's state (rs->mu held) */
 	uint64_t bgen;  /* the run it belongs to (rs->batch_gen) */
 	bool bsingle;   /* the value's ops go one by one from here on */

@@ -61,7 +61,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '10'
+local REV = '11'
 
 local function key(p, kind, name)
 	if name then
@@ -309,11 +309,13 @@ local function f_write(_, a)
 	return { 'OK', a[7] }
 end
 
--- lock(P, req, lock, serial, lease_ms)
+-- lock(P, req, lock, serial, lease_ms): OK, the token, "1" if a dead
+-- owner's section was dropped, and the lock entry's version (of a value
+-- under its own lock: the version its section's commit raises by one)
 local f_lock = requested(function(p, a)
 	local lk = a[3]
 	local h = key(p, 'v', lk)
-	local r = redis.call('HMGET', h, 'serial', 'holder')
+	local r = redis.call('HMGET', h, 'serial', 'holder', 'ver')
 	if r[1] ~= a[4] then
 		return { 'STALE' }
 	end
@@ -328,7 +330,7 @@ local f_lock = requested(function(p, a)
 		dead = '1'
 	end
 	redis.call('HSET', h, 'holder', tok)
-	return { 'OK', tok, dead }
+	return { 'OK', tok, dead, r[3] or '' }
 end)
 
 -- renew(P, lock, token, lease_ms)

@@ -171,7 +171,7 @@ static void *r_renewer(void *arg)
  * token token): its section, and the renewal thread if there is none
  * (rs->mu held). */
 static int held_add(shval_seg *seg, const char *lock, const char *serial,
-		    const char *token)
+		    const char *ver, const char *token)
 {
 	struct shval__rseg *rs = seg->rs;
 	struct rheld *nh = calloc(1, sizeof *nh);
@@ -179,6 +179,7 @@ static int held_add(shval_seg *seg, const char *lock, const char *serial,
 		return shval__rfail(seg, -ENOMEM, "out of memory");
 	snprintf(nh->lock, sizeof nh->lock, "%s", lock);
 	snprintf(nh->serial, sizeof nh->serial, "%s", serial);
+	snprintf(nh->ver, sizeof nh->ver, "%s", ver);
 	snprintf(nh->token, sizeof nh->token, "%s", token);
 	nh->tid = gettid();
 	nh->depth = 1;
@@ -263,6 +264,7 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 		if (!r) {
 			if (is(rep, "OK")) {
 				r = held_add(seg, rv->lock, lock_serial,
+					     el(rep, 3, NULL),
 					     el(rep, 1, NULL));
 				if (!r && strcmp(el(rep, 2, NULL), "1") == 0)
 					r = shval__rfail(
@@ -300,6 +302,34 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 	return r;
 }
 
+/* The version the commit of section h gave v, if v is the value whose own
+ * lock it is and it changed v: one more than when the lease was taken (no
+ * other change of v can land while the lease is held); else 0. */
+static uint64_t committed_version(shval *v, const struct rheld *h)
+{
+	struct shval__rval *rv = v->r;
+	if (strcmp(h->lock, rv->name) != 0 ||
+	    strcmp(h->serial, rv->serial) != 0 || !h->ver[0])
+		return 0;
+	for (const struct rstage *s = h->st; s; s = s->next)
+		if (s->dirty && strcmp(s->name, rv->name) == 0 &&
+		    strcmp(s->serial, rv->serial) == 0)
+			return strtoull(h->ver, NULL, 10) + 1;
+	return 0;
+}
+
+SHVAL_API uint64_t shval__r_committed(shval *v)
+{
+	if (!SHVAL__REMOTE(v))
+		return 0;
+	struct shval__rseg *rs = v->seg->rs;
+	shval__r_enter(rs);
+	uint64_t c = v->r->committed;
+	v->r->committed = 0;
+	shval__r_leave(rs);
+	return c;
+}
+
 int shval__r_unlock(shval *v)
 {
 	int r = r_has_lock(v);
@@ -320,6 +350,7 @@ int shval__r_unlock(shval *v)
 		shval__r_leave(rs);
 		return 0;
 	}
+	rv->committed = 0; /* set below if the commit changes v */
 	/* One call: every staged value, if the lease is still ours. */
 	size_t n = 0;
 	for (struct rstage *s = h->st; s; s = s->next)
@@ -352,9 +383,10 @@ int shval__r_unlock(shval *v)
 		redisReply *rep;
 		r = shval__r_cmd(seg, &rep, argc, argv, lens);
 		if (!r) {
-			if (is(rep, "OK"))
+			if (is(rep, "OK")) {
 				r = 0;
-			else if (is(rep, "LOST"))
+				rv->committed = committed_version(v, h);
+			} else if (is(rep, "LOST"))
 				r = shval__rfail(
 					seg, SHVAL_ENOTOWNER,
 					"lock %s: the lease expired before "

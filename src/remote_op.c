@@ -245,6 +245,7 @@ int shval__r_op(shval *v, struct rop *o)
 	redisContext *bc = NULL;
 	int r;
 	shval__r_enter(rs);
+	rv->committed = 0; /* this operation's, if it commits one */
 	if ((r = shval__r_own_shadow(v)) != 0) {
 		shval__r_leave(rs);
 		return r;
@@ -306,6 +307,8 @@ int shval__r_op(shval *v, struct rop *o)
 			memcpy(rv->cdata, rv->sh->data, v->size);
 			/* "" after a resend: applied, version unknown */
 			rv->cvalid = rv->cver[0] != 0;
+			rv->committed =
+				rv->cvalid ? strtoull(rv->cver, NULL, 10) : 0;
 			freeReplyObject(rep);
 			break;
 		}

@@ -800,6 +800,46 @@ TEST(section_whole_write_fetches_nothing)
 	tredis_stop(&rd);
 }
 
+/* shval__r_committed (the binding's version seen after a change, without a
+ * peek): the version a section on the value's own lock committed, or a
+ * change sent by itself; 0 when unknown (a section that did not change
+ * the value, a nested unlock, a local value), and taken once. */
+TEST(committed_version_known_without_a_peek)
+{
+	struct tredis rd;
+	tredis_start(&rd, "cv", NULL);
+	shval_seg *seg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	shval *q, *a;
+	int64_t x = 1;
+	ASSERT_OK(shval_create(seg, "q", "q", SHVAL_RLOCK, &x, 8, &q));
+	ASSERT_OK(shval_create(seg, "a", "q", SHVAL_ATOMIC, &x, 8, &a));
+	ASSERT_OK(shval_lock(q));
+	ASSERT_OK(shval_lock(q));
+	x = 2;
+	ASSERT_OK(shval_write(q, &x, 8));
+	ASSERT_OK(shval_unlock(q)); /* nested: nothing committed yet */
+	ASSERT_UEQ(shval__r_committed(q), 0);
+	ASSERT_OK(shval_unlock(q));
+	uint64_t c = shval__r_committed(q);
+	ASSERT(c != 0);
+	ASSERT_UEQ(c, shval_value_version(q));
+	ASSERT_UEQ(shval__r_committed(q), 0); /* taken */
+	ASSERT_OK(shval_lock(q));             /* a section that reads only */
+	ASSERT_OK(shval_get_i64(q, &x));
+	ASSERT_OK(shval_unlock(q));
+	ASSERT_UEQ(shval__r_committed(q), 0);
+	ASSERT_OK(shval_add_i64(a, 5, NULL)); /* a change by itself */
+	c = shval__r_committed(a);
+	ASSERT(c != 0);
+	ASSERT_UEQ(c, shval_value_version(a));
+	ASSERT_UEQ(shval__r_committed(NULL), 0);
+	shval_close(q);
+	shval_close(a);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
 /* shval_seg_info: values counted, sizes = the server's memory for the
  * segment's keys (header, directory, stream, value hashes). */
 TEST(seg_info_sizes)

@@ -39,3 +39,34 @@ def test_unix_socket_across_processes(ctx, usegname):
 
 def test_unix_socket_unrelated_process(usegname):
     test_segment.test_unrelated_process(usegname)
+
+
+def test_locked_write_two_round_trips_and_its_version(kind, redis_server):
+    """v.value = x on a locked Redis value: the lock and the commit, no
+    fetch of the old bytes and no peek for the version; the version seen
+    is the one the write committed (a wait that follows sees only later
+    changes)."""
+    if kind.local:
+        pytest.skip('the round trips of a Redis value')
+    import redis
+    port, _ = redis_server
+    v = kind.Value('q', 0)
+    other = kind.seg.value('v1', 'q')   # v again (kind names them v1, ...)
+    assert other.value == 0
+    r = redis.Redis(port=port)
+    before = r.info('commandstats')
+    v.value = 5
+    after = r.info('commandstats')
+
+    def calls(stats, cmd):
+        return stats.get('cmdstat_' + cmd, {}).get('calls', 0)
+    assert calls(after, 'fcall') - calls(before, 'fcall') == 2
+    # the lock's own HMGET inside its function, no fetch of the bytes
+    assert calls(after, 'hmget') - calls(before, 'hmget') == 1
+    ver = v.version
+    assert v.wait(0.05) is False           # nothing after our write
+    v.value = 6
+    assert v.version == ver + 1
+    other.value = 7                        # the same value, another handle
+    assert v.wait(5) is True               # changed after our write
+    assert v.value == 7
