@@ -393,6 +393,30 @@ void shval__wake_after_change""")],
         kill=r"^test_remote\.section_whole_write_fetches_nothing$",
     ),
     dict(
+        id="redis-section-version-any-serial",
+        file="src/remote_lock.c",
+        edits=[(
+            """	if (h && strcmp(h->serial, rv->serial) == 0 && h->ver[0] && !h->lost) {""",
+            """	if (h && h->ver[0] && !h->lost) { /* MUTANT: any serial */""")],
+        breaks="Redis: the version known from a section's lease is the "
+               "version of the value the lease was taken on, not of a "
+               "removed value's stale handle of the same name (0)",
+        kill=r"^test_remote\.section_whole_write_fetches_nothing$",
+    ),
+    dict(
+        id="redis-lock-data-dirty",
+        file="src/remote_lock.c",
+        edits=[(
+            """	memcpy(s->data, b, len);
+	s->loaded = true;""",
+            """	memcpy(s->data, b, len);
+	s->loaded = s->dirty = true; /* MUTANT: the bytes as a change */""")],
+        breaks="Redis: the bytes that come with the lease are the committed "
+               "state, not a change: a section that only reads commits "
+               "nothing and does not move the version",
+        kill=r"^test_remote\.section_whole_write_fetches_nothing$",
+    ),
+    dict(
         id="redis-stage-loaded-unfetched",
         file="src/remote_lock.c",
         edits=[(
@@ -820,7 +844,7 @@ STABLE = [
         id="py-with-lock-noop",
         file="python/lock.c",
         edits=[(
-            """int r = acquire_handle(l->st, l->h, 1, -1);
+            """int r = acquire_handle(l->st, l->h, 1, -1, l->seg->remote);
 	if (r < 0)
 		return NULL;
 	note_acquired(l);
@@ -836,6 +860,20 @@ STABLE = [
                "exclusive across processes",
         kill=r"^python_tests$",
         env={"PYTEST_ADDOPTS": "-k 'get_lock_idiom_exact or shared_lock_exact'"},
+    ),
+    dict(
+        id="py-redis-commit-gil-held",
+        file="python/lock.c",
+        edits=[(
+            """	if (!remote)
+		return shval_unlock(h);""",
+            """	if (!remote || 1) /* MUTANT: the GIL held in the round trip */
+		return shval_unlock(h);""")],
+        breaks="Python: a Redis section's commit (a round trip) is made "
+               "with the GIL released: the process's other threads run "
+               "meanwhile",
+        kill=r"^python_tests@redis$",
+        env={"PYTEST_ADDOPTS": "-k 'release_the_gil'"},
     ),
     dict(
         id="py-add-load-store",

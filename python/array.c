@@ -298,7 +298,7 @@ static int arr_ass_subscript(ValObject *v, PyObject *key, PyObject *value)
 			PyErr_NoMemory();
 			goto out;
 		}
-		int locked = LOCKED(v) && !v->extlock ? acquire_handle2(v->st, v->h, 1, -1, 1) : 0;
+		int locked = LOCKED(v) && !v->extlock ? acquire_handle2(v->st, v->h, 1, -1, 1, v->seg->remote) : 0;
 		if (locked < 0) {
 			PyMem_Free(all);
 			goto out;
@@ -309,7 +309,7 @@ static int arr_ass_subscript(ValObject *v, PyObject *key, PyObject *value)
 			ret = arr_set(v, 0, v->count, all);
 		}
 		if (locked == 1)
-			(void)shval_unlock(v->h);
+			(void)unlock_handle(v->h, v->seg->remote);
 		PyMem_Free(all);
 	} else {
 		ret = 0;

@@ -141,9 +141,30 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 /* 1 acquired, 0 not (timeout / non-blocking), -1 error;
  * nested_ok: 2 if this thread already holds a non-recursive lock (the
  * library's own calls nest inside it) */
-int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok)
+/* shval_unlock(); on a Redis segment (remote) a round trip, the commit of
+ * the section: with the GIL released, as every network wait here */
+int unlock_handle(shval *h, int remote)
 {
-	int r = shval_trylock(h);
+	int r;
+	if (!remote)
+		return shval_unlock(h);
+	Py_BEGIN_ALLOW_THREADS
+	r = shval_unlock(h);
+	Py_END_ALLOW_THREADS
+	return r;
+}
+
+int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok,
+		    int remote)
+{
+	int r;
+	if (!remote)
+		r = shval_trylock(h);
+	else { /* a round trip (the lease) */
+		Py_BEGIN_ALLOW_THREADS
+		r = shval_trylock(h);
+		Py_END_ALLOW_THREADS
+	}
 	if (r == -EBUSY) {
 		if (!block)
 			return 0;
@@ -196,9 +217,9 @@ int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int neste
 	return 1;
 }
 
-int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo)
+int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo, int remote)
 {
-	return acquire_handle2(st, h, block, tmo, 0);
+	return acquire_handle2(st, h, block, tmo, 0, remote);
 }
 
 PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
@@ -217,7 +238,7 @@ PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
 	}
 	if (t == -2)
 		return NULL;
-	int r = acquire_handle(l->st, l->h, block, t);
+	int r = acquire_handle(l->st, l->h, block, t, l->seg->remote);
 	if (r < 0)
 		return NULL;
 	if (r)
@@ -225,9 +246,9 @@ PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
 	return PyBool_FromLong(r);
 }
 
-static int release_handle(shval_state *st, shval *h, int recursive)
+static int release_handle(shval_state *st, shval *h, int recursive, int remote)
 {
-	int r = shval_unlock(h);
+	int r = unlock_handle(h, remote);
 	if (r == SHVAL_ENOTOWNER) {
 		if (recursive)
 			PyErr_SetString(PyExc_AssertionError,
@@ -251,7 +272,7 @@ static int release_handle(shval_state *st, shval *h, int recursive)
 
 PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a))
 {
-	if (release_handle(l->st, l->h, l->recursive) < 0)
+	if (release_handle(l->st, l->h, l->recursive, l->seg->remote) < 0)
 		return NULL;
 	note_released(l);
 	Py_RETURN_NONE;
@@ -259,7 +280,7 @@ PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a))
 
 PyObject *lock_enter(LockObject *l, PyObject *Py_UNUSED(a))
 {
-	int r = acquire_handle(l->st, l->h, 1, -1);
+	int r = acquire_handle(l->st, l->h, 1, -1, l->seg->remote);
 	if (r < 0)
 		return NULL;
 	note_acquired(l);

@@ -237,21 +237,36 @@ typedef struct {
 /* Calls on locked values: take the lock first through acquire_handle()
  * (uncontended: a trylock, no GIL release; contended: waits with the GIL
  * released, wakes up for KeyboardInterrupt, warns on a dead owner), run
- * the call as a nested section, unlock.  PYERR: a Python error is set. */
+ * the call as a nested section, unlock.  On a Redis segment the call and
+ * the lock's lease and commit are round trips: made with the GIL released
+ * (RUN).  The calls are the library's, on C buffers only.  PYERR: a Python
+ * error is set. */
 #define PYERR INT32_MIN
+#define RUN(v, expr)                                                   \
+	do {                                                           \
+		if ((v)->seg->remote) {                                \
+			Py_BEGIN_ALLOW_THREADS                         \
+			r = (expr);                                    \
+			Py_END_ALLOW_THREADS                           \
+		} else {                                               \
+			r = (expr);                                    \
+		}                                                      \
+	} while (0)
 #define CALL(v, expr)                                                  \
 	do {                                                           \
 		if (LOCKED(v) && !held_here((LockObject *)(v)->lock)) { \
-			int a_ = acquire_handle2((v)->st, (v)->h, 1, -1, 1);    \
+			int a_ = acquire_handle2((v)->st, (v)->h, 1, -1, 1,     \
+						 (v)->seg->remote);             \
 			if (a_ < 0) {                                  \
 				r = PYERR;                             \
 			} else {                                       \
-				r = (expr);                            \
+				RUN(v, expr);                          \
 				if (a_ == 1)                           \
-					(void)shval_unlock((v)->h);    \
+					(void)unlock_handle((v)->h,    \
+						(v)->seg->remote);     \
 			}                                              \
 		} else {                                               \
-			r = (expr);                                    \
+			RUN(v, expr);                                  \
 		}                                                      \
 	} while (0)
 
@@ -297,8 +312,10 @@ int is_lock(shval_state *st, PyObject *o);
 PyObject *lock_wrap(shval *h, SegObject *seg, int recursive,
 			   int own_value_lock);
 PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw);
-int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok);
-int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo);
+int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok,
+		    int remote);
+int acquire_handle(shval_state *st, shval *h, int block, int64_t tmo, int remote);
+int unlock_handle(shval *h, int remote);
 PyObject *lock_acquire(LockObject *l, PyObject *const *args, Py_ssize_t nargs,
 			PyObject *kwnames);
 PyObject *lock_release(LockObject *l, PyObject *Py_UNUSED(a));

@@ -214,7 +214,8 @@ int ext_enter(ValObject *v)
 {
 	if (!v->extlock)
 		return 0;
-	int r = acquire_handle(v->st, ((LockObject *)v->lock)->h, 1, -1);
+	LockObject *l = (LockObject *)v->lock;
+	int r = acquire_handle(v->st, l->h, 1, -1, l->seg->remote);
 	return r < 0 ? -1 : 0;
 }
 
@@ -224,7 +225,8 @@ void ext_exit(ValObject *v)
 		return;
 	PyObject *t, *val, *tb;
 	PyErr_Fetch(&t, &val, &tb);
-	(void)shval_unlock(((LockObject *)v->lock)->h);
+	LockObject *l = (LockObject *)v->lock;
+	(void)unlock_handle(l->h, l->seg->remote);
 	PyErr_Restore(t, val, tb);
 }
 

@@ -48,8 +48,10 @@
  *
  * Locks are leases: SET NX PX of P:l:LOCK holding a fencing token (a
  * counter), renewed every lease/3 by a thread of the process while it
- * holds any lock.  Writes inside a section are staged here (per thread's
- * held lock) and applied at the outermost unlock by one call
+ * holds any lock.  The lease of a value's own lock comes with the value's
+ * bytes (up to 4 KiB: the staged copy, loaded; a larger value or one under
+ * a shared lock is fetched on first use).  Writes inside a section are
+ * staged here (per thread's held lock) and applied at the outermost unlock by one call
  * (shval1_commit) that checks the token: all or nothing, and a section
  * whose owner died, was paused or cut off beyond the lease is never
  * applied.  The lease's owner leaves "holder" in the lock's hash until its
@@ -350,6 +352,9 @@ void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq);
 
 /* ---- remote_lock.c: leases and sections (rs->mu held) ---- */
 struct rheld *shval__r_held_find(struct shval__rseg *rs, const char *lock);
+/* Inside this thread's section on v's own lock: its committed version,
+ * known from the lease (no round trip); false otherwise (rs->mu not held). */
+bool shval__r_section_version(shval *v, uint64_t *ver);
 /* The section's staged copy of v (created on first use).  need_old: the
  * operation reads the committed bytes (all but a whole-value write of a
  * value under its own lock whose lease was taken on this very entry, the

@@ -61,7 +61,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '11'
+local REV = '12'
 
 local function key(p, kind, name)
 	if name then
@@ -309,13 +309,24 @@ local function f_write(_, a)
 	return { 'OK', a[7] }
 end
 
--- lock(P, req, lock, serial, lease_ms): OK, the token, "1" if a dead
--- owner's section was dropped, and the lock entry's version (of a value
--- under its own lock: the version its section's commit raises by one)
-local f_lock = requested(function(p, a)
+-- lock(P, req, lock, serial, lease_ms[, want]): OK, the token, "1" if a
+-- dead owner's section was dropped, the lock entry's version (of a value
+-- under its own lock: the version its section's commit raises by one) and,
+-- with want = "1" (the lock is the value's own), the value's committed
+-- bytes: the section's first read needs no fetch (no other change of the
+-- value can land while the lease is held).  The bytes are not part of the
+-- request's record (once: JSON, and 120 s of a value's bytes): a resent
+-- lock that was applied reads them again.
+local lock_data -- the bytes f_lock_req read, for f_lock
+local f_lock_req = requested(function(p, a)
 	local lk = a[3]
 	local h = key(p, 'v', lk)
-	local r = redis.call('HMGET', h, 'serial', 'holder', 'ver')
+	local r
+	if a[6] == '1' then
+		r = redis.call('HMGET', h, 'serial', 'holder', 'ver', 'data')
+	else
+		r = redis.call('HMGET', h, 'serial', 'holder', 'ver')
+	end
 	if r[1] ~= a[4] then
 		return { 'STALE' }
 	end
@@ -330,8 +341,18 @@ local f_lock = requested(function(p, a)
 		dead = '1'
 	end
 	redis.call('HSET', h, 'holder', tok)
+	lock_data = r[4]
 	return { 'OK', tok, dead, r[3] or '' }
 end)
+local function f_lock(k, a)
+	lock_data = nil
+	local r = f_lock_req(k, a)
+	if r[1] == 'OK' and a[6] == '1' then
+		r[5] = lock_data or
+		    redis.call('HGET', key(a[1], 'v', a[3]), 'data') or ''
+	end
+	return r
+end
 
 -- renew(P, lock, token, lease_ms)
 local function f_renew(_, a)

@@ -201,6 +201,30 @@ static int r_has_lock(shval *v)
 			    v->r->name);
 }
 
+/* A lock on a value's own lock asks for the value's bytes (shval1_lock's
+ * want) up to this size: the section's first read, or the old bytes of an
+ * add or a partial write, then needs no fetch of its own (one round trip
+ * fewer: `lock; get; set; unlock` is two).  Larger values fetch on first
+ * use, as values under a shared lock do. */
+#define LOCK_DATA_MAX 4096
+
+/* The lease on v's own lock was just taken (rs->held's head is its
+ * section) and rep carries v's committed bytes: the section's staged copy
+ * of v, loaded.  Nothing if the bytes are not v's size (then the first use
+ * fetches, as without them). */
+static void stage_preload(shval *v, const redisReply *rep)
+{
+	struct shval__rseg *rs = v->seg->rs;
+	size_t len;
+	const char *b = el(rep, 4, &len);
+	struct rstage *s;
+	if (len != v->size || !len || !rs->held ||
+	    shval__r_stage_get(v, rs->held, false, &s) != 0)
+		return;
+	memcpy(s->data, b, len);
+	s->loaded = true;
+}
+
 /* shval_lock / trylock / timedlock: deadline UINT64_MAX waits forever, 0
  * does not wait. */
 int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
@@ -250,6 +274,9 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 		freeReplyObject(rep);
 	}
 	shval__r_leave(rs);
+	/* the value's own lock: its bytes come with the lease (small values) */
+	bool want = strcmp(rv->lock, rv->name) == 0 &&
+		    v->kind != SHVAL_KIND_LOCK && v->size <= LOCK_DATA_MAX;
 	for (;;) {
 		struct rargs a;
 		redisReply *rep;
@@ -260,12 +287,15 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 		ra_add(&a, rv->lock);
 		ra_add(&a, lock_serial);
 		shval__ra_fmt(&a, "%lld", (long long)rs->lease_ms);
+		ra_add(&a, want ? "1" : "0");
 		r = shval__r_run(seg, &a, &rep);
 		if (!r) {
 			if (is(rep, "OK")) {
 				r = held_add(seg, rv->lock, lock_serial,
 					     el(rep, 3, NULL),
 					     el(rep, 1, NULL));
+				if (!r && want)
+					stage_preload(v, rep);
 				if (!r && strcmp(el(rep, 2, NULL), "1") == 0)
 					r = shval__rfail(
 						seg, SHVAL_EOWNERDEAD,
@@ -316,6 +346,27 @@ static uint64_t committed_version(shval *v, const struct rheld *h)
 		    strcmp(s->serial, rv->serial) == 0)
 			return strtoull(h->ver, NULL, 10) + 1;
 	return 0;
+}
+
+/* Inside this thread's section on v's own lock, taken on this very entry:
+ * v's committed version without asking (the lease's, which no other
+ * change of v can move while the lease is held; not after a renewal found
+ * it lost).  false: not in such a section, or the version is unknown. */
+bool shval__r_section_version(shval *v, uint64_t *ver)
+{
+	struct shval__rseg *rs = v->seg->rs;
+	struct shval__rval *rv = v->r;
+	bool ok = false;
+	if (!rv->lock[0] || strcmp(rv->lock, rv->name) != 0)
+		return false;
+	shval__r_enter(rs);
+	const struct rheld *h = shval__r_held_find(rs, rv->lock);
+	if (h && strcmp(h->serial, rv->serial) == 0 && h->ver[0] && !h->lost) {
+		*ver = strtoull(h->ver, NULL, 10);
+		ok = true;
+	}
+	shval__r_leave(rs);
+	return ok;
 }
 
 SHVAL_API uint64_t shval__r_committed(shval *v)

@@ -381,7 +381,7 @@ int shval__r_read_version(shval *v, void *buf, size_t cap, uint64_t *version)
 	uint64_t ver = 0;
 	struct rop o = { .k = OP_READ, .p = buf, .a = cap, .verp = &ver };
 	int r = shval__r_op(v, &o);
-	if (!r && o.staged)
+	if (!r && o.staged && !shval__r_section_version(v, &ver))
 		r = shval__r_peek(v, &ver, NULL, 0, NULL);
 	if (!r)
 		*version = ver;

@@ -52,6 +52,8 @@ int shval__r_peek(shval *v, uint64_t *ver, char *id, size_t idcap,
 uint64_t shval__r_value_version(shval *v)
 {
 	uint64_t ver = 0;
+	if (shval__r_section_version(v, &ver))
+		return ver;
 	if (shval__r_peek(v, &ver, NULL, 0, NULL))
 		return 0;
 	return ver;

@@ -735,12 +735,14 @@ TEST(read_version_one_round_trip)
 	tredis_stop(&rd);
 }
 
-/* In a section on a value's own lock, a whole-value write stages the new
- * bytes without fetching the old ones (the lease was taken on this entry);
- * any other first use of the value fetches them.  A whole write refused
- * by its bytes leaves the staged copy unloaded: the next use fetches.  A
- * stale handle of an older value of the same name (another serial) still
- * gets SHVAL_ESTALE, and the section's commit is not spoiled by it. */
+/* In a section on a value's own lock, nothing is fetched: a whole-value
+ * write stages the new bytes without the old ones (the lease was taken on
+ * this entry), and the lock brought the committed bytes with the lease
+ * for a read or an add (values up to 4 KiB; a larger one fetches once, on
+ * first use).  A whole write refused by its bytes leaves the staged copy
+ * as it was.  A stale handle of an older value of the same name (another
+ * serial) still gets SHVAL_ESTALE, and the section's commit is not
+ * spoiled by it. */
 TEST(section_whole_write_fetches_nothing)
 {
 	struct tredis rd;
@@ -761,13 +763,47 @@ TEST(section_whole_write_fetches_nothing)
 	ASSERT_OK(shval_unlock(q));
 	ASSERT_OK(shval_get_i64(q, &got));
 	ASSERT_EQ(got, 10);
-	/* any other first use fetches once */
-	ASSERT_OK(shval_lock(q));
+	/* a read or an add: the bytes came with the lease (shval1_lock's
+	 * want), no fetch; `lock; add; unlock` is two round trips */
+	uint64_t qver = shval_value_version(q), in = 0;
 	h0 = tredis_calls(&rd, "hmget");
+	long long f0 = tredis_calls(&rd, "fcall"), g0 = tredis_calls(&rd, "hget");
+	ASSERT_OK(shval_lock(q));
+	ASSERT_OK(shval_get_i64(q, &got));
+	ASSERT_EQ(got, 10);
+	/* and the committed version is the lease's: no peek */
+	ASSERT_OK(shval_read_version(q, &got, 8, &in));
+	ASSERT_UEQ(in, qver);
+	ASSERT_UEQ(shval_value_version(q), qver);
 	ASSERT_OK(shval_add_i64(q, 1, &got));
 	ASSERT_EQ(got, 11);
-	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
+	ASSERT_UEQ(shval_value_version(q), qver); /* staged: not committed */
 	ASSERT_OK(shval_unlock(q));
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 2);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1); /* the lock's own */
+	ASSERT_EQ(tredis_calls(&rd, "hget") - g0, 1); /* the commit's serial */
+	ASSERT_UEQ(shval_value_version(q), qver + 1);
+	ASSERT_OK(shval_get_i64(q, &got));
+	ASSERT_EQ(got, 11);
+	/* a section that only reads commits nothing: the version stays */
+	ASSERT_OK(shval_lock(q));
+	ASSERT_OK(shval_get_i64(q, &got));
+	ASSERT_OK(shval_unlock(q));
+	ASSERT_EQ(got, 11);
+	ASSERT_UEQ(shval_value_version(q), qver + 1);
+	/* a value over 4 KiB: the first use fetches once */
+	shval *big;
+	int64_t xs[1024] = { 3 };
+	ASSERT_OK(shval_create(seg, "big", "1024q", SHVAL_RLOCK, xs,
+			       sizeof xs, &big));
+	ASSERT_OK(shval_lock(big));
+	h0 = tredis_calls(&rd, "hmget");
+	ASSERT_OK(shval_array_get(big, 0, 1, &got));
+	ASSERT_EQ(got, 3);
+	ASSERT_OK(shval_array_get(big, 0, 1, &got));
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
+	ASSERT_OK(shval_unlock(big));
+	shval_close(big);
 	/* a refused whole write: nothing staged; the next use fetches */
 	unsigned char t = 1, bad = 7;
 	ASSERT_OK(shval_write(s, &t, 1));
@@ -785,6 +821,7 @@ TEST(section_whole_write_fetches_nothing)
 	x = 100;
 	ASSERT_OK(shval_create(seg, "q", "q", SHVAL_RLOCK, &x, 8, &cur));
 	ASSERT_OK(shval_lock(cur));
+	ASSERT_UEQ(shval_value_version(old), 0); /* not the lease's version */
 	x = 1;
 	ASSERT_EQ(shval_write(old, &x, 8), SHVAL_ESTALE);
 	x = 101;

@@ -70,3 +70,105 @@ def test_locked_write_two_round_trips_and_its_version(kind, redis_server):
     other.value = 7                        # the same value, another handle
     assert v.wait(5) is True               # changed after our write
     assert v.value == 7
+
+
+def test_locked_add_and_increment_two_round_trips(kind, redis_server):
+    """v.add(1) and `with v.get_lock(): v.value += 1` on a locked Redis
+    value: the lease (which brings the value's bytes) and the commit, no
+    fetch inside the section."""
+    if kind.local:
+        pytest.skip('the round trips of a Redis value')
+    import redis
+    port, _ = redis_server
+    v = kind.Value('q', 10)
+    r = redis.Redis(port=port)
+
+    def calls(stats, cmd):
+        return stats.get('cmdstat_' + cmd, {}).get('calls', 0)
+
+    def counted(fn):
+        before = r.info('commandstats')
+        fn()
+        after = r.info('commandstats')
+        return tuple(calls(after, c) - calls(before, c)
+                     for c in ('fcall', 'hmget', 'hget'))
+
+    assert v.add(1) == 11
+    # (the fcalls; the lock's own HMGET; the commit's check of the serial)
+    assert counted(lambda: v.add(1)) == (2, 1, 1)
+
+    lk = v.get_lock()
+
+    def inc():
+        with lk:
+            v.value += 1
+    # the read and the write inside know the committed version from the
+    # lease: no peek
+    assert counted(inc) == (2, 1, 1)
+    assert v.value == 13
+
+
+def test_lease_and_commit_release_the_gil(kind, redis_server):
+    """Taking a Redis lock (the lease) and releasing it (the section's
+    commit) are round trips made with the GIL released: another thread
+    runs while the worker is inside them.  The switch interval is set far
+    beyond the test, so the GIL changes hands only when a thread lets go of
+    it (a wait, or a call that releases it); the server holds the call back
+    (CLIENT PAUSE) so that the waiting thread surely wakes meanwhile."""
+    if kind.local:
+        pytest.skip('round trips of a Redis lock')
+    import sys
+    import threading
+    import redis
+    port, _ = redis_server
+    v = kind.Value('q', 0)
+    lk = v.get_lock()
+    r = redis.Redis(port=port)
+    where = []
+    errors = []
+    held, go, calling = (threading.Event() for _ in range(3))
+
+    def worker(phase):
+        try:
+            if phase == 'release':
+                lk.acquire()
+                v.value += 1
+                held.set()
+                go.wait(30)
+            where.append('in')
+            calling.set()
+            if phase == 'acquire':
+                lk.acquire()
+                where.append('out')
+                lk.release()
+            else:
+                lk.release()
+                where.append('out')
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30)
+    try:
+        for phase in ('acquire', 'release'):
+            del where[:]
+            for e in (held, go, calling):
+                e.clear()
+            t = threading.Thread(target=worker, args=(phase,))
+            if phase == 'acquire':
+                r.client_pause(500)
+                t.start()
+            else:
+                t.start()
+                assert held.wait(30)
+                r.client_pause(500)
+                go.set()
+            assert calling.wait(30)
+            # this thread runs again only when the worker lets go of the GIL
+            seen = list(where)
+            t.join(30)
+            assert not errors, errors
+            assert seen == ['in'], (phase, seen)
+    finally:
+        sys.setswitchinterval(old)
+    assert v.value == 1
