@@ -8,6 +8,12 @@
  *                  a server-side function (MULTI INCRBY, SET of the request
  *                  record, XADD of the wake-up, EXEC; one round trip) vs
  *                  INCRBY: the best a Lua-free add could do (BENCHMARKS.md)
+ *   redis_add_bitfield, redis_add_bitfield_rec  prototypes, not shval: an
+ *                  add as one native command (BITFIELD: the data, the
+ *                  version, the request id and the flags in one string
+ *                  key), and the same with the client's request record in a
+ *                  second key (MULTI/EXEC) vs INCRBY (BENCHMARKS.md, "An
+ *                  add without Lua")
  *   redis_read     shval_get_i64 on it                     vs  GET
  *   redis_ops_*    ops/s of adds to 16 values: one call each (single),
  *                  shval_batch_* of 64 (batch64: one pipeline), and raw
@@ -85,6 +91,62 @@ static bh_run alt_multi(void *ctx, uint64_t max)
 		for (int k = 0; k < 5; k++) {
 			void *r;
 			ok &= redisGetReply(rc, &r) == REDIS_OK;
+			freeReplyObject(r);
+		}
+	}
+	return (bh_run){ bh_now() - t0, (double)i, ok };
+}
+
+/* What an add as one native command could make the server do: the value's
+ * data, version, last request and flags in one string key (BITFIELD):
+ * add with the width's wrap, version += 4, the request id set (its old one
+ * returned), the alive byte and the waiters byte read.  One command, no
+ * Lua, no second key (BENCHMARKS.md: what it leaves out). */
+static bh_run alt_bitfield(void *ctx, uint64_t max)
+{
+	(void)ctx;
+	uint64_t i;
+	int ok = 1;
+	double t0 = bh_now();
+	BH_LOOP(i, max)
+	{
+		redisReply *r = redisCommand(
+			rc,
+			"BITFIELD bench.bf OVERFLOW WRAP INCRBY i64 0 1 "
+			"INCRBY i64 64 4 SET i64 128 %llu GET u8 192 GET u8 200",
+			(unsigned long long)i);
+		ok &= r && r->type == REDIS_REPLY_ARRAY && r->elements == 5;
+		freeReplyObject(r);
+	}
+	return (bh_run){ bh_now() - t0, (double)i, ok };
+}
+
+/* The same with the client's own record of its last request in a second
+ * key (what a resent add needs once another client has overwritten the
+ * value's request id): MULTI, the BITFIELD, SET, EXEC. */
+static bh_run alt_bitfield_rec(void *ctx, uint64_t max)
+{
+	(void)ctx;
+	uint64_t i;
+	int ok = 1;
+	double t0 = bh_now();
+	BH_LOOP(i, max)
+	{
+		redisAppendCommand(rc, "MULTI");
+		redisAppendCommand(
+			rc,
+			"BITFIELD bench.bf OVERFLOW WRAP INCRBY i64 0 1 "
+			"INCRBY i64 64 4 SET i64 128 %llu GET u8 192 GET u8 200",
+			(unsigned long long)i);
+		redisAppendCommand(rc, "SET bench.bf.q %llu",
+				   (unsigned long long)i);
+		redisAppendCommand(rc, "EXEC");
+		for (int k = 0; k < 4; k++) {
+			redisReply *r;
+			ok &= redisGetReply(rc, (void **)&r) == REDIS_OK;
+			if (k == 3)
+				ok &= r && r->type == REDIS_REPLY_ARRAY &&
+				      r->elements == 2;
 			freeReplyObject(r);
 		}
 	}
@@ -216,6 +278,28 @@ int main(int argc, char **argv)
 			 &e, &f, 200, 1.3,
 			 "what dropping the server-side function could give "
 			 "at best (no serial check: BENCHMARKS.md)");
+	bh_side g = { "BITFIELD add+version+request (prototype)",
+		      alt_bitfield, NULL, 0, { 0 }, { 0 }, { 0 } };
+	bh_side h = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+		      { 0 } };
+	ok &= bh_compare(&O, "redis_add_bitfield",
+			 "a prototype, not shval: an add as one native "
+			 "command (BITFIELD: data, version, request id, "
+			 "flags in one key) vs one raw INCRBY",
+			 &g, &h, 200, 1.3,
+			 "what one native command per add could give "
+			 "(BENCHMARKS.md lists what it leaves out)");
+	bh_side i2 = { "MULTI BITFIELD SET EXEC (prototype)",
+		       alt_bitfield_rec, NULL, 0, { 0 }, { 0 }, { 0 } };
+	bh_side j2 = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+		       { 0 } };
+	ok &= bh_compare(&O, "redis_add_bitfield_rec",
+			 "a prototype, not shval: the BITFIELD add and the "
+			 "client's request record in a second key, one "
+			 "MULTI/EXEC vs one raw INCRBY",
+			 &i2, &j2, 200, 1.3,
+			 "what a Lua-free add that keeps exactly-once resends "
+			 "could give");
 	if (bh_selected(&O, "redis_ops")) {
 		for (int i = 0; i < 16; i++) {
 			char name[16];
