@@ -1045,6 +1045,14 @@ static inline void shval__lock_fast_release(void *mutex)
  *  outermost unlock of a section on v's own lock that changed v); 0
  *  otherwise, and for local values.  Taken: a second call returns 0. */
 SHVAL_API uint64_t shval__r_committed(shval *v);
+/** Not API (the Python binding): shval_write() / shval_add_i64() of a
+ *  Redis value in one round trip, or 1 without doing anything where they
+ *  would wait for another owner's lock, recover a dead owner's section
+ *  silently (the binding takes the lock instead, which reports the death),
+ *  or stage in this thread's section; 1 also for a local value.  Else as
+ *  the functions (0, or an error). */
+SHVAL_API int shval__r_try_write(shval *v, const void *buf, size_t len);
+SHVAL_API int shval__r_try_add_i64(shval *v, int64_t delta, int64_t *result);
 /** Not API: wakes waiters after an inline change (the slow part);
  *  committed: 1 a locked section's commit, 2 one that took the waiters'
  *  flag before it (wake whatever the flag says now), 0 an atomic add. */

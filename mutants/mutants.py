@@ -417,6 +417,29 @@ void shval__wake_after_change""")],
         kill=r"^test_remote\.section_whole_write_fetches_nothing$",
     ),
     dict(
+        id="redis-write-blind-add",
+        file="src/remote_op.c",
+        edits=[(
+            """	bool blind = o->k == OP_WRITE && o->a == v->size;""",
+            """	bool blind = o->k == OP_WRITE || o->k == OP_ADD_I64; /* MUTANT */""")],
+        breaks="Redis: only a write of every byte goes without the version "
+               "check; an add is computed from the current bytes (a stale "
+               "cache is refused by the server and fetched again)",
+        kill=r"^test_remote\.try_change_one_round_trip_or_the_lock$",
+    ),
+    dict(
+        id="redis-write-recovers-dead-owner-silently",
+        file="src/remote.lua",
+        edits=[(
+            """		if dead and a[12] == '1' then""",
+            """		if false and dead and a[12] == '1' then -- MUTANT""")],
+        breaks="Redis from Python: v.value = x and v.add(d) in one round trip "
+               "do not recover a dead owner's section silently: the binding "
+               "takes the lock, which reports OwnerDiedWarning",
+        kill=r"^python_tests@redis$",
+        env={"PYTEST_ADDOPTS": "-k dead_owner_reported"},
+    ),
+    dict(
         id="redis-stage-loaded-unfetched",
         file="src/remote_lock.c",
         edits=[(
@@ -882,15 +905,13 @@ STABLE = [
             """if (v->hot_int && small_long(delta, &d)) {""",
             """if (0 && v->hot_int && small_long(delta, &d)) { /* MUTANT: not the hot path */"""), (
             """r = fast_add(v, d, &out);
-			if (r != 0)
-				CALL(""",
+				if (r == FAST_SLOW && v->seg->remote)""",
             """r = FAST_SLOW; /* MUTANT: not the inline section */
-			if (r != 0)
-				CALL("""), (
-            """			if (r != 0)
+				if (r == FAST_SLOW && v->seg->remote)"""), (
+            """			if (r == FAST_SLOW)
 				CALL(v, shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)""",
-            """			if (r != 0) { /* MUTANT: add as get + set */
+            """			if (r == FAST_SLOW) { /* MUTANT: add as get + set */
 				CALL(v, shval_get_i64(v->h, &out));
 				out = (int64_t)((uint64_t)out + (uint64_t)d);
 				if (r == 0)

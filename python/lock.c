@@ -138,9 +138,6 @@ PyObject *lock_new_common(PyTypeObject *tp, PyObject *args, PyObject *kw)
 	return (PyObject *)l;
 }
 
-/* 1 acquired, 0 not (timeout / non-blocking), -1 error;
- * nested_ok: 2 if this thread already holds a non-recursive lock (the
- * library's own calls nest inside it) */
 /* shval_unlock(); on a Redis segment (remote) a round trip, the commit of
  * the section: with the GIL released, as every network wait here */
 int unlock_handle(shval *h, int remote)
@@ -154,6 +151,10 @@ int unlock_handle(shval *h, int remote)
 	return r;
 }
 
+/* 1 acquired, 0 not (timeout / non-blocking), -1 error;
+ * nested_ok: 2 if this thread already holds a non-recursive lock (the
+ * library's own calls nest inside it); remote: a Redis segment's lock,
+ * whose trylock is a round trip (made with the GIL released) */
 int acquire_handle2(shval_state *st, shval *h, int block, int64_t tmo, int nested_ok,
 		    int remote)
 {

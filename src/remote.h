@@ -51,9 +51,9 @@
  * holds any lock.  The lease of a value's own lock comes with the value's
  * bytes (up to 4 KiB: the staged copy, loaded; a larger value or one under
  * a shared lock is fetched on first use).  Writes inside a section are
- * staged here (per thread's held lock) and applied at the outermost unlock by one call
- * (shval1_commit) that checks the token: all or nothing, and a section
- * whose owner died, was paused or cut off beyond the lease is never
+ * staged here (per thread's held lock) and applied at the outermost unlock
+ * by one call (shval1_commit) that checks the token: all or nothing, and a
+ * section whose owner died, was paused or cut off beyond the lease is never
  * applied.  The lease's owner leaves "holder" in the lock's hash until its
  * commit; a locker that finds a holder but no lease knows the owner died:
  * SHVAL_EOWNERDEAD, with the last committed state.
@@ -271,6 +271,8 @@ struct rop {
 	double de;
 	uint64_t *verp; /* a read's version (shval_read_version) */
 	bool staged;    /* set by shval__r_op: ran on a section's staged copy */
+	bool strict;    /* shval__r_try_*: 1 instead of waiting for another
+			 * owner, recovering a dead one's section or staging */
 };
 
 /* ---- remote_conn.c: connections and requests ---- */
@@ -348,12 +350,13 @@ bool shval__r_op_writes(enum rop_kind k);
 int shval__r_op_apply(shval *sh, struct rop *o);
 int shval__r_own_shadow(shval *v);
 int shval__r_op(shval *v, struct rop *o);
-void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq);
+void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq, bool blind);
 
 /* ---- remote_lock.c: leases and sections (rs->mu held) ---- */
 struct rheld *shval__r_held_find(struct shval__rseg *rs, const char *lock);
 /* Inside this thread's section on v's own lock: its committed version,
- * known from the lease (no round trip); false otherwise (rs->mu not held). */
+ * known from the lease (no round trip); false otherwise.  Takes rs->mu
+ * itself (the caller must not hold it). */
 bool shval__r_section_version(shval *v, uint64_t *ver);
 /* The section's staged copy of v (created on first use).  need_old: the
  * operation reads the committed bytes (all but a whole-value write of a

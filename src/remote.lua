@@ -61,7 +61,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '12'
+local REV = '13'
 
 local function key(p, kind, name)
 	if name then
@@ -250,19 +250,26 @@ local f_remove = requested(function(p, a)
 end)
 
 -- write(P, client, seq, name, serial, expver, newver, data, lock, resent
--- [, prev]): store data as version newver if the version is still expver
--- (and, with prev, the last write of the value was the request prev) and no
--- one else holds the lease of lock ("" for raw and atomic values); "wq"
--- records the request ("client.seq").  The hot path, kept lean (every
+-- [, prev[, strict]]): store data as version newver if the version is still
+-- expver (and, with prev not "", the last write of the value was the
+-- request prev) and no one else holds the lease of lock ("" for raw and
+-- atomic values); "wq" records the request ("client.seq").  expver "*": a
+-- write of every byte, which depends on no earlier state: stored as the
+-- next version whatever the current one (decimal below 2^53, as Lua's
+-- numbers; versions count changes from 1).  With strict =
+-- "1", a lock whose dead owner left a section (its "holder" set, no lease)
+-- is not recovered here: DEAD, nothing applied (the client then takes the
+-- lock, which reports the death).  The hot path, kept lean (every
 -- redis.call costs about as much as the network): no reply record, and
--- uncontended and unwatched just HMGET and HSET.  A client sends one
--- request at a time, so a resent request (resent = "1", after a lost
--- connection) was applied if the value's wq is still its own or, once
--- another client overwrote that, if P:q:CLIENT (keep) holds its number.
+-- uncontended and unwatched just HMGET and HSET (a value's own lock's
+-- holder comes with the HMGET).  A client sends one request at a time, so
+-- a resent request (resent = "1", after a lost connection) was applied if
+-- the value's wq is still its own or, once another client overwrote that,
+-- if P:q:CLIENT (keep) holds its number.
 local function f_write(_, a)
 	local p, name = a[1], a[4]
 	local h = p .. ':v:' .. name
-	local r = redis.call('HMGET', h, 'serial', 'ver', 'wq', 'w')
+	local r = redis.call('HMGET', h, 'serial', 'ver', 'wq', 'w', 'holder')
 	if r[1] ~= a[5] then
 		return { 'STALE' }
 	end
@@ -270,7 +277,7 @@ local function f_write(_, a)
 	-- shval__r_batch_run): applied only right after the client's previous
 	-- one (a[11] = its id "client.seq"), else refused as changed, so the
 	-- batch's changes of one value keep their order
-	if a[11] and r[3] ~= a[11] then
+	if a[11] and a[11] ~= '' and r[3] ~= a[11] then
 		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
 	end
 	local me = a[2] .. '.' .. a[3]
@@ -278,35 +285,46 @@ local function f_write(_, a)
 	    redis.call('GET', p .. ':q:' .. a[2]) == a[3]) then
 		return { 'OK', '' } -- applied before the connection broke
 	end
-	local lk = a[9]
+	local lk, dead = a[9], false
 	if lk ~= '' then
 		local l = p .. ':l:' .. lk
 		if redis.call('EXISTS', l) == 1 then
 			return busy(p, l)
 		end
+		local holder = r[5]
+		if lk ~= name then
+			holder = redis.call('HGET', p .. ':v:' .. lk, 'holder')
+		end
+		-- a dead owner's lease expired in a section
+		dead = holder and holder ~= ''
+		if dead and a[12] == '1' then
+			return { 'DEAD' }
+		end
 	end
-	if r[2] ~= a[6] then
+	local nv = a[7]
+	if a[6] == '*' then
+		nv = string.format('%.0f', tonumber(r[2]) + 1)
+	elseif r[2] ~= a[6] then
 		return { 'CHANGED', r[2], redis.call('HGET', h, 'data') }
 	end
-	if lk ~= '' then
-		-- a dead owner's lease expired: this write recovers (the
-		-- next shval_lock no longer reports it)
+	if dead then
+		-- this write recovers (the next shval_lock no longer reports it)
 		redis.call('HSET', p .. ':v:' .. lk, 'holder', '')
 	end
 	-- take the waiters' flag ("1"; they are woken below) in the HSET
 	-- itself; the common write carries no extra field
 	local w = r[4]
 	if w == '1' then
-		redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', me,
+		redis.call('HSET', h, 'data', a[8], 'ver', nv, 'wq', me,
 			'w', '')
 	else
-		redis.call('HSET', h, 'data', a[8], 'ver', a[7], 'wq', me)
+		redis.call('HSET', h, 'data', a[8], 'ver', nv, 'wq', me)
 	end
 	keep(p, r[3], a[2])
 	if w == '1' or w == 'S' then
 		changed(p, name, 'w')
 	end
-	return { 'OK', a[7] }
+	return { 'OK', nv }
 end
 
 -- lock(P, req, lock, serial, lease_ms[, want]): OK, the token, "1" if a

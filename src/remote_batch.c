@@ -116,7 +116,7 @@ void shval__r_batch_run(struct shval_batch *b)
 			    shval__r_own_shadow(v) != 0 ||
 			    (rv->lock[0] && shval__r_held_find(rs, rv->lock)) ||
 			    (!rv->cdata &&
-			     !(rv->cdata = malloc(v->size ? v->size : 1))))
+			     !(rv->cdata = calloc(1, v->size ? v->size : 1))))
 				rv->bsingle = true;
 		}
 		if (w && (seg->flags & SHVAL_RDONLY))
@@ -195,7 +195,7 @@ void shval__r_batch_run(struct shval_batch *b)
 		}
 		struct rargs a;
 		st[i].seq = ++rs->reqseq;
-		shval__r_write_args(&a, v, st[i].seq);
+		shval__r_write_args(&a, v, st[i].seq, false);
 		ra_add(&a, "0");
 		if (rv->bprev[0])
 			ra_add(&a, rv->bprev);

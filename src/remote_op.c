@@ -180,10 +180,10 @@ int shval__r_op_apply(shval *sh, struct rop *o)
 }
 
 /* The arguments of shval1_write of v's shadow bytes, computed from the
- * version rv->cver, as request seq of this client, up to the lease's name:
- * the caller adds the resent flag (and, in a batch, the previous
- * request). */
-void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq)
+ * version rv->cver (blind: a write of every byte, "*": whatever the
+ * version), as request seq of this client, up to the lease's name: the
+ * caller adds the resent flag (and, in a batch, the previous request). */
+void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq, bool blind)
 {
 	struct shval__rseg *rs = v->seg->rs;
 	struct shval__rval *rv = v->r;
@@ -192,8 +192,13 @@ void shval__r_write_args(struct rargs *a, shval *v, uint64_t seq)
 	shval__ra_u64(a, seq);
 	ra_add(a, rv->name);
 	ra_add(a, rv->serial);
-	ra_add(a, rv->cver);
-	shval__ra_u64(a, strtoull(rv->cver, NULL, 10) + 1);
+	if (blind) {
+		ra_add(a, "*");
+		ra_add(a, ""); /* the server's next version */
+	} else {
+		ra_add(a, rv->cver);
+		shval__ra_u64(a, strtoull(rv->cver, NULL, 10) + 1);
+	}
 	ra_bin(a, rv->sh->data, v->size);
 	ra_add(a, rv->lock);
 }
@@ -251,6 +256,10 @@ int shval__r_op(shval *v, struct rop *o)
 		return r;
 	}
 	struct rheld *h = rv->lock[0] ? shval__r_held_find(rs, rv->lock) : NULL;
+	if (h && o->strict) {
+		shval__r_leave(rs);
+		return 1;
+	}
 	if (h) { /* inside this thread's section: staged */
 		/* A whole-value write under the value's own lock needs no
 		 * fetch: the lease was taken on this entry, of this serial
@@ -271,11 +280,14 @@ int shval__r_op(shval *v, struct rop *o)
 		shval__r_leave(rs);
 		return r;
 	}
-	if (!rv->cdata && !(rv->cdata = malloc(v->size ? v->size : 1))) {
+	if (!rv->cdata && !(rv->cdata = calloc(1, v->size ? v->size : 1))) {
 		shval__r_leave(rs);
 		return shval__rfail(seg, -ENOMEM, "out of memory");
 	}
-	bool cached = writes && rv->cvalid;
+	/* A write of every byte needs neither the old bytes nor the version:
+	 * sent blind (expver "*"), one round trip however stale the cache. */
+	bool blind = o->k == OP_WRITE && o->a == v->size;
+	bool cached = writes && (rv->cvalid || blind);
 	for (;;) {
 		if (!cached) {
 			rv->cvalid = false;
@@ -295,9 +307,13 @@ int shval__r_op(shval *v, struct rop *o)
 			break;
 		struct rargs a;
 		redisReply *rep;
-		shval__r_write_args(&a, v, ++rs->reqseq);
+		shval__r_write_args(&a, v, ++rs->reqseq, blind && cached);
 		int resent = a.n;
 		ra_add(&a, "0");
+		if (o->strict) {
+			ra_add(&a, ""); /* no previous request (a batch's) */
+			ra_add(&a, "1");
+		}
 		r = shval__r_cmd_ex(seg, &rep, a.n, a.v, a.l, resent);
 		if (r)
 			break;
@@ -332,6 +348,11 @@ int shval__r_op(shval *v, struct rop *o)
 			rv->cvalid = false;
 			r = shval__rfail(seg, SHVAL_ESTALE,
 					 "value %s was removed", rv->name);
+			break;
+		}
+		if (o->strict && (is(rep, "BUSY") || is(rep, "DEAD"))) {
+			freeReplyObject(rep);
+			r = 1; /* the caller takes the lock (and hears of a death) */
 			break;
 		}
 		if (!is(rep, "BUSY")) {
@@ -453,6 +474,25 @@ int shval__r_set_f64(shval *v, double x)
 int shval__r_add_i64(shval *v, int64_t delta, int64_t *result)
 {
 	ROP(.k = OP_ADD_I64, .i = delta, .p = result);
+}
+
+/* Not API (include/shval.h): a change of a locked Redis value in one round
+ * trip when nobody holds its lock and no dead owner's section is left. */
+SHVAL_API int shval__r_try_write(shval *v, const void *buf, size_t len)
+{
+	if (!v || !SHVAL__REMOTE(v) || !buf)
+		return 1;
+	struct rop o = { .k = OP_WRITE, .cp = buf, .a = len, .strict = true };
+	return shval__r_op(v, &o);
+}
+SHVAL_API int shval__r_try_add_i64(shval *v, int64_t delta, int64_t *result)
+{
+	if (!v || !SHVAL__REMOTE(v))
+		return 1;
+	struct rop o = {
+		.k = OP_ADD_I64, .i = delta, .p = result, .strict = true
+	};
+	return shval__r_op(v, &o);
 }
 int shval__r_sub_i64(shval *v, int64_t delta, int64_t *result)
 {

@@ -767,7 +767,8 @@ TEST(section_whole_write_fetches_nothing)
 	 * want), no fetch; `lock; add; unlock` is two round trips */
 	uint64_t qver = shval_value_version(q), in = 0;
 	h0 = tredis_calls(&rd, "hmget");
-	long long f0 = tredis_calls(&rd, "fcall"), g0 = tredis_calls(&rd, "hget");
+	long long f0 = tredis_calls(&rd, "fcall"),
+		  g0 = tredis_calls(&rd, "hget");
 	ASSERT_OK(shval_lock(q));
 	ASSERT_OK(shval_get_i64(q, &got));
 	ASSERT_EQ(got, 10);
@@ -781,7 +782,7 @@ TEST(section_whole_write_fetches_nothing)
 	ASSERT_OK(shval_unlock(q));
 	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 2);
 	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1); /* the lock's own */
-	ASSERT_EQ(tredis_calls(&rd, "hget") - g0, 1); /* the commit's serial */
+	ASSERT_EQ(tredis_calls(&rd, "hget") - g0, 1);  /* the commit's serial */
 	ASSERT_UEQ(shval_value_version(q), qver + 1);
 	ASSERT_OK(shval_get_i64(q, &got));
 	ASSERT_EQ(got, 11);
@@ -794,8 +795,8 @@ TEST(section_whole_write_fetches_nothing)
 	/* a value over 4 KiB: the first use fetches once */
 	shval *big;
 	int64_t xs[1024] = { 3 };
-	ASSERT_OK(shval_create(seg, "big", "1024q", SHVAL_RLOCK, xs,
-			       sizeof xs, &big));
+	ASSERT_OK(shval_create(seg, "big", "1024q", SHVAL_RLOCK, xs, sizeof xs,
+			       &big));
 	ASSERT_OK(shval_lock(big));
 	h0 = tredis_calls(&rd, "hmget");
 	ASSERT_OK(shval_array_get(big, 0, 1, &got));
@@ -833,6 +834,78 @@ TEST(section_whole_write_fetches_nothing)
 	shval_close(cur);
 	shval_close(q);
 	shval_close(s);
+	ASSERT_OK(shval_seg_close(seg));
+	tredis_stop(&rd);
+}
+
+/* shval__r_try_write / shval__r_try_add_i64 (the binding's one-round-trip
+ * change of a locked value): done in one shval1_write when nobody holds the
+ * lock; 1 (nothing done, the binding takes the lock) when another client
+ * holds it, inside this thread's own section, and for a local value.  A
+ * write of every byte goes blind: one round trip even from a handle whose
+ * cache another client made stale. */
+TEST(try_change_one_round_trip_or_the_lock)
+{
+	struct tredis rd;
+	tredis_start(&rd, "tr", NULL);
+	shval_seg *seg, *seg2, *lseg;
+	ASSERT_OK(shval_seg_open(rd.url, SHVAL_CREATE, NULL, &seg));
+	ASSERT_OK(shval_seg_open(rd.url, 0, NULL, &seg2)); /* another client */
+	shval *v, *v2;
+	int64_t x = 1, got = 0;
+	ASSERT_OK(shval_create(seg, "v", "q", SHVAL_RLOCK, &x, 8, &v));
+	ASSERT_OK(shval_find(seg2, "v", NULL, &v2));
+	long long f0 = tredis_calls(&rd, "fcall"),
+		  h0 = tredis_calls(&rd, "hmget");
+	x = 2;
+	ASSERT_EQ(shval__r_try_write(v, &x, 8), 0);
+	ASSERT_EQ(shval__r_try_add_i64(v, 3, &got), 0);
+	ASSERT_EQ(got, 5);
+	/* two round trips in all: the write blind (no fetch before it), the
+	 * add on the bytes the write left in the cache */
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 2);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 2); /* the functions' own */
+	/* another client changes it: a whole write from v is still one */
+	x = 7;
+	ASSERT_OK(shval_write(v2, &x, 8));
+	f0 = tredis_calls(&rd, "fcall"), h0 = tredis_calls(&rd, "hmget");
+	x = 8;
+	ASSERT_OK(shval_write(v, &x, 8));
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 1);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
+	ASSERT_OK(shval_get_i64(v2, &got));
+	ASSERT_EQ(got, 8);
+	/* an add is not blind: computed again from the current bytes */
+	ASSERT_OK(shval_add_i64(v2, 10, &got));
+	ASSERT_OK(shval_add_i64(v, 1, &got));
+	ASSERT_EQ(got, 19);
+	x = 8;
+	ASSERT_OK(shval_write(v, &x, 8));
+	/* the other client holds the lock: 1 at once, nothing done */
+	ASSERT_OK(shval_lock(v2));
+	x = 9;
+	ASSERT_EQ(shval__r_try_write(v, &x, 8), 1);
+	ASSERT_EQ(shval__r_try_add_i64(v, 1, &got), 1);
+	ASSERT_OK(shval_unlock(v2));
+	ASSERT_OK(shval_get_i64(v, &got));
+	ASSERT_EQ(got, 8);
+	/* inside this thread's own section: 1 (the caller stages) */
+	ASSERT_OK(shval_lock(v));
+	ASSERT_EQ(shval__r_try_write(v, &x, 8), 1);
+	ASSERT_OK(shval_unlock(v));
+	ASSERT_OK(shval_get_i64(v2, &got));
+	ASSERT_EQ(got, 8);
+	/* a local value: 1 */
+	shval *lv;
+	ASSERT_OK(shval_seg_open(NULL, SHVAL_CREATE, NULL, &lseg));
+	ASSERT_OK(shval_create(lseg, "l", "q", SHVAL_RLOCK, NULL, 0, &lv));
+	ASSERT_EQ(shval__r_try_write(lv, &x, 8), 1);
+	ASSERT_EQ(shval__r_try_add_i64(lv, 1, &got), 1);
+	shval_close(lv);
+	ASSERT_OK(shval_seg_close(lseg));
+	shval_close(v);
+	shval_close(v2);
+	ASSERT_OK(shval_seg_close(seg2));
 	ASSERT_OK(shval_seg_close(seg));
 	tredis_stop(&rd);
 }

@@ -41,11 +41,11 @@ def test_unix_socket_unrelated_process(usegname):
     test_segment.test_unrelated_process(usegname)
 
 
-def test_locked_write_two_round_trips_and_its_version(kind, redis_server):
-    """v.value = x on a locked Redis value: the lock and the commit, no
-    fetch of the old bytes and no peek for the version; the version seen
-    is the one the write committed (a wait that follows sees only later
-    changes)."""
+def test_locked_write_one_round_trip_and_its_version(kind, redis_server):
+    """v.value = x on a locked Redis value nobody holds: one shval1_write
+    (which checks the lease), no lock and commit, no fetch of the old bytes
+    and no peek for the version; the version seen is the one the write
+    committed (a wait that follows sees only later changes)."""
     if kind.local:
         pytest.skip('the round trips of a Redis value')
     import redis
@@ -60,8 +60,8 @@ def test_locked_write_two_round_trips_and_its_version(kind, redis_server):
 
     def calls(stats, cmd):
         return stats.get('cmdstat_' + cmd, {}).get('calls', 0)
-    assert calls(after, 'fcall') - calls(before, 'fcall') == 2
-    # the lock's own HMGET inside its function, no fetch of the bytes
+    assert calls(after, 'fcall') - calls(before, 'fcall') == 1
+    # the write's own HMGET inside its function, no fetch of the bytes
     assert calls(after, 'hmget') - calls(before, 'hmget') == 1
     ver = v.version
     assert v.wait(0.05) is False           # nothing after our write
@@ -72,10 +72,10 @@ def test_locked_write_two_round_trips_and_its_version(kind, redis_server):
     assert v.value == 7
 
 
-def test_locked_add_and_increment_two_round_trips(kind, redis_server):
-    """v.add(1) and `with v.get_lock(): v.value += 1` on a locked Redis
-    value: the lease (which brings the value's bytes) and the commit, no
-    fetch inside the section."""
+def test_locked_add_one_round_trip_increment_two(kind, redis_server):
+    """v.add(1) on a locked Redis value nobody holds: one shval1_write;
+    `with v.get_lock(): v.value += 1`: the lease (which brings the value's
+    bytes) and the commit, no fetch inside the section."""
     if kind.local:
         pytest.skip('the round trips of a Redis value')
     import redis
@@ -94,16 +94,17 @@ def test_locked_add_and_increment_two_round_trips(kind, redis_server):
                      for c in ('fcall', 'hmget', 'hget'))
 
     assert v.add(1) == 11
-    # (the fcalls; the lock's own HMGET; the commit's check of the serial)
-    assert counted(lambda: v.add(1)) == (2, 1, 1)
+    # (the fcall; its own HMGET; no HGET)
+    assert counted(lambda: v.add(1)) == (1, 1, 0)
 
     lk = v.get_lock()
 
     def inc():
         with lk:
             v.value += 1
+    # (the fcalls; the lock's own HMGET; the commit's check of the serial):
     # the read and the write inside know the committed version from the
-    # lease: no peek
+    # lease, no peek
     assert counted(inc) == (2, 1, 1)
     assert v.value == 13
 
@@ -172,3 +173,50 @@ def test_lease_and_commit_release_the_gil(kind, redis_server):
     finally:
         sys.setswitchinterval(old)
     assert v.value == 1
+
+
+@pytest.mark.parametrize('op', ['set', 'add', 'get_lock'])
+def test_dead_owner_reported_on_the_one_round_trip_paths(op, redis_server):
+    """A Redis lock whose owner died inside a section (its lease expired,
+    its staged writes never committed): the next v.value = x or v.add(d)
+    -- one round trip when nobody holds the lock -- does not recover it
+    silently but takes the lock, which reports the death as locally
+    (OwnerDiedWarning, the last committed state), once."""
+    import multiprocessing
+    import time
+    import warnings
+    from helpers import die_in_section
+    port, _ = redis_server
+    name = 'redis://127.0.0.1:%d/pydead-%d-%s?lease_ms=300' % (
+        port, os.getpid(), op)
+    try:
+        shval.unlink(name)
+    except OSError:
+        pass
+    seg = shval.Segment(name, create=True)
+    try:
+        v = seg.value('v', 'q', 1)
+        fork = multiprocessing.get_context('fork')
+        p = fork.Process(target=die_in_section,
+                         args=(v.get_lock(), [(v, None, 99)], 'kill'))
+        p.start()
+        p.join(60)
+        assert p.exitcode == -9
+        time.sleep(0.6)                     # the lease (300 ms) is over
+        assert v.value == 1                 # the last committed state
+        with pytest.warns(shval.OwnerDiedWarning):
+            if op == 'set':
+                v.value = 5
+            elif op == 'add':
+                assert v.add(4) == 5
+            else:
+                with v.get_lock():
+                    v.value += 4
+        assert v.value == 5
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            v.value = 6                     # recovered once: no warning
+            assert v.add(1) == 7
+    finally:
+        seg.close()
+        shval.unlink(name)
