@@ -125,9 +125,13 @@
  *   an uncontended change is one round trip (a server-side function: about
  *   9 times the server's work of a plain INCRBY, 10-20 us, see
  *   BENCHMARKS.md), and so is a read; shval_read_version() reads bytes and
- *   version in one.  A section on a value's own lock is two: shval_lock()
- *   brings the value's bytes with the lease (values up to 4 KiB), so reads
- *   and changes inside it need none until the committing shval_unlock().
+ *   version in one.  A write of every byte (shval_write of the whole
+ *   value, shval_set_i64/u64/f64) is one round trip also when other
+ *   clients changed the value since this handle last saw it; a change
+ *   computed from the old bytes (an add, a partial write) then takes two.
+ *   A section on a value's own lock is two: shval_lock() brings the
+ *   value's bytes with the lease (values up to 4 KiB), so reads and
+ *   changes inside it need none until the committing shval_unlock().
  *   Many operations in one round trip: a batch (shval_batch_*, "Batches"
  *   below), sent as one pipeline.  Calls on one segment handle from several
  *   threads are serialised (one connection per handle; blocking waits and

@@ -420,8 +420,8 @@ void shval__wake_after_change""")],
         id="redis-write-blind-add",
         file="src/remote_op.c",
         edits=[(
-            """	bool blind = o->k == OP_WRITE && o->a == v->size;""",
-            """	bool blind = o->k == OP_WRITE || o->k == OP_ADD_I64; /* MUTANT */""")],
+            """	bool blind = (o->k == OP_WRITE && o->a == v->size) ||""",
+            """	bool blind = o->k == OP_ADD_I64 || /* MUTANT */ (o->k == OP_WRITE && o->a == v->size) ||""")],
         breaks="Redis: only a write of every byte goes without the version "
                "check; an add is computed from the current bytes (a stale "
                "cache is refused by the server and fetched again)",

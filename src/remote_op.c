@@ -284,9 +284,13 @@ int shval__r_op(shval *v, struct rop *o)
 		shval__r_leave(rs);
 		return shval__rfail(seg, -ENOMEM, "out of memory");
 	}
-	/* A write of every byte needs neither the old bytes nor the version:
-	 * sent blind (expver "*"), one round trip however stale the cache. */
-	bool blind = o->k == OP_WRITE && o->a == v->size;
+	/* A write of every byte (a whole write, a scalar's set: anything
+	 * else fails on the shadow before it is sent) needs neither the old
+	 * bytes nor the version: sent blind (expver "*"), one round trip
+	 * however stale the cache. */
+	bool blind = (o->k == OP_WRITE && o->a == v->size) ||
+		     o->k == OP_SET_I64 || o->k == OP_SET_U64 ||
+		     o->k == OP_SET_F64;
 	bool cached = writes && (rv->cvalid || blind);
 	for (;;) {
 		if (!cached) {

@@ -875,6 +875,11 @@ TEST(try_change_one_round_trip_or_the_lock)
 	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
 	ASSERT_OK(shval_get_i64(v2, &got));
 	ASSERT_EQ(got, 8);
+	ASSERT_OK(shval_set_i64(v2, 3)); /* and a set */
+	f0 = tredis_calls(&rd, "fcall"), h0 = tredis_calls(&rd, "hmget");
+	ASSERT_OK(shval_set_i64(v, 8));
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 1);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
 	/* an add is not blind: computed again from the current bytes */
 	ASSERT_OK(shval_add_i64(v2, 10, &got));
 	ASSERT_OK(shval_add_i64(v, 1, &got));
