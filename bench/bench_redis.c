@@ -32,14 +32,14 @@ static shval *v;
 static shval *vs[16];
 static shval_seg *seg;
 
-#define CHECK(x)                                                           \
-	do {                                                               \
-		int r_ = (x);                                              \
-		if (r_) {                                                  \
-			fprintf(stderr, "%s: %s (%s)\n", #x,              \
-				shval_strerror(r_), shval_errmsg(NULL));   \
-			exit(1);                                           \
-		}                                                          \
+#define CHECK(x)                                                         \
+	do {                                                             \
+		int r_ = (x);                                            \
+		if (r_) {                                                \
+			fprintf(stderr, "%s: %s (%s)\n", #x,             \
+				shval_strerror(r_), shval_errmsg(NULL)); \
+			exit(1);                                         \
+		}                                                        \
 	} while (0)
 
 static bh_run shval_add(void *ctx, uint64_t max)
@@ -71,30 +71,37 @@ static bh_run raw_incrby(void *ctx, uint64_t max)
 	return (bh_run){ bh_now() - t0, (double)i, ok };
 }
 
-/* What an add without Lua would make the server do (MULTI, INCRBY, the
- * request record, the wake-up entry, EXEC): one pipeline, five replies. */
-static bh_run alt_multi(void *ctx, uint64_t max)
+/* Prototypes, not shval: the requests of one add, appended for iteration i
+ * (their count returned) and sent as one pipeline per add. */
+static bh_run pipelined(uint64_t max, int (*append)(uint64_t i))
 {
-	(void)ctx;
 	uint64_t i;
 	int ok = 1;
 	double t0 = bh_now();
 	BH_LOOP(i, max)
 	{
-		redisAppendCommand(rc, "MULTI");
-		redisAppendCommand(rc, "INCRBY bench.alt 1");
-		redisAppendCommand(rc, "SET bench.alt.q %llu PX 600000",
-				   (unsigned long long)i);
-		redisAppendCommand(rc, "XADD bench.alt.ev MAXLEN ~ 256 * n a "
-				       "w w");
-		redisAppendCommand(rc, "EXEC");
-		for (int k = 0; k < 5; k++) {
-			void *r;
-			ok &= redisGetReply(rc, &r) == REDIS_OK;
+		int n = append(i);
+		for (int k = 0; k < n; k++) {
+			redisReply *r;
+			ok &= redisGetReply(rc, (void **)&r) == REDIS_OK && r &&
+			      r->type != REDIS_REPLY_ERROR;
 			freeReplyObject(r);
 		}
 	}
 	return (bh_run){ bh_now() - t0, (double)i, ok };
+}
+
+/* What an add without Lua would make the server do (MULTI, INCRBY, the
+ * request record, the wake-up entry, EXEC): five replies. */
+static int append_multi(uint64_t i)
+{
+	redisAppendCommand(rc, "MULTI");
+	redisAppendCommand(rc, "INCRBY bench.alt 1");
+	redisAppendCommand(rc, "SET bench.alt.q %llu PX 600000",
+			   (unsigned long long)i);
+	redisAppendCommand(rc, "XADD bench.alt.ev MAXLEN ~ 256 * n a w w");
+	redisAppendCommand(rc, "EXEC");
+	return 5;
 }
 
 /* What an add as one native command could make the server do: the value's
@@ -102,55 +109,46 @@ static bh_run alt_multi(void *ctx, uint64_t max)
  * add with the width's wrap, version += 4, the request id set (its old one
  * returned), the alive byte and the waiters byte read.  One command, no
  * Lua, no second key (BENCHMARKS.md: what it leaves out). */
-static bh_run alt_bitfield(void *ctx, uint64_t max)
+static void append_bitfield_cmd(uint64_t i)
 {
-	(void)ctx;
-	uint64_t i;
-	int ok = 1;
-	double t0 = bh_now();
-	BH_LOOP(i, max)
-	{
-		redisReply *r = redisCommand(
-			rc,
-			"BITFIELD bench.bf OVERFLOW WRAP INCRBY i64 0 1 "
-			"INCRBY i64 64 4 SET i64 128 %llu GET u8 192 GET u8 200",
-			(unsigned long long)i);
-		ok &= r && r->type == REDIS_REPLY_ARRAY && r->elements == 5;
-		freeReplyObject(r);
-	}
-	return (bh_run){ bh_now() - t0, (double)i, ok };
+	redisAppendCommand(rc,
+			   "BITFIELD bench.bf OVERFLOW WRAP INCRBY i64 0 1 "
+			   "INCRBY i64 64 4 SET i64 128 %llu GET u8 192 GET "
+			   "u8 200",
+			   (unsigned long long)i);
+}
+static int append_bitfield(uint64_t i)
+{
+	append_bitfield_cmd(i);
+	return 1;
 }
 
 /* The same with the client's own record of its last request in a second
  * key (what a resent add needs once another client has overwritten the
  * value's request id): MULTI, the BITFIELD, SET, EXEC. */
+static int append_bitfield_rec(uint64_t i)
+{
+	redisAppendCommand(rc, "MULTI");
+	append_bitfield_cmd(i);
+	redisAppendCommand(rc, "SET bench.bf.q %llu", (unsigned long long)i);
+	redisAppendCommand(rc, "EXEC");
+	return 4;
+}
+
+static bh_run alt_multi(void *ctx, uint64_t max)
+{
+	(void)ctx;
+	return pipelined(max, append_multi);
+}
+static bh_run alt_bitfield(void *ctx, uint64_t max)
+{
+	(void)ctx;
+	return pipelined(max, append_bitfield);
+}
 static bh_run alt_bitfield_rec(void *ctx, uint64_t max)
 {
 	(void)ctx;
-	uint64_t i;
-	int ok = 1;
-	double t0 = bh_now();
-	BH_LOOP(i, max)
-	{
-		redisAppendCommand(rc, "MULTI");
-		redisAppendCommand(
-			rc,
-			"BITFIELD bench.bf OVERFLOW WRAP INCRBY i64 0 1 "
-			"INCRBY i64 64 4 SET i64 128 %llu GET u8 192 GET u8 200",
-			(unsigned long long)i);
-		redisAppendCommand(rc, "SET bench.bf.q %llu",
-				   (unsigned long long)i);
-		redisAppendCommand(rc, "EXEC");
-		for (int k = 0; k < 4; k++) {
-			redisReply *r;
-			ok &= redisGetReply(rc, (void **)&r) == REDIS_OK;
-			if (k == 3)
-				ok &= r && r->type == REDIS_REPLY_ARRAY &&
-				      r->elements == 2;
-			freeReplyObject(r);
-		}
-	}
-	return (bh_run){ bh_now() - t0, (double)i, ok };
+	return pipelined(max, append_bitfield_rec);
 }
 
 static double ops_single(double sec)
@@ -243,7 +241,8 @@ int main(int argc, char **argv)
 	}
 	rc = redisConnect("127.0.0.1", atoi(port));
 	if (!rc || rc->err) {
-		fprintf(stderr, "bench_redis: cannot connect to port %s\n", port);
+		fprintf(stderr, "bench_redis: cannot connect to port %s\n",
+			port);
 		return 1;
 	}
 	char url[128];
@@ -251,26 +250,44 @@ int main(int argc, char **argv)
 	CHECK(shval_seg_open(url, SHVAL_CREATE, NULL, &seg));
 	CHECK(shval_find_or_create(seg, "n", "q", SHVAL_ATOMIC, NULL, 0, &v,
 				   NULL));
-	bh_side a = { "shval_add_i64 (redis://)", shval_add, NULL, 0, { 0 },
-		      { 0 }, { 0 } };
-	bh_side b = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+	bh_side a = { "shval_add_i64 (redis://)",
+		      shval_add,
+		      NULL,
+		      0,
+		      { 0 },
+		      { 0 },
 		      { 0 } };
-	int ok = bh_compare(&O, "redis_add",
-			    "add 1 to a Redis value: shval_add_i64 vs one raw "
-			    "INCRBY round trip (TCP, 127.0.0.1)",
-			    &a, &b, 200, 1.3,
-			    "one FCALL (compare-and-swap on the version) per add");
-	bh_side c = { "shval_get_i64 (redis://)", shval_get, NULL, 0, { 0 },
-		      { 0 }, { 0 } };
+	bh_side b = {
+		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
+	};
+	int ok = bh_compare(
+		&O, "redis_add",
+		"add 1 to a Redis value: shval_add_i64 vs one raw "
+		"INCRBY round trip (TCP, 127.0.0.1)",
+		&a, &b, 200, 1.3,
+		"one FCALL (compare-and-swap on the version) per add");
+	bh_side c = { "shval_get_i64 (redis://)",
+		      shval_get,
+		      NULL,
+		      0,
+		      { 0 },
+		      { 0 },
+		      { 0 } };
 	bh_side d = { "hiredis GET", raw_get, NULL, 0, { 0 }, { 0 }, { 0 } };
 	ok &= bh_compare(&O, "redis_read",
 			 "read a Redis value: shval_get_i64 (HMGET, checks) vs "
 			 "one raw GET",
 			 &c, &d, 200, 1.3, "");
-	bh_side e = { "MULTI INCRBY SET XADD EXEC (prototype)", alt_multi,
-		      NULL, 0, { 0 }, { 0 }, { 0 } };
-	bh_side f = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+	bh_side e = { "MULTI INCRBY SET XADD EXEC (prototype)",
+		      alt_multi,
+		      NULL,
+		      0,
+		      { 0 },
+		      { 0 },
 		      { 0 } };
+	bh_side f = {
+		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
+	};
 	ok &= bh_compare(&O, "redis_add_alt",
 			 "a prototype, not shval: the server work of a "
 			 "Lua-free add (MULTI INCRBY SET XADD EXEC, one round "
@@ -279,9 +296,15 @@ int main(int argc, char **argv)
 			 "what dropping the server-side function could give "
 			 "at best (no serial check: BENCHMARKS.md)");
 	bh_side g = { "BITFIELD add+version+request (prototype)",
-		      alt_bitfield, NULL, 0, { 0 }, { 0 }, { 0 } };
-	bh_side h = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+		      alt_bitfield,
+		      NULL,
+		      0,
+		      { 0 },
+		      { 0 },
 		      { 0 } };
+	bh_side h = {
+		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
+	};
 	ok &= bh_compare(&O, "redis_add_bitfield",
 			 "a prototype, not shval: an add as one native "
 			 "command (BITFIELD: data, version, request id, "
@@ -290,9 +313,15 @@ int main(int argc, char **argv)
 			 "what one native command per add could give "
 			 "(BENCHMARKS.md lists what it leaves out)");
 	bh_side i2 = { "MULTI BITFIELD SET EXEC (prototype)",
-		       alt_bitfield_rec, NULL, 0, { 0 }, { 0 }, { 0 } };
-	bh_side j2 = { "hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 },
+		       alt_bitfield_rec,
+		       NULL,
+		       0,
+		       { 0 },
+		       { 0 },
 		       { 0 } };
+	bh_side j2 = {
+		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
+	};
 	ok &= bh_compare(&O, "redis_add_bitfield_rec",
 			 "a prototype, not shval: the BITFIELD add and the "
 			 "client's request record in a second key, one "
@@ -304,9 +333,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 16; i++) {
 			char name[16];
 			snprintf(name, sizeof name, "m%d", i);
-			CHECK(shval_find_or_create(seg, name, "q",
-						   SHVAL_ATOMIC, NULL, 0,
-						   &vs[i], NULL));
+			CHECK(shval_find_or_create(seg, name, "q", SHVAL_ATOMIC,
+						   NULL, 0, &vs[i], NULL));
 		}
 		int reps = O.quick ? 1 : O.reps;
 		double a1[BH_MAXREP], a2[BH_MAXREP], a3[BH_MAXREP];
