@@ -61,7 +61,7 @@ errors and float rounding are exactly those of local values.
 local MAGIC = 'shval-redis 1'
 -- The library's revision: a client whose copy differs loads its own
 -- (FUNCTION LOAD REPLACE).  Change it with every change of this file.
-local REV = '13'
+local REV = '14'
 
 local function key(p, kind, name)
 	if name then
@@ -256,10 +256,10 @@ end)
 -- atomic values); "wq" records the request ("client.seq").  expver "*": a
 -- write of every byte, which depends on no earlier state: stored as the
 -- next version whatever the current one (decimal below 2^53, as Lua's
--- numbers; versions count changes from 1).  With strict =
--- "1", a lock whose dead owner left a section (its "holder" set, no lease)
--- is not recovered here: DEAD, nothing applied (the client then takes the
--- lock, which reports the death).  The hot path, kept lean (every
+-- numbers; versions count changes from 1).  With strict = "1", a lock
+-- whose dead owner left a section (its "holder" set, no lease) is not
+-- recovered here: DEAD, nothing applied (the client then takes the lock,
+-- which reports the death).  The hot path, kept lean (every
 -- redis.call costs about as much as the network): no reply record, and
 -- uncontended and unwatched just HMGET and HSET (a value's own lock's
 -- holder comes with the HMGET).  A client sends one request at a time, so
