@@ -286,12 +286,17 @@ static void check_pins(struct vctx *c)
 		shval__seg_unlock(seg);
 }
 
+/* A list of blocks through their lock_off.  A damaged one may loop: it
+ * cannot hold more distinct blocks than the file has lines (the backed
+ * size, not the header's max_size, which a damaged header may make huge:
+ * a fuzzed image with max_size near 2^40 kept `shval check` walking a
+ * cycle for seconds, fuzz/regressions/fuzz_segment/bug5-...). */
 static int walk_list(struct vctx *c, uint64_t head, uint8_t state,
 		     const char *what, uint64_t *bytes)
 {
 	uint64_t off = head;
 	for (uint64_t n = 0; off; n++) {
-		if (n > (c->seg->map_len / SHVAL__LINE)) {
+		if (n > atomic_load(&c->seg->valid) / SHVAL__LINE) {
 			problem(c, SHVAL_ECORRUPT, NULL, off, false,
 				"%s list has a cycle", what);
 			return -1;
