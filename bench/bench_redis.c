@@ -135,20 +135,54 @@ static int append_bitfield_rec(uint64_t i)
 	return 4;
 }
 
-static bh_run alt_multi(void *ctx, uint64_t max)
+/* The prototype rows, each against one raw INCRBY round trip. */
+struct proto {
+	const char *row, *label, *what, *note;
+	int (*append)(uint64_t i);
+};
+static const struct proto protos[] = {
+	{ "redis_add_alt", "MULTI INCRBY SET XADD EXEC (prototype)",
+	  "a prototype, not shval: the server work of a Lua-free add (MULTI "
+	  "INCRBY SET XADD EXEC, one round trip) vs one raw INCRBY",
+	  "what dropping the server-side function could give at best (no "
+	  "serial check: BENCHMARKS.md)",
+	  append_multi },
+	{ "redis_add_bitfield", "BITFIELD add+version+request (prototype)",
+	  "a prototype, not shval: an add as one native command (BITFIELD: "
+	  "data, version, request id, flags in one key) vs one raw INCRBY",
+	  "what one native command per add could give (BENCHMARKS.md lists "
+	  "what it leaves out)",
+	  append_bitfield },
+	{ "redis_add_bitfield_rec", "MULTI BITFIELD SET EXEC (prototype)",
+	  "a prototype, not shval: the BITFIELD add and the client's request "
+	  "record in a second key, one MULTI/EXEC vs one raw INCRBY",
+	  "what a Lua-free add that keeps exactly-once resends could give",
+	  append_bitfield_rec },
+};
+
+static bh_run proto_run(void *ctx, uint64_t max)
 {
-	(void)ctx;
-	return pipelined(max, append_multi);
+	return pipelined(max, ((const struct proto *)ctx)->append);
 }
-static bh_run alt_bitfield(void *ctx, uint64_t max)
+
+static int proto_rows(void)
 {
-	(void)ctx;
-	return pipelined(max, append_bitfield);
-}
-static bh_run alt_bitfield_rec(void *ctx, uint64_t max)
-{
-	(void)ctx;
-	return pipelined(max, append_bitfield_rec);
+	int ok = 1;
+	for (size_t k = 0; k < sizeof protos / sizeof protos[0]; k++) {
+		const struct proto *p = &protos[k];
+		bh_side a = { p->label, proto_run, (void *)p, 0,
+			      { 0 },    { 0 },     { 0 } };
+		bh_side b = { "hiredis INCRBY",
+			      raw_incrby,
+			      NULL,
+			      0,
+			      { 0 },
+			      { 0 },
+			      { 0 } };
+		ok &= bh_compare(&O, p->row, p->what, &a, &b, 200, 1.3,
+				 p->note);
+	}
+	return ok;
 }
 
 static double ops_single(double sec)
@@ -278,57 +312,7 @@ int main(int argc, char **argv)
 			 "read a Redis value: shval_get_i64 (HMGET, checks) vs "
 			 "one raw GET",
 			 &c, &d, 200, 1.3, "");
-	bh_side e = { "MULTI INCRBY SET XADD EXEC (prototype)",
-		      alt_multi,
-		      NULL,
-		      0,
-		      { 0 },
-		      { 0 },
-		      { 0 } };
-	bh_side f = {
-		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
-	};
-	ok &= bh_compare(&O, "redis_add_alt",
-			 "a prototype, not shval: the server work of a "
-			 "Lua-free add (MULTI INCRBY SET XADD EXEC, one round "
-			 "trip) vs one raw INCRBY",
-			 &e, &f, 200, 1.3,
-			 "what dropping the server-side function could give "
-			 "at best (no serial check: BENCHMARKS.md)");
-	bh_side g = { "BITFIELD add+version+request (prototype)",
-		      alt_bitfield,
-		      NULL,
-		      0,
-		      { 0 },
-		      { 0 },
-		      { 0 } };
-	bh_side h = {
-		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
-	};
-	ok &= bh_compare(&O, "redis_add_bitfield",
-			 "a prototype, not shval: an add as one native "
-			 "command (BITFIELD: data, version, request id, "
-			 "flags in one key) vs one raw INCRBY",
-			 &g, &h, 200, 1.3,
-			 "what one native command per add could give "
-			 "(BENCHMARKS.md lists what it leaves out)");
-	bh_side i2 = { "MULTI BITFIELD SET EXEC (prototype)",
-		       alt_bitfield_rec,
-		       NULL,
-		       0,
-		       { 0 },
-		       { 0 },
-		       { 0 } };
-	bh_side j2 = {
-		"hiredis INCRBY", raw_incrby, NULL, 0, { 0 }, { 0 }, { 0 }
-	};
-	ok &= bh_compare(&O, "redis_add_bitfield_rec",
-			 "a prototype, not shval: the BITFIELD add and the "
-			 "client's request record in a second key, one "
-			 "MULTI/EXEC vs one raw INCRBY",
-			 &i2, &j2, 200, 1.3,
-			 "what a Lua-free add that keeps exactly-once resends "
-			 "could give");
+	ok &= proto_rows();
 	if (bh_selected(&O, "redis_ops")) {
 		for (int i = 0; i < 16; i++) {
 			char name[16];
