@@ -396,8 +396,8 @@ void shval__wake_after_change""")],
         id="redis-section-version-any-serial",
         file="src/remote_lock.c",
         edits=[(
-            """	if (h && strcmp(h->serial, rv->serial) == 0 && h->ver[0] && !h->lost) {""",
-            """	if (h && h->ver[0] && !h->lost) { /* MUTANT: any serial */""")],
+            """	       strcmp(h->serial, rv->serial) == 0 && h->ver[0];""",
+            """	       /* MUTANT: any serial */ h->ver[0];""")],
         breaks="Redis: the version known from a section's lease is the "
                "version of the value the lease was taken on, not of a "
                "removed value's stale handle of the same name (0)",

@@ -332,14 +332,22 @@ int shval__r_lock(shval *v, int64_t timeout_ns, bool try)
 	return r;
 }
 
-/* The version the commit of section h gave v, if v is the value whose own
- * lock it is and it changed v: one more than when the lease was taken (no
- * other change of v can land while the lease is held); else 0. */
+/* Is h a section on rv's own lock, taken on this very entry (the same
+ * serial), whose version at the lease is known?  Then no other change of
+ * the value can land while the lease is held: the lease's version is the
+ * committed one, and a commit that changed the value makes it one more. */
+static bool own_lease(const struct shval__rval *rv, const struct rheld *h)
+{
+	return strcmp(h->lock, rv->name) == 0 &&
+	       strcmp(h->serial, rv->serial) == 0 && h->ver[0];
+}
+
+/* The version the commit of section h gave v, if own_lease and it changed
+ * v; else 0. */
 static uint64_t committed_version(shval *v, const struct rheld *h)
 {
 	struct shval__rval *rv = v->r;
-	if (strcmp(h->lock, rv->name) != 0 ||
-	    strcmp(h->serial, rv->serial) != 0 || !h->ver[0])
+	if (!own_lease(rv, h))
 		return 0;
 	for (const struct rstage *s = h->st; s; s = s->next)
 		if (s->dirty && strcmp(s->name, rv->name) == 0 &&
@@ -348,10 +356,9 @@ static uint64_t committed_version(shval *v, const struct rheld *h)
 	return 0;
 }
 
-/* Inside this thread's section on v's own lock, taken on this very entry:
- * v's committed version without asking (the lease's, which no other
- * change of v can move while the lease is held; not after a renewal found
- * it lost).  false: not in such a section, or the version is unknown. */
+/* Inside this thread's section on v's own lock (own_lease): v's committed
+ * version without asking, the lease's (not after a renewal found the
+ * lease lost).  false: not in such a section, or the version is unknown. */
 bool shval__r_section_version(shval *v, uint64_t *ver)
 {
 	struct shval__rseg *rs = v->seg->rs;
@@ -361,7 +368,7 @@ bool shval__r_section_version(shval *v, uint64_t *ver)
 		return false;
 	shval__r_enter(rs);
 	const struct rheld *h = shval__r_held_find(rs, rv->lock);
-	if (h && strcmp(h->serial, rv->serial) == 0 && h->ver[0] && !h->lost) {
+	if (h && own_lease(rv, h) && !h->lost) {
 		*ver = strtoull(h->ver, NULL, 10);
 		ok = true;
 	}

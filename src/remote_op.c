@@ -301,7 +301,9 @@ int shval__r_op(shval *v, struct rop *o)
 			rv->cvalid = true;
 		}
 		r = op_on_shadow(v, rv->cdata, o);
-		if (r && cached) { /* perhaps only because the cache is old */
+		/* a failure perhaps only because the cache is old (a blind
+		 * change reads no old bytes: its failure is its own) */
+		if (r && cached && !blind) {
 			cached = false;
 			continue;
 		}

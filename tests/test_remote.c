@@ -880,10 +880,21 @@ TEST(try_change_one_round_trip_or_the_lock)
 	ASSERT_OK(shval_set_i64(v, 8));
 	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 1);
 	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 1);
-	/* an add is not blind: computed again from the current bytes */
+	/* an add is not blind: computed again from the current bytes, two
+	 * round trips (refused as changed, with the bytes; then applied) */
 	ASSERT_OK(shval_add_i64(v2, 10, &got));
+	f0 = tredis_calls(&rd, "fcall"), h0 = tredis_calls(&rd, "hmget");
 	ASSERT_OK(shval_add_i64(v, 1, &got));
 	ASSERT_EQ(got, 19);
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 2);
+	/* a blind set refused for its own bytes: once, no fetch and retry */
+	shval *flag;
+	ASSERT_OK(shval_create(seg, "flag", "?", SHVAL_RLOCK, NULL, 0, &flag));
+	f0 = tredis_calls(&rd, "fcall"), h0 = tredis_calls(&rd, "hmget");
+	ASSERT_EQ(shval_set_i64(flag, 2), SHVAL_ERANGE);
+	ASSERT_EQ(tredis_calls(&rd, "fcall") - f0, 0);
+	ASSERT_EQ(tredis_calls(&rd, "hmget") - h0, 0);
+	shval_close(flag);
 	x = 8;
 	ASSERT_OK(shval_write(v, &x, 8));
 	/* the other client holds the lock: 1 at once, nothing done */
