@@ -76,6 +76,7 @@ def _unuse(lock, g):
 
 
 def release_async(self):
+    """Release a lock taken with acquire_async() (or ``async with``)."""
     lock = _lock_of(self)
     lock.release()
     g = _guards.get(id(lock))

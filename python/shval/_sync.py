@@ -55,6 +55,7 @@ class Semaphore:
         self._max = None
 
     def acquire(self, block=True, timeout=None):
+        """Take one unit; False if not block, or timeout, and none came."""
         deadline = _deadline(timeout)
         while True:
             c = self._count.value
@@ -69,6 +70,7 @@ class Semaphore:
                 return False
 
     def release(self, n=1):
+        """Give back n units (ValueError past a BoundedSemaphore's value)."""
         if n < 1:
             raise ValueError('n must be one or more')
         while True:
@@ -79,12 +81,15 @@ class Semaphore:
                 return
 
     def get_value(self):
+        """The number of units free now."""
         return self._count.value
 
     def __enter__(self):
+        """acquire() (blocking)."""
         return self.acquire()
 
     def __exit__(self, *exc):
+        """release()."""
         self.release()
 
     def __repr__(self):
@@ -92,6 +97,8 @@ class Semaphore:
 
 
 class BoundedSemaphore(Semaphore):
+    """A Semaphore that refuses to be released above its initial value."""
+
     def __init__(self, value=1, *, ctx=None):
         super().__init__(value)
         self._max = value
@@ -104,15 +111,19 @@ class Event:
         self._flag = _shval.RawValue('q', 0)
 
     def is_set(self):
+        """True if the flag is set."""
         return self._flag.value != 0
 
     def set(self):
+        """Set the flag and wake every waiter."""
         self._flag.value = 1
 
     def clear(self):
+        """Clear the flag."""
         self._flag.value = 0
 
     def wait(self, timeout=None):
+        """Sleep until the flag is set; its state when the wait ends."""
         deadline = _deadline(timeout)
         while not self._flag.value:
             _wait_change(self._flag, 0, deadline)
@@ -153,9 +164,11 @@ class Condition:
         self.release = self._lock.release
 
     def __enter__(self):
+        """Take the lock."""
         return self._lock.__enter__()
 
     def __exit__(self, *exc):
+        """Release the lock."""
         return self._lock.__exit__(*exc)
 
     def _release_all(self):
@@ -181,6 +194,8 @@ class Condition:
                 return True
 
     def wait(self, timeout=None):
+        """Release the lock, sleep until notified or timeout, take the lock
+        again; True if notified."""
         self._waiting.add(1)           # under the lock: no notify is lost
         try:
             depth = self._release_all()
@@ -211,6 +226,7 @@ class Condition:
         return got
 
     def wait_for(self, predicate, timeout=None):
+        """wait() until predicate() is true; its last result."""
         deadline = _deadline(timeout)
         result = predicate()
         while not result:
@@ -222,6 +238,7 @@ class Condition:
         return result
 
     def notify(self, n=1):
+        """Wake up to n of the waiting processes (call with the lock held)."""
         w = self._waiting.value
         k = min(n, w)
         if k > 0:
@@ -229,6 +246,7 @@ class Condition:
             self._tokens.add(k)
 
     def notify_all(self):
+        """Wake every waiting process (call with the lock held)."""
         self.notify(1 << 62)
 
     def __repr__(self):
@@ -236,7 +254,7 @@ class Condition:
 
 
 class BrokenBarrierError(threading.BrokenBarrierError):
-    pass
+    """A shval Barrier was aborted, or a wait on it timed out."""
 
 
 class Barrier:
@@ -259,21 +277,26 @@ class Barrier:
 
     @property
     def parties(self):
+        """The number of parties the barrier waits for."""
         return self._parties
 
     @property
     def n_waiting(self):
+        """The number of parties waiting now."""
         return self._state.value & ((1 << self._SHIFT) - 1)
 
     @property
     def broken(self):
+        """True if the barrier is broken (abort(), or a wait timed out)."""
         return self._broken.value != 0
 
     def abort(self):
+        """Break the barrier: every waiter gets BrokenBarrierError."""
         self._broken.value = 1
         self._state.add(1 << 40 + self._SHIFT)   # wake the waiters
 
     def reset(self):
+        """Mend the barrier and start a new generation."""
         self._broken.value = 0
         while True:
             s = self._state.value
@@ -282,6 +305,8 @@ class Barrier:
                 return
 
     def wait(self, timeout=None):
+        """Arrive and sleep until every party has; this party's arrival
+        index (0 .. parties-1)."""
         if timeout is None:
             timeout = self._timeout
         mask = (1 << self._SHIFT) - 1

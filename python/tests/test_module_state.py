@@ -78,3 +78,41 @@ def test_reimport_makes_a_new_state():
                          text=True, timeout=60, env=child_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == 'ok'
+
+
+def test_every_public_callable_has_a_docstring_and_a_signature():
+    """Issue 13: a docstring and a text signature on every public callable,
+    C methods and getsets and the ones __init__.py adds alike."""
+    import inspect
+    import shval._shval as m
+    no_doc, no_sig = [], []
+
+    def check(name, obj, callable_):
+        if not getattr(obj, '__doc__', None):
+            no_doc.append(name)
+        if callable_:
+            try:
+                inspect.signature(obj)
+            except (TypeError, ValueError):
+                no_sig.append(name)
+
+    for name in dir(shval):
+        obj = getattr(shval, name)
+        if (name.startswith('_') or inspect.ismodule(obj) or
+                not (getattr(obj, '__module__', None) or '').startswith('shval')):
+            continue  # multiprocessing's names, re-exported as they are
+        if isinstance(obj, type):
+            check(name, obj, False)
+            for an, a in vars(obj).items():
+                if an.startswith('_') and an not in ('__enter__', '__exit__'):
+                    continue
+                bound = getattr(obj, an)
+                check(name + '.' + an, bound, callable(bound))
+        else:
+            check(name, obj, callable(obj))
+    for name in dir(m):
+        if not name.startswith('_') and callable(getattr(m, name)):
+            check('_shval.' + name, getattr(m, name),
+                  not isinstance(getattr(m, name), type))
+    assert not no_doc, no_doc
+    assert not no_sig, no_sig
