@@ -1057,6 +1057,15 @@ SHVAL_API uint64_t shval__r_committed(shval *v);
  *  the functions (0, or an error). */
 SHVAL_API int shval__r_try_write(shval *v, const void *buf, size_t len);
 SHVAL_API int shval__r_try_add_i64(shval *v, int64_t delta, int64_t *result);
+/** Not API: the same for shval_array_set() and shval_field_set() (the
+ *  Python binding's element and field writes).  A change of some bytes is
+ *  made on the handle's cached copy and sent with its version: one round
+ *  trip if nobody changed the value since, two (the new bytes, again)
+ *  otherwise. */
+SHVAL_API int shval__r_try_array_set(shval *v, size_t index, size_t n,
+				     const void *buf);
+SHVAL_API int shval__r_try_field_set(shval *v, const char *field,
+				     const void *buf, size_t len);
 /** Not API: wakes waiters after an inline change (the slow part);
  *  committed: 1 a locked section's commit, 2 one that took the waiters'
  *  flag before it (wake whatever the flag says now), 0 an atomic add. */

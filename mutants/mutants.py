@@ -440,6 +440,28 @@ void shval__wake_after_change""")],
         env={"PYTEST_ADDOPTS": "-k dead_owner_reported"},
     ),
     dict(
+        id="py-redis-element-write-locks",
+        file="python/shval_py.h",
+        edits=[(
+            """		if ((v)->seg->remote && LOCKED(v) && !(v)->extlock &&   \\""",
+            """		if (0 && (v)->seg->remote && LOCKED(v) && !(v)->extlock && /* MUTANT */ \\""")],
+        breaks="Redis from Python: a[i] = x and s.field = x on a locked value "
+               "nobody holds are one round trip, not the lock and a commit",
+        kill=r"^python_tests@redis$",
+        env={"PYTEST_ADDOPTS": "-k element_and_field"},
+    ),
+    dict(
+        id="redis-try-element-not-strict",
+        file="src/remote_op.c",
+        edits=[(
+            """	o.strict = true;""",
+            """	o.strict = o.k != OP_ARRAY_SET && o.k != OP_FIELD_SET; /* MUTANT */""")],
+        breaks="Redis from Python: an element or field write in one round trip "
+               "does not recover a dead owner's section silently",
+        kill=r"^python_tests@redis$",
+        env={"PYTEST_ADDOPTS": "-k dead_owner_reported"},
+    ),
+    dict(
         id="redis-stage-loaded-unfetched",
         file="src/remote_lock.c",
         edits=[(

@@ -28,11 +28,15 @@ static int arr_set(ValObject *v, size_t i, size_t n, const void *buf)
 	if (ext_enter(v) < 0)
 		return -1;
 	int r;
-	CALL(v, shval_array_set(v->h, i, n, buf));
+	CALL_TRY(v, shval__r_try_array_set(v->h, i, n, buf),
+		 shval_array_set(v->h, i, n, buf));
 	ext_exit(v);
 	if (handle_rc(v, r) < 0)
 		return -1;
-	v->seen = shval_value_version(v->h);
+	/* on a Redis segment, the version this write committed if the
+	 * library knows it (no round trip); else ask */
+	uint64_t c = v->seg->remote ? shval__r_committed(v->h) : 0;
+	v->seen = c ? c : shval_value_version(v->h);
 	return 0;
 }
 

@@ -203,7 +203,8 @@ int field_set(ValObject *v, const shval_field_info *f, PyObject *o)
 	if (ext_enter(v) < 0)
 		goto out;
 	int r;
-	CALL(v, shval_field_set(v->h, f->name, b, f->size));
+	CALL_TRY(v, shval__r_try_field_set(v->h, f->name, b, f->size),
+		 shval_field_set(v->h, f->name, b, f->size));
 	ext_exit(v);
 	ret = handle_rc(v, r);
 out:

@@ -270,6 +270,22 @@ typedef struct {
 		}                                                      \
 	} while (0)
 
+/* As CALL, but a locked Redis value whose lock this thread does not hold
+ * first tries try_expr (a shval__r_try_* function): the change in
+ * one round trip, the server checking the lease.  FAST_SLOW (1) from it:
+ * another owner holds the lock, or a dead owner's section is to be
+ * reported: then CALL takes the lock (interruptibly; OwnerDiedWarning). */
+#define CALL_TRY(v, try_expr, expr)                                     \
+	do {                                                            \
+		if ((v)->seg->remote && LOCKED(v) && !(v)->extlock &&   \
+		    !held_here((LockObject *)(v)->lock)) {              \
+			RUN(v, try_expr);                               \
+			if (r != FAST_SLOW)                             \
+				break;                                  \
+		}                                                       \
+		CALL(v, expr);                                          \
+	} while (0)
+
 enum lockmode { LK_RAW, LK_OWN, LK_SHARED };
 
 /* ------------------------------------------------------------------------ */

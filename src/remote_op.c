@@ -483,22 +483,44 @@ int shval__r_add_i64(shval *v, int64_t delta, int64_t *result)
 }
 
 /* Not API (include/shval.h): a change of a locked Redis value in one round
- * trip when nobody holds its lock and no dead owner's section is left. */
-SHVAL_API int shval__r_try_write(shval *v, const void *buf, size_t len)
-{
-	if (!v || !SHVAL__REMOTE(v) || !buf)
-		return 1;
-	struct rop o = { .k = OP_WRITE, .cp = buf, .a = len, .strict = true };
-	return shval__r_op(v, &o);
-}
-SHVAL_API int shval__r_try_add_i64(shval *v, int64_t delta, int64_t *result)
+ * trip when nobody holds its lock and no dead owner's section is left;
+ * 1 (nothing done) for a local value or a missing argument, which the
+ * function the caller then calls reports. */
+static int try_op(shval *v, struct rop o)
 {
 	if (!v || !SHVAL__REMOTE(v))
 		return 1;
-	struct rop o = {
-		.k = OP_ADD_I64, .i = delta, .p = result, .strict = true
-	};
+	o.strict = true;
 	return shval__r_op(v, &o);
+}
+SHVAL_API int shval__r_try_write(shval *v, const void *buf, size_t len)
+{
+	return buf ? try_op(v,
+			    (struct rop){ .k = OP_WRITE, .cp = buf, .a = len })
+		   : 1;
+}
+SHVAL_API int shval__r_try_add_i64(shval *v, int64_t delta, int64_t *result)
+{
+	return try_op(v,
+		      (struct rop){ .k = OP_ADD_I64, .i = delta, .p = result });
+}
+SHVAL_API int shval__r_try_array_set(shval *v, size_t index, size_t n,
+				     const void *buf)
+{
+	return buf ? try_op(v, (struct rop){ .k = OP_ARRAY_SET,
+					     .a = index,
+					     .b = n,
+					     .cp = buf })
+		   : 1;
+}
+SHVAL_API int shval__r_try_field_set(shval *v, const char *field,
+				     const void *buf, size_t len)
+{
+	return buf && field ? try_op(v, (struct rop){ .k = OP_FIELD_SET,
+						      .s = field,
+						      .cp = buf,
+						      .a = len })
+			    : 1;
 }
 int shval__r_sub_i64(shval *v, int64_t delta, int64_t *result)
 {

@@ -109,6 +109,53 @@ def test_locked_add_one_round_trip_increment_two(kind, redis_server):
     assert v.value == 13
 
 
+def test_locked_element_and_field_write_one_round_trip(kind, redis_server):
+    """a[i] = x and s.field = x on a locked Redis value nobody holds: one
+    shval1_write (which checks the lease) from a fresh cache, no lock and
+    commit, no peek for the version; from a stale cache one round trip more
+    (the server's CHANGED brings the new bytes, the write is made on them:
+    nothing another handle wrote is lost)."""
+    if kind.local:
+        pytest.skip('the round trips of a Redis value')
+    import redis
+    port, _ = redis_server
+    r = redis.Redis(port=port)
+
+    def calls(stats, cmd):
+        return stats.get('cmdstat_' + cmd, {}).get('calls', 0)
+
+    def counted(fn):
+        before = r.info('commandstats')
+        fn()
+        after = r.info('commandstats')
+        return tuple(calls(after, c) - calls(before, c)
+                     for c in ('fcall', 'hmget', 'hget'))
+
+    a = kind.Array('q', [0, 0, 0, 0])
+    assert a[:] == [0, 0, 0, 0]            # the cache is fresh
+    assert counted(lambda: a.__setitem__(1, 5)) == (1, 1, 0)
+    assert counted(lambda: a.__setitem__(slice(2, 4), [6, 7])) == (1, 1, 0)
+    ver = a.version
+    assert a.wait(0.05) is False           # nothing after our writes
+    other = kind.seg.array('v1', 'q', 4)  # a again (kind names them v1, ...)
+    other[0] = 9                           # another handle: our cache is old
+    # (two calls; the refused one's HGET of the new bytes, in the server)
+    assert counted(lambda: a.__setitem__(3, 8)) == (2, 2, 1)
+    assert a[:] == [9, 5, 6, 8]
+    assert a.version == ver + 2
+
+    seg = kind.seg
+    st = seg.value('pt-%d' % os.getpid(), 'x:q y:q')
+    st.x = 1                               # (the first write fetches)
+    assert counted(lambda: setattr(st, 'y', 2)) == (1, 1, 0)
+    assert (st.x, st.y) == (1, 2)
+    lk = st.get_lock()
+    with lk:                               # held here: staged, committed once
+        st.x = 3
+        st.y = 4
+    assert (st.x, st.y) == (3, 4)
+
+
 def test_lease_and_commit_release_the_gil(kind, redis_server):
     """Taking a Redis lock (the lease) and releasing it (the section's
     commit) are round trips made with the GIL released: another thread
@@ -175,13 +222,64 @@ def test_lease_and_commit_release_the_gil(kind, redis_server):
     assert v.value == 1
 
 
-@pytest.mark.parametrize('op', ['set', 'add', 'get_lock'])
+@pytest.mark.parametrize('what', ['item', 'raw_item', 'field', 'slice'])
+def test_element_and_field_writes_release_the_gil(what, kind, redis_server):
+    """An element, slice or field write of a Redis value is a round trip
+    made with the GIL released, as the lease and the commit above: another
+    thread runs while the server holds the call back (CLIENT PAUSE; switch
+    interval far beyond the test)."""
+    if kind.local:
+        pytest.skip('round trips of a Redis value')
+    import sys
+    import threading
+    import redis
+    port, _ = redis_server
+    r = redis.Redis(port=port)
+    if what == 'field':
+        obj = kind.seg.value('s-%d' % os.getpid(), 'x:q y:q')
+        op, check = (lambda: setattr(obj, 'y', 3)), (lambda: obj.y == 3)
+    else:
+        obj = kind.Array('q', [0, 0], lock=what != 'raw_item')
+        if what == 'slice':
+            op, check = (lambda: obj.__setitem__(slice(0, 2), [3, 3])), \
+                (lambda: obj[:] == [3, 3])
+        else:
+            op, check = (lambda: obj.__setitem__(1, 3)), (lambda: obj[1] == 3)
+    done, errors = [], []
+    calling = threading.Event()
+
+    def worker():
+        try:
+            calling.set()
+            op()
+            done.append(1)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30)
+    try:
+        r.client_pause(500)
+        t = threading.Thread(target=worker)
+        t.start()
+        assert calling.wait(30)
+        # this thread runs again only when the worker lets go of the GIL
+        seen = list(done)
+        t.join(30)
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors
+    assert seen == [], seen
+    assert check()
+
+
+@pytest.mark.parametrize('op', ['set', 'add', 'item', 'field', 'get_lock'])
 def test_dead_owner_reported_on_the_one_round_trip_paths(op, redis_server):
     """A Redis lock whose owner died inside a section (its lease expired,
-    its staged writes never committed): the next v.value = x or v.add(d)
-    -- one round trip when nobody holds the lock -- does not recover it
-    silently but takes the lock, which reports the death as locally
-    (OwnerDiedWarning, the last committed state), once."""
+    its staged writes never committed): the next v.value = x, v.add(d),
+    a[i] = x or s.field = x -- one round trip when nobody holds the lock --
+    does not recover it silently but takes the lock, which reports the
+    death as locally (OwnerDiedWarning, the last committed state), once."""
     import multiprocessing
     import time
     import warnings
@@ -195,28 +293,48 @@ def test_dead_owner_reported_on_the_one_round_trip_paths(op, redis_server):
         pass
     seg = shval.Segment(name, create=True)
     try:
-        v = seg.value('v', 'q', 1)
+        if op == 'item':
+            v = seg.array('a', 'q', [0, 1])
+            key, get = 1, (lambda: v[1])
+        elif op == 'field':
+            v = seg.value('s', 'x:q y:q')
+            v.y = 1
+            key, get = 'y', (lambda: v.y)
+        else:
+            v = seg.value('v', 'q', 1)
+            key, get = None, (lambda: v.value)
         fork = multiprocessing.get_context('fork')
         p = fork.Process(target=die_in_section,
-                         args=(v.get_lock(), [(v, None, 99)], 'kill'))
+                         args=(v.get_lock(), [(v, key, 99)], 'kill'))
         p.start()
         p.join(60)
         assert p.exitcode == -9
         time.sleep(0.6)                     # the lease (300 ms) is over
-        assert v.value == 1                 # the last committed state
+        assert get() == 1                   # the last committed state
         with pytest.warns(shval.OwnerDiedWarning):
             if op == 'set':
                 v.value = 5
             elif op == 'add':
                 assert v.add(4) == 5
+            elif op == 'item':
+                v[1] = 5
+            elif op == 'field':
+                v.y = 5
             else:
                 with v.get_lock():
                     v.value += 4
-        assert v.value == 5
+        assert get() == 5
         with warnings.catch_warnings():
             warnings.simplefilter('error')
-            v.value = 6                     # recovered once: no warning
-            assert v.add(1) == 7
+            if key is None:
+                v.value = 6                 # recovered once: no warning
+                assert v.add(1) == 7
+            elif key == 1:
+                v[1] = 7
+                assert v[:] == [0, 7]
+            else:
+                v.y = 7
+                assert (v.x, v.y) == (0, 7)
     finally:
         seg.close()
         shval.unlink(name)
