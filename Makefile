@@ -9,7 +9,7 @@ CMAKE_FLAGS ?=
 
 DEB_PACKAGES = cmake gcc make python3 python3-dev python3-pytest jq util-linux valgrind pkgconf python3-pytest-timeout python3-numpy clang-format libhiredis-dev redis-server python3-redis libmicrohttpd-dev prometheus python3-venv python3-setuptools python3-pip tmux python3-prometheus-client
 
-.PHONY: all build run test deps deps-build install clean asan tsan valgrind sanitize soak fuzz bench mutants
+.PHONY: all build run test deps deps-build install clean asan pyasan tsan valgrind sanitize soak fuzz bench mutants
 
 all: build
 
@@ -57,6 +57,26 @@ asan: deps
 	cd build-asan && SHVAL_TEST_TIMEOUT_MULTIPLIER=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(SAN_CTEST)
 
+# The Python suite (local and Redis segments) against an ASan+UBSan build
+# of the binding and the library it links.  CPython itself is not
+# instrumented: libasan is preloaded, PYTHONMALLOC=malloc hands Python's
+# objects to ASan's allocator (a use after free of an object is seen), and
+# leaks are not reported (the interpreter keeps its own allocations until
+# exit).  The interpreter's exit is checked too: pytest's status is
+# printed last (a crash after the summary is a failure).
+PYASAN_ENV = LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc \
+  PYTHONPATH=$(CURDIR)/build-pyasan/python SHVAL_TEST_KINDS=local,redis \
+  SHVAL_LIBRARY=$(CURDIR)/build-pyasan/libshval.so \
+  SHVAL_CLI=$(CURDIR)/build-pyasan/shval SHVAL_TEST_TIMEOUT_MULTIPLIER=4
+
+pyasan: deps
+	cmake -S . -B build-pyasan -DSHVAL_ASAN=ON -DSHVAL_PYTHON=ON -DSHVAL_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-pyasan -j $(JOBS) --target shval shval_cli shval_python shval_python_pkg
+	cd python/tests && $(PYASAN_ENV) timeout 1800 /usr/bin/python3 -m pytest -q -p no:cacheprovider .; \
+	  s=$$?; echo "pyasan: pytest exit status $$s"; exit $$s
+
 tsan: deps
 	cmake -S . -B build-tsan -DSHVAL_TSAN=ON -DSHVAL_PYTHON=OFF -DSHVAL_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-tsan -j $(JOBS)
@@ -84,7 +104,7 @@ valgrind: deps build
 	    pass=$$((pass+1)); else fail=$$((fail+1)); echo "valgrind: $$t failed:"; tail -30 $(BUILD)/$$t.valgrind; fi; \
 	done; echo "valgrind: $$pass passed, $$fail failed"; [ $$fail = 0 ]
 
-sanitize: asan tsan valgrind
+sanitize: asan pyasan tsan valgrind
 
 # Benchmarks (not tests): installs libboost-dev when missing (as root),
 # builds build-bench (Release), runs bench/, prints the table, writes

@@ -377,8 +377,12 @@ SHVAL_API const char *shval_seg_name(const shval_seg *seg);
 
 /** Detach.  NULL is a no-op.  Handles of this segment stay valid until
  *  closed themselves (the mapping is released with the last of them), so
- *  closing in any order is safe.  A SHVAL_TEMP segment is removed when
- *  its last attached process detaches.  Returns 0. Since 0.1. */
+ *  closing in any order is safe.  A lock this thread holds (shval_lock())
+ *  keeps the mapping it was taken through until its unlock (through any
+ *  handle of the value, in any mapping of the file), or until the process
+ *  ends if it is never unlocked: the thread's robust-lock list links the
+ *  lock through that mapping.  A SHVAL_TEMP segment is removed when its
+ *  last attached process detaches.  Returns 0. Since 0.1. */
 SHVAL_API int shval_seg_close(shval_seg *seg);
 
 /** Remove a segment's name (shm_unlink / unlink).  Processes that have it

@@ -440,6 +440,23 @@ void shval__wake_after_change""")],
         env={"PYTEST_ADDOPTS": "-k dead_owner_reported"},
     ),
     dict(
+        id="held-lock-mapping-not-kept",
+        file="src/lock.c",
+        edits=[
+            ("""	shval__seg_ref(v->seg);
+	t->held[t->nheld++] =
+		(struct held){ v->seg->fid, lock_off(v), 1, v->seg };""",
+             """	t->held[t->nheld++] = /* MUTANT */
+		(struct held){ v->seg->fid, lock_off(v), 1, NULL };"""),
+            ("""		shval__seg_unref(map); /* after the unlock: MAPPING KEPT */""",
+             """		if (map) /* MUTANT */
+			shval__seg_unref(map);"""),
+        ],
+        breaks="a lock held by this thread keeps the mapping it was taken "
+               "through after every handle and the segment are closed",
+        kill=r"^(test_locks\.segment_closed_while_its_lock_is_held_stays_mapped|python_tests\.mp_extras)$",
+    ),
+    dict(
         id="py-redis-element-write-locks",
         file="python/shval_py.h",
         edits=[(

@@ -99,7 +99,22 @@ struct held {
 	uint64_t fid;   /* segment file identity (shval_seg.fid) */
 	uint64_t off;   /* the lock block's offset in the segment */
 	unsigned depth; /* sections open on it by this thread */
+	shval_seg *map; /* the mapping it was taken through, referenced */
 };
+/* Why the mapping is referenced (MAPPING KEPT): glibc links a mutex it
+ * locks into the thread's robust list through the mutex itself (its
+ * __list fields, at the addresses of the mapping used to lock it) and
+ * writes the neighbour's links on every later lock and unlock of the
+ * thread; the kernel walks that list when the thread exits.  A mapping
+ * unmapped while one of its mutexes is on the list turns the thread's next
+ * robust-mutex operation into a write to unmapped memory, or into another
+ * mapping placed at the same address since.  So a held lock keeps the
+ * mapping it was taken through, whatever handles and segments the caller
+ * closes, until its outermost unlock (through any mapping of the file); a
+ * lock never released keeps it until the process ends.  Not dropped when
+ * the list is lost (a fork child: the inherited robust list still links
+ * the parent's mutexes; a thread's exit: the kernel walks the list after
+ * the thread's destructors ran): those references are kept on purpose. */
 struct dirty {
 	shval__lockblk *lk;
 	shval_seg *seg;
@@ -222,13 +237,19 @@ static int held_push(shval *v)
 		t->capheld = n;
 		pthread_setspecific(tls_key, t);
 	}
-	t->held[t->nheld++] = (struct held){ v->seg->fid, lock_off(v), 1 };
+	shval__seg_ref(v->seg);
+	t->held[t->nheld++] =
+		(struct held){ v->seg->fid, lock_off(v), 1, v->seg };
 	return 0;
 }
 
-static void held_pop(struct tls *t, struct held *h)
+/* Forget h; returns the mapping it referenced, for the caller to
+ * shval__seg_unref() once the mutex is unlocked (MAPPING KEPT). */
+static shval_seg *held_pop(struct tls *t, struct held *h)
 {
+	shval_seg *map = h->map;
 	*h = t->held[--t->nheld];
+	return map;
 }
 
 static bool dirty_has(shval__entry *e)
@@ -418,9 +439,11 @@ static int sec_taken(shval *v, int r, bool push)
 	/* A value removed while we waited for its lock. */
 	int c = shval__check(v);
 	if (c) {
-		if (push)
-			held_pop(tls_self(), held_find(v));
+		shval_seg *map =
+			push ? held_pop(tls_self(), held_find(v)) : NULL;
 		pthread_mutex_unlock(&v->lk->mutex);
+		if (map)
+			shval__seg_unref(map);
 		return c;
 	}
 	return r;
@@ -609,8 +632,9 @@ SHVAL_API int shval_unlock(shval *v)
 			v->seg, SHVAL_ENOTOWNER,
 			"unlock of a lock this thread does not hold");
 	if (--h->depth == 0) {
-		held_pop(t, h);
+		shval_seg *map = held_pop(t, h);
 		shval__commit_unlock(v);
+		shval__seg_unref(map); /* after the unlock: MAPPING KEPT */
 	}
 	return 0;
 }

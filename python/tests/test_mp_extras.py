@@ -154,6 +154,42 @@ def test_get_context(method):
     assert c.get_context('spawn') is shval.get_context('spawn')
 
 
+def test_pool_teardown_keeps_its_held_lock_mapped(segname):
+    """multiprocessing's Pool, torn down, takes its task queue's read lock
+    (a shval Lock under shval's context) and never releases it.  The
+    segment of that lock must stay mapped while the lock is held (glibc's
+    robust list of the thread links the mutex); it was unmapped at the
+    interpreter's exit, and the next lock operation of the thread (closing
+    a named segment that a pickle had opened) wrote into it: SIGSEGV.  A
+    fresh interpreter, so that its exit is part of the test."""
+    import subprocess
+    import sys
+    import textwrap
+    from conftest import child_env
+    code = textwrap.dedent("""
+        import pickle, sys, shval
+        name = sys.argv[1]
+        with shval.Segment(name, create=True) as seg:
+            v = seg.value('x', 'i', 3)
+            v2 = pickle.loads(pickle.dumps(v))   # opens the segment by name
+            v2.value = 4
+        c = shval.get_context('fork')
+        w = c.Value('i', 0)
+        with c.Pool(1) as pool:
+            assert pool.apply(abs, (-5,)) == 5
+        for _ in range(100):
+            with w.get_lock():
+                w.value += 1
+        v2.value += 1
+        print(w.value, v2.value)
+        shval.unlink(name)
+    """)
+    p = subprocess.run([sys.executable, '-c', code, segname], env=child_env(),
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    assert p.stdout.split() == ['100', '5']
+
+
 def test_import_shval_as_mp():
     import shval as mp
     for name in multiprocessing.__all__:
