@@ -112,9 +112,10 @@ struct held {
  * mapping it was taken through, whatever handles and segments the caller
  * closes, until its outermost unlock (through any mapping of the file); a
  * lock never released keeps it until the process ends.  Not dropped when
- * the list is lost (a fork child: the inherited robust list still links
- * the parent's mutexes; a thread's exit: the kernel walks the list after
- * the thread's destructors ran): those references are kept on purpose. */
+ * the held list is dropped: at a thread's exit the kernel walks the robust
+ * list after the thread's destructors ran, so the mapping must outlive
+ * them; a fork child starts with an empty robust list (glibc's fork) and
+ * simply keeps its copies of those mappings until it ends. */
 struct dirty {
 	shval__lockblk *lk;
 	shval_seg *seg;
