@@ -457,6 +457,20 @@ void shval__wake_after_change""")],
         kill=r"^(test_locks\.segment_closed_while_its_lock_is_held_stays_mapped|python_tests\.mp_extras)$",
     ),
     dict(
+        id="py-named-cache-strong",
+        file="python/module.c",
+        edits=[(
+            """		Py_INCREF(ref);
+		so->cache_name = ref;""",
+            """		Py_INCREF(ref);
+		Py_INCREF(so); /* MUTANT: the cache keeps the Segment */
+		so->cache_name = ref;""")],
+        breaks="a named segment opened to unpickle a value is closed when "
+               "the last value unpickled from it goes",
+        kill=r"^python_tests$",
+        env={"PYTEST_ADDOPTS": "-k unpickled_segment_released"},
+    ),
+    dict(
         id="py-redis-element-write-locks",
         file="python/shval_py.h",
         edits=[(

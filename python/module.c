@@ -185,10 +185,16 @@ static PyObject *m_unlink(PyObject *m, PyObject *arg)
 SegObject *resolve_segref(shval_state *st, PyObject *ref)
 {
 	if (PyUnicode_Check(ref)) {
-		PyObject *s = PyDict_GetItemWithError(st->named_cache, ref);
-		if (s && ((SegObject *)s)->seg) {
+		/* a Segment of this name still alive (its values hold it):
+		 * the same one; the cache is weak (segment.c,
+		 * named_cache_forget), so that a process that unpickled a
+		 * value of a segment once does not keep the segment mapped,
+		 * or its Redis connection open, for the rest of its life */
+		PyObject *a = PyDict_GetItemWithError(st->named_cache, ref);
+		SegObject *s = a ? PyLong_AsVoidPtr(a) : NULL;
+		if (s && s->seg) {
 			Py_INCREF(s);
-			return (SegObject *)s;
+			return s;
 		}
 		if (PyErr_Occurred())
 			return NULL;
@@ -202,10 +208,15 @@ SegObject *resolve_segref(shval_state *st, PyObject *ref)
 			return NULL;
 		}
 		SegObject *so = seg_wrap(st, seg, 0);
-		if (!so || PyDict_SetItem(st->named_cache, ref, (PyObject *)so) < 0) {
+		PyObject *addr = so ? PyLong_FromVoidPtr(so) : NULL;
+		if (!addr || PyDict_SetItem(st->named_cache, ref, addr) < 0) {
+			Py_XDECREF(addr);
 			Py_XDECREF(so);
 			return NULL;
 		}
+		Py_DECREF(addr);
+		Py_INCREF(ref);
+		so->cache_name = ref;
 		return so;
 	}
 	PyObject *dup;

@@ -23,6 +23,7 @@ SegObject *seg_wrap(shval_state *st, shval_seg *seg, int borrowed)
 	s->remote = strncmp(shval_seg_name(seg), "redis", 5) == 0;
 	s->dev = 0;
 	s->ino = 0;
+	s->cache_name = NULL;
 	struct stat sb;
 	if (fstat(shval_seg_fd(seg), &sb) == 0) {
 		s->dev = sb.st_dev;
@@ -75,6 +76,24 @@ void anon_cache_forget(SegObject *s)
 	Py_XDECREF(key);
 	PyErr_Clear();
 	PyErr_Restore(et, ev, tb);
+}
+
+/* named_cache (module.c, resolve_segref) is weak in the same way: a name
+ * unpickled once keeps its segment only while values of it live. */
+void named_cache_forget(SegObject *s)
+{
+	if (!s->cache_name)
+		return;
+	if (s->st && s->st->named_cache) {
+		PyObject *et, *ev, *tb;
+		PyErr_Fetch(&et, &ev, &tb);
+		PyObject *a = PyDict_GetItemWithError(s->st->named_cache, s->cache_name);
+		if (a && PyLong_AsVoidPtr(a) == (void *)s)
+			(void)PyDict_DelItem(s->st->named_cache, s->cache_name);
+		PyErr_Clear();
+		PyErr_Restore(et, ev, tb);
+	}
+	Py_CLEAR(s->cache_name);
 }
 
 int check_open(SegObject *s)
@@ -145,6 +164,7 @@ static void seg_dealloc(SegObject *s)
 	PyTypeObject *tp = Py_TYPE(s);
 	PyObject_GC_UnTrack(s);
 	anon_cache_forget(s);
+	named_cache_forget(s);
 	if (!s->borrowed && s->seg)
 		shval_seg_close(s->seg);
 	tp->tp_free(s);

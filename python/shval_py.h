@@ -88,7 +88,9 @@ typedef struct shval_state {
 				     * (weak: segment.c, anon_cache_get) */
 	PyObject *cur_pool;         /* this process's pool segment, a Segment
 				     * (strong; create.c) */
-	PyObject *named_cache;      /* name -> Segment (for unpickling) */
+	PyObject *named_cache;      /* name -> Segment address, for
+				     * unpickling (weak, as anon_cache:
+				     * module.c, resolve_segref) */
 	PyObject *ct_simple, *ct_array, *ct_struct, *ct_union, *ct_pointer,
 		*ct_funcptr;        /* ctypes base classes */
 	PyTypeObject *SegmentType, *SharedValueType, *SynchronizedType,
@@ -161,6 +163,7 @@ typedef struct {
 	int remote;   /* a redis:// segment: every access is a round trip */
 	dev_t dev;
 	ino_t ino;
+	PyObject *cache_name; /* its key in named_cache (a str), or NULL */
 } SegObject;
 
 typedef struct {
@@ -317,6 +320,7 @@ PyObject *devino_key(dev_t d, ino_t i);
 SegObject *anon_cache_get(shval_state *st, PyObject *key);
 int anon_cache_put(SegObject *s);
 void anon_cache_forget(SegObject *s);
+void named_cache_forget(SegObject *s);
 int check_open(SegObject *s);
 PyObject *m_rebuild_segment(PyObject *m, PyObject *ref);
 

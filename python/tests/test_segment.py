@@ -87,6 +87,35 @@ def test_named_pickles_by_name(anysegname):
         assert v.value == 4
 
 
+def test_unpickled_segment_released_with_its_values(segname):
+    """A named segment opened to unpickle a value is the same Segment for
+    every value unpickled while one lives, and is closed (unmapped) when
+    the last of them goes: unpickling once does not keep the segment (its
+    memory, after an unlink) for the rest of the process's life."""
+    import gc
+    import pickle
+
+    def mapped():
+        with open('/proc/self/maps') as f:
+            return sum(1 for line in f if segname in line)
+    with shval.Segment(segname, create=True) as seg:
+        blob = pickle.dumps(seg.value('x', 'i', 3))
+        gc.collect()
+    assert mapped() == 0
+    v2 = pickle.loads(blob)
+    v3 = pickle.loads(blob)
+    assert (v2.value, v3.value) == (3, 3)
+    assert mapped() == 1                      # one Segment for both
+    del v2
+    gc.collect()
+    assert mapped() == 1 and v3.value == 3
+    del v3
+    gc.collect()
+    assert mapped() == 0
+    v4 = pickle.loads(blob)                   # opened again
+    assert v4.value == 3 and mapped() == 1
+
+
 def test_unrelated_process(anysegname):
     """A separately started interpreter attaches by name."""
     with shval.Segment(anysegname, create=True) as seg:

@@ -31,13 +31,22 @@ KINDS = {
     'shared_lock': lambda: shval.Value('q', 0, lock=_shared_lock()),
 }
 
-_lock = []
+_lock = []   # the case's shared lock (ping and pong share it)
 
 
 def _shared_lock():
     if not _lock:
         _lock.append(shval.RLock())
     return _lock[0]
+
+
+@pytest.fixture(autouse=True)
+def _forget_shared_lock():
+    # one lock per case: kept for the module's life, it kept its pool
+    # segment mapped in the pytest process for every later test file (and
+    # test_lifetime counts the segments this process maps)
+    yield
+    _lock.clear()
 
 
 @pytest.mark.parametrize('kind', sorted(KINDS))
