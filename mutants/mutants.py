@@ -457,6 +457,17 @@ void shval__wake_after_change""")],
         kill=r"^(test_locks\.segment_closed_while_its_lock_is_held_stays_mapped|python_tests\.mp_extras)$",
     ),
     dict(
+        id="shared-commit-by-address",
+        file="src/lock.c",
+        edits=[(
+            """	return d->seg->fid == v->seg->fid &&
+	       off_in(d->seg, d->lk) == lock_off(v);""",
+            """	return d->lk == v->lk; /* MUTANT */""")],
+        breaks="a shared lock's section ended through another mapping of the "
+               "file commits the changes made through the first",
+        kill=r"^test_locks\.shared_lock_section_committed_through_another_mapping$",
+    ),
+    dict(
         id="py-named-cache-strong",
         file="python/module.c",
         edits=[(

@@ -118,10 +118,15 @@ struct held {
  * simply keeps its copies of those mappings until it ends. */
 struct dirty {
 	shval__lockblk *lk;
-	shval_seg *seg;
+	shval_seg *seg; /* the mapping lk and e are in, referenced */
 	shval__entry *e;
 	bool took; /* the waiters' flag, taken at the commit */
 };
+/* A dirty entry is found by the file's identity and the offsets, like a
+ * held lock, never by address: a section may change values through one
+ * mapping of the file and end through another (the unlock commits them
+ * all), and its mapping is referenced until the commit and the wake-up are
+ * done (as MAPPING KEPT above: the caller may close it meanwhile). */
 struct tls {
 	unsigned gen; /* shval__fork_gen when the lists were valid */
 	unsigned nheld, capheld;
@@ -253,12 +258,26 @@ static shval_seg *held_pop(struct tls *t, struct held *h)
 	return map;
 }
 
-static bool dirty_has(shval__entry *e)
+static inline uint64_t off_in(const shval_seg *seg, const void *p)
 {
+	return (uint64_t)((const unsigned char *)p - seg->base);
+}
+
+static bool dirty_has(shval *v)
+{
+	uint64_t off = off_in(v->seg, v->e);
 	for (size_t i = 0; i < T.ndirty; i++)
-		if (T.dirty[i].e == e)
+		if (T.dirty[i].seg->fid == v->seg->fid &&
+		    off_in(T.dirty[i].seg, T.dirty[i].e) == off)
 			return true;
 	return false;
+}
+
+/* Was d changed under v's lock (any mapping of the file)? */
+static bool dirty_under(const struct dirty *d, shval *v)
+{
+	return d->seg->fid == v->seg->fid &&
+	       off_in(d->seg, d->lk) == lock_off(v);
 }
 
 static bool dirty_add(shval *v)
@@ -273,6 +292,7 @@ static bool dirty_add(shval *v)
 		T.capdirty = n;
 		pthread_setspecific(tls_key, &T);
 	}
+	shval__seg_ref(v->seg);
 	T.dirty[T.ndirty++] = (struct dirty){ v->lk, v->seg, v->e, false };
 	return true;
 }
@@ -490,7 +510,7 @@ int shval__chg_begin_slow(shval *v, int *how)
 void shval__sec_dirty_shared(shval *v)
 {
 	shval__entry *e = v->e;
-	if (dirty_has(e))
+	if (dirty_has(v))
 		return;
 	uint64_t ver = atomic_load_explicit(&e->version, memory_order_relaxed);
 	if (ver & SHVAL__V_WRITING) {
@@ -529,12 +549,12 @@ void shval__commit_unlock(shval *v)
 	 * through the robust mutex's hand-over. */
 	size_t mine = 0;
 	for (size_t i = 0; i < T.ndirty && mine < 2; i++)
-		mine += T.dirty[i].lk == v->lk;
+		mine += dirty_under(&T.dirty[i], v);
 	if (mine > 1)
 		atomic_store_explicit(&v->lk->committing, 1,
 				      memory_order_relaxed);
 	for (size_t i = 0, n = 0; i < T.ndirty; i++)
-		if (T.dirty[i].lk == v->lk) {
+		if (dirty_under(&T.dirty[i], v)) {
 			if (n++ == 1)
 				shval__crash_point("commit");
 			T.dirty[i].took = version_commit(T.dirty[i].e);
@@ -544,13 +564,14 @@ void shval__commit_unlock(shval *v)
 				      memory_order_relaxed);
 	pthread_mutex_unlock(&v->lk->mutex);
 	for (size_t i = 0; i < T.ndirty;) {
-		if (T.dirty[i].lk != v->lk) {
+		if (!dirty_under(&T.dirty[i], v)) {
 			i++;
 			continue;
 		}
-		shval__wake_after_commit(T.dirty[i].seg, T.dirty[i].e,
-					 T.dirty[i].took);
+		shval_seg *map = T.dirty[i].seg;
+		shval__wake_after_commit(map, T.dirty[i].e, T.dirty[i].took);
 		T.dirty[i] = T.dirty[--T.ndirty];
+		shval__seg_unref(map);
 	}
 }
 

@@ -329,4 +329,59 @@ TEST(segment_closed_while_its_lock_is_held_stays_mapped)
 	ASSERT_OK(shval_seg_unlink(name));
 }
 
+/* A shared lock's section whose changes are made through handles of one
+ * mapping of the file (and of another, for the same value) and whose
+ * unlock comes through the other (the held list is keyed by the file and
+ * the offset, so that is allowed): the unlock commits them all, the
+ * second change of a value builds on the first, and nothing is lost when
+ * the first mapping's handles are closed before the unlock (src/lock.c,
+ * struct dirty).  Before: the unlock matched the changes by the lock's
+ * address in its own mapping, found none, and x read 0. */
+TEST(shared_lock_section_committed_through_another_mapping)
+{
+	char name[64];
+	snprintf(name, sizeof name, "/shval-test-shared2map-%d", (int)getpid());
+	(void)shval_seg_unlink(name);
+	shval_seg *a, *b;
+	shval *la, *xa, *ya, *lb, *xb;
+	ASSERT_OK(shval_seg_open(name, SHVAL_CREATE, NULL, &a));
+	ASSERT_OK(shval_lock_create(a, "L", SHVAL_RLOCK, &la));
+	ASSERT_OK(shval_create_guarded(a, "x", "q", la, NULL, 0, &xa));
+	ASSERT_OK(shval_create_guarded(a, "y", "q", la, NULL, 0, &ya));
+	ASSERT_OK(shval_seg_open(name, 0, NULL, &b));
+	ASSERT_OK(shval_find(b, "L", NULL, &lb));
+	ASSERT_OK(shval_find(b, "x", "q", &xb));
+	uint64_t v0 = shval_value_version(xb);
+
+	ASSERT_OK(shval_lock(la));
+	ASSERT_OK(shval_set_i64(xa, 6));
+	ASSERT_OK(shval_add_i64(xb, 1, NULL)); /* the same entry, mapping B */
+	ASSERT_OK(shval_set_i64(ya, 8));
+	shval_close(xa);
+	shval_close(ya);
+	shval_close(la);
+	shval_seg_close(a); /* mapping A: only the held lock keeps it now */
+	ASSERT_OK(shval_unlock(lb));
+
+	int64_t x = 0;
+	ASSERT_OK(shval_get_i64(xb, &x));
+	ASSERT_EQ(x, 7);
+	ASSERT(shval_value_version(xb) != v0); /* committed: waiters see it */
+	/* the next section finds nothing to roll back: both changes stay */
+	ASSERT_OK(shval_lock(lb));
+	ASSERT_OK(shval_unlock(lb));
+	shval *yb;
+	ASSERT_OK(shval_find(b, "y", "q", &yb));
+	ASSERT_OK(shval_get_i64(xb, &x));
+	ASSERT_EQ(x, 7);
+	ASSERT_OK(shval_get_i64(yb, &x));
+	ASSERT_EQ(x, 8);
+	ASSERT_OK(shval_seg_verify(b, 0, NULL, NULL, NULL));
+	shval_close(yb);
+	shval_close(xb);
+	shval_close(lb);
+	shval_seg_close(b);
+	ASSERT_OK(shval_seg_unlink(name));
+}
+
 TEST_MAIN()
