@@ -968,14 +968,16 @@ STABLE = [
         edits=[(
             """if (v->hot_int && small_long(delta, &d)) {""",
             """if (0 && v->hot_int && small_long(delta, &d)) { /* MUTANT: not the hot path */"""), (
-            """r = fast_add(v, d, &out);
-				if (r == FAST_SLOW && v->seg->remote)""",
-            """r = FAST_SLOW; /* MUTANT: not the inline section */
-				if (r == FAST_SLOW && v->seg->remote)"""), (
-            """			if (r == FAST_SLOW)
-				CALL(v, shval_add_i64(v->h, d, &out));
+            """			if (LOCKED(v) && !held_here((LockObject *)v->lock))
+				r = fast_add(v, d, &out);
+			if (r == FAST_SLOW)""",
+            """			if (LOCKED(v) && !held_here((LockObject *)v->lock))
+				r = FAST_SLOW; /* MUTANT: not the inline section */
+			if (r == FAST_SLOW)"""), (
+            """				CALL_TRY(v, shval__r_try_add_i64(v->h, d, &out),
+					 shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)""",
-            """			if (r == FAST_SLOW) { /* MUTANT: add as get + set */
+            """			{ /* MUTANT: add as get + set */
 				CALL(v, shval_get_i64(v->h, &out));
 				out = (int64_t)((uint64_t)out + (uint64_t)d);
 				if (r == 0)

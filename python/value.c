@@ -382,16 +382,11 @@ __attribute__((flatten)) static int write_bytes(ValObject *v, const void *b, siz
 				r = (shval_write)(v->h, b, n);
 				goto done;
 			}
-			if (v->seg->remote) {
-				/* a Redis value: one round trip, unless its
-				 * lock is held or a dead owner's section is to
-				 * be reported (then the lock, below) */
-				RUN(v, shval__r_try_write(v->h, b, n));
-				if (r != FAST_SLOW)
-					goto done;
-			}
 		}
-		CALL(v, shval_write(v->h, b, n));
+		/* a locked Redis value: one round trip unless its lock is
+		 * held elsewhere or a dead owner's section is to be reported */
+		CALL_TRY(v, shval__r_try_write(v->h, b, n),
+			 shval_write(v->h, b, n));
 	} else {
 		if (ext_enter(v) < 0)
 			return -1;
@@ -501,13 +496,11 @@ __attribute__((flatten, noinline)) static PyObject *val_add_general(ValObject *v
 		if (!of && !(d == -1 && PyErr_Occurred())) {
 			int64_t out = 0;
 			int r = FAST_SLOW;
-			if (LOCKED(v) && !held_here((LockObject *)v->lock)) {
+			if (LOCKED(v) && !held_here((LockObject *)v->lock))
 				r = fast_add(v, d, &out);
-				if (r == FAST_SLOW && v->seg->remote) /* as write_bytes */
-					RUN(v, shval__r_try_add_i64(v->h, d, &out));
-			}
 			if (r == FAST_SLOW)
-				CALL(v, shval_add_i64(v->h, d, &out));
+				CALL_TRY(v, shval__r_try_add_i64(v->h, d, &out),
+					 shval_add_i64(v->h, d, &out));
 			if (r && handle_rc(v, r) < 0)
 				return NULL;
 			if (v->letter == 'i')
